@@ -1,0 +1,68 @@
+"""An instance as the control plane records it: what the tenant asked for (spec) and what is (status)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSpec:
+    name: str
+    character_set: str | None = None
+    collate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserSpec:
+    """A tenant user to create; `password` is a Secret so it can never leak through a repr or a log line."""
+
+    name: str
+    password: Secret
+    host: str = "%"
+    databases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """The desired state of an instance. Written by services; read by reconcilers."""
+
+    name: str
+    flavor_id: str
+    volume_size_gb: int
+    datastore: str
+    datastore_version: str
+    databases: tuple[DatabaseSpec, ...] = ()
+    users: tuple[UserSpec, ...] = ()
+    availability_zone: str | None = None
+    region_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where tenants reach an instance: the address and port allocated by the control plane."""
+
+    address: str
+    port: int
+
+
+@dataclass(slots=True)
+class Instance:
+    """The recorded instance. `status` and friends are written by the reconciler only."""
+
+    id: str
+    project_id: str
+    spec: InstanceSpec
+    status: InstanceStatus
+    operating_status: OperatingStatus = OperatingStatus.NONE
+    endpoint: Endpoint | None = None
+    fault: Fault | None = None
+    conditions: tuple[Condition, ...] = ()
+    volume_used_bytes: int | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    deleting: bool = False
+    generation: int = 0
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,34 @@
+"""A string that must never be shown: repr and str mask it, only `reveal()` gives it back."""
+
+from __future__ import annotations
+
+from typing import Final
+
+_MASK: Final = "**********"
+
+
+class Secret:
+    """Holds a password or key; logging or printing one shows a mask, never the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({_MASK})"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)

@@ -1,0 +1,89 @@
+"""The workload spec: the one language engines and runtimes share.
+
+An engine turns an instance spec into a `WorkloadSpec` (what to run, with which files); a runtime
+turns a `WorkloadSpec` into running processes or pods (where and how). The reconciler composes them:
+`runtime.placement(...)` -> `engine.workload(..., placement)` -> `runtime.start(placement, workload)`.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the flavor and volume grant one instance."""
+
+    memory_mb: int
+    vcpus: int
+    volume_gb: int
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where an instance lives, decided by the runtime before the engine renders anything.
+
+    Every path is absolute and owned by `os_user`; `socket_dir` is short enough for a unix socket path
+    (under 107 bytes with the engine's socket file name).
+    """
+
+    instance_id: str
+    os_user: str
+    address: str
+    port: int
+    data_dir: str
+    config_dir: str
+    log_dir: str
+    run_dir: str
+    socket_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """A file the runtime writes for the engine. `secret` files are 0600 and removed once init has run."""
+
+    path: str
+    content: str
+    mode: int = 0o600
+    secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command run as the instance's OS user. Secrets never go in `argv`: use a secret FileSpec."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """What to run for one instance.
+
+    `init_files` are written before `init` runs (once, guarded by a marker the runtime keeps); `files` are
+    (re)written before every start; `server` is the long-running process, stopped with `stop_signal`.
+    """
+
+    instance_id: str
+    init: tuple[CommandSpec, ...]
+    server: CommandSpec
+    resources: Resources
+    init_files: tuple[FileSpec, ...] = ()
+    files: tuple[FileSpec, ...] = ()
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 30.0
+    labels: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessObservation:
+    """What the runtime sees of an instance's server right now."""
+
+    running: bool
+    pid: int | None = None
+    started_at: float | None = None
+    exit_reason: str = ""
+    volume_used_bytes: int | None = None
+    volume_size_bytes: int | None = None

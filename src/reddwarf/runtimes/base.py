@@ -1,0 +1,55 @@
+"""The Runtime protocol: what every place that runs database servers owes the control plane.
+
+Obligations of an implementation:
+
+- Every method is idempotent and safe to call again after a crash at any point of a previous call
+  (the reconciler journals steps, but a step may run twice).
+- `placement()` is pure: it derives paths and the OS user from the instance id and the allocated
+  address; nothing is created.
+- `address_candidates()` lists addresses to try for a port, in order; `bindable()` test-binds one.
+  The control plane records the chosen pair so it is never handed out twice.
+- `prepare()` creates the OS user, directories (0700, owned by that user), the volume of `volume_gb`
+  and the resource limits. `initialise()` writes `init_files`, runs `init` once (a marker guards it) and
+  removes secret init files. `start()` writes `files` and starts `server` unless it already runs; it does
+  not wait for readiness (the engine's probe does).
+- `observe()` never raises for a dead server: it reports `running=False` with a reason.
+- `stop()` stops the server (its whole process group), waiting up to `workload.stop_timeout`, then kills.
+- `destroy()` removes everything `prepare()` made: process, files, volume, limits, OS user.
+- Failures that may pass raise `TemporaryError`; failures that will not raise `PermanentError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from reddwarf.domain.workload import Placement, ProcessObservation, Resources, WorkloadSpec
+
+
+class Runtime(Protocol):
+    """A place that runs database servers."""
+
+    @property
+    def name(self) -> str: ...
+
+    def placement(self, instance_id: str, address: str, port: int) -> Placement: ...
+
+    def address_candidates(self, port: int) -> Iterator[str]: ...
+
+    def bindable(self, address: str, port: int) -> bool: ...
+
+    def prepare(self, placement: Placement, resources: Resources) -> None: ...
+
+    def initialise(self, placement: Placement, workload: WorkloadSpec) -> None: ...
+
+    def start(self, placement: Placement, workload: WorkloadSpec) -> None: ...
+
+    def observe(self, placement: Placement) -> ProcessObservation: ...
+
+    def stop(self, placement: Placement, workload: WorkloadSpec) -> None: ...
+
+    def destroy(self, placement: Placement) -> None: ...
+
+    def isolation_report(self) -> dict[str, str]:
+        """What isolation this host gives (cgroups version, loop volumes) or why it falls back."""
+        ...

@@ -1,0 +1,70 @@
+"""Typed settings of the control plane (pydantic-settings, `REDDWARF_` prefix), loaded once at the entry point.
+
+Plugins own their settings models (e.g. the local runtime's `REDDWARF_LOCAL_*`); `reddwarf.wiring`
+loads them. Nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FlavorSetting(BaseModel):
+    id: str
+    name: str
+    ram_mb: int = Field(gt=0)
+    vcpus: int = Field(gt=0)
+
+
+DEFAULT_FLAVORS: tuple[FlavorSetting, ...] = (
+    FlavorSetting(id="1", name="tiny", ram_mb=256, vcpus=1),
+    FlavorSetting(id="2", name="small", ram_mb=1024, vcpus=1),
+    FlavorSetting(id="3", name="medium", ram_mb=2048, vcpus=2),
+    FlavorSetting(id="4", name="large", ram_mb=4096, vcpus=2),
+)
+
+
+class Settings(BaseSettings):
+    """Everything the control plane itself needs; each field names its environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="REDDWARF_", extra="ignore")
+
+    state_dir: Path = Path("/var/lib/reddwarf")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8779
+    public_url: str | None = None
+
+    identity: Literal["builtin", "noauth"] = "builtin"
+    bootstrap_project: str | None = None
+    bootstrap_token: str | None = None
+    token_ttl_hours: float = 24.0 * 365
+
+    runtime: Literal["local"] = "local"
+    embedded_workers: int = Field(default=1, ge=0)
+    lease_ttl: float = Field(default=30.0, gt=0)
+    worker_poll_interval: float = Field(default=0.2, gt=0)
+    health_interval: float = Field(default=5.0, gt=0)
+    operation_deadline: float = Field(default=900.0, gt=0)
+
+    max_volume_size_gb: int = Field(default=10, gt=0)
+    default_datastore: str = "postgresql"
+    flavors: tuple[FlavorSetting, ...] = DEFAULT_FLAVORS
+    hide_experimental: bool = False
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.absolute()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'reddwarf.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
