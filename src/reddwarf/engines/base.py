@@ -9,8 +9,9 @@ Obligations of an implementation:
 - `workload()` is pure: the same inputs give the same `WorkloadSpec`. It renders configuration (address,
   port, socket directory, memory from the flavor) and the one-time init commands. Secrets (the admin
   password) go into secret `FileSpec`s, never into argv.
-- `probe()` answers over the engine's wire protocol with a short timeout; it returns False (never raises)
-  when the server is not ready yet.
+- `probe()` answers over the engine's wire protocol with a short timeout, as `user` (into `dbname` where
+  the engine has databases; None means its maintenance database); it returns False (never raises) when
+  the server is not ready yet or refuses the credentials.
 - `bootstrap()` creates the admin-visible objects of the spec (databases, users, grants). It is idempotent:
   running it twice (e.g. after a worker crash) leaves the same state. Connection failures raise
   `TemporaryError`; refusals the tenant caused raise `PermanentError` with a message a tenant can act on.
@@ -54,6 +55,8 @@ class Engine(Protocol):
         admin_password: Secret,
     ) -> WorkloadSpec: ...
 
-    def probe(self, placement: Placement, user: str, password: Secret, timeout: float = 2.0) -> bool: ...
+    def probe(
+        self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
+    ) -> bool: ...
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None: ...

@@ -6,8 +6,9 @@ Obligations of an implementation:
   (the reconciler journals steps, but a step may run twice).
 - `placement()` is pure: it derives paths and the OS user from the instance id and the allocated
   address; nothing is created.
-- `address_candidates()` lists addresses to try for a port, in order; `bindable()` test-binds one.
-  The control plane records the chosen pair so it is never handed out twice.
+- `endpoint_candidates()` lists (address, port) pairs to try for an engine's standard port, in order
+  (pool addresses with the standard port, or one routable address across a port range); `bindable()`
+  test-binds one. The control plane records the chosen pair so it is never handed out twice.
 - `prepare()` creates the OS user, directories (0700, owned by that user), the volume of `volume_gb`
   and the resource limits. `initialise()` writes `init_files`, runs `init` once (a marker guards it) and
   removes secret init files. `start()` writes `files` and starts `server` unless it already runs; it does
@@ -34,7 +35,7 @@ class Runtime(Protocol):
 
     def placement(self, instance_id: str, address: str, port: int) -> Placement: ...
 
-    def address_candidates(self, port: int) -> Iterator[str]: ...
+    def endpoint_candidates(self, standard_port: int) -> Iterator[tuple[str, int]]: ...
 
     def bindable(self, address: str, port: int) -> bool: ...
 

@@ -1,0 +1,56 @@
+"""Typed dependencies: the service context, and the caller authenticated for the path's project.
+
+Authentication: `X-Auth-Token` -> `identity.tokens.authenticate` (401 when missing, unknown, expired or
+revoked), then the `{project_id}` of the path must be the token's project (403 otherwise, admins
+included, as Trove's `TenantBasedAuth`). With `Settings.identity == "noauth"` (development only) every
+request is an admin of the path's project.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader
+
+from reddwarf.domain.errors import Forbidden
+from reddwarf.identity.context import ADMIN_ROLE, AuthContext
+from reddwarf.identity.tokens import authenticate
+from reddwarf.services.context import ServiceContext
+
+TOKEN_HEADER = APIKeyHeader(
+    name="X-Auth-Token", auto_error=False, description="A Reddwarf token (or, with noauth, anything)."
+)
+
+
+def get_context(request: Request) -> ServiceContext:
+    ctx = request.app.state.reddwarf
+    assert isinstance(ctx, ServiceContext)
+    return ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def get_auth(
+    ctx: ContextDep,
+    project_id: Annotated[str, Path(description="The project (tenant) id; must be the token's project.")],
+    token: Annotated[str | None, Security(TOKEN_HEADER)],
+) -> AuthContext:
+    if ctx.settings.identity == "noauth":
+        return AuthContext.for_roles(project_id, (ADMIN_ROLE,))
+    auth = authenticate(ctx.db, token, now=ctx.clock())
+    if auth.project_id != project_id:
+        raise Forbidden(f"User does not have admin privileges or is not a member of project {project_id}.")
+    return auth
+
+
+AuthDep = Annotated[AuthContext, Depends(get_auth)]
+
+
+def base_url(request: Request, ctx: ContextDep) -> str:
+    """The URL links are built from: `Settings.public_url` when set, else the request's own base."""
+    return (ctx.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+BaseUrlDep = Annotated[str, Depends(base_url)]

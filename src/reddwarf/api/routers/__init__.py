@@ -1,0 +1,1 @@
+"""HTTP routers, one package per API version."""

@@ -1,0 +1,1 @@
+"""Request body schemas (pydantic), one package per API version."""

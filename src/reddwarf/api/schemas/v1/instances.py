@@ -1,0 +1,171 @@
+"""Instance request bodies, Trove's schemas (`trove/common/apischema.py`) in pydantic.
+
+The schemas check structure and types only; what a value means (name rules, volume limits, flavor and
+datastore existence, fields Reddwarf cannot honour yet) is checked by `services.instances`, so that the
+same rules hold for every caller. Unknown keys inside `instance` are refused, as Trove's
+`additionalProperties: false`; nested objects tolerate extra keys as Trove's do.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from reddwarf.domain.instance import DatabaseSpec, UserSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.services.instances import CreateInstanceRequest
+
+
+def _flavor_ref(value: Any) -> str:
+    """A flavor id as a string or integer, or an href whose last path segment is the id."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("must be a flavor id (string or integer) or a flavor href")
+    text = str(value).strip().rstrip("/")
+    if not text:
+        raise ValueError("must not be empty")
+    return text.rsplit("/", 1)[-1]
+
+
+def _whole_number(value: Any) -> Any:
+    """An integer, or a string of digits (Trove's `volume_size` schema); anything else is refused."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ValueError("must be an integer")
+
+
+FlavorRef = Annotated[str, BeforeValidator(_flavor_ref)]
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class VolumeIn(_Lenient):
+    size: WholeNumber | None = None
+    type: str | None = Field(default=None, description="Accepted and ignored (no volume types here).")
+
+
+class DatastoreIn(_Lenient):
+    type: str | None = Field(default=None, description="Datastore name or id; default: the default datastore.")
+    version: str | None = Field(default=None, description="Version name or id; default: the newest installed.")
+    version_number: str | None = None
+
+
+class DatabaseIn(_Lenient):
+    name: str
+    character_set: str | None = None
+    collate: str | None = None
+
+
+class DatabaseRef(_Lenient):
+    name: str
+
+
+class UserIn(_Lenient):
+    name: str
+    password: str
+    host: str | None = None
+    databases: list[DatabaseRef] = Field(default_factory=list)
+
+
+class RestorePointIn(_Lenient):
+    backupRef: str
+
+
+class ModuleRef(_Lenient):
+    id: str
+
+
+class AccessIn(_Lenient):
+    is_public: bool | None = Field(default=None, description="Accepted and ignored.")
+    allowed_cidrs: list[str] = Field(default_factory=list, description="Not supported yet: must be empty.")
+
+
+class InstanceCreate(BaseModel):
+    """Trove's whole create schema. Fields that mean nothing here are accepted and ignored
+    (availability_zone, region_name, nics, locality, volume.type, access.is_public); fields Reddwarf
+    cannot honour yet are refused by name (restorePoint, replica_of, replica_count, configuration,
+    non-empty modules, access.allowed_cidrs)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    flavorRef: FlavorRef
+    volume: VolumeIn | None = None
+    datastore: DatastoreIn | None = None
+    databases: list[DatabaseIn] = Field(default_factory=list)
+    users: list[UserIn] = Field(default_factory=list)
+    restorePoint: RestorePointIn | None = None
+    replica_of: str | None = None
+    replica_count: int | None = None
+    nics: list[dict[str, Any]] = Field(default_factory=list, max_length=1)
+    availability_zone: str | None = None
+    region_name: str | None = None
+    configuration: str | None = None
+    modules: list[ModuleRef] = Field(default_factory=list)
+    locality: Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"] | None = None
+    access: AccessIn | None = None
+
+    def to_request(self) -> CreateInstanceRequest:
+        datastore = self.datastore or DatastoreIn()
+        return CreateInstanceRequest(
+            name=self.name,
+            flavor_ref=self.flavorRef,
+            volume_size=self.volume.size if self.volume is not None else None,
+            datastore_type=datastore.type,
+            datastore_version=datastore.version,
+            datastore_version_number=datastore.version_number,
+            databases=tuple(
+                DatabaseSpec(name=d.name, character_set=d.character_set, collate=d.collate)
+                for d in self.databases
+            ),
+            users=tuple(
+                UserSpec(
+                    name=u.name,
+                    password=Secret(u.password),
+                    host=u.host or "%",
+                    databases=tuple(d.name for d in u.databases),
+                )
+                for u in self.users
+            ),
+            availability_zone=self.availability_zone,
+            region_name=self.region_name,
+            restore_point=self.restorePoint.backupRef if self.restorePoint is not None else None,
+            replica_of=self.replica_of,
+            replica_count=self.replica_count,
+            configuration=self.configuration,
+            modules=tuple(m.id for m in self.modules),
+            allowed_cidrs=tuple(self.access.allowed_cidrs) if self.access is not None else (),
+        )
+
+
+class InstanceCreateBody(BaseModel):
+    instance: InstanceCreate
+
+
+class InstanceUpdate(BaseModel):
+    """Trove's update attributes. Only `name` is supported yet; the others are refused by name."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = None
+    configuration: str | None = None
+    replica_of: str | None = None
+    slave_of: str | None = None
+    datastore_version: str | None = None
+    access: dict[str, Any] | None = None
+
+    def unsupported_fields(self) -> list[str]:
+        """Attributes present in the body other than `name`, in Trove's order."""
+        present = self.model_fields_set - {"name"}
+        return [f for f in ("configuration", "replica_of", "slave_of", "datastore_version", "access") if f in present]
+
+
+class InstanceUpdateBody(BaseModel):
+    instance: InstanceUpdate

@@ -1,0 +1,144 @@
+"""Domain objects -> Trove's v1.0 response bodies (`trove/instance/views.py`, datastore and flavor views).
+
+Pure functions: the routers pass in the base URL for links and whether the caller is an admin.
+Times are UTC ISO 8601 without a zone ("2026-11-22T11:33:00"), as Trove writes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import Instance
+from reddwarf.services.catalog import Datastore
+
+JSON = dict[str, Any]
+
+API_VERSION = "v1.0"
+VERSION_UPDATED = "2012-08-01T00:00:00Z"
+PRIVATE_NETWORK = "reddwarf"
+_GB = 1024.0**3
+
+
+def isotime(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def links(base: str, project_id: str, collection: str, ident: str) -> list[JSON]:
+    """Trove's `self` (versioned, with project) and `bookmark` (unversioned) links."""
+    return [
+        {"href": f"{base}/{API_VERSION}/{project_id}/{collection}/{ident}", "rel": "self"},
+        {"href": f"{base}/{collection}/{ident}", "rel": "bookmark"},
+    ]
+
+
+def version_body(base: str) -> JSON:
+    return {
+        "id": API_VERSION,
+        "status": "CURRENT",
+        "updated": VERSION_UPDATED,
+        "links": [{"href": f"{base}/{API_VERSION}/", "rel": "self"}],
+    }
+
+
+def instance_view(
+    instance: Instance,
+    *,
+    base: str,
+    version_number: str,
+    region: str,
+    detail: bool,
+    is_admin: bool,
+) -> JSON:
+    """Trove's instance view: the summary for lists, the detail view for show/create/detail lists."""
+    spec = instance.spec
+    datastore: JSON = {"type": spec.datastore, "version": spec.datastore_version}
+    volume: JSON = {"size": spec.volume_size_gb}
+    body: JSON = {
+        "id": instance.id,
+        "name": spec.name,
+        "status": instance.status.value,
+        "operating_status": instance.operating_status.value,
+        "links": links(base, instance.project_id, "instances", instance.id),
+        "flavor": {"id": spec.flavor_id, "links": links(base, instance.project_id, "flavors", spec.flavor_id)},
+        "datastore": datastore,
+        "region": region,
+        "volume": volume,
+        "access": {"is_public": False, "allowed_cidrs": []},
+        "replicas": [],
+    }
+    if instance.endpoint is not None:
+        body["ip"] = [instance.endpoint.address]
+        body["addresses"] = [
+            {"address": instance.endpoint.address, "type": "private", "network": PRIVATE_NETWORK}
+        ]
+        body["port"] = instance.endpoint.port
+    if is_admin:
+        body["tenant_id"] = instance.project_id
+    if detail:
+        datastore["version_number"] = version_number
+        body["created"] = isotime(instance.created)
+        body["updated"] = isotime(instance.updated)
+        if instance.volume_used_bytes is not None:
+            volume["used"] = round(instance.volume_used_bytes / _GB, 2)
+        if instance.fault is not None:
+            body["fault"] = {
+                "message": instance.fault.message,
+                "created": isotime(instance.fault.created),
+                "details": instance.fault.details,
+            }
+    return body
+
+
+def flavor_view(flavor: Flavor, *, base: str, project_id: str) -> JSON:
+    return {
+        "id": flavor.id,
+        "str_id": flavor.id,
+        "name": flavor.name,
+        "ram": flavor.ram_mb,
+        "vcpus": flavor.vcpus,
+        "links": links(base, project_id, "flavors", flavor.id),
+    }
+
+
+def version_summary(version: DatastoreVersion, *, base: str, project_id: str) -> JSON:
+    return {
+        "id": version.id,
+        "name": version.name,
+        "version": version.number,
+        "links": links(base, project_id, "datastores/versions", version.id),
+    }
+
+
+def datastore_view(datastore: Datastore, *, base: str, project_id: str, is_admin: bool) -> JSON:
+    body: JSON = {
+        "id": datastore.id,
+        "name": datastore.name,
+        "links": links(base, project_id, "datastores", datastore.id),
+    }
+    default = datastore.default_version
+    if default is not None:
+        body["default_version"] = default.id
+    versions = []
+    for version in datastore.versions:
+        summary = version_summary(version, base=base, project_id=project_id)
+        if is_admin:
+            summary["active"] = version.active
+        versions.append(summary)
+    body["versions"] = versions
+    return body
+
+
+def datastore_version_view(version: DatastoreVersion, *, base: str, project_id: str) -> JSON:
+    return {
+        "id": version.id,
+        "name": version.name,
+        "datastore": version.datastore_id,
+        "version": version.number,
+        "version_number": version.number,
+        "active": version.active,
+        "image": "",
+        "packages": "",
+        "links": links(base, project_id, "datastores/versions", version.id),
+    }

@@ -1,0 +1,436 @@
+"""The tenant commands of `reddwarf`: `instance`, `datastore` and `flavor` (Typer sub-apps).
+
+They go through `reddwarf.client` only (import-linter enforces it), so they work against any Reddwarf or
+Trove-compatible endpoint. Every command takes the connection options (`--endpoint`, `--token`,
+`--project`, `--state-dir`, read from `REDDWARF_*` by default) and `--json`, which prints the wire objects
+and nothing else on stdout. Exit codes: 0 ok, 1 API or connection error (printed on stderr as
+"Error (404 itemNotFound): ..."), 2 usage error. `cli/main.py` mounts `instance_app`, `datastore_app` and
+`flavor_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reddwarf.cli import output
+from reddwarf.client import (
+    Flavor,
+    InstanceFaulted,
+    ReddwarfAPIError,
+    ReddwarfClient,
+    ReddwarfConnectionError,
+    UserRequest,
+    WaitTimeout,
+)
+from reddwarf.domain.secret import Secret
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8779"
+DEFAULT_STATE_DIR = Path("/var/lib/reddwarf")
+ADMIN_TOKEN_FILE = "admin-token"
+ADMIN_PROJECT_FILE = "admin-project"
+DEFAULT_WAIT_TIMEOUT = 900.0
+
+instance_app = typer.Typer(
+    name="instance", help="Create, list, show, restart and delete database instances.", no_args_is_help=True
+)
+datastore_app = typer.Typer(name="datastore", help="List the datastores and versions on offer.", no_args_is_help=True)
+flavor_app = typer.Typer(name="flavor", help="List the flavors (RAM and vCPUs) on offer.", no_args_is_help=True)
+
+_CONNECTION = "Connection"
+
+EndpointOption = Annotated[
+    str,
+    typer.Option("--endpoint", envvar="REDDWARF_ENDPOINT", rich_help_panel=_CONNECTION, help="API root URL."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="REDDWARF_TOKEN",
+        show_default=False,
+        rich_help_panel=_CONNECTION,
+        help="API token. Prefer the environment variable: a command line is visible to every "
+        "local user. Default: the admin token file in the state directory, when readable.",
+    ),
+]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        envvar="REDDWARF_PROJECT",
+        show_default=False,
+        rich_help_panel=_CONNECTION,
+        help="Project id. Default with the admin token: the admin-project file in the state directory.",
+    ),
+]
+StateDirOption = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="REDDWARF_STATE_DIR",
+        rich_help_panel=_CONNECTION,
+        help="Where a local server keeps admin-token and admin-project.",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the wire objects as JSON, and nothing else, on stdout.")
+]
+TimeoutOption = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds --wait waits before giving up.")]
+
+
+@dataclass(frozen=True, slots=True)
+class UserOption:
+    """One `--user` value: the password is None when it must be prompted for or read from stdin."""
+
+    name: str
+    password: Secret | None
+    databases: tuple[str, ...]
+
+
+def parse_user_option(value: str) -> UserOption:
+    """Parse `NAME`, `NAME:PASSWORD` or `NAME:PASSWORD:DB1,DB2` (an empty PASSWORD means: ask for it).
+
+    The password ends at the second colon, so a password containing ':' must be prompted for or read from
+    `--password-stdin`.
+    """
+    name, _, rest = value.partition(":")
+    password, _, databases = rest.partition(":")
+    name = name.strip()
+    if not name:
+        raise typer.BadParameter("a user has no name; use NAME[:PASSWORD[:DB1,DB2]]", param_hint="--user")
+    dbs = tuple(db.strip() for db in databases.split(",") if db.strip())
+    if databases and not dbs:
+        raise typer.BadParameter(f"user {name}: the database list is empty", param_hint="--user")
+    return UserOption(name=name, password=Secret(password) if password else None, databases=dbs)
+
+
+def resolve_connection(
+    endpoint: str, token: str | None, project: str | None, state_dir: Path
+) -> tuple[str, Secret, str]:
+    """The endpoint, token and project to use; a usage error (exit 2) says what is missing."""
+    admin_token = _read_state_file(state_dir / ADMIN_TOKEN_FILE)
+    secret = Secret(token) if token else (Secret(admin_token) if admin_token else None)
+    if secret is None:
+        raise typer.BadParameter(
+            f"no token: pass --token, set REDDWARF_TOKEN, or make {state_dir / ADMIN_TOKEN_FILE} readable",
+            param_hint="--token",
+        )
+    if not project and admin_token and secret.reveal() == admin_token:
+        project = _read_state_file(state_dir / ADMIN_PROJECT_FILE)
+    if not project:
+        raise typer.BadParameter("no project: pass --project or set REDDWARF_PROJECT", param_hint="--project")
+    return endpoint, secret, project
+
+
+def _read_state_file(path: Path) -> str | None:
+    """The first line of a small state file, or None when it is missing or unreadable."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            value = handle.readline().strip()
+    except OSError:
+        return None
+    return value or None
+
+
+@contextmanager
+def _client(endpoint: str, token: str | None, project: str | None, state_dir: Path) -> Iterator[ReddwarfClient]:
+    """A connected client for one command; API and connection errors become exit code 1."""
+    endpoint, secret, project = resolve_connection(endpoint, token, project, state_dir)
+    try:
+        client = ReddwarfClient(endpoint, secret, project)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
+    with client, _errors_exit():
+        yield client
+
+
+@contextmanager
+def _errors_exit() -> Iterator[None]:
+    try:
+        yield
+    except ReddwarfAPIError as exc:
+        output.print_error(f"Error ({exc.status} {exc.fault_name}): {exc.message}")
+        raise typer.Exit(1) from exc
+    except InstanceFaulted as exc:
+        output.print_error(f"Error: {exc}")
+        if exc.instance.fault is not None and exc.instance.fault.details:
+            output.print_error(exc.instance.fault.details)
+        raise typer.Exit(1) from exc
+    except (ReddwarfConnectionError, WaitTimeout) as exc:
+        output.print_error(f"Error: {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _users_with_passwords(users: Sequence[UserOption], password_stdin: bool) -> list[UserRequest]:
+    """Fill in passwords not given inline: from stdin (one line per user, in order) or a hidden prompt."""
+    stdin = typer.get_text_stream("stdin") if password_stdin else None
+    requests: list[UserRequest] = []
+    for user in users:
+        password = user.password
+        if password is not None:
+            output.print_notice(
+                f"warning: the password of user {user.name} is visible in the process list; "
+                f"prefer --user {user.name} with the prompt or --password-stdin"
+            )
+        elif stdin is not None:
+            line = stdin.readline().rstrip("\r\n")
+            if not line:
+                raise typer.BadParameter(f"no password for user {user.name} on stdin", param_hint="--password-stdin")
+            password = Secret(line)
+        else:
+            typed: str = typer.prompt(
+                f"Password for user {user.name}", hide_input=True, confirmation_prompt=True, err=True
+            )
+            if not typed:
+                raise typer.BadParameter(f"empty password for user {user.name}", param_hint="--user")
+            password = Secret(typed)
+        requests.append(UserRequest(name=user.name, password=password, databases=user.databases))
+    return requests
+
+
+def _resolve_flavor(client: ReddwarfClient, value: str) -> str:
+    """A flavor id from an id or a name; an unknown value is sent as is (the server answers 404)."""
+    flavors: list[Flavor] = client.list_flavors()
+    for flavor in flavors:
+        if value in (flavor.id, flavor.str_id):
+            return flavor.id
+    for flavor in flavors:
+        if flavor.name == value:
+            return flavor.id
+    return value
+
+
+def _accepted(instance_id: str, action: str, **extra: Any) -> dict[str, Any]:
+    return {"id": instance_id, "action": action, "accepted": True, **extra}
+
+
+@instance_app.command("create")
+def create_instance(
+    *,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Instance name.")],
+    flavor: Annotated[str, typer.Option("--flavor", help="Flavor id or name (see `flavor list`).")],
+    size: Annotated[int, typer.Option("--size", min=1, help="Volume size in GB.")],
+    datastore: Annotated[
+        str | None, typer.Option("--datastore", help="Datastore, e.g. postgresql. Default: the server's.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Datastore version, e.g. 15. Default: the newest.")
+    ] = None,
+    database: Annotated[
+        list[str] | None, typer.Option("--database", help="A database to create; repeat for more.")
+    ] = None,
+    user: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--user",
+            metavar="NAME[:PASSWORD[:DB1,DB2]]",
+            help="A user to create, with access to the listed databases; repeat for more. "
+            "Give only NAME (or NAME::DB1,DB2) to be asked for the password, hidden, "
+            "or to read it from --password-stdin: a password on the command line is "
+            "visible to every local user.",
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the passwords of users given without one from stdin, one line each, in the order of --user.",
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the instance is ACTIVE.")] = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a database instance; with --wait, wait until it is ACTIVE (exit 1 if it fails)."""
+    users = [parse_user_option(value) for value in user or ()]
+    with _client(endpoint, token, project, state_dir) as client:
+        user_requests = _users_with_passwords(users, password_stdin)
+        instance = client.create_instance(
+            name,
+            _resolve_flavor(client, flavor),
+            size,
+            datastore=datastore,
+            version=version,
+            databases=database or (),
+            users=user_requests,
+        )
+        if wait:
+            with output.wait_display("Creating", instance.name) as display:
+                instance = client.wait_for_instance(instance.id, timeout=timeout, on_poll=display.update)
+        if json_output:
+            output.print_json(instance.wire())
+            return
+        output.print_table(output.instance_table(instance))
+
+
+@instance_app.command("list")
+def list_instances(
+    *,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show one page of this many instances.")] = None,
+    marker: Annotated[str | None, typer.Option("--marker", help="Show the page after this instance id.")] = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """List the project's instances (every page, unless --limit or --marker is given)."""
+    with _client(endpoint, token, project, state_dir) as client:
+        single_page = limit is not None or marker is not None
+        instances = client.list_instances(limit, marker, all=not single_page)
+        if json_output:
+            output.print_json([instance.wire() for instance in instances])
+            return
+        output.print_instances(instances)
+
+
+@instance_app.command("show")
+def show_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one instance, with its fault when the last operation failed."""
+    with _client(endpoint, token, project, state_dir) as client:
+        instance = client.get_instance(instance_id)
+        if json_output:
+            output.print_json(instance.wire())
+            return
+        output.print_table(output.instance_table(instance))
+
+
+@instance_app.command("delete")
+def delete_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the instance is gone.")] = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete an instance and its data. With --json, prints {"id", "action", "accepted", "deleted"}."""
+    with _client(endpoint, token, project, state_dir) as client:
+        client.delete_instance(instance_id)
+        if wait:
+            with output.wait_display("Deleting", instance_id) as display:
+                client.wait_for_delete(instance_id, timeout=timeout, on_poll=display.update)
+        if json_output:
+            output.print_json(_accepted(instance_id, "delete", deleted=wait))
+        elif wait:
+            output.print_message(f"Instance {instance_id} deleted.")
+        else:
+            output.print_message(f"Delete of instance {instance_id} accepted.")
+
+
+@instance_app.command("restart")
+def restart_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Restart the database server of an ACTIVE instance."""
+    with _client(endpoint, token, project, state_dir) as client:
+        client.restart_instance(instance_id)
+        if json_output:
+            output.print_json(_accepted(instance_id, "restart"))
+        else:
+            output.print_message(f"Restart of instance {instance_id} accepted.")
+
+
+@instance_app.command("rename")
+def rename_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new name.")],
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Rename an instance."""
+    with _client(endpoint, token, project, state_dir) as client:
+        client.rename_instance(instance_id, name)
+        if json_output:
+            output.print_json(_accepted(instance_id, "rename", name=name))
+        else:
+            output.print_message(f"Instance {instance_id} renamed to {name}.")
+
+
+@datastore_app.command("list")
+def list_datastores(
+    *,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """List the datastores and their versions."""
+    with _client(endpoint, token, project, state_dir) as client:
+        datastores = client.list_datastores()
+        if json_output:
+            output.print_json([datastore.wire() for datastore in datastores])
+            return
+        output.print_table(output.datastores_table(datastores))
+
+
+@datastore_app.command("versions")
+def list_datastore_versions(
+    *,
+    datastore: Annotated[str, typer.Argument(metavar="DATASTORE", help="Datastore name or id.")],
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """List the versions of one datastore."""
+    with _client(endpoint, token, project, state_dir) as client:
+        versions = client.list_datastore_versions(datastore)
+        if json_output:
+            output.print_json([version.wire() for version in versions])
+            return
+        output.print_table(output.versions_table(datastore, versions))
+
+
+@flavor_app.command("list")
+def list_flavors(
+    *,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """List the flavors."""
+    with _client(endpoint, token, project, state_dir) as client:
+        flavors = client.list_flavors()
+        if json_output:
+            output.print_json([flavor.wire() for flavor in flavors])
+            return
+        output.print_table(output.flavors_table(flavors))

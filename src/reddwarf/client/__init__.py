@@ -1,0 +1,41 @@
+"""The typed HTTP client of Reddwarf's public API (OpenStack Trove's v1.0 wire format).
+
+`ReddwarfClient` (in `http.py`) speaks to `/v1.0/{project_id}/...` with `X-Auth-Token` and returns the
+pydantic models of `models.py`; every refusal of the server becomes a `ReddwarfAPIError` parsed from Trove's
+fault body (`errors.py`). The tenant commands of the `reddwarf` CLI and the end-to-end tests use it; it
+imports nothing of the house but `reddwarf.domain` (for `Secret`), so any program may import it.
+"""
+
+from reddwarf.client.errors import (
+    InstanceFaulted,
+    ReddwarfAPIError,
+    ReddwarfClientError,
+    ReddwarfConnectionError,
+    WaitTimeout,
+)
+from reddwarf.client.http import ReddwarfClient
+from reddwarf.client.models import (
+    Datastore,
+    DatastoreVersion,
+    Fault,
+    Flavor,
+    Instance,
+    InstancePage,
+    UserRequest,
+)
+
+__all__ = [
+    "Datastore",
+    "DatastoreVersion",
+    "Fault",
+    "Flavor",
+    "Instance",
+    "InstanceFaulted",
+    "InstancePage",
+    "ReddwarfAPIError",
+    "ReddwarfClient",
+    "ReddwarfClientError",
+    "ReddwarfConnectionError",
+    "UserRequest",
+    "WaitTimeout",
+]

@@ -1,0 +1,174 @@
+"""Pydantic models of the wire objects the client returns (Trove's v1.0 views) and the requests it sends.
+
+Response models accept fields they do not name (`extra="allow"`) so that a newer server never breaks an
+older client, and `wire()` gives back exactly the object the server sent (what `--json` prints).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reddwarf.domain.secret import Secret
+
+
+class WireModel(BaseModel):
+    """A view the server sent; unknown fields are kept, nothing is mutated."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the server sent it (fields it did not send are left out)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class Link(WireModel):
+    href: str
+    rel: str
+
+
+class Fault(WireModel):
+    """What went wrong with the last operation on an instance."""
+
+    message: str
+    details: str | None = None
+    created: datetime | None = None
+
+
+class FlavorRef(WireModel):
+    id: str
+    links: list[Link] = Field(default_factory=list)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+
+class InstanceDatastore(WireModel):
+    type: str
+    version: str
+    version_number: str | None = None
+
+
+class Volume(WireModel):
+    size: int
+    used: float | None = None
+
+
+class Address(WireModel):
+    address: str
+    type: str
+    network: str | None = None
+
+
+class Access(WireModel):
+    is_public: bool = False
+    allowed_cidrs: list[str] = Field(default_factory=list)
+
+
+class Instance(WireModel):
+    """An instance (Trove's summary or detail view; summary lacks created/updated/fault/volume.used)."""
+
+    id: str
+    name: str
+    status: str
+    operating_status: str = ""
+    links: list[Link] = Field(default_factory=list)
+    flavor: FlavorRef | None = None
+    datastore: InstanceDatastore | None = None
+    region: str | None = None
+    volume: Volume | None = None
+    addresses: list[Address] = Field(default_factory=list)
+    ip: list[str] = Field(default_factory=list)
+    port: int | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    fault: Fault | None = None
+    access: Access | None = None
+    replicas: list[dict[str, Any]] = Field(default_factory=list)
+    tenant_id: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """The first address tenants reach the instance at, once allocated."""
+        if self.addresses:
+            return self.addresses[0].address
+        return self.ip[0] if self.ip else None
+
+
+class InstancePage(BaseModel):
+    """One page of `GET /instances`; `next_marker` is set when the server says more exist."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instances: list[Instance]
+    next_marker: str | None = None
+
+
+class DatastoreVersion(WireModel):
+    """A datastore version; in a datastore's `versions` list only id, name and links are guaranteed."""
+
+    id: str
+    name: str
+    links: list[Link] = Field(default_factory=list)
+    datastore: str | None = None
+    version: str | None = None
+    version_number: str | None = None
+    active: bool | None = None
+    image: str | None = None
+    packages: str | list[str] | None = None
+
+
+class Datastore(WireModel):
+    id: str
+    name: str
+    links: list[Link] = Field(default_factory=list)
+    default_version: str | None = None
+    versions: list[DatastoreVersion] = Field(default_factory=list)
+
+    @property
+    def default_version_name(self) -> str | None:
+        """The name ("15") of the default version, resolved from its id."""
+        for version in self.versions:
+            if version.id == self.default_version:
+                return version.name
+        return None
+
+
+class Flavor(WireModel):
+    id: str
+    name: str
+    ram: int
+    vcpus: int
+    links: list[Link] = Field(default_factory=list)
+    str_id: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+
+class UserRequest(BaseModel):
+    """A tenant user to create with an instance; the password stays a `Secret` until it is sent."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    password: Secret
+    host: str | None = None
+    databases: tuple[str, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        """Trove's user object for the create body (reveals the password: only for the request)."""
+        user: dict[str, Any] = {
+            "name": self.name,
+            "password": self.password.reveal(),
+            "databases": [{"name": db} for db in self.databases],
+        }
+        if self.host is not None:
+            user["host"] = self.host
+        return user

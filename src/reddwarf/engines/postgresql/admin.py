@@ -1,0 +1,221 @@
+"""SQL spoken to a running PostgreSQL server: readiness probe and bootstrap of databases, users and grants.
+
+This is the only module of the engine that uses psycopg. Identifiers and values reach SQL only through
+`psycopg.sql.Identifier` / `sql.Literal` (DDL takes no bound parameters), and a tenant's password only as a
+client-side SCRAM verifier (`scram.py`), so the plain password never crosses the wire nor reaches a log.
+
+Errors: a connection that fails (refused, timed out, server starting or shutting down) raises
+`TemporaryError`; a statement PostgreSQL refuses because of the tenant's input raises `PermanentError`
+with PostgreSQL's primary message, which never holds a secret (we send none).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement
+from reddwarf.engines.postgresql import scram
+from reddwarf.engines.postgresql.validation import canonical_encoding
+
+logger = logging.getLogger(__name__)
+
+MAINTENANCE_DB = "postgres"
+CLUSTER_ENCODING = "UTF8"
+CLUSTER_LOCALE = "C.UTF-8"
+# SQLSTATE classes that may pass: connection, insufficient resources, operator intervention,
+# transaction rollback (serialization, deadlock), object in use.
+_TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40", "55"})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and as whom to connect (always TCP to the placement's address, never a unix socket)."""
+
+    address: str
+    port: int
+    user: str
+    password: Secret
+    dbname: str = MAINTENANCE_DB
+    timeout: float = 5.0
+
+
+def target(
+    placement: Placement, user: str, password: Secret, dbname: str | None = None, timeout: float = 5.0
+) -> Target:
+    return Target(placement.address, placement.port, user, password, dbname or MAINTENANCE_DB, timeout)
+
+
+def _connect(where: Target) -> psycopg.Connection[TupleRow]:
+    # libpq takes whole seconds (at least 2); statement_timeout bounds every statement of the session.
+    timeout_ms = max(1, int(where.timeout * 1000))
+    return psycopg.connect(
+        host=where.address,
+        port=where.port,
+        user=where.user,
+        password=where.password.reveal(),
+        dbname=where.dbname,
+        connect_timeout=max(2, math.ceil(where.timeout)),
+        autocommit=True,
+        application_name="reddwarf",
+        options=f"-c statement_timeout={timeout_ms}",
+        passfile="/dev/null",
+    )
+
+
+def probe(where: Target) -> bool:
+    """True when `SELECT 1` answers over TCP as `where.user`; False on any failure (never raises)."""
+    try:
+        with _connect(where) as conn:
+            row = conn.execute("SELECT 1").fetchone()
+            return row == (1,)
+    except (psycopg.Error, OSError) as exc:
+        logger.debug("postgresql probe of %s:%s not ready: %s", where.address, where.port, exc)
+        return False
+
+
+def _error_class(exc: psycopg.Error) -> str:
+    return (exc.sqlstate or "")[:2]
+
+
+def _is_transient(exc: psycopg.Error) -> bool:
+    if _error_class(exc) in _TRANSIENT_CLASSES:
+        return True
+    # No SQLSTATE: the connection itself broke (server gone, network), not a refusal.
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and exc.sqlstate is None
+
+
+def _describe(exc: psycopg.Error) -> str:
+    diag = exc.diag.message_primary if exc.sqlstate else None
+    return diag or str(exc).splitlines()[0]
+
+
+@contextmanager
+def session(where: Target) -> Iterator[psycopg.Connection[TupleRow]]:
+    """An autocommit admin session; a failure to connect raises `TemporaryError` (the server may come up)."""
+    try:
+        conn = _connect(where)
+    except psycopg.Error as exc:
+        raise TemporaryError(
+            f"cannot connect to PostgreSQL at {where.address}:{where.port} as {where.user}: {_describe(exc)}",
+            delay=2.0,
+        ) from exc
+    with conn:
+        yield conn
+
+
+@contextmanager
+def refusals(action: str) -> Iterator[None]:
+    """Map a failing statement: transient -> `TemporaryError`, anything else -> `PermanentError`."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if _is_transient(exc):
+            raise TemporaryError(f"PostgreSQL could not {action} for now: {_describe(exc)}") from exc
+        raise PermanentError(
+            f"PostgreSQL refused to {action}: {_describe(exc)}", details=f"SQLSTATE {exc.sqlstate or 'unknown'}"
+        ) from exc
+
+
+def _create_database_sql(database: DatabaseSpec, owner: str) -> sql.Composed:
+    encoding = canonical_encoding(database.character_set) if database.character_set else None
+    statement = sql.SQL("CREATE DATABASE {name} OWNER {owner}").format(
+        name=sql.Identifier(database.name), owner=sql.Identifier(owner)
+    )
+    if (encoding in (None, CLUSTER_ENCODING)) and database.collate in (None, CLUSTER_LOCALE):
+        return statement
+    encoding = encoding or CLUSTER_ENCODING
+    # C works with every encoding; C.UTF-8 only with UTF8.
+    locale = database.collate or (CLUSTER_LOCALE if encoding == CLUSTER_ENCODING else "C")
+    return statement + sql.SQL(" TEMPLATE template0 ENCODING {encoding} LC_COLLATE {locale} LC_CTYPE {locale}").format(
+        encoding=sql.Literal(encoding), locale=sql.Literal(locale)
+    )
+
+
+def ensure_database(conn: psycopg.Connection[TupleRow], database: DatabaseSpec, owner: str) -> None:
+    exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database.name,)).fetchone()
+    if exists is None:
+        with refusals(f"create database {database.name!r}"):
+            try:
+                conn.execute(_create_database_sql(database, owner))
+                logger.info("created postgresql database %r", database.name)
+            except psycopg.errors.DuplicateDatabase:
+                logger.info("postgresql database %r was created concurrently", database.name)
+    with refusals(f"restrict access to database {database.name!r}"):
+        conn.execute(
+            sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database.name))
+        )
+
+
+def ensure_role(conn: psycopg.Connection[TupleRow], user: UserSpec) -> None:
+    """Create the login role, or make an existing one match (LOGIN, this password); no-op when it does."""
+    row = conn.execute("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s", (user.name,)).fetchone()
+    password = user.password.reveal()
+    name = sql.Identifier(user.name)
+    if row is None:
+        statement = sql.SQL(
+            "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+        ).format(name, sql.Literal(scram.verifier(password)))
+        with refusals(f"create user {user.name!r}"):
+            try:
+                conn.execute(statement)
+                logger.info("created postgresql role %r", user.name)
+                return
+            except psycopg.errors.DuplicateObject:
+                logger.info("postgresql role %r was created concurrently", user.name)
+    elif row[0] is True and isinstance(row[1], str) and scram.matches(password, row[1]):
+        return
+    with refusals(f"update user {user.name!r}"):
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(name, sql.Literal(scram.verifier(password)))
+        )
+        logger.info("reset login and password of postgresql role %r", user.name)
+
+
+def grant_database(where: Target, database: str, grantees: list[str], admin_user: str) -> None:
+    """Let `grantees` connect to `database` and use its public schema, now and for objects made later."""
+    if not grantees:
+        return
+    with session(Target(where.address, where.port, where.user, where.password, database, where.timeout)) as conn:
+        db = sql.Identifier(database)
+        with refusals(f"grant access to database {database!r}"):
+            for grantee in grantees:
+                role = sql.Identifier(grantee)
+                conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, role))
+                conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(role))
+                for kind in ("TABLES", "SEQUENCES", "FUNCTIONS"):
+                    conn.execute(sql.SQL("GRANT ALL ON ALL {} IN SCHEMA public TO {}").format(sql.SQL(kind), role))
+                # Objects any of the database's users (or the admin, e.g. a restore) create later.
+                for creator in (admin_user, *grantees):
+                    if creator == grantee:
+                        continue
+                    for kind in ("TABLES", "SEQUENCES", "FUNCTIONS"):
+                        conn.execute(
+                            sql.SQL(
+                                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT ALL ON {} TO {}"
+                            ).format(sql.Identifier(creator), sql.SQL(kind), role)
+                        )
+
+
+def bootstrap(spec: InstanceSpec, where: Target) -> None:
+    """Create the spec's databases, users and grants; idempotent (a re-run leaves the same state)."""
+    with session(where) as conn:
+        for database in spec.databases:
+            with refusals(f"inspect database {database.name!r}"):
+                ensure_database(conn, database, owner=where.user)
+        for user in spec.users:
+            with refusals(f"inspect user {user.name!r}"):
+                ensure_role(conn, user)
+    for database in spec.databases:
+        grantees = [user.name for user in spec.users if database.name in user.databases]
+        grant_database(where, database.name, grantees, admin_user=where.user)

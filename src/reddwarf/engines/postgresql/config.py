@@ -1,0 +1,167 @@
+"""Pure renderers of PostgreSQL's configuration: postgresql.conf, pg_hba.conf and pg_ident.conf.
+
+Nothing here does I/O: the same placement, resources and settings always give the same text. Memory
+settings follow the flavor (shared_buffers ~25% of RAM, effective_cache_size ~75%, work_mem and
+maintenance_work_mem scaled, max_connections sized so that they fit); WAL limits follow the volume so that
+WAL alone can never fill it. Authentication is always scram-sha-256: there is no `trust` line, ever.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from reddwarf.domain.workload import Placement, Resources
+
+CONF_FILE = "postgresql.conf"
+HBA_FILE = "pg_hba.conf"
+IDENT_FILE = "pg_ident.conf"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySettings:
+    """Sizes derived from a flavor; memory in MiB except `work_mem_kb`."""
+
+    shared_buffers_mb: int
+    effective_cache_size_mb: int
+    work_mem_kb: int
+    maintenance_work_mem_mb: int
+    max_connections: int
+
+
+def memory_settings(memory_mb: int) -> MemorySettings:
+    """Size PostgreSQL's memory for `memory_mb` of RAM.
+
+    max_connections grows slower than RAM (each backend costs a few MiB before any work_mem); work_mem is
+    what is left beside shared_buffers, shared by every connection running a few sorts at once.
+    """
+    if memory_mb <= 0:
+        raise ValueError(f"memory_mb must be positive, got {memory_mb}")
+    shared_buffers = max(16, memory_mb // 4)
+    max_connections = _clamp(memory_mb // 16 + 20, 25, 400)
+    left_kb = max(0, memory_mb - shared_buffers) * 1024
+    work_mem_kb = _clamp(left_kb // (max_connections * 3), 1024, 256 * 1024)
+    return MemorySettings(
+        shared_buffers_mb=shared_buffers,
+        effective_cache_size_mb=max(32, memory_mb * 3 // 4),
+        work_mem_kb=work_mem_kb,
+        maintenance_work_mem_mb=_clamp(memory_mb // 16, 16, 2048),
+        max_connections=max_connections,
+    )
+
+
+def wal_settings(volume_gb: int) -> tuple[int, int]:
+    """(min_wal_size, max_wal_size) in MiB: at most a tenth of the volume, within PostgreSQL's bounds."""
+    max_wal = _clamp(volume_gb * 1024 // 10, 96, 4096)
+    return _clamp(max_wal // 4, 32, 1024), max_wal
+
+
+def quote(value: str) -> str:
+    """Quote a postgresql.conf string value (single quotes doubled; no newline may appear)."""
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValueError("configuration values cannot contain line breaks or NUL")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_postgresql_conf(placement: Placement, resources: Resources) -> str:
+    """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`."""
+    config_dir = PurePosixPath(placement.config_dir)
+    memory = memory_settings(resources.memory_mb)
+    min_wal, max_wal = wal_settings(resources.volume_gb)
+    vcpus = max(1, resources.vcpus)
+    settings: list[tuple[str, str]] = [
+        ("data_directory", quote(placement.data_dir)),
+        ("hba_file", quote(str(config_dir / HBA_FILE))),
+        ("ident_file", quote(str(config_dir / IDENT_FILE))),
+        # Connections: the placement's address only, and a private socket directory.
+        ("listen_addresses", quote(placement.address)),
+        ("port", str(placement.port)),
+        ("unix_socket_directories", quote(placement.socket_dir)),
+        ("unix_socket_permissions", "0700"),
+        ("max_connections", str(memory.max_connections)),
+        ("superuser_reserved_connections", "3"),
+        ("password_encryption", quote("scram-sha-256")),
+        # Memory, from the flavor.
+        ("shared_buffers", f"{memory.shared_buffers_mb}MB"),
+        ("effective_cache_size", f"{memory.effective_cache_size_mb}MB"),
+        ("work_mem", f"{memory.work_mem_kb}kB"),
+        ("maintenance_work_mem", f"{memory.maintenance_work_mem_mb}MB"),
+        # CPUs, from the flavor.
+        ("max_worker_processes", str(max(8, vcpus + 4))),
+        ("max_parallel_workers", str(vcpus)),
+        ("max_parallel_workers_per_gather", str(vcpus // 2)),
+        ("max_parallel_maintenance_workers", str(max(1, vcpus // 2))),
+        # WAL, from the volume: WAL alone never fills it.
+        ("min_wal_size", f"{min_wal}MB"),
+        ("max_wal_size", f"{max_wal}MB"),
+        # Logging to stderr (the runtime keeps it in the log dir). No statement text ever reaches the log:
+        # DDL can carry passwords, and a failing statement would otherwise be logged with its text.
+        ("logging_collector", "off"),
+        ("log_destination", quote("stderr")),
+        ("log_line_prefix", quote("%m [%p] %q%u@%d ")),
+        ("log_statement", quote("none")),
+        ("log_min_error_statement", "panic"),
+        ("log_min_duration_statement", "-1"),
+        ("log_timezone", quote("UTC")),
+        # Locale and formats (initdb's own postgresql.conf is not used).
+        ("timezone", quote("UTC")),
+        ("datestyle", quote("iso, mdy")),
+        ("lc_messages", quote("C")),
+        ("lc_monetary", quote("C")),
+        ("lc_numeric", quote("C")),
+        ("lc_time", quote("C")),
+        ("default_text_search_config", quote("pg_catalog.english")),
+    ]
+    lines = [
+        "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
+        *(f"{name} = {value}" for name, value in settings),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _host_network(address: str) -> Network:
+    return ipaddress.ip_network(address)  # a bare address: /32 or /128
+
+
+def render_pg_hba(placement: Placement, admin_user: str, allowed_networks: Sequence[Network] = ()) -> str:
+    """Client authentication: scram-sha-256 everywhere; the admin account only from this host.
+
+    Clients that reach a 127.0.x.y address arrive from 127.0.0.1, hence the loopback line.
+    """
+    own = _host_network(placement.address)
+    loopback = ipaddress.ip_network("127.0.0.1/32")
+    local_nets: list[Network] = [loopback]
+    if own != loopback:
+        local_nets.append(own)
+    rows: list[tuple[str, ...]] = [
+        ("local", "all", "all", "", "scram-sha-256"),
+        *(("host", "all", "all", str(net), "scram-sha-256") for net in local_nets),
+        ("local", "replication", "all", "", "scram-sha-256"),
+        *(("host", "replication", "all", str(net), "scram-sha-256") for net in local_nets),
+    ]
+    if allowed_networks:
+        # The per-instance admin account never logs in from another host.
+        rows.append(("host", "all", _hba_name(admin_user), "all", "reject"))
+        rows.extend(("host", "all", "all", str(net), "scram-sha-256") for net in allowed_networks)
+    header = "# Rendered by Reddwarf; first match wins. TYPE DATABASE USER ADDRESS METHOD"
+    body = ["  ".join(field for field in row if field) for row in rows]
+    return "\n".join([header, *body]) + "\n"
+
+
+def _hba_name(name: str) -> str:
+    if any(ch in name for ch in '"\n\r\0'):
+        raise ValueError("an admin user name for pg_hba cannot contain quotes or line breaks")
+    return f'"{name}"'
+
+
+def render_pg_ident() -> str:
+    """No ident maps: every login is by password."""
+    return "# Rendered by Reddwarf: no ident maps (every login is by password).\n"

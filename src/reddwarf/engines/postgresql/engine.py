@@ -1,0 +1,137 @@
+"""`PostgresqlEngine`: the `reddwarf.engines.base.Engine` implementation for PostgreSQL.
+
+It composes the pure parts (`config`, `validation`, `scram`) with discovery of installed versions and the
+SQL of `admin`. It never learns where a server runs beyond the `Placement` it is handed.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import PurePosixPath
+
+from reddwarf.domain.capabilities import Capabilities, Capability
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
+from reddwarf.engines.postgresql import admin, config, validation
+from reddwarf.engines.postgresql.discovery import VersionScanner
+from reddwarf.engines.postgresql.settings import PostgresqlSettings
+
+DATASTORE = "postgresql"
+ADMIN_USER = "reddwarf_admin"
+DEFAULT_PORT = 5432
+INIT_PASSWORD_FILE = ".initdb-password"  # secret init file: removed by the runtime once initdb has run
+
+
+class PostgresqlEngine:
+    """PostgreSQL: initdb with checksums and SCRAM, rendered configuration, SCRAM-only users."""
+
+    def __init__(self, settings: PostgresqlSettings | None = None) -> None:
+        self._settings = settings or PostgresqlSettings()
+        self._scanner = VersionScanner(timeout=self._settings.version_probe_timeout)
+
+    @property
+    def name(self) -> str:
+        return DATASTORE
+
+    @property
+    def default_port(self) -> int:
+        return DEFAULT_PORT
+
+    @property
+    def admin_user(self) -> str:
+        return ADMIN_USER
+
+    @property
+    def settings(self) -> PostgresqlSettings:
+        return self._settings
+
+    def capabilities(self, version: DatastoreVersion) -> Capabilities:
+        # Backup ("pg_basebackup") and replication ("streaming") strategies are declared once implemented.
+        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES}))
+
+    def versions(self) -> list[DatastoreVersion]:
+        """Installed majors (Debian's and Reddwarf-installed), ascending; never raises."""
+        return [
+            DatastoreVersion(datastore=DATASTORE, name=found.major, number=found.number, bin_dir=str(found.bin_dir))
+            for found in self._scanner.scan(self._settings.debian_root, self._settings.engines_dir)
+        ]
+
+    def validate_spec(self, spec: InstanceSpec) -> None:
+        validation.validate_spec(spec)
+
+    def workload(
+        self,
+        spec: InstanceSpec,
+        version: DatastoreVersion,
+        flavor: Flavor,
+        placement: Placement,
+        admin_password: Secret,
+    ) -> WorkloadSpec:
+        """initdb (checksums, SCRAM, UTF8, C.UTF-8) once, then `postgres` with the rendered configuration."""
+        password = admin_password.reveal()
+        if not password or any(ch in password for ch in "\n\r\0"):
+            raise ValueError("the admin password must be non-empty and hold no line breaks or NUL")
+        bin_dir = PurePosixPath(version.bin_dir)
+        config_dir = PurePosixPath(placement.config_dir)
+        password_file = str(config_dir / INIT_PASSWORD_FILE)
+        resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)
+        initdb = CommandSpec(
+            argv=(
+                str(bin_dir / "initdb"),
+                "-D",
+                placement.data_dir,
+                "-U",
+                ADMIN_USER,
+                f"--pwfile={password_file}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--data-checksums",
+                "--no-instructions",
+            ),
+            env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
+            timeout=300.0,
+        )
+        server = CommandSpec(
+            argv=(
+                str(bin_dir / "postgres"),
+                "-D",
+                placement.data_dir,
+                "-c",
+                f"config_file={config_dir / config.CONF_FILE}",
+            ),
+            env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
+        )
+        files = (
+            FileSpec(str(config_dir / config.CONF_FILE), config.render_postgresql_conf(placement, resources)),
+            FileSpec(
+                str(config_dir / config.HBA_FILE),
+                config.render_pg_hba(placement, ADMIN_USER, self._settings.allowed_networks),
+            ),
+            FileSpec(str(config_dir / config.IDENT_FILE), config.render_pg_ident()),
+        )
+        return WorkloadSpec(
+            instance_id=placement.instance_id,
+            init=(initdb,),
+            server=server,
+            resources=resources,
+            init_files=(FileSpec(password_file, password + "\n", mode=0o600, secret=True),),
+            files=files,
+            stop_signal=signal.SIGINT,  # fast shutdown: roll back sessions, checkpoint, exit
+            stop_timeout=60.0,
+            labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
+        )
+
+    def probe(
+        self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
+    ) -> bool:
+        """`SELECT 1` over TCP to the placement as `user` (database `dbname`, default "postgres"); never raises."""
+        return admin.probe(admin.target(placement, user, password, dbname, timeout))
+
+    def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
+        """Create the spec's databases, users and grants as the admin; idempotent."""
+        admin.bootstrap(spec, admin.target(placement, ADMIN_USER, admin_password, timeout=10.0))

@@ -1,0 +1,242 @@
+"""Processes of the local runtime: /proc parsing, pidfiles, liveness, process groups and reaping.
+
+A server is identified by pid *and* start time (field 22 of /proc/<pid>/stat, in clock ticks since
+boot), because pids are reused. Liveness comes from /proc only: a zombie still answers `kill(pid, 0)`,
+and a server started by a previous control-plane process is not our child. Children we did start are
+kept in a `Reaper` and polled, so none of them stays a zombie.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reddwarf.runtimes.local.files import write_private
+
+log = logging.getLogger(__name__)
+
+PROC = Path("/proc")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_POLL_INTERVAL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of /proc/<pid>/stat the runtime needs."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+    start_ticks: int
+
+    @property
+    def dead(self) -> bool:
+        """Zombie (Z) or dead (X): the process runs no more, whatever `kill(pid, 0)` says."""
+        return self.state in ("Z", "X", "x")
+
+
+def parse_stat(text: str) -> ProcStat:
+    """Parse the text of /proc/<pid>/stat. `comm` may hold spaces and parentheses: split at the last ')'."""
+    head, sep, tail = text.rpartition(")")
+    pid_text, open_paren, comm = head.partition(" (")
+    if not sep or not open_paren:
+        raise ValueError("not a /proc/<pid>/stat line")
+    fields = tail.split()
+    # fields[0] is field 3 (state); field N is fields[N - 3].
+    return ProcStat(
+        pid=int(pid_text),
+        comm=comm,
+        state=fields[0],
+        ppid=int(fields[1]),
+        pgrp=int(fields[2]),
+        session=int(fields[3]),
+        start_ticks=int(fields[19]),
+    )
+
+
+def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
+    """The stat of `pid`, or None when there is no such process (any more)."""
+    try:
+        return parse_stat((proc / str(pid) / "stat").read_text())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return None
+        raise
+
+
+def parse_real_uid(status_text: str) -> int | None:
+    """The real uid from the text of /proc/<pid>/status."""
+    for line in status_text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def read_real_uid(pid: int, proc: Path = PROC) -> int | None:
+    try:
+        return parse_real_uid((proc / str(pid) / "status").read_text())
+    except OSError:
+        return None
+
+
+def parse_boot_time(stat_text: str) -> float:
+    """`btime` (boot time, seconds since the epoch) from the text of /proc/stat."""
+    for line in stat_text.splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise ValueError("no btime line in /proc/stat")
+
+
+def boot_time(proc: Path = PROC) -> float:
+    return parse_boot_time((proc / "stat").read_text())
+
+
+def all_pids(proc: Path = PROC) -> Iterator[int]:
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def live_pids_of_user(uid: int, proc: Path = PROC) -> list[int]:
+    """Every non-zombie process whose real uid is `uid` (each instance has a uid of its own)."""
+    found = []
+    for pid in all_pids(proc):
+        stat = read_stat(pid, proc)
+        if stat is not None and not stat.dead and read_real_uid(pid, proc) == uid:
+            found.append(pid)
+    return found
+
+
+def live_pids_of_group(pgid: int, proc: Path = PROC) -> list[int]:
+    found = []
+    for pid in all_pids(proc):
+        stat = read_stat(pid, proc)
+        if stat is not None and stat.pgrp == pgid and not stat.dead:
+            found.append(pid)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRecord:
+    """What the pidfile holds: enough to recognise the server after a control-plane restart."""
+
+    pid: int
+    start_ticks: int
+    uid: int
+
+    def to_json(self) -> str:
+        return json.dumps({"pid": self.pid, "start_ticks": self.start_ticks, "uid": self.uid})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerRecord:
+        data = json.loads(text)
+        return cls(pid=int(data["pid"]), start_ticks=int(data["start_ticks"]), uid=int(data["uid"]))
+
+
+def read_record(pidfile: Path) -> ServerRecord | None:
+    """The recorded server, or None when there is none or the file is unreadable (a torn write)."""
+    try:
+        return ServerRecord.from_json(pidfile.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring unreadable pidfile %s", pidfile)
+        return None
+
+
+def write_record(pidfile: Path, record: ServerRecord) -> None:
+    write_private(pidfile, record.to_json())
+
+
+def judge(record: ServerRecord, proc: Path = PROC) -> tuple[bool, str]:
+    """Is the recorded server alive? Returns (alive, reason when not)."""
+    stat = read_stat(record.pid, proc)
+    if stat is None:
+        return False, f"process {record.pid} has exited"
+    if stat.start_ticks != record.start_ticks:
+        return False, f"process {record.pid} has exited (pid reused by another process)"
+    if stat.dead:
+        return False, f"process {record.pid} has exited (zombie)"
+    return True, ""
+
+
+def started_at(record: ServerRecord, proc: Path = PROC) -> float:
+    return boot_time(proc) + record.start_ticks / CLOCK_TICKS
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, tick: Callable[[], None]) -> bool:
+    """Poll `condition` (calling `tick` before each check) until true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tick()
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_INTERVAL)
+
+
+def signal_pids(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+class Reaper:
+    """Keeps the `Popen` of every server this process started and polls them, so no zombie piles up.
+
+    Thread-safe. Servers started by an earlier control-plane process are not our children: init reaps them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exit_codes: dict[int, int] = {}
+
+    def adopt(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children[child.pid] = child
+            self._exit_codes.pop(child.pid, None)
+
+    def reap(self) -> None:
+        """Poll every child; forget the ones that exited (remembering their exit code)."""
+        with self._lock:
+            for pid, child in list(self._children.items()):
+                code = child.poll()
+                if code is not None:
+                    del self._children[pid]
+                    self._exit_codes[pid] = code
+                    log.info("server process %d exited with status %d", pid, code)
+
+    def exit_code(self, pid: int) -> int | None:
+        with self._lock:
+            return self._exit_codes.get(pid)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

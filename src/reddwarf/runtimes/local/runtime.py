@@ -1,0 +1,447 @@
+"""The local runtime: each instance is a supervised server process on this host, under its own OS user.
+
+`LocalRuntime` implements `reddwarf.runtimes.base.Runtime`. It composes the modules of this package:
+`paths` (layout), `users` (one OS user per instance), `volumes` (loop-mounted ext4 images), `cgroups`
+(memory and cpu limits), `processes` (pidfiles, /proc liveness, process groups, reaping) and `addresses`.
+
+Putting a server into its cgroup: the server is started with `subprocess.Popen(user=..., group=...)` and
+its pid is written to the cgroup right after; to close the small window in which it could fork before the
+move, every process of the instance's user (the uid is the instance's alone) is swept into the cgroup at
+the same moment and again on every `observe()`. Nothing runs as root that a tenant can influence: files
+are written by root with symlink-safe descriptor walks (see `files`), commands run as the instance user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.workload import (
+    CommandSpec,
+    FileSpec,
+    Placement,
+    ProcessObservation,
+    Resources,
+    WorkloadSpec,
+)
+from reddwarf.runtimes.local import addresses, files, processes, users, volumes
+from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
+from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
+from reddwarf.runtimes.local.settings import LocalRuntimeSettings
+
+log = logging.getLogger(__name__)
+
+_OUTPUT_LINES = 20
+_MASK = "**********"
+
+
+class LocalRuntime:
+    """Runs database servers as supervised processes on this host (the embedded default runtime)."""
+
+    def __init__(self, settings: LocalRuntimeSettings) -> None:
+        self._settings = settings
+        self._reaper = processes.Reaper()
+        self._cgroups = Cgroups(self._choose_cgroups(), settings.cgroup_root, settings.cgroup_parent)
+        self._loop, self._loop_reason = self._choose_volumes()
+
+    # -- construction: which isolation this host gives --------------------------------------------
+
+    def _choose_cgroups(self) -> Detection:
+        wanted = self._settings.use_cgroups
+        if wanted == "false":
+            return Detection("none", "disabled by REDDWARF_LOCAL_USE_CGROUPS=false")
+        found = detect(self._settings.cgroup_root)
+        if found.mode == "none" and wanted == "true":
+            raise PermanentError(f"REDDWARF_LOCAL_USE_CGROUPS=true but {found.reason}")
+        return found
+
+    def _choose_volumes(self) -> tuple[bool, str]:
+        wanted = self._settings.use_loop_volumes
+        if wanted == "false":
+            return False, "disabled by REDDWARF_LOCAL_USE_LOOP_VOLUMES=false"
+        available, reason = volumes.loop_support()
+        if not available and wanted == "true":
+            raise PermanentError(f"REDDWARF_LOCAL_USE_LOOP_VOLUMES=true but {reason}")
+        return available, reason
+
+    @property
+    def name(self) -> str:
+        return "local"
+
+    def isolation_report(self) -> dict[str, str]:
+        cgroups = self._cgroups.detection
+        report = {
+            "memory_cpu_limits": cgroups.mode,
+            "memory_cpu_limits_detail": cgroups.reason
+            if cgroups.mode != "none"
+            else f"no limits (engine memory settings only): {cgroups.reason}",
+            "volumes": "loop" if self._loop else "directory",
+            "volumes_detail": self._loop_reason
+            if self._loop
+            else f"plain directories, usage accounting only: {self._loop_reason}",
+            "users": "one unprivileged OS user per instance",
+        }
+        if self._settings.routable_address is not None:
+            low, high = self._settings.port_range
+            report["addresses"] = f"{self._settings.routable_address} ports {low}-{high}"
+        else:
+            report["addresses"] = f"pool {self._settings.address_pool}, engine's standard port"
+        return report
+
+    # -- placement and addresses (pure / read-only) -----------------------------------------------
+
+    def placement(self, instance_id: str, address: str, port: int) -> Placement:
+        return layout(self._settings, instance_id).placement(address, port)
+
+    def address_candidates(self, port: int) -> Iterator[str]:
+        """Addresses to try for `port`: the pool's hosts, or the routable address if `port` is in range."""
+        routable = self._settings.routable_address
+        if routable is None:
+            yield from addresses.pool_candidates(self._settings.address_pool)
+            return
+        low, high = self._settings.port_range
+        if low <= port <= high:
+            yield str(routable)
+
+    def endpoint_candidates(self, standard_port: int) -> Iterator[tuple[str, int]]:
+        """(address, port) pairs to try: pool addresses with `standard_port`, or the routable port range."""
+        routable = self._settings.routable_address
+        if routable is None:
+            for address in addresses.pool_candidates(self._settings.address_pool):
+                yield address, standard_port
+        else:
+            yield from addresses.routable_candidates(routable, self._settings.port_range)
+
+    def bindable(self, address: str, port: int) -> bool:
+        return addresses.bindable(address, port)
+
+    # -- prepare ----------------------------------------------------------------------------------
+
+    def _ensure_root_dir(self, path: Path, mode: int) -> None:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+            raise PermanentError(f"{path} must be a directory owned by root")
+        if stat.S_IMODE(info.st_mode) != mode:
+            path.chmod(mode)
+
+    def _check_traversable(self, path: Path) -> None:
+        for ancestor in (path, *path.parents):
+            if not os.stat(ancestor).st_mode & stat.S_IXOTH:
+                raise PermanentError(
+                    f"{ancestor} is not traversable by other users (needs o+x) and instance users live under "
+                    "it: choose another REDDWARF_LOCAL_STATE_DIR / REDDWARF_LOCAL_SOCKET_BASE"
+                )
+
+    def _ensure_user_dir(self, path: Path, user: users.OsUser) -> None:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise PermanentError(f"{path} exists and is not a directory")
+        if (info.st_uid, info.st_gid) != (user.uid, user.gid):
+            os.chown(path, user.uid, user.gid, follow_symlinks=False)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            path.chmod(0o700)
+
+    def prepare(self, placement: Placement, resources: Resources) -> None:
+        paths = self._layout(placement)
+        for base in (self._settings.state_dir, instances_dir(self._settings), self._settings.effective_socket_base):
+            self._ensure_root_dir(base, 0o755)
+            self._check_traversable(base)
+        self._ensure_root_dir(paths.instance_dir, 0o755)
+        self._ensure_root_dir(paths.private_dir, 0o700)
+        files.write_private(
+            paths.resources_file,
+            json.dumps({"memory_mb": resources.memory_mb, "vcpus": resources.vcpus, "volume_gb": resources.volume_gb}),
+        )
+        user = users.ensure(paths.os_user, paths.instance_id, str(paths.data_dir))
+        self._ensure_volume(paths, resources)
+        for directory in paths.user_dirs:
+            self._ensure_user_dir(directory, user)
+        self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus)
+        log.info("prepared instance %s (user %s)", paths.instance_id, paths.os_user)
+
+    def _ensure_volume(self, paths: InstanceLayout, resources: Resources) -> None:
+        if self._loop:
+            volumes.ensure(paths.volume_image, paths.volume_dir, resources.volume_gb)
+        else:
+            self._ensure_root_dir(paths.volume_dir, 0o755)
+
+    # -- initialise -------------------------------------------------------------------------------
+
+    def initialise(self, placement: Placement, workload: WorkloadSpec) -> None:
+        paths = self._layout(placement)
+        if paths.init_marker.exists():
+            return
+        user = users.require(paths.os_user)
+        self._require_volume(paths)
+        if self._live_record(paths) is not None:
+            raise PermanentError(f"instance {paths.instance_id} is running; refusing to initialise it")
+        if any(paths.data_dir.iterdir()):
+            log.warning("instance %s: wiping a half-initialised data dir before re-running init", paths.instance_id)
+            self._wipe_contents(paths.data_dir)
+        for spec in workload.init_files:
+            self._write_file(paths, spec, user, mode=0o600)
+        secrets_in_files = [spec.content for spec in workload.init_files if spec.secret]
+        for command in workload.init:
+            self._run_init(paths, user, command, secrets_in_files)
+        for spec in workload.init_files:
+            if spec.secret:
+                files.remove(self._anchor(paths, Path(spec.path)), Path(spec.path))
+        files.write_private(paths.init_marker, "initialised\n")
+        log.info("initialised instance %s", paths.instance_id)
+
+    def _wipe_contents(self, directory: Path) -> None:
+        for entry in directory.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _run_init(self, paths: InstanceLayout, user: users.OsUser, command: CommandSpec, hidden: list[str]) -> None:
+        program = os.path.basename(command.argv[0])
+        log.info("instance %s: running init command %s", paths.instance_id, program)
+        child = subprocess.Popen(
+            command.argv,
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            cwd=paths.data_dir,
+            env=self._environment(paths, command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            umask=0o077,
+        )
+        try:
+            output, _ = child.communicate(timeout=command.timeout)
+        except subprocess.TimeoutExpired:
+            processes.signal_group(child.pid, signal.SIGKILL)
+            output, _ = child.communicate()
+            self._append_log(paths, user, output)
+            raise TemporaryError(
+                f"init command {program} of instance {paths.instance_id} timed out after {command.timeout:g}s"
+            ) from None
+        self._append_log(paths, user, output)
+        if child.returncode != 0:
+            text = output.decode("utf-8", "replace")
+            for secret in hidden:
+                for piece in {secret, secret.strip(), *secret.splitlines()}:
+                    if len(piece) >= 4:
+                        text = text.replace(piece, _MASK)
+            tail = "\n".join(text.splitlines()[-_OUTPUT_LINES:])
+            raise PermanentError(
+                f"init command {program} of instance {paths.instance_id} failed "
+                f"({processes.describe_exit(child.returncode)})",
+                details=tail,
+            )
+
+    def _append_log(self, paths: InstanceLayout, user: users.OsUser, output: bytes) -> None:
+        fd = files.open_append(paths.log_dir, paths.init_log, user.uid, user.gid)
+        try:
+            view = memoryview(output)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    # -- start / observe / stop -------------------------------------------------------------------
+
+    def start(self, placement: Placement, workload: WorkloadSpec) -> None:
+        paths = self._layout(placement)
+        self._reaper.reap()
+        if self._live_record(paths) is not None:
+            return
+        user = users.require(paths.os_user)
+        if workload.init and not paths.init_marker.exists():
+            raise PermanentError(f"instance {paths.instance_id} is not initialised; refusing to start it")
+        # After a host reboot mounts and cgroups are gone: bring them back before anything runs.
+        self._ensure_volume(paths, workload.resources)
+        self._cgroups.ensure(paths.os_user, workload.resources.memory_mb, workload.resources.vcpus)
+        self._require_volume(paths)
+        # A crash between spawning and recording leaves an unrecorded server: never run two.
+        self._kill_user_processes(paths, user)
+        for spec in workload.files:
+            self._write_file(paths, spec, user, mode=spec.mode)
+        log_fd = files.open_append(paths.log_dir, paths.server_log, user.uid, user.gid)
+        try:
+            child = subprocess.Popen(
+                workload.server.argv,
+                user=user.uid,
+                group=user.gid,
+                extra_groups=[],
+                cwd=paths.data_dir,
+                env=self._environment(paths, workload.server),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                umask=0o077,
+            )
+        except OSError as exc:
+            raise PermanentError(
+                f"cannot start {workload.server.argv[0]} for instance {paths.instance_id}: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(log_fd)
+        self._reaper.adopt(child)
+        self._sweep_into_cgroup(paths, user, extra=[child.pid])
+        stat_now = processes.read_stat(child.pid)
+        if stat_now is None:
+            raise TemporaryError(f"server of instance {paths.instance_id} exited at once; see {paths.server_log}")
+        processes.write_record(
+            paths.pidfile, processes.ServerRecord(pid=child.pid, start_ticks=stat_now.start_ticks, uid=user.uid)
+        )
+        log.info("started server of instance %s as pid %d", paths.instance_id, child.pid)
+
+    def observe(self, placement: Placement) -> ProcessObservation:
+        paths = self._layout(placement)
+        self._reaper.reap()
+        used, size = self._usage(paths)
+        record = processes.read_record(paths.pidfile)
+        if record is None:
+            return ProcessObservation(
+                running=False, exit_reason="not started", volume_used_bytes=used, volume_size_bytes=size
+            )
+        alive, reason = processes.judge(record)
+        if not alive:
+            self._reaper.reap()
+            code = self._reaper.exit_code(record.pid)
+            if code is not None:
+                reason = f"process {record.pid} {processes.describe_exit(code)}"
+            return ProcessObservation(
+                running=False, pid=record.pid, exit_reason=reason, volume_used_bytes=used, volume_size_bytes=size
+            )
+        user = users.lookup(paths.os_user)
+        if user is not None:
+            self._sweep_into_cgroup(paths, user)
+        return ProcessObservation(
+            running=True,
+            pid=record.pid,
+            started_at=processes.started_at(record),
+            volume_used_bytes=used,
+            volume_size_bytes=size,
+        )
+
+    def stop(self, placement: Placement, workload: WorkloadSpec) -> None:
+        paths = self._layout(placement)
+        self._stop(paths, workload.stop_signal, workload.stop_timeout)
+
+    def _stop(self, paths: InstanceLayout, signum: int, timeout: float) -> None:
+        self._reaper.reap()
+        record = processes.read_record(paths.pidfile)
+        if record is not None and processes.judge(record)[0]:
+            log.info("stopping server of instance %s (pid %d, signal %d)", paths.instance_id, record.pid, signum)
+            processes.signal_group(record.pid, signum)
+            if not processes.wait_until(
+                lambda: not processes.live_pids_of_group(record.pid), timeout, self._reaper.reap
+            ):
+                log.warning(
+                    "instance %s: server ignored signal %d for %gs; killing", paths.instance_id, signum, timeout
+                )
+                processes.signal_group(record.pid, signal.SIGKILL)
+        user = users.lookup(paths.os_user)
+        if user is not None:
+            self._kill_user_processes(paths, user)
+        self._reaper.reap()
+        paths.pidfile.unlink(missing_ok=True)
+
+    def _kill_user_processes(self, paths: InstanceLayout, user: users.OsUser) -> None:
+        """SIGKILL every process of the instance's user and wait until none is left."""
+        stray = processes.live_pids_of_user(user.uid)
+        if not stray:
+            return
+        log.warning("instance %s: killing %d process(es) of user %s", paths.instance_id, len(stray), user.name)
+
+        def gone() -> bool:
+            remaining = processes.live_pids_of_user(user.uid)
+            processes.signal_pids(remaining, signal.SIGKILL)
+            return not remaining
+
+        if not processes.wait_until(gone, self._settings.kill_timeout, self._reaper.reap):
+            raise TemporaryError(f"processes of instance {paths.instance_id} survive SIGKILL", delay=2.0)
+
+    # -- destroy ----------------------------------------------------------------------------------
+
+    def destroy(self, placement: Placement) -> None:
+        paths = self._layout(placement)
+        self._stop(paths, signal.SIGKILL, self._settings.kill_timeout)
+        volumes.release(paths.volume_image, paths.volume_dir)
+        self._cgroups.remove(paths.os_user)
+        if volumes.mount_at(paths.volume_dir) is not None:
+            raise TemporaryError(f"volume of instance {paths.instance_id} is still mounted")
+        if paths.instance_dir.exists():
+            shutil.rmtree(paths.instance_dir)
+        if paths.socket_dir.exists():
+            shutil.rmtree(paths.socket_dir)
+        users.remove(paths.os_user, paths.instance_id)
+        log.info("destroyed instance %s", paths.instance_id)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _layout(self, placement: Placement) -> InstanceLayout:
+        paths = layout(self._settings, placement.instance_id)
+        if paths.os_user != placement.os_user or str(paths.data_dir) != placement.data_dir:
+            raise PermanentError(f"placement of instance {placement.instance_id} was made with other settings")
+        return paths
+
+    def _live_record(self, paths: InstanceLayout) -> processes.ServerRecord | None:
+        record = processes.read_record(paths.pidfile)
+        if record is not None and processes.judge(record)[0]:
+            return record
+        return None
+
+    def _require_volume(self, paths: InstanceLayout) -> None:
+        if self._loop and volumes.mount_at(paths.volume_dir) is None:
+            raise TemporaryError(f"volume of instance {paths.instance_id} is not mounted")
+        if not paths.data_dir.is_dir():
+            raise PermanentError(f"data dir of instance {paths.instance_id} is missing: the instance was not prepared")
+
+    def _anchor(self, paths: InstanceLayout, target: Path) -> Path:
+        """The placement directory that holds `target` (files may only go into the instance's own dirs)."""
+        for directory in paths.user_dirs:
+            if target.is_relative_to(directory) and target != directory:
+                return directory
+        raise PermanentError(f"file {target} is outside the directories of instance {paths.instance_id}")
+
+    def _write_file(self, paths: InstanceLayout, spec: FileSpec, user: users.OsUser, mode: int) -> None:
+        target = Path(spec.path)
+        files.write_owned(self._anchor(paths, target), target, spec.content.encode(), user.uid, user.gid, mode)
+
+    def _environment(self, paths: InstanceLayout, command: CommandSpec) -> dict[str, str]:
+        env = {"PATH": self._settings.command_path, "LANG": "C.UTF-8", "HOME": str(paths.data_dir)}
+        env.update(dict(command.env))
+        return env
+
+    def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser, extra: list[int] | None = None) -> None:
+        if self._cgroups.mode == "none":
+            return
+        wanted = set(extra or ()) | set(processes.live_pids_of_user(user.uid))
+        missing = sorted(wanted - self._cgroups.members(paths.os_user))
+        if missing:
+            self._cgroups.attach(paths.os_user, missing)
+
+    def _usage(self, paths: InstanceLayout) -> tuple[int | None, int | None]:
+        if self._loop and volumes.mount_at(paths.volume_dir) is not None:
+            found = volumes.usage(paths.volume_dir)
+            return found.used_bytes, found.size_bytes
+        if not paths.data_dir.is_dir():
+            return None, None
+        try:
+            asked = json.loads(paths.resources_file.read_text())["volume_gb"] * volumes.GIB
+        except (FileNotFoundError, ValueError, KeyError):
+            asked = None
+        return volumes.directory_usage(paths.data_dir), asked

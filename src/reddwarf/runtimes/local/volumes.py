@@ -1,0 +1,198 @@
+"""Volumes of the local runtime: a loop-mounted ext4 image per instance, so `volume_gb` is a real limit.
+
+The image is a sparse file (`truncate`), formatted with `mkfs.ext4 -q -F -m 0` under a temporary name and
+renamed only once formatted, so a crash never leaves a half-made image under the final name. It is mounted
+with `mount -o loop,nosuid,nodev` and grown online (`losetup -c`, `resize2fs`). Without loop devices the
+volume is a plain directory and usage is counted file by file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+_TOOLS = ("mkfs.ext4", "e2fsck", "losetup", "mount", "umount", "resize2fs", "truncate")
+_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    used_bytes: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MountEntry:
+    source: str
+    target: str
+    fstype: str
+
+
+def _unescape(field: str) -> str:
+    r"""Mount fields escape space, tab, newline and backslash as octal (`\040`)."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """The mounts in the text of /proc/self/mountinfo."""
+    entries = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        left_fields, right_fields = left.split(), right.split()
+        entries.append(
+            MountEntry(source=_unescape(right_fields[1]), target=_unescape(left_fields[4]), fstype=right_fields[0])
+        )
+    return entries
+
+
+def mount_at(target: Path) -> MountEntry | None:
+    """The (last) mount whose mount point is `target`, or None."""
+    found = None
+    for entry in parse_mountinfo(Path("/proc/self/mountinfo").read_text()):
+        if entry.target == str(target):
+            found = entry
+    return found
+
+
+def loop_support() -> tuple[bool, str]:
+    """Can this host loop-mount ext4 images? (available, reason)."""
+    if os.geteuid() != 0:
+        return False, "loop mounts need root"
+    if not Path("/dev/loop-control").exists():
+        return False, "no /dev/loop-control (loop module missing or not exposed)"
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    if missing:
+        return False, f"missing tools: {', '.join(missing)}"
+    return True, "loop-mounted ext4 images (sparse, grown online with resize2fs)"
+
+
+def _run(argv: list[str], what: str) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise TemporaryError(f"{what} timed out", delay=5.0) from None
+    if done.returncode != 0:
+        raise TemporaryError(f"{what} failed (exit status {done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def _loop_device(image: Path) -> str | None:
+    out = _run(["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"], "losetup")
+    lines = out.split()
+    return lines[0] if lines else None
+
+
+def ensure(image: Path, mountpoint: Path, size_gb: int) -> None:
+    """Make `mountpoint` an ext4 filesystem of `size_gb` backed by `image`: create, mount or grow."""
+    size = size_gb * GIB
+    mountpoint.mkdir(mode=0o755, exist_ok=True)
+    if not image.exists():
+        temp = image.with_name(image.name + ".new")
+        temp.unlink(missing_ok=True)
+        _run(["truncate", "-s", str(size), str(temp)], "truncate")
+        temp.chmod(0o600)
+        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(temp)], "mkfs.ext4")
+        temp.rename(image)
+        log.info("created %d GiB volume image %s", size_gb, image)
+    entry = mount_at(mountpoint)
+    if entry is None:
+        if any(mountpoint.iterdir()):
+            raise PermanentError(f"volume mount point {mountpoint} is not empty; refusing to mount over it")
+        _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(image), str(mountpoint)], "mount")
+        log.info("mounted volume %s at %s", image, mountpoint)
+    elif entry.fstype != "ext4":
+        raise PermanentError(f"{mountpoint} holds a {entry.fstype} mount, not the instance volume")
+    os.chmod(mountpoint, 0o755)  # noqa: S103 - root-owned; users must traverse to their 0700 data dir
+    current = image.stat().st_size
+    if current < size or _growing(image).exists():
+        grow(image, mountpoint, size)
+    elif current > size:
+        log.warning("volume %s is %d bytes, more than the %d asked: shrinking is not supported", image, current, size)
+
+
+def grow(image: Path, mountpoint: Path, size: int) -> None:
+    """Grow a mounted volume to `size` bytes: online, or (without CAP_SYS_RESOURCE) unmounted if idle."""
+    device = _loop_device(image)
+    if device is None:
+        raise TemporaryError(f"volume {image} is not attached to a loop device")
+    _growing(image).touch(mode=0o600)  # a crash after the truncate must still end in a resize
+    with image.open("r+b") as handle:
+        handle.truncate(max(size, image.stat().st_size))
+    _run(["losetup", "--set-capacity", device], "losetup --set-capacity")
+    try:
+        _run(["resize2fs", device], "resize2fs")
+    except TemporaryError:
+        log.warning("online resize of %s refused; growing it unmounted", image)
+        try:
+            _run(["umount", str(mountpoint)], "umount")
+        except TemporaryError:
+            raise TemporaryError(
+                f"volume at {mountpoint} cannot grow online on this host and is in use: stop the instance",
+                delay=10.0,
+            ) from None
+        _run(["e2fsck", "-f", "-p", str(image)], "e2fsck")
+        _run(["resize2fs", str(image)], "resize2fs")
+        _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(image), str(mountpoint)], "mount")
+    _growing(image).unlink(missing_ok=True)
+    log.info("grew volume %s at %s to %d bytes", image, mountpoint, size)
+
+
+def _growing(image: Path) -> Path:
+    return image.with_name(image.name + ".growing")
+
+
+def release(image: Path, mountpoint: Path) -> None:
+    """Unmount the volume (if mounted) and delete its image. TemporaryError while it is busy."""
+    if mount_at(mountpoint) is not None:
+        try:
+            _run(["umount", str(mountpoint)], "umount")
+        except TemporaryError:
+            raise TemporaryError(f"volume at {mountpoint} is busy; retrying unmount", delay=2.0) from None
+        log.info("unmounted volume at %s", mountpoint)
+    if mount_at(mountpoint) is not None:
+        raise TemporaryError(f"volume at {mountpoint} is still mounted", delay=2.0)
+    device = _loop_device(image) if image.exists() else None
+    if device is not None:
+        _run(["losetup", "--detach", device], "losetup --detach")
+    image.unlink(missing_ok=True)
+    image.with_name(image.name + ".new").unlink(missing_ok=True)
+    _growing(image).unlink(missing_ok=True)
+
+
+def usage(mountpoint: Path) -> Usage:
+    """Used and total bytes of the mounted filesystem."""
+    stats = os.statvfs(mountpoint)
+    return Usage(
+        used_bytes=(stats.f_blocks - stats.f_bfree) * stats.f_frsize, size_bytes=stats.f_blocks * stats.f_frsize
+    )
+
+
+def directory_usage(path: Path) -> int:
+    """Bytes allocated under `path`, counted file by file (the fallback without a volume)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path, onerror=None):
+        for name in (*dirnames, *filenames):
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total

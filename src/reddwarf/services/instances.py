@@ -1,0 +1,284 @@
+"""Instance use cases: create, show, list, rename, delete, restart and reset_status.
+
+Each one checks scope first: a caller sees only its own project's instances (another project's id
+answers 404, never 403, so existence does not leak); the admin role may reach any instance by id.
+Writes record intent only, in ONE unit of work: the row (create: status BUILD) and an operation for the
+durable workers ("instance.create", "instance.delete", "instance.restart", "instance.reconcile").
+Statuses after creation are written by reconcilers, never here.
+
+`reset_status` differs from Trove's on purpose: Trove forces the task to NONE and the status to ERROR
+to unstick a lost RPC; here nothing is ever lost, so it clears the recorded fault and enqueues an
+"instance.reconcile" operation that observes the real state and writes the status it finds.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, NotFound, OverLimit, UnprocessableEntity
+from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.status import InstanceStatus
+from reddwarf.identity.context import AuthContext
+from reddwarf.services import catalog
+from reddwarf.services.context import ServiceContext
+from reddwarf.store.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+OP_CREATE = "instance.create"
+OP_DELETE = "instance.delete"
+OP_RESTART = "instance.restart"
+OP_RECONCILE = "instance.reconcile"
+ADMIN_SECRET_NAME = "admin"
+MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class CreateInstanceRequest:
+    """A create request as a tenant sends it (Trove's create body), already parsed but not yet checked.
+
+    Fields Reddwarf cannot honour yet are carried so that the service can refuse them by name.
+    """
+
+    name: str
+    flavor_ref: str
+    volume_size: int | None
+    datastore_type: str | None = None
+    datastore_version: str | None = None
+    datastore_version_number: str | None = None
+    databases: tuple[DatabaseSpec, ...] = ()
+    users: tuple[UserSpec, ...] = ()
+    availability_zone: str | None = None
+    region_name: str | None = None
+    restore_point: str | None = None
+    replica_of: str | None = None
+    replica_count: int | None = None
+    configuration: str | None = None
+    modules: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list; `next_marker` is the id to pass as `marker` for the next page, if any."""
+
+    items: tuple[Instance, ...]
+    next_marker: str | None
+
+
+def validate_name(name: str, field: str = "name") -> str:
+    """Trove's instance name rules: non-empty, at most 255 characters, no control characters."""
+    if not name or not name.strip():
+        raise BadRequest(f"The instance {field} must not be empty.", field=field)
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(
+            f"The instance {field} is {len(name)} characters long; the maximum is {MAX_NAME_LENGTH}.",
+            field=field,
+        )
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise BadRequest(f"The instance {field} must not contain control characters.", field=field)
+    return name
+
+
+def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> Instance:
+    """Validate everything, then write the instance (status BUILD), its admin password and an
+    "instance.create" operation in one unit of work. A refused request writes nothing."""
+    _refuse_unsupported(request)
+    name = validate_name(request.name)
+    flavor = catalog.get_flavor(ctx, request.flavor_ref)
+    volume_size = _validate_volume_size(ctx, request.volume_size)
+    version = catalog.resolve_version(
+        ctx, request.datastore_type, request.datastore_version, request.datastore_version_number
+    )
+    engine = ctx.engines[version.datastore]
+    _validate_users_and_databases(request)
+    capabilities = engine.capabilities(version)
+    if request.databases and not capabilities.has(Capability.DATABASES):
+        raise CapabilityMissing(version.datastore, version.name, Capability.DATABASES.value)
+    if request.users and not capabilities.has(Capability.USERS):
+        raise CapabilityMissing(version.datastore, version.name, Capability.USERS.value)
+    spec = InstanceSpec(
+        name=name,
+        flavor_id=flavor.id,
+        volume_size_gb=volume_size,
+        datastore=version.datastore,
+        datastore_version=version.name,
+        databases=request.databases,
+        users=request.users,
+        availability_zone=request.availability_zone,
+        region_name=request.region_name,
+    )
+    engine.validate_spec(spec)
+    now = ctx.clock()
+    instance = Instance(
+        id=str(uuid.uuid4()),
+        project_id=auth.project_id,
+        spec=spec,
+        status=InstanceStatus.BUILD,
+        created=now,
+        updated=now,
+    )
+    with ctx.db.unit_of_work() as uow:
+        limit = ctx.max_instances_per_project
+        if limit is not None and uow.instances.count(auth.project_id) >= limit:
+            raise OverLimit("Quota exceeded for resources: ['instances'].")
+        uow.instances.add(instance)
+        uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
+        op_id = uow.operations.enqueue(OP_CREATE, instance.id)
+        uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
+    logger.info(
+        "instance %s create requested in project %s (%s %s, flavor %s, %d GB); operation %s",
+        instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op_id,
+    )
+    return instance
+
+
+def get(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> Instance:
+    """One instance the caller may see, or `NotFound`."""
+    with ctx.db.unit_of_work(write=False) as uow:
+        return _load(uow, auth, instance_id)
+
+
+def list_instances(
+    ctx: ServiceContext, auth: AuthContext, *, limit: int | None = None, marker: str | None = None
+) -> Page:
+    """The caller's project's live instances, oldest first, `limit` (capped by the page size) at a time."""
+    if limit is not None and limit < 1:
+        raise BadRequest("limit must be a positive integer.", field="limit")
+    page_size = min(limit, ctx.page_size) if limit is not None else ctx.page_size
+    with ctx.db.unit_of_work(write=False) as uow:
+        if marker is not None:
+            seen = uow.instances.get(marker, include_deleted=True)
+            if seen is None or seen.project_id != auth.project_id:
+                raise BadRequest(f"The marker {marker} does not name an instance of this project.", "marker")
+        rows = uow.instances.list(auth.project_id, limit=page_size + 1, marker=marker)
+    items = tuple(rows[:page_size])
+    next_marker = items[-1].id if len(rows) > page_size and items else None
+    return Page(items=items, next_marker=next_marker)
+
+
+def rename(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str) -> None:
+    new_name = validate_name(name)
+    with ctx.db.unit_of_work() as uow:
+        instance = _load(uow, auth, instance_id)
+        if instance.deleting:
+            raise UnprocessableEntity(f"Instance {instance_id} is being deleted.")
+        uow.instances.rename(instance_id, new_name)
+    logger.info("instance %s renamed", instance_id)
+
+
+def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
+    """Mark the instance deleting, supersede a pending create or restart and enqueue "instance.delete".
+
+    Idempotent: deleting an instance that is already being deleted changes nothing.
+    """
+    with ctx.db.unit_of_work() as uow:
+        instance = _load(uow, auth, instance_id)
+        if instance.deleting:
+            logger.info("instance %s is already being deleted", instance_id)
+            return
+        uow.instances.mark_deleting(instance_id)
+        superseded = uow.operations.supersede(instance_id, (OP_CREATE, OP_RESTART, OP_RECONCILE))
+        op_id = uow.operations.enqueue(OP_DELETE, instance_id)
+        uow.events.add(instance_id, "deleting", "delete requested")
+    logger.info(
+        "instance %s delete requested; operation %s, %d pending operation(s) superseded",
+        instance_id, op_id, superseded,
+    )
+
+
+def restart(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
+    """Enqueue "instance.restart"; only an ACTIVE instance can restart (422 otherwise, as in Trove)."""
+    with ctx.db.unit_of_work() as uow:
+        instance = _load(uow, auth, instance_id)
+        if instance.deleting or instance.status is not InstanceStatus.ACTIVE:
+            state = "DELETING" if instance.deleting else instance.status.value
+            raise UnprocessableEntity(
+                f"Instance {instance_id} is not ready for a restart (status {state}); it must be ACTIVE."
+            )
+        if any(op.kind == OP_RESTART for op in uow.operations.active_for(instance_id)):
+            logger.info("instance %s already has a restart pending", instance_id)
+            return
+        op_id = uow.operations.enqueue(OP_RESTART, instance_id)
+        uow.events.add(instance_id, "restart", "restart requested")
+    logger.info("instance %s restart requested; operation %s", instance_id, op_id)
+
+
+def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
+    """Admin only: clear the fault and enqueue "instance.reconcile" (see the module docstring)."""
+    if not auth.is_admin:
+        raise Forbidden("Policy doesn't allow instance:reset_status to be performed.")
+    with ctx.db.unit_of_work() as uow:
+        instance = _load(uow, auth, instance_id)
+        uow.instances.set_status(instance_id, instance.status, instance.operating_status, clear_fault=True)
+        if not any(op.kind == OP_RECONCILE for op in uow.operations.active_for(instance_id)):
+            uow.operations.enqueue(OP_RECONCILE, instance_id)
+        uow.events.add(instance_id, "reset_status", "fault cleared; reconcile requested by an admin")
+    logger.info("instance %s reset_status: fault cleared, reconcile requested", instance_id)
+
+
+def _load(uow: UnitOfWork, auth: AuthContext, instance_id: str) -> Instance:
+    instance = uow.instances.get(instance_id)
+    if instance is None or (not auth.is_admin and instance.project_id != auth.project_id):
+        raise NotFound("Instance", instance_id)
+    return instance
+
+
+def _refuse_unsupported(request: CreateInstanceRequest) -> None:
+    """Fields Trove accepts whose meaning Reddwarf cannot honour yet: refuse them by name."""
+    unsupported: list[tuple[str, bool]] = [
+        ("restorePoint", request.restore_point is not None),
+        ("replica_of", request.replica_of is not None),
+        ("replica_count", request.replica_count is not None),
+        ("configuration", request.configuration is not None),
+        ("modules", bool(request.modules)),
+        ("access.allowed_cidrs", bool(request.allowed_cidrs)),
+    ]
+    for field, present in unsupported:
+        if present:
+            raise BadRequest(f"{field} is not supported yet by Reddwarf.", field=field)
+
+
+def _validate_volume_size(ctx: ServiceContext, size: int | None) -> int:
+    maximum = ctx.settings.max_volume_size_gb
+    if size is None:
+        raise BadRequest("volume.size is required: the size of the data volume in GB.", field="volume.size")
+    if size <= 0:
+        raise BadRequest(f"volume.size must be a positive number of GB, not {size}.", field="volume.size")
+    if size > maximum:
+        raise BadRequest(
+            f"volume.size {size} GB exceeds the maximum volume size of {maximum} GB.", field="volume.size"
+        )
+    return size
+
+
+def _validate_users_and_databases(request: CreateInstanceRequest) -> None:
+    seen_databases: set[str] = set()
+    for index, database in enumerate(request.databases):
+        if not database.name:
+            raise BadRequest(f"databases[{index}].name must not be empty.", field=f"databases[{index}].name")
+        if database.name in seen_databases:
+            raise BadRequest(
+                f"databases[{index}].name: database {database.name} is listed twice.",
+                field=f"databases[{index}].name",
+            )
+        seen_databases.add(database.name)
+    seen_users: set[tuple[str, str]] = set()
+    for index, user in enumerate(request.users):
+        if not user.name:
+            raise BadRequest(f"users[{index}].name must not be empty.", field=f"users[{index}].name")
+        if not user.password:
+            raise BadRequest(
+                f"users[{index}].password is required and must not be empty.", field=f"users[{index}].password"
+            )
+        if (user.name, user.host) in seen_users:
+            raise BadRequest(
+                f"users[{index}].name: user {user.name}@{user.host} is listed twice.", field=f"users[{index}].name"
+            )
+        seen_users.add((user.name, user.host))

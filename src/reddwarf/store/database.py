@@ -1,0 +1,231 @@
+"""The metadata store's entry point: engine set-up, migrations under a lock, and units of work.
+
+SQLite (the embedded default) is shared by several processes (API, workers, CLI), so every connection runs
+in WAL mode with a 30 s busy timeout and foreign keys on, pysqlite's own transaction handling is switched
+off (SQLAlchemy's documented recipe), and every *write* unit of work begins with `BEGIN IMMEDIATE`: the
+write lock is taken up front, so two writers queue on the busy timeout instead of one failing with
+"database is locked" when it upgrades a read lock. Read-only units of work use a plain `BEGIN` and are
+refused any write (`PRAGMA query_only` on SQLite, `SET TRANSACTION READ ONLY` on PostgreSQL).
+
+PostgreSQL (`postgresql+psycopg://...`) is the production store; migrations there are serialised with a
+session-level `pg_advisory_lock`, on SQLite with an fcntl lock on a file next to the database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from reddwarf.store.secrets import SecretCipher
+from reddwarf.store.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+_WRITE_OPTION: Final = "reddwarf_write"
+# An arbitrary, fixed 64-bit key for pg_advisory_lock: "reddwarf" in ASCII.
+_PG_MIGRATION_LOCK_KEY: Final = 0x7265646477617266
+
+
+class Database:
+    """One metadata store: a SQLAlchemy engine, the secret cipher, and the unit-of-work factory.
+
+    Build it once per process with `from_url` (no module-level engine), call `upgrade()` at start-up, and
+    `dispose()` at shutdown.
+    """
+
+    def __init__(self, engine: Engine, cipher: SecretCipher, *, sqlite_path: Path | None) -> None:
+        self._engine = engine
+        self._cipher = cipher
+        self._sqlite_path = sqlite_path
+
+    @classmethod
+    def from_url(cls, url: str, *, key_file: Path) -> Database:
+        """Open the store at `url` (`sqlite:////abs/path.db`, `sqlite://` in memory, `postgresql+psycopg://`)."""
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        cipher = SecretCipher(key_file)
+        if backend == "sqlite":
+            if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+                raise ValueError(f"unsupported SQLite driver {parsed.drivername!r}: use sqlite:///path")
+            database = parsed.database or ""
+            if database in ("", ":memory:"):
+                # One shared connection, for tests and one-shot tools; never for several processes.
+                engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+                _install_sqlite_hooks(engine, wal=False)
+                return cls(engine, cipher, sqlite_path=None)
+            path = Path(database)
+            if not path.is_absolute():
+                raise ValueError("the SQLite path must be absolute: sqlite:////abs/path/reddwarf.db")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                parsed.set(drivername="sqlite+pysqlite"),
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            )
+            _install_sqlite_hooks(engine, wal=True)
+            return cls(engine, cipher, sqlite_path=path)
+        if backend == "postgresql":
+            if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
+                raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql+psycopg://")
+            engine = create_engine(
+                parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10
+            )
+            _install_postgresql_hooks(engine)
+            return cls(engine, cipher, sqlite_path=None)
+        raise ValueError(f"unsupported metadata store {backend!r}: use sqlite or postgresql+psycopg")
+
+    @property
+    def dialect(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self._engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        """The URL with any password masked: safe to log or show."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = True) -> Iterator[UnitOfWork]:
+        """One transaction: commits on normal exit, rolls back on any exception (then re-raises it).
+
+        Keep units of work short and never nest a write unit of work inside another in the same thread:
+        on SQLite the inner one would wait for the outer one's write lock until the busy timeout.
+        """
+        with self._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: write})
+            session = Session(bind=connection, expire_on_commit=False, autoflush=True)
+            try:
+                yield UnitOfWork(session, self._cipher)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def upgrade(self) -> None:
+        """Migrate the schema to the newest revision; safe when several processes start at once."""
+        with self._migration_lock() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory.from_config(self._alembic_config(connection)).get_current_head()
+            if connection.in_transaction():
+                connection.commit()
+            if current == head:
+                log.debug("metadata store %s is at revision %s", self.url, head)
+                return
+            log.info("migrating metadata store %s from revision %s to %s", self.url, current, head)
+            command.upgrade(self._alembic_config(connection), "head")
+            if connection.in_transaction():
+                connection.commit()
+
+    def current_revision(self) -> str | None:
+        """The revision the schema is at (None before the first `upgrade()`)."""
+        with self._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: False})
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The newest revision shipped with this code."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        config.set_main_option("path_separator", "os")
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (call at shutdown, and in a child after fork)."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        if self.dialect == "postgresql":
+            with self._engine.connect() as connection:
+                connection.execution_options(**{_WRITE_OPTION: True})
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+                connection.commit()
+                try:
+                    yield connection
+                finally:
+                    try:
+                        if connection.in_transaction():
+                            connection.rollback()
+                        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+                        connection.commit()
+                    except SQLAlchemyError as exc:
+                        # Closing the connection ends the session, which releases the lock anyway.
+                        log.warning("could not release the migration lock: %s", exc.__class__.__name__)
+                        connection.invalidate()
+            return
+        lock_path = (
+            None if self._sqlite_path is None else self._sqlite_path.with_name(self._sqlite_path.name + ".migrate.lock")
+        )
+        with _file_lock(lock_path), self._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: True})
+            yield connection
+
+    @staticmethod
+    def _alembic_config(connection: Connection) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        config.set_main_option("path_separator", "os")
+        config.attributes["connection"] = connection
+        return config
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """Hold an exclusive fcntl lock on `path` (released by the kernel if the process dies)."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from pysqlite; the "begin" hook below emits BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = bool(connection.get_execution_options().get(_WRITE_OPTION, True))
+        connection.exec_driver_sql(f"PRAGMA query_only = {0 if write else 1}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _install_postgresql_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if not connection.get_execution_options().get(_WRITE_OPTION, True):
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")

@@ -1,0 +1,241 @@
+"""Instances: the spec a tenant asked for and the status the reconciler observed.
+
+The spec is stored as JSON without user passwords; each `UserSpec.password` is written encrypted through
+`SecretRepository` under (instance id, "user:<name>") and put back as a `Secret` on read. Deletion is soft:
+`mark_deleted` sets `deleted_at` and the instance disappears from `get`/`list`/`count` unless asked for.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from reddwarf.domain.errors import BadRequest, Conflict, NotFound
+from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
+from reddwarf.store.clock import now
+from reddwarf.store.codec import conditions_from_json, conditions_to_json, spec_from_json, spec_to_json
+from reddwarf.store.repositories.secrets import SecretRepository, user_secret_name
+from reddwarf.store.rows import rowcount
+from reddwarf.store.tables import InstanceRow
+
+_USER_PREFIX = user_secret_name("")
+
+
+class InstanceRepository:
+    def __init__(self, session: Session, secrets: SecretRepository) -> None:
+        self._session = session
+        self._secrets = secrets
+
+    def add(self, instance: Instance) -> None:
+        """Record a new instance; `created`/`updated` default to now when the instance leaves them at 0."""
+        if self._session.get(InstanceRow, instance.id) is not None:
+            raise Conflict(f"Instance {instance.id} already exists.")
+        timestamp = now()
+        created = instance.created or timestamp
+        row = InstanceRow(
+            id=instance.id,
+            project_id=instance.project_id,
+            name=instance.spec.name,
+            spec=spec_to_json(instance.spec),
+            status=instance.status.value,
+            operating_status=instance.operating_status.value,
+            endpoint_address=None if instance.endpoint is None else instance.endpoint.address,
+            endpoint_port=None if instance.endpoint is None else instance.endpoint.port,
+            fault_message=None if instance.fault is None else instance.fault.message,
+            fault_details=None if instance.fault is None else instance.fault.details,
+            fault_created=None if instance.fault is None else instance.fault.created,
+            conditions=conditions_to_json(instance.conditions),
+            volume_used_bytes=instance.volume_used_bytes,
+            labels=dict(instance.labels),
+            generation=instance.generation,
+            deleting=instance.deleting,
+            deleted_at=None,
+            created=created,
+            updated=instance.updated or created,
+        )
+        self._session.add(row)
+        self._session.flush()
+        for user in instance.spec.users:
+            self._secrets.put(instance.id, user_secret_name(user.name), user.password)
+
+    def get(self, instance_id: str, *, include_deleted: bool = False) -> Instance | None:
+        row = self._session.get(InstanceRow, instance_id)
+        if row is None or (row.deleted_at is not None and not include_deleted):
+            return None
+        return self._to_domain([row])[0]
+
+    def list(
+        self,
+        project_id: str | None,
+        *,
+        limit: int | None = None,
+        marker: str | None = None,
+        include_deleted: bool = False,
+    ) -> builtins.list[Instance]:
+        """Instances of `project_id` (every project when None), oldest first, ordered by (created, id).
+
+        `marker` is the id of the last instance of the previous page; an unknown marker is a BadRequest.
+        """
+        query = select(InstanceRow)
+        if project_id is not None:
+            query = query.where(InstanceRow.project_id == project_id)
+        if not include_deleted:
+            query = query.where(InstanceRow.deleted_at.is_(None))
+        if marker is not None:
+            anchor = self._session.get(InstanceRow, marker)
+            if anchor is None or (project_id is not None and anchor.project_id != project_id):
+                raise BadRequest(f"Marker {marker} is not a known instance.", field="marker")
+            query = query.where(_after(anchor.created, anchor.id))
+        query = query.order_by(InstanceRow.created, InstanceRow.id)
+        if limit is not None:
+            query = query.limit(max(limit, 0))
+        return self._to_domain(list(self._session.scalars(query)))
+
+    def count(self, project_id: str) -> int:
+        """Live (not deleted) instances of `project_id`, for quotas."""
+        query = (
+            select(func.count())
+            .select_from(InstanceRow)
+            .where(InstanceRow.project_id == project_id, InstanceRow.deleted_at.is_(None))
+        )
+        return int(self._session.scalar(query) or 0)
+
+    def name_in_use(self, project_id: str, name: str) -> bool:
+        query = select(InstanceRow.id).where(
+            InstanceRow.project_id == project_id, InstanceRow.name == name, InstanceRow.deleted_at.is_(None)
+        )
+        return self._session.scalars(query.limit(1)).first() is not None
+
+    def set_status(
+        self,
+        instance_id: str,
+        status: InstanceStatus,
+        operating_status: OperatingStatus,
+        *,
+        fault: Fault | None = None,
+        clear_fault: bool = False,
+        conditions: tuple[Condition, ...] | None = None,
+        volume_used_bytes: int | None = None,
+    ) -> None:
+        """Write the observed status (reconcilers only). A `fault` replaces the recorded one; `clear_fault`
+        removes it; `conditions`/`volume_used_bytes` are left alone when None."""
+        values: dict[str, object] = {
+            "status": status.value,
+            "operating_status": operating_status.value,
+            "updated": now(),
+        }
+        if fault is not None:
+            values.update(fault_message=fault.message, fault_details=fault.details, fault_created=fault.created)
+        elif clear_fault:
+            values.update(fault_message=None, fault_details=None, fault_created=None)
+        if conditions is not None:
+            values["conditions"] = conditions_to_json(conditions)
+        if volume_used_bytes is not None:
+            values["volume_used_bytes"] = volume_used_bytes
+        self._update(instance_id, values)
+
+    def set_endpoint(self, instance_id: str, endpoint: Endpoint | None) -> None:
+        self._update(
+            instance_id,
+            {
+                "endpoint_address": None if endpoint is None else endpoint.address,
+                "endpoint_port": None if endpoint is None else endpoint.port,
+                "updated": now(),
+            },
+        )
+
+    def rename(self, instance_id: str, name: str) -> None:
+        row = self._live_row(instance_id)
+        spec = dict(row.spec)
+        spec["name"] = name
+        row.spec = spec
+        row.name = name
+        row.generation += 1
+        row.updated = now()
+        self._session.flush()
+
+    def update_spec(self, instance_id: str, spec: InstanceSpec) -> int:
+        """Replace the desired spec (and the stored user passwords); returns the new generation."""
+        row = self._live_row(instance_id)
+        row.spec = spec_to_json(spec)
+        row.name = spec.name
+        row.generation += 1
+        row.updated = now()
+        self._session.flush()
+        wanted = {user_secret_name(user.name): user.password for user in spec.users}
+        for name, password in wanted.items():
+            self._secrets.put(instance_id, name, password)
+        for name in self._secrets.names(instance_id):
+            if name.startswith(_USER_PREFIX) and name not in wanted:
+                self._secrets.delete(instance_id, name)
+        return row.generation
+
+    def set_labels(self, instance_id: str, labels: dict[str, str]) -> None:
+        self._update(instance_id, {"labels": dict(labels), "updated": now()})
+
+    def mark_deleting(self, instance_id: str) -> None:
+        self._update(instance_id, {"deleting": True, "updated": now()})
+
+    def mark_deleted(self, instance_id: str) -> None:
+        """Soft delete; idempotent (a second call keeps the first `deleted_at`)."""
+        timestamp = now()
+        result = self._session.execute(
+            update(InstanceRow)
+            .where(InstanceRow.id == instance_id, InstanceRow.deleted_at.is_(None))
+            .values(deleted_at=timestamp, deleting=True, updated=timestamp)
+        )
+        if rowcount(result) == 0 and self._session.get(InstanceRow, instance_id) is None:
+            raise NotFound("Instance", instance_id)
+
+    def _update(self, instance_id: str, values: dict[str, object]) -> None:
+        result = self._session.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(values))
+        if rowcount(result) == 0:
+            raise NotFound("Instance", instance_id)
+
+    def _live_row(self, instance_id: str) -> InstanceRow:
+        row = self._session.get(InstanceRow, instance_id)
+        if row is None or row.deleted_at is not None:
+            raise NotFound("Instance", instance_id)
+        return row
+
+    def _to_domain(self, rows: Sequence[InstanceRow]) -> builtins.list[Instance]:
+        passwords = self._secrets.get_many([row.id for row in rows], prefix=_USER_PREFIX)
+        return [_instance(row, passwords.get(row.id, {})) for row in rows]
+
+
+def _after(created: float, instance_id: str) -> ColumnElement[bool]:
+    return or_(
+        InstanceRow.created > created,
+        and_(InstanceRow.created == created, InstanceRow.id > instance_id),
+    )
+
+
+def _instance(row: InstanceRow, secrets: dict[str, Secret]) -> Instance:
+    passwords = {name.removeprefix(_USER_PREFIX): value for name, value in secrets.items()}
+    endpoint = None
+    if row.endpoint_address is not None and row.endpoint_port is not None:
+        endpoint = Endpoint(address=row.endpoint_address, port=row.endpoint_port)
+    fault = None
+    if row.fault_message is not None:
+        fault = Fault(message=row.fault_message, details=row.fault_details or "", created=row.fault_created or 0.0)
+    return Instance(
+        id=row.id,
+        project_id=row.project_id,
+        spec=spec_from_json(row.spec, passwords),
+        status=InstanceStatus(row.status),
+        operating_status=OperatingStatus(row.operating_status),
+        endpoint=endpoint,
+        fault=fault,
+        conditions=conditions_from_json(row.conditions),
+        volume_used_bytes=row.volume_used_bytes,
+        created=row.created,
+        updated=row.updated,
+        deleting=row.deleting,
+        generation=row.generation,
+        labels=dict(row.labels),
+    )

@@ -1,0 +1,296 @@
+"""The durable work queue and its step journal.
+
+An operation is claimed with a lease: ONE conditional UPDATE that only matches while the operation is
+active, due, and unleased (or its lease expired), so of several workers racing for it exactly one sees
+rowcount 1. A worker that loses its lease (it stalled past `lease_expires`, or the operation was
+superseded) finds out on `renew`, and its `release`/`complete`/`fail` change nothing.
+
+The journal records, per (operation, step), that a step finished and what it produced; a worker resuming
+an operation skips every step already in it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from reddwarf.store.clock import new_id, now
+from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
+from reddwarf.store.rows import rowcount
+from reddwarf.store.tables import OperationRow, OperationStepRow
+
+log = logging.getLogger(__name__)
+
+# How many due operations one claim looks at before giving up for this round (others won the rest).
+_CLAIM_CANDIDATES = 8
+
+
+class OperationRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def enqueue(
+        self, kind: str, resource_id: str, payload: dict[str, Any] | None = None, *, not_before: float | None = None
+    ) -> str:
+        """Record a pending operation; returns its id. It becomes claimable at `not_before` (default now)."""
+        timestamp = now()
+        op_id = new_id()
+        self._session.add(
+            OperationRow(
+                id=op_id,
+                kind=kind,
+                resource_id=resource_id,
+                payload=dict(payload or {}),
+                state=OperationState.PENDING.value,
+                attempts=0,
+                lease_owner=None,
+                lease_expires=None,
+                not_before=timestamp if not_before is None else not_before,
+                last_error="",
+                created=timestamp,
+                updated=timestamp,
+            )
+        )
+        self._session.flush()
+        log.debug("enqueued operation %s kind=%s resource=%s", op_id, kind, resource_id)
+        return op_id
+
+    def claim(self, worker_id: str, lease_ttl: float, now: float | None = None) -> Operation | None:
+        """Lease the oldest due operation to `worker_id` for `lease_ttl` seconds, or return None."""
+        moment = _now() if now is None else now
+        candidates = list(
+            self._session.scalars(
+                select(OperationRow.id)
+                .where(_claimable(moment))
+                .order_by(OperationRow.not_before, OperationRow.created, OperationRow.id)
+                .limit(_CLAIM_CANDIDATES)
+            )
+        )
+        for op_id in candidates:
+            result = self._session.execute(
+                update(OperationRow)
+                .where(OperationRow.id == op_id, _claimable(moment))
+                .values(
+                    state=OperationState.RUNNING.value,
+                    attempts=OperationRow.attempts + 1,
+                    lease_owner=worker_id,
+                    lease_expires=moment + lease_ttl,
+                    updated=moment,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if rowcount(result) == 1:
+                operation = self._load(op_id)
+                log.debug("worker %s claimed operation %s (attempt %d)", worker_id, op_id, operation.attempts)
+                return operation
+        return None
+
+    def renew(self, op_id: str, worker_id: str, lease_ttl: float) -> bool:
+        """Extend the lease; False if `worker_id` no longer holds it (expired and taken, or superseded)."""
+        moment = _now()
+        result = self._session.execute(
+            update(OperationRow)
+            .where(
+                OperationRow.id == op_id,
+                OperationRow.lease_owner == worker_id,
+                OperationRow.state == OperationState.RUNNING.value,
+                OperationRow.lease_expires.is_not(None),
+                OperationRow.lease_expires >= moment,
+            )
+            .values(lease_expires=moment + lease_ttl, updated=moment)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+    def release(self, op_id: str, worker_id: str, *, delay: float, error: str) -> bool:
+        """Give the operation back to retry after `delay` seconds, recording `error`. False if not held."""
+        moment = _now()
+        return self._finish(
+            op_id,
+            worker_id,
+            lease_owner=None,
+            lease_expires=None,
+            not_before=moment + max(delay, 0.0),
+            last_error=error,
+            updated=moment,
+        )
+
+    def complete(self, op_id: str, worker_id: str) -> bool:
+        """Mark the operation done. False (and nothing changes) if `worker_id` no longer holds it."""
+        return self._finish(op_id, worker_id, state=OperationState.DONE.value, lease_expires=None, updated=_now())
+
+    def fail(self, op_id: str, worker_id: str, error: str) -> bool:
+        """Mark the operation failed for good with `error`. False if `worker_id` no longer holds it."""
+        return self._finish(
+            op_id, worker_id, state=OperationState.FAILED.value, lease_expires=None, last_error=error, updated=_now()
+        )
+
+    def supersede(self, resource_id: str, kinds: Collection[str]) -> int:
+        """Retire the active operations of `kinds` on `resource_id` (e.g. a delete supersedes a build).
+
+        A worker running a superseded operation keeps its lease until it notices (its next renewal fails)
+        and lets go, or until the lease expires if it died: `live_leases` shows it meanwhile, so the
+        superseding operation can wait instead of racing the step still in flight."""
+        if not kinds:
+            return 0
+        result = self._session.execute(
+            update(OperationRow)
+            .where(
+                OperationRow.resource_id == resource_id,
+                OperationRow.kind.in_(list(kinds)),
+                OperationRow.state.in_(sorted(ACTIVE_STATES)),
+            )
+            .values(state=OperationState.SUPERSEDED.value, updated=_now())
+            .execution_options(synchronize_session=False)
+        )
+        count = rowcount(result)
+        if count:
+            log.info("superseded %d operation(s) on %s", count, resource_id)
+        return count
+
+    def let_go(self, op_id: str, worker_id: str) -> bool:
+        """Drop `worker_id`'s lease whatever the state (a worker that found its operation superseded)."""
+        result = self._session.execute(
+            update(OperationRow)
+            .where(OperationRow.id == op_id, OperationRow.lease_owner == worker_id)
+            .values(lease_owner=None, lease_expires=None, updated=_now())
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+    def live_leases(self, resource_id: str, *, exclude: str | None = None) -> list[Operation]:
+        """Operations on `resource_id` whose lease has not expired (running, or superseded but still held)."""
+        moment = _now()
+        rows = self._session.scalars(
+            select(OperationRow)
+            .where(
+                OperationRow.resource_id == resource_id,
+                OperationRow.id != (exclude or ""),
+                OperationRow.lease_expires.is_not(None),
+                OperationRow.lease_expires > moment,
+            )
+            .execution_options(populate_existing=True)
+        )
+        return [_operation(row) for row in rows]
+
+    def get(self, op_id: str) -> Operation | None:
+        row = self._session.scalars(
+            select(OperationRow).where(OperationRow.id == op_id).execution_options(populate_existing=True)
+        ).first()
+        return None if row is None else _operation(row)
+
+    def active_for(self, resource_id: str) -> list[Operation]:
+        """Pending or running operations on `resource_id`, oldest first."""
+        rows = self._session.scalars(
+            select(OperationRow)
+            .where(OperationRow.resource_id == resource_id, OperationRow.state.in_(sorted(ACTIVE_STATES)))
+            .order_by(OperationRow.created, OperationRow.id)
+            .execution_options(populate_existing=True)
+        )
+        return [_operation(row) for row in rows]
+
+    def history_for(self, resource_id: str, limit: int | None = None) -> list[Operation]:
+        """Finished operations (done, failed, superseded) on `resource_id`, oldest first; with `limit`,
+        only the newest `limit` of them."""
+        query = (
+            select(OperationRow)
+            .where(OperationRow.resource_id == resource_id, OperationRow.state.not_in(sorted(ACTIVE_STATES)))
+            .order_by(OperationRow.created.desc(), OperationRow.id.desc())
+            .execution_options(populate_existing=True)
+        )
+        if limit is not None:
+            query = query.limit(max(limit, 0))
+        return [_operation(row) for row in reversed(list(self._session.scalars(query)))]
+
+    def steps(self, op_id: str) -> dict[str, dict[str, Any]]:
+        """The journal: step name -> recorded result."""
+        rows = self._session.scalars(
+            select(OperationStepRow)
+            .where(OperationStepRow.operation_id == op_id)
+            .execution_options(populate_existing=True)
+        )
+        return {row.step: dict(row.result) for row in rows}
+
+    def record_step(self, op_id: str, step: str, result: dict[str, Any] | None = None) -> None:
+        """Journal that `step` finished with `result`. Recording it again replaces the result and keeps the
+        first completion time (and so its place in `list_steps`)."""
+        values = {"operation_id": op_id, "step": step, "result": dict(result or {}), "completed_at": _now()}
+        if self._session.get_bind().dialect.name == "postgresql":
+            pg_insert = postgresql.insert(OperationStepRow).values(values)
+            self._session.execute(
+                pg_insert.on_conflict_do_update(
+                    index_elements=["operation_id", "step"], set_={"result": pg_insert.excluded.result}
+                )
+            )
+        else:
+            lite_insert = sqlite.insert(OperationStepRow).values(values)
+            self._session.execute(
+                lite_insert.on_conflict_do_update(
+                    index_elements=["operation_id", "step"], set_={"result": lite_insert.excluded.result}
+                )
+            )
+
+    def list_steps(self, op_id: str) -> list[tuple[str, float]]:
+        """(step, completed_at) in the order the steps first completed."""
+        rows = self._session.execute(
+            select(OperationStepRow.step, OperationStepRow.completed_at)
+            .where(OperationStepRow.operation_id == op_id)
+            .order_by(OperationStepRow.completed_at, OperationStepRow.step)
+        )
+        return [(step, completed_at) for step, completed_at in rows]
+
+    def _finish(self, op_id: str, worker_id: str, **values: Any) -> bool:
+        result = self._session.execute(
+            update(OperationRow)
+            .where(
+                OperationRow.id == op_id,
+                OperationRow.lease_owner == worker_id,
+                OperationRow.state == OperationState.RUNNING.value,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(result) == 1:
+            return True
+        log.warning("worker %s no longer holds operation %s; change not recorded", worker_id, op_id)
+        return False
+
+    def _load(self, op_id: str) -> Operation:
+        operation = self.get(op_id)
+        if operation is None:  # pragma: no cover - the row was just updated in this transaction
+            raise LookupError(op_id)
+        return operation
+
+
+def _now() -> float:
+    return now()
+
+
+def _claimable(moment: float) -> ColumnElement[bool]:
+    return and_(
+        OperationRow.state.in_(sorted(ACTIVE_STATES)),
+        OperationRow.not_before <= moment,
+        or_(OperationRow.lease_expires.is_(None), OperationRow.lease_expires < moment),
+    )
+
+
+def _operation(row: OperationRow) -> Operation:
+    return Operation(
+        id=row.id,
+        kind=row.kind,
+        resource_id=row.resource_id,
+        payload=dict(row.payload),
+        state=row.state,
+        attempts=row.attempts,
+        lease_owner=row.lease_owner,
+        lease_expires=row.lease_expires,
+        not_before=row.not_before,
+        created=row.created,
+        updated=row.updated,
+        last_error=row.last_error,
+    )

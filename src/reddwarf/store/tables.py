@@ -1,0 +1,151 @@
+"""The persistence rows of the metadata store (SQLAlchemy 2 typed declarative).
+
+Rows are private to `reddwarf.store`: repositories turn them into domain objects and records. Times are UTC
+epoch seconds (double precision); ids are uuid4 strings. Any change here needs a new Alembic revision in
+`reddwarf/store/migrations/versions/` (a test compares this metadata with the migrated schema).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so that batch migrations (table rebuilds on SQLite) can address them.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(36)
+REF = String(64)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class InstanceRow(Base):
+    __tablename__ = "instances"
+    __table_args__ = (Index(None, "project_id", "created", "id"), Index(None, "created", "id"))
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(REF)
+    name: Mapped[str] = mapped_column(String(255))
+    # The InstanceSpec as JSON, WITHOUT user passwords (those live encrypted in `secrets`).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32))
+    operating_status: Mapped[str] = mapped_column(String(32))
+    endpoint_address: Mapped[str | None] = mapped_column(String(64))
+    endpoint_port: Mapped[int | None] = mapped_column(Integer)
+    fault_message: Mapped[str | None] = mapped_column(Text)
+    fault_details: Mapped[str | None] = mapped_column(Text)
+    fault_created: Mapped[float | None] = mapped_column(Double)
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    volume_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    generation: Mapped[int] = mapped_column(Integer)
+    deleting: Mapped[bool] = mapped_column(Boolean)
+    deleted_at: Mapped[float | None] = mapped_column(Double)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
+
+
+class SecretRow(Base):
+    __tablename__ = "secrets"
+
+    owner_id: Mapped[str] = mapped_column(REF, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
+
+
+class OperationRow(Base):
+    __tablename__ = "operations"
+    __table_args__ = (Index(None, "state", "not_before"), Index(None, "resource_id", "state"))
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(REF)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires: Mapped[float | None] = mapped_column(Double)
+    not_before: Mapped[float] = mapped_column(Double)
+    last_error: Mapped[str] = mapped_column(Text)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
+
+
+class OperationStepRow(Base):
+    __tablename__ = "operation_steps"
+
+    operation_id: Mapped[str] = mapped_column(ID, ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(255), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    completed_at: Mapped[float] = mapped_column(Double)
+
+
+class AddressRow(Base):
+    __tablename__ = "addresses"
+    # The guarantee that no (address, port) pair is ever handed to two instances.
+    __table_args__ = (UniqueConstraint("address", "port"),)
+
+    instance_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    created: Mapped[float] = mapped_column(Double)
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(REF, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created: Mapped[float] = mapped_column(Double)
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(REF, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    # SHA-256 hex digest of the token; the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float | None] = mapped_column(Double)
+    revoked: Mapped[bool] = mapped_column(Boolean)
+    created: Mapped[float] = mapped_column(Double)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "resource_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_id: Mapped[str] = mapped_column(REF)
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created: Mapped[float] = mapped_column(Double)
+
+
+metadata = Base.metadata

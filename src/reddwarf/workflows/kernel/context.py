@@ -1,0 +1,96 @@
+"""What a handler sees while it runs one operation: the journal-backed `step()` and the lease keeper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reddwarf.domain.errors import ReddwarfError
+from reddwarf.store.database import Database
+from reddwarf.store.records import Operation
+from reddwarf.workflows.kernel.crash import crash_point
+
+log = logging.getLogger(__name__)
+
+StepResult = dict[str, Any]
+
+
+class LeaseLost(ReddwarfError):
+    """Another worker owns the operation now (our lease expired or the operation was superseded)."""
+
+
+class LeaseKeeper:
+    """Renews an operation's lease from a background thread every third of its TTL."""
+
+    def __init__(self, db: Database, op_id: str, worker_id: str, ttl: float) -> None:
+        self._db = db
+        self._op_id = op_id
+        self._worker_id = worker_id
+        self._ttl = ttl
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise LeaseLost(f"lease on operation {self._op_id} lost")
+
+    def renew_now(self) -> None:
+        with self._db.unit_of_work() as uow:
+            ok = uow.operations.renew(self._op_id, self._worker_id, self._ttl)
+        if not ok:
+            self._lost.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._ttl / 3):
+            try:
+                self.renew_now()
+            except Exception:  # loop boundary: a store hiccup must not kill the renewer
+                log.exception("renewing lease of operation %s failed", self._op_id)
+            if self._lost.is_set():
+                return
+
+
+@dataclass
+class OperationContext:
+    """One claimed operation: `step(name, fn)` runs `fn` unless the journal already holds `name`."""
+
+    db: Database
+    op: Operation
+    worker_id: str
+    lease: LeaseKeeper
+    journal: dict[str, StepResult] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> str:
+        return self.op.resource_id
+
+    def step(self, name: str, fn: Callable[[], StepResult | None]) -> StepResult:
+        if name in self.journal:
+            return self.journal[name]
+        self.lease.renew_now()
+        self.lease.check()
+        crash_point(self.op.kind, name, "before")
+        log.info("operation %s (%s %s): step %s", self.op.id, self.op.kind, self.op.resource_id, name)
+        result = fn() or {}
+        crash_point(self.op.kind, name, "after")
+        self.lease.check()
+        with self.db.unit_of_work() as uow:
+            uow.operations.record_step(self.op.id, name, result)
+        self.journal[name] = result
+        return result

@@ -1,0 +1,157 @@
+"""The worker loop: claim an operation, run its handler step by step, record the outcome.
+
+Any number of workers (threads in `reddwarf server`, or `reddwarf worker` processes) share the store.
+A worker killed at any point loses nothing: its lease expires and another worker (or itself after a
+restart) claims the operation and resumes after the last journaled step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.store.database import Database
+from reddwarf.store.records import Operation
+from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext
+from reddwarf.workflows.kernel.retry import backoff
+
+log = logging.getLogger(__name__)
+
+
+class Handler(Protocol):
+    """Runs one kind of operation. `run` raises TemporaryError to retry, PermanentError to give up."""
+
+    def run(self, ctx: OperationContext) -> None: ...
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        """Record the failure on the resource (fault, status); called once, before the op is failed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A task every worker runs on an interval between operations (e.g. the health sweep)."""
+
+    name: str
+    interval: float
+    fn: Callable[[], None]
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Claims and runs operations until told to stop."""
+
+    def __init__(
+        self,
+        db: Database,
+        handlers: Mapping[str, Handler],
+        *,
+        lease_ttl: float,
+        poll_interval: float,
+        deadline: float,
+        max_attempts: int = 12,
+        periodic: Sequence[Periodic] = (),
+        worker_id: str | None = None,
+    ) -> None:
+        self.db = db
+        self.handlers = dict(handlers)
+        self.lease_ttl = lease_ttl
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.max_attempts = max_attempts
+        self.periodic = tuple(periodic)
+        self.worker_id = worker_id or new_worker_id()
+        self._next_run = {p.name: 0.0 for p in self.periodic}
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s started", self.worker_id)
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+                self._run_periodic()
+            except Exception:  # loop boundary: log, back off, go on
+                log.exception("worker %s: unexpected error in the loop", self.worker_id)
+                busy = False
+            if not busy:
+                stop.wait(self.poll_interval)
+        log.info("worker %s stopped", self.worker_id)
+
+    def _run_periodic(self) -> None:
+        now = time.monotonic()
+        for task in self.periodic:
+            if now >= self._next_run[task.name]:
+                self._next_run[task.name] = now + task.interval
+                task.fn()
+
+    def run_once(self) -> bool:
+        """Claim and run at most one operation; True if one was claimed."""
+        with self.db.unit_of_work() as uow:
+            op = uow.operations.claim(self.worker_id, self.lease_ttl)
+            journal = uow.operations.steps(op.id) if op else {}
+        if op is None:
+            return False
+        handler = self.handlers.get(op.kind)
+        if handler is None:
+            log.error("operation %s has unknown kind %s; failing it", op.id, op.kind)
+            with self.db.unit_of_work() as uow:
+                uow.operations.fail(op.id, self.worker_id, f"unknown operation kind {op.kind}")
+            return True
+        with LeaseKeeper(self.db, op.id, self.worker_id, self.lease_ttl) as lease:
+            ctx = OperationContext(self.db, op, self.worker_id, lease, dict(journal))
+            self._execute(handler, ctx)
+        return True
+
+    def _execute(self, handler: Handler, ctx: OperationContext) -> None:
+        op = ctx.op
+        try:
+            if time.time() - op.created > self.deadline:
+                raise PermanentError(
+                    f"Operation {op.kind} did not finish within {self.deadline:.0f} seconds.",
+                    details=op.last_error,
+                )
+            handler.run(ctx)
+        except LeaseLost:
+            log.warning("operation %s: lease lost (superseded or expired); letting go", op.id)
+            with self.db.unit_of_work() as uow:
+                uow.operations.let_go(op.id, self.worker_id)
+        except TemporaryError as exc:
+            if op.attempts >= self.max_attempts:
+                self._give_up(handler, ctx, PermanentError(exc.message, details="gave up after retries"))
+                return
+            log.info("operation %s: temporary error, retry in %.2fs: %s", op.id, exc.delay, exc.message)
+            self._release(op, exc.delay, exc.message)
+        except PermanentError as exc:
+            self._give_up(handler, ctx, exc)
+        except Exception as exc:  # loop boundary: an unexpected error is retried, then recorded
+            log.exception("operation %s (%s): unexpected error", op.id, op.kind)
+            if op.attempts >= self.max_attempts:
+                self._give_up(handler, ctx, PermanentError("Internal error.", details=type(exc).__name__))
+            else:
+                self._release(op, backoff(op.attempts), f"{type(exc).__name__}: {exc}")
+        else:
+            with self.db.unit_of_work() as uow:
+                uow.operations.complete(op.id, self.worker_id)
+            log.info("operation %s (%s %s) done", op.id, op.kind, op.resource_id)
+
+    def _release(self, op: Operation, delay: float, error: str) -> None:
+        with self.db.unit_of_work() as uow:
+            uow.operations.release(op.id, self.worker_id, delay=delay, error=error)
+
+    def _give_up(self, handler: Handler, ctx: OperationContext, error: PermanentError) -> None:
+        log.error("operation %s (%s %s) failed: %s", ctx.op.id, ctx.op.kind, ctx.op.resource_id, error.message)
+        try:
+            handler.on_failure(ctx, error)
+        finally:
+            with self.db.unit_of_work() as uow:
+                uow.operations.fail(ctx.op.id, self.worker_id, error.message)

