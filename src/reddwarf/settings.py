@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     port: int = 8779
     public_url: str | None = None
 
-    identity: Literal["builtin", "noauth"] = "builtin"
+    identity: Literal["builtin", "keystone", "noauth"] = "builtin"
     bootstrap_project: str | None = None
     bootstrap_token: str | None = None
     token_ttl_hours: float = 24.0 * 365
@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     operation_deadline: float = Field(default=900.0, gt=0)
 
     max_volume_size_gb: int = Field(default=10, gt=0)
+    max_instances_per_project: int | None = Field(default=None, gt=0)
+    region_name: str = "RegionOne"
     default_datastore: str = "postgresql"
     flavors: tuple[FlavorSetting, ...] = DEFAULT_FLAVORS
     hide_experimental: bool = False

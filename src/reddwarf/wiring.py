@@ -6,19 +6,27 @@ The only module (with test fixtures) that imports concrete plugins. Everything e
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from reddwarf.domain.catalog import Flavor
+from reddwarf.domain.errors import BadRequest
 from reddwarf.engines.base import Engine
+from reddwarf.engines.mariadb import MariadbEngine, MariadbSettings
+from reddwarf.engines.postgresql import install as postgresql_install
 from reddwarf.engines.postgresql.engine import PostgresqlEngine
 from reddwarf.engines.postgresql.settings import PostgresqlSettings
+from reddwarf.engines.redis import RedisEngine, RedisSettings
+from reddwarf.identity.keystone.authenticator import KeystoneAuthenticator
+from reddwarf.identity.keystone.settings import KeystoneSettings
 from reddwarf.runtimes.base import Runtime
 from reddwarf.runtimes.local.runtime import LocalRuntime
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
-from reddwarf.services.context import ServiceContext
+from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
 from reddwarf.workflows.kernel.worker import Worker
@@ -45,7 +53,67 @@ def flavors(settings: Settings) -> dict[str, Flavor]:
 
 
 def engines() -> dict[str, Engine]:
-    return {"postgresql": PostgresqlEngine(PostgresqlSettings())}
+    return {
+        "postgresql": PostgresqlEngine(PostgresqlSettings()),
+        "mariadb": MariadbEngine(MariadbSettings()),
+        "redis": RedisEngine(RedisSettings()),
+    }
+
+
+# Engines whose software comes from Debian packages only: engine -> version -> packages.
+DEBIAN_ENGINES: dict[str, dict[str, tuple[str, ...]]] = {
+    "mariadb": {"10.11": ("mariadb-server", "mariadb-client", "mariadb-backup")},
+    "redis": {"7.0": ("redis-server", "redis-tools")},
+}
+
+
+def install_engine(name: str, version: str) -> str:
+    """Install what the local runtime needs to run `name` `version`; returns where it lives."""
+    if name == "postgresql":
+        pg = PostgresqlSettings()
+        return str(postgresql_install.install(version, pg.engines_dir, pg.debian_root))
+    packages = DEBIAN_ENGINES.get(name, {}).get(version)
+    if packages is None:
+        known = ", ".join(f"{e}@{v}" for e, vs in installable_versions().items() for v in vs)
+        raise BadRequest(f"Reddwarf cannot install {name}@{version}; it knows {known}.", field="engine")
+    apt_install(packages)
+    found = [v for v in engines()[name].versions() if v.name == version]
+    if not found:
+        raise BadRequest(f"{name} {version} is still not usable after installing {', '.join(packages)}.")
+    return found[0].bin_dir
+
+
+def apt_install(packages: tuple[str, ...]) -> None:
+    """apt-get install the packages that are missing (Debian's own service start is denied or irrelevant:
+    Reddwarf runs its own servers)."""
+    missing = [p for p in packages if not _dpkg_installed(p)]
+    if not missing:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
+def _dpkg_installed(package: str) -> bool:
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True,
+                            check=False)
+    return "install ok installed" in result.stdout
+
+
+def installable_versions() -> dict[str, tuple[str, ...]]:
+    """Versions `reddwarf engines install` knows how to get, per engine."""
+    return {"postgresql": ("15", "18"), **{e: tuple(vs) for e, vs in DEBIAN_ENGINES.items()}}
+
+
+def authenticator(settings: Settings) -> TokenAuthenticator | None:
+    """The Keystone token validator when `identity=keystone` (settings `REDDWARF_KEYSTONE_*`), else None.
+
+    Fails fast with `KeystoneConfigError` naming the missing settings; Keystone itself is first asked at
+    the first request, so the API starts (and answers 503) while Keystone is down.
+    """
+    if settings.identity != "keystone":
+        return None
+    return KeystoneAuthenticator.from_settings(KeystoneSettings())
 
 
 def runtime(settings: Settings) -> Runtime:
@@ -64,15 +132,20 @@ class Components:
     flavors: dict[str, Flavor]
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
 
     def service_context(self) -> ServiceContext:
-        return ServiceContext(settings=self.settings, db=self.db, engines=self.engines, flavors=self.flavors)
+        return ServiceContext(
+            settings=self.settings, db=self.db, engines=self.engines, flavors=self.flavors,
+            region=self.settings.region_name, max_instances_per_project=self.settings.max_instances_per_project,
+            notify=self._wake.set, authenticator=authenticator(self.settings),
+        )
 
     def reconciler_deps(self) -> ReconcilerDeps:
         return ReconcilerDeps(db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors)
 
     def worker(self, worker_id: str | None = None) -> Worker:
-        return build_worker(self.reconciler_deps(), self.settings, worker_id=worker_id)
+        return build_worker(self.reconciler_deps(), self.settings, worker_id=worker_id, wake=self._wake)
 
     def start_workers(self, count: int) -> None:
         for n in range(count):
@@ -83,6 +156,7 @@ class Components:
 
     def stop_workers(self) -> None:
         self._stop.set()
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout=60)
         self._threads.clear()

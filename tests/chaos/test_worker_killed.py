@@ -46,21 +46,21 @@ def store(plane: ReddwarfProcesses) -> Database:
                              key_file=plane.state_dir / "secret.key")
 
 
-def journal(plane: ReddwarfProcesses, instance_id: str, kind: str) -> tuple[str, list[str]]:
-    """The state of the one operation of `kind` on the instance, and its journaled steps in order."""
+def journal(plane: ReddwarfProcesses, instance_id: str, kind: str) -> tuple[str, str, list[str]]:
+    """The state and last error of the one operation of `kind` on the instance, and its journaled steps."""
     db = store(plane)
     try:
         with db.unit_of_work(write=False) as uow:
             ops = [op for op in _all_ops(uow, instance_id) if op.kind == kind]
             assert len(ops) == 1, ops
-            return ops[0].state, [step for step, _ in uow.operations.list_steps(ops[0].id)]
+            return ops[0].state, ops[0].last_error, [step for step, _ in uow.operations.list_steps(ops[0].id)]
     finally:
         db.dispose()
 
 
 def finished(plane: ReddwarfProcesses, instance_id: str, kind: str) -> list[str] | None:
-    state, steps = journal(plane, instance_id, kind)
-    assert state not in {"failed", "superseded"}, (state, steps)
+    state, error, steps = journal(plane, instance_id, kind)
+    assert state not in {"failed", "superseded"}, f"{state}: {error} after {steps}\n{plane.log_tail()}"
     return steps if state == "done" else None
 
 

@@ -190,3 +190,32 @@ def _server_user(view: dict[str, Any]) -> str:
     pids = _server_pids(view)
     assert pids, "no server process found"
     return pwd.getpwuid(Path(f"/proc/{pids[0]}").stat().st_uid).pw_name
+
+
+def test_every_installed_version_serves_tenants(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
+    with reddwarf.client() as client:
+        versions = [v["name"] for v in client.get("/datastores/postgresql/versions").json()["versions"]]
+        assert "15" in versions
+        if os.environ.get("CI"):
+            assert "18" in versions, "CI installs PostgreSQL 18 from PyPI (dev.sh test)"
+        for version in versions:
+            instance = create(client, f"{unique_name}-{version}", datastore={"type": "postgresql", "version": version},
+                              users=[{"name": "carol", "password": "pw with spaces"}])
+            view = wait_status(client, instance["id"], "ACTIVE")
+            assert view["datastore"]["version_number"].startswith(version)
+            with connect(view, "carol", "pw with spaces", "postgres") as conn:
+                server_version = conn.execute("show server_version").fetchone()
+                assert server_version is not None and server_version[0].startswith(version)
+            client.delete(f"/instances/{instance['id']}")
+            wait_gone(client, instance["id"])
+
+
+def test_view_reports_volume_usage_and_history(active_instance: Any) -> None:
+    client, view = active_instance
+    shown = wait_for(lambda: (v := client.get(f"/instances/{view['id']}").json()["instance"])["volume"].get("used")
+                     is not None and v, 30, "the health sweep to report volume usage")
+    assert shown["volume"]["size"] == 1
+    assert 0 < shown["volume"]["used"] < 1
+    events = client.get(f"/instances/{view['id']}/events").json()["events"]
+    messages = [e["message"] for e in events]
+    assert any("ready" in m for m in messages), messages

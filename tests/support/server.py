@@ -24,7 +24,12 @@ from typing import Any
 import httpx
 
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
-TEST_USER_PREFIX = "rdt-"
+
+
+def new_user_prefix() -> str:
+    """A prefix of OS user names that belongs to one set of processes only, so its clean-up touches
+    nothing else (another test run, a developer's own instances)."""
+    return f"rt{secrets.token_hex(2)}-"
 
 
 def free_port() -> int:
@@ -53,6 +58,7 @@ class ReddwarfProcesses:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    user_prefix: str = field(default_factory=new_user_prefix)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -71,7 +77,7 @@ class ReddwarfProcesses:
             "REDDWARF_BOOTSTRAP_PROJECT": self.project_id,
             "REDDWARF_BOOTSTRAP_TOKEN": self.token,
             "REDDWARF_LOCAL_ADDRESS_POOL": self.address_pool,
-            "REDDWARF_LOCAL_USER_PREFIX": TEST_USER_PREFIX,
+            "REDDWARF_LOCAL_USER_PREFIX": self.user_prefix,
             "REDDWARF_HEALTH_INTERVAL": "0.5",
             **self.extra_env,
             **overrides,
@@ -97,6 +103,14 @@ class ReddwarfProcesses:
         except httpx.HTTPError:
             return False
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of every server and worker log, for a failing assertion's message."""
+        parts = []
+        for log in sorted(self.state_dir.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.endpoint, headers={"X-Auth-Token": self.token}, timeout=30)
 
@@ -113,8 +127,8 @@ class ReddwarfProcesses:
         self.procs.clear()
 
 
-def instance_users() -> list[str]:
-    return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(TEST_USER_PREFIX)]
+def instance_users(prefix: str) -> list[str]:
+    return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(prefix)]
 
 
 def processes_of(user: str) -> list[int]:
@@ -133,9 +147,9 @@ def processes_of(user: str) -> list[int]:
     return pids
 
 
-def sweep_test_users() -> None:
+def sweep_test_users(prefix: str) -> None:
     """Last-resort clean-up after a failed test: kill test instance processes, unmount, drop their users."""
-    for user in instance_users():
+    for user in instance_users(prefix):
         for pid in processes_of(user):
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -158,6 +172,6 @@ def reddwarf_processes(root: Path, address_pool: str, **extra_env: str) -> Itera
         yield procs
     finally:
         procs.stop_all()
-        sweep_test_users()
+        sweep_test_users(procs.user_prefix)
         unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)

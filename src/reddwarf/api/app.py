@@ -37,6 +37,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    if ctx.settings.identity == "keystone" and ctx.authenticator is None:
+        raise ValueError("identity=keystone needs ServiceContext.authenticator (see reddwarf.wiring.authenticator)")
     app.state.reddwarf = ctx
     install_error_handlers(app)
     app.add_middleware(RequestBoundary)

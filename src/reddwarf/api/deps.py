@@ -2,7 +2,9 @@
 
 Authentication: `X-Auth-Token` -> `identity.tokens.authenticate` (401 when missing, unknown, expired or
 revoked), then the `{project_id}` of the path must be the token's project (403 otherwise, admins
-included, as Trove's `TenantBasedAuth`). With `Settings.identity == "noauth"` (development only) every
+included, as Trove's `TenantBasedAuth`). With `Settings.identity == "keystone"` the token goes to
+`ServiceContext.authenticator` instead (`identity.keystone`: 401, or 503 when Keystone cannot answer); it
+never falls back to builtin tokens. With `Settings.identity == "noauth"` (development only) every
 request is an admin of the path's project.
 """
 
@@ -13,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
-from reddwarf.domain.errors import Forbidden
+from reddwarf.domain.errors import Forbidden, ServiceUnavailable
 from reddwarf.identity.context import ADMIN_ROLE, AuthContext
 from reddwarf.identity.tokens import authenticate
 from reddwarf.services.context import ServiceContext
@@ -39,7 +41,12 @@ def get_auth(
 ) -> AuthContext:
     if ctx.settings.identity == "noauth":
         return AuthContext.for_roles(project_id, (ADMIN_ROLE,))
-    auth = authenticate(ctx.db, token, now=ctx.clock())
+    if ctx.settings.identity == "keystone":
+        if ctx.authenticator is None:
+            raise ServiceUnavailable("identity=keystone but no Keystone authenticator is configured.")
+        auth = ctx.authenticator(token)
+    else:
+        auth = authenticate(ctx.db, token, now=ctx.clock())
     if auth.project_id != project_id:
         raise Forbidden(f"User does not have admin privileges or is not a member of project {project_id}.")
     return auth

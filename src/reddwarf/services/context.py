@@ -8,11 +8,16 @@ from dataclasses import dataclass, field
 
 from reddwarf.domain.catalog import Flavor
 from reddwarf.engines.base import Engine
+from reddwarf.identity.context import AuthContext
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
 
 DEFAULT_REGION = "RegionOne"
 DEFAULT_PAGE_SIZE = 20
+
+# An external identity backend (Keystone): `X-Auth-Token` value (None when absent) -> the caller, or
+# `Unauthorized` / `Forbidden` / `ServiceUnavailable`. None means the builtin tokens in the store.
+TokenAuthenticator = Callable[[str | None], AuthContext]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +26,9 @@ class ServiceContext:
 
     `region` is what instance views show (Trove's `region`); `max_instances_per_project` is the
     instance quota (None: unlimited); `page_size` caps `limit` on lists (Trove's `instances_page_size`).
+    `notify` is called after a use case enqueued an operation: embedded workers wake at once instead of
+    at their next poll (workers in other processes still poll). `authenticator` validates tokens when
+    `settings.identity == "keystone"` (see `api.deps.get_auth`).
     """
 
     settings: Settings
@@ -31,6 +39,8 @@ class ServiceContext:
     region: str = DEFAULT_REGION
     max_instances_per_project: int | None = None
     page_size: int = DEFAULT_PAGE_SIZE
+    notify: Callable[[], None] = field(default=lambda: None)
+    authenticator: TokenAuthenticator | None = None
 
     @classmethod
     def build(

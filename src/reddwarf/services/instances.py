@@ -27,6 +27,7 @@ from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
 from reddwarf.services import catalog
 from reddwarf.services.context import ServiceContext
+from reddwarf.store.records import Event
 from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
         op_id = uow.operations.enqueue(OP_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
+    ctx.notify()
     logger.info(
         "instance %s create requested in project %s (%s %s, flavor %s, %d GB); operation %s",
         instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op_id,
@@ -163,6 +165,13 @@ def list_instances(
     return Page(items=items, next_marker=next_marker)
 
 
+def events(ctx: ServiceContext, auth: AuthContext, instance_id: str, limit: int = 100) -> list[Event]:
+    """What happened to an instance, oldest first: requests, status changes, restarts after a crash."""
+    with ctx.db.unit_of_work(write=False) as uow:
+        _load(uow, auth, instance_id)
+        return uow.events.list(instance_id, limit=limit)
+
+
 def rename(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str) -> None:
     new_name = validate_name(name)
     with ctx.db.unit_of_work() as uow:
@@ -187,6 +196,7 @@ def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
         superseded = uow.operations.supersede(instance_id, (OP_CREATE, OP_RESTART, OP_RECONCILE))
         op_id = uow.operations.enqueue(OP_DELETE, instance_id)
         uow.events.add(instance_id, "deleting", "delete requested")
+    ctx.notify()
     logger.info(
         "instance %s delete requested; operation %s, %d pending operation(s) superseded",
         instance_id, op_id, superseded,
@@ -207,6 +217,7 @@ def restart(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             return
         op_id = uow.operations.enqueue(OP_RESTART, instance_id)
         uow.events.add(instance_id, "restart", "restart requested")
+    ctx.notify()
     logger.info("instance %s restart requested; operation %s", instance_id, op_id)
 
 
@@ -220,6 +231,7 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
         if not any(op.kind == OP_RECONCILE for op in uow.operations.active_for(instance_id)):
             uow.operations.enqueue(OP_RECONCILE, instance_id)
         uow.events.add(instance_id, "reset_status", "fault cleared; reconcile requested by an admin")
+    ctx.notify()
     logger.info("instance %s reset_status: fault cleared, reconcile requested", instance_id)
 
 

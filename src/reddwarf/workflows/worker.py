@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.worker import Periodic, Worker
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -9,7 +11,9 @@ from reddwarf.workflows.reconcilers.health import HealthSweep
 from reddwarf.workflows.reconcilers.instances import handlers
 
 
-def build_worker(deps: ReconcilerDeps, settings: Settings, *, worker_id: str | None = None) -> Worker:
+def build_worker(
+    deps: ReconcilerDeps, settings: Settings, *, worker_id: str | None = None, wake: threading.Event | None = None
+) -> Worker:
     return Worker(
         deps.db,
         handlers(deps),
@@ -18,4 +22,5 @@ def build_worker(deps: ReconcilerDeps, settings: Settings, *, worker_id: str | N
         deadline=settings.operation_deadline,
         periodic=(Periodic("health", settings.health_interval, HealthSweep(deps)),),
         worker_id=worker_id,
+        wake=wake,
     )

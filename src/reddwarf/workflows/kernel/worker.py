@@ -63,6 +63,7 @@ class Worker:
         max_attempts: int = 12,
         periodic: Sequence[Periodic] = (),
         worker_id: str | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.db = db
         self.handlers = dict(handlers)
@@ -73,6 +74,8 @@ class Worker:
         self.periodic = tuple(periodic)
         self.worker_id = worker_id or new_worker_id()
         self._next_run = {p.name: 0.0 for p in self.periodic}
+        # Set by whoever enqueued work in this process (or by shutdown): the idle wait ends at once.
+        self._wake = wake or threading.Event()
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.worker_id)
@@ -83,8 +86,9 @@ class Worker:
             except Exception:  # loop boundary: log, back off, go on
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
                 busy = False
-            if not busy:
-                stop.wait(self.poll_interval)
+            if not busy and not stop.is_set():
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
         log.info("worker %s stopped", self.worker_id)
 
     def _run_periodic(self) -> None:

@@ -78,6 +78,15 @@ def show_instance(instance_id: str, ctx: ContextDep, auth: AuthDep, base: BaseUr
     return {"instance": _view(ctx, auth, base, instances.get(ctx, auth, instance_id), detail=True)}
 
 
+@router.get(
+    "/{instance_id}/events",
+    summary="What happened to an instance (extension)",
+    description="Reddwarf extension: requests, status changes and restarts after a crash, oldest first.",
+)
+def instance_events(instance_id: str, ctx: ContextDep, auth: AuthDep) -> dict[str, Any]:
+    return {"events": [views.event_view(e) for e in instances.events(ctx, auth, instance_id)]}
+
+
 def _update(instance_id: str, body: InstanceUpdateBody, ctx: ServiceContext, auth: AuthContext) -> Response:
     unsupported = body.instance.unsupported_fields()
     if unsupported:

@@ -1,0 +1,298 @@
+"""SQL spoken to a running MariaDB server: readiness probe, account hardening, databases, users, grants.
+
+This is the only module of the engine that uses PyMySQL. Identifiers are validated names in backticks
+(backticks doubled); a database name in a GRANT also has its `_` and `%` wildcards escaped, so a grant on
+`app_1` never covers `appX1`. Passwords travel only as client-side `mysql_native_password` hashes bound as
+parameters (`passwords.py`): the plain password never crosses the wire, so no server log can hold it.
+
+Errors: a connection that fails (refused, timed out, server starting or shutting down, too many
+connections) raises `TemporaryError`; a statement MariaDB refuses because of the tenant's input raises
+`PermanentError` with MariaDB's message (password hashes masked).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement
+from reddwarf.engines.mariadb import passwords
+from reddwarf.engines.mariadb.config import SYSTEM_ACCOUNT, account, quote_identifier
+from reddwarf.engines.mariadb.validation import normalise_charset
+
+logger = logging.getLogger(__name__)
+
+# Server errors that may pass: too many connections, shutdown in progress, lock wait timeout, query
+# interrupted, deadlock, connection killed, statement timeout; client errors: cannot connect, gone away,
+# lost connection.
+_TRANSIENT_ERRNOS = frozenset({1040, 1053, 1205, 1317, 1213, 1927, 1969, 2002, 2003, 2006, 2013, 2055})
+ER_CANNOT_USER = 1396  # CREATE USER of an account that exists (made concurrently)
+_PASSWORD_PLUGINS = frozenset({"mysql_native_password", "ed25519", "parsec"})
+
+Connection = Any  # pymysql ships no type information
+Cursor = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and as whom to connect (always TCP to the placement's address, never the unix socket)."""
+
+    address: str
+    port: int
+    user: str
+    password: Secret
+    database: str | None = None
+    timeout: float = 5.0
+
+
+def target(
+    placement: Placement, user: str, password: Secret, database: str | None = None, timeout: float = 5.0
+) -> Target:
+    return Target(placement.address, placement.port, user, password, database, timeout)
+
+
+def _connect(where: Target) -> Connection:
+    timeout = max(0.1, where.timeout)
+    return pymysql.connect(
+        host=where.address,
+        port=where.port,
+        user=where.user,
+        # As bytes: PyMySQL would encode a str as latin-1; every MariaDB client sends UTF-8.
+        password=where.password.reveal().encode("utf-8"),
+        database=where.database,
+        charset="utf8mb4",
+        connect_timeout=timeout,
+        read_timeout=timeout + 1.0,
+        write_timeout=timeout + 1.0,
+        autocommit=True,
+        local_infile=False,
+        # Bounds every statement of the session on the server side too.
+        init_command=f"SET SESSION max_statement_time = {timeout:.3f}",
+    )
+
+
+def _errno(exc: pymysql.err.MySQLError) -> int | None:
+    code = exc.args[0] if exc.args else None
+    return code if isinstance(code, int) else None
+
+
+def _describe(exc: pymysql.err.MySQLError) -> str:
+    message = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else str(exc)
+    return passwords.mask_hashes(message)
+
+
+def _is_transient(exc: pymysql.err.MySQLError) -> bool:
+    return isinstance(exc, pymysql.err.InterfaceError) or _errno(exc) in _TRANSIENT_ERRNOS
+
+
+def probe(where: Target) -> bool:
+    """True when `SELECT 1` answers over TCP as `where.user` (into `where.database`); never raises."""
+    try:
+        conn = _connect(where)
+    except (pymysql.err.MySQLError, OSError) as exc:
+        logger.debug("mariadb probe of %s:%s not ready: %s", where.address, where.port, _safe(exc))
+        return False
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return bool(cursor.fetchone() == (1,))
+    except (pymysql.err.MySQLError, OSError) as exc:
+        logger.debug("mariadb probe of %s:%s failed: %s", where.address, where.port, _safe(exc))
+        return False
+    finally:
+        _close(conn)
+
+
+def _safe(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.err.MySQLError):
+        return _describe(exc)
+    return type(exc).__name__
+
+
+def _close(conn: Connection) -> None:
+    try:
+        conn.close()
+    except pymysql.err.Error:
+        logger.debug("closing a mariadb connection failed (already closed)")
+
+
+@contextmanager
+def session(where: Target) -> Iterator[Cursor]:
+    """A cursor of an autocommit admin session; failing to connect raises `TemporaryError`."""
+    try:
+        conn = _connect(where)
+    except (pymysql.err.MySQLError, OSError) as exc:
+        raise TemporaryError(
+            f"cannot connect to MariaDB at {where.address}:{where.port} as {where.user}: {_safe(exc)}", delay=2.0
+        ) from None
+    try:
+        with conn.cursor() as cursor:
+            yield cursor
+    finally:
+        _close(conn)
+
+
+@contextmanager
+def refusals(action: str) -> Iterator[None]:
+    """Map a failing statement: transient -> `TemporaryError`, anything else -> `PermanentError`."""
+    try:
+        yield
+    except pymysql.err.MySQLError as exc:
+        if _is_transient(exc):
+            raise TemporaryError(f"MariaDB could not {action} for now: {_describe(exc)}") from None
+        raise PermanentError(
+            f"MariaDB refused to {action}: {_describe(exc)}", details=f"MariaDB error {_errno(exc) or 'unknown'}"
+        ) from None
+
+
+def _percent_safe(fragment: str) -> str:
+    """A SQL fragment placed in a statement that also has bound parameters (PyMySQL formats with %)."""
+    return fragment.replace("%", "%%")
+
+
+def grant_pattern(database: str) -> str:
+    """`database` as the literal (wildcard-free) database pattern of a GRANT ... ON `<db>`.* statement."""
+    return quote_identifier(database.replace("_", "\\_").replace("%", "\\%"))
+
+
+# -- accounts nobody may use without a password -----------------------------------------------------
+
+
+def logs_in_without_password(priv: dict[str, Any]) -> bool:
+    """True when an account (its `mysql.global_priv.Priv` JSON) admits a login with no password.
+
+    Roles and locked accounts admit no login. Otherwise every authentication method of the account
+    (the main one and each `auth_or` alternative) must be a password plugin with a non-empty stored hash.
+    """
+    if priv.get("is_role") or priv.get("account_locked"):
+        return False
+    main = {
+        "plugin": priv.get("plugin", "mysql_native_password"),
+        "authentication_string": priv.get("authentication_string", ""),
+    }
+    methods = [main]
+    for alternative in priv.get("auth_or") or ():
+        methods.append(alternative if isinstance(alternative, dict) and alternative else main)
+    for method in methods:
+        plugin = method.get("plugin", "mysql_native_password")
+        if plugin not in _PASSWORD_PLUGINS or not method.get("authentication_string"):
+            return True
+    return False
+
+
+def secure_accounts(cursor: Cursor) -> list[str]:
+    """Drop anonymous accounts and lock every other account that logs in without a password.
+
+    `mariadb-install-db` makes socket-authenticated accounts that the install SQL drops; this is the
+    check that nothing of the kind survived or appeared since. Returns the accounts it changed.
+    """
+    with refusals("list accounts"):
+        cursor.execute("SELECT User, Host, Priv FROM mysql.global_priv")
+        rows = cursor.fetchall()
+    changed: list[str] = []
+    for user, host, priv_text in rows:
+        if (user, host) == SYSTEM_ACCOUNT:
+            continue
+        try:
+            priv = json.loads(priv_text) if priv_text else {}
+        except ValueError:
+            priv = {}
+        who = account(user, host)
+        if user == "":
+            with refusals(f"drop the anonymous account @{host!r}"):
+                cursor.execute(f"DROP USER IF EXISTS {who}")
+        elif logs_in_without_password(priv):
+            with refusals(f"lock the passwordless account {user!r}@{host!r}"):
+                cursor.execute(f"ALTER USER {who} ACCOUNT LOCK")
+        else:
+            continue
+        logger.warning("mariadb account %r@%r logged in without a password: dropped or locked", user, host)
+        changed.append(f"{user}@{host}")
+    return changed
+
+
+# -- databases, users, grants -----------------------------------------------------------------------
+
+
+def create_database_sql(database: DatabaseSpec) -> str:
+    statement = f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database.name)}"
+    if database.character_set:
+        statement += f" CHARACTER SET {normalise_charset(database.character_set)}"
+    if database.collate:
+        statement += f" COLLATE {database.collate.strip().lower()}"
+    return statement
+
+
+def ensure_database(cursor: Cursor, database: DatabaseSpec) -> None:
+    with refusals(f"create database {database.name!r}"):
+        cursor.execute(create_database_sql(database))
+
+
+def _stored_priv(cursor: Cursor, user: UserSpec) -> dict[str, Any] | None:
+    cursor.execute("SELECT Priv FROM mysql.global_priv WHERE User = %s AND Host = %s", (user.name, user.host))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    try:
+        found = json.loads(row[0]) if row[0] else {}
+    except ValueError:
+        found = {}
+    return found if isinstance(found, dict) else {}
+
+
+def _up_to_date(priv: dict[str, Any], password: str) -> bool:
+    return (
+        priv.get("plugin", "mysql_native_password") == passwords.PLUGIN
+        and not priv.get("auth_or")
+        and not priv.get("account_locked")
+        and passwords.matches(password, priv.get("authentication_string"))
+    )
+
+
+def ensure_user(cursor: Cursor, user: UserSpec) -> None:
+    """Create the account, or make an existing one match (this password, unlocked); no-op when it does."""
+    who = _percent_safe(account(user.name, user.host))
+    password = user.password.reveal()
+    with refusals(f"inspect user {user.name!r}"):
+        priv = _stored_priv(cursor, user)
+    if priv is None:
+        with refusals(f"create user {user.name!r}"):
+            try:
+                cursor.execute(f"CREATE USER {who} IDENTIFIED BY PASSWORD %s", (passwords.native_hash(password),))
+                logger.info("created mariadb user %r@%r", user.name, user.host)
+                return
+            except pymysql.err.OperationalError as exc:
+                if _errno(exc) != ER_CANNOT_USER:
+                    raise
+                logger.info("mariadb user %r@%r was created concurrently", user.name, user.host)
+    elif _up_to_date(priv, password):
+        return
+    with refusals(f"update user {user.name!r}"):
+        cursor.execute(f"ALTER USER {who} IDENTIFIED BY PASSWORD %s ACCOUNT UNLOCK", (passwords.native_hash(password),))
+        logger.info("reset password of mariadb user %r@%r", user.name, user.host)
+
+
+def grant_database(cursor: Cursor, user: UserSpec, database: str) -> None:
+    with refusals(f"grant user {user.name!r} access to database {database!r}"):
+        cursor.execute(f"GRANT ALL PRIVILEGES ON {grant_pattern(database)}.* TO {account(user.name, user.host)}")
+
+
+def bootstrap(spec: InstanceSpec, where: Target) -> None:
+    """Secure the accounts, then create the spec's databases, users and grants; idempotent."""
+    with session(where) as cursor:
+        secure_accounts(cursor)
+        for database in spec.databases:
+            ensure_database(cursor, database)
+        for user in spec.users:
+            ensure_user(cursor, user)
+            for name in user.databases:
+                grant_database(cursor, user, name)

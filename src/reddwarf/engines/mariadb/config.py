@@ -1,0 +1,207 @@
+"""Pure renderers of MariaDB's configuration and install-time SQL, and the layout inside the data dir.
+
+Nothing here does I/O: the same placement, resources and password always give the same text.
+
+Layout inside the placement's `data_dir` (all owned by the instance's OS user, all on its volume)::
+
+    <data_dir>/db/      MariaDB's datadir (each database is a directory in it)
+    <data_dir>/files/   secure_file_priv: the only place LOAD DATA / SELECT ... INTO OUTFILE may touch
+    <data_dir>/tmp/     tmpdir: on-disk temporary tables and files count against the instance's volume
+
+`files/` and `tmp/` sit beside the datadir, not in it (a directory in the datadir would show up as a
+database), and inside the instance (never a shared /tmp: another tenant could read or plant files there).
+
+Memory follows the flavor: the InnoDB buffer pool takes about half the RAM (less on tiny flavors, where
+the server's own baseline matters more), max_connections grows slower than RAM, and the redo log is
+sized from the volume so that it never takes more than a sixteenth of it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from reddwarf.domain.workload import Placement, Resources
+
+CONF_FILE = "my.cnf"
+INSTALL_SQL_FILE = ".install.sql"  # secret init file: removed by the runtime once init has run
+SOCKET_FILE = "mysqld.sock"
+PID_FILE = "mariadbd.pid"
+ERROR_LOG = "error.log"
+DATADIR = "db"
+FILES_DIR = "files"
+TMP_DIR = "tmp"
+CHARACTER_SET = "utf8mb4"
+COLLATION = "utf8mb4_unicode_ci"
+SYSTEM_ACCOUNT = ("mariadb.sys", "localhost")  # locked definer of the sys schema: kept
+
+# Paths the runtime gives us never need more than this; anything else could break my.cnf's syntax.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._+-]*$")
+_NATIVE_HASH = re.compile(r"^\*[0-9A-F]{40}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where MariaDB keeps its files for one placement."""
+
+    datadir: str
+    files_dir: str
+    tmp_dir: str
+    socket: str
+    pid_file: str
+    error_log: str
+    config_file: str
+    install_sql: str
+
+
+def layout(placement: Placement) -> Layout:
+    data = PurePosixPath(placement.data_dir)
+    config_dir = PurePosixPath(placement.config_dir)
+    found = Layout(
+        datadir=str(data / DATADIR),
+        files_dir=str(data / FILES_DIR),
+        tmp_dir=str(data / TMP_DIR),
+        socket=str(PurePosixPath(placement.socket_dir) / SOCKET_FILE),
+        pid_file=str(PurePosixPath(placement.run_dir) / PID_FILE),
+        error_log=str(PurePosixPath(placement.log_dir) / ERROR_LOG),
+        config_file=str(config_dir / CONF_FILE),
+        install_sql=str(config_dir / INSTALL_SQL_FILE),
+    )
+    for path in (found.datadir, found.files_dir, found.tmp_dir, found.socket, found.pid_file, found.error_log):
+        if not _SAFE_PATH.fullmatch(path):
+            raise ValueError(f"path {path!r} holds characters my.cnf cannot carry safely")
+    return found
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySettings:
+    """Sizes derived from a flavor and volume, in MiB except `max_connections`."""
+
+    buffer_pool_mb: int
+    max_connections: int
+    log_file_mb: int
+    aria_cache_mb: int
+    tmp_table_mb: int
+
+
+def memory_settings(memory_mb: int, volume_gb: int) -> MemorySettings:
+    if memory_mb <= 0:
+        raise ValueError(f"memory_mb must be positive, got {memory_mb}")
+    # Below 1 GiB the server's own baseline (~100 MiB) matters: give the pool less than half.
+    buffer_pool = max(32, memory_mb * 3 // 8) if memory_mb < 1024 else memory_mb // 2
+    return MemorySettings(
+        buffer_pool_mb=buffer_pool,
+        max_connections=_clamp(memory_mb // 8, 30, 1000),
+        log_file_mb=_clamp(max(1, volume_gb) * 1024 // 16, 32, 2048),
+        aria_cache_mb=_clamp(memory_mb // 32, 8, 128),
+        tmp_table_mb=_clamp(memory_mb // 32, 16, 64),
+    )
+
+
+def render_my_cnf(placement: Placement, resources: Resources) -> str:
+    """The server's only option file, used as `mariadbd --defaults-file=<config_dir>/my.cnf`."""
+    paths = layout(placement)
+    ipaddress.ip_address(placement.address)  # raises ValueError for anything but an address
+    memory = memory_settings(resources.memory_mb, resources.volume_gb)
+    settings: list[tuple[str, str]] = [
+        # Files: everything inside the instance.
+        ("datadir", paths.datadir),
+        ("tmpdir", paths.tmp_dir),
+        ("secure_file_priv", paths.files_dir),
+        ("socket", paths.socket),
+        ("pid_file", paths.pid_file),
+        ("log_error", paths.error_log),
+        # Network: the placement's address only, no DNS (clients of 127.0.x.y arrive from 127.0.0.1).
+        ("bind_address", placement.address),
+        ("port", str(placement.port)),
+        ("skip_name_resolve", "ON"),
+        # Every local client arrives from 127.0.0.1: never block that address for failed handshakes.
+        ("host_cache_size", "0"),
+        ("max_connect_errors", "4294967295"),
+        ("max_connections", str(memory.max_connections)),
+        # Memory, from the flavor; redo log from the volume.
+        ("innodb_buffer_pool_size", f"{memory.buffer_pool_mb}M"),
+        ("innodb_log_file_size", f"{memory.log_file_mb}M"),
+        ("innodb_file_per_table", "ON"),
+        ("aria_pagecache_buffer_size", f"{memory.aria_cache_mb}M"),
+        ("key_buffer_size", "8M"),
+        ("tmp_table_size", f"{memory.tmp_table_mb}M"),
+        ("max_heap_table_size", f"{memory.tmp_table_mb}M"),
+        ("performance_schema", "OFF"),
+        # Character set.
+        ("character_set_server", CHARACTER_SET),
+        ("collation_server", COLLATION),
+        # Tenants reach no file outside secure_file_priv and no client file.
+        ("local_infile", "OFF"),
+        ("symbolic_links", "OFF"),
+        # Logs: no statement text is ever logged (DDL carries password hashes).
+        ("general_log", "OFF"),
+        ("slow_query_log", "OFF"),
+        ("log_output", "FILE"),
+        ("log_warnings", "2"),
+    ]
+    lines = [
+        "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
+        "# Used through --defaults-file: no other option file (e.g. /etc/mysql) is ever read.",
+        "[mariadbd]",
+        *(f"{name} = {value}" for name, value in settings),
+        "",
+        "[client]",
+        f"socket = {paths.socket}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def admin_hosts(placement: Placement) -> tuple[str, ...]:
+    """Hosts of the admin account: TCP from loopback, the unix socket, and the instance's own address."""
+    hosts = ["127.0.0.1", "localhost"]
+    address = str(ipaddress.ip_address(placement.address))
+    if address not in hosts:
+        hosts.append(address)
+    return tuple(hosts)
+
+
+def quote_identifier(name: str) -> str:
+    """A backtick-quoted identifier (backticks doubled); refuses NUL, which no identifier may hold."""
+    if "\0" in name:
+        raise ValueError("an identifier cannot contain NUL")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def account(user: str, host: str) -> str:
+    return f"{quote_identifier(user)}@{quote_identifier(host)}"
+
+
+def render_install_sql(admin_user: str, admin_hash: str, hosts: tuple[str, ...]) -> str:
+    """SQL for `mariadb-install-db --extra-file`: drop every default account, create the admin.
+
+    It runs once, inside install-db's bootstrap server (no networking, grant tables off until the
+    `FLUSH PRIVILEGES` that turns account management on). Whatever accounts install-db made (root and the
+    OS user via unix_socket, anonymous ones on older releases) are dropped, so no account can log in
+    without a password. The admin's password arrives as its native hash only.
+    """
+    if not _NATIVE_HASH.fullmatch(admin_hash):
+        raise ValueError("the admin password must be given as a mysql_native_password hash")
+    system_user, system_host = SYSTEM_ACCOUNT
+    lines = [
+        "-- Rendered by Reddwarf; run once by mariadb-install-db --extra-file, then removed.",
+        "FLUSH PRIVILEGES;",
+        "SELECT IFNULL((SELECT CONCAT('DROP USER ', GROUP_CONCAT(CONCAT(QUOTE(User), '@', QUOTE(Host))))"
+        " FROM mysql.global_priv"
+        f" WHERE NOT (User = '{system_user}' AND Host = '{system_host}')"
+        " AND IFNULL(JSON_VALUE(Priv, '$.is_role'), 'false') <> 'true'), 'DO 0') INTO @reddwarf_drop;",
+        "EXECUTE IMMEDIATE @reddwarf_drop;",
+        "DELETE FROM mysql.proxies_priv;",
+        "FLUSH PRIVILEGES;",
+    ]
+    for host in hosts:
+        who = account(admin_user, host)
+        lines.append(f"CREATE USER {who} IDENTIFIED BY PASSWORD '{admin_hash}';")
+        lines.append(f"GRANT ALL PRIVILEGES ON *.* TO {who} WITH GRANT OPTION;")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,139 @@
+"""`MariadbEngine`: the `reddwarf.engines.base.Engine` implementation for MariaDB.
+
+It composes the pure parts (`config`, `validation`, `passwords`) with discovery of the installed server
+and the SQL of `admin`. It never learns where a server runs beyond the `Placement` it is handed.
+
+How the admin account comes to be (no password in argv, env, a log, or an init file at later starts):
+`init` runs `mariadb-install-db --no-defaults ... --extra-file=<config>/.install.sql`. That SQL file is
+a secret init file (0600; the runtime removes it once init has run) holding only the admin password's
+`mysql_native_password` hash; install-db's bootstrap server (no networking) runs it once to drop every
+default account (root and the OS user, which log in through the unix socket) and create
+`reddwarf_admin` @ 127.0.0.1, localhost and the placement address. Every later start of
+`mariadbd --defaults-file=<config>/my.cnf` has no init file at all.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import PurePosixPath
+
+from reddwarf.domain.capabilities import Capabilities, Capability
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
+from reddwarf.engines.mariadb import admin, config, passwords, validation
+from reddwarf.engines.mariadb.discovery import VersionScanner
+from reddwarf.engines.mariadb.settings import MariadbSettings
+
+DATASTORE = "mariadb"
+ADMIN_USER = "reddwarf_admin"
+DEFAULT_PORT = 3306
+MKDIR = "/bin/mkdir"
+_ENV = (("TZ", "UTC"), ("LC_ALL", "C.UTF-8"))
+
+
+class MariadbEngine:
+    """MariaDB: install-db with the default accounts dropped, rendered my.cnf, hash-only passwords."""
+
+    def __init__(self, settings: MariadbSettings | None = None) -> None:
+        self._settings = settings or MariadbSettings()
+        self._scanner = VersionScanner(timeout=self._settings.version_probe_timeout)
+
+    @property
+    def name(self) -> str:
+        return DATASTORE
+
+    @property
+    def default_port(self) -> int:
+        return DEFAULT_PORT
+
+    @property
+    def admin_user(self) -> str:
+        return ADMIN_USER
+
+    @property
+    def settings(self) -> MariadbSettings:
+        return self._settings
+
+    def capabilities(self, version: DatastoreVersion) -> Capabilities:
+        # Root ("enable root"), backup ("mariadb-backup") and replication are declared once implemented.
+        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES}))
+
+    def versions(self) -> list[DatastoreVersion]:
+        """The installed server (Debian's mariadb-server by default), if any; never raises."""
+        found = self._scanner.scan(self._settings.server_binary)
+        if found is None:
+            return []
+        return [
+            DatastoreVersion(
+                datastore=DATASTORE, name=found.name, number=found.number, bin_dir=str(found.binary.parent)
+            )
+        ]
+
+    def validate_spec(self, spec: InstanceSpec) -> None:
+        validation.validate_spec(spec)
+
+    def workload(
+        self,
+        spec: InstanceSpec,
+        version: DatastoreVersion,
+        flavor: Flavor,
+        placement: Placement,
+        admin_password: Secret,
+    ) -> WorkloadSpec:
+        """Directories and install-db (accounts secured) once, then `mariadbd --defaults-file=my.cnf`."""
+        password = admin_password.reveal()
+        if not password or "\0" in password:
+            raise ValueError("the admin password must be non-empty and hold no NUL")
+        paths = config.layout(placement)
+        resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)
+        memory = config.memory_settings(resources.memory_mb, resources.volume_gb)
+        make_dirs = CommandSpec(argv=(MKDIR, "-p", "-m", "0700", paths.files_dir, paths.tmp_dir), timeout=30.0)
+        install_db = CommandSpec(
+            argv=(
+                str(self._settings.install_db_binary),
+                "--no-defaults",
+                f"--basedir={self._settings.basedir}",
+                f"--datadir={paths.datadir}",
+                f"--tmpdir={paths.tmp_dir}",
+                "--skip-test-db",
+                "--skip-name-resolve",
+                "--auth-root-authentication-method=socket",
+                f"--extra-file={paths.install_sql}",
+                # Passed on to the bootstrap server: the redo log is made at its final size.
+                f"--innodb-log-file-size={memory.log_file_mb}M",
+                f"--character-set-server={config.CHARACTER_SET}",
+                f"--collation-server={config.COLLATION}",
+            ),
+            env=_ENV,
+            timeout=300.0,
+        )
+        server = CommandSpec(
+            argv=(str(PurePosixPath(version.bin_dir) / "mariadbd"), f"--defaults-file={paths.config_file}"),
+            env=_ENV,
+        )
+        install_sql = config.render_install_sql(
+            ADMIN_USER, passwords.native_hash(password), config.admin_hosts(placement)
+        )
+        return WorkloadSpec(
+            instance_id=placement.instance_id,
+            init=(make_dirs, install_db),
+            server=server,
+            resources=resources,
+            init_files=(FileSpec(paths.install_sql, install_sql, mode=0o600, secret=True),),
+            files=(FileSpec(paths.config_file, config.render_my_cnf(placement, resources), mode=0o600),),
+            stop_signal=signal.SIGTERM,  # clean shutdown: InnoDB flushes and closes its files
+            stop_timeout=120.0,
+            labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
+        )
+
+    def probe(
+        self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
+    ) -> bool:
+        """`SELECT 1` over TCP to the placement as `user` (into `dbname` if given); never raises."""
+        return admin.probe(admin.target(placement, user, password, dbname, timeout))
+
+    def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
+        """Secure accounts, create the spec's databases, users and grants as the admin; idempotent."""
+        admin.bootstrap(spec, admin.target(placement, ADMIN_USER, admin_password, timeout=10.0))

@@ -1,0 +1,37 @@
+"""Settings of the MariaDB engine (`REDDWARF_MARIADB_*`), validated when the engine is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SERVER_BINARY = Path("/usr/sbin/mariadbd")
+DEFAULT_INSTALL_DB_BINARY = Path("/usr/bin/mariadb-install-db")
+DEFAULT_BASEDIR = Path("/usr")
+
+
+class MariadbSettings(BaseSettings):
+    """Where the MariaDB server software lives (Debian's `mariadb-server` package by default).
+
+    - `server_binary`: the `mariadbd` program (REDDWARF_MARIADB_SERVER_BINARY); its `--version` names the
+      datastore version ("10.11") and number ("10.11.18").
+    - `install_db_binary`: `mariadb-install-db`, which creates the system tables of a new data directory
+      (REDDWARF_MARIADB_INSTALL_DB_BINARY).
+    - `basedir`: the installation prefix handed to `mariadb-install-db --basedir` (REDDWARF_MARIADB_BASEDIR).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REDDWARF_MARIADB_", extra="ignore")
+
+    server_binary: Path = DEFAULT_SERVER_BINARY
+    install_db_binary: Path = DEFAULT_INSTALL_DB_BINARY
+    basedir: Path = DEFAULT_BASEDIR
+    version_probe_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("server_binary", "install_db_binary", "basedir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {value}")
+        return value

@@ -1,0 +1,179 @@
+"""Commands spoken to a running Redis server: readiness probe and bootstrap of ACL users.
+
+This is the only module of the engine that uses redis-py. Connections are always TCP to the placement's
+address (never the unix socket), authenticate as a named ACL user, carry connect and read timeouts, and
+are never retried by redis-py itself: the durable worker owns retries. A tenant's password reaches the
+server only as its SHA-256 hash in an `ACL SETUSER` rule, so it never crosses the wire nor reaches a log.
+
+Errors: a connection that fails (refused, timed out, authentication refused, server still loading)
+raises `TemporaryError`; an `ACL SETUSER` Redis refuses because of the tenant's input raises
+`PermanentError` with Redis's message (the password hash masked); a failing `ACL SAVE` (disk full, file
+not writable) raises `TemporaryError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.instance import InstanceSpec, UserSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement
+from reddwarf.engines.redis import config
+
+logger = logging.getLogger(__name__)
+
+_MASK = "**********"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and as whom to connect (always TCP to the placement's address)."""
+
+    address: str
+    port: int
+    user: str
+    password: Secret
+    timeout: float = 5.0
+
+
+def target(placement: Placement, user: str, password: Secret, timeout: float = 5.0) -> Target:
+    return Target(placement.address, placement.port, user, password, timeout)
+
+
+def _client(where: Target) -> redis.Redis:
+    return redis.Redis(
+        host=where.address,
+        port=where.port,
+        username=where.user,
+        password=where.password.reveal(),
+        socket_timeout=where.timeout,
+        socket_connect_timeout=where.timeout,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+        decode_responses=False,
+    )
+
+
+def probe(where: Target) -> bool:
+    """True when AUTH as `where.user` and PING answer over TCP; False on any failure (never raises)."""
+    client = _client(where)
+    try:
+        return client.ping() is True
+    except (redis.RedisError, OSError) as exc:
+        logger.debug("redis probe of %s:%s not ready: %s", where.address, where.port, type(exc).__name__)
+        return False
+    finally:
+        client.close()
+
+
+@contextmanager
+def session(where: Target) -> Iterator[redis.Redis]:
+    """An authenticated connection: `TemporaryError` when it cannot be had (the server may come up)."""
+    client = _client(where)
+    try:
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise TemporaryError(
+                f"cannot connect to Redis at {where.address}:{where.port} as {where.user}: {exc}", delay=2.0
+            ) from exc
+        except redis.RedisError as exc:  # e.g. NOPERM: the admin account itself is wrong
+            raise PermanentError(
+                f"Redis at {where.address}:{where.port} refused {where.user}: {exc}", details=type(exc).__name__
+            ) from exc
+        yield client
+    finally:
+        client.close()
+
+
+def _command(client: redis.Redis, *args: str) -> object:
+    """Run one raw command (redis-py leaves `execute_command` untyped)."""
+    execute = cast(Callable[..., object], client.execute_command)
+    return execute(*args)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _as_dict(reply: object) -> dict[str, object]:
+    """ACL GETUSER's flat [name, value, ...] reply as a dict (values left as redis-py decoded them)."""
+    if not isinstance(reply, list) or len(reply) % 2:
+        return {}
+    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+
+
+def user_matches(reply: object, password_sha256: str, commands: tuple[str, ...]) -> bool:
+    """True when an ACL GETUSER reply describes exactly what `config.user_rules` would set (pure)."""
+    if reply is None:
+        return False
+    found = _as_dict(reply)
+    flags = found.get("flags")
+    passwords = found.get("passwords")
+    if not isinstance(flags, list) or not isinstance(passwords, list):
+        return False
+    return (
+        {_text(flag) for flag in flags} == {"on", "sanitize-payload"}
+        and [_text(p) for p in passwords] == [password_sha256]
+        and _text(found.get("commands", "")) == " ".join(commands)
+        and _text(found.get("keys", "")) == config.ALL_KEYS_AND_CHANNELS[0]
+        and _text(found.get("channels", "")) == config.ALL_KEYS_AND_CHANNELS[1]
+        and found.get("selectors") == []
+    )
+
+
+def _masked(message: str, password_sha256: str) -> str:
+    return message.replace(password_sha256, _MASK)
+
+
+def _retryable(exc: redis.RedisError) -> bool:
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+
+
+def ensure_user(client: redis.Redis, user: UserSpec) -> bool:
+    """Make ACL user `user` on, with this password and the tenant rights; True when something changed."""
+    digest = config.password_hash(user.password.reveal())
+    try:
+        current = _command(client, "ACL", "GETUSER", user.name)
+        if user_matches(current, digest, config.TENANT_COMMANDS):
+            return False
+        _command(client, "ACL", "SETUSER", user.name, *config.user_rules(digest, config.TENANT_COMMANDS))
+    except redis.RedisError as exc:
+        message = _masked(str(exc), digest)
+        if _retryable(exc):
+            raise TemporaryError(f"Redis could not set up user {user.name!r} for now: {message}") from None
+        raise PermanentError(f"Redis refused to create user {user.name!r}: {message}") from None
+    logger.info("set up redis ACL user %r", user.name)
+    return True
+
+
+def save_acl(client: redis.Redis) -> None:
+    """Write the server's ACL users to its aclfile (so they survive a restart)."""
+    try:
+        _command(client, "ACL", "SAVE")
+    except redis.RedisError as exc:
+        raise TemporaryError(f"Redis could not save its ACL file: {exc}", delay=5.0) from exc
+
+
+def bootstrap(spec: InstanceSpec, where: Target) -> None:
+    """Create the spec's users as ACL users and persist them with ACL SAVE; idempotent.
+
+    ACL SAVE runs whenever the spec has users, even if none changed: a worker may have died between an
+    earlier SETUSER and its SAVE, and saving the same users again writes the same file.
+    """
+    if not spec.users:
+        return
+    with session(where) as client:
+        changed = [user.name for user in spec.users if ensure_user(client, user)]
+        save_acl(client)
+    if changed:
+        logger.info("saved redis ACL file with new or updated users %s", changed)

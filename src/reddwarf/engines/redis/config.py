@@ -1,0 +1,140 @@
+"""Pure renderers of Redis's configuration: redis.conf, the initial ACL file and the ACL rules of each user.
+
+Nothing here does I/O: the same placement, resources and settings always give the same text.
+
+- redis.conf binds the placement's address only, keeps a private unix socket (0700), writes its pidfile,
+  log and data where the placement says, caps the dataset at a share of the flavor's RAM with
+  `noeviction` (a database never drops data silently: writes fail with an OOM error instead), and keeps
+  both persistence mechanisms on: RDB snapshots (`save` rules) and the append-only file (`everysec`).
+- Accounts are ACL users kept in an `aclfile` next to redis.conf, so that users made at run time
+  (`ACL SETUSER` + `ACL SAVE`) survive a restart. The `default` user is off; passwords appear only as
+  SHA-256 hashes (`#<hex>` rules), the form Redis itself stores, never in plain text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import PurePosixPath
+
+from reddwarf.domain.workload import Placement, Resources
+
+CONF_FILE = "redis.conf"
+ACL_FILE = "users.acl"
+SOCKET_FILE = "redis.sock"
+PID_FILE = "redis.pid"
+LOG_FILE = "redis.log"
+
+DEFAULT_USER = "default"
+# What every account may reach: all keys and pub/sub channels.
+ALL_KEYS_AND_CHANNELS = ("~*", "&*")
+# Tenants get every command but the @dangerous category (CONFIG, DEBUG, SHUTDOWN, ACL, MODULE, REPLICAOF, INFO,
+# MIGRATE, FLUSHALL, KEYS, ...): nothing that reconfigures, stops or inspects the server or other users.
+TENANT_COMMANDS = ("+@all", "-@dangerous")
+ADMIN_COMMANDS = ("+@all",)
+# RDB snapshot rules (Redis 7's defaults): after 1 h if 1 key changed, 5 min if 100, 1 min if 10000.
+SAVE_RULES = "3600 1 300 100 60 10000"
+
+
+def password_hash(password: str) -> str:
+    """The lowercase hex SHA-256 of the password's UTF-8 bytes: what a `#<hash>` ACL rule takes."""
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def user_rules(password_sha256: str, commands: tuple[str, ...]) -> tuple[str, ...]:
+    """ACL SETUSER rules that make a user exactly this, whatever it was before (`reset` first)."""
+    return ("reset", "on", f"#{password_sha256}", *ALL_KEYS_AND_CHANNELS, *commands)
+
+
+def tenant_rules(password: str) -> tuple[str, ...]:
+    return user_rules(password_hash(password), TENANT_COMMANDS)
+
+
+def admin_rules(password: str) -> tuple[str, ...]:
+    return user_rules(password_hash(password), ADMIN_COMMANDS)
+
+
+def render_aclfile(admin_user: str, admin_password: str) -> str:
+    """The initial ACL file: `default` off with no password and no rights, the admin with every right.
+
+    Redis recreates a `default` user that is on with no password when the file does not name one, so the
+    file always does. Only the admin password's hash is written.
+    """
+    _check_acl_name(admin_user)
+    lines = [
+        f"user {DEFAULT_USER} off resetpass resetkeys resetchannels -@all",
+        " ".join(("user", admin_user, *admin_rules(admin_password))),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _check_acl_name(name: str) -> None:
+    if not name or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ValueError("an ACL user name must be non-empty and hold no whitespace or control characters")
+
+
+def maxmemory_bytes(memory_mb: int, percent: int) -> int:
+    """`maxmemory` for a flavor: `percent` of its RAM, at least 16 MiB."""
+    if memory_mb <= 0:
+        raise ValueError(f"memory_mb must be positive, got {memory_mb}")
+    if not 0 < percent <= 100:
+        raise ValueError(f"percent must be in (0, 100], got {percent}")
+    return max(16 * 1024 * 1024, memory_mb * 1024 * 1024 * percent // 100)
+
+
+def quote(value: str) -> str:
+    """Quote a redis.conf string argument (backslashes and double quotes escaped; no line break or NUL)."""
+    if any(ch in value for ch in "\n\r\0"):
+        raise ValueError("configuration values cannot contain line breaks or NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_redis_conf(placement: Placement, resources: Resources, maxmemory_percent: int = 75) -> str:
+    """The server's only configuration file, passed as `redis-server <config_dir>/redis.conf`."""
+    config_dir = PurePosixPath(placement.config_dir)
+    settings: list[tuple[str, str]] = [
+        # Foreground under the runtime's supervision.
+        ("daemonize", "no"),
+        ("supervised", "no"),
+        ("pidfile", quote(str(PurePosixPath(placement.run_dir) / PID_FILE))),
+        # Connections: the placement's address only, and a private socket.
+        ("bind", quote(placement.address)),
+        ("port", str(placement.port)),
+        ("protected-mode", "yes"),
+        ("unixsocket", quote(str(PurePosixPath(placement.socket_dir) / SOCKET_FILE))),
+        ("unixsocketperm", "700"),
+        ("tcp-keepalive", "300"),
+        ("timeout", "0"),
+        # Accounts: ACL users in a file of their own (ACL SAVE writes it); nothing else grants access.
+        ("aclfile", quote(str(config_dir / ACL_FILE))),
+        ("acl-pubsub-default", "resetchannels"),
+        ("enable-protected-configs", "no"),
+        ("enable-debug-command", "no"),
+        ("enable-module-command", "no"),
+        # Memory, from the flavor; a database answers OOM errors rather than evicting keys.
+        ("maxmemory", str(maxmemory_bytes(resources.memory_mb, maxmemory_percent))),
+        ("maxmemory-policy", "noeviction"),
+        # Persistence: RDB snapshots and the append-only file, both in the data directory.
+        ("dir", quote(placement.data_dir)),
+        ("dbfilename", quote("dump.rdb")),
+        ("save", SAVE_RULES),
+        ("stop-writes-on-bgsave-error", "yes"),
+        ("rdbcompression", "yes"),
+        ("rdbchecksum", "yes"),
+        ("appendonly", "yes"),
+        ("appendfilename", quote("appendonly.aof")),
+        ("appenddirname", quote("appendonlydir")),
+        ("appendfsync", "everysec"),
+        ("aof-use-rdb-preamble", "yes"),
+        ("auto-aof-rewrite-percentage", "100"),
+        ("auto-aof-rewrite-min-size", "64mb"),
+        # Logging to a file in the log dir; no secrets reach it (only hashes ever cross the wire to ACL).
+        ("logfile", quote(str(PurePosixPath(placement.log_dir) / LOG_FILE))),
+        ("loglevel", "notice"),
+        ("syslog-enabled", "no"),
+        ("always-show-logo", "no"),
+    ]
+    lines = [
+        "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
+        *(f"{name} {value}" for name, value in settings),
+    ]
+    return "\n".join(lines) + "\n"

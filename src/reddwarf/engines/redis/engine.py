@@ -1,0 +1,112 @@
+"""`RedisEngine`: the `reddwarf.engines.base.Engine` implementation for Redis.
+
+It composes the pure parts (`config`, `validation`) with discovery of installed versions and the
+commands of `admin`. It never learns where a server runs beyond the `Placement` it is handed.
+
+The ACL file is an *init* file: the runtime writes it once, before the first start, and never again,
+because tenant users created at run time (`ACL SETUSER` + `ACL SAVE`) live in it too. redis.conf is a
+plain file, rewritten before every start. Redis needs no init command: its data directory starts empty,
+and a server started without its ACL file refuses to start (it never falls back to an open `default`).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import PurePosixPath
+
+from reddwarf.domain.capabilities import Capabilities, Capability
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
+from reddwarf.engines.redis import admin, config, validation
+from reddwarf.engines.redis.discovery import SERVER_BINARY, VersionScanner
+from reddwarf.engines.redis.settings import RedisSettings
+
+DATASTORE = "redis"
+ADMIN_USER = "reddwarf_admin"
+DEFAULT_PORT = 6379
+
+
+class RedisEngine:
+    """Redis: ACL users only (default user off), RDB + AOF persistence, maxmemory from the flavor."""
+
+    def __init__(self, settings: RedisSettings | None = None) -> None:
+        self._settings = settings or RedisSettings()
+        self._scanner = VersionScanner(timeout=self._settings.version_probe_timeout)
+
+    @property
+    def name(self) -> str:
+        return DATASTORE
+
+    @property
+    def default_port(self) -> int:
+        return DEFAULT_PORT
+
+    @property
+    def admin_user(self) -> str:
+        return ADMIN_USER
+
+    @property
+    def settings(self) -> RedisSettings:
+        return self._settings
+
+    def capabilities(self, version: DatastoreVersion) -> Capabilities:
+        # Backup ("bgsave") and replication ("replicaof") strategies are declared once implemented.
+        return Capabilities(offered=frozenset({Capability.USERS}))
+
+    def versions(self) -> list[DatastoreVersion]:
+        """Installed major.minor versions found in the configured bin dirs, ascending; never raises."""
+        return [
+            DatastoreVersion(datastore=DATASTORE, name=found.name, number=found.number, bin_dir=str(found.bin_dir))
+            for found in self._scanner.scan(self._settings.bin_dirs)
+        ]
+
+    def validate_spec(self, spec: InstanceSpec) -> None:
+        validation.validate_spec(spec)
+
+    def workload(
+        self,
+        spec: InstanceSpec,
+        version: DatastoreVersion,
+        flavor: Flavor,
+        placement: Placement,
+        admin_password: Secret,
+    ) -> WorkloadSpec:
+        """`redis-server <config_dir>/redis.conf` in the foreground; the ACL file written once, before init."""
+        password = admin_password.reveal()
+        if not password:
+            raise ValueError("the admin password must be non-empty")
+        config_dir = PurePosixPath(placement.config_dir)
+        resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)
+        server = CommandSpec(
+            argv=(str(PurePosixPath(version.bin_dir) / SERVER_BINARY), str(config_dir / config.CONF_FILE)),
+        )
+        conf = config.render_redis_conf(placement, resources, self._settings.maxmemory_percent)
+        # Not `secret`: the runtime removes secret init files after init, and this one must stay. It holds
+        # password hashes only, is 0600 and belongs to the instance user, whose server rewrites it (ACL SAVE).
+        aclfile = FileSpec(
+            str(config_dir / config.ACL_FILE), config.render_aclfile(ADMIN_USER, password), mode=0o600
+        )
+        return WorkloadSpec(
+            instance_id=placement.instance_id,
+            init=(),
+            server=server,
+            resources=resources,
+            init_files=(aclfile,),
+            files=(FileSpec(str(config_dir / config.CONF_FILE), conf, mode=0o600),),
+            stop_signal=signal.SIGTERM,  # with save rules set, Redis writes a final RDB snapshot and exits
+            stop_timeout=120.0,
+            labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
+        )
+
+    def probe(
+        self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
+    ) -> bool:
+        """AUTH as `user` and PING over TCP to the placement; never raises. Redis has no named databases:
+        `dbname` is ignored."""
+        return admin.probe(admin.target(placement, user, password, timeout))
+
+    def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
+        """Create the spec's users as ACL users (hashed passwords) and ACL SAVE them, as the admin; idempotent."""
+        admin.bootstrap(spec, admin.target(placement, ADMIN_USER, admin_password, timeout=10.0))

@@ -1,0 +1,36 @@
+"""Settings of the Redis engine (`REDDWARF_REDIS_*`), validated when the engine is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BIN_DIRS = (Path("/usr/bin"),)
+
+
+class RedisSettings(BaseSettings):
+    """Where Redis software lives and how much of a flavor's RAM the dataset may use.
+
+    - `bin_dirs`: directories searched, in order, for `redis-server` (REDDWARF_REDIS_BIN_DIRS, a JSON list;
+      Debian's package puts it in /usr/bin). Where two hold the same major.minor, the first wins.
+    - `maxmemory_percent`: `maxmemory` as a percentage of the flavor's RAM (REDDWARF_REDIS_MAXMEMORY_PERCENT,
+      default 75). The rest is headroom for the copy-on-write of RDB snapshots and AOF rewrites, client
+      buffers and fragmentation, so that the flavor's memory limit is not hit by the server's own forks.
+    - `version_probe_timeout`: seconds allowed to `redis-server --version` during discovery.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REDDWARF_REDIS_", extra="ignore")
+
+    bin_dirs: list[Path] = Field(default_factory=lambda: list(DEFAULT_BIN_DIRS))
+    maxmemory_percent: int = Field(default=75, ge=10, le=90)
+    version_probe_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("bin_dirs")
+    @classmethod
+    def _absolute(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_absolute():
+                raise ValueError(f"must hold absolute paths, got {path}")
+        return value

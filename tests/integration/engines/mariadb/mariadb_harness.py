@@ -1,0 +1,228 @@
+"""Helpers of the MariaDB integration harness (see conftest.py): addresses, OS user, one running server.
+
+Adapted from the PostgreSQL harness; it does what a runtime would, minimally: 0700 directories owned by an
+unprivileged user under a 0755 scratch directory, the workload's files and init files written with their
+modes, `init` and `server` run as that user in a session of their own (cwd and HOME the data dir, as the
+local runtime does), secret init files removed after init, readiness polled through the engine's probe
+with a deadline, and `stop_signal` sent to the process group at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import random
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import FileSpec, Placement, WorkloadSpec
+from reddwarf.engines.mariadb import MariadbEngine
+
+ADDRESS_POOL = ipaddress.ip_network("127.0.79.0/24")
+PORT = 3306
+READY_DEADLINE = 60.0
+FLAVOR = Flavor(id="1", name="tiny", ram_mb=256, vcpus=1)
+COMMAND_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def bindable(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_address(port: int = PORT, exclude: frozenset[str] = frozenset()) -> str:
+    """An address of the test pool where `port` is free (random order: parallel runs rarely collide)."""
+    hosts = [str(h) for h in ADDRESS_POOL.hosts() if str(h) not in exclude]
+    random.shuffle(hosts)
+    for host in hosts:
+        if bindable(host, port):
+            return host
+    raise RuntimeError(f"no bindable address in {ADDRESS_POOL} for port {port}")
+
+
+@dataclass(frozen=True)
+class OsUser:
+    """An unprivileged OS user created for the tests."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass
+class Server:
+    """One instance run by the harness: its placement, workload, admin password and process."""
+
+    engine: MariadbEngine
+    placement: Placement
+    workload: WorkloadSpec
+    admin_password: Secret
+    user: OsUser
+    process: subprocess.Popen[bytes] | None = None
+    stopped: bool = field(default=False)
+
+    @property
+    def error_log(self) -> Path:
+        return Path(self.placement.log_dir) / "error.log"
+
+    @property
+    def output_log(self) -> Path:
+        return Path(self.placement.log_dir) / "server.log"
+
+    def logs_text(self) -> str:
+        parts = []
+        for path in sorted(Path(self.placement.log_dir).iterdir()):
+            parts.append(f"== {path.name}\n" + path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def _write(self, spec: FileSpec) -> None:
+        fd = os.open(spec.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, spec.mode)
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), spec.mode)
+            os.fchown(handle.fileno(), self.user.uid, self.user.gid)
+            handle.write(spec.content)
+
+    def _env(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        return {"PATH": COMMAND_PATH, "LANG": "C.UTF-8", "HOME": self.placement.data_dir, **dict(pairs)}
+
+    def _log_fd(self, name: str) -> int:
+        fd = os.open(Path(self.placement.log_dir) / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchown(fd, self.user.uid, self.user.gid)
+        return fd
+
+    def prepare(self) -> None:
+        p = self.placement
+        for path in (p.data_dir, p.config_dir, p.log_dir, p.run_dir, p.socket_dir):
+            Path(path).mkdir(mode=0o700, parents=True)
+            os.chown(path, self.user.uid, self.user.gid)
+            Path(path).chmod(0o700)
+
+    def initialise(self) -> None:
+        for spec in self.workload.init_files:
+            self._write(spec)
+        try:
+            for command in self.workload.init:
+                log = self._log_fd("init.log")
+                try:
+                    subprocess.run(
+                        command.argv,
+                        user=self.user.uid,
+                        group=self.user.gid,
+                        extra_groups=[],
+                        umask=0o077,
+                        env=self._env(command.env),
+                        cwd=self.placement.data_dir,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        timeout=command.timeout,
+                        check=True,
+                        start_new_session=True,
+                    )
+                finally:
+                    os.close(log)
+        finally:
+            for spec in self.workload.init_files:
+                if spec.secret:
+                    Path(spec.path).unlink(missing_ok=True)
+
+    def start(self) -> None:
+        for spec in self.workload.files:
+            self._write(spec)
+        log = self._log_fd("server.log")
+        try:
+            self.process = subprocess.Popen(
+                self.workload.server.argv,
+                user=self.user.uid,
+                group=self.user.gid,
+                extra_groups=[],
+                umask=0o077,
+                env=self._env(self.workload.server.env),
+                cwd=self.placement.data_dir,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(log)
+        self.stopped = False
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_DEADLINE
+        while not self.engine.probe(self.placement, self.engine.admin_user, self.admin_password, timeout=2.0):
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.logs_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready after {READY_DEADLINE}s:\n{self.logs_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> int | None:
+        """Send the stop signal to the process group and wait; returns the server's exit code."""
+        if self.process is None or self.stopped:
+            return None
+        self.stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, self.workload.stop_signal)
+        try:
+            return self.process.wait(timeout=self.workload.stop_timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+            raise
+
+
+def make_placement(root: Path, user: OsUser, address: str, name: str | None = None) -> Placement:
+    base = root / (name or secrets.token_hex(3))
+    return Placement(
+        instance_id=base.name,
+        os_user=user.name,
+        address=address,
+        port=PORT,
+        data_dir=str(base / "volume" / "data"),
+        config_dir=str(base / "config"),
+        log_dir=str(base / "log"),
+        run_dir=str(base / "run"),
+        socket_dir=str(base / "s"),
+    )
+
+
+@contextlib.contextmanager
+def running_server(
+    engine: MariadbEngine,
+    version: DatastoreVersion,
+    user: OsUser,
+    root: Path,
+    spec: InstanceSpec,
+    flavor: Flavor = FLAVOR,
+) -> Iterator[Server]:
+    """Prepare, initialise and start one server; yield it once the admin probe answers; stop it at the end."""
+    root.mkdir(mode=0o755, exist_ok=True)
+    placement = make_placement(root, user, free_address())
+    Path(placement.data_dir).parent.mkdir(mode=0o755, parents=True)  # the volume: root-owned, as the runtime's
+    admin_password = Secret(secrets.token_urlsafe(24))
+    workload = engine.workload(spec, version, flavor, placement, admin_password)
+    server = Server(engine, placement, workload, admin_password, user)
+    server.prepare()
+    server.initialise()
+    try:
+        server.start()
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

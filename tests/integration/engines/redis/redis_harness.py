@@ -1,0 +1,304 @@
+"""Helpers of the Redis integration harness (see conftest.py): addresses, OS user, one running server.
+
+It does what a runtime would, minimally: 0700 directories owned by an unprivileged user under a 0755
+scratch directory, the workload's init files written once and its files before every start, `init` and
+`server` run as that user in a session of their own, readiness polled through the engine's probe with a
+deadline, and `stop_signal` sent to the process group to stop. It also reads what the tests look at:
+the server's log, its listening sockets (from /proc) and plain redis-py clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import FileSpec, Placement, WorkloadSpec
+from reddwarf.engines.redis import RedisEngine
+from reddwarf.engines.redis.config import LOG_FILE, SOCKET_FILE
+
+ADDRESS_POOL = ipaddress.ip_network("127.0.80.0/24")
+PORT = 6379
+READY_DEADLINE = 30.0
+FLAVOR = Flavor(id="1", name="tiny", ram_mb=256, vcpus=1)
+
+
+def bindable(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_address(port: int = PORT) -> str:
+    """An address of the test pool where `port` is free (random order: parallel runs rarely collide)."""
+    hosts = [str(h) for h in ADDRESS_POOL.hosts()]
+    random.shuffle(hosts)
+    for host in hosts:
+        if bindable(host, port):
+            return host
+    raise RuntimeError(f"no bindable address in {ADDRESS_POOL} for port {port}")
+
+
+def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
+    """Poll `condition()` every 20 ms until it is true or `deadline` seconds pass."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class OsUser:
+    """An unprivileged OS user created for the tests."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def client(placement: Placement, user: str | None, password: str | None, timeout: float = 5.0) -> redis.Redis:
+    """A plain redis-py client over TCP to the placement, with no retries (None, None: unauthenticated)."""
+    return redis.Redis(
+        host=placement.address,
+        port=placement.port,
+        username=user,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+    )
+
+
+def _listening_inodes() -> dict[int, tuple[str, int]]:
+    """inode -> (address, port) of every listening TCP socket of this network namespace."""
+    found: dict[int, tuple[str, int]] = {}
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with contextlib.suppress(FileNotFoundError), open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], int(fields[9])
+                if state != "0A":  # TCP_LISTEN
+                    continue
+                hex_addr, hex_port = local.split(":")
+                raw = bytes.fromhex(hex_addr)
+                # /proc prints the address as host-order 32-bit words.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found[inode] = (socket.inet_ntop(family, words), int(hex_port, 16))
+    return found
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """The (address, port) pairs process `pid` listens on over TCP."""
+    inodes: set[int] = set()
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            target = os.readlink(entry)
+            if target.startswith("socket:["):
+                inodes.add(int(target[len("socket:[") : -1]))
+    return {where for inode, where in _listening_inodes().items() if inode in inodes}
+
+
+@dataclass
+class Server:
+    """One instance run by the harness: its placement, workload, admin password and process."""
+
+    engine: RedisEngine
+    placement: Placement
+    workload: WorkloadSpec
+    admin_password: Secret
+    user: OsUser
+    process: subprocess.Popen[bytes] | None = None
+    initialised: bool = field(default=False)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.placement.log_dir) / LOG_FILE
+
+    @property
+    def stdout_path(self) -> Path:
+        return Path(self.placement.log_dir) / "server.log"
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.placement.socket_dir) / SOCKET_FILE
+
+    def log_text(self) -> str:
+        parts = [path.read_text(errors="replace") for path in (self.stdout_path, self.log_path) if path.exists()]
+        return "\n".join(parts)
+
+    def admin(self) -> redis.Redis:
+        return client(self.placement, self.engine.admin_user, self.admin_password.reveal())
+
+    def _write(self, spec: FileSpec) -> None:
+        path = Path(spec.path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, spec.mode)
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), spec.mode)
+            os.fchown(handle.fileno(), self.user.uid, self.user.gid)
+            handle.write(spec.content)
+
+    def _env(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        return {"PATH": "/usr/bin:/bin", **dict(pairs)}
+
+    def _log_fd(self) -> int:
+        fd = os.open(self.stdout_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchown(fd, self.user.uid, self.user.gid)
+        return fd
+
+    def prepare(self) -> None:
+        p = self.placement
+        for path in (p.data_dir, p.config_dir, p.log_dir, p.run_dir, p.socket_dir):
+            Path(path).mkdir(mode=0o700, parents=True)
+            os.chown(path, self.user.uid, self.user.gid)
+            Path(path).chmod(0o700)
+
+    def initialise(self) -> None:
+        """Write the init files and run `init`, once (as the local runtime does, guarded by a marker)."""
+        if self.initialised:
+            return
+        for spec in self.workload.init_files:
+            self._write(spec)
+        try:
+            for command in self.workload.init:
+                log = self._log_fd()
+                try:
+                    subprocess.run(
+                        command.argv,
+                        user=self.user.uid,
+                        group=self.user.gid,
+                        extra_groups=[],
+                        umask=0o077,
+                        env=self._env(command.env),
+                        cwd=self.placement.data_dir,
+                        stdout=log,
+                        stderr=log,
+                        timeout=command.timeout,
+                        check=True,
+                    )
+                finally:
+                    os.close(log)
+        finally:
+            for spec in self.workload.init_files:
+                if spec.secret:
+                    Path(spec.path).unlink(missing_ok=True)
+        self.initialised = True
+
+    def start(self) -> None:
+        for spec in self.workload.files:
+            self._write(spec)
+        log = self._log_fd()
+        try:
+            self.process = subprocess.Popen(
+                self.workload.server.argv,
+                user=self.user.uid,
+                group=self.user.gid,
+                extra_groups=[],
+                umask=0o077,
+                env=self._env(self.workload.server.env),
+                cwd=self.placement.data_dir,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(log)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_DEADLINE
+        while not self.engine.probe(self.placement, self.engine.admin_user, self.admin_password, timeout=2.0):
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready after {READY_DEADLINE}s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.02)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, signum: int | None = None) -> int | None:
+        """Signal the process group (the workload's stop signal by default); return the exit status."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signum if signum is not None else self.workload.stop_signal)
+        try:
+            return process.wait(timeout=self.workload.stop_timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            return process.wait(timeout=10)
+
+    def restart(self, signum: int | None = None) -> None:
+        self.stop(signum)
+        self.start()
+        self.wait_ready()
+
+
+def make_placement(root: Path, user: OsUser, address: str, name: str | None = None) -> Placement:
+    base = root / (name or secrets.token_hex(3))
+    return Placement(
+        instance_id=base.name,
+        os_user=user.name,
+        address=address,
+        port=PORT,
+        data_dir=str(base / "data"),
+        config_dir=str(base / "config"),
+        log_dir=str(base / "log"),
+        run_dir=str(base / "run"),
+        socket_dir=str(base / "s"),
+    )
+
+
+def build_server(
+    engine: RedisEngine, version: DatastoreVersion, user: OsUser, root: Path, spec: InstanceSpec
+) -> Server:
+    """A prepared (directories made), not yet initialised server on a free address of the test pool."""
+    root.mkdir(mode=0o755, exist_ok=True)
+    placement = make_placement(root, user, free_address())
+    admin_password = Secret(secrets.token_urlsafe(24))
+    workload = engine.workload(spec, version, FLAVOR, placement, admin_password)
+    server = Server(engine, placement, workload, admin_password, user)
+    server.prepare()
+    return server
+
+
+@contextlib.contextmanager
+def running_server(
+    engine: RedisEngine, version: DatastoreVersion, user: OsUser, root: Path, spec: InstanceSpec
+) -> Iterator[Server]:
+    """Prepare, initialise and start one server; yield it once the admin probe answers; stop it at the end."""
+    server = build_server(engine, version, user, root, spec)
+    server.initialise()
+    try:
+        server.start()
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop(signal.SIGKILL)
