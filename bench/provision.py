@@ -1,12 +1,14 @@
-"""Provisioning benchmark: create -> ACTIVE (a tenant user connects) versus raw initdb + server start.
+"""Provisioning benchmark: create -> ACTIVE (a tenant user connects) versus the raw engine bootstrap.
 
-Runs a real `reddwarf server` on a scratch state directory and a private address sub-pool, creates
-`--runs` PostgreSQL instances one after another, and times each from the POST until the tenant user's
-first successful query. In the same run it times the raw tools on this machine: `initdb` plus starting
-`postgres` until a first successful connection, as an unprivileged user. Prints median and p95 for both
-and the ratio; the last line is one JSON object with the figures.
+Runs a real `reddwarf server` on a scratch state directory and a private address sub-pool, and for each
+engine version creates `--runs` instances one after another, timing each from the POST until the tenant
+user's first successful query with the engine's own client library. In the same run it times the raw
+tools on this machine as an unprivileged user: PostgreSQL `initdb` + `postgres` until a first connection,
+MariaDB `mariadb-install-db` + `mariadbd` until a first connection, `redis-server` until PING answers.
+Prints median and p95 for both and the ratio per engine; the last line is one JSON object with the figures.
 
     .venv/bin/python bench/provision.py --runs 7
+    .venv/bin/python bench/provision.py --runs 5 --engine postgresql:15
 """
 
 from __future__ import annotations
@@ -23,14 +25,19 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pymysql
+import redis
 
 SCRATCH = Path("/var/tmp/reddwarf-bench")
 RAW_USER = "rdbench-raw"
+ENGINES = ("postgresql:15", "postgresql:18", "mariadb:10.11", "redis:7.0")
+PG_BIN = {"15": Path("/usr/lib/postgresql/15/bin"), "18": Path("/opt/reddwarf/engines/postgresql/18/bin")}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -45,7 +52,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def poll(fn: Any, timeout: float, interval: float = 0.005) -> Any:
+def poll(fn: Callable[[], Any], timeout: float, interval: float = 0.005) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = fn()
@@ -55,7 +62,32 @@ def poll(fn: Any, timeout: float, interval: float = 0.005) -> Any:
     raise TimeoutError("benchmark condition not reached in time")
 
 
-def bench_reddwarf(runs: int, version: str, root: Path) -> list[float]:
+# --- tenant connections -----------------------------------------------------------------------------
+
+def tenant_connects(engine: str, host: str, port: int, password: str) -> bool:
+    try:
+        if engine == "postgresql":
+            with psycopg.connect(host=host, port=port, user="app", password=password, dbname="app",
+                                 connect_timeout=2) as conn:
+                conn.execute("select 1")
+        elif engine == "mariadb":
+            conn = pymysql.connect(host=host, port=port, user="app", password=password, database="app",
+                                   connect_timeout=2)
+            conn.close()
+        else:
+            client = redis.Redis(host=host, port=port, username="app", password=password, socket_timeout=2)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        return True
+    except (psycopg.OperationalError, pymysql.err.OperationalError, redis.exceptions.RedisError):
+        return False
+
+
+# --- Reddwarf ---------------------------------------------------------------------------------------
+
+def bench_reddwarf(runs: int, engines: list[tuple[str, str]], root: Path) -> dict[str, list[float]]:
     state = root / "state"
     state.mkdir(mode=0o755)
     port, project, token = free_port(), "bench" + secrets.token_hex(4), secrets.token_urlsafe(24)
@@ -67,35 +99,41 @@ def bench_reddwarf(runs: int, version: str, root: Path) -> list[float]:
     with (root / "server.log").open("wb") as log:
         server = subprocess.Popen([str(Path(sys.executable).with_name("reddwarf")), "server"], env=env,
                                   stdout=log, stderr=log)
-    timings: list[float] = []
+    results: dict[str, list[float]] = {}
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}/v1.0/{project}",
                               headers={"X-Auth-Token": token}, timeout=30)
         poll(lambda: _healthy(port), 60, 0.05)
-        for n in range(runs):
-            password = secrets.token_urlsafe(12)
-            body = {"instance": {
-                "name": f"bench-{n}", "flavorRef": "1", "volume": {"size": 1},
-                "datastore": {"type": "postgresql", "version": version},
-                "databases": [{"name": "app"}],
-                "users": [{"name": "app", "password": password, "databases": [{"name": "app"}]}],
-            }}
-            started = time.monotonic()
-            response = client.post("/instances", json=body)
-            response.raise_for_status()
-            instance_id = response.json()["instance"]["id"]
-            view = poll(lambda i=instance_id: _active(client, i), 300)
-            poll(lambda v=view, p=password: _connects(v, p), 60, 0.002)
-            timings.append(time.monotonic() - started)
-            client.delete(f"/instances/{instance_id}")
-            poll(lambda i=instance_id: client.get(f"/instances/{i}").status_code == 404, 120, 0.05)
+        for engine, version in engines:
+            results[f"{engine}-{version}"] = [_one_create(client, engine, version, n) for n in range(runs)]
     finally:
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
-    return timings
+    return results
+
+
+def _one_create(client: httpx.Client, engine: str, version: str, n: int) -> float:
+    password = secrets.token_urlsafe(12)
+    user: dict[str, Any] = {"name": "app", "password": password}
+    body: dict[str, Any] = {"name": f"bench-{engine}-{n}", "flavorRef": "1", "volume": {"size": 1},
+                            "datastore": {"type": engine, "version": version}, "users": [user]}
+    if engine != "redis":
+        body["databases"] = [{"name": "app"}]
+        user["databases"] = [{"name": "app"}]
+    started = time.monotonic()
+    response = client.post("/instances", json={"instance": body})
+    response.raise_for_status()
+    instance_id = response.json()["instance"]["id"]
+    view = poll(lambda: _active(client, instance_id), 300)
+    host, port = view["addresses"][0]["address"], view["port"]
+    poll(lambda: tenant_connects(engine, host, port, password), 60, 0.002)
+    elapsed = time.monotonic() - started
+    client.delete(f"/instances/{instance_id}")
+    poll(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 120, 0.05)
+    return elapsed
 
 
 def _healthy(port: int) -> bool:
@@ -112,78 +150,102 @@ def _active(client: httpx.Client, instance_id: str) -> dict[str, Any] | None:
     return view if view["status"] == "ACTIVE" else None
 
 
-def _connects(view: dict[str, Any], password: str) -> bool:
-    try:
-        with psycopg.connect(host=view["addresses"][0]["address"], port=view["port"], user="app",
-                             password=password, dbname="app", connect_timeout=2) as conn:
-            conn.execute("select 1")
-        return True
-    except psycopg.OperationalError:
-        return False
+# --- raw tools --------------------------------------------------------------------------------------
 
-
-def bench_raw(runs: int, bin_dir: Path, root: Path) -> list[float]:
-    """initdb + postgres start + first successful connection, as an unprivileged user."""
+def raw_user() -> pwd.struct_passwd:
     if subprocess.run(["id", RAW_USER], capture_output=True, check=False).returncode != 0:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RAW_USER],
                        check=True)
-    entry = pwd.getpwnam(RAW_USER)
+    return pwd.getpwnam(RAW_USER)
+
+
+def bench_raw(runs: int, engine: str, version: str, root: Path) -> list[float]:
+    entry = raw_user()
     timings = []
     for n in range(runs):
-        data = root / f"raw-{n}"
-        data.mkdir(mode=0o700)
-        os.chown(data, entry.pw_uid, entry.pw_gid)
+        work = root / f"raw-{engine}-{version}-{n}"
+        work.mkdir(mode=0o700)
+        os.chown(work, entry.pw_uid, entry.pw_gid)
         port = free_port()
         started = time.monotonic()
-        subprocess.run([str(bin_dir / "initdb"), "-D", str(data / "pg"), "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8", "--locale=C.UTF-8", "--data-checksums"],
-                       user=entry.pw_uid, group=entry.pw_gid, check=True, capture_output=True)
-        server = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(data / "pg"), "-p", str(port),
-                                   "-k", str(data), "-c", "listen_addresses=127.0.0.1"],
-                                  user=entry.pw_uid, group=entry.pw_gid, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = _raw_start(engine, version, work, port, entry)
         try:
-            poll(lambda p=port: _raw_connects(p), 60, 0.002)
+            poll(lambda e=engine, p=port: _raw_connects(e, p), 60, 0.002)
             timings.append(time.monotonic() - started)
         finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
+            server.send_signal(signal.SIGTERM if engine != "postgresql" else signal.SIGINT)
+            server.wait(timeout=60)
     return timings
 
 
-def _raw_connects(port: int) -> bool:
+def _as(entry: pwd.struct_passwd) -> dict[str, Any]:
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+
+def _raw_start(engine: str, version: str, work: Path, port: int, entry: pwd.struct_passwd) -> subprocess.Popen[bytes]:
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if engine == "postgresql":
+        bin_dir = PG_BIN[version]
+        subprocess.run([str(bin_dir / "initdb"), "-D", str(work / "pg"), "-U", "postgres", "--auth=trust",
+                        "-E", "UTF8", "--locale=C.UTF-8", "--data-checksums"], check=True, capture_output=True,
+                       **_as(entry))
+        return subprocess.Popen([str(bin_dir / "postgres"), "-D", str(work / "pg"), "-p", str(port), "-k", str(work),
+                                 "-c", "listen_addresses=127.0.0.1"], start_new_session=True, **quiet, **_as(entry))
+    if engine == "mariadb":
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={work / 'db'}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"], check=True,
+                       capture_output=True, **_as(entry))
+        return subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={work / 'db'}", f"--port={port}",
+                                 "--bind-address=127.0.0.1", f"--socket={work / 'my.sock'}",
+                                 f"--pid-file={work / 'my.pid'}"], start_new_session=True, **quiet, **_as(entry))
+    return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work),
+                             "--save", "", "--appendonly", "no"], start_new_session=True, **quiet, **_as(entry))
+
+
+def _raw_connects(engine: str, port: int) -> bool:
     try:
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                             connect_timeout=2) as conn:
-            conn.execute("select 1")
+        if engine == "postgresql":
+            with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                                 connect_timeout=2) as conn:
+                conn.execute("select 1")
+        elif engine == "mariadb":
+            pymysql.connect(host="127.0.0.1", port=port, user="root", password="", connect_timeout=2).close()
+        else:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+            try:
+                client.ping()
+            finally:
+                client.close()
         return True
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, pymysql.err.OperationalError, redis.exceptions.RedisError):
         return False
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--version", default="15")
-    parser.add_argument("--bin-dir", default="/usr/lib/postgresql/15/bin")
+    parser.add_argument("--engine", action="append", help="ENGINE:VERSION (repeatable); default: all")
     args = parser.parse_args()
+    engines = [tuple(e.split(":", 1)) for e in (args.engine or ENGINES)]
     SCRATCH.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = SCRATCH / secrets.token_hex(4)
     root.mkdir(mode=0o755)
     try:
-        raw = bench_raw(args.runs, Path(args.bin_dir), root)
-        ours = bench_reddwarf(args.runs, args.version, root)
+        raw = {f"{e}-{v}": bench_raw(args.runs, e, v, root) for e, v in engines}
+        ours = bench_reddwarf(args.runs, engines, root)  # type: ignore[arg-type]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    figures = {
-        "benchmark": "provision", "engine": "postgresql", "version": args.version, "runs": args.runs,
-        "median_s": round(statistics.median(ours), 3), "p95_s": round(percentile(ours, 95), 3),
-        "raw_median_s": round(statistics.median(raw), 3), "raw_p95_s": round(percentile(raw, 95), 3),
-    }
-    figures["ratio"] = round(figures["median_s"] / figures["raw_median_s"], 2)
-    print(f"reddwarf create -> tenant connects: median {figures['median_s']}s  p95 {figures['p95_s']}s")
-    print(f"raw initdb + start -> connects:    median {figures['raw_median_s']}s  p95 {figures['raw_p95_s']}s")
-    print(f"ratio (median): {figures['ratio']}  (target <= 1.2)")
+    figures: dict[str, Any] = {"benchmark": "provision", "runs": args.runs, "engines": {}}
+    for key, timings in ours.items():
+        row = {
+            "median_s": round(statistics.median(timings), 3), "p95_s": round(percentile(timings, 95), 3),
+            "raw_median_s": round(statistics.median(raw[key]), 3), "raw_p95_s": round(percentile(raw[key], 95), 3),
+        }
+        row["ratio"] = round(row["median_s"] / row["raw_median_s"], 2)
+        figures["engines"][key] = row
+        print(f"{key:16s} reddwarf median {row['median_s']:.3f}s p95 {row['p95_s']:.3f}s | "
+              f"raw median {row['raw_median_s']:.3f}s p95 {row['raw_p95_s']:.3f}s | ratio {row['ratio']:.2f}")
+    print("target: ratio <= 1.2 (create -> tenant connects, over raw bootstrap -> connects)")
     print(json.dumps(figures))
 
 

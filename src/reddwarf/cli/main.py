@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from reddwarf.cli import operator, tenant
+from reddwarf.cli import openstack, operator, tenant
 
 app = typer.Typer(
     name="reddwarf",
@@ -18,6 +18,7 @@ app.add_typer(operator.db_app, name="db")
 app.add_typer(operator.project_app, name="project")
 app.add_typer(operator.token_app, name="token")
 app.add_typer(operator.engines_app, name="engines")
+app.add_typer(openstack.app, name="openstack")
 app.add_typer(tenant.instance_app, name="instance")
 app.add_typer(tenant.datastore_app, name="datastore")
 app.add_typer(tenant.flavor_app, name="flavor")
