@@ -213,7 +213,9 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
             if wal:
                 cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.execute("PRAGMA synchronous = NORMAL")
+                # FULL: a commit is on disk before the API answers, so an accepted request survives a
+                # power loss too, not only a process crash (NORMAL would be enough for the latter).
+                cursor.execute("PRAGMA synchronous = FULL")
         finally:
             cursor.close()
 
