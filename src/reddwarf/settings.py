@@ -56,12 +56,23 @@ class Settings(BaseSettings):
     region_name: str = "RegionOne"
     default_datastore: str = "postgresql"
     flavors: tuple[FlavorSetting, ...] = DEFAULT_FLAVORS
+    # Experimental datastore versions (see `services.classification`) are hidden from non-admin tenants.
     hide_experimental: bool = False
+    # Trove's `root_on_create`: every new instance (of an engine offering root) gets root enabled as the last
+    # create step; the create response carries the generated root password, once.
+    root_on_create: bool = False
+    # The conformance ledger the datastores API classifies versions from (default: the source checkout's).
+    classification_ledger: Path | None = None
 
     @field_validator("state_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.absolute()
+
+    @field_validator("classification_ledger")
+    @classmethod
+    def _absolute_or_none(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.absolute()
 
     @property
     def effective_database_url(self) -> str:

@@ -12,9 +12,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reddwarf.domain.catalog import Flavor
 from reddwarf.domain.errors import BadRequest
+from reddwarf.domain.instance import Instance
+from reddwarf.domain.workload import Placement
 from reddwarf.engines.base import Engine
 from reddwarf.engines.mariadb import MariadbEngine, MariadbSettings
 from reddwarf.engines.postgresql import install as postgresql_install
@@ -26,6 +29,7 @@ from reddwarf.identity.keystone.settings import KeystoneSettings
 from reddwarf.runtimes.base import Runtime
 from reddwarf.runtimes.local.runtime import LocalRuntime
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
+from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
@@ -123,6 +127,16 @@ def runtime(settings: Settings) -> Runtime:
     return LocalRuntime(local)
 
 
+def scratch_runtime(state_dir: Path, address_pool: str, user_prefix: str) -> Runtime:
+    """A runtime for throwaway servers (`reddwarf engines verify`): the operator's runtime settings with
+    its own state dir, address pool and OS user prefix, so nothing it makes touches real instances."""
+    local = LocalRuntimeSettings(
+        state_dir=state_dir, address_pool=address_pool, user_prefix=user_prefix, socket_base=None,
+        routable_address=None,
+    )
+    return LocalRuntime(local)
+
+
 @dataclass
 class Components:
     settings: Settings
@@ -138,8 +152,14 @@ class Components:
         return ServiceContext(
             settings=self.settings, db=self.db, engines=self.engines, flavors=self.flavors,
             region=self.settings.region_name, max_instances_per_project=self.settings.max_instances_per_project,
-            notify=self._wake.set, authenticator=authenticator(self.settings),
+            notify=self._wake.set, authenticator=authenticator(self.settings), placement_for=self._placement,
         )
+
+    def _placement(self, instance: Instance) -> Placement:
+        endpoint = instance.endpoint
+        if endpoint is None:
+            return self.runtime.placement(instance.id, "", 0)
+        return self.runtime.placement(instance.id, endpoint.address, endpoint.port)
 
     def reconciler_deps(self) -> ReconcilerDeps:
         return ReconcilerDeps(db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors)
@@ -163,6 +183,7 @@ class Components:
 
 
 def build(settings: Settings) -> Components:
+    classification.ledger_for(settings)  # a malformed ledger stops the start, naming the file and line
     return Components(
         settings=settings, db=open_database(settings), engines=engines(), runtime=runtime(settings),
         flavors=flavors(settings),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 import reddwarf
 from reddwarf.api.errors import install_error_handlers
 from reddwarf.api.middleware import RequestBoundary
-from reddwarf.api.routers.v1 import datastores, flavors, instances, versions
+from reddwarf.api.routers.v1 import databases, datastores, flavors, instances, mgmt, root, users, versions
 from reddwarf.services.context import ServiceContext
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ OPENAPI_TAGS = [
     {"name": "instances", "description": "Database instances: create, list, show, update, delete, actions."},
     {"name": "datastores", "description": "Datastores and their installed versions."},
     {"name": "flavors", "description": "Instance sizes defined by the operator."},
+    {"name": "databases", "description": "Databases inside an instance (live reads, durable writes)."},
+    {"name": "users", "description": "Users of an instance and their database grants (live reads, durable writes)."},
+    {"name": "root", "description": "The engine's superuser: status, enable (synchronous), disable."},
+    {"name": "mgmt", "description": "Management API (admin only)."},
 ]
 
 
@@ -48,6 +52,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     project.include_router(instances.router)
     project.include_router(datastores.router)
     project.include_router(flavors.router)
+    project.include_router(databases.router)
+    project.include_router(users.router)
+    project.include_router(root.router)
+    project.include_router(mgmt.router)
     app.include_router(project)
 
     if ctx.settings.identity == "noauth":

@@ -6,12 +6,15 @@ Times are UTC ISO 8601 without a zone ("2026-11-22T11:33:00"), as Trove writes t
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.catalog import REDDWARF_NAMESPACE, DatastoreVersion, Flavor
 from reddwarf.domain.instance import Instance
 from reddwarf.services.catalog import Datastore
+from reddwarf.services.classification import Level, VersionStatus
 from reddwarf.store.records import Event
 
 JSON = dict[str, Any]
@@ -112,7 +115,10 @@ def version_summary(version: DatastoreVersion, *, base: str, project_id: str) ->
     }
 
 
-def datastore_view(datastore: Datastore, *, base: str, project_id: str, is_admin: bool) -> JSON:
+def datastore_view(
+    datastore: Datastore, *, base: str, project_id: str, is_admin: bool, classification: Level | None = None
+) -> JSON:
+    """Trove's datastore; the extension field `classification` is its default version's."""
     body: JSON = {
         "id": datastore.id,
         "name": datastore.name,
@@ -121,6 +127,8 @@ def datastore_view(datastore: Datastore, *, base: str, project_id: str, is_admin
     default = datastore.default_version
     if default is not None:
         body["default_version"] = default.id
+    if classification is not None:
+        body["classification"] = classification.value
     versions = []
     for version in datastore.versions:
         summary = version_summary(version, base=base, project_id=project_id)
@@ -131,8 +139,12 @@ def datastore_view(datastore: Datastore, *, base: str, project_id: str, is_admin
     return body
 
 
-def datastore_version_view(version: DatastoreVersion, *, base: str, project_id: str) -> JSON:
-    return {
+def datastore_version_view(
+    version: DatastoreVersion, *, base: str, project_id: str, status: VersionStatus | None = None
+) -> JSON:
+    """Trove's datastore version, plus the extension fields `capabilities` (names), `strategies`
+    (`{"backup": [{"name", "classification"}], "replication": [...]}`) and `classification`."""
+    body: JSON = {
         "id": version.id,
         "name": version.name,
         "datastore": version.datastore_id,
@@ -142,6 +154,45 @@ def datastore_version_view(version: DatastoreVersion, *, base: str, project_id: 
         "image": "",
         "packages": "",
         "links": links(base, project_id, "datastores/versions", version.id),
+    }
+    if status is not None:
+        body["capabilities"] = sorted(c.value for c in status.capabilities.offered)
+        strategies: dict[str, list[JSON]] = {"backup": [], "replication": []}
+        for strategy in status.strategies:
+            strategies.setdefault(strategy.kind, []).append(
+                {"name": strategy.name, "classification": strategy.level.value}
+            )
+        body["strategies"] = strategies
+        body["classification"] = status.classification.level.value
+    return body
+
+
+CAPABILITY_DESCRIPTIONS: dict[Capability, str] = {
+    Capability.USERS: "Create, list, change and delete database users.",
+    Capability.DATABASES: "Create, list and delete databases, and grant users access to them.",
+    Capability.ROOT: "Enable the datastore's superuser account.",
+    Capability.BACKUP: "Back up an instance and restore a backup into a new instance.",
+    Capability.REPLICATION: "Create replicas of an instance, promote and eject them.",
+    Capability.CLUSTERING: "Create clusters of several member instances.",
+    Capability.CONFIGURATION: "Attach configuration groups that set the datastore's parameters.",
+    Capability.RESIZE_FLAVOR: "Change an instance's flavor (memory and CPUs).",
+    Capability.RESIZE_VOLUME: "Grow an instance's volume.",
+    Capability.LOGS: "Publish and show the datastore's logs.",
+}
+
+
+def capabilities_view(version: DatastoreVersion, status: VersionStatus) -> JSON:
+    """Trove's legacy capabilities shape: every capability, `enabled` when the version declares it."""
+    return {
+        "capabilities": [
+            {
+                "id": str(uuid.uuid5(REDDWARF_NAMESPACE, f"capability:{version.datastore}:{version.name}:{cap}")),
+                "name": cap.value,
+                "description": CAPABILITY_DESCRIPTIONS.get(cap, cap.value),
+                "enabled": status.capabilities.has(cap),
+            }
+            for cap in Capability
+        ]
     }
 
 

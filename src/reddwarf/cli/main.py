@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from reddwarf.cli import openstack, operator, tenant
+from reddwarf.cli import accounts, openstack, operator, tenant
 
 app = typer.Typer(
     name="reddwarf",
@@ -22,6 +22,9 @@ app.add_typer(openstack.app, name="openstack")
 app.add_typer(tenant.instance_app, name="instance")
 app.add_typer(tenant.datastore_app, name="datastore")
 app.add_typer(tenant.flavor_app, name="flavor")
+app.add_typer(accounts.database_app, name="database")
+app.add_typer(accounts.user_app, name="user")
+app.add_typer(accounts.root_app, name="root")
 
 
 def main() -> None:

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -22,8 +29,16 @@ from rich.table import Table
 from reddwarf import wiring
 from reddwarf.api.app import create_app
 from reddwarf.cli import logs
+from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.errors import PermanentError, ReddwarfError
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Resources
+from reddwarf.engines.base import Engine
 from reddwarf.identity.bootstrap import ensure_bootstrap
 from reddwarf.identity.tokens import issue_token
+from reddwarf.runtimes.base import Runtime
+from reddwarf.services import classification
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
 
@@ -35,6 +50,8 @@ StateDir = Annotated[
     Path | None, typer.Option("--state-dir", help="State directory (default /var/lib/reddwarf; REDDWARF_STATE_DIR).")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# `reddwarf engines verify`'s throwaway servers: a loopback pool of their own (test-bound before use).
+VERIFY_POOL = "127.0.250.0/24"
 
 
 def load_settings(state_dir: Path | None = None, **overrides: object) -> Settings:
@@ -193,27 +210,37 @@ def token_list(
 
 engines_app = typer.Typer(help="Database engine software on this host.", no_args_is_help=True)
 
+LedgerOpt = Annotated[
+    Path | None,
+    typer.Option("--ledger", help="Classification ledger (default: REDDWARF_CLASSIFICATION_LEDGER, else the "
+                                  "source checkout's classification/ledger.jsonl)."),
+]
+
 
 @engines_app.command("list")
-def engines_list(as_json: JsonOut = False) -> None:
-    """Each engine and version: installed or not, and where."""
+def engines_list(ledger: LedgerOpt = None, as_json: JsonOut = False) -> None:
+    """Each engine and version: installed or not, where, and its classification."""
+    settings = load_settings(classification_ledger=ledger)
+    record = classification.Ledger.load(classification.ledger_path(settings))
     rows: list[dict[str, object]] = []
     for name, engine in sorted(wiring.engines().items()):
         found = {v.name: v for v in engine.versions()}
         known = sorted(set(found) | set(wiring.installable_versions().get(name, ())), key=_version_key)
         for version in known:
             hit = found.get(version)
+            level = record.classify(name, version, settings.runtime).level.value if hit else None
             rows.append({
                 "engine": name, "version": version, "installed": hit is not None,
                 "number": hit.number if hit else None, "bin_dir": hit.bin_dir if hit else None,
+                "classification": level,
             })
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("engine", "version", "installed", "number", "where")
+    table = Table("engine", "version", "installed", "number", "classification", "where")
     for r in rows:
         table.add_row(str(r["engine"]), str(r["version"]), "yes" if r["installed"] else "no",
-                      str(r["number"] or ""), str(r["bin_dir"] or ""))
+                      str(r["number"] or ""), str(r["classification"] or ""), str(r["bin_dir"] or ""))
     out.print(table)
 
 
@@ -232,6 +259,164 @@ def engines_install(
     logs.configure("INFO")
     where = wiring.install_engine(name, version)
     err.print(f"{name} {version} installed in {where}")
+
+
+@engines_app.command("verify")
+def engines_verify(
+    address_pool: Annotated[str, typer.Option(help="Private loopback pool for the throwaway servers.")] =
+        VERIFY_POOL,
+    scratch: Annotated[Path | None, typer.Option(help="Parent of the throwaway state dir (server users must "
+                                                      "traverse it; default: the system temp dir).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds each server has to answer its admin.")] = 60.0,
+    as_json: JsonOut = False,
+) -> None:
+    """Start a throwaway server of every installed engine version, connect as its admin, clean up.
+
+    Exits 1 when any installed version fails (or none is installed).
+    """
+    state = Path(tempfile.mkdtemp(prefix="reddwarf-verify-", dir=scratch))
+    state.chmod(0o755)  # server users traverse it to their own 0700 directories
+    try:
+        runtime = wiring.scratch_runtime(state, address_pool, f"rv{secrets.token_hex(2)}-")
+        flavor = min(wiring.flavors(load_settings()).values(), key=lambda f: f.ram_mb)
+        results = [
+            _verify_one(runtime, engine, version, flavor, timeout)
+            for _, engine in sorted(wiring.engines().items())
+            for version in sorted(engine.versions(), key=lambda v: _version_key(v.name))
+        ]
+        isolation = runtime.isolation_report()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    failed = [r for r in results if not r["ok"]]
+    if as_json:
+        out.print_json(json.dumps({"runtime": runtime.name, "isolation": isolation, "versions": results}))
+    else:
+        table = Table("engine", "version", "number", "result", "seconds", "detail")
+        for r in results:
+            table.add_row(str(r["engine"]), str(r["version"]), str(r["number"]),
+                          "[green]OK[/green]" if r["ok"] else "[red]FAILED[/red]", f"{r['seconds']:.1f}",
+                          str(r["error"] or ""))
+        out.print(table)
+        report = Table("isolation", "mode", "detail", title=f"runtime {runtime.name}")
+        for key in ("memory_cpu_limits", "volumes"):
+            report.add_row(key, isolation.get(key, ""), isolation.get(f"{key}_detail", ""))
+        for key in ("users", "addresses"):
+            report.add_row(key, isolation.get(key, ""), "")
+        out.print(report)
+    if not results:
+        err.print("[red]Error:[/red] no engine version is installed (reddwarf engines install NAME@VERSION)")
+        raise typer.Exit(1)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _verify_one(runtime: Runtime, engine: Engine, version: DatastoreVersion, flavor: Flavor, timeout: float) -> (
+    dict[str, Any]
+):
+    """One throwaway server through the real runtime and engine: prepare, initialise, start, probe the
+    admin over TCP, then destroy everything (also when a step failed or the operator pressed Ctrl-C)."""
+    started = time.monotonic()
+    row: dict[str, Any] = {"engine": engine.name, "version": version.name, "number": version.number,
+                           "ok": False, "error": None}
+    placement = None
+    try:
+        address, port = next(
+            ((a, p) for a, p in runtime.endpoint_candidates(engine.default_port) if runtime.bindable(a, p)),
+            (None, 0),
+        )
+        if address is None:
+            raise PermanentError(f"no free address for port {engine.default_port} in the verify pool")
+        placement = runtime.placement(str(uuid.uuid4()), address, port)
+        spec = InstanceSpec(name="verify", flavor_id=flavor.id, volume_size_gb=1, datastore=engine.name,
+                            datastore_version=version.name)
+        password = Secret(secrets.token_urlsafe(24))
+        workload = engine.workload(spec, version, flavor, placement, password)
+        runtime.prepare(placement, Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=1))
+        runtime.initialise(placement, workload)
+        runtime.start(placement, workload)
+        deadline = time.monotonic() + timeout
+        while not engine.probe(placement, engine.admin_user, password, timeout=2.0):
+            observed = runtime.observe(placement)
+            if not observed.running:
+                raise PermanentError(f"the server exited: {observed.exit_reason}")
+            if time.monotonic() > deadline:
+                raise PermanentError(f"the admin could not connect within {timeout:.0f}s")
+            time.sleep(0.05)
+        row["ok"] = True
+    except Exception as exc:  # one version's boundary: report it and go on with the next
+        log.debug("verify of %s %s failed", engine.name, version.name, exc_info=True)
+        row["error"] = str(exc) or type(exc).__name__
+    finally:
+        if placement is not None:
+            try:
+                runtime.destroy(placement)
+            except ReddwarfError as exc:
+                row["ok"] = False
+                row["error"] = f"clean-up failed: {exc}"
+    row["seconds"] = round(time.monotonic() - started, 2)
+    return row
+
+
+@engines_app.command("classify")
+def engines_classify(
+    ledger: LedgerOpt = None,
+    source: Annotated[Path | None, typer.Option(help="Source checkout holding tests/contract (default: the "
+                                                     "one this package runs from).")] = None,
+) -> None:
+    """Run the conformance suite (tests/contract) and append one ledger entry per engine version.
+
+    Exits 1 when a conformance test failed (the failures are recorded), 2 when the suite could not run.
+    """
+    settings = load_settings(classification_ledger=ledger)
+    path = classification.ledger_path(settings)
+    root = (source or classification.DEFAULT_LEDGER.parents[1]).absolute()
+    if not (root / "tests" / "contract").is_dir():
+        err.print(f"[red]Error:[/red] {root} has no tests/contract: classify runs from a source checkout (--source)")
+        raise typer.Exit(2)
+    with tempfile.TemporaryDirectory(prefix="reddwarf-classify-") as tmp:
+        results_file = Path(tmp) / "results.json"
+        code = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/contract", "-q", "-p", "no:cacheprovider",
+             "-p", "tests.contract.recorder", "--contract-results", str(results_file)],
+            cwd=root, check=False,
+        ).returncode
+        if code not in (0, 1) or not results_file.exists():
+            err.print(f"[red]Error:[/red] the conformance suite did not run to the end (pytest exit {code}); "
+                      "nothing recorded")
+            raise typer.Exit(2)
+        results = json.loads(results_file.read_text())
+    commit, dirty = _git_commit(root)
+    date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    runs = [
+        classification.run_from_outcomes(
+            engine=t["engine"], version=t["version"], number=t["number"], runtime=t["runtime"], commit=commit,
+            dirty=dirty, date=date, declared=t["declared"], full=bool(results["selected_all"]),
+            counts={k: classification.Counts(**v) for k, v in t["counts"].items()},
+        )
+        for t in results["targets"]
+    ]
+    classification.append_runs(path, runs)
+    record = classification.Ledger.load(path)
+    table = Table("engine", "version", "runtime", "results", "classification", "why",
+                  title=f"appended {len(runs)} entries to {path}")
+    for run in runs:
+        verdict = record.classify(run.engine, run.version, run.runtime)
+        table.add_row(run.engine, run.version, run.runtime,
+                      ", ".join(f"{k}={v.value}" for k, v in sorted(run.results.items())),
+                      verdict.level.value, verdict.reason)
+    out.print(table)
+    if code != 0:
+        raise typer.Exit(1)
+
+
+def _git_commit(root: Path) -> tuple[str, bool]:
+    """The checkout's commit and whether its tree differs from it (read-only git calls)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return "unknown", True
+    status = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain"], cwd=root,
+                            capture_output=True, text=True, check=False)
+    return head.stdout.strip(), bool(status.stdout.strip()) or status.returncode != 0
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from reddwarf import __version__
+from reddwarf.client.accounts import AccountsClient
 from reddwarf.client.errors import (
     InstanceFaulted,
     ReddwarfAPIError,
@@ -95,6 +96,11 @@ class ReddwarfClient:
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def accounts(self) -> AccountsClient:
+        """Databases, users, grants and root of the project's instances (see `reddwarf.client.accounts`)."""
+        return AccountsClient(self._request)
 
     # Instances
 

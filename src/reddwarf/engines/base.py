@@ -15,15 +15,21 @@ Obligations of an implementation:
 - `bootstrap()` creates the admin-visible objects of the spec (databases, users, grants). It is idempotent:
   running it twice (e.g. after a worker crash) leaves the same state. Connection failures raise
   `TemporaryError`; refusals the tenant caused raise `PermanentError` with a message a tenant can act on.
+- `validate_databases()` / `validate_users()` are pure and apply the same naming rules as
+  `validate_spec()` to the databases and users of the accounts API; `field` prefixes the field named in
+  the `BadRequest` (e.g. `databases[0].name`).
+- `accounts()` returns an `Accounts` bound to one running instance (see its docstring).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, WorkloadSpec
 
@@ -60,3 +66,60 @@ class Engine(Protocol):
     ) -> bool: ...
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None: ...
+
+    def validate_databases(self, databases: Sequence[DatabaseSpec], field: str = "databases") -> None: ...
+
+    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None: ...
+
+    def accounts(self, placement: Placement, admin_password: Secret) -> Accounts: ...
+
+
+class Accounts(Protocol):
+    """Live account administration on one running instance, connected as Reddwarf's admin account.
+
+    Obligations of an implementation:
+
+    - Every call opens its own short-lived connection with a short timeout (reads answer tenants live).
+    - Listings show tenant objects only: never Reddwarf's admin account, never system databases or roles.
+      No method ever lists, changes or drops the admin account: a name that is the admin's is `NotFound`.
+    - Writes are idempotent: creating what exists with the same definition, or dropping what is gone,
+      succeeds, so a write re-run after a worker crash ends in the same state. `Conflict` only where the
+      tenant asked for something that contradicts what exists (rename onto an existing user).
+    - `host` is Trove's: MariaDB accounts are `name@host`; engines without hosts accept only `%`.
+    - A capability the engine lacks (databases on Redis, root where not offered) raises `CapabilityMissing`.
+    - Unreachable server: `TemporaryError`. The engine refused (bad charset, the tenant broke something):
+      `PermanentError` with a message the tenant can act on, never containing a password.
+    - Passwords never reach the engine's logs or Reddwarf's: send verifiers/hashes where the engine takes
+      them, else bound parameters or quoted literals with statement logging off.
+    """
+
+    def list_databases(self) -> list[DatabaseSpec]: ...
+
+    def create_databases(self, databases: Sequence[DatabaseSpec]) -> None: ...
+
+    def delete_database(self, name: str) -> None: ...
+
+    def list_users(self) -> list[UserInfo]: ...
+
+    def get_user(self, name: str, host: str = "%") -> UserInfo | None: ...
+
+    def create_users(self, users: Sequence[UserSpec]) -> None: ...
+
+    def update_user(
+        self, name: str, host: str = "%", *, new_name: str | None = None, new_password: Secret | None = None,
+        new_host: str | None = None,
+    ) -> None: ...
+
+    def delete_user(self, name: str, host: str = "%") -> None: ...
+
+    def grant(self, name: str, host: str, databases: Sequence[str]) -> None: ...
+
+    def revoke(self, name: str, host: str, database: str) -> None: ...
+
+    def root_enabled(self) -> bool: ...
+
+    def enable_root(self, password: Secret) -> str:
+        """Create or reset the engine's superuser account with `password`; returns its user name."""
+        ...
+
+    def disable_root(self) -> None: ...

@@ -2,7 +2,9 @@
 
 Datastore and version ids are uuid5 values derived from names (`domain.catalog`), so they are the same
 on every host and every restart. A datastore or version is found by id or by name. Non-admins see only
-active versions and only datastores that have one; admins see everything (as in Trove).
+active versions and only datastores that have one; admins see everything (as in Trove). With the operator
+setting `hide_experimental`, non-admins also do not see experimental versions (`services.classification`):
+lists, shows and creates treat them as absent.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from reddwarf.domain.catalog import DatastoreVersion, Flavor, datastore_id
 from reddwarf.domain.errors import BadRequest, NotFound
+from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext
 
 
@@ -38,12 +41,16 @@ def version_sort_key(number: str) -> tuple[tuple[int, str], ...]:
 
 
 def list_datastores(ctx: ServiceContext, *, include_inactive: bool = False) -> list[Datastore]:
+    """Every datastore and version for an admin (`include_inactive`); for a tenant, the active versions
+    that `hide_experimental` does not hide, and only datastores that have one."""
     result = []
     for name in sorted(ctx.engines):
         versions = sorted(
             ctx.engines[name].versions(), key=lambda v: version_sort_key(v.number), reverse=True
         )
-        visible = tuple(v for v in versions if include_inactive or v.active)
+        visible = tuple(
+            v for v in versions if include_inactive or (v.active and not classification.hidden(ctx, v))
+        )
         if visible or include_inactive:
             result.append(Datastore(name=name, versions=visible))
     return result
@@ -87,12 +94,18 @@ def version_number(ctx: ServiceContext, datastore: str, version: str) -> str:
 
 
 def resolve_version(
-    ctx: ServiceContext, datastore: str | None, version: str | None, number: str | None
+    ctx: ServiceContext, datastore: str | None, version: str | None, number: str | None, *, admin: bool = False
 ) -> DatastoreVersion:
     """The version a create asks for (Trove's rules): the default datastore and its newest version
-    when unnamed; `number`, when given, must match the chosen version's full number."""
+    when unnamed; `number`, when given, must match the chosen version's full number. Unless `admin`,
+    versions hidden by `hide_experimental` are treated as absent."""
     datastore_name = datastore or ctx.settings.default_datastore
     found = get_datastore(ctx, datastore_name, include_inactive=True)
+    if not admin and ctx.settings.hide_experimental:
+        shown = tuple(v for v in found.versions if not classification.hidden(ctx, v))
+        if not shown:
+            raise NotFound("Datastore", datastore_name)
+        found = Datastore(name=found.name, versions=shown)
     if version is None and number is None:
         chosen = found.default_version
         if chosen is None:

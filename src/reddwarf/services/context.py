@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from reddwarf.domain.catalog import Flavor
+from reddwarf.domain.instance import Instance
+from reddwarf.domain.workload import Placement
 from reddwarf.engines.base import Engine
 from reddwarf.identity.context import AuthContext
 from reddwarf.settings import Settings
@@ -28,7 +30,9 @@ class ServiceContext:
     instance quota (None: unlimited); `page_size` caps `limit` on lists (Trove's `instances_page_size`).
     `notify` is called after a use case enqueued an operation: embedded workers wake at once instead of
     at their next poll (workers in other processes still poll). `authenticator` validates tokens when
-    `settings.identity == "keystone"` (see `api.deps.get_auth`).
+    `settings.identity == "keystone"` (see `api.deps.get_auth`). `placement_for` says where a running
+    instance lives (the runtime's `placement`, built by `reddwarf.wiring`) so that live reads can reach
+    it through the engine; None where no runtime is wired (those reads answer 503).
     """
 
     settings: Settings
@@ -41,6 +45,7 @@ class ServiceContext:
     page_size: int = DEFAULT_PAGE_SIZE
     notify: Callable[[], None] = field(default=lambda: None)
     authenticator: TokenAuthenticator | None = None
+    placement_for: Callable[[Instance], Placement] | None = None
 
     @classmethod
     def build(

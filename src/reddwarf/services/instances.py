@@ -25,7 +25,7 @@ from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserS
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import catalog
+from reddwarf.services import accounts, catalog
 from reddwarf.services.context import ServiceContext
 from reddwarf.store.records import Event
 from reddwarf.store.uow import UnitOfWork
@@ -87,15 +87,17 @@ def validate_name(name: str, field: str = "name") -> str:
     return name
 
 
-def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> Instance:
+def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> tuple[Instance, Secret | None]:
     """Validate everything, then write the instance (status BUILD), its admin password and an
-    "instance.create" operation in one unit of work. A refused request writes nothing."""
+    "instance.create" operation in one unit of work. A refused request writes nothing. With
+    `root_on_create`, also returns the root password the create's `root` step will set (shown once)."""
     _refuse_unsupported(request)
     name = validate_name(request.name)
     flavor = catalog.get_flavor(ctx, request.flavor_ref)
     volume_size = _validate_volume_size(ctx, request.volume_size)
     version = catalog.resolve_version(
-        ctx, request.datastore_type, request.datastore_version, request.datastore_version_number
+        ctx, request.datastore_type, request.datastore_version, request.datastore_version_number,
+        admin=auth.is_admin,
     )
     engine = ctx.engines[version.datastore]
     _validate_users_and_databases(request)
@@ -131,6 +133,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
             raise OverLimit("Quota exceeded for resources: ['instances'].")
         uow.instances.add(instance)
         uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
+        root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
         op_id = uow.operations.enqueue(OP_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
     ctx.notify()
@@ -138,7 +141,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         "instance %s create requested in project %s (%s %s, flavor %s, %d GB); operation %s",
         instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op_id,
     )
-    return instance
+    return instance, root_password
 
 
 def get(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> Instance:

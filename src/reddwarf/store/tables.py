@@ -148,4 +148,16 @@ class EventRow(Base):
     created: Mapped[float] = mapped_column(Double)
 
 
+class RootHistoryRow(Base):
+    """Each time root was enabled on an instance, and by whom (Trove's `root_enabled_history`)."""
+
+    __tablename__ = "root_history"
+    __table_args__ = (Index(None, "instance_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(ID)
+    user_id: Mapped[str] = mapped_column(REF)
+    enabled_at: Mapped[float] = mapped_column(Double)
+
+
 metadata = Base.metadata

@@ -5,10 +5,15 @@ from __future__ import annotations
 import threading
 
 from reddwarf.settings import Settings
-from reddwarf.workflows.kernel.worker import Periodic, Worker
+from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
+from reddwarf.workflows.reconcilers import accounts, instances
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
-from reddwarf.workflows.reconcilers.instances import handlers
+
+
+def handlers(deps: ReconcilerDeps) -> dict[str, Handler]:
+    """Every operation kind a worker runs, with its handler."""
+    return {**instances.handlers(deps), **accounts.handlers(deps)}
 
 
 def build_worker(

@@ -92,7 +92,7 @@ def test_an_empty_admin_password_is_refused(engine: MariadbEngine) -> None:
 
 def test_capabilities_are_users_and_databases_only_for_now(engine: MariadbEngine) -> None:
     capabilities = engine.capabilities(VERSION)
-    assert capabilities.offered == {Capability.USERS, Capability.DATABASES}
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT}
     assert capabilities.backup_strategies == () and capabilities.replication_strategies == ()
 
 

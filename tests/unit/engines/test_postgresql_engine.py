@@ -105,7 +105,7 @@ def test_admin_password_with_a_line_break_is_refused(engine: PostgresqlEngine) -
 
 def test_capabilities_are_users_and_databases_only_for_now(engine: PostgresqlEngine) -> None:
     capabilities = engine.capabilities(VERSION)
-    assert capabilities.offered == {Capability.USERS, Capability.DATABASES}
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT}
     assert capabilities.backup_strategies == ()
     assert capabilities.replication_strategies == ()
 

@@ -40,7 +40,7 @@ def engine() -> RedisEngine:
 
 def test_identity_and_capabilities(engine: RedisEngine) -> None:
     assert (engine.name, engine.default_port, engine.admin_user) == ("redis", 6379, "reddwarf_admin")
-    assert engine.capabilities(VERSION).offered == frozenset({Capability.USERS})
+    assert engine.capabilities(VERSION).offered == frozenset({Capability.USERS, Capability.ROOT})
 
 
 def test_server_runs_in_the_foreground_on_the_rendered_config(engine: RedisEngine) -> None:

@@ -3,8 +3,9 @@
 `engine.py` holds `MariadbEngine` (the `reddwarf.engines.base.Engine` implementation), `settings.py` its
 settings (`REDDWARF_MARIADB_*`), `config.py` the pure renderers (my.cnf, the install-time SQL, the layout
 inside the instance's data dir), `validation.py` the spec rules, `passwords.py` the client-side password
-hashes, `admin.py` the SQL spoken to a running server (PyMySQL lives here) and `discovery.py` the
-installed-version scan. Only `reddwarf.wiring` and test fixtures import this package.
+hashes, `admin.py` the SQL of probe and bootstrap, `accounts.py` the live users, databases, grants and root
+(`MariadbAccounts`; PyMySQL lives in these two) and `discovery.py` the installed-version scan. Only
+`reddwarf.wiring` and test fixtures import this package.
 """
 
 from reddwarf.engines.mariadb.engine import MariadbEngine

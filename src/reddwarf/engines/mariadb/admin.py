@@ -1,9 +1,10 @@
 """SQL spoken to a running MariaDB server: readiness probe, account hardening, databases, users, grants.
 
-This is the only module of the engine that uses PyMySQL. Identifiers are validated names in backticks
-(backticks doubled); a database name in a GRANT also has its `_` and `%` wildcards escaped, so a grant on
-`app_1` never covers `appX1`. Passwords travel only as client-side `mysql_native_password` hashes bound as
-parameters (`passwords.py`): the plain password never crosses the wire, so no server log can hold it.
+This module and `accounts.py` (which builds on it) are the only ones of the engine that use PyMySQL.
+Identifiers are validated names in backticks (backticks doubled); a database name in a GRANT also has its `_`
+and `%` wildcards escaped, so a grant on `app_1` never covers `appX1`. Passwords travel only as client-side
+`mysql_native_password` hashes bound as parameters (`passwords.py`): the plain password never crosses the
+wire, so no server log can hold it.
 
 Errors: a connection that fails (refused, timed out, server starting or shutting down, too many
 connections) raises `TemporaryError`; a statement MariaDB refuses because of the tenant's input raises
@@ -154,7 +155,7 @@ def refusals(action: str) -> Iterator[None]:
         ) from None
 
 
-def _percent_safe(fragment: str) -> str:
+def percent_safe(fragment: str) -> str:
     """A SQL fragment placed in a statement that also has bound parameters (PyMySQL formats with %)."""
     return fragment.replace("%", "%%")
 
@@ -249,7 +250,7 @@ def _stored_priv(cursor: Cursor, user: UserSpec) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else {}
 
 
-def _up_to_date(priv: dict[str, Any], password: str) -> bool:
+def up_to_date(priv: dict[str, Any], password: str) -> bool:
     return (
         priv.get("plugin", "mysql_native_password") == passwords.PLUGIN
         and not priv.get("auth_or")
@@ -260,7 +261,7 @@ def _up_to_date(priv: dict[str, Any], password: str) -> bool:
 
 def ensure_user(cursor: Cursor, user: UserSpec) -> None:
     """Create the account, or make an existing one match (this password, unlocked); no-op when it does."""
-    who = _percent_safe(account(user.name, user.host))
+    who = percent_safe(account(user.name, user.host))
     password = user.password.reveal()
     with refusals(f"inspect user {user.name!r}"):
         priv = _stored_priv(cursor, user)
@@ -274,7 +275,7 @@ def ensure_user(cursor: Cursor, user: UserSpec) -> None:
                 if _errno(exc) != ER_CANNOT_USER:
                     raise
                 logger.info("mariadb user %r@%r was created concurrently", user.name, user.host)
-    elif _up_to_date(priv, password):
+    elif up_to_date(priv, password):
         return
     with refusals(f"update user {user.name!r}"):
         cursor.execute(f"ALTER USER {who} IDENTIFIED BY PASSWORD %s ACCOUNT UNLOCK", (passwords.native_hash(password),))

@@ -15,14 +15,16 @@ default account (root and the OS user, which log in through the unix socket) and
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.mariadb import admin, config, passwords, validation
+from reddwarf.engines.mariadb.accounts import MariadbAccounts
 from reddwarf.engines.mariadb.discovery import VersionScanner
 from reddwarf.engines.mariadb.settings import MariadbSettings
 
@@ -58,7 +60,7 @@ class MariadbEngine:
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
         # Root ("enable root"), backup ("mariadb-backup") and replication are declared once implemented.
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES}))
+        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT}))
 
     def versions(self) -> list[DatastoreVersion]:
         """The installed server (Debian's mariadb-server by default), if any; never raises."""
@@ -137,3 +139,15 @@ class MariadbEngine:
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Secure accounts, create the spec's databases, users and grants as the admin; idempotent."""
         admin.bootstrap(spec, admin.target(placement, ADMIN_USER, admin_password, timeout=10.0))
+
+    def validate_databases(self, databases: Sequence[DatabaseSpec], field: str = "databases") -> None:
+        validation.validate_databases(databases, field)
+
+    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
+        validation.validate_users(users, field)
+
+    def accounts(self, placement: Placement, admin_password: Secret) -> MariadbAccounts:
+        """Live users, databases, grants and root of the instance at `placement`, as the admin."""
+        return MariadbAccounts(
+            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout)
+        )

@@ -20,6 +20,8 @@ class MariadbSettings(BaseSettings):
     - `install_db_binary`: `mariadb-install-db`, which creates the system tables of a new data directory
       (REDDWARF_MARIADB_INSTALL_DB_BINARY).
     - `basedir`: the installation prefix handed to `mariadb-install-db --basedir` (REDDWARF_MARIADB_BASEDIR).
+    - `accounts_timeout`: seconds a live accounts call (list users, create a database, ...) may take to
+      connect and per statement; writes get at least 30 s (REDDWARF_MARIADB_ACCOUNTS_TIMEOUT).
     """
 
     model_config = SettingsConfigDict(env_prefix="REDDWARF_MARIADB_", extra="ignore")
@@ -28,6 +30,7 @@ class MariadbSettings(BaseSettings):
     install_db_binary: Path = DEFAULT_INSTALL_DB_BINARY
     basedir: Path = DEFAULT_BASEDIR
     version_probe_timeout: float = Field(default=10.0, gt=0)
+    accounts_timeout: float = Field(default=5.0, gt=0)
 
     @field_validator("server_binary", "install_db_binary", "basedir")
     @classmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Sequence
 
 from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
@@ -143,8 +144,7 @@ def host_problem(host: str) -> str | None:
     )
 
 
-def _validate_database(index: int, database: DatabaseSpec) -> None:
-    prefix = f"instance.databases[{index}]"
+def _validate_database(prefix: str, database: DatabaseSpec) -> None:
     problem = database_name_problem(database.name)
     if problem:
         raise BadRequest(problem, field=f"{prefix}.name")
@@ -169,26 +169,37 @@ def _validate_database(index: int, database: DatabaseSpec) -> None:
             )
 
 
-def _validate_user(index: int, user: UserSpec, database_names: set[str]) -> None:
-    prefix = f"instance.users[{index}]"
+def password_problem(password: str) -> str | None:
+    """Why `password` cannot be an account's password; None when it is fine (never quotes the password)."""
+    if not password:
+        return "The user password must not be empty."
+    if len(password) > MAX_PASSWORD:
+        return f"The user password must be at most {MAX_PASSWORD} characters long."
+    if "\0" in password:
+        return "The user password must not contain NUL characters."
+    return None
+
+
+def _validate_user(prefix: str, user: UserSpec, database_names: set[str] | None) -> None:
+    """`database_names` are the databases a user may name (a spec's); None: any valid name (accounts API)."""
     problem = user_name_problem(user.name)
     if problem:
         raise BadRequest(problem, field=f"{prefix}.name")
     problem = host_problem(user.host)
     if problem:
         raise BadRequest(problem, field=f"{prefix}.host")
-    password = user.password.reveal()
-    if not password:
-        raise BadRequest("The user password must not be empty.", field=f"{prefix}.password")
-    if len(password) > MAX_PASSWORD:
-        raise BadRequest(
-            f"The user password must be at most {MAX_PASSWORD} characters long.", field=f"{prefix}.password"
-        )
-    if "\0" in password:
-        raise BadRequest("The user password must not contain NUL characters.", field=f"{prefix}.password")
+    problem = password_problem(user.password.reveal())
+    if problem:
+        raise BadRequest(problem, field=f"{prefix}.password")
     seen: set[str] = set()
     for name in user.databases:
-        if name not in database_names:
+        if database_names is None:
+            problem = database_name_problem(name)
+            if problem:
+                raise BadRequest(
+                    f"User {user.name!r} names an invalid database: {problem}", field=f"{prefix}.databases"
+                )
+        elif name not in database_names:
             raise BadRequest(
                 f"User {user.name!r} names database {name!r}, which is not among the instance's databases.",
                 field=f"{prefix}.databases",
@@ -198,20 +209,40 @@ def _validate_user(index: int, user: UserSpec, database_names: set[str]) -> None
         seen.add(name)
 
 
-def validate_spec(spec: InstanceSpec) -> None:
-    """Raise `BadRequest` naming the field for anything MariaDB could not honour as asked."""
+def validate_databases(databases: Sequence[DatabaseSpec], field: str = "databases") -> set[str]:
+    """Raise `BadRequest` naming `field[i].<attribute>` for a database MariaDB could not create as asked.
+
+    Returns the databases' names.
+    """
     database_names: set[str] = set()
-    for index, database in enumerate(spec.databases):
-        _validate_database(index, database)
+    for index, database in enumerate(databases):
+        _validate_database(f"{field}[{index}]", database)
         if database.name in database_names:
-            raise BadRequest(f"Database {database.name!r} is listed twice.", field=f"instance.databases[{index}].name")
+            raise BadRequest(f"Database {database.name!r} is listed twice.", field=f"{field}[{index}].name")
         database_names.add(database.name)
+    return database_names
+
+
+def _validate_accounts(users: Sequence[UserSpec], field: str, database_names: set[str] | None) -> None:
     accounts: set[tuple[str, str]] = set()
-    for index, user in enumerate(spec.users):
-        _validate_user(index, user, database_names)
+    for index, user in enumerate(users):
+        _validate_user(f"{field}[{index}]", user, database_names)
         account = (user.name, user.host)
         if account in accounts:
-            raise BadRequest(
-                f"User {user.name!r}@{user.host!r} is listed twice.", field=f"instance.users[{index}].name"
-            )
+            raise BadRequest(f"User {user.name!r}@{user.host!r} is listed twice.", field=f"{field}[{index}].name")
         accounts.add(account)
+
+
+def validate_users(users: Sequence[UserSpec], field: str = "users") -> None:
+    """Raise `BadRequest` naming `field[i].<attribute>` for a user the accounts API cannot create as asked.
+
+    The rules of `validate_spec`; databases a user names must be valid names (whether they exist is the
+    live instance's answer, not this pure check's).
+    """
+    _validate_accounts(users, field, None)
+
+
+def validate_spec(spec: InstanceSpec) -> None:
+    """Raise `BadRequest` naming the field for anything MariaDB could not honour as asked."""
+    database_names = validate_databases(spec.databases, "instance.databases")
+    _validate_accounts(spec.users, "instance.users", database_names)

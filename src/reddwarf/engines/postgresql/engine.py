@@ -7,14 +7,16 @@ SQL of `admin`. It never learns where a server runs beyond the `Placement` it is
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.postgresql import admin, config, validation
+from reddwarf.engines.postgresql.accounts import PostgresqlAccounts
 from reddwarf.engines.postgresql.discovery import VersionScanner
 from reddwarf.engines.postgresql.settings import PostgresqlSettings
 
@@ -49,7 +51,7 @@ class PostgresqlEngine:
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
         # Backup ("pg_basebackup") and replication ("streaming") strategies are declared once implemented.
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES}))
+        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT}))
 
     def versions(self) -> list[DatastoreVersion]:
         """Installed majors (Debian's and Reddwarf-installed), ascending; never raises."""
@@ -135,3 +137,15 @@ class PostgresqlEngine:
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's databases, users and grants as the admin; idempotent."""
         admin.bootstrap(spec, admin.target(placement, ADMIN_USER, admin_password, timeout=10.0))
+
+    def validate_databases(self, databases: Sequence[DatabaseSpec], field: str = "databases") -> None:
+        validation.validate_databases(databases, field)
+
+    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
+        validation.validate_users(users, field)
+
+    def accounts(self, placement: Placement, admin_password: Secret) -> PostgresqlAccounts:
+        """Live users, databases, grants and root of the instance at `placement`, as the admin."""
+        return PostgresqlAccounts(
+            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout)
+        )

@@ -21,6 +21,8 @@ class PostgresqlSettings(BaseSettings):
     - `allowed_networks`: client networks (CIDRs) admitted by pg_hba besides loopback and the instance's own
       address, e.g. `REDDWARF_POSTGRESQL_ALLOWED_NETWORKS='["10.0.0.0/8"]'`. Password auth is always
       required.
+    - `accounts_timeout`: seconds a live accounts call (list users, create a database, ...) may take to
+      connect and per statement; writes get at least 30 s (REDDWARF_POSTGRESQL_ACCOUNTS_TIMEOUT).
     """
 
     model_config = SettingsConfigDict(env_prefix="REDDWARF_POSTGRESQL_", extra="ignore")
@@ -29,6 +31,7 @@ class PostgresqlSettings(BaseSettings):
     debian_root: Path = DEFAULT_DEBIAN_ROOT
     allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     version_probe_timeout: float = Field(default=10.0, gt=0)
+    accounts_timeout: float = Field(default=5.0, gt=0)
 
     @field_validator("engines_dir", "debian_root")
     @classmethod

@@ -1,13 +1,15 @@
 """Pure validation of an instance spec against PostgreSQL's rules for database and role names.
 
 Every refusal is a `BadRequest` naming the field (`instance.databases[0].name`, `instance.users[1].name`,
-`instance.users[1].databases`), so the API can answer with a message the tenant can act on.
+`instance.users[1].databases`; `users[0].host` for the accounts API's `validate_users`), so the API can
+answer with a message the tenant can act on.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
@@ -17,6 +19,8 @@ MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer ide
 RESERVED_NAMES = frozenset({"postgres", "reddwarf_admin", "template0", "template1"})
 # PostgreSQL itself refuses these as role names.
 RESERVED_ROLE_NAMES = frozenset({"public", "none"})
+ROOT_USER = "root"  # the superuser of the root API: reserved in the accounts API
+ANY_HOST = "%"
 
 # Server encodings (PostgreSQL's "Server = Yes" character sets); the key is the normalised spelling.
 SERVER_ENCODINGS: dict[str, str] = {
@@ -107,8 +111,7 @@ def name_problem(name: str, *, role: bool) -> str | None:
     return None
 
 
-def _validate_database(index: int, database: DatabaseSpec) -> None:
-    prefix = f"instance.databases[{index}]"
+def _validate_database(prefix: str, database: DatabaseSpec) -> None:
     problem = name_problem(database.name, role=False)
     if problem:
         raise BadRequest(problem, field=f"{prefix}.name")
@@ -124,19 +127,32 @@ def _validate_database(index: int, database: DatabaseSpec) -> None:
         )
 
 
-def _validate_user(index: int, user: UserSpec, database_names: set[str]) -> None:
-    prefix = f"instance.users[{index}]"
+def password_problem(password: str) -> str | None:
+    """Why `password` cannot be a role's password; None when it is fine (never quotes the password)."""
+    if not password:
+        return "The user password must not be empty."
+    if "\0" in password:
+        return "The user password must not contain NUL characters."
+    return None
+
+
+def _validate_user(prefix: str, user: UserSpec, database_names: set[str] | None) -> None:
+    """`database_names` are the databases a user may name (a spec's); None: any valid name (accounts API)."""
     problem = name_problem(user.name, role=True)
     if problem:
         raise BadRequest(problem, field=f"{prefix}.name")
-    password = user.password.reveal()
-    if not password:
-        raise BadRequest("The user password must not be empty.", field=f"{prefix}.password")
-    if "\0" in password:
-        raise BadRequest("The user password must not contain NUL characters.", field=f"{prefix}.password")
+    problem = password_problem(user.password.reveal())
+    if problem:
+        raise BadRequest(problem, field=f"{prefix}.password")
     seen: set[str] = set()
     for name in user.databases:
-        if name not in database_names:
+        if database_names is None:
+            problem = name_problem(name, role=False)
+            if problem:
+                raise BadRequest(
+                    f"User {user.name!r} names an invalid database: {problem}", field=f"{prefix}.databases"
+                )
+        elif name not in database_names:
             raise BadRequest(
                 f"User {user.name!r} names database {name!r}, which is not among the instance's databases.",
                 field=f"{prefix}.databases",
@@ -146,17 +162,61 @@ def _validate_user(index: int, user: UserSpec, database_names: set[str]) -> None
         seen.add(name)
 
 
+def validate_databases(databases: Sequence[DatabaseSpec], field: str = "databases") -> set[str]:
+    """Raise `BadRequest` naming `field[i].<attribute>` for a database PostgreSQL could not create as asked.
+
+    Returns the databases' names.
+    """
+    database_names: set[str] = set()
+    for index, database in enumerate(databases):
+        _validate_database(f"{field}[{index}]", database)
+        if database.name in database_names:
+            raise BadRequest(f"Database {database.name!r} is listed twice.", field=f"{field}[{index}].name")
+        database_names.add(database.name)
+    return database_names
+
+
+def host_problem(host: str) -> str | None:
+    """PostgreSQL roles have no host: only Trove's `%` (any host) is accepted."""
+    if host != ANY_HOST:
+        return f"postgresql does not support per-host users: the host must be {ANY_HOST!r}, not {host!r}."
+    return None
+
+
+def account_name_problem(name: str) -> str | None:
+    """`name_problem` for the accounts API, which also reserves `root` (managed by the root API)."""
+    if name.lower() == ROOT_USER:
+        return f"The user name {name!r} is reserved; use the root API to manage the superuser."
+    return name_problem(name, role=True)
+
+
+def validate_users(users: Sequence[UserSpec], field: str = "users") -> None:
+    """Raise `BadRequest` naming `field[i].<attribute>` for a user the accounts API cannot create as asked.
+
+    The rules of `validate_spec`, plus: `root` is reserved and the host must be `%`. Databases a user
+    names must be valid names; whether they exist is the live instance's answer, not this pure check's.
+    """
+    user_names: set[str] = set()
+    for index, user in enumerate(users):
+        prefix = f"{field}[{index}]"
+        problem = account_name_problem(user.name)
+        if problem:
+            raise BadRequest(problem, field=f"{prefix}.name")
+        problem = host_problem(user.host)
+        if problem:
+            raise BadRequest(problem, field=f"{prefix}.host")
+        _validate_user(prefix, user, None)
+        if user.name in user_names:
+            raise BadRequest(f"User {user.name!r} is listed twice.", field=f"{prefix}.name")
+        user_names.add(user.name)
+
+
 def validate_spec(spec: InstanceSpec) -> None:
     """Raise `BadRequest` naming the field for anything PostgreSQL could not honour as asked."""
-    database_names: set[str] = set()
-    for index, database in enumerate(spec.databases):
-        _validate_database(index, database)
-        if database.name in database_names:
-            raise BadRequest(f"Database {database.name!r} is listed twice.", field=f"instance.databases[{index}].name")
-        database_names.add(database.name)
+    database_names = validate_databases(spec.databases, "instance.databases")
     user_names: set[str] = set()
     for index, user in enumerate(spec.users):
-        _validate_user(index, user, database_names)
+        _validate_user(f"instance.users[{index}]", user, database_names)
         if user.name in user_names:
             raise BadRequest(f"User {user.name!r} is listed twice.", field=f"instance.users[{index}].name")
         user_names.add(user.name)

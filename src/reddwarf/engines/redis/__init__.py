@@ -2,9 +2,9 @@
 
 `engine.py` holds `RedisEngine` (the `reddwarf.engines.base.Engine` implementation), `settings.py` its
 settings (`REDDWARF_REDIS_*`), `config.py` the pure renderers of redis.conf, the initial ACL file and the ACL
-rules, `validation.py` the spec rules, `admin.py` the commands spoken to a running server (redis-py lives
-here) and `discovery.py` the installed-version scan. Only `reddwarf.wiring` and test fixtures import this
-package.
+rules, `validation.py` the spec rules, `admin.py` the commands of probe and bootstrap, `accounts.py` the live
+ACL users and root (`RedisAccounts`; redis-py lives in these two) and `discovery.py` the installed-version
+scan. Only `reddwarf.wiring` and test fixtures import this package.
 """
 
 from reddwarf.engines.redis.engine import RedisEngine

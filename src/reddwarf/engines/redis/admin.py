@@ -1,9 +1,10 @@
 """Commands spoken to a running Redis server: readiness probe and bootstrap of ACL users.
 
-This is the only module of the engine that uses redis-py. Connections are always TCP to the placement's
-address (never the unix socket), authenticate as a named ACL user, carry connect and read timeouts, and
-are never retried by redis-py itself: the durable worker owns retries. A tenant's password reaches the
-server only as its SHA-256 hash in an `ACL SETUSER` rule, so it never crosses the wire nor reaches a log.
+This module and `accounts.py` (which builds on it) are the only ones of the engine that use redis-py.
+Connections are always TCP to the placement's address (never the unix socket), authenticate as a named ACL
+user, carry connect and read timeouts, and are never retried by redis-py itself: the durable worker owns
+retries. A tenant's password reaches the server only as its SHA-256 hash in an `ACL SETUSER` rule, so it never
+crosses the wire nor reaches a log.
 
 Errors: a connection that fails (refused, timed out, authentication refused, server still loading)
 raises `TemporaryError`; an `ACL SETUSER` Redis refuses because of the tenant's input raises
@@ -95,47 +96,47 @@ def session(where: Target) -> Iterator[redis.Redis]:
         client.close()
 
 
-def _command(client: redis.Redis, *args: str) -> object:
+def command(client: redis.Redis, *args: str) -> object:
     """Run one raw command (redis-py leaves `execute_command` untyped)."""
     execute = cast(Callable[..., object], client.execute_command)
     return execute(*args)
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _as_dict(reply: object) -> dict[str, object]:
+def as_dict(reply: object) -> dict[str, object]:
     """ACL GETUSER's flat [name, value, ...] reply as a dict (values left as redis-py decoded them)."""
     if not isinstance(reply, list) or len(reply) % 2:
         return {}
-    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+    return {text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
 
 
 def user_matches(reply: object, password_sha256: str, commands: tuple[str, ...]) -> bool:
     """True when an ACL GETUSER reply describes exactly what `config.user_rules` would set (pure)."""
     if reply is None:
         return False
-    found = _as_dict(reply)
+    found = as_dict(reply)
     flags = found.get("flags")
     passwords = found.get("passwords")
     if not isinstance(flags, list) or not isinstance(passwords, list):
         return False
     return (
-        {_text(flag) for flag in flags} == {"on", "sanitize-payload"}
-        and [_text(p) for p in passwords] == [password_sha256]
-        and _text(found.get("commands", "")) == " ".join(commands)
-        and _text(found.get("keys", "")) == config.ALL_KEYS_AND_CHANNELS[0]
-        and _text(found.get("channels", "")) == config.ALL_KEYS_AND_CHANNELS[1]
+        {text(flag) for flag in flags} == {"on", "sanitize-payload"}
+        and [text(p) for p in passwords] == [password_sha256]
+        and text(found.get("commands", "")) == " ".join(commands)
+        and text(found.get("keys", "")) == config.ALL_KEYS_AND_CHANNELS[0]
+        and text(found.get("channels", "")) == config.ALL_KEYS_AND_CHANNELS[1]
         and found.get("selectors") == []
     )
 
 
-def _masked(message: str, password_sha256: str) -> str:
+def masked(message: str, password_sha256: str) -> str:
     return message.replace(password_sha256, _MASK)
 
 
-def _retryable(exc: redis.RedisError) -> bool:
+def retryable(exc: redis.RedisError) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
@@ -143,13 +144,13 @@ def ensure_user(client: redis.Redis, user: UserSpec) -> bool:
     """Make ACL user `user` on, with this password and the tenant rights; True when something changed."""
     digest = config.password_hash(user.password.reveal())
     try:
-        current = _command(client, "ACL", "GETUSER", user.name)
+        current = command(client, "ACL", "GETUSER", user.name)
         if user_matches(current, digest, config.TENANT_COMMANDS):
             return False
-        _command(client, "ACL", "SETUSER", user.name, *config.user_rules(digest, config.TENANT_COMMANDS))
+        command(client, "ACL", "SETUSER", user.name, *config.user_rules(digest, config.TENANT_COMMANDS))
     except redis.RedisError as exc:
-        message = _masked(str(exc), digest)
-        if _retryable(exc):
+        message = masked(str(exc), digest)
+        if retryable(exc):
             raise TemporaryError(f"Redis could not set up user {user.name!r} for now: {message}") from None
         raise PermanentError(f"Redis refused to create user {user.name!r}: {message}") from None
     logger.info("set up redis ACL user %r", user.name)
@@ -159,7 +160,7 @@ def ensure_user(client: redis.Redis, user: UserSpec) -> bool:
 def save_acl(client: redis.Redis) -> None:
     """Write the server's ACL users to its aclfile (so they survive a restart)."""
     try:
-        _command(client, "ACL", "SAVE")
+        command(client, "ACL", "SAVE")
     except redis.RedisError as exc:
         raise TemporaryError(f"Redis could not save its ACL file: {exc}", delay=5.0) from exc
 

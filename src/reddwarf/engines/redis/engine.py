@@ -12,14 +12,16 @@ and a server started without its ACL file refuses to start (it never falls back 
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.redis import admin, config, validation
+from reddwarf.engines.redis.accounts import RedisAccounts
 from reddwarf.engines.redis.discovery import SERVER_BINARY, VersionScanner
 from reddwarf.engines.redis.settings import RedisSettings
 
@@ -53,7 +55,7 @@ class RedisEngine:
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
         # Backup ("bgsave") and replication ("replicaof") strategies are declared once implemented.
-        return Capabilities(offered=frozenset({Capability.USERS}))
+        return Capabilities(offered=frozenset({Capability.USERS, Capability.ROOT}))
 
     def versions(self) -> list[DatastoreVersion]:
         """Installed major.minor versions found in the configured bin dirs, ascending; never raises."""
@@ -85,9 +87,7 @@ class RedisEngine:
         conf = config.render_redis_conf(placement, resources, self._settings.maxmemory_percent)
         # Not `secret`: the runtime removes secret init files after init, and this one must stay. It holds
         # password hashes only, is 0600 and belongs to the instance user, whose server rewrites it (ACL SAVE).
-        aclfile = FileSpec(
-            str(config_dir / config.ACL_FILE), config.render_aclfile(ADMIN_USER, password), mode=0o600
-        )
+        aclfile = FileSpec(str(config_dir / config.ACL_FILE), config.render_aclfile(ADMIN_USER, password), mode=0o600)
         return WorkloadSpec(
             instance_id=placement.instance_id,
             init=(),
@@ -110,3 +110,17 @@ class RedisEngine:
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's users as ACL users (hashed passwords) and ACL SAVE them, as the admin; idempotent."""
         admin.bootstrap(spec, admin.target(placement, ADMIN_USER, admin_password, timeout=10.0))
+
+    def validate_databases(self, databases: Sequence[DatabaseSpec], field: str = "databases") -> None:
+        """Redis has no named databases: any database is a `BadRequest` naming `field`."""
+        validation.validate_databases(databases, field)
+
+    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
+        validation.validate_users(users, field)
+
+    def accounts(self, placement: Placement, admin_password: Secret, version: str = "any") -> RedisAccounts:
+        """Live ACL users and root of the instance at `placement`, as the admin. `version` only words the
+        `CapabilityMissing` of the database methods (the protocol does not pass it)."""
+        return RedisAccounts(
+            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout), version
+        )

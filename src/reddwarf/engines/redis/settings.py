@@ -19,6 +19,8 @@ class RedisSettings(BaseSettings):
       default 75). The rest is headroom for the copy-on-write of RDB snapshots and AOF rewrites, client
       buffers and fragmentation, so that the flavor's memory limit is not hit by the server's own forks.
     - `version_probe_timeout`: seconds allowed to `redis-server --version` during discovery.
+    - `accounts_timeout`: seconds a live accounts call (list users, create a user, ...) may take to connect
+      and per command (REDDWARF_REDIS_ACCOUNTS_TIMEOUT).
     """
 
     model_config = SettingsConfigDict(env_prefix="REDDWARF_REDIS_", extra="ignore")
@@ -26,6 +28,7 @@ class RedisSettings(BaseSettings):
     bin_dirs: list[Path] = Field(default_factory=lambda: list(DEFAULT_BIN_DIRS))
     maxmemory_percent: int = Field(default=75, ge=10, le=90)
     version_probe_timeout: float = Field(default=10.0, gt=0)
+    accounts_timeout: float = Field(default=5.0, gt=0)
 
     @field_validator("bin_dirs")
     @classmethod

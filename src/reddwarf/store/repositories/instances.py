@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from reddwarf.domain.accounts import RootHistory
 from reddwarf.domain.errors import BadRequest, Conflict, NotFound
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
@@ -21,7 +22,7 @@ from reddwarf.store.clock import now
 from reddwarf.store.codec import conditions_from_json, conditions_to_json, spec_from_json, spec_to_json
 from reddwarf.store.repositories.secrets import SecretRepository, user_secret_name
 from reddwarf.store.rows import rowcount
-from reddwarf.store.tables import InstanceRow
+from reddwarf.store.tables import InstanceRow, RootHistoryRow
 
 _USER_PREFIX = user_secret_name("")
 
@@ -191,6 +192,19 @@ class InstanceRepository:
         )
         if rowcount(result) == 0 and self._session.get(InstanceRow, instance_id) is None:
             raise NotFound("Instance", instance_id)
+
+    def record_root_enabled(self, instance_id: str, user_id: str, enabled_at: float | None = None) -> None:
+        """Remember that `user_id` enabled root on the instance (Trove's root history; kept after disable)."""
+        moment = now() if enabled_at is None else enabled_at
+        self._session.add(RootHistoryRow(instance_id=instance_id, user_id=user_id, enabled_at=moment))
+        self._session.flush()
+
+    def root_history(self, instance_id: str) -> builtins.list[RootHistory]:
+        """Every time root was enabled on the instance, oldest first (empty: root was never enabled)."""
+        rows = self._session.scalars(
+            select(RootHistoryRow).where(RootHistoryRow.instance_id == instance_id).order_by(RootHistoryRow.id)
+        )
+        return [RootHistory(enabled_at=row.enabled_at, user_id=row.user_id) for row in rows]
 
     def _update(self, instance_id: str, values: dict[str, object]) -> None:
         result = self._session.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(values))

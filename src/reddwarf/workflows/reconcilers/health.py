@@ -2,20 +2,31 @@
 
 Runs in every worker on an interval. It never starts a server itself: it enqueues `instance.reconcile`, which
 takes a lease like any operation, so two workers sweeping at once cannot both restart one server.
+
+On an instance where root was ever enabled (its root history is not empty) the sweep also logs in as
+Reddwarf's admin: a tenant with root can change or drop that account, and when the running server refuses
+it the instance gets the fault `ADMIN_LOST` and operating_status ERROR instead of failing silently later.
+The fault is cleared when the admin credential works again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from reddwarf.domain.instance import Instance
-from reddwarf.domain.status import InstanceStatus, OperatingStatus
+from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.workload import Placement
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.instances import REPAIR, tenant_probe
 
 log = logging.getLogger(__name__)
 
 WATCHED = frozenset({InstanceStatus.ACTIVE, InstanceStatus.SHUTDOWN})
+ADMIN_LOST = (
+    "Reddwarf's admin access to this instance was lost; root is enabled, so a root user may have changed "
+    "or dropped it"
+)
 
 
 class HealthSweep:
@@ -55,6 +66,14 @@ class HealthSweep:
                         observation.exit_reason)
             return
         healthy = tenant_probe(deps, instance, placement)
+        if self._admin_lost(instance, placement):
+            self._record_admin_lost(instance, observation.volume_used_bytes)
+            return
+        if instance.fault is not None and instance.fault.message == ADMIN_LOST:
+            with deps.db.unit_of_work() as uow:
+                uow.instances.set_status(instance.id, instance.status, instance.operating_status, clear_fault=True)
+                uow.events.add(instance.id, "admin", "Reddwarf's admin access works again")
+            log.info("instance %s: admin access works again; fault cleared", instance.id)
         operating = OperatingStatus.HEALTHY if healthy else OperatingStatus.ERROR
         if operating != instance.operating_status or observation.volume_used_bytes != instance.volume_used_bytes:
             with deps.db.unit_of_work() as uow:
@@ -64,3 +83,26 @@ class HealthSweep:
                 if operating != instance.operating_status:
                     uow.events.add(instance.id, operating.value or "UNKNOWN",
                                    "endpoint answers" if healthy else "endpoint does not answer")
+
+    def _admin_lost(self, instance: Instance, placement: Placement) -> bool:
+        """Root was ever enabled and the running server refuses Reddwarf's admin credential."""
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            if not uow.instances.root_history(instance.id):
+                return False
+        engine = deps.engine(instance)
+        return not engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
+
+    def _record_admin_lost(self, instance: Instance, volume_used_bytes: int | None) -> None:
+        known = instance.fault is not None and instance.fault.message == ADMIN_LOST
+        if known and instance.operating_status is OperatingStatus.ERROR:
+            return
+        with self.deps.db.unit_of_work() as uow:
+            if uow.operations.active_for(instance.id):
+                return
+            fault = None if known else Fault(message=ADMIN_LOST, details="", created=time.time())
+            uow.instances.set_status(
+                instance.id, instance.status, OperatingStatus.ERROR, fault=fault, volume_used_bytes=volume_used_bytes
+            )
+            uow.events.add(instance.id, OperatingStatus.ERROR.value, ADMIN_LOST)
+        log.warning("instance %s: %s", instance.id, ADMIN_LOST)

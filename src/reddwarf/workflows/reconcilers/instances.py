@@ -23,6 +23,8 @@ CREATE = "instance.create"
 DELETE = "instance.delete"
 RESTART = "instance.restart"
 REPAIR = "instance.reconcile"
+# The root password `services.accounts.root_password_on_create` stores when `Settings.root_on_create` is on.
+ROOT_SECRET = "root"
 READY_POLL = 0.01
 
 
@@ -99,6 +101,7 @@ class CreateInstance:
         ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
         ctx.step("start", lambda: start_and_wait(deps, instance, placement))
         ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, deps.admin_password(instance.id)))
+        ctx.step("root", lambda: self._root(instance, placement))
         ctx.step("verify", lambda: self._verify(instance, placement))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
@@ -121,6 +124,23 @@ class CreateInstance:
                     uow.events.add(instance_id, "BUILD", f"allocated {address}:{port}")
                     return {"address": address, "port": port}
         raise TemporaryError(f"No free address for port {standard_port} in the runtime's pool.", delay=5.0)
+
+    def _root(self, instance: Instance, placement: Placement) -> None:
+        """Root on create: enable root with the password the create answered, record it, forget the password.
+
+        Runs only when the create stored one (`Settings.root_on_create`); a re-run after the password was
+        forgotten finds nothing to do."""
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            password = uow.secrets.get(instance.id, ROOT_SECRET)
+        if password is None:
+            return
+        accounts = deps.engine(instance).accounts(placement, deps.admin_password(instance.id))
+        name = accounts.enable_root(password)
+        with deps.db.unit_of_work() as uow:
+            uow.instances.record_root_enabled(instance.id, instance.project_id)
+            uow.secrets.delete(instance.id, ROOT_SECRET)
+            uow.events.add(instance.id, "root", f"root ({name}) enabled on create")
 
     def _verify(self, instance: Instance, placement: Placement) -> None:
         deadline = time.monotonic() + self.deps.ready_timeout

@@ -69,8 +69,12 @@ def list_instances_detail(
 def create_instance(
     body: InstanceCreateBody, ctx: ContextDep, auth: AuthDep, base: BaseUrlDep
 ) -> dict[str, Any]:
-    instance = instances.create(ctx, auth, body.instance.to_request())
-    return {"instance": _view(ctx, auth, base, instance, detail=True)}
+    instance, root_password = instances.create(ctx, auth, body.instance.to_request())
+    view = _view(ctx, auth, base, instance, detail=True)
+    if root_password is not None:
+        # Trove shows the root password in the create response only, with root_on_create, once.
+        view["password"] = root_password.reveal()
+    return {"instance": view}
 
 
 @router.get("/{instance_id}", summary="Show an instance (detail view)")

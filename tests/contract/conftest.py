@@ -1,0 +1,182 @@
+"""The conformance suite's fixtures: one real Reddwarf server (API + workers) for the whole suite on the
+private address pool 127.0.93.0/24, and one shared instance per engine version, created through the API.
+
+Every test is parametrised over `targets.discover()` (each required and installed engine version, per
+runtime) and tagged `@pytest.mark.capability(NAME)`. A capability test whose target does not declare the
+capability is skipped (recorded as untested). A required engine version that is not installed skips its
+tests on a developer's machine and FAILS them in CI (`CI` set).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import SCRATCH_BASE
+from tests.contract import host
+from tests.contract.targets import Target, discover
+from tests.support.server import ReddwarfProcesses, reddwarf_processes, wait_for
+
+ADDRESS_POOL = "127.0.93.0/24"
+LIFECYCLE = "lifecycle"
+TARGETS = discover()
+ACTIVE_TIMEOUT = 120
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/contract/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.slow)
+            if item.get_closest_marker("capability") is None:
+                raise pytest.UsageError(f"{item.nodeid}: every conformance test needs @pytest.mark.capability")
+
+
+@pytest.fixture(scope="session")
+def reddwarf() -> Iterator[ReddwarfProcesses]:
+    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = SCRATCH_BASE / f"contract-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    try:
+        with reddwarf_processes(root, ADDRESS_POOL, REDDWARF_EMBEDDED_WORKERS="2") as procs:
+            procs.start_server()
+            yield procs
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=TARGETS, ids=[t.id for t in TARGETS])
+def target(request: pytest.FixtureRequest) -> Target:
+    found: Target = request.param
+    if found.installed is None:
+        message = (f"{found.engine} {found.version} is not installed "
+                   f"(`reddwarf engines install {found.engine}@{found.version}`)")
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must run the conformance suite on every engine version")
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _only_declared(request: pytest.FixtureRequest, target: Target) -> None:
+    marker = request.node.get_closest_marker("capability")
+    name = str(marker.args[0]) if marker else LIFECYCLE
+    if name != LIFECYCLE and not target.declares(name):
+        pytest.skip(f"{target.engine} {target.version} does not declare {name}")
+
+
+@dataclass(frozen=True)
+class Account:
+    user: str
+    password: str
+    database: str | None
+    denied: str | None = None  # a database this user must not reach
+
+
+@dataclass
+class Instance:
+    """An instance created for the suite and what the tenant knows about it."""
+
+    id: str
+    client: httpx.Client
+    accounts: tuple[Account, ...]
+    databases: tuple[str, ...]
+
+    def view(self) -> dict[str, Any]:
+        response = self.client.get(f"/instances/{self.id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()["instance"]
+        return body
+
+    def wait_status(self, status: str, timeout: float = ACTIVE_TIMEOUT) -> dict[str, Any]:
+        def current() -> dict[str, Any] | None:
+            view = self.view()
+            if view["status"] == "ERROR" and status != "ERROR":
+                raise AssertionError(f"instance {self.id} went to ERROR: {view.get('fault')}")
+            return view if view["status"] == status else None
+
+        found: dict[str, Any] = wait_for(current, timeout, f"instance {self.id} to be {status}", interval=0.1)
+        return found
+
+    def endpoint(self) -> tuple[str, int]:
+        view = self.view()
+        return view["addresses"][0]["address"], int(view["port"])
+
+    def server_pid(self) -> int | None:
+        return host.listener_pid(*self.endpoint())
+
+
+def accounts_for(target: Target) -> tuple[tuple[Account, ...], tuple[str, ...]]:
+    """The users and databases an instance of `target` is created with: as much as it declares."""
+    if target.declares("users") and target.declares("databases"):
+        return (Account("alice", "correct horse 'one'", "app", denied="other"),
+                Account("bob", "battery staple", "other", denied="app")), ("app", "other")
+    if target.declares("users"):
+        return (Account("alice", "correct horse 'one'", None),), ()
+    return (), ()
+
+
+def create_instance(client: httpx.Client, target: Target, name: str) -> Instance:
+    accounts, databases = accounts_for(target)
+    body: dict[str, Any] = {
+        "name": name, "flavorRef": "1", "volume": {"size": 1},
+        "datastore": {"type": target.engine, "version": target.version},
+    }
+    if databases:
+        body["databases"] = [{"name": d} for d in databases]
+    if accounts:
+        body["users"] = [
+            {"name": a.user, "password": a.password, **({"databases": [{"name": a.database}]} if a.database else {})}
+            for a in accounts
+        ]
+    response = client.post("/instances", json={"instance": body})
+    assert response.status_code == 200, response.text
+    instance = response.json()["instance"]
+    assert instance["status"] == "BUILD"
+    return Instance(instance["id"], client, accounts, databases)
+
+
+def delete_instance(instance: Instance) -> None:
+    if instance.client.get(f"/instances/{instance.id}").status_code == 404:
+        return
+    instance.client.delete(f"/instances/{instance.id}")
+    wait_for(lambda: instance.client.get(f"/instances/{instance.id}").status_code == 404, 60,
+             f"instance {instance.id} to be deleted")
+
+
+@dataclass
+class Pair:
+    """Two instances created at once (the workers build them in parallel): one shared by the tests that
+    do not destroy it, one spare for the test that deletes it."""
+
+    shared: Instance
+    spare: Instance
+
+
+@pytest.fixture(scope="session")
+def pair(reddwarf: ReddwarfProcesses, target: Target) -> Iterator[Pair]:
+    with reddwarf.client() as client:
+        tag = f"{target.engine}-{target.version}".replace(".", "-")
+        created = Pair(create_instance(client, target, f"contract-{tag}"),
+                       create_instance(client, target, f"contract-{tag}-spare"))
+        try:
+            yield created
+        finally:
+            delete_instance(created.spare)
+            delete_instance(created.shared)
+
+
+@pytest.fixture
+def shared(pair: Pair, reddwarf: ReddwarfProcesses) -> Instance:
+    """The target's shared instance, ACTIVE (the server log tail explains a failure)."""
+    try:
+        pair.shared.wait_status("ACTIVE")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{reddwarf.log_tail()}") from None
+    return pair.shared

@@ -1,0 +1,55 @@
+"""Users and databases conformance, for every engine version that declares them: users created with the
+instance log in with the engine's own client (and a wrong password is refused); databases created with
+it exist, and each user reaches only the databases granted to it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.contract.clients import ADAPTERS, Refused
+from tests.contract.conftest import Instance
+from tests.contract.targets import Target
+
+
+@pytest.mark.capability("users")
+def test_created_users_log_in_and_a_wrong_password_is_refused(shared: Instance, target: Target) -> None:
+    address, port = shared.endpoint()
+    adapter = ADAPTERS[target.engine]
+    assert shared.accounts
+
+    for account in shared.accounts:
+        adapter.use(address, port, account.user, account.password, account.database)
+        with pytest.raises(Refused):
+            adapter.use(address, port, account.user, account.password + "-wrong", account.database)
+
+
+@pytest.mark.capability("databases")
+def test_created_databases_exist_and_users_reach_only_granted_ones(shared: Instance, target: Target) -> None:
+    address, port = shared.endpoint()
+    adapter = ADAPTERS[target.engine]
+    reached = set()
+
+    for account in shared.accounts:
+        assert account.database is not None and account.denied is not None
+        adapter.use(address, port, account.user, account.password, account.database)
+        reached.add(account.database)
+        with pytest.raises(Refused):
+            adapter.use(address, port, account.user, account.password, account.denied)
+
+    assert reached == set(shared.databases)
+
+
+@pytest.mark.capability("root")
+def test_enabled_root_logs_in_and_disabled_root_is_refused(shared: Instance, target: Target) -> None:
+    address, port = shared.endpoint()
+    adapter = ADAPTERS[target.engine]
+
+    response = shared.client.post(f"/instances/{shared.id}/root")
+
+    assert response.status_code == 200, response.text
+    user = response.json()["user"]
+    assert shared.client.get(f"/instances/{shared.id}/root").json()["rootEnabled"] is True
+    adapter.use(address, port, user["name"], user["password"], None)
+    assert shared.client.delete(f"/instances/{shared.id}/root").status_code == 204
+    with pytest.raises(Refused):
+        adapter.use(address, port, user["name"], user["password"], None)

@@ -1,0 +1,83 @@
+"""Root on create (the create's `root` step) and the lost-admin fault of the health sweep, with the fake engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_api_accounts_support import AccountsApi, build_accounts_api
+
+from reddwarf.services import accounts
+from reddwarf.workflows.reconcilers.health import ADMIN_LOST, HealthSweep
+from reddwarf.workflows.reconcilers.instances import CreateInstance
+
+
+@pytest.fixture
+def acc(tmp_path: Path, store_template: Path) -> Iterator[AccountsApi]:
+    yield from build_accounts_api(tmp_path, store_template, root_on_create=True)
+
+
+def test_root_on_create_step_enables_root_with_the_stored_password_once(acc: AccountsApi) -> None:
+    api, iid = acc.api, acc.active_instance()
+    engine = acc.engines["postgresql"]
+    with api.db.unit_of_work() as uow:
+        instance = uow.instances.get(iid)
+        assert instance is not None
+        password = accounts.root_password_on_create(api.ctx, uow, instance, engine)
+    assert password is not None
+
+    step = CreateInstance(acc.deps)
+    step._root(instance, acc.deps.placement(instance))
+    assert engine.server(iid).root_password == password
+    assert api.count("secrets", "owner_id = ? AND name = 'root'", iid) == 0
+    history = api.get(f"/mgmt/instances/{iid}/root", who="admin", project=api.admin_project).json()
+    assert history["root_history"]["user"] == api.project
+
+    engine.server(iid).root_password = None
+    step._root(instance, acc.deps.placement(instance))  # a re-run after the password was used does nothing
+    assert engine.server(iid).root_password is None
+
+
+def test_root_on_create_is_off_without_the_setting_or_the_capability(acc: AccountsApi) -> None:
+    from dataclasses import replace
+
+    from reddwarf.domain.capabilities import Capability
+    api, iid = acc.api, acc.active_instance()
+    engine = acc.engines["postgresql"]
+    off = replace(api.ctx, settings=api.ctx.settings.model_copy(update={"root_on_create": False}))
+    with api.db.unit_of_work() as uow:
+        instance = uow.instances.get(iid)
+        assert instance is not None
+        assert accounts.root_password_on_create(off, uow, instance, engine) is None
+        engine.offered = frozenset({Capability.USERS})
+        assert accounts.root_password_on_create(api.ctx, uow, instance, engine) is None
+
+
+def test_lost_admin_after_root_is_a_fault_then_cleared(acc: AccountsApi) -> None:
+    api, iid = acc.api, acc.active_instance()
+    engine = acc.engines["postgresql"]
+    sweep = HealthSweep(acc.deps)
+
+    def check() -> dict[str, object]:
+        with api.db.unit_of_work(write=False) as uow:
+            instance = uow.instances.get(iid)
+        assert instance is not None
+        sweep.check(instance)
+        return dict(api.get(f"/instances/{iid}").json()["instance"])
+
+    engine.admin_ok = False
+    view = check()  # root never enabled: no such fault (the probe failing is an ordinary ERROR)
+    assert "fault" not in view
+
+    assert api.post(f"/instances/{iid}/root", None).status_code == 200
+    view = check()
+    assert view["status"] == "ACTIVE"
+    assert view["operating_status"] == "ERROR"
+    assert view["fault"]["message"] == ADMIN_LOST  # type: ignore[index]
+    assert check()["fault"]["message"] == ADMIN_LOST  # type: ignore[index]
+
+    engine.admin_ok = True
+    view = check()
+    assert "fault" not in view
+    assert view["operating_status"] == "HEALTHY"
