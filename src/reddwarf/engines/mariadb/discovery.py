@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from reddwarf.engines.versions import BinaryVersions
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +38,13 @@ def parse_version(output: str) -> tuple[str, str] | None:
 
 
 class VersionScanner:
-    """Runs `mariadbd --version` once per binary and remembers the answer (thread-safe)."""
+    """Asks the `mariadbd` binary for its version once (thread-safe)."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self._timeout = timeout
-        self._cache: dict[tuple[str, int, int], tuple[str, str] | None] = {}
-        self._lock = threading.Lock()
+        self._versions = BinaryVersions(parse_version, product="MariaDB", timeout=timeout)
 
     def scan(self, binary: Path) -> Installation | None:
-        try:
-            stat = binary.stat()
-        except OSError:
-            return None  # not installed
-        key = (str(binary), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            cached = key in self._cache
-            parsed = self._cache.get(key)
-        if not cached:
-            try:
-                result = subprocess.run(
-                    [str(binary), "--version"], capture_output=True, text=True, timeout=self._timeout, check=False
-                )
-            except (OSError, subprocess.SubprocessError) as exc:
-                logger.warning("cannot run %s --version: %s", binary, exc)
-                return None  # not cached: may be a transient failure
-            parsed = parse_version(result.stdout) if result.returncode == 0 else None
-            if parsed is None:
-                logger.warning("%s --version gave no MariaDB version (exit %s)", binary, result.returncode)
-            with self._lock:
-                self._cache[key] = parsed
+        parsed = self._versions.version_of(binary)
         if parsed is None:
             return None
         return Installation(name=parsed[0], number=parsed[1], binary=binary)

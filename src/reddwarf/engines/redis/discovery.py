@@ -8,13 +8,12 @@ repeated scans cost a stat. Discovery never raises: a broken installation is log
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from reddwarf.engines.versions import BinaryVersions
 
 logger = logging.getLogger(__name__)
 
@@ -46,38 +45,13 @@ def _sort_key(name: str) -> tuple[int, ...]:
 
 
 class VersionScanner:
-    """Runs `redis-server --version` once per binary and remembers the answer (thread-safe)."""
+    """Finds installed versions; asks each `redis-server` binary for its version once (thread-safe)."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self._timeout = timeout
-        self._cache: dict[tuple[str, int, int], tuple[str, str] | None] = {}
-        self._lock = threading.Lock()
+        self._versions = BinaryVersions(parse_version, product="Redis", timeout=timeout)
 
     def version_of(self, bin_dir: Path) -> tuple[str, str] | None:
-        binary = bin_dir / SERVER_BINARY
-        try:
-            stat = binary.stat()
-        except OSError:
-            return None
-        if not os.access(binary, os.X_OK):
-            return None
-        key = (str(binary), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        try:
-            result = subprocess.run(
-                [str(binary), "--version"], capture_output=True, text=True, timeout=self._timeout, check=False
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            logger.warning("cannot run %s --version: %s", binary, exc)
-            return None  # not cached: may be a transient failure
-        parsed = parse_version(result.stdout) if result.returncode == 0 else None
-        if parsed is None:
-            logger.warning("%s --version gave no Redis version (exit %s)", binary, result.returncode)
-        with self._lock:
-            self._cache[key] = parsed
-        return parsed
+        return self._versions.version_of(bin_dir / SERVER_BINARY)
 
     def scan(self, bin_dirs: Sequence[Path]) -> list[Installation]:
         """Installed versions, ascending; where two bin dirs hold the same version the first one wins."""
