@@ -1,0 +1,76 @@
+"""`root_on_create` (the create response carries the root password, once) and the account CLI commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import SCRATCH_BASE
+from tests.e2e.test_instance_lifecycle import create, wait_gone, wait_status
+from tests.support.server import ReddwarfProcesses, reddwarf_processes, wait_for
+
+REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
+
+
+@pytest.fixture(scope="module")
+def root_plane() -> Iterator[ReddwarfProcesses]:
+    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = SCRATCH_BASE / f"e2e-root-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    try:
+        with reddwarf_processes(root, "127.0.94.0/24", REDDWARF_ROOT_ON_CREATE="true") as procs:
+            procs.start_server()
+            yield procs
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def cli(plane: ReddwarfProcesses, *args: str, stdin: str | None = None) -> Any:
+    env = {**os.environ, "REDDWARF_ENDPOINT": plane.url, "REDDWARF_TOKEN": plane.token,
+           "REDDWARF_PROJECT": plane.project_id}
+    result = subprocess.run([REDDWARF, *args, "--json"], input=stdin, capture_output=True, text=True, env=env,
+                            timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def login(view: dict[str, Any], user: str, password: str, dbname: str = "postgres") -> bool:
+    try:
+        with psycopg.connect(host=view["addresses"][0]["address"], port=view["port"], user=user,
+                             password=password, dbname=dbname, connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def test_root_on_create_and_account_cli(root_plane: ReddwarfProcesses) -> None:
+    with root_plane.client() as client:
+        created = create(client, "rooted", databases=[{"name": "app"}])
+        password = created["password"]
+        assert password, "root_on_create returns the root password in the create response"
+        view = wait_status(client, created["id"], "ACTIVE")
+        assert "password" not in view, "the root password is shown once, never again"
+        assert client.get(f"/instances/{created['id']}/root").json() == {"rootEnabled": True}
+        assert login(view, "root", password)
+
+        cli(root_plane, "user", "create", created["id"], "gina", "--database", "app", "--password-stdin",
+            "--wait", stdin="gina's pw\n")
+        users = cli(root_plane, "user", "list", created["id"])
+        assert "gina" in [u["name"] for u in users]
+        assert login(view, "gina", "gina's pw", "app")
+        cli(root_plane, "root", "disable", created["id"])
+        wait_for(lambda: not login(view, "root", password), 30, "root to be disabled")
+        assert cli(root_plane, "root", "status", created["id"])["rootEnabled"] is False
+        client.delete(f"/instances/{created['id']}")
+        wait_gone(client, created["id"])
