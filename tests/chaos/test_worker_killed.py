@@ -21,7 +21,7 @@ from reddwarf.store.database import Database
 from tests.conftest import SCRATCH_BASE
 from tests.support.server import ReddwarfProcesses, processes_of, reddwarf_processes, wait_for
 
-CREATE_STEPS = ["allocate_address", "prepare", "initialise", "start", "bootstrap", "verify"]
+CREATE_STEPS = ["allocate_address", "prepare", "initialise", "start", "bootstrap", "root", "verify"]
 DELETE_STEPS = ["shutdown", "destroy", "forget"]
 
 pytestmark = pytest.mark.slow

@@ -91,6 +91,12 @@ class TemporaryError(ReddwarfError):
         self.delay = delay
 
 
+class NotYet(TemporaryError):
+    """Not an error: the step waits for something else (another operation's lease, an earlier operation on
+    the same resource). The worker requeues it after `delay` without counting an attempt; the operation's
+    deadline still bounds the wait (CloudNativePG's "requeue", not a failure)."""
+
+
 class PermanentError(ReddwarfError):
     """A step failed for good: the worker records a fault on the resource and stops the operation."""
 

@@ -54,6 +54,7 @@ from reddwarf.domain.status import InstanceStatus
 from reddwarf.engines.base import Accounts, Engine
 from reddwarf.identity.context import AuthContext
 from reddwarf.services.context import ServiceContext
+from reddwarf.services.lookup import load_instance
 from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -436,11 +437,7 @@ def paginate(
     return Page(items=page, next_marker=next_marker)
 
 
-def _load(uow: UnitOfWork, auth: AuthContext, instance_id: str, *, include_deleted: bool = False) -> Instance:
-    instance = uow.instances.get(instance_id, include_deleted=include_deleted)
-    if instance is None or (not auth.is_admin and instance.project_id != auth.project_id):
-        raise NotFound("Instance", instance_id)
-    return instance
+_load = load_instance
 
 
 def _target(

@@ -20,15 +20,15 @@ import uuid
 from dataclasses import dataclass
 
 from reddwarf.domain.capabilities import Capability
-from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, NotFound, OverLimit, UnprocessableEntity
+from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, OverLimit, UnprocessableEntity
 from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
 from reddwarf.services import accounts, catalog
 from reddwarf.services.context import ServiceContext
+from reddwarf.services.lookup import is_instance_id, load_instance
 from reddwarf.store.records import Event
-from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def list_instances(
     page_size = min(limit, ctx.page_size) if limit is not None else ctx.page_size
     with ctx.db.unit_of_work(write=False) as uow:
         if marker is not None:
-            seen = uow.instances.get(marker, include_deleted=True)
+            seen = uow.instances.get(marker, include_deleted=True) if is_instance_id(marker) else None
             if seen is None or seen.project_id != auth.project_id:
                 raise BadRequest(f"The marker {marker} does not name an instance of this project.", "marker")
         rows = uow.instances.list(auth.project_id, limit=page_size + 1, marker=marker)
@@ -188,11 +188,12 @@ def rename(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str) 
 def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
     """Mark the instance deleting, supersede a pending create or restart and enqueue "instance.delete".
 
-    Idempotent: deleting an instance that is already being deleted changes nothing.
+    Idempotent: deleting an instance that is already being deleted changes nothing, unless that delete
+    ended without finishing (failed at its deadline): then a new delete is enqueued.
     """
     with ctx.db.unit_of_work() as uow:
         instance = _load(uow, auth, instance_id)
-        if instance.deleting:
+        if instance.deleting and any(op.kind == OP_DELETE for op in uow.operations.active_for(instance_id)):
             logger.info("instance %s is already being deleted", instance_id)
             return
         uow.instances.mark_deleting(instance_id)
@@ -225,24 +226,29 @@ def restart(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
 
 
 def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
-    """Admin only: clear the fault and enqueue "instance.reconcile" (see the module docstring)."""
+    """Admin only: ask the reconcilers to bring the instance back to what its spec says.
+
+    An instance whose create never finished gets a new "instance.create" (every step is idempotent, so it
+    picks up whatever the failed one left); any other gets "instance.reconcile". The reconciler, not this
+    service, writes the status and clears the fault once the instance answers again.
+    """
     if not auth.is_admin:
         raise Forbidden("Policy doesn't allow instance:reset_status to be performed.")
     with ctx.db.unit_of_work() as uow:
         instance = _load(uow, auth, instance_id)
-        uow.instances.set_status(instance_id, instance.status, instance.operating_status, clear_fault=True)
-        if not any(op.kind == OP_RECONCILE for op in uow.operations.active_for(instance_id)):
-            uow.operations.enqueue(OP_RECONCILE, instance_id)
-        uow.events.add(instance_id, "reset_status", "fault cleared; reconcile requested by an admin")
+        if instance.deleting:
+            raise UnprocessableEntity(f"Instance {instance_id} is being deleted.")
+        if uow.operations.active_for(instance_id):
+            return
+        created = any(op.kind == OP_CREATE and op.state == "done" for op in uow.operations.history_for(instance_id))
+        kind = OP_RECONCILE if created else OP_CREATE
+        uow.operations.enqueue(kind, instance_id)
+        uow.events.add(instance_id, "reset_status", f"an admin asked for a reset ({kind})")
     ctx.notify()
-    logger.info("instance %s reset_status: fault cleared, reconcile requested", instance_id)
+    logger.info("instance %s reset_status: %s requested", instance_id, kind)
 
 
-def _load(uow: UnitOfWork, auth: AuthContext, instance_id: str) -> Instance:
-    instance = uow.instances.get(instance_id)
-    if instance is None or (not auth.is_admin and instance.project_id != auth.project_id):
-        raise NotFound("Instance", instance_id)
-    return instance
+_load = load_instance
 
 
 def _refuse_unsupported(request: CreateInstanceRequest) -> None:

@@ -190,14 +190,17 @@ class LocalRuntime:
         if any(paths.data_dir.iterdir()):
             log.warning("instance %s: wiping a half-initialised data dir before re-running init", paths.instance_id)
             self._wipe_contents(paths.data_dir)
-        for spec in workload.init_files:
-            self._write_file(paths, spec, user, mode=0o600)
         secrets_in_files = [spec.content for spec in workload.init_files if spec.secret]
-        for command in workload.init:
-            self._run_init(paths, user, command, secrets_in_files)
-        for spec in workload.init_files:
-            if spec.secret:
-                files.remove(self._anchor(paths, Path(spec.path)), Path(spec.path))
+        try:
+            for spec in workload.init_files:
+                self._write_file(paths, spec, user, mode=0o600)
+            for command in workload.init:
+                self._run_init(paths, user, command, secrets_in_files)
+        finally:
+            # A failed init must not leave a password file behind either.
+            for spec in workload.init_files:
+                if spec.secret:
+                    files.remove(self._anchor(paths, Path(spec.path)), Path(spec.path))
         files.write_private(paths.init_marker, "initialised\n")
         log.info("initialised instance %s", paths.instance_id)
 

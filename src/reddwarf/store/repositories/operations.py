@@ -107,18 +107,21 @@ class OperationRepository:
         )
         return rowcount(result) == 1
 
-    def release(self, op_id: str, worker_id: str, *, delay: float, error: str) -> bool:
-        """Give the operation back to retry after `delay` seconds, recording `error`. False if not held."""
+    def release(self, op_id: str, worker_id: str, *, delay: float, error: str, count_attempt: bool = True) -> bool:
+        """Give the operation back to retry after `delay` seconds, recording `error`. False if not held.
+
+        `count_attempt=False` gives back the attempt the claim took: the handler was only waiting."""
         moment = _now()
-        return self._finish(
-            op_id,
-            worker_id,
-            lease_owner=None,
-            lease_expires=None,
-            not_before=moment + max(delay, 0.0),
-            last_error=error,
-            updated=moment,
-        )
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_expires": None,
+            "not_before": moment + max(delay, 0.0),
+            "last_error": error,
+            "updated": moment,
+        }
+        if not count_attempt:
+            values["attempts"] = OperationRow.attempts - 1
+        return self._finish(op_id, worker_id, **values)
 
     def complete(self, op_id: str, worker_id: str) -> bool:
         """Mark the operation done. False (and nothing changes) if `worker_id` no longer holds it."""

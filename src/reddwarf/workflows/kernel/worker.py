@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
 from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext
@@ -129,6 +129,9 @@ class Worker:
             log.warning("operation %s: lease lost (superseded or expired); letting go", op.id)
             with self.db.unit_of_work() as uow:
                 uow.operations.let_go(op.id, self.worker_id)
+        except NotYet as exc:
+            log.debug("operation %s: not yet (%s); requeued in %.2fs", op.id, exc.message, exc.delay)
+            self._release(op, exc.delay, exc.message, count_attempt=False)
         except TemporaryError as exc:
             if op.attempts >= self.max_attempts:
                 self._give_up(handler, ctx, PermanentError(exc.message, details="gave up after retries"))
@@ -142,15 +145,17 @@ class Worker:
             if op.attempts >= self.max_attempts:
                 self._give_up(handler, ctx, PermanentError("Internal error.", details=type(exc).__name__))
             else:
-                self._release(op, backoff(op.attempts), f"{type(exc).__name__}: {exc}")
+                # Only the type reaches the operation (and so, at the deadline, a tenant's fault details):
+                # exception texts may hold SQL, parameters or host paths. The log above has the rest.
+                self._release(op, backoff(op.attempts), f"internal error ({type(exc).__name__})")
         else:
             with self.db.unit_of_work() as uow:
                 uow.operations.complete(op.id, self.worker_id)
             log.info("operation %s (%s %s) done", op.id, op.kind, op.resource_id)
 
-    def _release(self, op: Operation, delay: float, error: str) -> None:
+    def _release(self, op: Operation, delay: float, error: str, *, count_attempt: bool = True) -> None:
         with self.db.unit_of_work() as uow:
-            uow.operations.release(op.id, self.worker_id, delay=delay, error=error)
+            uow.operations.release(op.id, self.worker_id, delay=delay, error=error, count_attempt=count_attempt)
 
     def _give_up(self, handler: Handler, ctx: OperationContext, error: PermanentError) -> None:
         log.error("operation %s (%s %s) failed: %s", ctx.op.id, ctx.op.kind, ctx.op.resource_id, error.message)

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from reddwarf.domain.errors import PermanentError, RequestError, TemporaryError
+from reddwarf.domain.errors import NotYet, PermanentError, RequestError
 from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Fault
@@ -87,7 +87,7 @@ class AccountOperation:
             return
         if earlier:
             delay = min(FIRST_WAIT * 2 ** max(ctx.op.attempts - 1, 0), LONGEST_WAIT)
-            raise TemporaryError(f"waiting for operation {earlier[0].id} ({earlier[0].kind}) to finish", delay=delay)
+            raise NotYet(f"waiting for operation {earlier[0].id} ({earlier[0].kind}) to finish", delay=delay)
         try:
             ctx.step("apply", lambda: self._apply(ctx, instance))
         except RequestError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
@@ -26,6 +26,7 @@ REPAIR = "instance.reconcile"
 # The root password `services.accounts.root_password_on_create` stores when `Settings.root_on_create` is on.
 ROOT_SECRET = "root"
 READY_POLL = 0.01
+LOCAL_HOSTS = frozenset({"%", "127.0.0.1", "127.%", "localhost"})
 
 
 def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
@@ -75,10 +76,12 @@ def start_and_wait(deps: ReconcilerDeps, instance: Instance, placement: Placemen
 def tenant_probe(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
     """The endpoint answers as a tenant would: as the first tenant user if the create named one."""
     engine = deps.engine(instance)
-    if instance.spec.users:
-        user = instance.spec.users[0]
-        dbname = user.databases[0] if user.databases else None
-        return engine.probe(placement, user.name, user.password, timeout=2.0, dbname=dbname)
+    # Probes arrive from the control plane's host (127.0.0.1 here): only a user whose host admits it can
+    # log in (a MariaDB `app@10.0.0.%` cannot); without one, the admin probe says whether it answers.
+    for user in instance.spec.users:
+        if user.host in LOCAL_HOSTS:
+            dbname = user.databases[0] if user.databases else None
+            return engine.probe(placement, user.name, user.password, timeout=2.0, dbname=dbname)
     return engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
 
 
@@ -168,7 +171,7 @@ class DeleteInstance:
         if instance is None:
             return
         if busy:
-            raise TemporaryError("waiting for a superseded operation to let go of the instance", delay=0.2)
+            raise NotYet("waiting for a superseded operation to let go of the instance", delay=0.2)
         with deps.db.unit_of_work(write=False) as uow:
             held = uow.addresses.get(instance.id)
         placement = deps.runtime.placement(instance.id, *(held or ("", 0)))
