@@ -12,10 +12,10 @@ from typing import Any
 
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import REDDWARF_NAMESPACE, DatastoreVersion, Flavor
+from reddwarf.domain.events import Event
 from reddwarf.domain.instance import Instance
 from reddwarf.services.catalog import Datastore
 from reddwarf.services.classification import Level, VersionStatus
-from reddwarf.store.records import Event
 
 JSON = dict[str, Any]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, OverLimit, UnprocessableEntity
+from reddwarf.domain.events import Event
 from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import InstanceStatus
@@ -28,7 +29,6 @@ from reddwarf.identity.context import AuthContext
 from reddwarf.services import accounts, catalog
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import is_instance_id, load_instance
-from reddwarf.store.records import Event
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@
 Imported by `services`, `workflows`, `identity` and `wiring`; `api` must not import `store.tables`.
 """
 
+from reddwarf.domain.events import Event
 from reddwarf.store.database import Database
-from reddwarf.store.records import Event, Operation, OperationState, Project, TokenRecord
+from reddwarf.store.records import Operation, OperationState, Project, TokenRecord
 from reddwarf.store.repositories.secrets import ADMIN_SECRET, user_secret_name
 from reddwarf.store.uow import UnitOfWork
 

@@ -36,7 +36,9 @@ def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
 def spec_from_json(data: Mapping[str, Any], passwords: Mapping[str, Secret]) -> InstanceSpec:
     users = []
     for user in data.get("users", []):
-        password = passwords.get(user["name"])
+        host = user.get("host", "%")
+        # Keyed by name@host; a bare name is how rows written before per-host keys hold it.
+        password = passwords.get(f"{user['name']}@{host}") or passwords.get(user["name"])
         if password is None:
             # Expected once a deleted instance's secrets are purged; anything else is worth a look.
             log.debug("no stored password for user %s", user["name"])
@@ -45,7 +47,7 @@ def spec_from_json(data: Mapping[str, Any], passwords: Mapping[str, Secret]) -> 
             UserSpec(
                 name=user["name"],
                 password=password,
-                host=user.get("host", "%"),
+                host=host,
                 databases=tuple(user.get("databases", ())),
             )
         )

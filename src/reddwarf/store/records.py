@@ -59,13 +59,3 @@ class TokenRecord:
     expires_at: float | None
     revoked: bool
     created: float
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A line of a resource's history, as an operator or tenant reads it."""
-
-    resource_id: str
-    kind: str
-    message: str
-    created: float

@@ -60,7 +60,7 @@ def test_an_exception_rolls_the_unit_of_work_back(db: Database) -> None:
         raise RuntimeError("boom")
     with db.unit_of_work(write=False) as uow:
         assert uow.instances.get(instance.id) is None
-        assert uow.secrets.get(instance.id, "user:alice") is None
+        assert uow.secrets.get(instance.id, "user:alice@%") is None
 
 
 def test_status_endpoint_fault_and_conditions_are_recorded(db: Database) -> None:
@@ -128,7 +128,7 @@ def test_rename_and_update_spec_bump_the_generation(db: Database) -> None:
         stored = uow.instances.get(instance.id)
         assert stored is not None
         assert stored.spec == new_spec
-        assert uow.secrets.get(instance.id, "user:alice") is None
+        assert uow.secrets.get(instance.id, "user:alice@%") is None
 
 
 def test_list_paginates_by_creation_order_and_project(db: Database) -> None:
@@ -230,3 +230,22 @@ def test_delete_owner_forgets_the_secrets(db: Database) -> None:
 def test_read_only_units_of_work_refuse_writes(db: Database) -> None:
     with pytest.raises(DBAPIError, match=r"(?i)read.?only"), db.unit_of_work(write=False) as uow:
         uow.events.add("r1", "created", "should not be written")
+
+
+def test_same_user_name_on_two_hosts_keeps_two_passwords(db: Database) -> None:
+    base = make_instance()
+    spec = InstanceSpec(
+        name="db1", flavor_id="1", volume_size_gb=1, datastore="mariadb", datastore_version="10.11",
+        users=(
+            UserSpec("app", Secret("from-anywhere"), host="%"),
+            UserSpec("app", Secret("from-lan"), host="10.0.0.%"),
+        ),
+    )
+    instance = Instance(id=base.id, project_id=base.project_id, spec=spec, status=base.status)
+    with db.unit_of_work() as uow:
+        uow.instances.add(instance)
+    with db.unit_of_work(write=False) as uow:
+        stored = uow.instances.get(instance.id)
+    assert stored is not None
+    passwords = {(u.host, u.password.reveal()) for u in stored.spec.users}
+    assert passwords == {("%", "from-anywhere"), ("10.0.0.%", "from-lan")}

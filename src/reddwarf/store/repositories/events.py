@@ -7,8 +7,8 @@ import builtins
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reddwarf.domain.events import Event
 from reddwarf.store.clock import now
-from reddwarf.store.records import Event
 from reddwarf.store.tables import EventRow
 
 

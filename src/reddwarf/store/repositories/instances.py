@@ -1,7 +1,7 @@
 """Instances: the spec a tenant asked for and the status the reconciler observed.
 
 The spec is stored as JSON without user passwords; each `UserSpec.password` is written encrypted through
-`SecretRepository` under (instance id, "user:<name>") and put back as a `Secret` on read. Deletion is soft:
+`SecretRepository` under (instance id, "user:<name>@<host>") and put back as a `Secret` on read. Deletion is soft:
 `mark_deleted` sets `deleted_at` and the instance disappears from `get`/`list`/`count` unless asked for.
 """
 
@@ -62,7 +62,7 @@ class InstanceRepository:
         self._session.add(row)
         self._session.flush()
         for user in instance.spec.users:
-            self._secrets.put(instance.id, user_secret_name(user.name), user.password)
+            self._secrets.put(instance.id, user_secret_name(user.name, user.host), user.password)
 
     def get(self, instance_id: str, *, include_deleted: bool = False) -> Instance | None:
         row = self._session.get(InstanceRow, instance_id)
@@ -168,7 +168,7 @@ class InstanceRepository:
         row.generation += 1
         row.updated = now()
         self._session.flush()
-        wanted = {user_secret_name(user.name): user.password for user in spec.users}
+        wanted = {user_secret_name(user.name, user.host): user.password for user in spec.users}
         for name, password in wanted.items():
             self._secrets.put(instance_id, name, password)
         for name in self._secrets.names(instance_id):

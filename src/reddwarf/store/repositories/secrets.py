@@ -1,7 +1,7 @@
 """Secrets at rest: values encrypted with the store's Fernet key, addressed by (owner id, name).
 
 Instance admin passwords live under (instance id, "admin"); tenant user passwords from the create body under
-(instance id, "user:<name>"). The plain value never reaches a column.
+(instance id, "user:<name>@<host>"). The plain value never reaches a column.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from reddwarf.store.tables import SecretRow
 ADMIN_SECRET: str = "admin"
 
 
-def user_secret_name(user: str) -> str:
-    return f"user:{user}"
+def user_secret_name(user: str, host: str | None = None) -> str:
+    """The secret holding a tenant user's password: keyed by name AND host, since MariaDB's `app@%` and
+    `app@10.0.0.1` are two accounts with two passwords. (`host=None` gives the bare prefix/legacy key.)"""
+    return f"user:{user}" if host is None else f"user:{user}@{host}"
 
 
 class SecretRepository:

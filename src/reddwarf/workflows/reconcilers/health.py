@@ -17,6 +17,7 @@ import time
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
+from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.instances import REPAIR, tenant_probe
 
@@ -54,7 +55,7 @@ class HealthSweep:
         observation = deps.runtime.observe(placement)
         if not observation.running:
             with deps.db.unit_of_work() as uow:
-                if uow.operations.active_for(instance.id):
+                if not _unchanged(uow, instance):
                     return
                 uow.instances.set_status(
                     instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN,
@@ -69,20 +70,25 @@ class HealthSweep:
         if self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return
-        if instance.fault is not None and instance.fault.message == ADMIN_LOST:
-            with deps.db.unit_of_work() as uow:
-                uow.instances.set_status(instance.id, instance.status, instance.operating_status, clear_fault=True)
-                uow.events.add(instance.id, "admin", "Reddwarf's admin access works again")
-            log.info("instance %s: admin access works again; fault cleared", instance.id)
+        admin_back = instance.fault is not None and instance.fault.message == ADMIN_LOST
         operating = OperatingStatus.HEALTHY if healthy else OperatingStatus.ERROR
-        if operating != instance.operating_status or observation.volume_used_bytes != instance.volume_used_bytes:
-            with deps.db.unit_of_work() as uow:
-                uow.instances.set_status(
-                    instance.id, instance.status, operating, volume_used_bytes=observation.volume_used_bytes
-                )
-                if operating != instance.operating_status:
-                    uow.events.add(instance.id, operating.value or "UNKNOWN",
-                                   "endpoint answers" if healthy else "endpoint does not answer")
+        changed = operating != instance.operating_status or observation.volume_used_bytes != instance.volume_used_bytes
+        if not (changed or admin_back):
+            return
+        with deps.db.unit_of_work() as uow:
+            if not _unchanged(uow, instance):
+                return
+            uow.instances.set_status(
+                instance.id, instance.status, operating, volume_used_bytes=observation.volume_used_bytes,
+                clear_fault=admin_back,
+            )
+            if admin_back:
+                uow.events.add(instance.id, "admin", "Reddwarf's admin access works again")
+            if operating != instance.operating_status:
+                uow.events.add(instance.id, operating.value or "UNKNOWN",
+                               "endpoint answers" if healthy else "endpoint does not answer")
+        if admin_back:
+            log.info("instance %s: admin access works again; fault cleared", instance.id)
 
     def _admin_lost(self, instance: Instance, placement: Placement) -> bool:
         """Root was ever enabled and the running server refuses Reddwarf's admin credential."""
@@ -98,7 +104,7 @@ class HealthSweep:
         if known and instance.operating_status is OperatingStatus.ERROR:
             return
         with self.deps.db.unit_of_work() as uow:
-            if uow.operations.active_for(instance.id):
+            if not _unchanged(uow, instance):
                 return
             fault = None if known else Fault(message=ADMIN_LOST, details="", created=time.time())
             uow.instances.set_status(
@@ -106,3 +112,16 @@ class HealthSweep:
             )
             uow.events.add(instance.id, OperatingStatus.ERROR.value, ADMIN_LOST)
         log.warning("instance %s: %s", instance.id, ADMIN_LOST)
+
+
+def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
+    """Compare-and-swap guard for the sweep's writes: nothing wrote the instance since the sweep read it
+    (its `updated` stamp moves with every status write) and no operation is working on it now, so the
+    sweep's view is still the truth and cannot overwrite a reconciler's newer status."""
+    current = uow.instances.get(seen.id)
+    return (
+        current is not None
+        and not current.deleting
+        and current.updated == seen.updated
+        and not uow.operations.active_for(seen.id)
+    )
