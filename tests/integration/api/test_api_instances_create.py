@@ -181,3 +181,16 @@ def test_quota_refuses_the_instance_over_the_limit(tmp_path: Any, store_template
         assert "instances" in response.json()["overLimit"]["message"]
         assert api.count("instances") == 1
         assert len(api.operations()) == 1
+
+
+def test_a_form_body_is_415_bad_media_type_and_creates_nothing(api: Api) -> None:
+    response = api.client.post(
+        api.url("/instances"), content=b'{"instance": {"name": "db1"}}',
+        headers={**api.headers(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 415
+    fault = response.json()["badMediaType"]
+    assert fault["code"] == 415 and "application/json" in fault["message"]
+    assert response.headers["X-OpenStack-Request-Id"].startswith("req-")
+    assert api.count("instances") == 0
