@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from reddwarf.domain.errors import ServiceUnavailable
 from reddwarf.domain.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,11 @@ class KeyFileError(Exception):
     """The key file is unusable (unsafe permissions, empty, malformed, or unreadable)."""
 
 
-class SecretDecryptionError(Exception):
-    """A stored secret cannot be decrypted with any key in the key file (wrong or rotated-out key)."""
+class SecretDecryptionError(ServiceUnavailable):
+    """A stored secret cannot be decrypted with any key in the key file (wrong or rotated-out key).
+
+    A deployment problem, not a tenant's: typically a host of a shared PostgreSQL store that generated its
+    own key instead of being given the others'. The API answers 503 with this message (never a 500)."""
 
 
 class SecretCipher:
@@ -49,8 +53,11 @@ class SecretCipher:
         try:
             plain = self._fernet.decrypt(token.encode("ascii"))
         except InvalidToken as exc:
+            log.error("a stored secret cannot be decrypted with the keys in %s: every host sharing a store "
+                      "needs the same key file", self._key_file)
             raise SecretDecryptionError(
-                f"a stored secret cannot be decrypted with the keys in {self._key_file}"
+                "Reddwarf cannot read its stored credentials on this server (encryption key mismatch); "
+                "an operator must install the deployment's key file."
             ) from exc
         return Secret(plain.decode("utf-8"))
 
