@@ -53,5 +53,7 @@ def test_rotation_decrypts_with_old_keys_and_encrypts_with_the_first(tmp_path: P
 
 def test_a_wrong_key_gives_a_clear_error(tmp_path: Path) -> None:
     token = SecretCipher(tmp_path / "a.key").encrypt(Secret("x"))
-    with pytest.raises(SecretDecryptionError, match="cannot be decrypted"):
+    with pytest.raises(SecretDecryptionError, match="encryption key mismatch") as raised:
         SecretCipher(tmp_path / "b.key").decrypt(token)
+    assert raised.value.status == 503
+    assert str(tmp_path) not in raised.value.message, "tenants may read it: no host path"
