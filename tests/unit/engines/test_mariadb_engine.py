@@ -48,7 +48,7 @@ def test_init_makes_private_dirs_then_installs_with_a_secret_sql_file(engine: Ma
     for flag in (
         "--datadir=/srv/i/volume/data/db",
         "--skip-test-db",
-        "--auth-root-authentication-method=socket",
+        "--auth-root-authentication-method=normal",
         "--extra-file=/srv/i/config/.install.sql",
         "--innodb-log-file-size=128M",
     ):

@@ -113,13 +113,27 @@ def all_pids(proc: Path = PROC) -> Iterator[int]:
 
 
 def live_pids_of_user(uid: int, proc: Path = PROC) -> list[int]:
-    """Every non-zombie process whose real uid is `uid` (each instance has a uid of its own)."""
+    """Every non-zombie process whose real uid is `uid` (each instance has a uid of its own).
+
+    One read of /proc/<pid>/status per process (its State and Uid lines): this runs on every start and
+    observe, across every process of the host. The real uid, not the owner of /proc/<pid>, so that a
+    setuid program run by the instance's user is still found."""
     found = []
     for pid in all_pids(proc):
-        stat = read_stat(pid, proc)
-        if stat is not None and not stat.dead and read_real_uid(pid, proc) == uid:
+        try:
+            text = (proc / str(pid) / "status").read_text()
+        except OSError:
+            continue
+        if parse_real_uid(text) == uid and not _is_dead(text):
             found.append(pid)
     return found
+
+
+def _is_dead(status_text: str) -> bool:
+    for line in status_text.splitlines():
+        if line.startswith("State:"):
+            return line.split()[1] in ("Z", "X")
+    return True
 
 
 def live_pids_of_group(pgid: int, proc: Path = PROC) -> list[int]:
