@@ -129,7 +129,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     )
     with ctx.db.unit_of_work() as uow:
         limit = ctx.max_instances_per_project
-        if limit is not None and uow.instances.count(auth.project_id) >= limit:
+        if limit is not None and uow.instances.count_for_quota(auth.project_id) >= limit:
             raise OverLimit("Quota exceeded for resources: ['instances'].")
         uow.instances.add(instance)
         uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))

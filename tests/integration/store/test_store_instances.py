@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from reddwarf.domain.errors import BadRequest, NotFound
@@ -249,3 +252,50 @@ def test_same_user_name_on_two_hosts_keeps_two_passwords(db: Database) -> None:
     assert stored is not None
     passwords = {(u.host, u.password.reveal()) for u in stored.spec.users}
     assert passwords == {("%", "from-anywhere"), ("10.0.0.%", "from-lan")}
+
+
+def test_concurrent_quota_checks_of_one_project_are_serialised(db: Database, backend: str, store_url: str) -> None:
+    """Two creates racing for the last quota slot: the second counts the first's instance, never both 0."""
+    if backend == "sqlite":
+        # Write units of work are already serial on SQLite (BEGIN IMMEDIATE); the count is plain.
+        with db.unit_of_work() as uow:
+            uow.instances.add(make_instance(project_id="quota"))
+        with db.unit_of_work() as uow:
+            assert uow.instances.count_for_quota("quota") == 1
+        return
+    first_counted = threading.Event()
+    second_result: list[int] = []
+
+    def second() -> None:
+        with db.unit_of_work() as uow:
+            second_result.append(uow.instances.count_for_quota("quota"))
+
+    with db.unit_of_work() as uow:
+        assert uow.instances.count_for_quota("quota") == 0
+        first_counted.set()
+        racer = threading.Thread(target=second)
+        racer.start()
+        wait_until(lambda: _someone_waits_on_an_advisory_lock(store_url), 10, "the second check to wait for the first")
+        uow.instances.add(make_instance(project_id="quota"))
+    racer.join(timeout=10)
+    assert second_result == [1]
+
+
+def _someone_waits_on_an_advisory_lock(store_url: str) -> bool:
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            waiting = conn.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            ))
+        return bool(waiting)
+    finally:
+        engine.dispose()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)

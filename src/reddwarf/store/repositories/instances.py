@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.accounts import RootHistory
@@ -96,6 +96,18 @@ class InstanceRepository:
         if limit is not None:
             query = query.limit(max(limit, 0))
         return self._to_domain(list(self._session.scalars(query)))
+
+    def count_for_quota(self, project_id: str) -> int:
+        """Like `count`, but first serialises every quota check of `project_id` until this unit of work ends.
+
+        SQLite write units of work are already serial (BEGIN IMMEDIATE). On PostgreSQL, READ COMMITTED
+        lets two concurrent creates both count N < limit and both insert; a transaction-scoped advisory
+        lock keyed by the project makes the second wait for the first's commit and count it."""
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"quota:{project_id}"}
+            )
+        return self.count(project_id)
 
     def count(self, project_id: str) -> int:
         """Live (not deleted) instances of `project_id`, for quotas."""
