@@ -1,64 +1,15 @@
-"""Fixtures of the PostgreSQL integration tests: an OS user, a scratch directory, the engine, PostgreSQL 15.
+"""Fixtures of the PostgreSQL integration tests: the engine and its version (the OS user and
+scratch directory come from ../conftest.py), PostgreSQL 15.
 
 The harness itself (what a runtime would do, minimally) lives in `pg_harness.py`.
 """
 
 from __future__ import annotations
 
-import os
-import pwd
-import secrets
-import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from pg_harness import OsUser
 
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings
-
-SCRATCH_BASE = Path(os.environ.get("REDDWARF_TEST_SCRATCH", "/var/tmp/reddwarf-tests"))
-
-
-@pytest.fixture(scope="module")
-def os_user() -> Iterator[OsUser]:
-    """An unprivileged system user for this module's servers; removed at the end."""
-    name = f"rdtest{secrets.token_hex(4)}"
-    subprocess.run(
-        [
-            "useradd",
-            "--system",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--user-group",
-            name,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    entry = pwd.getpwnam(name)
-    try:
-        yield OsUser(name, entry.pw_uid, entry.pw_gid)
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
-        subprocess.run(["groupdel", name], check=False, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def module_scratch() -> Iterator[Path]:
-    """A 0755 directory under the shared scratch base, for everything this module's servers touch."""
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    SCRATCH_BASE.chmod(0o755)
-    path = SCRATCH_BASE / secrets.token_hex(4)
-    path.mkdir(mode=0o755)
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import random
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.engine_harness import OsUser
+from tests.support.engine_harness import free_address as shared_free_address
 
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
@@ -32,32 +33,8 @@ READY_DEADLINE = 60.0
 FLAVOR = Flavor(id="1", name="tiny", ram_mb=256, vcpus=1)
 
 
-def bindable(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-        return True
-
-
 def free_address(port: int = PORT, exclude: frozenset[str] = frozenset()) -> str:
-    """An address of the test pool where `port` is free (random order: parallel runs rarely collide)."""
-    hosts = [str(h) for h in ADDRESS_POOL.hosts() if str(h) not in exclude]
-    random.shuffle(hosts)
-    for host in hosts:
-        if bindable(host, port):
-            return host
-    raise RuntimeError(f"no bindable address in {ADDRESS_POOL} for port {port}")
-
-
-@dataclass(frozen=True)
-class OsUser:
-    """An unprivileged OS user created for the tests."""
-
-    name: str
-    uid: int
-    gid: int
+    return shared_free_address(str(ADDRESS_POOL), port, exclude)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import random
 import secrets
 import signal
 import socket
@@ -25,6 +24,8 @@ from pathlib import Path
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from tests.support.engine_harness import OsUser
+from tests.support.engine_harness import free_address as shared_free_address
 
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
@@ -39,23 +40,8 @@ READY_DEADLINE = 30.0
 FLAVOR = Flavor(id="1", name="tiny", ram_mb=256, vcpus=1)
 
 
-def bindable(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-        return True
-
-
 def free_address(port: int = PORT) -> str:
-    """An address of the test pool where `port` is free (random order: parallel runs rarely collide)."""
-    hosts = [str(h) for h in ADDRESS_POOL.hosts()]
-    random.shuffle(hosts)
-    for host in hosts:
-        if bindable(host, port):
-            return host
-    raise RuntimeError(f"no bindable address in {ADDRESS_POOL} for port {port}")
+    return shared_free_address(str(ADDRESS_POOL), port)
 
 
 def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
@@ -65,15 +51,6 @@ def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline}s waiting for {what}")
         time.sleep(0.02)
-
-
-@dataclass(frozen=True)
-class OsUser:
-    """An unprivileged OS user created for the tests."""
-
-    name: str
-    uid: int
-    gid: int
 
 
 def client(placement: Placement, user: str | None, password: str | None, timeout: float = 5.0) -> redis.Redis:
