@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import secrets
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.engine_harness import OsUser
+from tests.support.engine_harness import HarnessServer, OsUser
 from tests.support.engine_harness import free_address as shared_free_address
 
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import FileSpec, Placement, WorkloadSpec
+from reddwarf.domain.workload import Placement
 from reddwarf.engines.mariadb import MariadbEngine
 
 ADDRESS_POOL = ipaddress.ip_network("127.0.79.0/24")
@@ -39,17 +35,13 @@ def free_address(port: int = PORT, exclude: frozenset[str] = frozenset()) -> str
     return shared_free_address(str(ADDRESS_POOL), port, exclude)
 
 
-@dataclass
-class Server:
-    """One instance run by the harness: its placement, workload, admin password and process."""
+class Server(HarnessServer):
+    """One MariaDB server run by the harness: install-db output in init.log, mariadbd's in server.log."""
 
     engine: MariadbEngine
-    placement: Placement
-    workload: WorkloadSpec
-    admin_password: Secret
-    user: OsUser
-    process: subprocess.Popen[bytes] | None = None
-    stopped: bool = field(default=False)
+    init_log = "init.log"
+    server_log = "server.log"
+    poll_interval = 0.05
 
     @property
     def error_log(self) -> Path:
@@ -57,111 +49,10 @@ class Server:
 
     @property
     def output_log(self) -> Path:
-        return Path(self.placement.log_dir) / "server.log"
+        return Path(self.placement.log_dir) / self.server_log
 
     def logs_text(self) -> str:
-        parts = []
-        for path in sorted(Path(self.placement.log_dir).iterdir()):
-            parts.append(f"== {path.name}\n" + path.read_text(errors="replace"))
-        return "\n".join(parts)
-
-    def _write(self, spec: FileSpec) -> None:
-        fd = os.open(spec.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, spec.mode)
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), spec.mode)
-            os.fchown(handle.fileno(), self.user.uid, self.user.gid)
-            handle.write(spec.content)
-
-    def _env(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        return {"PATH": COMMAND_PATH, "LANG": "C.UTF-8", "HOME": self.placement.data_dir, **dict(pairs)}
-
-    def _log_fd(self, name: str) -> int:
-        fd = os.open(Path(self.placement.log_dir) / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.fchown(fd, self.user.uid, self.user.gid)
-        return fd
-
-    def prepare(self) -> None:
-        p = self.placement
-        for path in (p.data_dir, p.config_dir, p.log_dir, p.run_dir, p.socket_dir):
-            Path(path).mkdir(mode=0o700, parents=True)
-            os.chown(path, self.user.uid, self.user.gid)
-            Path(path).chmod(0o700)
-
-    def initialise(self) -> None:
-        for spec in self.workload.init_files:
-            self._write(spec)
-        try:
-            for command in self.workload.init:
-                log = self._log_fd("init.log")
-                try:
-                    subprocess.run(
-                        command.argv,
-                        user=self.user.uid,
-                        group=self.user.gid,
-                        extra_groups=[],
-                        umask=0o077,
-                        env=self._env(command.env),
-                        cwd=self.placement.data_dir,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=log,
-                        timeout=command.timeout,
-                        check=True,
-                        start_new_session=True,
-                    )
-                finally:
-                    os.close(log)
-        finally:
-            for spec in self.workload.init_files:
-                if spec.secret:
-                    Path(spec.path).unlink(missing_ok=True)
-
-    def start(self) -> None:
-        for spec in self.workload.files:
-            self._write(spec)
-        log = self._log_fd("server.log")
-        try:
-            self.process = subprocess.Popen(
-                self.workload.server.argv,
-                user=self.user.uid,
-                group=self.user.gid,
-                extra_groups=[],
-                umask=0o077,
-                env=self._env(self.workload.server.env),
-                cwd=self.placement.data_dir,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            os.close(log)
-        self.stopped = False
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_DEADLINE
-        while not self.engine.probe(self.placement, self.engine.admin_user, self.admin_password, timeout=2.0):
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.logs_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready after {READY_DEADLINE}s:\n{self.logs_text()[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> int | None:
-        """Send the stop signal to the process group and wait; returns the server's exit code."""
-        if self.process is None or self.stopped:
-            return None
-        self.stopped = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, self.workload.stop_signal)
-        try:
-            return self.process.wait(timeout=self.workload.stop_timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, 9)
-            self.process.wait(timeout=10)
-            raise
+        return self.log_text()
 
 
 def make_placement(root: Path, user: OsUser, address: str, name: str | None = None) -> Placement:

@@ -15,22 +15,20 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from tests.support.engine_harness import OsUser
+from tests.support.engine_harness import HarnessServer, OsUser
 from tests.support.engine_harness import free_address as shared_free_address
 
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import FileSpec, Placement, WorkloadSpec
+from reddwarf.domain.workload import Placement
 from reddwarf.engines.redis import RedisEngine
 from reddwarf.engines.redis.config import LOG_FILE, SOCKET_FILE
 
@@ -97,17 +95,11 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
     return {where for inode, where in _listening_inodes().items() if inode in inodes}
 
 
-@dataclass
-class Server:
-    """One instance run by the harness: its placement, workload, admin password and process."""
+class Server(HarnessServer):
+    """One Redis server run by the harness: its own log file beside the process output (server.log)."""
 
     engine: RedisEngine
-    placement: Placement
-    workload: WorkloadSpec
-    admin_password: Secret
-    user: OsUser
-    process: subprocess.Popen[bytes] | None = None
-    initialised: bool = field(default=False)
+    ready_deadline = READY_DEADLINE
 
     @property
     def log_path(self) -> Path:
@@ -115,7 +107,7 @@ class Server:
 
     @property
     def stdout_path(self) -> Path:
-        return Path(self.placement.log_dir) / "server.log"
+        return Path(self.placement.log_dir) / self.server_log
 
     @property
     def socket_path(self) -> Path:
@@ -127,115 +119,6 @@ class Server:
 
     def admin(self) -> redis.Redis:
         return client(self.placement, self.engine.admin_user, self.admin_password.reveal())
-
-    def _write(self, spec: FileSpec) -> None:
-        path = Path(spec.path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, spec.mode)
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), spec.mode)
-            os.fchown(handle.fileno(), self.user.uid, self.user.gid)
-            handle.write(spec.content)
-
-    def _env(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", **dict(pairs)}
-
-    def _log_fd(self) -> int:
-        fd = os.open(self.stdout_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.fchown(fd, self.user.uid, self.user.gid)
-        return fd
-
-    def prepare(self) -> None:
-        p = self.placement
-        for path in (p.data_dir, p.config_dir, p.log_dir, p.run_dir, p.socket_dir):
-            Path(path).mkdir(mode=0o700, parents=True)
-            os.chown(path, self.user.uid, self.user.gid)
-            Path(path).chmod(0o700)
-
-    def initialise(self) -> None:
-        """Write the init files and run `init`, once (as the local runtime does, guarded by a marker)."""
-        if self.initialised:
-            return
-        for spec in self.workload.init_files:
-            self._write(spec)
-        try:
-            for command in self.workload.init:
-                log = self._log_fd()
-                try:
-                    subprocess.run(
-                        command.argv,
-                        user=self.user.uid,
-                        group=self.user.gid,
-                        extra_groups=[],
-                        umask=0o077,
-                        env=self._env(command.env),
-                        cwd=self.placement.data_dir,
-                        stdout=log,
-                        stderr=log,
-                        timeout=command.timeout,
-                        check=True,
-                    )
-                finally:
-                    os.close(log)
-        finally:
-            for spec in self.workload.init_files:
-                if spec.secret:
-                    Path(spec.path).unlink(missing_ok=True)
-        self.initialised = True
-
-    def start(self) -> None:
-        for spec in self.workload.files:
-            self._write(spec)
-        log = self._log_fd()
-        try:
-            self.process = subprocess.Popen(
-                self.workload.server.argv,
-                user=self.user.uid,
-                group=self.user.gid,
-                extra_groups=[],
-                umask=0o077,
-                env=self._env(self.workload.server.env),
-                cwd=self.placement.data_dir,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            os.close(log)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_DEADLINE
-        while not self.engine.probe(self.placement, self.engine.admin_user, self.admin_password, timeout=2.0):
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready after {READY_DEADLINE}s:\n{self.log_text()[-3000:]}")
-            time.sleep(0.02)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, signum: int | None = None) -> int | None:
-        """Signal the process group (the workload's stop signal by default); return the exit status."""
-        if self.process is None:
-            return None
-        process, self.process = self.process, None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signum if signum is not None else self.workload.stop_signal)
-        try:
-            return process.wait(timeout=self.workload.stop_timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            return process.wait(timeout=10)
-
-    def restart(self, signum: int | None = None) -> None:
-        self.stop(signum)
-        self.start()
-        self.wait_ready()
 
 
 def make_placement(root: Path, user: OsUser, address: str, name: str | None = None) -> Placement:
