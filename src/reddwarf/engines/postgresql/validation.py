@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.engines.naming import check_databases, check_user_databases
 
 MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers
 
@@ -144,22 +145,7 @@ def _validate_user(prefix: str, user: UserSpec, database_names: set[str] | None)
     problem = password_problem(user.password.reveal())
     if problem:
         raise BadRequest(problem, field=f"{prefix}.password")
-    seen: set[str] = set()
-    for name in user.databases:
-        if database_names is None:
-            problem = name_problem(name, role=False)
-            if problem:
-                raise BadRequest(
-                    f"User {user.name!r} names an invalid database: {problem}", field=f"{prefix}.databases"
-                )
-        elif name not in database_names:
-            raise BadRequest(
-                f"User {user.name!r} names database {name!r}, which is not among the instance's databases.",
-                field=f"{prefix}.databases",
-            )
-        if name in seen:
-            raise BadRequest(f"User {user.name!r} names database {name!r} twice.", field=f"{prefix}.databases")
-        seen.add(name)
+    check_user_databases(prefix, user, database_names, lambda name: name_problem(name, role=False))
 
 
 def validate_databases(databases: Sequence[DatabaseSpec], field: str = "databases") -> set[str]:
@@ -167,13 +153,7 @@ def validate_databases(databases: Sequence[DatabaseSpec], field: str = "database
 
     Returns the databases' names.
     """
-    database_names: set[str] = set()
-    for index, database in enumerate(databases):
-        _validate_database(f"{field}[{index}]", database)
-        if database.name in database_names:
-            raise BadRequest(f"Database {database.name!r} is listed twice.", field=f"{field}[{index}].name")
-        database_names.add(database.name)
-    return database_names
+    return check_databases(databases, field, _validate_database)
 
 
 def host_problem(host: str) -> str | None:
