@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     flavors: tuple[FlavorSetting, ...] = DEFAULT_FLAVORS
     # Experimental datastore versions (see `services.classification`) are hidden from non-admin tenants.
     hide_experimental: bool = False
+
+    # The warm pool (docs/warm-pool.md): this many servers per installed engine version are kept built and
+    # running for creates of `warm_pool_flavor` with a `warm_pool_volume_gb` volume, so that such a create
+    # only adds the tenant's databases and users. 0 turns the pool off. Each slot holds an address, an OS
+    # user, a volume and an idle server's memory.
+    warm_pool_size: int = Field(default=1, ge=0, le=64)
+    warm_pool_flavor: str = "1"
+    warm_pool_volume_gb: int = Field(default=1, gt=0)
+    # Which engine versions get a pool: JSON list of "postgresql" (every version) or "postgresql:15"; [] = all.
+    warm_pool_datastores: tuple[str, ...] = ()
+    # How often a worker compares the pool with its target; after a failed build, how long a profile waits.
+    warm_pool_interval: float = Field(default=1.0, gt=0)
+    warm_pool_failure_pause: float = Field(default=60.0, ge=0)
     # Trove's `root_on_create`: every new instance (of an engine offering root) gets root enabled as the last
     # create step; the create response carries the generated root password, once.
     root_on_create: bool = False

@@ -158,8 +158,8 @@ class Components:
     def _placement(self, instance: Instance) -> Placement:
         endpoint = instance.endpoint
         if endpoint is None:
-            return self.runtime.placement(instance.id, "", 0)
-        return self.runtime.placement(instance.id, endpoint.address, endpoint.port)
+            return self.runtime.placement(instance.runtime_id, "", 0)
+        return self.runtime.placement(instance.runtime_id, endpoint.address, endpoint.port)
 
     def reconciler_deps(self) -> ReconcilerDeps:
         return ReconcilerDeps(db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors)

@@ -79,6 +79,7 @@ class ReddwarfProcesses:
             "REDDWARF_LOCAL_ADDRESS_POOL": self.address_pool,
             "REDDWARF_LOCAL_USER_PREFIX": self.user_prefix,
             "REDDWARF_HEALTH_INTERVAL": "0.5",
+            "REDDWARF_WARM_POOL_SIZE": "0",
             **self.extra_env,
             **overrides,
         }

@@ -66,3 +66,9 @@ class Instance:
     deleting: bool = False
     generation: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    # The runtime's id of the server: the warm-pool slot the instance was made from, else None (the id).
+    workload_id: str | None = None
+
+    @property
+    def runtime_id(self) -> str:
+        return self.workload_id or self.id

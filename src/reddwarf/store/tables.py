@@ -65,6 +65,25 @@ class InstanceRow(Base):
     deleted_at: Mapped[float | None] = mapped_column(Double)
     created: Mapped[float] = mapped_column(Double)
     updated: Mapped[float] = mapped_column(Double)
+    # The runtime's id of the instance's server: the warm-pool slot it was claimed from, else None (= id).
+    workload_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+
+
+class PoolSlotRow(Base):
+    """A warm-pool slot (see `reddwarf.domain.pool`); deleted when an instance claims it."""
+
+    __tablename__ = "pool_slots"
+    __table_args__ = (Index("ix_pool_slots_profile", "datastore", "version", "flavor_id", "volume_gb", "state", "created"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    datastore: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    flavor_id: Mapped[str] = mapped_column(REF)
+    volume_gb: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str] = mapped_column(Text)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
 
 
 class SecretRow(Base):

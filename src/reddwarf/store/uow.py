@@ -13,6 +13,7 @@ from reddwarf.store.repositories.events import EventRepository
 from reddwarf.store.repositories.identity import IdentityRepository
 from reddwarf.store.repositories.instances import InstanceRepository
 from reddwarf.store.repositories.operations import OperationRepository
+from reddwarf.store.repositories.pool import PoolRepository
 from reddwarf.store.repositories.secrets import SecretRepository
 from reddwarf.store.secrets import SecretCipher
 
@@ -28,6 +29,7 @@ class UnitOfWork:
         self.addresses = AddressRepository(session)
         self.identity = IdentityRepository(session)
         self.events = EventRepository(session)
+        self.pool = PoolRepository(session)
 
     def flush(self) -> None:
         """Send pending writes now (they still commit or roll back with the unit of work)."""

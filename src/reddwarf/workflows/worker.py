@@ -1,4 +1,5 @@
-"""Builds a `Worker` with every reconciler and the health sweep; used by `reddwarf server` and `reddwarf worker`."""
+"""Builds a `Worker` with every reconciler, the health sweep and the warm-pool keeper; used by `reddwarf server`
+and `reddwarf worker`."""
 
 from __future__ import annotations
 
@@ -6,26 +7,37 @@ import threading
 
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
-from reddwarf.workflows.reconcilers import accounts, instances
+from reddwarf.workflows.reconcilers import accounts, instances, pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
 
 
-def handlers(deps: ReconcilerDeps) -> dict[str, Handler]:
+def pool_target(settings: Settings) -> pool.PoolTarget:
+    return pool.PoolTarget(
+        size=settings.warm_pool_size, flavor_id=settings.warm_pool_flavor, volume_gb=settings.warm_pool_volume_gb,
+        failure_pause=settings.warm_pool_failure_pause, datastores=settings.warm_pool_datastores,
+    )
+
+
+def handlers(deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None) -> dict[str, Handler]:
     """Every operation kind a worker runs, with its handler."""
-    return {**instances.handlers(deps), **accounts.handlers(deps)}
+    return {**instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps)}
 
 
 def build_worker(
     deps: ReconcilerDeps, settings: Settings, *, worker_id: str | None = None, wake: threading.Event | None = None
 ) -> Worker:
+    target = pool_target(settings)
     return Worker(
         deps.db,
-        handlers(deps),
+        handlers(deps, target),
         lease_ttl=settings.lease_ttl,
         poll_interval=settings.worker_poll_interval,
         deadline=settings.operation_deadline,
-        periodic=(Periodic("health", settings.health_interval, HealthSweep(deps)),),
+        periodic=(
+            Periodic("health", settings.health_interval, HealthSweep(deps)),
+            Periodic("warm-pool", settings.warm_pool_interval, pool.PoolKeeper(deps, target)),
+        ),
         worker_id=worker_id,
         wake=wake,
     )

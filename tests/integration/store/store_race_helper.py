@@ -4,7 +4,9 @@ Usage: python store_race_helper.py MODE KEY_FILE READY_FILE GO_FILE
 The store URL comes from REDDWARF_TEST_STORE_URL (never argv: it may carry a password). The child announces
 itself by creating READY_FILE, waits (bounded) for GO_FILE, then:
   upgrade  runs Database.upgrade() and prints the revision;
-  claim    claims operations until none is left and prints their ids, one per line.
+  claim    claims operations until none is left and prints their ids, one per line;
+  pool     claims warm-pool slots of the profile postgresql 15 / flavor 1 / 1 GB until none is left and
+           prints their ids, one per line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from reddwarf.domain.pool import PoolProfile
 from reddwarf.store import Database
 
 
@@ -37,6 +40,14 @@ def main() -> int:
             if operation is None:
                 break
             print(operation.id, flush=True)
+    elif mode == "pool":
+        profile = PoolProfile("postgresql", "15", "1", 1)
+        while True:
+            with database.unit_of_work() as uow:
+                slot_id = uow.pool.claim(profile)
+            if slot_id is None:
+                break
+            print(slot_id, flush=True)
     else:
         return 2
     database.dispose()

@@ -74,6 +74,10 @@ def _connect(where: Target) -> psycopg.Connection[TupleRow]:
         client_encoding="UTF8",
         options=f"-c statement_timeout={timeout_ms}",
         passfile="/dev/null",
+        # Reddwarf's servers run without TLS (ssl is off in the rendered postgresql.conf) or GSSAPI: asking
+        # for them first only adds round trips (and a Kerberos credential lookup) to every connection.
+        sslmode="disable",
+        gssencmode="disable",
     )
 
 

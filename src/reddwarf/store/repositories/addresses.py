@@ -42,5 +42,17 @@ class AddressRepository:
         """Free the instance's pair (idempotent)."""
         self._session.execute(delete(AddressRow).where(AddressRow.instance_id == instance_id))
 
+    def transfer(self, from_id: str, to_id: str) -> tuple[str, int] | None:
+        """Hand the pair of `from_id` (a warm-pool slot) to `to_id` (the instance that claimed it)."""
+        row = self._session.get(AddressRow, from_id)
+        if row is None:
+            return None
+        pair = (row.address, row.port)
+        self._session.delete(row)
+        self._session.flush()
+        self._session.add(AddressRow(instance_id=to_id, address=pair[0], port=pair[1], created=now()))
+        self._session.flush()
+        return pair
+
     def in_use(self) -> set[tuple[str, int]]:
         return {(address, port) for address, port in self._session.execute(select(AddressRow.address, AddressRow.port))}

@@ -58,6 +58,7 @@ class InstanceRepository:
             deleted_at=None,
             created=created,
             updated=instance.updated or created,
+            workload_id=instance.workload_id,
         )
         self._session.add(row)
         self._session.flush()
@@ -162,6 +163,10 @@ class InstanceRepository:
             },
         )
 
+    def set_workload(self, instance_id: str, workload_id: str) -> None:
+        """Record that the instance's server is the warm-pool slot `workload_id` (set once, at claim)."""
+        self._update(instance_id, {"workload_id": workload_id, "updated": now()})
+
     def rename(self, instance_id: str, name: str) -> None:
         row = self._live_row(instance_id)
         spec = dict(row.spec)
@@ -264,4 +269,5 @@ def _instance(row: InstanceRow, secrets: dict[str, Secret]) -> Instance:
         deleting=row.deleting,
         generation=row.generation,
         labels=dict(row.labels),
+        workload_id=row.workload_id,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.secret import Secret
@@ -66,6 +66,16 @@ class SecretRepository:
 
     def delete(self, owner_id: str, name: str) -> bool:
         result = self._session.execute(delete(SecretRow).where(SecretRow.owner_id == owner_id, SecretRow.name == name))
+        return bool(getattr(result, "rowcount", 0))
+
+    def transfer(self, from_owner: str, to_owner: str, name: str) -> bool:
+        """Move the secret `name` of `from_owner` to `to_owner` (a warm-pool slot's admin password goes to
+        the instance that claimed the slot); False if there was none."""
+        result = self._session.execute(
+            update(SecretRow)
+            .where(SecretRow.owner_id == from_owner, SecretRow.name == name)
+            .values(owner_id=to_owner, updated=now())
+        )
         return bool(getattr(result, "rowcount", 0))
 
     def delete_owner(self, owner_id: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import PermanentError
-from reddwarf.domain.instance import Instance
+from reddwarf.domain.instance import Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, Resources, WorkloadSpec
 from reddwarf.engines.base import Engine
@@ -26,44 +26,58 @@ class ReconcilerDeps:
     ready_timeout: float = 60.0
 
     def engine(self, instance: Instance) -> Engine:
+        return self.engine_for(instance.spec)
+
+    def engine_for(self, spec: InstanceSpec) -> Engine:
         try:
-            return self.engines[instance.spec.datastore]
+            return self.engines[spec.datastore]
         except KeyError:
-            raise PermanentError(f"Datastore {instance.spec.datastore} is not available.") from None
+            raise PermanentError(f"Datastore {spec.datastore} is not available.") from None
 
     def version(self, instance: Instance) -> DatastoreVersion:
-        engine = self.engine(instance)
-        for version in engine.versions():
-            if version.name == instance.spec.datastore_version:
+        return self.version_for(instance.spec)
+
+    def version_for(self, spec: InstanceSpec) -> DatastoreVersion:
+        for version in self.engine_for(spec).versions():
+            if version.name == spec.datastore_version:
                 return version
-        raise PermanentError(
-            f"Datastore {instance.spec.datastore} version {instance.spec.datastore_version} is not installed."
-        )
+        raise PermanentError(f"Datastore {spec.datastore} version {spec.datastore_version} is not installed.")
 
     def flavor(self, instance: Instance) -> Flavor:
+        return self.flavor_for(instance.spec)
+
+    def flavor_for(self, spec: InstanceSpec) -> Flavor:
         try:
-            return self.flavors[instance.spec.flavor_id]
+            return self.flavors[spec.flavor_id]
         except KeyError:
-            raise PermanentError(f"Flavor {instance.spec.flavor_id} no longer exists.") from None
+            raise PermanentError(f"Flavor {spec.flavor_id} no longer exists.") from None
 
     def resources(self, instance: Instance) -> Resources:
-        flavor = self.flavor(instance)
-        return Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=instance.spec.volume_size_gb)
+        return self.resources_for(instance.spec)
+
+    def resources_for(self, spec: InstanceSpec) -> Resources:
+        flavor = self.flavor_for(spec)
+        return Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)
 
     def placement(self, instance: Instance) -> Placement:
+        """Where the instance's server lives: its runtime id is the warm-pool slot it came from, if any."""
         if instance.endpoint is None:
-            return self.runtime.placement(instance.id, "", 0)
-        return self.runtime.placement(instance.id, instance.endpoint.address, instance.endpoint.port)
+            return self.runtime.placement(instance.runtime_id, "", 0)
+        return self.runtime.placement(instance.runtime_id, instance.endpoint.address, instance.endpoint.port)
 
-    def admin_password(self, instance_id: str) -> Secret:
+    def admin_password(self, owner_id: str) -> Secret:
+        """The admin password of an instance (or of a warm-pool slot not claimed yet)."""
         with self.db.unit_of_work(write=False) as uow:
-            secret = uow.secrets.get(instance_id, ADMIN_SECRET)
+            secret = uow.secrets.get(owner_id, ADMIN_SECRET)
         if secret is None:
             raise PermanentError("The instance's admin credential is missing.")
         return secret
 
     def workload(self, instance: Instance, placement: Placement) -> WorkloadSpec:
-        return self.engine(instance).workload(
-            instance.spec, self.version(instance), self.flavor(instance), placement,
-            self.admin_password(instance.id),
+        return self.workload_for(instance.spec, instance.id, placement)
+
+    def workload_for(self, spec: InstanceSpec, owner_id: str, placement: Placement) -> WorkloadSpec:
+        """The server `spec` asks for at `placement`, with the admin password `owner_id` holds."""
+        return self.engine_for(spec).workload(
+            spec, self.version_for(spec), self.flavor_for(spec), placement, self.admin_password(owner_id)
         )

@@ -15,7 +15,9 @@ from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
+from reddwarf.workflows.reconcilers import pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.lifecycle import READY_POLL, allocate_address, start_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,6 @@ RESTART = "instance.restart"
 REPAIR = "instance.reconcile"
 # The root password `services.accounts.root_password_on_create` stores when `Settings.root_on_create` is on.
 ROOT_SECRET = "root"
-READY_POLL = 0.005
-OBSERVE_EVERY = 0.25
 LOCAL_HOSTS = frozenset({"%", "127.0.0.1", "127.%", "localhost"})
 
 
@@ -57,28 +57,6 @@ def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: Permanen
         uow.events.add(ctx.resource_id, "ERROR", f"{ctx.op.kind} failed: {error.message}")
 
 
-def start_and_wait(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> None:
-    """Start the server (idempotent) and wait until the admin answers over TCP, within `ready_timeout`."""
-    workload = deps.workload(instance, placement)
-    deps.runtime.start(placement, workload)
-    engine = deps.engine(instance)
-    password = deps.admin_password(instance.id)
-    deadline = time.monotonic() + deps.ready_timeout
-    next_observe = time.monotonic() + OBSERVE_EVERY
-    while time.monotonic() < deadline:
-        if engine.probe(placement, engine.admin_user, password, timeout=2.0):
-            return
-        # The probe is cheap (a refused connect); observing the process is not (it reads /proc), so a
-        # server that died during start-up is noticed within OBSERVE_EVERY rather than on every poll.
-        if time.monotonic() >= next_observe:
-            observation = deps.runtime.observe(placement)
-            if not observation.running:
-                raise TemporaryError(f"The database server exited during start-up: {observation.exit_reason}")
-            next_observe = time.monotonic() + OBSERVE_EVERY
-        time.sleep(READY_POLL)
-    raise TemporaryError(f"The database server did not answer within {deps.ready_timeout:.0f} seconds.")
-
-
 def tenant_probe(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
     """The endpoint answers as a tenant would: as the first tenant user if the create named one."""
     engine = deps.engine(instance)
@@ -92,10 +70,12 @@ def tenant_probe(deps: ReconcilerDeps, instance: Instance, placement: Placement)
 
 
 class CreateInstance:
-    """BUILD -> allocate an address -> prepare -> initialise -> start -> bootstrap -> ACTIVE/HEALTHY."""
+    """BUILD -> a warm-pool server, or (none ready) allocate an address -> prepare -> initialise; then start
+    -> bootstrap -> root -> verify -> ACTIVE/HEALTHY."""
 
-    def __init__(self, deps: ReconcilerDeps) -> None:
+    def __init__(self, deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None) -> None:
         self.deps = deps
+        self.pool = warm_pool or pool.PoolTarget()
 
     def run(self, ctx: OperationContext) -> None:
         deps = self.deps
@@ -103,36 +83,28 @@ class CreateInstance:
         if instance.deleting:
             return
         engine = deps.engine(instance)
-        endpoint = ctx.step("allocate_address", lambda: self._allocate(instance.id, engine.default_port))
+        # A create that started cold (its address is journaled) stays cold, whatever the pool does meanwhile.
+        warm: StepResult = {}
+        if "allocate_address" not in ctx.journal and (self.pool.covers(instance.spec) or "claim" in ctx.journal):
+            warm = ctx.step("claim", lambda: pool.claim(deps, instance))
+        if warm:
+            instance.workload_id = str(warm["slot"])
+            endpoint = warm
+        else:
+            endpoint = ctx.step("allocate_address", lambda: allocate_address(
+                deps, instance.id, engine.default_port, instance=True))
         instance.endpoint = Endpoint(str(endpoint["address"]), int(endpoint["port"]))
         placement = deps.placement(instance)
-        ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
-        ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
-        ctx.step("start", lambda: start_and_wait(deps, instance, placement))
+        if not warm:
+            ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
+            ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
+        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement))
         ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, deps.admin_password(instance.id)))
         ctx.step("root", lambda: self._root(instance, placement))
         ctx.step("verify", lambda: self._verify(instance, placement))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
-
-    def _allocate(self, instance_id: str, standard_port: int) -> StepResult:
-        deps = self.deps
-        with deps.db.unit_of_work() as uow:
-            held = uow.addresses.get(instance_id)
-            if held is not None:
-                uow.instances.set_endpoint(instance_id, Endpoint(*held))
-                return {"address": held[0], "port": held[1]}
-            taken = uow.addresses.in_use()
-        for address, port in deps.runtime.endpoint_candidates(standard_port):
-            if (address, port) in taken or not deps.runtime.bindable(address, port):
-                continue
-            with deps.db.unit_of_work() as uow:
-                if uow.addresses.claim(instance_id, address, port):
-                    uow.instances.set_endpoint(instance_id, Endpoint(address, port))
-                    uow.events.add(instance_id, "BUILD", f"allocated {address}:{port}")
-                    return {"address": address, "port": port}
-        raise TemporaryError(f"No free address for port {standard_port} in the runtime's pool.", delay=5.0)
 
     def _root(self, instance: Instance, placement: Placement) -> None:
         """Root on create: enable root with the password the create answered, record it, forget the password.
@@ -180,7 +152,7 @@ class DeleteInstance:
             raise NotYet("waiting for a superseded operation to let go of the instance", delay=0.2)
         with deps.db.unit_of_work(write=False) as uow:
             held = uow.addresses.get(instance.id)
-        placement = deps.runtime.placement(instance.id, *(held or ("", 0)))
+        placement = deps.runtime.placement(instance.runtime_id, *(held or ("", 0)))
         ctx.step("shutdown", lambda: _set_status(
             deps, instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN, event="deleting"))
         ctx.step("destroy", lambda: deps.runtime.destroy(placement))
@@ -212,7 +184,7 @@ class RestartInstance:
         ctx.step("mark", lambda: _set_status(
             deps, instance.id, InstanceStatus.REBOOT, OperatingStatus.NONE, event="restart requested"))
         ctx.step("stop", lambda: deps.runtime.stop(placement, deps.workload(instance, placement)))
-        ctx.step("start", lambda: start_and_wait(deps, instance, placement))
+        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement))
         ctx.step("ready", lambda: _set_status(
             deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY, event="restarted",
             clear_fault=True))
@@ -233,7 +205,7 @@ class RepairInstance:
         if instance.deleting or instance.endpoint is None:
             return
         placement = deps.placement(instance)
-        ctx.step("start", lambda: start_and_wait(deps, instance, placement))
+        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement))
         ctx.step("ready", lambda: _set_status(
             deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
             event="server restarted after it stopped", clear_fault=True))
@@ -242,9 +214,11 @@ class RepairInstance:
         _record_failure(self.deps, ctx, error)
 
 
-def handlers(deps: ReconcilerDeps) -> dict[str, CreateInstance | DeleteInstance | RestartInstance | RepairInstance]:
+def handlers(
+    deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None
+) -> dict[str, CreateInstance | DeleteInstance | RestartInstance | RepairInstance]:
     return {
-        CREATE: CreateInstance(deps),
+        CREATE: CreateInstance(deps, warm_pool),
         DELETE: DeleteInstance(deps),
         RESTART: RestartInstance(deps),
         REPAIR: RepairInstance(deps),

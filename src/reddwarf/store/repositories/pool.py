@@ -1,0 +1,100 @@
+"""Warm-pool slots (see `reddwarf.domain.pool`): add, mark ready or failed, claim, retire, remove.
+
+`claim` is the one contended write: two creates of one profile must never take one slot. It deletes the
+chosen row only while it is still `ready` (a compare-and-delete) and moves on to the next candidate when it
+lost the race, so it needs no lock and works the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import Session
+
+from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
+from reddwarf.store.clock import new_id, now
+from reddwarf.store.rows import rowcount
+from reddwarf.store.tables import PoolSlotRow
+
+
+class PoolRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def serialise(self) -> None:
+        """Hold the pool's lock until the unit of work ends, so that two workers comparing the pool with its
+        target cannot both top it up. On SQLite the write transaction (BEGIN IMMEDIATE) already is one."""
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('reddwarf:pool', 0))"))
+
+    def add(self, profile: PoolProfile) -> str:
+        """A new `building` slot of `profile`; returns its id."""
+        timestamp = now()
+        slot_id = new_id()
+        self._session.add(
+            PoolSlotRow(
+                id=slot_id, datastore=profile.datastore, version=profile.version, flavor_id=profile.flavor_id,
+                volume_gb=profile.volume_gb, state=SlotState.BUILDING.value, error="", created=timestamp,
+                updated=timestamp,
+            )
+        )
+        self._session.flush()
+        return slot_id
+
+    def get(self, slot_id: str) -> PoolSlot | None:
+        row = self._session.get(PoolSlotRow, slot_id, populate_existing=True)
+        return None if row is None else _slot(row)
+
+    def list(self) -> builtins.list[PoolSlot]:
+        rows = self._session.scalars(select(PoolSlotRow).order_by(PoolSlotRow.created, PoolSlotRow.id))
+        return [_slot(row) for row in rows]
+
+    def mark(self, slot_id: str, state: SlotState, *, only_from: Collection[SlotState], error: str = "") -> bool:
+        """Move the slot to `state` if it is in one of `only_from`; True if it moved."""
+        values: dict[str, object] = {"state": state.value, "updated": now()}
+        if error:
+            values["error"] = error
+        result = self._session.execute(
+            update(PoolSlotRow)
+            .where(PoolSlotRow.id == slot_id, PoolSlotRow.state.in_([s.value for s in only_from]))
+            .values(**values)
+        )
+        return rowcount(result) == 1
+
+    def claim(self, profile: PoolProfile) -> str | None:
+        """Take the oldest ready slot of `profile` (its row is deleted); its id, or None if there is none."""
+        candidates = self._session.scalars(
+            select(PoolSlotRow.id)
+            .where(
+                PoolSlotRow.datastore == profile.datastore,
+                PoolSlotRow.version == profile.version,
+                PoolSlotRow.flavor_id == profile.flavor_id,
+                PoolSlotRow.volume_gb == profile.volume_gb,
+                PoolSlotRow.state == SlotState.READY.value,
+            )
+            .order_by(PoolSlotRow.created, PoolSlotRow.id)
+            .limit(5)
+        ).all()
+        for slot_id in candidates:
+            taken = self._session.execute(
+                delete(PoolSlotRow).where(PoolSlotRow.id == slot_id, PoolSlotRow.state == SlotState.READY.value)
+            )
+            if rowcount(taken) == 1:
+                return slot_id
+        return None
+
+    def remove(self, slot_id: str) -> None:
+        self._session.execute(delete(PoolSlotRow).where(PoolSlotRow.id == slot_id))
+
+
+def _slot(row: PoolSlotRow) -> PoolSlot:
+    return PoolSlot(
+        id=row.id,
+        profile=PoolProfile(row.datastore, row.version, row.flavor_id, row.volume_gb),
+        state=SlotState(row.state),
+        created=row.created,
+        updated=row.updated,
+        error=row.error,
+    )

@@ -1,0 +1,255 @@
+"""The warm pool's operations, the keeper that sizes it, and the claim a create starts with.
+
+See `reddwarf.domain.pool` and docs/warm-pool.md. A slot is an instance without a tenant: it is built by
+the same runtime and engine calls as a cold create (allocate an address, prepare, initialise, start), under
+the slot's own id, which becomes the claiming instance's runtime id (`Instance.workload_id`).
+
+- `pool.build` (resource: a slot id): those steps, then `ready`. The slot owns its admin password (secret
+  owner = slot id) and its address until an instance claims it.
+- `pool.destroy` (resource: a slot id): removes everything the build made, then the row. A failed slot's
+  row stays as a tombstone: the keeper does not build that profile again until it clears the tombstone
+  `failure_pause` seconds later, so a broken engine is not rebuilt in a tight loop.
+- `PoolKeeper`, a periodic task of every worker: per installed engine version, keeps `size` slots of the
+  configured profile building or ready, and retires slots nobody wants any more (pool made smaller, version
+  removed, profile changed).
+- `claim()`: the first step of a create; one transaction moves a ready slot, its address and its admin
+  password to the instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from reddwarf.domain.errors import NotYet, PermanentError
+from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
+from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
+from reddwarf.domain.secret import Secret
+from reddwarf.store.uow import UnitOfWork
+from reddwarf.workflows.kernel.context import OperationContext, StepResult
+from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
+from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_and_wait
+
+log = logging.getLogger(__name__)
+
+BUILD = "pool.build"
+DESTROY = "pool.destroy"
+LIVE = frozenset({SlotState.BUILDING, SlotState.READY})
+
+
+@dataclass(frozen=True)
+class PoolTarget:
+    """What the pool should hold: `size` slots of (`flavor_id`, `volume_gb`) per installed engine version."""
+
+    size: int = 0
+    flavor_id: str = "1"
+    volume_gb: int = 1
+    failure_pause: float = 60.0
+    # "postgresql" (every version) or "postgresql:15"; empty: every installed engine version.
+    datastores: tuple[str, ...] = ()
+
+    def profiles(self, deps: ReconcilerDeps) -> dict[PoolProfile, int]:
+        if self.size <= 0 or self.flavor_id not in deps.flavors:
+            return {}
+        return {
+            PoolProfile(name, version.name, self.flavor_id, self.volume_gb): self.size
+            for name, engine in sorted(deps.engines.items())
+            for version in engine.versions()
+            if self._wanted(name, version.name)
+        }
+
+    def covers(self, spec: InstanceSpec) -> bool:
+        return (
+            self.size > 0
+            and (spec.flavor_id, spec.volume_size_gb) == (self.flavor_id, self.volume_gb)
+            and self._wanted(spec.datastore, spec.datastore_version)
+        )
+
+    def _wanted(self, datastore: str, version: str) -> bool:
+        return not self.datastores or datastore in self.datastores or f"{datastore}:{version}" in self.datastores
+
+
+def profile_of(spec: InstanceSpec) -> PoolProfile:
+    return PoolProfile(spec.datastore, spec.datastore_version, spec.flavor_id, spec.volume_size_gb)
+
+
+def slot_spec(slot_id: str, profile: PoolProfile) -> InstanceSpec:
+    """The spec a slot is built from: the profile, no databases, no users."""
+    return InstanceSpec(
+        name=f"pool-{slot_id}", flavor_id=profile.flavor_id, volume_size_gb=profile.volume_gb,
+        datastore=profile.datastore, datastore_version=profile.version,
+    )
+
+
+def claim(deps: ReconcilerDeps, instance: Instance) -> StepResult:
+    """Give the instance a ready slot of its profile: {"slot", "address", "port"}, or {} if there is none.
+
+    Idempotent: a claim that committed before its worker died is found again on the instance."""
+    with deps.db.unit_of_work() as uow:
+        current = uow.instances.get(instance.id)
+        if current is None:
+            raise PermanentError(f"Instance {instance.id} no longer exists.")
+        if current.workload_id is not None:
+            held = uow.addresses.get(instance.id)
+            if held is None:
+                raise PermanentError(f"Instance {instance.id} was given a pool server but holds no address.")
+            return {"slot": current.workload_id, "address": held[0], "port": held[1]}
+        slot_id = uow.pool.claim(profile_of(instance.spec))
+        if slot_id is None:
+            return {}
+        pair = uow.addresses.transfer(slot_id, instance.id)
+        uow.secrets.delete(instance.id, ADMIN_SECRET)  # the slot's server knows the slot's password
+        if pair is None or not uow.secrets.transfer(slot_id, instance.id, ADMIN_SECRET):
+            # The build records both before `ready`; anything else is a damaged store.
+            raise PermanentError(f"Warm-pool slot {slot_id} has no address or no admin password.")
+        uow.instances.set_workload(instance.id, slot_id)
+        uow.instances.set_endpoint(instance.id, Endpoint(*pair))
+        uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {pair[0]}:{pair[1]}")
+    log.info("instance %s claimed warm-pool slot %s", instance.id, slot_id)
+    return {"slot": slot_id, "address": pair[0], "port": pair[1]}
+
+
+class BuildSlot:
+    """pool.build: a server of the slot's profile, started and answering, then `ready`."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            slot = uow.pool.get(ctx.resource_id)
+        if slot is None or slot.state is not SlotState.BUILDING:
+            return  # retired or failed meanwhile: pool.destroy cleans up
+        spec = slot_spec(slot.id, slot.profile)
+        engine = deps.engine_for(spec)
+        endpoint = ctx.step("allocate_address", lambda: allocate_address(deps, slot.id, engine.default_port))
+        placement = deps.runtime.placement(slot.id, str(endpoint["address"]), int(endpoint["port"]))
+        ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources_for(spec)))
+        ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload_for(spec, slot.id, placement)))
+        ctx.step("start", lambda: start_and_wait(deps, spec, slot.id, placement))
+        ctx.step("ready", lambda: self._ready(slot))
+
+    def _ready(self, slot: PoolSlot) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            moved = uow.pool.mark(slot.id, SlotState.READY, only_from={SlotState.BUILDING})
+        if moved:
+            log.info("warm-pool slot %s (%s) is ready", slot.id, slot.profile)
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            if uow.pool.mark(ctx.resource_id, SlotState.FAILED, only_from=LIVE, error=error.message[:1000]):
+                uow.operations.enqueue(DESTROY, ctx.resource_id)
+        log.error("warm-pool slot %s failed to build: %s", ctx.resource_id, error.message)
+
+
+class DestroySlot:
+    """pool.destroy: remove the slot's server, files, volume, OS user, address and password."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            slot = uow.pool.get(ctx.resource_id)
+            busy = uow.operations.live_leases(ctx.resource_id, exclude=ctx.op.id)
+            held = uow.addresses.get(ctx.resource_id)
+        # No row: forgotten already. A ready or building row is never destroyed: only a retired or failed
+        # one, which `claim` cannot take any more.
+        if slot is None or slot.state in LIVE:
+            return
+        if busy:
+            raise NotYet("waiting for the slot's build to let go of it", delay=0.2)
+        placement = deps.runtime.placement(slot.id, *(held or ("", 0)))
+        ctx.step("destroy", lambda: deps.runtime.destroy(placement))
+        ctx.step("forget", lambda: self._forget(slot))
+
+    def _forget(self, slot: PoolSlot) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            uow.addresses.release(slot.id)
+            uow.secrets.delete_owner(slot.id)
+            if slot.state is not SlotState.FAILED:  # a failed slot's row stays as the profile's tombstone
+                uow.pool.remove(slot.id)
+        log.info("warm-pool slot %s destroyed", slot.id)
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        log.error("warm-pool slot %s could not be destroyed: %s", ctx.resource_id, error.message)
+
+
+@dataclass(frozen=True)
+class Plan:
+    add: tuple[PoolProfile, ...] = ()
+    retire: tuple[str, ...] = ()
+    clear: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.add or self.retire or self.clear)
+
+
+def plan(slots: list[PoolSlot], wanted: dict[PoolProfile, int], moment: float, failure_pause: float) -> Plan:
+    """What brings `slots` to `wanted`: profiles to build a slot of (once per missing slot), slots to retire,
+    failed tombstones to clear. A profile with a tombstone gets nothing new until the tombstone is cleared."""
+    live: dict[PoolProfile, list[PoolSlot]] = defaultdict(list)
+    paused: set[PoolProfile] = set()
+    clear = []
+    for slot in slots:
+        if slot.state in LIVE:
+            live[slot.profile].append(slot)
+        elif slot.state is SlotState.FAILED:
+            if moment - slot.updated >= failure_pause:
+                clear.append(slot.id)
+            else:
+                paused.add(slot.profile)
+    add: list[PoolProfile] = []
+    retire: list[str] = []
+    for profile, have in live.items():
+        keep = wanted.get(profile, 0)
+        # Surplus: building slots go first (least work lost), then the newest ready ones.
+        surplus = sorted(have, key=lambda s: (s.state is SlotState.READY, -s.created))[: max(0, len(have) - keep)]
+        retire.extend(s.id for s in surplus)
+    for profile, size in wanted.items():
+        if profile not in paused:
+            add.extend([profile] * max(0, size - len(live.get(profile, []))))
+    return Plan(tuple(add), tuple(retire), tuple(clear))
+
+
+class PoolKeeper:
+    """Compares the pool with its target and enqueues builds and destroys; a periodic task of workers."""
+
+    def __init__(self, deps: ReconcilerDeps, target: PoolTarget) -> None:
+        self.deps = deps
+        self.target = target
+
+    def __call__(self) -> None:
+        wanted = self.target.profiles(self.deps)
+        with self.deps.db.unit_of_work(write=False) as uow:
+            slots = uow.pool.list()
+        if not plan(slots, wanted, time.time(), self.target.failure_pause):
+            return  # the usual case: nothing to write
+        with self.deps.db.unit_of_work() as uow:
+            uow.pool.serialise()
+            todo = plan(uow.pool.list(), wanted, time.time(), self.target.failure_pause)
+            self._apply(uow, todo)
+
+    def _apply(self, uow: UnitOfWork, todo: Plan) -> None:
+        for profile in todo.add:
+            slot_id = uow.pool.add(profile)
+            uow.secrets.put(slot_id, ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))
+            uow.operations.enqueue(BUILD, slot_id)
+            log.info("warm pool: building slot %s for %s", slot_id, profile)
+        for slot_id in todo.retire:
+            if uow.pool.mark(slot_id, SlotState.RETIRING, only_from=LIVE):
+                uow.operations.supersede(slot_id, [BUILD])
+                uow.operations.enqueue(DESTROY, slot_id)
+                log.info("warm pool: retiring slot %s", slot_id)
+        for slot_id in todo.clear:
+            if not uow.operations.active_for(slot_id):
+                uow.pool.remove(slot_id)
+
+
+def handlers(deps: ReconcilerDeps) -> dict[str, BuildSlot | DestroySlot]:
+    return {BUILD: BuildSlot(deps), DESTROY: DestroySlot(deps)}

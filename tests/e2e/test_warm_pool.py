@@ -1,0 +1,165 @@
+"""The warm pool on real servers: a create of the pool's profile takes a server built ahead of time, the pool
+refills, anything else is built cold, and a smaller pool leaves nothing behind on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from reddwarf.runtimes.local.paths import instance_key
+from tests.conftest import SCRATCH_BASE
+from tests.e2e.test_instance_lifecycle import wait_gone, wait_status
+from tests.support.server import ReddwarfProcesses, instance_users, processes_of, reddwarf_processes, wait_for
+
+POOL_ENV = {
+    "REDDWARF_WARM_POOL_SIZE": "1", "REDDWARF_WARM_POOL_FLAVOR": "1", "REDDWARF_WARM_POOL_VOLUME_GB": "1",
+    "REDDWARF_WARM_POOL_DATASTORES": json.dumps(["postgresql:15", "redis"]),
+    "REDDWARF_WARM_POOL_INTERVAL": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ReddwarfProcesses]:
+    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = SCRATCH_BASE / f"pool-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    try:
+        with reddwarf_processes(root, "127.0.88.0/24", **POOL_ENV) as procs:
+            procs.start_server()
+            yield procs
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def slots(client: httpx.Client) -> list[dict[str, Any]]:
+    response = client.get("/mgmt/pool")
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["pool"]["slots"]
+    failed = [slot for slot in found if slot["state"] == "failed"]
+    assert not failed, f"a pool build failed: {failed}"
+    return found
+
+
+def ready_slot(client: httpx.Client, datastore: str) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        return next((s for s in slots(client) if s["datastore"] == datastore and s["state"] == "ready"), None)
+
+    found: dict[str, Any] = wait_for(ready, 120, f"a ready {datastore} slot in the warm pool")
+    return found
+
+
+def create(client: httpx.Client, datastore: str, version: str, flavor: str = "1", **extra: Any) -> str:
+    body = {"name": "pool-" + secrets.token_hex(3), "flavorRef": flavor, "volume": {"size": 1},
+            "datastore": {"type": datastore, "version": version}, **extra}
+    response = client.post("/instances", json={"instance": body})
+    assert response.status_code == 200, response.text
+    instance_id: str = response.json()["instance"]["id"]
+    return instance_id
+
+
+def events(client: httpx.Client, instance_id: str) -> list[str]:
+    return [event["message"] for event in client.get(f"/instances/{instance_id}/events").json()["events"]]
+
+
+def running_processes_of(user: str) -> list[int]:
+    """The user's processes that still run (a killed server is a zombie until its parent reaps it)."""
+    running = []
+    for pid in processes_of(user):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            running.append(pid)
+    return running
+
+
+def slot_user(plane: ReddwarfProcesses, slot_id: str) -> str:
+    return plane.user_prefix + instance_key(slot_id)
+
+
+def test_a_create_of_the_pool_profile_takes_the_ready_server_and_the_pool_refills(plane: ReddwarfProcesses) -> None:
+    with plane.client() as client:
+        slot = ready_slot(client, "postgresql")
+        owner = slot_user(plane, slot["id"])
+        assert processes_of(owner), "a ready slot's server runs"
+        instance_id = create(client, "postgresql", "15", databases=[{"name": "app"}],
+                             users=[{"name": "alice", "password": "pool pass 1", "databases": [{"name": "app"}]}])
+        view = wait_status(client, instance_id, "ACTIVE")
+        assert any("warm-pool" in message for message in events(client, instance_id))
+        assert slot["id"] not in {s["id"] for s in slots(client)}
+        with psycopg.connect(host=view["addresses"][0]["address"], port=view["port"], user="alice",
+                             password="pool pass 1", dbname="app", connect_timeout=5) as conn:
+            conn.execute("CREATE TABLE t (x int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+        # The server the tenant reaches is the slot's: its OS user runs it.
+        assert processes_of(owner)
+        refill = ready_slot(client, "postgresql")
+        assert refill["id"] != slot["id"]
+
+        assert client.delete(f"/instances/{instance_id}").status_code == 202
+        wait_gone(client, instance_id)
+        assert owner not in instance_users(plane.user_prefix)
+        assert not processes_of(owner)
+
+
+def test_a_create_of_another_flavor_is_built_cold_and_leaves_the_pool_alone(plane: ReddwarfProcesses) -> None:
+    with plane.client() as client:
+        slot = ready_slot(client, "redis")
+        instance_id = create(client, "redis", "7.0", flavor="2", users=[{"name": "bob", "password": "pool pass 2"}])
+        view = wait_status(client, instance_id, "ACTIVE")
+        assert not any("warm-pool" in message for message in events(client, instance_id))
+        assert slot["id"] in {s["id"] for s in slots(client) if s["state"] == "ready"}
+        tenant = redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username="bob",
+                             password="pool pass 2", socket_timeout=5)
+        try:
+            assert tenant.ping()
+        finally:
+            tenant.close()
+        assert client.delete(f"/instances/{instance_id}").status_code == 202
+        wait_gone(client, instance_id)
+
+
+def test_a_pool_server_that_died_is_started_again_by_the_create_that_takes_it(plane: ReddwarfProcesses) -> None:
+    with plane.client() as client:
+        slot = ready_slot(client, "redis")
+        owner = slot_user(plane, slot["id"])
+        for pid in processes_of(owner):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not running_processes_of(owner), 30, "the slot's server to be gone")
+        instance_id = create(client, "redis", "7.0", users=[{"name": "carol", "password": "pool pass 3"}])
+        view = wait_status(client, instance_id, "ACTIVE")
+        assert any("warm-pool" in message for message in events(client, instance_id))
+        tenant = redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username="carol",
+                             password="pool pass 3", socket_timeout=5)
+        try:
+            assert tenant.set("k", "v") and tenant.get("k") == b"v"
+        finally:
+            tenant.close()
+        assert client.delete(f"/instances/{instance_id}").status_code == 202
+        wait_gone(client, instance_id)
+
+
+def test_turning_the_pool_off_destroys_its_servers_and_leaves_nothing(plane: ReddwarfProcesses) -> None:
+    with plane.client() as client:
+        ready_slot(client, "postgresql")
+        ready_slot(client, "redis")
+        assert len(instance_users(plane.user_prefix)) == 2
+        plane.stop_all()
+        plane.start_server(REDDWARF_WARM_POOL_SIZE="0")
+        wait_for(lambda: slots(client) == [], 120, "the pool to be empty")
+        wait_for(lambda: instance_users(plane.user_prefix) == [], 60, "the slots' OS users to be removed")
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        assert not [m for m in mounts if m.startswith(str(plane.state_dir))]
+        assert not list((plane.state_dir / "instances").iterdir())
