@@ -72,19 +72,6 @@ def events(client: httpx.Client, instance_id: str) -> list[str]:
     return [event["message"] for event in client.get(f"/instances/{instance_id}/events").json()["events"]]
 
 
-def running_processes_of(user: str) -> list[int]:
-    """The user's processes that still run (a killed server is a zombie until its parent reaps it)."""
-    running = []
-    for pid in processes_of(user):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, IndexError):
-            continue
-        if state not in ("Z", "X"):
-            running.append(pid)
-    return running
-
-
 def slot_user(plane: ReddwarfProcesses, slot_id: str) -> str:
     return plane.user_prefix + instance_key(slot_id)
 
@@ -131,13 +118,16 @@ def test_a_create_of_another_flavor_is_built_cold_and_leaves_the_pool_alone(plan
         wait_gone(client, instance_id)
 
 
-def test_a_pool_server_that_died_is_started_again_by_the_create_that_takes_it(plane: ReddwarfProcesses) -> None:
+def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: ReddwarfProcesses) -> None:
     with plane.client() as client:
         slot = ready_slot(client, "redis")
         owner = slot_user(plane, slot["id"])
         for pid in processes_of(owner):
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not running_processes_of(owner), 30, "the slot's server to be gone")
+        wait_for(lambda: slot["id"] not in {s["id"] for s in slots(client)}, 60, "the stopped slot to be retired")
+        wait_for(lambda: owner not in instance_users(plane.user_prefix), 60, "the stopped slot to be destroyed")
+        replacement = ready_slot(client, "redis")
+        assert replacement["id"] != slot["id"]
         instance_id = create(client, "redis", "7.0", users=[{"name": "carol", "password": "pool pass 3"}])
         view = wait_status(client, instance_id, "ACTIVE")
         assert any("warm-pool" in message for message in events(client, instance_id))

@@ -73,7 +73,9 @@ class PoolSlotRow(Base):
     """A warm-pool slot (see `reddwarf.domain.pool`); deleted when an instance claims it."""
 
     __tablename__ = "pool_slots"
-    __table_args__ = (Index("ix_pool_slots_profile", "datastore", "version", "flavor_id", "volume_gb", "state", "created"),)
+    __table_args__ = (
+        Index("ix_pool_slots_profile", "datastore", "version", "flavor_id", "volume_gb", "state", "created"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     datastore: Mapped[str] = mapped_column(String(64))

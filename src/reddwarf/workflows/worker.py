@@ -36,7 +36,10 @@ def build_worker(
         deadline=settings.operation_deadline,
         periodic=(
             Periodic("health", settings.health_interval, HealthSweep(deps)),
-            Periodic("warm-pool", settings.warm_pool_interval, pool.PoolKeeper(deps, target)),
+            Periodic(
+                "warm-pool", settings.warm_pool_interval,
+                pool.PoolKeeper(deps, target, check_every=settings.health_interval),
+            ),
         ),
         worker_id=worker_id,
         wake=wake,

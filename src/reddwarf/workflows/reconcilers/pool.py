@@ -218,22 +218,44 @@ def plan(slots: list[PoolSlot], wanted: dict[PoolProfile, int], moment: float, f
 
 
 class PoolKeeper:
-    """Compares the pool with its target and enqueues builds and destroys; a periodic task of workers."""
+    """Compares the pool with its target and enqueues builds and destroys; a periodic task of workers.
 
-    def __init__(self, deps: ReconcilerDeps, target: PoolTarget) -> None:
+    Every `check_every` seconds it also looks at the ready slots' servers: one that stopped (killed, or the
+    host rebooted) is retired and replaced rather than handed to a tenant, so a create never has to find
+    out whether its server can still start."""
+
+    def __init__(self, deps: ReconcilerDeps, target: PoolTarget, check_every: float = 5.0) -> None:
         self.deps = deps
         self.target = target
+        self.check_every = check_every
+        self._next_check = 0.0
 
     def __call__(self) -> None:
         wanted = self.target.profiles(self.deps)
         with self.deps.db.unit_of_work(write=False) as uow:
             slots = uow.pool.list()
+        if time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + self.check_every
+            self._retire_stopped([slot for slot in slots if slot.state is SlotState.READY])
         if not plan(slots, wanted, time.time(), self.target.failure_pause):
             return  # the usual case: nothing to write
         with self.deps.db.unit_of_work() as uow:
             uow.pool.serialise()
             todo = plan(uow.pool.list(), wanted, time.time(), self.target.failure_pause)
             self._apply(uow, todo)
+
+    def _retire_stopped(self, ready: list[PoolSlot]) -> None:
+        for slot in ready:
+            with self.deps.db.unit_of_work(write=False) as uow:
+                held = uow.addresses.get(slot.id)
+            observation = self.deps.runtime.observe(self.deps.runtime.placement(slot.id, *(held or ("", 0))))
+            if observation.running:
+                continue
+            with self.deps.db.unit_of_work() as uow:
+                # Only from READY: a create that claimed the slot meanwhile starts the server itself.
+                if uow.pool.mark(slot.id, SlotState.RETIRING, only_from={SlotState.READY}):
+                    uow.operations.enqueue(DESTROY, slot.id)
+                    log.warning("warm pool: slot %s stopped (%s); replacing it", slot.id, observation.exit_reason)
 
     def _apply(self, uow: UnitOfWork, todo: Plan) -> None:
         for profile in todo.add:
