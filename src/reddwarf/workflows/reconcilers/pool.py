@@ -122,7 +122,7 @@ class BuildSlot:
         deps = self.deps
         with deps.db.unit_of_work(write=False) as uow:
             slot = uow.pool.get(ctx.resource_id)
-        if slot is None or slot.state is not SlotState.BUILDING:
+        if slot is None or slot.state not in LIVE:
             return  # retired or failed meanwhile: pool.destroy cleans up
         spec = slot_spec(slot.id, slot.profile)
         engine = deps.engine_for(spec)
