@@ -11,8 +11,9 @@ user's first successful query with the engine's own client library. Two configur
 
 In the same run it times the raw tools on this machine as an unprivileged user: PostgreSQL `initdb` +
 `postgres` until a first connection, MariaDB `mariadb-install-db` + `mariadbd` until a first connection,
-`redis-server` until PING answers. Prints median and p95 for each and the ratios per engine; the last line is
-one JSON object with the figures.
+`redis-server` until PING answers. Prints median and p95 for each and the ratios per engine (and the median
+time to status ACTIVE, which comes a step after the tenant can log in); the last line is one JSON object
+with the figures.
 
     .venv/bin/python bench/provision.py --runs 7
     .venv/bin/python bench/provision.py --runs 5 --engine postgresql:15 --mode warm
@@ -95,7 +96,9 @@ def tenant_connects(engine: str, host: str, port: int, password: str) -> bool:
 
 # --- Reddwarf ---------------------------------------------------------------------------------------
 
-def bench_reddwarf(runs: int, engines: list[tuple[str, str]], root: Path, warm: bool) -> dict[str, list[float]]:
+def bench_reddwarf(
+    runs: int, engines: list[tuple[str, str]], root: Path, warm: bool
+) -> dict[str, list[tuple[float, float]]]:
     mode = "warm" if warm else "cold"
     state = root / f"state-{mode}"
     state.mkdir(mode=0o755)
@@ -110,7 +113,7 @@ def bench_reddwarf(runs: int, engines: list[tuple[str, str]], root: Path, warm: 
     with (root / f"server-{mode}.log").open("wb") as log:
         server = subprocess.Popen([str(Path(sys.executable).with_name("reddwarf")), "server"], env=env,
                                   stdout=log, stderr=log)
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}/v1.0/{project}",
                               headers={"X-Auth-Token": token}, timeout=30)
@@ -140,7 +143,13 @@ def bench_reddwarf(runs: int, engines: list[tuple[str, str]], root: Path, warm: 
     return results
 
 
-def _one_create(client: httpx.Client, engine: str, version: str, n: int) -> float:
+def _one_create(client: httpx.Client, engine: str, version: str, n: int) -> tuple[float, float]:
+    """Seconds from the POST to the tenant's first successful query, and to status ACTIVE.
+
+    The tenant does what the raw benchmark's client does: once it knows the address (in the create's answer
+    when a warm-pool server was taken, else from polling the instance), it tries to connect every 2 ms until
+    its user gets in. Status is polled every 20 ms only after that, so that the benchmark's own API traffic
+    does not compete with the worker for the server process."""
     password = secrets.token_urlsafe(12)
     user: dict[str, Any] = {"name": "app", "password": password}
     body: dict[str, Any] = {"name": f"bench-{engine}-{n}", "flavorRef": "1", "volume": {"size": 1},
@@ -151,14 +160,25 @@ def _one_create(client: httpx.Client, engine: str, version: str, n: int) -> floa
     started = time.monotonic()
     response = client.post("/instances", json={"instance": body})
     response.raise_for_status()
-    instance_id = response.json()["instance"]["id"]
-    view = poll(lambda: _active(client, instance_id), 300)
+    view = response.json()["instance"]
+    instance_id = view["id"]
+    if not view.get("addresses"):
+        view = poll(lambda: _addressed(client, instance_id), 300, 0.02)
     host, port = view["addresses"][0]["address"], view["port"]
-    poll(lambda: tenant_connects(engine, host, port, password), 60, 0.002)
-    elapsed = time.monotonic() - started
+    poll(lambda: tenant_connects(engine, host, port, password), 300, 0.002)
+    first_query = time.monotonic() - started
+    poll(lambda: _active(client, instance_id), 300, 0.02)
+    active = time.monotonic() - started
     client.delete(f"/instances/{instance_id}")
     poll(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 120, 0.05)
-    return elapsed
+    return first_query, active
+
+
+def _addressed(client: httpx.Client, instance_id: str) -> dict[str, Any] | None:
+    view: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
+    if view["status"] == "ERROR":
+        raise RuntimeError(f"instance failed: {view.get('fault')}")
+    return view if view.get("addresses") else None
 
 
 def _pool_settled(client: httpx.Client, engine: str, version: str) -> bool:
@@ -280,17 +300,20 @@ def main() -> None:
             "raw_median_s": round(statistics.median(raw_timings), 3),
             "raw_p95_s": round(percentile(raw_timings, 95), 3),
         }
-        line = [f"{key:16s} raw {row['raw_median_s']:.3f}s (p95 {row['raw_p95_s']:.3f}s)"]
+        line = [f"{key:14s} raw {row['raw_median_s']:.3f}s (p95 {row['raw_p95_s']:.3f})"]
         for mode in modes:
-            timings = ours[mode][key]
-            row[f"{mode}_median_s"] = round(statistics.median(timings), 3)
-            row[f"{mode}_p95_s"] = round(percentile(timings, 95), 3)
+            first = [f for f, _ in ours[mode][key]]
+            active = [a for _, a in ours[mode][key]]
+            row[f"{mode}_median_s"] = round(statistics.median(first), 3)
+            row[f"{mode}_p95_s"] = round(percentile(first, 95), 3)
             row[f"{mode}_ratio"] = round(row[f"{mode}_median_s"] / row["raw_median_s"], 2)
-            line.append(f"{mode} {row[f'{mode}_median_s']:.3f}s (p95 {row[f'{mode}_p95_s']:.3f}s) "
-                        f"ratio {row[f'{mode}_ratio']:.2f}")
+            row[f"{mode}_active_median_s"] = round(statistics.median(active), 3)
+            line.append(f"{mode} {row[f'{mode}_median_s']:.3f}s (p95 {row[f'{mode}_p95_s']:.3f}) "
+                        f"ratio {row[f'{mode}_ratio']:.2f}, ACTIVE {row[f'{mode}_active_median_s']:.3f}s")
         figures["engines"][key] = row
         print(" | ".join(line))
-    print("target: ratio <= 1.2 (create -> tenant connects, over raw bootstrap -> connects); warm = default pool")
+    print("target: ratio <= 1.2 (create -> the tenant's first query, over raw bootstrap -> first query); "
+          "warm = the default pool, cold = pool off; ACTIVE = create -> status ACTIVE")
     print(json.dumps(figures))
 
 

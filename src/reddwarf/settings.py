@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reddwarf.domain.pool import PoolTarget
+
 
 class FlavorSetting(BaseModel):
     id: str
@@ -86,6 +88,13 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_or_none(cls, value: Path | None) -> Path | None:
         return None if value is None else value.absolute()
+
+    @property
+    def warm_pool(self) -> PoolTarget:
+        return PoolTarget(
+            size=self.warm_pool_size, flavor_id=self.warm_pool_flavor, volume_gb=self.warm_pool_volume_gb,
+            failure_pause=self.warm_pool_failure_pause, datastores=self.warm_pool_datastores,
+        )
 
     @property
     def effective_database_url(self) -> str:

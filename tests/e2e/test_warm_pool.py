@@ -59,12 +59,18 @@ def ready_slot(client: httpx.Client, datastore: str) -> dict[str, Any]:
     return found
 
 
-def create(client: httpx.Client, datastore: str, version: str, flavor: str = "1", **extra: Any) -> str:
+def create_view(client: httpx.Client, datastore: str, version: str, flavor: str = "1", **extra: Any) -> dict[str, Any]:
     body = {"name": "pool-" + secrets.token_hex(3), "flavorRef": flavor, "volume": {"size": 1},
             "datastore": {"type": datastore, "version": version}, **extra}
     response = client.post("/instances", json={"instance": body})
     assert response.status_code == 200, response.text
-    instance_id: str = response.json()["instance"]["id"]
+    view: dict[str, Any] = response.json()["instance"]
+    assert view["status"] == "BUILD"
+    return view
+
+
+def create(client: httpx.Client, datastore: str, version: str, flavor: str = "1", **extra: Any) -> str:
+    instance_id: str = create_view(client, datastore, version, flavor, **extra)["id"]
     return instance_id
 
 
@@ -81,9 +87,12 @@ def test_a_create_of_the_pool_profile_takes_the_ready_server_and_the_pool_refill
         slot = ready_slot(client, "postgresql")
         owner = slot_user(plane, slot["id"])
         assert processes_of(owner), "a ready slot's server runs"
-        instance_id = create(client, "postgresql", "15", databases=[{"name": "app"}],
-                             users=[{"name": "alice", "password": "pool pass 1", "databases": [{"name": "app"}]}])
+        created = create_view(client, "postgresql", "15", databases=[{"name": "app"}],
+                              users=[{"name": "alice", "password": "pool pass 1", "databases": [{"name": "app"}]}])
+        instance_id = created["id"]
         view = wait_status(client, instance_id, "ACTIVE")
+        # The server was taken when the create was recorded: the create's answer already had its address.
+        assert created["addresses"] == view["addresses"] and created["port"] == view["port"]
         assert any("warm-pool" in message for message in events(client, instance_id))
         assert slot["id"] not in {s["id"] for s in slots(client)}
         with psycopg.connect(host=view["addresses"][0]["address"], port=view["port"], user="alice",

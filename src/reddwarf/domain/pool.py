@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from reddwarf.domain.instance import InstanceSpec
+
 
 class SlotState(StrEnum):
     BUILDING = "building"
@@ -43,3 +45,33 @@ class PoolSlot:
     created: float
     updated: float
     error: str = ""
+
+
+def profile_of(spec: InstanceSpec) -> PoolProfile:
+    return PoolProfile(spec.datastore, spec.datastore_version, spec.flavor_id, spec.volume_size_gb)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTarget:
+    """What the pool should hold: `size` slots of (`flavor_id`, `volume_gb`) per installed engine version of
+    `datastores` ("postgresql" for every version, or "postgresql:15"; empty: every engine)."""
+
+    size: int = 0
+    flavor_id: str = "1"
+    volume_gb: int = 1
+    failure_pause: float = 60.0
+    datastores: tuple[str, ...] = ()
+
+    def wants(self, datastore: str, version: str) -> bool:
+        return self.size > 0 and (
+            not self.datastores or datastore in self.datastores or f"{datastore}:{version}" in self.datastores
+        )
+
+    def profile(self, datastore: str, version: str) -> PoolProfile:
+        return PoolProfile(datastore, version, self.flavor_id, self.volume_gb)
+
+    def covers(self, spec: InstanceSpec) -> bool:
+        """A create of `spec` may take a slot: its flavor, volume size and engine version are pooled."""
+        return (spec.flavor_id, spec.volume_size_gb) == (self.flavor_id, self.volume_gb) and self.wants(
+            spec.datastore, spec.datastore_version
+        )

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, OverLimit, UnprocessableEntity
 from reddwarf.domain.events import Event
-from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
+from reddwarf.domain.instance import DatabaseSpec, Endpoint, Instance, InstanceSpec, UserSpec
+from reddwarf.domain.pool import profile_of
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
@@ -127,15 +128,25 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         created=now,
         updated=now,
     )
+    pooled = ctx.settings.warm_pool.covers(spec)
     with ctx.db.unit_of_work() as uow:
         limit = ctx.max_instances_per_project
         if limit is not None and uow.instances.count_for_quota(auth.project_id) >= limit:
             raise OverLimit("Quota exceeded for resources: ['instances'].")
+        # A warm-pool server of this profile, if one is ready, is the instance's from now on (its address
+        # and admin password come with it, and the create response already shows the address).
+        taken = uow.pool.take(profile_of(spec), instance.id) if pooled else None
+        if taken is not None:
+            instance.workload_id = taken.slot_id
+            instance.endpoint = Endpoint(taken.address, taken.port)
         uow.instances.add(instance)
-        uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
+        if taken is None:
+            uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
         root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
         op_id = uow.operations.enqueue(OP_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
+        if taken is not None:
+            uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {taken.address}:{taken.port}")
     ctx.notify()
     logger.info(
         "instance %s create requested in project %s (%s %s, flavor %s, %d GB); operation %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from reddwarf.domain.pool import PoolTarget
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
 from reddwarf.workflows.reconcilers import accounts, instances, pool
@@ -12,14 +13,7 @@ from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
 
 
-def pool_target(settings: Settings) -> pool.PoolTarget:
-    return pool.PoolTarget(
-        size=settings.warm_pool_size, flavor_id=settings.warm_pool_flavor, volume_gb=settings.warm_pool_volume_gb,
-        failure_pause=settings.warm_pool_failure_pause, datastores=settings.warm_pool_datastores,
-    )
-
-
-def handlers(deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None) -> dict[str, Handler]:
+def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[str, Handler]:
     """Every operation kind a worker runs, with its handler."""
     return {**instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps)}
 
@@ -27,7 +21,7 @@ def handlers(deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None) -> 
 def build_worker(
     deps: ReconcilerDeps, settings: Settings, *, worker_id: str | None = None, wake: threading.Event | None = None
 ) -> Worker:
-    target = pool_target(settings)
+    target = settings.warm_pool
     return Worker(
         deps.db,
         handlers(deps, target),

@@ -56,20 +56,20 @@ def test_a_retired_or_failed_slot_cannot_be_claimed_or_made_ready(db: Database) 
     assert slot is not None and slot.state is SlotState.FAILED and slot.error == "initdb failed"
 
 
-def test_a_claimed_slot_hands_its_address_and_admin_password_to_the_instance(db: Database) -> None:
-    (slot_id,) = add_ready(db)
+def test_take_hands_the_slot_its_address_and_admin_password_to_the_instance(db: Database) -> None:
+    broken, (slot_id,) = add_ready(db), add_ready(db)
     spec = InstanceSpec(name="db1", flavor_id="1", volume_size_gb=1, datastore="postgresql", datastore_version="15")
     with db.unit_of_work() as uow:
+        uow.addresses.claim(broken[0], "127.0.1.6", 5432)  # no admin password: never handed out
         uow.addresses.claim(slot_id, "127.0.1.7", 5432)
         uow.secrets.put(slot_id, "admin", Secret("slot-password"))
         uow.instances.add(Instance(id="i1", project_id="p1", spec=spec, status=InstanceStatus.BUILD))
         uow.secrets.put("i1", "admin", Secret("unused-password"))
     with db.unit_of_work() as uow:
-        assert uow.pool.claim(PG15) == slot_id
-        assert uow.addresses.transfer(slot_id, "i1") == ("127.0.1.7", 5432)
-        uow.secrets.delete("i1", "admin")
-        assert uow.secrets.transfer(slot_id, "i1", "admin")
+        taken = uow.pool.take(PG15, "i1")
+        assert taken is not None and (taken.slot_id, taken.address, taken.port) == (slot_id, "127.0.1.7", 5432)
         uow.instances.set_workload("i1", slot_id)
+        assert uow.pool.take(PG15, "i2") is None
     with db.unit_of_work(write=False) as uow:
         instance = uow.instances.get("i1")
         assert instance is not None and instance.workload_id == slot_id and instance.runtime_id == slot_id
@@ -77,7 +77,7 @@ def test_a_claimed_slot_hands_its_address_and_admin_password_to_the_instance(db:
         assert uow.addresses.get(slot_id) is None
         assert uow.secrets.get("i1", "admin") == Secret("slot-password")
         assert uow.secrets.get(slot_id, "admin") is None
-        assert uow.pool.list() == []
+        assert [slot.id for slot in uow.pool.list()] == broken
 
 
 def test_an_instance_made_cold_has_its_own_id_as_runtime_id(db: Database) -> None:

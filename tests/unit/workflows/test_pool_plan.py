@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from reddwarf.domain.instance import InstanceSpec
-from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
-from reddwarf.workflows.reconcilers.pool import PoolTarget, plan
+from reddwarf.domain.pool import PoolProfile, PoolSlot, PoolTarget, SlotState
+from reddwarf.workflows.reconcilers.pool import plan
 
 PG = PoolProfile("postgresql", "15", "1", 1)
 REDIS = PoolProfile("redis", "7.0", "1", 1)

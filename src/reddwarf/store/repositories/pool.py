@@ -2,26 +2,44 @@
 
 `claim` is the one contended write: two creates of one profile must never take one slot. It deletes the
 chosen row only while it is still `ready` (a compare-and-delete) and moves on to the next candidate when it
-lost the race, so it needs no lock and works the same on SQLite and PostgreSQL.
+lost the race, so it needs no lock and works the same on SQLite and PostgreSQL. `take` is what a create
+uses: a claim plus the hand-over of the slot's address and admin password, in the caller's transaction.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
 from reddwarf.store.clock import new_id, now
+from reddwarf.store.repositories.addresses import AddressRepository
+from reddwarf.store.repositories.secrets import ADMIN_SECRET, SecretRepository
 from reddwarf.store.rows import rowcount
 from reddwarf.store.tables import PoolSlotRow
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A slot handed to an instance: the instance's runtime id, address and port from now on."""
+
+    slot_id: str
+    address: str
+    port: int
+
 
 class PoolRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, addresses: AddressRepository, secrets: SecretRepository) -> None:
         self._session = session
+        self._addresses = addresses
+        self._secrets = secrets
 
     def serialise(self) -> None:
         """Hold the pool's lock until the unit of work ends, so that two workers comparing the pool with its
@@ -65,25 +83,51 @@ class PoolRepository:
 
     def claim(self, profile: PoolProfile) -> str | None:
         """Take the oldest ready slot of `profile` (its row is deleted); its id, or None if there is none."""
-        candidates = self._session.scalars(
-            select(PoolSlotRow.id)
-            .where(
-                PoolSlotRow.datastore == profile.datastore,
-                PoolSlotRow.version == profile.version,
-                PoolSlotRow.flavor_id == profile.flavor_id,
-                PoolSlotRow.volume_gb == profile.volume_gb,
-                PoolSlotRow.state == SlotState.READY.value,
-            )
-            .order_by(PoolSlotRow.created, PoolSlotRow.id)
-            .limit(5)
-        ).all()
-        for slot_id in candidates:
-            taken = self._session.execute(
-                delete(PoolSlotRow).where(PoolSlotRow.id == slot_id, PoolSlotRow.state == SlotState.READY.value)
-            )
-            if rowcount(taken) == 1:
+        for slot_id in self._ready_ids(profile):
+            if self._delete_if_ready(slot_id):
                 return slot_id
         return None
+
+    def take(self, profile: PoolProfile, instance_id: str) -> Taken | None:
+        """Claim a ready slot of `profile` for `instance_id` and hand it the slot's address and admin
+        password (the instance's own admin password, if any, is dropped: the slot's server knows the
+        slot's). None when no slot is ready. A ready slot without an address or a password (a damaged store:
+        the build records both before `ready`) is skipped and logged, never handed out."""
+        for slot_id in self._ready_ids(profile):
+            if self._addresses.get(slot_id) is None or self._secrets.get(slot_id, ADMIN_SECRET) is None:
+                log.error("warm-pool slot %s is ready without an address or an admin password; skipped", slot_id)
+                continue
+            if not self._delete_if_ready(slot_id):
+                continue  # another create took it first
+            self._secrets.delete(instance_id, ADMIN_SECRET)
+            self._secrets.transfer(slot_id, instance_id, ADMIN_SECRET)
+            pair = self._addresses.transfer(slot_id, instance_id)
+            if pair is None:  # read above in this transaction; only a concurrent writer could remove it
+                raise RuntimeError(f"warm-pool slot {slot_id} lost its address while it was handed over")
+            return Taken(slot_id, pair[0], pair[1])
+        return None
+
+    def _ready_ids(self, profile: PoolProfile) -> builtins.list[str]:
+        return list(
+            self._session.scalars(
+                select(PoolSlotRow.id)
+                .where(
+                    PoolSlotRow.datastore == profile.datastore,
+                    PoolSlotRow.version == profile.version,
+                    PoolSlotRow.flavor_id == profile.flavor_id,
+                    PoolSlotRow.volume_gb == profile.volume_gb,
+                    PoolSlotRow.state == SlotState.READY.value,
+                )
+                .order_by(PoolSlotRow.created, PoolSlotRow.id)
+                .limit(5)
+            )
+        )
+
+    def _delete_if_ready(self, slot_id: str) -> bool:
+        taken = self._session.execute(
+            delete(PoolSlotRow).where(PoolSlotRow.id == slot_id, PoolSlotRow.state == SlotState.READY.value)
+        )
+        return rowcount(taken) == 1
 
     def remove(self, slot_id: str) -> None:
         self._session.execute(delete(PoolSlotRow).where(PoolSlotRow.id == slot_id))

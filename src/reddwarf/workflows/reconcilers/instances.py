@@ -12,6 +12,7 @@ import time
 
 from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance
+from reddwarf.domain.pool import PoolTarget
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
@@ -73,9 +74,9 @@ class CreateInstance:
     """BUILD -> a warm-pool server, or (none ready) allocate an address -> prepare -> initialise; then start
     -> bootstrap -> root -> verify -> ACTIVE/HEALTHY."""
 
-    def __init__(self, deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None) -> None:
+    def __init__(self, deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> None:
         self.deps = deps
-        self.pool = warm_pool or pool.PoolTarget()
+        self.pool = warm_pool or PoolTarget()
 
     def run(self, ctx: OperationContext) -> None:
         deps = self.deps
@@ -83,9 +84,14 @@ class CreateInstance:
         if instance.deleting:
             return
         engine = deps.engine(instance)
-        # A create that started cold (its address is journaled) stays cold, whatever the pool does meanwhile.
         warm: StepResult = {}
-        if "allocate_address" not in ctx.journal and (self.pool.covers(instance.spec) or "claim" in ctx.journal):
+        if instance.workload_id is not None:  # a warm-pool server taken when the create was recorded
+            if instance.endpoint is None:
+                raise PermanentError(f"Instance {instance.id} was given a pool server but holds no address.")
+            warm = {"slot": instance.workload_id, "address": instance.endpoint.address,
+                    "port": instance.endpoint.port}
+        # None was ready then: one may be now. A create that started cold (its address is journaled) stays cold.
+        elif "allocate_address" not in ctx.journal and (self.pool.covers(instance.spec) or "claim" in ctx.journal):
             warm = ctx.step("claim", lambda: pool.claim(deps, instance))
         if warm:
             instance.workload_id = str(warm["slot"])
@@ -215,7 +221,7 @@ class RepairInstance:
 
 
 def handlers(
-    deps: ReconcilerDeps, warm_pool: pool.PoolTarget | None = None
+    deps: ReconcilerDeps, warm_pool: PoolTarget | None = None
 ) -> dict[str, CreateInstance | DeleteInstance | RestartInstance | RepairInstance]:
     return {
         CREATE: CreateInstance(deps, warm_pool),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
-from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
+from reddwarf.domain.pool import PoolProfile, PoolSlot, PoolTarget, SlotState, profile_of
 from reddwarf.domain.secret import Secret
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
@@ -40,40 +40,16 @@ DESTROY = "pool.destroy"
 LIVE = frozenset({SlotState.BUILDING, SlotState.READY})
 
 
-@dataclass(frozen=True)
-class PoolTarget:
-    """What the pool should hold: `size` slots of (`flavor_id`, `volume_gb`) per installed engine version."""
-
-    size: int = 0
-    flavor_id: str = "1"
-    volume_gb: int = 1
-    failure_pause: float = 60.0
-    # "postgresql" (every version) or "postgresql:15"; empty: every installed engine version.
-    datastores: tuple[str, ...] = ()
-
-    def profiles(self, deps: ReconcilerDeps) -> dict[PoolProfile, int]:
-        if self.size <= 0 or self.flavor_id not in deps.flavors:
-            return {}
-        return {
-            PoolProfile(name, version.name, self.flavor_id, self.volume_gb): self.size
-            for name, engine in sorted(deps.engines.items())
-            for version in engine.versions()
-            if self._wanted(name, version.name)
-        }
-
-    def covers(self, spec: InstanceSpec) -> bool:
-        return (
-            self.size > 0
-            and (spec.flavor_id, spec.volume_size_gb) == (self.flavor_id, self.volume_gb)
-            and self._wanted(spec.datastore, spec.datastore_version)
-        )
-
-    def _wanted(self, datastore: str, version: str) -> bool:
-        return not self.datastores or datastore in self.datastores or f"{datastore}:{version}" in self.datastores
-
-
-def profile_of(spec: InstanceSpec) -> PoolProfile:
-    return PoolProfile(spec.datastore, spec.datastore_version, spec.flavor_id, spec.volume_size_gb)
+def wanted_profiles(deps: ReconcilerDeps, target: PoolTarget) -> dict[PoolProfile, int]:
+    """The profiles the pool should hold, with their size: the target's, for every installed engine version."""
+    if target.size <= 0 or target.flavor_id not in deps.flavors:
+        return {}
+    return {
+        target.profile(name, version.name): target.size
+        for name, engine in sorted(deps.engines.items())
+        for version in engine.versions()
+        if target.wants(name, version.name)
+    }
 
 
 def slot_spec(slot_id: str, profile: PoolProfile) -> InstanceSpec:
@@ -97,19 +73,14 @@ def claim(deps: ReconcilerDeps, instance: Instance) -> StepResult:
             if held is None:
                 raise PermanentError(f"Instance {instance.id} was given a pool server but holds no address.")
             return {"slot": current.workload_id, "address": held[0], "port": held[1]}
-        slot_id = uow.pool.claim(profile_of(instance.spec))
-        if slot_id is None:
+        taken = uow.pool.take(profile_of(instance.spec), instance.id)
+        if taken is None:
             return {}
-        pair = uow.addresses.transfer(slot_id, instance.id)
-        uow.secrets.delete(instance.id, ADMIN_SECRET)  # the slot's server knows the slot's password
-        if pair is None or not uow.secrets.transfer(slot_id, instance.id, ADMIN_SECRET):
-            # The build records both before `ready`; anything else is a damaged store.
-            raise PermanentError(f"Warm-pool slot {slot_id} has no address or no admin password.")
-        uow.instances.set_workload(instance.id, slot_id)
-        uow.instances.set_endpoint(instance.id, Endpoint(*pair))
-        uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {pair[0]}:{pair[1]}")
-    log.info("instance %s claimed warm-pool slot %s", instance.id, slot_id)
-    return {"slot": slot_id, "address": pair[0], "port": pair[1]}
+        uow.instances.set_workload(instance.id, taken.slot_id)
+        uow.instances.set_endpoint(instance.id, Endpoint(taken.address, taken.port))
+        uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {taken.address}:{taken.port}")
+    log.info("instance %s claimed warm-pool slot %s", instance.id, taken.slot_id)
+    return {"slot": taken.slot_id, "address": taken.address, "port": taken.port}
 
 
 class BuildSlot:
@@ -231,7 +202,7 @@ class PoolKeeper:
         self._next_check = 0.0
 
     def __call__(self) -> None:
-        wanted = self.target.profiles(self.deps)
+        wanted = wanted_profiles(self.deps, self.target)
         with self.deps.db.unit_of_work(write=False) as uow:
             slots = uow.pool.list()
         if time.monotonic() >= self._next_check:
