@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,11 @@ def test_cgroup_limits_are_the_flavors_and_hold_the_server(instances: Instances,
     runtime.start(placement, spec)
     seen = runtime.observe(placement)
     assert seen.running and seen.pid is not None
-    assert seen.pid in cgroups.members(placement.os_user)
+    # The launcher may still be joining when start returns (the server runs only once it has joined).
+    deadline = time.monotonic() + 15
+    while seen.pid not in cgroups.members(placement.os_user):
+        assert time.monotonic() < deadline, "the server never joined its cgroup"
+        time.sleep(0.01)
     uid = pwd.getpwnam(placement.os_user).pw_uid
     mine = {int(p) for p in os.listdir("/proc") if p.isdigit() and _uid(int(p)) == uid}
     assert mine <= cgroups.members(placement.os_user) | _gone(mine)

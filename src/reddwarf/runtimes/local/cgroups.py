@@ -49,7 +49,12 @@ def detect(root: Path) -> Detection:
 
 
 def _write(path: Path, value: str) -> None:
-    path.write_text(value)
+    """One write(2) of `value` to a cgroup control file (the kernel takes each write as one command)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 class Cgroups:
@@ -146,6 +151,10 @@ class Cgroups:
             except FileNotFoundError:
                 continue
         return found
+
+    def procs_files(self, name: str) -> list[Path]:
+        """The `cgroup.procs` file of the instance's cgroup in every hierarchy (none in mode "none")."""
+        return [path / "cgroup.procs" for path in self._dirs(name).values()]
 
     def attach(self, name: str, pids: list[int]) -> None:
         """Move `pids` into the instance's cgroup; a pid that has exited meanwhile is skipped."""

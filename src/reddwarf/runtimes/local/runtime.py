@@ -4,11 +4,16 @@
 `paths` (layout), `users` (one OS user per instance), `volumes` (loop-mounted ext4 images), `cgroups`
 (memory and cpu limits), `processes` (pidfiles, /proc liveness, process groups, reaping) and `addresses`.
 
-Putting a server into its cgroup: the server is started with `subprocess.Popen(user=..., group=...)` and
-its pid is written to the cgroup right after; to close the small window in which it could fork before the
-move, every process of the instance's user (the uid is the instance's alone) is swept into the cgroup at
-the same moment and again on every `observe()`. Nothing runs as root that a tenant can influence: files
-are written by root with symlink-safe descriptor walks (see `files`), commands run as the instance user.
+Starting a server (see `launch`): a root launcher shell is spawned first; it joins the instance's cgroups
+and waits. Meanwhile every process of the instance's user (the uid is the instance's alone) is killed, the
+server's files are written and the pidfile naming the launcher's pid is made durable; only then is the
+launcher told to go, and it execs `setpriv`, which drops to the instance's uid and gid and execs the
+server under that same pid. So the server and everything it forks live inside the cgroup from their first
+instruction, and no server ever runs without a pidfile (a crash before the "go" makes the launcher exit).
+As a safety net `observe()` still sweeps every process of the user into the cgroup. Init commands run as
+the instance's user too (through `setpriv`), outside the cgroup. Nothing runs as root that a tenant can
+influence: files are written by root with symlink-safe descriptor walks (see `files`), commands run as
+the instance user.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import signal
 import stat
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reddwarf.domain.errors import PermanentError, TemporaryError
@@ -33,7 +39,7 @@ from reddwarf.domain.workload import (
     Resources,
     WorkloadSpec,
 )
-from reddwarf.runtimes.local import addresses, files, processes, users, volumes
+from reddwarf.runtimes.local import addresses, files, launch, processes, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
 from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
@@ -52,6 +58,7 @@ class LocalRuntime:
         self._reaper = processes.Reaper()
         self._cgroups = Cgroups(self._choose_cgroups(), settings.cgroup_root, settings.cgroup_parent)
         self._loop, self._loop_reason = self._choose_volumes()
+        self._setpriv = launch.find_setpriv(settings.command_path)
 
     # -- construction: which isolation this host gives --------------------------------------------
 
@@ -164,11 +171,15 @@ class LocalRuntime:
             paths.resources_file,
             json.dumps({"memory_mb": resources.memory_mb, "vcpus": resources.vcpus, "volume_gb": resources.volume_gb}),
         )
-        user = users.ensure(paths.os_user, paths.instance_id, str(paths.data_dir))
-        self._ensure_volume(paths, resources)
+        # useradd and the volume (mkfs, mount) are independent and each mostly waits on a tool: run the
+        # first in a helper thread meanwhile. Both are idempotent, so a failed or interrupted prepare re-runs.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-user") as pool:
+            creating = pool.submit(users.ensure, paths.os_user, paths.instance_id, str(paths.data_dir))
+            self._ensure_volume(paths, resources)
+            self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus)
+            user = creating.result()
         for directory in paths.user_dirs:
             self._ensure_user_dir(directory, user)
-        self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus)
         log.info("prepared instance %s (user %s)", paths.instance_id, paths.os_user)
 
     def _ensure_volume(self, paths: InstanceLayout, resources: Resources) -> None:
@@ -201,6 +212,10 @@ class LocalRuntime:
             for spec in workload.init_files:
                 if spec.secret:
                     files.remove(self._anchor(paths, Path(spec.path)), Path(spec.path))
+        if workload.init:
+            # What init wrote is on disk before the marker says so (one syncfs: init tools may skip their
+            # own per-file fsyncs, e.g. `initdb --no-sync`, which costs several times more on a loop volume).
+            volumes.sync_filesystem(paths.data_dir)
         files.write_private(paths.init_marker, "initialised\n")
         log.info("initialised instance %s", paths.instance_id)
 
@@ -214,13 +229,12 @@ class LocalRuntime:
     def _run_init(self, paths: InstanceLayout, user: users.OsUser, command: CommandSpec, hidden: list[str]) -> None:
         program = os.path.basename(command.argv[0])
         log.info("instance %s: running init command %s", paths.instance_id, program)
+        env = self._environment(paths, command)
+        launch.require_executable(command.argv[0], env["PATH"])
         child = subprocess.Popen(
-            command.argv,
-            user=user.uid,
-            group=user.gid,
-            extra_groups=[],
+            launch.user_argv(self._setpriv, user.uid, user.gid, command.argv),
             cwd=paths.data_dir,
-            env=self._environment(paths, command),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -274,20 +288,56 @@ class LocalRuntime:
         self._ensure_volume(paths, workload.resources)
         self._cgroups.ensure(paths.os_user, workload.resources.memory_mb, workload.resources.vcpus)
         self._require_volume(paths)
-        # A crash between spawning and recording leaves an unrecorded server: never run two.
-        self._kill_user_processes(paths, user)
-        for spec in workload.files:
-            self._write_file(paths, spec, user, mode=spec.mode)
+        env = self._environment(paths, workload.server)
+        launch.require_executable(workload.server.argv[0], env["PATH"])
+        # The launcher joins the cgroups meanwhile (see `launch`) and waits for "go" on this pipe.
+        release, held = os.pipe()
+        try:
+            child = self._spawn_launcher(paths, user, workload, env, release)
+        finally:
+            os.close(release)
+        try:
+            stat_now = processes.read_stat(child.pid)
+            if stat_now is None:
+                raise TemporaryError(f"server of instance {paths.instance_id} exited at once; see {paths.server_log}")
+            # Processes of the user left by an older control plane or a tenant: never run two servers.
+            self._kill_user_processes(paths, user)
+            for spec in workload.files:
+                self._write_file(paths, spec, user, mode=spec.mode)
+            processes.write_record(
+                paths.pidfile, processes.ServerRecord(pid=child.pid, start_ticks=stat_now.start_ticks, uid=user.uid)
+            )
+            try:
+                os.write(held, launch.GO)
+            except BrokenPipeError:
+                raise TemporaryError(
+                    f"server launcher of instance {paths.instance_id} exited before it could run the server "
+                    f"(could it not join its cgroup?); see {paths.server_log}"
+                ) from None
+        except BaseException:
+            # Without its "go" the launcher would exit by itself; do not leave it waiting meanwhile.
+            processes.signal_group(child.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=self._settings.kill_timeout)
+            self._reaper.reap()
+            raise
+        finally:
+            os.close(held)
+        log.info("started server of instance %s as pid %d", paths.instance_id, child.pid)
+
+    def _spawn_launcher(
+        self, paths: InstanceLayout, user: users.OsUser, workload: WorkloadSpec, env: dict[str, str], release: int
+    ) -> subprocess.Popen[bytes]:
+        argv = launch.server_argv(
+            self._setpriv, user.uid, user.gid, workload.server.argv, self._cgroups.procs_files(paths.os_user)
+        )
         log_fd = files.open_append(paths.log_dir, paths.server_log, user.uid, user.gid)
         try:
             child = subprocess.Popen(
-                workload.server.argv,
-                user=user.uid,
-                group=user.gid,
-                extra_groups=[],
+                argv,
                 cwd=paths.data_dir,
-                env=self._environment(paths, workload.server),
-                stdin=subprocess.DEVNULL,
+                env=env,
+                stdin=release,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -301,14 +351,7 @@ class LocalRuntime:
         finally:
             os.close(log_fd)
         self._reaper.adopt(child)
-        self._sweep_into_cgroup(paths, user, extra=[child.pid])
-        stat_now = processes.read_stat(child.pid)
-        if stat_now is None:
-            raise TemporaryError(f"server of instance {paths.instance_id} exited at once; see {paths.server_log}")
-        processes.write_record(
-            paths.pidfile, processes.ServerRecord(pid=child.pid, start_ticks=stat_now.start_ticks, uid=user.uid)
-        )
-        log.info("started server of instance %s as pid %d", paths.instance_id, child.pid)
+        return child
 
     def observe(self, placement: Placement) -> ProcessObservation:
         paths = self._layout(placement)
@@ -429,11 +472,10 @@ class LocalRuntime:
         env.update(dict(command.env))
         return env
 
-    def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser, extra: list[int] | None = None) -> None:
+    def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":
             return
-        wanted = set(extra or ()) | set(processes.live_pids_of_user(user.uid))
-        missing = sorted(wanted - self._cgroups.members(paths.os_user))
+        missing = sorted(set(processes.live_pids_of_user(user.uid)) - self._cgroups.members(paths.os_user))
         if missing:
             self._cgroups.attach(paths.os_user, missing)
 

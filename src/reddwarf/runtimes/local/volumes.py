@@ -1,6 +1,6 @@
 """Volumes of the local runtime: a loop-mounted ext4 image per instance, so `volume_gb` is a real limit.
 
-The image is a sparse file (`truncate`), formatted with `mkfs.ext4 -q -F -m 0` under a temporary name and
+The image is a sparse file (`ftruncate`), formatted with `mkfs.ext4 -q -F -m 0` under a temporary name and
 renamed only once formatted, so a crash never leaves a half-made image under the final name. It is mounted
 with `mount -o loop,nosuid,nodev,noinit_itable` (no background inode-table zeroing competing with the
 engine's first fsyncs) and grown online (`losetup -c`, `resize2fs`). Without loop devices the
@@ -21,7 +21,7 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
-_TOOLS = ("mkfs.ext4", "e2fsck", "losetup", "mount", "umount", "resize2fs", "truncate")
+_TOOLS = ("mkfs.ext4", "e2fsck", "losetup", "mount", "umount", "resize2fs")
 _TIMEOUT = 300.0
 
 
@@ -109,8 +109,11 @@ def ensure(image: Path, mountpoint: Path, size_gb: int) -> None:
     if not image.exists():
         temp = image.with_name(image.name + ".new")
         temp.unlink(missing_ok=True)
-        _run(["truncate", "-s", str(size), str(temp)], "truncate")
-        temp.chmod(0o600)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, size)  # sparse: no block is written
+        finally:
+            os.close(fd)
         _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(temp)], "mkfs.ext4")
         temp.rename(image)
         log.info("created %d GiB volume image %s", size_gb, image)
@@ -177,6 +180,12 @@ def release(image: Path, mountpoint: Path) -> None:
     image.unlink(missing_ok=True)
     image.with_name(image.name + ".new").unlink(missing_ok=True)
     _growing(image).unlink(missing_ok=True)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every dirty page and inode of the filesystem holding `path` to stable storage (`sync -f`,
+    i.e. syncfs(2); on a loop volume that includes flushing the image file)."""
+    _run(["sync", "--file-system", str(path)], "sync")
 
 
 def usage(mountpoint: Path) -> Usage:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -94,16 +94,7 @@ class OperationRepository:
         """Extend the lease; False if `worker_id` no longer holds it (expired and taken, or superseded)."""
         moment = _now()
         result = self._session.execute(
-            update(OperationRow)
-            .where(
-                OperationRow.id == op_id,
-                OperationRow.lease_owner == worker_id,
-                OperationRow.state == OperationState.RUNNING.value,
-                OperationRow.lease_expires.is_not(None),
-                OperationRow.lease_expires >= moment,
-            )
-            .values(lease_expires=moment + lease_ttl, updated=moment)
-            .execution_options(synchronize_session=False)
+            _RENEW, {"op_id": op_id, "worker_id": worker_id, "moment": moment, "expires": moment + lease_ttl}
         )
         return rowcount(result) == 1
 
@@ -222,21 +213,10 @@ class OperationRepository:
     def record_step(self, op_id: str, step: str, result: dict[str, Any] | None = None) -> None:
         """Journal that `step` finished with `result`. Recording it again replaces the result and keeps the
         first completion time (and so its place in `list_steps`)."""
-        values = {"operation_id": op_id, "step": step, "result": dict(result or {}), "completed_at": _now()}
-        if self._session.get_bind().dialect.name == "postgresql":
-            pg_insert = postgresql.insert(OperationStepRow).values(values)
-            self._session.execute(
-                pg_insert.on_conflict_do_update(
-                    index_elements=["operation_id", "step"], set_={"result": pg_insert.excluded.result}
-                )
-            )
-        else:
-            lite_insert = sqlite.insert(OperationStepRow).values(values)
-            self._session.execute(
-                lite_insert.on_conflict_do_update(
-                    index_elements=["operation_id", "step"], set_={"result": lite_insert.excluded.result}
-                )
-            )
+        statement = _RECORD_STEP[self._session.get_bind().dialect.name == "postgresql"]
+        self._session.execute(
+            statement, {"operation_id": op_id, "step": step, "result": dict(result or {}), "completed_at": _now()}
+        )
 
     def list_steps(self, op_id: str) -> list[tuple[str, float]]:
         """(step, completed_at) in the order the steps first completed."""
@@ -272,6 +252,39 @@ class OperationRepository:
 
 def _now() -> float:
     return now()
+
+
+# The statements run on every step of every operation, built once (building one costs more than running it
+# on SQLite) and executed with bound parameters.
+_RENEW = (
+    update(OperationRow)
+    .where(
+        OperationRow.id == bindparam("op_id"),
+        OperationRow.lease_owner == bindparam("worker_id"),
+        OperationRow.state == OperationState.RUNNING.value,
+        OperationRow.lease_expires.is_not(None),
+        OperationRow.lease_expires >= bindparam("moment"),
+    )
+    .values(lease_expires=bindparam("expires"), updated=bindparam("moment"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def _record_step_statement(insert: Any) -> Any:
+    """Upsert of one journal entry: a re-run replaces the result and keeps the first completion time."""
+    statement = insert(OperationStepRow).values(
+        operation_id=bindparam("operation_id"),
+        step=bindparam("step"),
+        result=bindparam("result"),
+        completed_at=bindparam("completed_at"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["operation_id", "step"], set_={"result": statement.excluded.result}
+    )
+
+
+# Indexed by "is the store PostgreSQL?".
+_RECORD_STEP = (_record_step_statement(sqlite.insert), _record_step_statement(postgresql.insert))
 
 
 def _claimable(moment: float) -> ColumnElement[bool]:

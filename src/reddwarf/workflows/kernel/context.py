@@ -1,9 +1,18 @@
-"""What a handler sees while it runs one operation: the journal-backed `step()` and the lease keeper."""
+"""What a handler sees while it runs one operation: the journal-backed `step()` and the lease keeper.
+
+The lease is confirmed (renewed with a conditional UPDATE that only matches while this worker holds a
+RUNNING operation) by the keeper thread every third of the TTL and, at the end of every step, in the same
+transaction that journals the step: a step is journaled only while the lease is held, and a superseded or
+expired operation is noticed at that step boundary (`LeaseLost`), before its next step starts. A step
+starts without a store round trip when the lease was confirmed less than a third of the TTL ago (the
+keeper's own cadence), otherwise it renews first.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +20,7 @@ from typing import Any
 from reddwarf.domain.errors import ReddwarfError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
+from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.crash import crash_point
 
 log = logging.getLogger(__name__)
@@ -23,7 +33,10 @@ class LeaseLost(ReddwarfError):
 
 
 class LeaseKeeper:
-    """Renews an operation's lease from a background thread every third of its TTL."""
+    """Renews an operation's lease from a background thread every third of its TTL.
+
+    `confirmed_age()` says how long ago the store last confirmed that this worker holds the lease (the
+    claim counts: build the keeper right after it)."""
 
     def __init__(self, db: Database, op_id: str, worker_id: str, ttl: float) -> None:
         self._db = db
@@ -32,6 +45,7 @@ class LeaseKeeper:
         self._ttl = ttl
         self._stop = threading.Event()
         self._lost = threading.Event()
+        self._confirmed = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
 
     def __enter__(self) -> LeaseKeeper:
@@ -43,6 +57,10 @@ class LeaseKeeper:
         self._thread.join()
 
     @property
+    def ttl(self) -> float:
+        return self._ttl
+
+    @property
     def lost(self) -> bool:
         return self._lost.is_set()
 
@@ -50,10 +68,26 @@ class LeaseKeeper:
         if self._lost.is_set():
             raise LeaseLost(f"lease on operation {self._op_id} lost")
 
+    def confirmed_age(self) -> float:
+        """Seconds since the store last confirmed the lease (claim or successful renewal)."""
+        return time.monotonic() - self._confirmed
+
     def renew_now(self) -> None:
+        started = time.monotonic()
         with self._db.unit_of_work() as uow:
             ok = uow.operations.renew(self._op_id, self._worker_id, self._ttl)
-        if not ok:
+        self.settle(ok, started)
+
+    def renew_in(self, uow: UnitOfWork) -> bool:
+        """Renew inside the caller's unit of work; call `settle` with the result once it has committed."""
+        return uow.operations.renew(self._op_id, self._worker_id, self._ttl)
+
+    def settle(self, renewed: bool, started: float) -> None:
+        """Record the outcome of a renewal begun at monotonic time `started` (and committed since)."""
+        if renewed:
+            # Under the GIL a float store is atomic; the keeper and the step thread may both get here.
+            self._confirmed = max(self._confirmed, started)
+        else:
             self._lost.set()
 
     def _loop(self) -> None:
@@ -83,14 +117,21 @@ class OperationContext:
     def step(self, name: str, fn: Callable[[], StepResult | None]) -> StepResult:
         if name in self.journal:
             return self.journal[name]
-        self.lease.renew_now()
+        if self.lease.confirmed_age() >= self.lease.ttl / 3:
+            self.lease.renew_now()
         self.lease.check()
         crash_point(self.op.kind, name, "before")
         log.info("operation %s (%s %s): step %s", self.op.id, self.op.kind, self.op.resource_id, name)
         result = fn() or {}
         crash_point(self.op.kind, name, "after")
         self.lease.check()
+        # One transaction: renew the lease and, only if it is still ours, journal the step.
+        started = time.monotonic()
         with self.db.unit_of_work() as uow:
-            uow.operations.record_step(self.op.id, name, result)
+            held = self.lease.renew_in(uow)
+            if held:
+                uow.operations.record_step(self.op.id, name, result)
+        self.lease.settle(held, started)
+        self.lease.check()
         self.journal[name] = result
         return result
