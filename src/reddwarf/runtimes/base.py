@@ -10,7 +10,8 @@ Obligations of an implementation:
   (pool addresses with the standard port, or one routable address across a port range); `bindable()`
   test-binds one. The control plane records the chosen pair so it is never handed out twice.
 - `prepare()` creates the OS user, directories (0700, owned by that user), the volume of `volume_gb`
-  and the resource limits. `initialise()` writes `init_files`, runs `init` once (a marker guards it) and
+  and the resource limits. `initialise()` writes `init_files`, runs `init` once (a marker guards it),
+  makes what init wrote durable before it writes the marker (init commands may skip their own fsyncs), and
   removes secret init files. `start()` writes `files` and starts `server` unless it already runs; it does
   not wait for readiness (the engine's probe does).
 - `observe()` never raises for a dead server: it reports `running=False` with a reason.
