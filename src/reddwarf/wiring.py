@@ -33,9 +33,8 @@ from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
-from reddwarf.workflows.kernel.worker import Worker
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.worker import build_worker
+from reddwarf.workflows.worker import build_workers
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +163,12 @@ class Components:
     def reconciler_deps(self) -> ReconcilerDeps:
         return ReconcilerDeps(db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors)
 
-    def worker(self, worker_id: str | None = None) -> Worker:
-        return build_worker(self.reconciler_deps(), self.settings, worker_id=worker_id, wake=self._wake)
-
     def start_workers(self, count: int) -> None:
-        for n in range(count):
-            worker = self.worker()
-            thread = threading.Thread(target=worker.run, args=(self._stop,), name=f"worker-{n}", daemon=True)
+        """`count` worker threads (and the warm pool's own lane when the pool is on)."""
+        workers = build_workers(self.reconciler_deps(), self.settings, count, wake=self._wake)
+        for n, worker in enumerate(workers):
+            name = "pool-worker" if worker.only_kinds else f"worker-{n}"
+            thread = threading.Thread(target=worker.run, args=(self._stop,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 

@@ -1,5 +1,10 @@
-"""Builds a `Worker` with every reconciler, the health sweep and the warm-pool keeper; used by `reddwarf server`
-and `reddwarf worker`."""
+"""Builds the workers of a process (`reddwarf server`'s embedded ones, or `reddwarf worker`): every
+reconciler, the health sweep and the warm-pool keeper.
+
+With a warm pool the workers are split in two lanes: `count` workers take everything but warm-pool builds
+and destroys, and one more takes only those and keeps the pool. A slot's build (seconds of initdb or
+mariadb-install-db) then never delays a tenant's create, which is the point of having a pool.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +17,46 @@ from reddwarf.workflows.reconcilers import accounts, instances, pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
 
+POOL_KINDS = frozenset({pool.BUILD, pool.DESTROY})
+
 
 def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[str, Handler]:
     """Every operation kind a worker runs, with its handler."""
     return {**instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps)}
 
 
-def build_worker(
-    deps: ReconcilerDeps, settings: Settings, *, worker_id: str | None = None, wake: threading.Event | None = None
+def build_workers(
+    deps: ReconcilerDeps, settings: Settings, count: int, *, wake: threading.Event | None = None
+) -> list[Worker]:
+    """`count` workers, plus the warm pool's own lane when the pool is on (none at all for `count` 0)."""
+    if count <= 0:
+        return []
+    health = Periodic("health", settings.health_interval, HealthSweep(deps))
+    keeper = Periodic(
+        "warm-pool", settings.warm_pool_interval,
+        pool.PoolKeeper(deps, settings.warm_pool, check_every=settings.health_interval),
+    )
+    if settings.warm_pool.size <= 0:
+        # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
+        return [_worker(deps, settings, (health, keeper), wake=wake) for _ in range(count)]
+    tenants = [_worker(deps, settings, (health,), wake=wake, skip_kinds=POOL_KINDS) for _ in range(count)]
+    return [*tenants, _worker(deps, settings, (keeper,), wake=wake, only_kinds=POOL_KINDS)]
+
+
+def _worker(
+    deps: ReconcilerDeps, settings: Settings, periodic: tuple[Periodic, ...], *, worker_id: str | None = None,
+    wake: threading.Event | None = None, only_kinds: frozenset[str] | None = None,
+    skip_kinds: frozenset[str] = frozenset(),
 ) -> Worker:
-    target = settings.warm_pool
     return Worker(
         deps.db,
-        handlers(deps, target),
+        handlers(deps, settings.warm_pool),
         lease_ttl=settings.lease_ttl,
         poll_interval=settings.worker_poll_interval,
         deadline=settings.operation_deadline,
-        periodic=(
-            Periodic("health", settings.health_interval, HealthSweep(deps)),
-            Periodic(
-                "warm-pool", settings.warm_pool_interval,
-                pool.PoolKeeper(deps, target, check_every=settings.health_interval),
-            ),
-        ),
+        periodic=periodic,
         worker_id=worker_id,
         wake=wake,
+        only_kinds=only_kinds,
+        skip_kinds=skip_kinds,
     )

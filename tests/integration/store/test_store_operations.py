@@ -198,3 +198,15 @@ def test_step_journal_is_idempotent_and_ordered(db: Database) -> None:
         assert [name for name, _ in steps] == ["allocate", "init", "start"]
         assert steps[:2] == first_order
         assert uow.operations.steps("unknown") == {}
+
+
+def test_a_worker_lane_claims_only_its_kinds(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        build = uow.operations.enqueue("pool.build", "slot-1")
+        create = uow.operations.enqueue("instance.create", "i-1")
+    with db.unit_of_work() as uow:
+        tenant = uow.operations.claim("w-tenant", lease_ttl=30, skip={"pool.build", "pool.destroy"})
+        assert tenant is not None and tenant.id == create
+        assert uow.operations.claim("w-tenant-2", lease_ttl=30, skip={"pool.build", "pool.destroy"}) is None
+        lane = uow.operations.claim("w-pool", lease_ttl=30, only={"pool.build", "pool.destroy"})
+        assert lane is not None and lane.id == build

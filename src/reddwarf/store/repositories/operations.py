@@ -60,15 +60,21 @@ class OperationRepository:
         log.debug("enqueued operation %s kind=%s resource=%s", op_id, kind, resource_id)
         return op_id
 
-    def claim(self, worker_id: str, lease_ttl: float, now: float | None = None) -> Operation | None:
-        """Lease the oldest due operation to `worker_id` for `lease_ttl` seconds, or return None."""
+    def claim(
+        self, worker_id: str, lease_ttl: float, now: float | None = None, *,
+        only: Collection[str] | None = None, skip: Collection[str] = (),
+    ) -> Operation | None:
+        """Lease the oldest due operation to `worker_id` for `lease_ttl` seconds, or return None. `only` /
+        `skip` restrict the kinds this worker takes (a lane of its own for warm-pool builds, say)."""
         moment = _now() if now is None else now
+        query = select(OperationRow.id).where(_claimable(moment))
+        if only is not None:
+            query = query.where(OperationRow.kind.in_(sorted(only)))
+        if skip:
+            query = query.where(OperationRow.kind.not_in(sorted(skip)))
         candidates = list(
             self._session.scalars(
-                select(OperationRow.id)
-                .where(_claimable(moment))
-                .order_by(OperationRow.not_before, OperationRow.created, OperationRow.id)
-                .limit(_CLAIM_CANDIDATES)
+                query.order_by(OperationRow.not_before, OperationRow.created, OperationRow.id).limit(_CLAIM_CANDIDATES)
             )
         )
         for op_id in candidates:

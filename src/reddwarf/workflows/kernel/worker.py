@@ -64,6 +64,8 @@ class Worker:
         periodic: Sequence[Periodic] = (),
         worker_id: str | None = None,
         wake: threading.Event | None = None,
+        only_kinds: frozenset[str] | None = None,
+        skip_kinds: frozenset[str] = frozenset(),
     ) -> None:
         self.db = db
         self.handlers = dict(handlers)
@@ -73,6 +75,9 @@ class Worker:
         self.max_attempts = max_attempts
         self.periodic = tuple(periodic)
         self.worker_id = worker_id or new_worker_id()
+        # A lane: the operation kinds this worker takes (None: all but `skip_kinds`).
+        self.only_kinds = only_kinds
+        self.skip_kinds = skip_kinds
         self._next_run = {p.name: 0.0 for p in self.periodic}
         # Set by whoever enqueued work in this process (or by shutdown): the idle wait ends at once.
         self._wake = wake or threading.Event()
@@ -101,7 +106,7 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and run at most one operation; True if one was claimed."""
         with self.db.unit_of_work() as uow:
-            op = uow.operations.claim(self.worker_id, self.lease_ttl)
+            op = uow.operations.claim(self.worker_id, self.lease_ttl, only=self.only_kinds, skip=self.skip_kinds)
             journal = uow.operations.steps(op.id) if op else {}
         if op is None:
             return False
