@@ -28,14 +28,15 @@ def test_root_on_create_step_enables_root_with_the_stored_password_once(acc: Acc
     assert password is not None
 
     step = CreateInstance(acc.deps)
-    step._root(instance, acc.deps.placement(instance))
+    step._root(instance, acc.deps.placement(instance), acc.deps.admin_password(iid))
     assert engine.server(iid).root_password == password
     assert api.count("secrets", "owner_id = ? AND name = 'root'", iid) == 0
     history = api.get(f"/mgmt/instances/{iid}/root", who="admin", project=api.admin_project).json()
     assert history["root_history"]["user"] == api.project
 
     engine.server(iid).root_password = None
-    step._root(instance, acc.deps.placement(instance))  # a re-run after the password was used does nothing
+    # A re-run after the password was used does nothing.
+    step._root(instance, acc.deps.placement(instance), acc.deps.admin_password(iid))
     assert engine.server(iid).root_password is None
 
 

@@ -6,7 +6,7 @@ taken pair as False, so the surrounding unit of work stays usable and the caller
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,10 +48,8 @@ class AddressRepository:
         if row is None:
             return None
         pair = (row.address, row.port)
-        self._session.delete(row)
-        self._session.flush()
-        self._session.add(AddressRow(instance_id=to_id, address=pair[0], port=pair[1], created=now()))
-        self._session.flush()
+        self._session.execute(update(AddressRow).where(AddressRow.instance_id == from_id).values(instance_id=to_id))
+        self._session.expunge(row)
         return pair
 
     def in_use(self) -> set[tuple[str, int]]:

@@ -94,7 +94,7 @@ class PoolRepository:
         slot's). None when no slot is ready. A ready slot without an address or a password (a damaged store:
         the build records both before `ready`) is skipped and logged, never handed out."""
         for slot_id in self._ready_ids(profile):
-            if self._addresses.get(slot_id) is None or self._secrets.get(slot_id, ADMIN_SECRET) is None:
+            if self._addresses.get(slot_id) is None or ADMIN_SECRET not in self._secrets.names(slot_id):
                 log.error("warm-pool slot %s is ready without an address or an admin password; skipped", slot_id)
                 continue
             if not self._delete_if_ready(slot_id):

@@ -78,6 +78,9 @@ class ReconcilerDeps:
 
     def workload_for(self, spec: InstanceSpec, owner_id: str, placement: Placement) -> WorkloadSpec:
         """The server `spec` asks for at `placement`, with the admin password `owner_id` holds."""
+        return self.workload_with(spec, placement, self.admin_password(owner_id))
+
+    def workload_with(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> WorkloadSpec:
         return self.engine_for(spec).workload(
-            spec, self.version_for(spec), self.flavor_for(spec), placement, self.admin_password(owner_id)
+            spec, self.version_for(spec), self.flavor_for(spec), placement, admin_password
         )

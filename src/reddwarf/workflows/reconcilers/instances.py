@@ -13,11 +13,12 @@ import time
 from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.pool import PoolTarget
+from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers import pool
-from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import READY_POLL, allocate_address, start_and_wait
 
 log = logging.getLogger(__name__)
@@ -104,25 +105,30 @@ class CreateInstance:
         if not warm:
             ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
             ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
-        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement))
-        ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, deps.admin_password(instance.id)))
-        ctx.step("root", lambda: self._root(instance, placement))
+        with deps.db.unit_of_work(write=False) as uow:  # after the claim: the admin password may be the slot's
+            admin = uow.secrets.get(instance.id, ADMIN_SECRET)
+            root_pending = ROOT_SECRET in uow.secrets.names(instance.id)
+        if admin is None:
+            raise PermanentError("The instance's admin credential is missing.")
+        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement, admin))
+        ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
+        # Root on create: only when the create stored a root password (`Settings.root_on_create`); the step
+        # forgets it once root is enabled, so a re-run after that finds nothing to do.
+        if root_pending or "root" in ctx.journal:
+            ctx.step("root", lambda: self._root(instance, placement, admin))
         ctx.step("verify", lambda: self._verify(instance, placement))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
 
-    def _root(self, instance: Instance, placement: Placement) -> None:
-        """Root on create: enable root with the password the create answered, record it, forget the password.
-
-        Runs only when the create stored one (`Settings.root_on_create`); a re-run after the password was
-        forgotten finds nothing to do."""
+    def _root(self, instance: Instance, placement: Placement, admin: Secret) -> None:
+        """Root on create: enable root with the password the create answered, record it, forget the password."""
         deps = self.deps
         with deps.db.unit_of_work(write=False) as uow:
             password = uow.secrets.get(instance.id, ROOT_SECRET)
         if password is None:
             return
-        accounts = deps.engine(instance).accounts(placement, deps.admin_password(instance.id))
+        accounts = deps.engine(instance).accounts(placement, admin)
         name = accounts.enable_root(password)
         with deps.db.unit_of_work() as uow:
             uow.instances.record_root_enabled(instance.id, instance.project_id)

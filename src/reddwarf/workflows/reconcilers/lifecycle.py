@@ -6,6 +6,7 @@ import time
 
 from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.instance import Endpoint, InstanceSpec
+from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import StepResult
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -38,14 +39,18 @@ def allocate_address(
     raise TemporaryError(f"No free address for port {standard_port} in the runtime's pool.", delay=5.0)
 
 
-def start_and_wait(deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement) -> None:
+def start_and_wait(
+    deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement, password: Secret | None = None
+) -> None:
     """Start the server (idempotent) and wait until the admin answers over TCP, within `ready_timeout`.
 
-    `owner_id` holds the admin password: the instance, or the warm-pool slot being built."""
-    workload = deps.workload_for(spec, owner_id, placement)
+    `owner_id` holds the admin password (the instance, or the warm-pool slot being built), unless the
+    caller already read it (`password`)."""
+    if password is None:
+        password = deps.admin_password(owner_id)
+    workload = deps.workload_with(spec, placement, password)
     deps.runtime.start(placement, workload)
     engine = deps.engine_for(spec)
-    password = deps.admin_password(owner_id)
     deadline = time.monotonic() + deps.ready_timeout
     next_observe = time.monotonic() + OBSERVE_EVERY
     while time.monotonic() < deadline:
