@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +16,7 @@ import httpx
 import pytest
 
 from tests.chaos.test_worker_killed import crash_and_recover, store
-from tests.conftest import SCRATCH_BASE
-from tests.support.server import ReddwarfProcesses, instance_users, processes_of, reddwarf_processes, wait_for
+from tests.support.server import ReddwarfProcesses, instance_users, processes_of, running_plane, wait_for
 
 BUILD_STEPS = ["allocate_address", "prepare", "initialise", "start", "ready"]
 POOL_ON = {
@@ -31,16 +29,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ReddwarfProcesses]:
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    root = SCRATCH_BASE / f"chaos-pool-{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    try:
-        with reddwarf_processes(root, "127.0.87.0/24", REDDWARF_EMBEDDED_WORKERS="0",
-                                REDDWARF_LEASE_TTL="1") as procs:
-            procs.start_server()
-            yield procs
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_plane("chaos-pool", "127.0.87.0/24", REDDWARF_EMBEDDED_WORKERS="0", REDDWARF_LEASE_TTL="1") as procs:
+        yield procs
 
 
 def slots(client: httpx.Client) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pwd
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from typing import Any
 import pytest
 
 from reddwarf.store.database import Database
-from tests.conftest import SCRATCH_BASE
-from tests.support.server import ReddwarfProcesses, processes_of, reddwarf_processes, wait_for
+from tests.support.server import ReddwarfProcesses, processes_of, running_plane, wait_for
 
 # No "root": the step runs only for a create that asked for root (root_on_create), and this plane does not.
 CREATE_STEPS = ["allocate_address", "prepare", "initialise", "start", "bootstrap", "verify"]
@@ -30,16 +28,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ReddwarfProcesses]:
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    root = SCRATCH_BASE / f"chaos-{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    try:
-        with reddwarf_processes(root, "127.0.91.0/24", REDDWARF_EMBEDDED_WORKERS="0",
-                                REDDWARF_LEASE_TTL="1") as procs:
-            procs.start_server()
-            yield procs
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_plane("chaos", "127.0.91.0/24", REDDWARF_EMBEDDED_WORKERS="0", REDDWARF_LEASE_TTL="1") as procs:
+        yield procs
 
 
 def store(plane: ReddwarfProcesses) -> Database:

@@ -10,8 +10,6 @@ tests on a developer's machine and FAILS them in CI (`CI` set).
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SCRATCH_BASE
 from tests.contract import host
 from tests.contract.targets import Target, discover
-from tests.support.server import ReddwarfProcesses, reddwarf_processes, wait_for
+from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 ADDRESS_POOL = "127.0.93.0/24"
 LIFECYCLE = "lifecycle"
@@ -40,15 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def reddwarf() -> Iterator[ReddwarfProcesses]:
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    root = SCRATCH_BASE / f"contract-{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    try:
-        with reddwarf_processes(root, ADDRESS_POOL, REDDWARF_EMBEDDED_WORKERS="2") as procs:
-            procs.start_server()
-            yield procs
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_plane("contract", ADDRESS_POOL, REDDWARF_EMBEDDED_WORKERS="2") as procs:
+        yield procs
 
 
 @pytest.fixture(scope="session", params=TARGETS, ids=[t.id for t in TARGETS])

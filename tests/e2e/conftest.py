@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCRATCH_BASE
-from tests.support.server import ReddwarfProcesses, reddwarf_processes
+from tests.support.server import ReddwarfProcesses, running_plane
 
 
 @pytest.fixture(scope="module")
 def reddwarf() -> Iterator[ReddwarfProcesses]:
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    root = SCRATCH_BASE / f"e2e-{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    try:
-        with reddwarf_processes(root, "127.0.90.0/24") as procs:
-            procs.start_server()
-            yield procs
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_plane("e2e", "127.0.90.0/24") as procs:
+        yield procs
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,24 +13,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import SCRATCH_BASE
 from tests.e2e.test_instance_lifecycle import create, wait_gone, wait_status
-from tests.support.server import ReddwarfProcesses, reddwarf_processes, wait_for
+from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
 
 
 @pytest.fixture(scope="module")
 def root_plane() -> Iterator[ReddwarfProcesses]:
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    root = SCRATCH_BASE / f"e2e-root-{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    try:
-        with reddwarf_processes(root, "127.0.94.0/24", REDDWARF_ROOT_ON_CREATE="true") as procs:
-            procs.start_server()
-            yield procs
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_plane("e2e-root", "127.0.94.0/24", REDDWARF_ROOT_ON_CREATE="true") as procs:
+        yield procs
 
 
 def cli(plane: ReddwarfProcesses, *args: str, stdin: str | None = None) -> Any:

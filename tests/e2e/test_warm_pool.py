@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,8 @@ import pytest
 import redis
 
 from reddwarf.runtimes.local.paths import instance_key
-from tests.conftest import SCRATCH_BASE
 from tests.e2e.test_instance_lifecycle import wait_gone, wait_status
-from tests.support.server import ReddwarfProcesses, instance_users, processes_of, reddwarf_processes, wait_for
+from tests.support.server import ReddwarfProcesses, instance_users, processes_of, running_plane, wait_for
 
 POOL_ENV = {
     "REDDWARF_WARM_POOL_SIZE": "1", "REDDWARF_WARM_POOL_FLAVOR": "1", "REDDWARF_WARM_POOL_VOLUME_GB": "1",
@@ -31,15 +29,8 @@ POOL_ENV = {
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ReddwarfProcesses]:
-    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    root = SCRATCH_BASE / f"pool-{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    try:
-        with reddwarf_processes(root, "127.0.88.0/24", **POOL_ENV) as procs:
-            procs.start_server()
-            yield procs
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_plane("pool", "127.0.88.0/24", **POOL_ENV) as procs:
+        yield procs
 
 
 def slots(client: httpx.Client) -> list[dict[str, Any]]:
@@ -78,6 +69,16 @@ def events(client: httpx.Client, instance_id: str) -> list[str]:
     return [event["message"] for event in client.get(f"/instances/{instance_id}/events").json()["events"]]
 
 
+def redis_login(view: dict[str, Any], username: str, password: str) -> redis.Redis:
+    return redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username=username,
+                       password=password, socket_timeout=5)
+
+
+def delete(client: httpx.Client, instance_id: str) -> None:
+    assert client.delete(f"/instances/{instance_id}").status_code == 202
+    wait_gone(client, instance_id)
+
+
 def slot_user(plane: ReddwarfProcesses, slot_id: str) -> str:
     return plane.user_prefix + instance_key(slot_id)
 
@@ -104,8 +105,7 @@ def test_a_create_of_the_pool_profile_takes_the_ready_server_and_the_pool_refill
         refill = ready_slot(client, "postgresql")
         assert refill["id"] != slot["id"]
 
-        assert client.delete(f"/instances/{instance_id}").status_code == 202
-        wait_gone(client, instance_id)
+        delete(client, instance_id)
         assert owner not in instance_users(plane.user_prefix)
         assert not processes_of(owner)
 
@@ -117,14 +117,9 @@ def test_a_create_of_another_flavor_is_built_cold_and_leaves_the_pool_alone(plan
         view = wait_status(client, instance_id, "ACTIVE")
         assert not any("warm-pool" in message for message in events(client, instance_id))
         assert slot["id"] in {s["id"] for s in slots(client) if s["state"] == "ready"}
-        tenant = redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username="bob",
-                             password="pool pass 2", socket_timeout=5)
-        try:
+        with redis_login(view, "bob", "pool pass 2") as tenant:
             assert tenant.ping()
-        finally:
-            tenant.close()
-        assert client.delete(f"/instances/{instance_id}").status_code == 202
-        wait_gone(client, instance_id)
+        delete(client, instance_id)
 
 
 def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: ReddwarfProcesses) -> None:
@@ -140,14 +135,9 @@ def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: R
         instance_id = create(client, "redis", "7.0", users=[{"name": "carol", "password": "pool pass 3"}])
         view = wait_status(client, instance_id, "ACTIVE")
         assert any("warm-pool" in message for message in events(client, instance_id))
-        tenant = redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username="carol",
-                             password="pool pass 3", socket_timeout=5)
-        try:
+        with redis_login(view, "carol", "pool pass 3") as tenant:
             assert tenant.set("k", "v") and tenant.get("k") == b"v"
-        finally:
-            tenant.close()
-        assert client.delete(f"/instances/{instance_id}").status_code == 202
-        wait_gone(client, instance_id)
+        delete(client, instance_id)
 
 
 def test_turning_the_pool_off_destroys_its_servers_and_leaves_nothing(plane: ReddwarfProcesses) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import SCRATCH_BASE
+
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
 
 
@@ -175,4 +177,19 @@ def reddwarf_processes(root: Path, address_pool: str, **extra_env: str) -> Itera
         procs.stop_all()
         sweep_test_users(procs.user_prefix)
         unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def running_plane(name: str, address_pool: str, **extra_env: str) -> Iterator[ReddwarfProcesses]:
+    """A started `reddwarf server` on a fresh scratch root `<scratch>/<name>-<random>` and its own address
+    sub-pool; its processes, instance users, mounts and files are removed afterwards."""
+    SCRATCH_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = SCRATCH_BASE / f"{name}-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    try:
+        with reddwarf_processes(root, address_pool, **extra_env) as procs:
+            procs.start_server()
+            yield procs
+    finally:
         shutil.rmtree(root, ignore_errors=True)
