@@ -91,18 +91,29 @@ class PoolRepository:
     def take(self, profile: PoolProfile, instance_id: str) -> Taken | None:
         """Claim a ready slot of `profile` for `instance_id` and hand it the slot's address and admin
         password (the instance's own admin password, if any, is dropped: the slot's server knows the
-        slot's). None when no slot is ready. A ready slot without an address or a password (a damaged store:
-        the build records both before `ready`) is skipped and logged, never handed out."""
+        slot's). None when no slot is ready. A claimed slot without an address or a password (a damaged
+        store: the build records both before `ready`) is never handed out: it goes back as `failed`, for the
+        keeper to destroy, and the next ready slot is tried."""
         for slot_id in self._ready_ids(profile):
-            if self._addresses.get(slot_id) is None or ADMIN_SECRET not in self._secrets.names(slot_id):
-                log.error("warm-pool slot %s is ready without an address or an admin password; skipped", slot_id)
-                continue
             if not self._delete_if_ready(slot_id):
                 continue  # another create took it first
+            if self._addresses.get(slot_id) is None or ADMIN_SECRET not in self._secrets.names(slot_id):
+                log.error("warm-pool slot %s was ready without an address or an admin password", slot_id)
+                timestamp = now()
+                self._session.add(
+                    PoolSlotRow(
+                        id=slot_id, datastore=profile.datastore, version=profile.version,
+                        flavor_id=profile.flavor_id, volume_gb=profile.volume_gb, state=SlotState.FAILED.value,
+                        error="it was ready without an address or an admin password", created=timestamp,
+                        updated=timestamp,
+                    )
+                )
+                self._session.flush()
+                continue
             self._secrets.delete(instance_id, ADMIN_SECRET)
             self._secrets.transfer(slot_id, instance_id, ADMIN_SECRET)
             pair = self._addresses.transfer(slot_id, instance_id)
-            if pair is None:  # read above in this transaction; only a concurrent writer could remove it
+            if pair is None:  # read above in this transaction, after winning the row
                 raise RuntimeError(f"warm-pool slot {slot_id} lost its address while it was handed over")
             return Taken(slot_id, pair[0], pair[1])
         return None

@@ -28,6 +28,7 @@ from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.pool import PoolProfile, PoolSlot, PoolTarget, SlotState, profile_of
 from reddwarf.domain.secret import Secret
+from reddwarf.store.records import OperationState
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
@@ -68,11 +69,13 @@ def claim(deps: ReconcilerDeps, instance: Instance) -> StepResult:
         current = uow.instances.get(instance.id)
         if current is None:
             raise PermanentError(f"Instance {instance.id} no longer exists.")
+        held = uow.addresses.get(instance.id)
         if current.workload_id is not None:
-            held = uow.addresses.get(instance.id)
             if held is None:
                 raise PermanentError(f"Instance {instance.id} was given a pool server but holds no address.")
             return {"slot": current.workload_id, "address": held[0], "port": held[1]}
+        if held is not None:
+            return {}  # an earlier run allocated an address (and crashed before journaling it): stay cold
         taken = uow.pool.take(profile_of(instance.spec), instance.id)
         if taken is None:
             return {}
@@ -118,7 +121,8 @@ class BuildSlot:
 
 
 class DestroySlot:
-    """pool.destroy: remove the slot's server, files, volume, OS user, address and password."""
+    """pool.destroy: remove the slot's server, files, volume, OS user, address and password. One that gives
+    up is started again by the keeper (`PoolKeeper._finish_orphans`) until nothing of the slot is left."""
 
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.deps = deps
@@ -207,7 +211,8 @@ class PoolKeeper:
             slots = uow.pool.list()
         if time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + self.check_every
-            self._retire_stopped([slot for slot in slots if slot.state is SlotState.READY])
+            self._fail_stopped([slot for slot in slots if slot.state is SlotState.READY])
+            self._finish_orphans([slot for slot in slots if slot.state is not SlotState.READY])
         if not plan(slots, wanted, time.time(), self.target.failure_pause):
             return  # the usual case: nothing to write
         with self.deps.db.unit_of_work() as uow:
@@ -215,18 +220,48 @@ class PoolKeeper:
             todo = plan(uow.pool.list(), wanted, time.time(), self.target.failure_pause)
             self._apply(uow, todo)
 
-    def _retire_stopped(self, ready: list[PoolSlot]) -> None:
+    def _fail_stopped(self, ready: list[PoolSlot]) -> None:
+        """A ready slot whose server stopped (killed, out of memory, host rebooted) fails like a build: it is
+        destroyed, and its tombstone pauses the profile, so a server that keeps dying is not rebuilt in a
+        loop nor handed to a tenant."""
         for slot in ready:
             with self.deps.db.unit_of_work(write=False) as uow:
                 held = uow.addresses.get(slot.id)
             observation = self.deps.runtime.observe(self.deps.runtime.placement(slot.id, *(held or ("", 0))))
             if observation.running:
                 continue
+            error = f"its server stopped while it waited in the pool: {observation.exit_reason}"
             with self.deps.db.unit_of_work() as uow:
-                # Only from READY: a create that claimed the slot meanwhile starts the server itself.
-                if uow.pool.mark(slot.id, SlotState.RETIRING, only_from={SlotState.READY}):
+                # Only from READY: a create that took the slot meanwhile starts the server itself.
+                if uow.pool.mark(slot.id, SlotState.FAILED, only_from={SlotState.READY}, error=error[:1000]):
                     uow.operations.enqueue(DESTROY, slot.id)
-                    log.warning("warm pool: slot %s stopped (%s); replacing it", slot.id, observation.exit_reason)
+                    log.warning("warm pool: slot %s %s; replacing it", slot.id, error)
+
+    def _finish_orphans(self, slots: list[PoolSlot]) -> None:
+        """Slots no operation is working on any more: a build that ended without `ready` or `failed` (its
+        failure could not be recorded) fails now; a retired or failed slot whose destroy gave up is
+        destroyed again, after the failure pause, until nothing of it is left."""
+        moment = time.time()
+        for slot in slots:
+            with self.deps.db.unit_of_work(write=False) as uow:
+                if uow.operations.active_for(slot.id):
+                    continue
+                leftovers = uow.addresses.get(slot.id) is not None or bool(uow.secrets.names(slot.id))
+                history = [op for op in uow.operations.history_for(slot.id) if op.kind == DESTROY]
+            if slot.state is SlotState.BUILDING:
+                with self.deps.db.unit_of_work() as uow:
+                    if uow.pool.mark(slot.id, SlotState.FAILED, only_from={SlotState.BUILDING},
+                                     error="its build ended without finishing"):
+                        uow.operations.enqueue(DESTROY, slot.id)
+                continue
+            if not leftovers:
+                continue
+            gave_up = bool(history) and history[-1].state == OperationState.FAILED
+            with self.deps.db.unit_of_work() as uow:
+                uow.operations.enqueue(
+                    DESTROY, slot.id, not_before=moment + self.target.failure_pause if gave_up else None
+                )
+            log.warning("warm pool: destroying slot %s again (%s)", slot.id, slot.error or slot.state.value)
 
     def _apply(self, uow: UnitOfWork, todo: Plan) -> None:
         for profile in todo.add:
@@ -240,7 +275,9 @@ class PoolKeeper:
                 uow.operations.enqueue(DESTROY, slot_id)
                 log.info("warm pool: retiring slot %s", slot_id)
         for slot_id in todo.clear:
-            if not uow.operations.active_for(slot_id):
+            # Only once its destroy has finished: nothing of it is left but the row.
+            if not uow.operations.active_for(slot_id) and uow.addresses.get(slot_id) is None \
+                    and not uow.secrets.names(slot_id):
                 uow.pool.remove(slot_id)
 
 
