@@ -145,6 +145,22 @@ def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: R
         delete(client, instance_id)
 
 
+def test_a_slot_built_for_an_older_flavor_is_replaced_after_the_change(plane: ReddwarfProcesses) -> None:
+    with plane.client() as client:
+        before = ready_slot(client, "redis")
+        assert before["id"] in {s["id"] for s in slots(client)}  # unchanged settings: the slot stays
+        flavors = [{"id": "1", "name": "tiny", "ram_mb": 320, "vcpus": 1},
+                   {"id": "2", "name": "small", "ram_mb": 1024, "vcpus": 1}]
+        plane.stop_all()
+        plane.start_server(REDDWARF_FLAVORS=json.dumps(flavors))
+        wait_for(lambda: before["id"] not in {s["id"] for s in slots(client)}, 60,
+                 "the slot built for the old flavor to be replaced")
+        after = ready_slot(client, "redis")
+        assert after["id"] != before["id"]
+        plane.stop_all()
+        plane.start_server()
+
+
 def test_turning_the_pool_off_destroys_its_servers_and_leaves_nothing(plane: ReddwarfProcesses) -> None:
     with plane.client() as client:
         ready_slot(client, "postgresql")

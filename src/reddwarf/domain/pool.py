@@ -45,6 +45,7 @@ class PoolSlot:
     created: float
     updated: float
     error: str = ""
+    fingerprint: str = ""
 
 
 def profile_of(spec: InstanceSpec) -> PoolProfile:

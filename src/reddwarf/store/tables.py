@@ -84,6 +84,8 @@ class PoolSlotRow(Base):
     volume_gb: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))
     error: Mapped[str] = mapped_column(Text)
+    # What the ready slot's server was built from (see `reconcilers.pool.fingerprint`); "" until ready.
+    fingerprint: Mapped[str] = mapped_column(String(64), server_default="")
     created: Mapped[float] = mapped_column(Double)
     updated: Mapped[float] = mapped_column(Double)
 

@@ -69,11 +69,16 @@ class PoolRepository:
         rows = self._session.scalars(select(PoolSlotRow).order_by(PoolSlotRow.created, PoolSlotRow.id))
         return [_slot(row) for row in rows]
 
-    def mark(self, slot_id: str, state: SlotState, *, only_from: Collection[SlotState], error: str = "") -> bool:
+    def mark(
+        self, slot_id: str, state: SlotState, *, only_from: Collection[SlotState], error: str = "",
+        fingerprint: str = "",
+    ) -> bool:
         """Move the slot to `state` if it is in one of `only_from`; True if it moved."""
         values: dict[str, object] = {"state": state.value, "updated": now()}
         if error:
             values["error"] = error
+        if fingerprint:
+            values["fingerprint"] = fingerprint
         result = self._session.execute(
             update(PoolSlotRow)
             .where(PoolSlotRow.id == slot_id, PoolSlotRow.state.in_([s.value for s in only_from]))
@@ -104,8 +109,8 @@ class PoolRepository:
                     PoolSlotRow(
                         id=slot_id, datastore=profile.datastore, version=profile.version,
                         flavor_id=profile.flavor_id, volume_gb=profile.volume_gb, state=SlotState.FAILED.value,
-                        error="it was ready without an address or an admin password", created=timestamp,
-                        updated=timestamp,
+                        error="it was ready without an address or an admin password", fingerprint="",
+                        created=timestamp, updated=timestamp,
                     )
                 )
                 self._session.flush()
@@ -152,4 +157,5 @@ def _slot(row: PoolSlotRow) -> PoolSlot:
         created=row.created,
         updated=row.updated,
         error=row.error,
+        fingerprint=row.fingerprint,
     )

@@ -18,6 +18,8 @@ the slot's own id, which becomes the claiming instance's runtime id (`Instance.w
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -28,6 +30,7 @@ from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.pool import PoolProfile, PoolSlot, PoolTarget, SlotState, profile_of
 from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement
 from reddwarf.store.records import OperationState
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
@@ -59,6 +62,22 @@ def slot_spec(slot_id: str, profile: PoolProfile) -> InstanceSpec:
         name=f"pool-{slot_id}", flavor_id=profile.flavor_id, volume_size_gb=profile.volume_gb,
         datastore=profile.datastore, datastore_version=profile.version,
     )
+
+
+def fingerprint(deps: ReconcilerDeps, slot: PoolSlot, placement: Placement) -> str:
+    """What a slot's server is built from: the engine's full version and binaries, the server's command, its
+    non-secret configuration files and its resources, hashed. A ready slot whose fingerprint no longer
+    matches (flavor changed, engine updated, Reddwarf renders another configuration) is replaced."""
+    spec = slot_spec(slot.id, slot.profile)
+    version = deps.version_for(spec)
+    workload = deps.workload_with(spec, placement, deps.admin_password(slot.id))
+    material = {
+        "version": [version.number, version.bin_dir],
+        "server": [list(workload.server.argv), [list(pair) for pair in workload.server.env]],
+        "files": [[f.path, f.content, f.mode] for f in workload.files if not f.secret],
+        "resources": [workload.resources.memory_mb, workload.resources.vcpus, workload.resources.volume_gb],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 def claim(deps: ReconcilerDeps, instance: Instance) -> StepResult:
@@ -105,11 +124,12 @@ class BuildSlot:
         ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources_for(spec)))
         ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload_for(spec, slot.id, placement)))
         ctx.step("start", lambda: start_and_wait(deps, spec, slot.id, placement))
-        ctx.step("ready", lambda: self._ready(slot))
+        ctx.step("ready", lambda: self._ready(slot, placement))
 
-    def _ready(self, slot: PoolSlot) -> None:
+    def _ready(self, slot: PoolSlot, placement: Placement) -> None:
+        built_from = fingerprint(self.deps, slot, placement)
         with self.deps.db.unit_of_work() as uow:
-            moved = uow.pool.mark(slot.id, SlotState.READY, only_from={SlotState.BUILDING})
+            moved = uow.pool.mark(slot.id, SlotState.READY, only_from={SlotState.BUILDING}, fingerprint=built_from)
         if moved:
             log.info("warm-pool slot %s (%s) is ready", slot.id, slot.profile)
 
@@ -211,7 +231,7 @@ class PoolKeeper:
             slots = uow.pool.list()
         if time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + self.check_every
-            self._fail_stopped([slot for slot in slots if slot.state is SlotState.READY])
+            self._check_ready([slot for slot in slots if slot.state is SlotState.READY])
             self._finish_orphans([slot for slot in slots if slot.state is not SlotState.READY])
         if not plan(slots, wanted, time.time(), self.target.failure_pause):
             return  # the usual case: nothing to write
@@ -220,14 +240,18 @@ class PoolKeeper:
             todo = plan(uow.pool.list(), wanted, time.time(), self.target.failure_pause)
             self._apply(uow, todo)
 
-    def _fail_stopped(self, ready: list[PoolSlot]) -> None:
-        """A ready slot whose server stopped (killed, out of memory, host rebooted) fails like a build: it is
+    def _check_ready(self, ready: list[PoolSlot]) -> None:
+        """A ready slot built from something that changed since (see `fingerprint`) is retired and rebuilt.
+        A ready slot whose server stopped (killed, out of memory, host rebooted) fails like a build: it is
         destroyed, and its tombstone pauses the profile, so a server that keeps dying is not rebuilt in a
         loop nor handed to a tenant."""
         for slot in ready:
             with self.deps.db.unit_of_work(write=False) as uow:
                 held = uow.addresses.get(slot.id)
-            observation = self.deps.runtime.observe(self.deps.runtime.placement(slot.id, *(held or ("", 0))))
+            placement = self.deps.runtime.placement(slot.id, *(held or ("", 0)))
+            if self._outdated(slot, placement):
+                continue
+            observation = self.deps.runtime.observe(placement)
             if observation.running:
                 continue
             error = f"its server stopped while it waited in the pool: {observation.exit_reason}"
@@ -236,6 +260,20 @@ class PoolKeeper:
                 if uow.pool.mark(slot.id, SlotState.FAILED, only_from={SlotState.READY}, error=error[:1000]):
                     uow.operations.enqueue(DESTROY, slot.id)
                     log.warning("warm pool: slot %s %s; replacing it", slot.id, error)
+
+    def _outdated(self, slot: PoolSlot, placement: Placement) -> bool:
+        try:
+            current = fingerprint(self.deps, slot, placement)
+        except PermanentError as exc:  # the version was uninstalled, the flavor removed: the plan retires it
+            log.info("warm pool: slot %s cannot be checked (%s)", slot.id, exc.message)
+            return False
+        if current == slot.fingerprint:
+            return False
+        with self.deps.db.unit_of_work() as uow:
+            if uow.pool.mark(slot.id, SlotState.RETIRING, only_from={SlotState.READY}):
+                uow.operations.enqueue(DESTROY, slot.id)
+                log.info("warm pool: slot %s was built from an older configuration; replacing it", slot.id)
+        return True
 
     def _finish_orphans(self, slots: list[PoolSlot]) -> None:
         """Slots no operation is working on any more: a build that ended without `ready` or `failed` (its
