@@ -105,3 +105,20 @@ def test_a_lease_taken_over_by_another_worker_is_lost_at_the_next_step_boundary(
         ctx.step("one", lambda: None)
     assert journal(db, ctx.op.id) == []
     assert current(db, ctx.op.id).lease_owner == "worker-2"
+
+
+def test_a_step_after_a_host_suspend_asks_the_store_first(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monotonic clock stands still while a VM is suspended; the wall clock does not. A lease confirmed
+    "a moment ago" by the first may be long expired (and taken over) by the second."""
+    ctx = claimed(db, ttl=30.0)
+    ctx.step("one", lambda: None)
+    with db.unit_of_work() as uow:  # meanwhile the lease expired and another worker took the operation
+        uow.operations.let_go(ctx.op.id, WORKER)
+        assert uow.operations.claim("worker-2", 30.0, now=time.time() + 31) is not None
+    suspended = time.time() + 60
+    monkeypatch.setattr(time, "time", lambda: suspended)
+    ran: list[str] = []
+    with pytest.raises(LeaseLost):
+        ctx.step("two", lambda: ran.append("two"))
+    assert ran == []
+    assert journal(db, ctx.op.id) == ["one"]

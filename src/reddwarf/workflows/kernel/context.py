@@ -46,6 +46,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._confirmed = time.monotonic()
+        self._confirmed_wall = time.time()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
 
     def __enter__(self) -> LeaseKeeper:
@@ -69,8 +70,10 @@ class LeaseKeeper:
             raise LeaseLost(f"lease on operation {self._op_id} lost")
 
     def confirmed_age(self) -> float:
-        """Seconds since the store last confirmed the lease (claim or successful renewal)."""
-        return time.monotonic() - self._confirmed
+        """Seconds since the store last confirmed the lease (claim or successful renewal), by whichever of
+        the monotonic clock (immune to wall-clock steps) and the wall clock (which, unlike the monotonic
+        one, advances while the host is suspended) says longer."""
+        return max(time.monotonic() - self._confirmed, time.time() - self._confirmed_wall)
 
     def renew_now(self) -> None:
         started = time.monotonic()
@@ -87,6 +90,7 @@ class LeaseKeeper:
         if renewed:
             # Under the GIL a float store is atomic; the keeper and the step thread may both get here.
             self._confirmed = max(self._confirmed, started)
+            self._confirmed_wall = max(self._confirmed_wall, time.time() - (time.monotonic() - started))
         else:
             self._lost.set()
 
