@@ -34,17 +34,11 @@ class ReconcilerDeps:
         except KeyError:
             raise PermanentError(f"Datastore {spec.datastore} is not available.") from None
 
-    def version(self, instance: Instance) -> DatastoreVersion:
-        return self.version_for(instance.spec)
-
     def version_for(self, spec: InstanceSpec) -> DatastoreVersion:
         for version in self.engine_for(spec).versions():
             if version.name == spec.datastore_version:
                 return version
         raise PermanentError(f"Datastore {spec.datastore} version {spec.datastore_version} is not installed.")
-
-    def flavor(self, instance: Instance) -> Flavor:
-        return self.flavor_for(instance.spec)
 
     def flavor_for(self, spec: InstanceSpec) -> Flavor:
         try:
