@@ -25,7 +25,8 @@ TOKEN_HEADER = APIKeyHeader(
 )
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
+    # `async` (as `base_url`): no I/O, so FastAPI runs it on the event loop instead of a thread-pool hop.
     ctx = request.app.state.reddwarf
     assert isinstance(ctx, ServiceContext)
     return ctx
@@ -55,7 +56,7 @@ def get_auth(
 AuthDep = Annotated[AuthContext, Depends(get_auth)]
 
 
-def base_url(request: Request, ctx: ContextDep) -> str:
+async def base_url(request: Request, ctx: ContextDep) -> str:
     """The URL links are built from: `Settings.public_url` when set, else the request's own base."""
     return (ctx.settings.public_url or str(request.base_url)).rstrip("/")
 

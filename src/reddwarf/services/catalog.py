@@ -43,21 +43,23 @@ def version_sort_key(number: str) -> tuple[tuple[int, str], ...]:
 def list_datastores(ctx: ServiceContext, *, include_inactive: bool = False) -> list[Datastore]:
     """Every datastore and version for an admin (`include_inactive`); for a tenant, the active versions
     that `hide_experimental` does not hide, and only datastores that have one."""
-    result = []
-    for name in sorted(ctx.engines):
-        versions = sorted(
-            ctx.engines[name].versions(), key=lambda v: version_sort_key(v.number), reverse=True
-        )
-        visible = tuple(
-            v for v in versions if include_inactive or (v.active and not classification.hidden(ctx, v))
-        )
-        if visible or include_inactive:
-            result.append(Datastore(name=name, versions=visible))
-    return result
+    return [d for d in (_datastore(ctx, name, include_inactive) for name in sorted(ctx.engines)) if d is not None]
+
+
+def _datastore(ctx: ServiceContext, name: str, include_inactive: bool) -> Datastore | None:
+    """The datastore of engine `name` as the caller may see it; None when a tenant would see no version."""
+    versions = sorted(ctx.engines[name].versions(), key=lambda v: version_sort_key(v.number), reverse=True)
+    visible = tuple(v for v in versions if include_inactive or (v.active and not classification.hidden(ctx, v)))
+    return Datastore(name=name, versions=visible) if visible or include_inactive else None
 
 
 def get_datastore(ctx: ServiceContext, ident: str, *, include_inactive: bool = False) -> Datastore:
     """A datastore by id or name, or `NotFound`."""
+    if ident in ctx.engines:  # by name (what creates send): only that engine's versions are looked at
+        found = _datastore(ctx, ident, include_inactive)
+        if found is None:
+            raise NotFound("Datastore", ident)
+        return found
     for datastore in list_datastores(ctx, include_inactive=include_inactive):
         if ident in (datastore.id, datastore.name):
             return datastore

@@ -202,6 +202,9 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+_QUERY_ONLY = "reddwarf_query_only"
+
+
 def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -222,7 +225,10 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = bool(connection.get_execution_options().get(_WRITE_OPTION, True))
-        connection.exec_driver_sql(f"PRAGMA query_only = {0 if write else 1}")
+        # The pooled connection remembers its mode: a statement less for most units of work.
+        if connection.info.get(_QUERY_ONLY) is not (not write):
+            connection.exec_driver_sql(f"PRAGMA query_only = {0 if write else 1}")
+            connection.info[_QUERY_ONLY] = not write
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

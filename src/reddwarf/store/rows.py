@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result
+from sqlalchemy import CursorResult, Result, Table
+from sqlalchemy.orm import DeclarativeBase
 
 
 def rowcount(result: Result[Any]) -> int:
     """Rows matched by an UPDATE or DELETE run through the session (those always give a CursorResult)."""
     return cast("CursorResult[Any]", result).rowcount
+
+
+def table(row: type[DeclarativeBase]) -> Table:
+    """The Core table of a row class. Hot paths run Core statements built once at import and given their
+    values as parameters: building a statement (and its cache key) per call costs more than running it."""
+    return cast(Table, row.__table__)

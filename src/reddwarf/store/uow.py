@@ -29,7 +29,7 @@ class UnitOfWork:
         self.addresses = AddressRepository(session)
         self.identity = IdentityRepository(session)
         self.events = EventRepository(session)
-        self.pool = PoolRepository(session, self.addresses, self.secrets)
+        self.pool = PoolRepository(session)
 
     def flush(self) -> None:
         """Send pending writes now (they still commit or roll back with the unit of work)."""

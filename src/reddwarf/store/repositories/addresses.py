@@ -6,7 +6,7 @@ taken pair as False, so the surrounding unit of work stays usable and the caller
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,16 +41,6 @@ class AddressRepository:
     def release(self, instance_id: str) -> None:
         """Free the instance's pair (idempotent)."""
         self._session.execute(delete(AddressRow).where(AddressRow.instance_id == instance_id))
-
-    def transfer(self, from_id: str, to_id: str) -> tuple[str, int] | None:
-        """Hand the pair of `from_id` (a warm-pool slot) to `to_id` (the instance that claimed it)."""
-        row = self._session.get(AddressRow, from_id)
-        if row is None:
-            return None
-        pair = (row.address, row.port)
-        self._session.execute(update(AddressRow).where(AddressRow.instance_id == from_id).values(instance_id=to_id))
-        self._session.expunge(row)
-        return pair
 
     def in_use(self) -> set[tuple[str, int]]:
         return {(address, port) for address, port in self._session.execute(select(AddressRow.address, AddressRow.port))}

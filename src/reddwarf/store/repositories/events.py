@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import builtins
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.events import Event
 from reddwarf.store.clock import now
+from reddwarf.store.rows import table
 from reddwarf.store.tables import EventRow
+
+_INSERT = insert(table(EventRow))
 
 
 class EventRepository:
@@ -17,8 +20,8 @@ class EventRepository:
         self._session = session
 
     def add(self, resource_id: str, kind: str, message: str) -> None:
-        self._session.add(EventRow(resource_id=resource_id, kind=kind, message=message, created=now()))
-        self._session.flush()
+        values = {"resource_id": resource_id, "kind": kind, "message": message, "created": now()}
+        self._session.execute(_INSERT, values)
 
     def list(self, resource_id: str, limit: int = 100) -> builtins.list[Event]:
         """The newest `limit` events of `resource_id`, oldest first (newest last)."""

@@ -8,17 +8,20 @@ whatever its expiry or revocation: the caller decides.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.errors import Conflict, NotFound
 from reddwarf.store.clock import new_id, now
 from reddwarf.store.records import Project, TokenRecord
-from reddwarf.store.rows import rowcount
+from reddwarf.store.rows import rowcount, table
 from reddwarf.store.tables import ProjectRow, TokenRow
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_TOKENS = table(TokenRow)
+_TOKEN_BY_HASH = select(_TOKENS).where(_TOKENS.c.token_hash == bindparam("token_hash"))  # every request
 
 
 class IdentityRepository:
@@ -84,7 +87,7 @@ class IdentityRepository:
         return _token(row)
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._session.scalars(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
+        row = self._session.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
         return None if row is None else _token(row)
 
     def revoke_token(self, token_id: str) -> bool:
@@ -103,7 +106,7 @@ def _project(row: ProjectRow) -> Project:
     return Project(id=row.id, name=row.name, created=row.created)
 
 
-def _token(row: TokenRow) -> TokenRecord:
+def _token(row: TokenRow | Row[Any]) -> TokenRecord:
     return TokenRecord(
         id=row.id,
         project_id=row.project_id,

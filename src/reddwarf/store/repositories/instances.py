@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.accounts import RootHistory
-from reddwarf.domain.errors import BadRequest, Conflict, NotFound
+from reddwarf.domain.errors import BadRequest, NotFound
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 from reddwarf.store.clock import now
 from reddwarf.store.codec import conditions_from_json, conditions_to_json, spec_from_json, spec_to_json
 from reddwarf.store.repositories.secrets import SecretRepository, user_secret_name
-from reddwarf.store.rows import rowcount
+from reddwarf.store.rows import rowcount, table
 from reddwarf.store.tables import InstanceRow, RootHistoryRow
 
 _USER_PREFIX = user_secret_name("")
+_INSTANCES = table(InstanceRow)
+_INSERT = insert(_INSTANCES)
+_BY_ID = select(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance_id"))
+# SET takes the columns named by the parameters (everything but "instance_id_").
+_UPDATE_BY_ID = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance_id_"))
 
 
 class InstanceRepository:
@@ -34,11 +40,9 @@ class InstanceRepository:
 
     def add(self, instance: Instance) -> None:
         """Record a new instance; `created`/`updated` default to now when the instance leaves them at 0."""
-        if self._session.get(InstanceRow, instance.id) is not None:
-            raise Conflict(f"Instance {instance.id} already exists.")
         timestamp = now()
         created = instance.created or timestamp
-        row = InstanceRow(
+        values = dict(
             id=instance.id,
             project_id=instance.project_id,
             name=instance.spec.name,
@@ -60,16 +64,25 @@ class InstanceRepository:
             updated=instance.updated or created,
             workload_id=instance.workload_id,
         )
-        self._session.add(row)
-        self._session.flush()
+        self._session.execute(_INSERT, values)  # ids are fresh uuid4s: a duplicate is an IntegrityError
         for user in instance.spec.users:
             self._secrets.put(instance.id, user_secret_name(user.name, user.host), user.password)
 
     def get(self, instance_id: str, *, include_deleted: bool = False) -> Instance | None:
-        row = self._session.get(InstanceRow, instance_id)
+        row = self._session.execute(_BY_ID, {"instance_id": instance_id}).first()
         if row is None or (row.deleted_at is not None and not include_deleted):
             return None
-        return self._to_domain([row])[0]
+        return _instance(row, self._secrets.of_owner(instance_id, prefix=_USER_PREFIX))
+
+    def get_with_secrets(self, instance_id: str) -> tuple[Instance, dict[str, Secret]] | None:
+        """A live instance and every secret it owns (name -> value: its users', "admin", ...), read together:
+        what a worker needs before it acts on the instance."""
+        row = self._session.execute(_BY_ID, {"instance_id": instance_id}).first()
+        if row is None or row.deleted_at is not None:
+            return None
+        owned = self._secrets.of_owner(instance_id)
+        users = {name: value for name, value in owned.items() if name.startswith(_USER_PREFIX)}
+        return _instance(row, users), owned
 
     def list(
         self,
@@ -224,7 +237,7 @@ class InstanceRepository:
         return [RootHistory(enabled_at=row.enabled_at, user_id=row.user_id) for row in rows]
 
     def _update(self, instance_id: str, values: dict[str, object]) -> None:
-        result = self._session.execute(update(InstanceRow).where(InstanceRow.id == instance_id).values(values))
+        result = self._session.execute(_UPDATE_BY_ID, {"instance_id_": instance_id, **values})
         if rowcount(result) == 0:
             raise NotFound("Instance", instance_id)
 
@@ -246,7 +259,7 @@ def _after(created: float, instance_id: str) -> ColumnElement[bool]:
     )
 
 
-def _instance(row: InstanceRow, secrets: dict[str, Secret]) -> Instance:
+def _instance(row: InstanceRow | Row[Any], secrets: dict[str, Secret]) -> Instance:
     passwords = {name.removeprefix(_USER_PREFIX): value for name, value in secrets.items()}
     endpoint = None
     if row.endpoint_address is not None and row.endpoint_port is not None:

@@ -11,23 +11,25 @@ an operation skips every step already in it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from reddwarf.store.clock import new_id, now
 from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
-from reddwarf.store.rows import rowcount
+from reddwarf.store.rows import rowcount, table
 from reddwarf.store.tables import OperationRow, OperationStepRow
 
 log = logging.getLogger(__name__)
 
 # How many due operations one claim looks at before giving up for this round (others won the rest).
 _CLAIM_CANDIDATES = 8
+_INSERT = insert(table(OperationRow))
 
 
 class OperationRepository:
@@ -40,23 +42,20 @@ class OperationRepository:
         """Record a pending operation; returns its id. It becomes claimable at `not_before` (default now)."""
         timestamp = now()
         op_id = new_id()
-        self._session.add(
-            OperationRow(
-                id=op_id,
-                kind=kind,
-                resource_id=resource_id,
-                payload=dict(payload or {}),
-                state=OperationState.PENDING.value,
-                attempts=0,
-                lease_owner=None,
-                lease_expires=None,
-                not_before=timestamp if not_before is None else not_before,
-                last_error="",
-                created=timestamp,
-                updated=timestamp,
-            )
-        )
-        self._session.flush()
+        self._session.execute(_INSERT, dict(
+            id=op_id,
+            kind=kind,
+            resource_id=resource_id,
+            payload=dict(payload or {}),
+            state=OperationState.PENDING.value,
+            attempts=0,
+            lease_owner=None,
+            lease_expires=None,
+            not_before=timestamp if not_before is None else not_before,
+            last_error="",
+            created=timestamp,
+            updated=timestamp,
+        ))
         log.debug("enqueued operation %s kind=%s resource=%s", op_id, kind, resource_id)
         return op_id
 
@@ -67,31 +66,15 @@ class OperationRepository:
         """Lease the oldest due operation to `worker_id` for `lease_ttl` seconds, or return None. `only` /
         `skip` restrict the kinds this worker takes (a lane of its own for warm-pool builds, say)."""
         moment = _now() if now is None else now
-        query = select(OperationRow.id).where(_claimable(moment))
-        if only is not None:
-            query = query.where(OperationRow.kind.in_(sorted(only)))
-        if skip:
-            query = query.where(OperationRow.kind.not_in(sorted(skip)))
-        candidates = list(
-            self._session.scalars(
-                query.order_by(OperationRow.not_before, OperationRow.created, OperationRow.id).limit(_CLAIM_CANDIDATES)
-            )
-        )
+        candidates = list(self._session.scalars(
+            _candidates(None if only is None else tuple(sorted(only)), tuple(sorted(skip))), {"moment": moment}
+        ))
         for op_id in candidates:
-            result = self._session.execute(
-                update(OperationRow)
-                .where(OperationRow.id == op_id, _claimable(moment))
-                .values(
-                    state=OperationState.RUNNING.value,
-                    attempts=OperationRow.attempts + 1,
-                    lease_owner=worker_id,
-                    lease_expires=moment + lease_ttl,
-                    updated=moment,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if rowcount(result) == 1:
-                operation = self._load(op_id)
+            row = self._session.execute(
+                _CLAIM, {"op_id": op_id, "moment": moment, "worker_id": worker_id, "expires": moment + lease_ttl}
+            ).first()
+            if row is not None:
+                operation = _operation(row)
                 log.debug("worker %s claimed operation %s (attempt %d)", worker_id, op_id, operation.attempts)
                 return operation
         return None
@@ -122,7 +105,10 @@ class OperationRepository:
 
     def complete(self, op_id: str, worker_id: str) -> bool:
         """Mark the operation done. False (and nothing changes) if `worker_id` no longer holds it."""
-        return self._finish(op_id, worker_id, state=OperationState.DONE.value, lease_expires=None, updated=_now())
+        if rowcount(self._session.execute(_COMPLETE, {"op_id": op_id, "worker_id": worker_id, "moment": _now()})):
+            return True
+        log.warning("worker %s no longer holds operation %s; change not recorded", worker_id, op_id)
+        return False
 
     def fail(self, op_id: str, worker_id: str, error: str) -> bool:
         """Mark the operation failed for good with `error`. False if `worker_id` no longer holds it."""
@@ -209,12 +195,7 @@ class OperationRepository:
 
     def steps(self, op_id: str) -> dict[str, dict[str, Any]]:
         """The journal: step name -> recorded result."""
-        rows = self._session.scalars(
-            select(OperationStepRow)
-            .where(OperationStepRow.operation_id == op_id)
-            .execution_options(populate_existing=True)
-        )
-        return {row.step: dict(row.result) for row in rows}
+        return {step: dict(result) for step, result in self._session.execute(_STEPS, {"op_id": op_id})}
 
     def record_step(self, op_id: str, step: str, result: dict[str, Any] | None = None) -> None:
         """Journal that `step` finished with `result`. Recording it again replaces the result and keeps the
@@ -249,12 +230,6 @@ class OperationRepository:
         log.warning("worker %s no longer holds operation %s; change not recorded", worker_id, op_id)
         return False
 
-    def _load(self, op_id: str) -> Operation:
-        operation = self.get(op_id)
-        if operation is None:  # pragma: no cover - the row was just updated in this transaction
-            raise LookupError(op_id)
-        return operation
-
 
 def _now() -> float:
     return now()
@@ -263,7 +238,7 @@ def _now() -> float:
 # The statements run on every step of every operation, built once (building one costs more than running it
 # on SQLite) and executed with bound parameters.
 _RENEW = (
-    update(OperationRow)
+    update(table(OperationRow))
     .where(
         OperationRow.id == bindparam("op_id"),
         OperationRow.lease_owner == bindparam("worker_id"),
@@ -272,13 +247,12 @@ _RENEW = (
         OperationRow.lease_expires >= bindparam("moment"),
     )
     .values(lease_expires=bindparam("expires"), updated=bindparam("moment"))
-    .execution_options(synchronize_session=False)
 )
 
 
 def _record_step_statement(insert: Any) -> Any:
     """Upsert of one journal entry: a re-run replaces the result and keeps the first completion time."""
-    statement = insert(OperationStepRow).values(
+    statement = insert(table(OperationStepRow)).values(
         operation_id=bindparam("operation_id"),
         step=bindparam("step"),
         result=bindparam("result"),
@@ -293,15 +267,51 @@ def _record_step_statement(insert: Any) -> Any:
 _RECORD_STEP = (_record_step_statement(sqlite.insert), _record_step_statement(postgresql.insert))
 
 
-def _claimable(moment: float) -> ColumnElement[bool]:
-    return and_(
-        OperationRow.state.in_(sorted(ACTIVE_STATES)),
-        OperationRow.not_before <= moment,
-        or_(OperationRow.lease_expires.is_(None), OperationRow.lease_expires < moment),
+_OPS = table(OperationRow)
+_STEP_ROWS = table(OperationStepRow)
+# Due and not leased at `moment`.
+_CLAIMABLE = and_(
+    _OPS.c.state.in_(sorted(ACTIVE_STATES)),
+    _OPS.c.not_before <= bindparam("moment"),
+    or_(_OPS.c.lease_expires.is_(None), _OPS.c.lease_expires < bindparam("moment")),
+)
+# Lease one due operation; RETURNING gives the claimed row (SQLite >= 3.35 and PostgreSQL).
+_CLAIM = (
+    update(_OPS)
+    .where(_OPS.c.id == bindparam("op_id"), _CLAIMABLE)
+    .values(
+        state=OperationState.RUNNING.value,
+        attempts=_OPS.c.attempts + 1,
+        lease_owner=bindparam("worker_id"),
+        lease_expires=bindparam("expires"),
+        updated=bindparam("moment"),
     )
+    .returning(*_OPS.c)
+)
+_STEPS = select(_STEP_ROWS.c.step, _STEP_ROWS.c.result).where(_STEP_ROWS.c.operation_id == bindparam("op_id"))
+_COMPLETE = (
+    update(_OPS)
+    .where(
+        _OPS.c.id == bindparam("op_id"),
+        _OPS.c.lease_owner == bindparam("worker_id"),
+        _OPS.c.state == OperationState.RUNNING.value,
+    )
+    .values(state=OperationState.DONE.value, lease_expires=None, updated=bindparam("moment"))
+)
 
 
-def _operation(row: OperationRow) -> Operation:
+@functools.cache
+def _candidates(only: tuple[str, ...] | None, skip: tuple[str, ...]) -> Select[tuple[str]]:
+    """The ids of due operations a worker of this lane may claim, oldest first (one statement per lane)."""
+    query = select(_OPS.c.id).where(_CLAIMABLE)
+    if only is not None:
+        query = query.where(_OPS.c.kind.in_(only))
+    if skip:
+        query = query.where(_OPS.c.kind.not_in(skip))
+    return query.order_by(_OPS.c.not_before, _OPS.c.created, _OPS.c.id).limit(_CLAIM_CANDIDATES)
+
+
+def _operation(row: OperationRow | Row[Any]) -> Operation:
     return Operation(
         id=row.id,
         kind=row.kind,

@@ -13,17 +13,46 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
 from reddwarf.store.clock import new_id, now
-from reddwarf.store.repositories.addresses import AddressRepository
-from reddwarf.store.repositories.secrets import ADMIN_SECRET, SecretRepository
-from reddwarf.store.rows import rowcount
-from reddwarf.store.tables import PoolSlotRow
+from reddwarf.store.repositories.secrets import ADMIN_SECRET
+from reddwarf.store.rows import rowcount, table
+from reddwarf.store.tables import AddressRow, PoolSlotRow, SecretRow
 
 log = logging.getLogger(__name__)
+
+# The statements of `take`, on the path of every create: built once, run with bound parameters.
+_SLOTS, _ADDRESSES, _SECRETS = table(PoolSlotRow), table(AddressRow), table(SecretRow)
+_READY_IDS = (
+    select(_SLOTS.c.id)
+    .where(
+        _SLOTS.c.datastore == bindparam("datastore"),
+        _SLOTS.c.version == bindparam("version"),
+        _SLOTS.c.flavor_id == bindparam("flavor_id"),
+        _SLOTS.c.volume_gb == bindparam("volume_gb"),
+        _SLOTS.c.state == SlotState.READY.value,
+    )
+    .order_by(_SLOTS.c.created, _SLOTS.c.id)
+    .limit(5)
+)
+_DELETE_IF_READY = delete(_SLOTS).where(_SLOTS.c.id == bindparam("slot_id"), _SLOTS.c.state == SlotState.READY.value)
+_MOVE_ADDRESS = (
+    update(_ADDRESSES)
+    .where(_ADDRESSES.c.instance_id == bindparam("from_id"))
+    .values(instance_id=bindparam("to_id"))
+    .returning(_ADDRESSES.c.address, _ADDRESSES.c.port)
+)
+_DROP_SECRET = delete(_SECRETS).where(
+    _SECRETS.c.owner_id == bindparam("owner_id"), _SECRETS.c.name == bindparam("name_")
+)
+_MOVE_SECRET = (
+    update(_SECRETS)
+    .where(_SECRETS.c.owner_id == bindparam("from_id"), _SECRETS.c.name == bindparam("name_"))
+    .values(owner_id=bindparam("to_id"), updated=bindparam("moment"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +65,8 @@ class Taken:
 
 
 class PoolRepository:
-    def __init__(self, session: Session, addresses: AddressRepository, secrets: SecretRepository) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
-        self._addresses = addresses
-        self._secrets = secrets
 
     def serialise(self) -> None:
         """Hold the pool's lock until the unit of work ends, so that two workers comparing the pool with its
@@ -102,48 +129,35 @@ class PoolRepository:
         for slot_id in self._ready_ids(profile):
             if not self._delete_if_ready(slot_id):
                 continue  # another create took it first
-            if self._addresses.get(slot_id) is None or ADMIN_SECRET not in self._secrets.names(slot_id):
-                log.error("warm-pool slot %s was ready without an address or an admin password", slot_id)
-                timestamp = now()
-                self._session.add(
-                    PoolSlotRow(
-                        id=slot_id, datastore=profile.datastore, version=profile.version,
-                        flavor_id=profile.flavor_id, volume_gb=profile.volume_gb, state=SlotState.FAILED.value,
-                        error="it was ready without an address or an admin password", fingerprint="",
-                        created=timestamp, updated=timestamp,
-                    )
+            pair = self._session.execute(_MOVE_ADDRESS, {"from_id": slot_id, "to_id": instance_id}).first()
+            if pair is not None:
+                self._session.execute(_DROP_SECRET, {"owner_id": instance_id, "name_": ADMIN_SECRET})
+                moved = self._session.execute(
+                    _MOVE_SECRET, {"from_id": slot_id, "to_id": instance_id, "name_": ADMIN_SECRET, "moment": now()}
                 )
-                self._session.flush()
-                continue
-            self._secrets.delete(instance_id, ADMIN_SECRET)
-            self._secrets.transfer(slot_id, instance_id, ADMIN_SECRET)
-            pair = self._addresses.transfer(slot_id, instance_id)
-            if pair is None:  # read above in this transaction, after winning the row
-                raise RuntimeError(f"warm-pool slot {slot_id} lost its address while it was handed over")
-            return Taken(slot_id, pair[0], pair[1])
+                if rowcount(moved) == 1:
+                    return Taken(slot_id, pair.address, pair.port)
+                self._session.execute(_MOVE_ADDRESS, {"from_id": instance_id, "to_id": slot_id})
+            log.error("warm-pool slot %s was ready without an address or an admin password", slot_id)
+            timestamp = now()
+            self._session.add(
+                PoolSlotRow(
+                    id=slot_id, datastore=profile.datastore, version=profile.version,
+                    flavor_id=profile.flavor_id, volume_gb=profile.volume_gb, state=SlotState.FAILED.value,
+                    error="it was ready without an address or an admin password", fingerprint="",
+                    created=timestamp, updated=timestamp,
+                )
+            )
+            self._session.flush()
         return None
 
     def _ready_ids(self, profile: PoolProfile) -> builtins.list[str]:
-        return list(
-            self._session.scalars(
-                select(PoolSlotRow.id)
-                .where(
-                    PoolSlotRow.datastore == profile.datastore,
-                    PoolSlotRow.version == profile.version,
-                    PoolSlotRow.flavor_id == profile.flavor_id,
-                    PoolSlotRow.volume_gb == profile.volume_gb,
-                    PoolSlotRow.state == SlotState.READY.value,
-                )
-                .order_by(PoolSlotRow.created, PoolSlotRow.id)
-                .limit(5)
-            )
-        )
+        parameters = {"datastore": profile.datastore, "version": profile.version, "flavor_id": profile.flavor_id,
+                      "volume_gb": profile.volume_gb}
+        return list(self._session.scalars(_READY_IDS, parameters))
 
     def _delete_if_ready(self, slot_id: str) -> bool:
-        taken = self._session.execute(
-            delete(PoolSlotRow).where(PoolSlotRow.id == slot_id, PoolSlotRow.state == SlotState.READY.value)
-        )
-        return rowcount(taken) == 1
+        return rowcount(self._session.execute(_DELETE_IF_READY, {"slot_id": slot_id})) == 1
 
     def remove(self, slot_id: str) -> None:
         self._session.execute(delete(PoolSlotRow).where(PoolSlotRow.id == slot_id))

@@ -6,17 +6,23 @@ Instance admin passwords live under (instance id, "admin"); tenant user password
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Insert, bindparam, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.secret import Secret
 from reddwarf.store.clock import now
+from reddwarf.store.rows import table
 from reddwarf.store.secrets import SecretCipher
 from reddwarf.store.tables import SecretRow
 
 ADMIN_SECRET: str = "admin"
+_SECRETS = table(SecretRow)
+_OF_OWNER = select(_SECRETS.c.name, _SECRETS.c.ciphertext).where(_SECRETS.c.owner_id == bindparam("owner_id"))
 
 
 def user_secret_name(user: str, host: str | None = None) -> str:
@@ -25,24 +31,27 @@ def user_secret_name(user: str, host: str | None = None) -> str:
     return f"user:{user}" if host is None else f"user:{user}@{host}"
 
 
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (owner_id, name) DO UPDATE, built once per dialect (SQLite or PostgreSQL)."""
+    statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_SECRETS)
+    return statement.on_conflict_do_update(
+        index_elements=[_SECRETS.c.owner_id, _SECRETS.c.name],
+        set_={"ciphertext": statement.excluded.ciphertext, "updated": statement.excluded.updated},
+    )
+
+
 class SecretRepository:
     def __init__(self, session: Session, cipher: SecretCipher) -> None:
         self._session = session
         self._cipher = cipher
 
     def put(self, owner_id: str, name: str, value: Secret) -> None:
-        """Insert or replace the secret `name` of `owner_id`."""
-        ciphertext = self._cipher.encrypt(value)
+        """Insert or replace the secret `name` of `owner_id` (one statement: an upsert on the primary key)."""
         timestamp = now()
-        row = self._session.get(SecretRow, (owner_id, name))
-        if row is None:
-            self._session.add(
-                SecretRow(owner_id=owner_id, name=name, ciphertext=ciphertext, created=timestamp, updated=timestamp)
-            )
-        else:
-            row.ciphertext = ciphertext
-            row.updated = timestamp
-        self._session.flush()
+        values = {"owner_id": owner_id, "name": name, "ciphertext": self._cipher.encrypt(value),
+                  "created": timestamp, "updated": timestamp}
+        self._session.execute(_upsert(self._session.get_bind().dialect.name), values)
 
     def get(self, owner_id: str, name: str) -> Secret | None:
         row = self._session.get(SecretRow, (owner_id, name))
@@ -60,22 +69,20 @@ class SecretRepository:
             found.setdefault(row.owner_id, {})[row.name] = self._cipher.decrypt(row.ciphertext)
         return found
 
+    def of_owner(self, owner_id: str, prefix: str = "") -> dict[str, Secret]:
+        """Every secret of `owner_id` whose name starts with `prefix`: name -> value."""
+        return {
+            name: self._cipher.decrypt(ciphertext)
+            for name, ciphertext in self._session.execute(_OF_OWNER, {"owner_id": owner_id})
+            if name.startswith(prefix)
+        }
+
     def names(self, owner_id: str) -> list[str]:
         query = select(SecretRow.name).where(SecretRow.owner_id == owner_id).order_by(SecretRow.name)
         return list(self._session.scalars(query))
 
     def delete(self, owner_id: str, name: str) -> bool:
         result = self._session.execute(delete(SecretRow).where(SecretRow.owner_id == owner_id, SecretRow.name == name))
-        return bool(getattr(result, "rowcount", 0))
-
-    def transfer(self, from_owner: str, to_owner: str, name: str) -> bool:
-        """Move the secret `name` of `from_owner` to `to_owner` (a warm-pool slot's admin password goes to
-        the instance that claimed the slot); False if there was none."""
-        result = self._session.execute(
-            update(SecretRow)
-            .where(SecretRow.owner_id == from_owner, SecretRow.name == name)
-            .values(owner_id=to_owner, updated=now())
-        )
         return bool(getattr(result, "rowcount", 0))
 
     def delete_owner(self, owner_id: str) -> None:

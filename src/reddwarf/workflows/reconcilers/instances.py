@@ -73,7 +73,7 @@ def tenant_probe(deps: ReconcilerDeps, instance: Instance, placement: Placement)
 
 class CreateInstance:
     """BUILD -> a warm-pool server, or (none ready) allocate an address -> prepare -> initialise; then start
-    -> bootstrap -> root -> verify -> ACTIVE/HEALTHY."""
+    (a cold server, or a retry) -> bootstrap -> root -> verify -> ACTIVE/HEALTHY."""
 
     def __init__(self, deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> None:
         self.deps = deps
@@ -81,7 +81,11 @@ class CreateInstance:
 
     def run(self, ctx: OperationContext) -> None:
         deps = self.deps
-        instance = _load(deps, ctx.resource_id)
+        with deps.db.unit_of_work(write=False) as uow:
+            found = uow.instances.get_with_secrets(ctx.resource_id)
+        if found is None:
+            raise PermanentError(f"Instance {ctx.resource_id} no longer exists.")
+        instance, owned = found
         if instance.deleting:
             return
         engine = deps.engine(instance)
@@ -94,6 +98,9 @@ class CreateInstance:
         # None was ready then: one may be now. A create that started cold (its address is journaled) stays cold.
         elif "allocate_address" not in ctx.journal and (self.pool.covers(instance.spec) or "claim" in ctx.journal):
             warm = ctx.step("claim", lambda: pool.claim(deps, instance))
+            if warm:  # the slot's admin password moved to the instance after `owned` was read
+                with deps.db.unit_of_work(write=False) as uow:
+                    owned = {**owned, **uow.secrets.get_many([instance.id]).get(instance.id, {})}
         if warm:
             instance.workload_id = str(warm["slot"])
             endpoint = warm
@@ -105,12 +112,15 @@ class CreateInstance:
         if not warm:
             ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
             ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
-        with deps.db.unit_of_work(write=False) as uow:  # after the claim: the admin password may be the slot's
-            admin = uow.secrets.get(instance.id, ADMIN_SECRET)
-            root_pending = ROOT_SECRET in uow.secrets.names(instance.id)
+        admin = owned.get(ADMIN_SECRET)
+        root_pending = ROOT_SECRET in owned
         if admin is None:
             raise PermanentError("The instance's admin credential is missing.")
-        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement, admin))
+        # A warm-pool server was answering when its build ended and the keeper checks it every health
+        # interval, so the first attempt goes straight to bootstrap: a server that died meanwhile makes
+        # bootstrap fail with a temporary error, and the retry starts it first.
+        if not warm or ctx.op.attempts > 1 or "start" in ctx.journal:
+            ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement, admin))
         ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
         # Root on create: only when the create stored a root password (`Settings.root_on_create`); the step
         # forgets it once root is enabled, so a re-run after that finds nothing to do.
