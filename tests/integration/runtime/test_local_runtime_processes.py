@@ -220,6 +220,11 @@ def test_addresses_are_never_shared_and_held_pairs_are_not_bindable(instances: I
         held = wildcard.getsockname()[1]
         assert not runtime.bindable("127.0.77.200", held)
     assert runtime.bindable("127.0.77.200", held)
+    with socket.socket(socket.AF_INET6) as dual_stack:  # [::] without IPV6_V6ONLY holds IPv4 too
+        dual_stack.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        dual_stack.bind(("::", 0))
+        dual_stack.listen()
+        assert not runtime.bindable("127.0.77.200", dual_stack.getsockname()[1])
 
 
 def test_a_bad_workload_fails_permanently_with_a_clear_message(instances: Instances, port: int) -> None:

@@ -8,12 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from reddwarf.runtimes.local.addresses import (
-    blocked_by_listener,
-    parse_listeners,
-    pool_candidates,
-    routable_candidates,
-)
+from reddwarf.runtimes.local.addresses import pool_candidates, routable_candidates
 from reddwarf.runtimes.local.paths import instance_key, layout
 from reddwarf.runtimes.local.processes import ServerRecord, parse_boot_time, parse_real_uid, parse_stat
 from reddwarf.runtimes.local.settings import MAX_SOCKET_PATH, LocalRuntimeSettings
@@ -76,32 +71,6 @@ def test_pool_candidates_are_the_usable_hosts_in_order() -> None:
         ("192.0.2.10", 7001),
         ("192.0.2.10", 7002),
     ]
-
-
-PROC_NET_TCP = """\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
-   1: 0501007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1
-   2: 0100007F:9C40 0100007F:0CEA 01 00000000:00000000 00:00000000 00000000     0        0 3 1
-"""
-PROC_NET_TCP6 = """\
-  sl  local_address                         remote_address                        st
-   0: 00000000000000000000000000000000:18EB 00000000000000000000000000000000:0000 0A
-   1: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A
-"""
-
-
-def test_listeners_are_parsed_from_proc_net() -> None:
-    assert parse_listeners(PROC_NET_TCP) == {("0.0.0.0", 5432), ("127.0.1.5", 3306)}
-    assert parse_listeners(PROC_NET_TCP6, ipv6=True) == {("::", 6379), ("::1", 8080)}
-
-
-def test_a_wildcard_listener_blocks_every_address_on_its_port() -> None:
-    listening = {("0.0.0.0", 5432), ("127.0.1.5", 3306)}
-    assert blocked_by_listener("127.0.1.9", 5432, listening)
-    assert blocked_by_listener("127.0.1.5", 3306, listening)
-    assert not blocked_by_listener("127.0.1.6", 3306, listening)
-    assert blocked_by_listener("127.0.1.6", 6379, {("::", 6379)})
 
 
 def test_proc_stat_parsing_survives_odd_command_names() -> None:
