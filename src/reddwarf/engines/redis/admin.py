@@ -169,15 +169,32 @@ def save_acl(client: redis.Redis) -> None:
 
 
 def bootstrap(spec: InstanceSpec, where: Target) -> None:
-    """Create the spec's users as ACL users and persist them with ACL SAVE; idempotent.
+    """Make the spec's users ACL users and persist them with ACL SAVE; idempotent.
 
-    ACL SAVE runs whenever the spec has users, even if none changed: a worker may have died between an
-    earlier SETUSER and its SAVE, and saving the same users again writes the same file.
+    One round trip after the login: every `ACL SETUSER` (each starts with `reset`, so it sets the user to
+    exactly the spec whatever it was) and the `ACL SAVE` go in one pipeline. SAVE runs even when nothing
+    changed: a worker may have died between an earlier SETUSER and its SAVE, and the file it writes is
+    the same.
     """
     if not spec.users:
         return
+    digests = {user.name: config.password_hash(user.password.reveal()) for user in spec.users}
     with session(where) as client:
-        changed = [user.name for user in spec.users if ensure_user(client, user)]
-        save_acl(client)
-    if changed:
-        logger.info("saved redis ACL file with new or updated users %s", changed)
+        pipe = client.pipeline(transaction=False)
+        queue = cast(Callable[..., object], pipe.execute_command)  # redis-py leaves it untyped
+        for user in spec.users:
+            queue("ACL", "SETUSER", user.name, *config.user_rules(digests[user.name], config.TENANT_COMMANDS))
+        queue("ACL", "SAVE")
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise TemporaryError(f"Redis at {where.address}:{where.port} went away during bootstrap: {exc}") from exc
+    for user, reply in zip(spec.users, replies, strict=False):
+        if isinstance(reply, redis.RedisError):
+            message = masked(str(reply), digests[user.name])
+            if retryable(reply):
+                raise TemporaryError(f"Redis could not set up user {user.name!r} for now: {message}")
+            raise PermanentError(f"Redis refused to create user {user.name!r}: {message}")
+    if isinstance(replies[-1], redis.RedisError):
+        raise TemporaryError(f"Redis could not save its ACL file: {replies[-1]}", delay=5.0)
+    logger.info("redis ACL users %s set up and saved", [user.name for user in spec.users])
