@@ -146,6 +146,7 @@ class Components:
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
+    _pool_wake: threading.Event = field(default_factory=threading.Event)
 
     def service_context(self) -> ServiceContext:
         return ServiceContext(
@@ -165,7 +166,9 @@ class Components:
 
     def start_workers(self, count: int) -> None:
         """`count` worker threads (and the warm pool's own lane when the pool is on)."""
-        workers = build_workers(self.reconciler_deps(), self.settings, count, wake=self._wake)
+        workers = build_workers(
+            self.reconciler_deps(), self.settings, count, wake=self._wake, pool_wake=self._pool_wake
+        )
         for n, worker in enumerate(workers):
             name = "pool-worker" if worker.only_kinds else f"worker-{n}"
             thread = threading.Thread(target=worker.run, args=(self._stop,), name=name, daemon=True)
@@ -175,6 +178,7 @@ class Components:
     def stop_workers(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._pool_wake.set()
         for thread in self._threads:
             thread.join(timeout=60)
         self._threads.clear()

@@ -26,9 +26,14 @@ def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[
 
 
 def build_workers(
-    deps: ReconcilerDeps, settings: Settings, count: int, *, wake: threading.Event | None = None
+    deps: ReconcilerDeps, settings: Settings, count: int, *, wake: threading.Event | None = None,
+    pool_wake: threading.Event | None = None,
 ) -> list[Worker]:
-    """`count` workers, plus the warm pool's own lane when the pool is on (none at all for `count` 0)."""
+    """`count` workers, plus the warm pool's own lane when the pool is on (none at all for `count` 0).
+
+    `wake` is set by whoever enqueues tenant work in this process; the pool's lane waits on `pool_wake`
+    instead (set only at shutdown: its work comes from its own keeper), so that a tenant's create does not
+    also wake it into a claim that competes with the create's worker for the store's write lock."""
     if count <= 0:
         return []
     health = Periodic("health", settings.health_interval, HealthSweep(deps))
@@ -40,7 +45,7 @@ def build_workers(
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
         return [_worker(deps, settings, (health, keeper), wake=wake) for _ in range(count)]
     tenants = [_worker(deps, settings, (health,), wake=wake, skip_kinds=POOL_KINDS) for _ in range(count)]
-    return [*tenants, _worker(deps, settings, (keeper,), wake=wake, only_kinds=POOL_KINDS)]
+    return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]
 
 
 def _worker(
