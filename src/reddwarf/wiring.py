@@ -33,6 +33,7 @@ from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
+from reddwarf.store.secrets import KeyFileError
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.worker import build_workers
 
@@ -184,11 +185,18 @@ class Components:
         self._threads.clear()
 
 
+class StartupRefused(Exception):
+    """The control plane must not start on this host as it is set up; the message says why and what to do."""
+
+
 def build(settings: Settings) -> Components:
     classification.ledger_for(settings)  # a malformed ledger stops the start, naming the file and line
+    try:
+        database = open_database(settings)
+    except KeyFileError as exc:
+        raise StartupRefused(str(exc)) from None
     return Components(
-        settings=settings, db=open_database(settings), engines=engines(), runtime=runtime(settings),
-        flavors=flavors(settings),
+        settings=settings, db=database, engines=engines(), runtime=runtime(settings), flavors=flavors(settings),
     )
 
 
@@ -197,6 +205,11 @@ def running(settings: Settings, *, workers: int | None = None) -> Iterator[Compo
     """Components with the store migrated and embedded workers running; stops them on exit."""
     components = build(settings)
     components.db.upgrade()
+    try:
+        components.db.verify_key()
+    except KeyFileError as exc:
+        components.db.dispose()
+        raise StartupRefused(str(exc)) from None
     components.start_workers(settings.embedded_workers if workers is None else workers)
     try:
         yield components

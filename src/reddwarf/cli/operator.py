@@ -17,6 +17,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,6 +63,16 @@ def load_settings(state_dir: Path | None = None, **overrides: object) -> Setting
     return Settings(**values)  # type: ignore[arg-type]
 
 
+@contextmanager
+def refusals() -> Iterator[None]:
+    """A start the control plane refuses (e.g. the wrong secrets key for this store): its message, exit 1."""
+    try:
+        yield
+    except wiring.StartupRefused as exc:
+        err.print(f"reddwarf: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
 def server(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 8779, Trove's).")] = None,
@@ -71,7 +83,7 @@ def server(
     """Run the API with embedded workers on the embedded defaults (SQLite, local runtime)."""
     logs.configure(log_level)
     settings = load_settings(state_dir, host=host, port=port, embedded_workers=workers)
-    with wiring.running(settings) as components:
+    with refusals(), wiring.running(settings) as components:
         boot = ensure_bootstrap(components.db, settings)
         err.print(f"Reddwarf API on http://{settings.host}:{settings.port}/v1.0/{boot.project_id}")
         err.print(f"Admin project: {boot.project_id}")
@@ -91,7 +103,7 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with wiring.running(settings, workers=threads):
+    with refusals(), wiring.running(settings, workers=threads):
         err.print(f"{threads} worker(s) running; Ctrl-C to stop")
         while not stop.wait(1.0):
             pass

@@ -24,14 +24,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from reddwarf.store.secrets import SecretCipher
+from reddwarf.store.secrets import KeyFileError, SecretCipher, SecretDecryptionError
 from reddwarf.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -57,38 +57,38 @@ class Database:
 
     @classmethod
     def from_url(cls, url: str, *, key_file: Path) -> Database:
-        """Open the store at `url` (`sqlite:////abs/path.db`, `sqlite://` in memory, `postgresql+psycopg://`)."""
-        parsed = make_url(url)
-        backend = parsed.get_backend_name()
-        cipher = SecretCipher(key_file)
-        if backend == "sqlite":
-            if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
-                raise ValueError(f"unsupported SQLite driver {parsed.drivername!r}: use sqlite:///path")
-            database = parsed.database or ""
-            if database in ("", ":memory:"):
-                # One shared connection, for tests and one-shot tools; never for several processes.
-                engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-                _install_sqlite_hooks(engine, wal=False)
-                return cls(engine, cipher, sqlite_path=None)
-            path = Path(database)
-            if not path.is_absolute():
-                raise ValueError("the SQLite path must be absolute: sqlite:////abs/path/reddwarf.db")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(
-                parsed.set(drivername="sqlite+pysqlite"),
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        """Open the store at `url` (`sqlite:////abs/path.db`, `sqlite://` in memory, `postgresql+psycopg://`).
+
+        The secrets' key file is created when missing, unless the store already holds secrets: then they
+        were encrypted with a key this host does not have, and a new one would only make them unreadable
+        (`KeyFileError`, naming the file to copy)."""
+        engine, sqlite_path = _engine_for(url)
+        if not key_file.exists() and _holds_secrets(engine):
+            engine.dispose()
+            raise KeyFileError(
+                f"the secrets' key file {key_file} is missing, but the metadata store "
+                f"{engine.url.render_as_string(hide_password=True)} already holds secrets encrypted with a key: "
+                f"copy the deployment's key file to {key_file} (mode 0600). Every host sharing a store needs "
+                "the same key file."
             )
-            _install_sqlite_hooks(engine, wal=True)
-            return cls(engine, cipher, sqlite_path=path)
-        if backend == "postgresql":
-            if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
-                raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql+psycopg://")
-            engine = create_engine(
-                parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10
-            )
-            _install_postgresql_hooks(engine)
-            return cls(engine, cipher, sqlite_path=None)
-        raise ValueError(f"unsupported metadata store {backend!r}: use sqlite or postgresql+psycopg")
+        return cls(engine, SecretCipher(key_file), sqlite_path=sqlite_path)
+
+    def verify_key(self) -> None:
+        """Refuse to start (`KeyFileError`) when the store holds secrets that the key file cannot decrypt: a
+        host given the wrong key file would otherwise answer 503 on every request that needs a password."""
+        with self._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: False})
+            ciphertext = connection.execute(text("SELECT ciphertext FROM secrets LIMIT 1")).scalar()
+            connection.rollback()
+        if ciphertext is None:
+            return
+        try:
+            self._cipher.decrypt(str(ciphertext))
+        except SecretDecryptionError:
+            raise KeyFileError(
+                f"the keys in {self._cipher.key_file} cannot decrypt the secrets in the metadata store {self.url}: "
+                "install the deployment's key file (every host sharing a store needs the same one)."
+            ) from None
 
     @property
     def dialect(self) -> str:
@@ -186,6 +186,51 @@ class Database:
         config.set_main_option("path_separator", "os")
         config.attributes["connection"] = connection
         return config
+
+
+def _engine_for(url: str) -> tuple[Engine, Path | None]:
+    """The SQLAlchemy engine for `url`, with Reddwarf's connection hooks, and the SQLite file if any."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise ValueError(f"unsupported SQLite driver {parsed.drivername!r}: use sqlite:///path")
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            # One shared connection, for tests and one-shot tools; never for several processes.
+            engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+            _install_sqlite_hooks(engine, wal=False)
+            return engine, None
+        path = Path(database)
+        if not path.is_absolute():
+            raise ValueError("the SQLite path must be absolute: sqlite:////abs/path/reddwarf.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed.set(drivername="sqlite+pysqlite"),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        _install_sqlite_hooks(engine, wal=True)
+        return engine, path
+    if backend == "postgresql":
+        if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
+            raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql+psycopg://")
+        engine = create_engine(
+            parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10
+        )
+        _install_postgresql_hooks(engine)
+        return engine, None
+    raise ValueError(f"unsupported metadata store {backend!r}: use sqlite or postgresql+psycopg")
+
+
+def _holds_secrets(engine: Engine) -> bool:
+    """Does the store already hold a secret? (False for a new store, before its first migration.)"""
+    with engine.connect() as connection:
+        connection.execution_options(**{_WRITE_OPTION: False})
+        if not inspect(connection).has_table("secrets"):
+            return False
+        found = connection.execute(text("SELECT 1 FROM secrets LIMIT 1")).first() is not None
+        connection.rollback()
+        return found
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""The Fernet key file: created 0600 once, refused when others can read it, rotation keeps old secrets."""
+"""The Fernet key file: created 0600 once, refused when others can read it, rotation keeps old secrets,
+and never replaced by a key of a host's own when the store already holds secrets."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from typer.testing import CliRunner
 
+from reddwarf.cli.main import app
 from reddwarf.domain.secret import Secret
+from reddwarf.store.database import Database
 from reddwarf.store.secrets import KeyFileError, SecretCipher, SecretDecryptionError
 
 
@@ -57,3 +61,59 @@ def test_a_wrong_key_gives_a_clear_error(tmp_path: Path) -> None:
         SecretCipher(tmp_path / "b.key").decrypt(token)
     assert raised.value.status == 503
     assert str(tmp_path) not in raised.value.message, "tenants may read it: no host path"
+
+
+def store_with_a_secret(tmp_path: Path, key_file: Path) -> str:
+    """A SQLite store (at its newest schema) holding one secret encrypted with `key_file`'s key; its URL."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    db = Database.from_url(url, key_file=key_file)
+    db.upgrade()
+    with db.unit_of_work() as uow:
+        uow.secrets.put("instance-1", "admin", Secret("pa55word"))
+    db.dispose()
+    return url
+
+
+def test_a_new_store_gets_a_key_and_starts(tmp_path: Path) -> None:
+    key_file = tmp_path / "host" / "secret.key"
+    db = Database.from_url(f"sqlite:///{tmp_path / 'new.db'}", key_file=key_file)
+    db.upgrade()
+    db.verify_key()  # nothing stored yet
+    with db.unit_of_work() as uow:
+        uow.secrets.put("instance-1", "admin", Secret("pa55word"))
+    db.verify_key()
+    db.dispose()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_a_host_without_the_key_file_refuses_a_store_that_holds_secrets(tmp_path: Path) -> None:
+    url = store_with_a_secret(tmp_path, tmp_path / "host-a" / "secret.key")
+    missing = tmp_path / "host-b" / "secret.key"
+    with pytest.raises(KeyFileError, match="copy the deployment's key file") as raised:
+        Database.from_url(url, key_file=missing)
+    assert str(missing) in str(raised.value)
+    assert not missing.exists(), "a key of its own would make the stored secrets unreadable on this host"
+
+
+def test_a_host_with_another_key_refuses_to_start(tmp_path: Path) -> None:
+    url = store_with_a_secret(tmp_path, tmp_path / "host-a" / "secret.key")
+    other = tmp_path / "host-b" / "secret.key"
+    SecretCipher(other)  # a key file of its own, e.g. generated before it was pointed at the shared store
+    db = Database.from_url(url, key_file=other)
+    db.upgrade()
+    with pytest.raises(KeyFileError, match="cannot decrypt the secrets") as raised:
+        db.verify_key()
+    db.dispose()
+    assert str(other) in str(raised.value)
+    assert "pa55word" not in str(raised.value)
+
+
+def test_the_server_refuses_to_start_with_another_key_and_says_why(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store_with_a_secret(tmp_path, state / "secret.key")
+    (tmp_path / "shared.db").rename(state / "reddwarf.db")
+    (state / "secret.key").write_text(Fernet.generate_key().decode() + "\n")
+    result = CliRunner().invoke(app, ["worker", "--state-dir", str(state)])
+    assert result.exit_code == 1, result.output
+    assert "cannot decrypt the secrets" in result.output
+    assert "Traceback" not in result.output
