@@ -82,6 +82,28 @@ def test_take_hands_the_slot_its_address_and_admin_password_to_the_instance(db: 
         assert (left.id, left.state) == (broken[0], SlotState.FAILED) and "admin password" in left.error
 
 
+def test_a_damaged_slot_leaves_a_late_claims_instance_as_it_was(db: Database) -> None:
+    """The worker's late claim: the instance already has its own admin password; a ready slot without one
+    (a damaged store) must not cost it that password, nor keep the slot's address."""
+    (no_password,), (no_address,) = add_ready(db), add_ready(db)
+    spec = InstanceSpec(name="db1", flavor_id="1", volume_size_gb=1, datastore="postgresql", datastore_version="15")
+    with db.unit_of_work() as uow:
+        uow.addresses.claim(no_password, "127.0.1.6", 5432)
+        uow.secrets.put(no_address, "admin", Secret("slot-password"))
+        uow.instances.add(Instance(id="i1", project_id="p1", spec=spec, status=InstanceStatus.BUILD))
+        uow.secrets.put("i1", "admin", Secret("own-password"))
+    with db.unit_of_work() as uow:
+        assert uow.pool.take(PG15, "i1") is None
+    with db.unit_of_work(write=False) as uow:
+        assert uow.secrets.get("i1", "admin") == Secret("own-password")
+        assert uow.addresses.get("i1") is None
+        assert uow.addresses.get(no_password) == ("127.0.1.6", 5432)  # the keeper's destroy releases it
+        assert uow.secrets.get(no_address, "admin") == Secret("slot-password")
+        assert {(slot.id, slot.state) for slot in uow.pool.list()} == {
+            (no_password, SlotState.FAILED), (no_address, SlotState.FAILED)
+        }
+
+
 def test_an_instance_made_cold_has_its_own_id_as_runtime_id(db: Database) -> None:
     spec = InstanceSpec(name="db1", flavor_id="1", volume_size_gb=1, datastore="redis", datastore_version="7.0")
     with db.unit_of_work() as uow:

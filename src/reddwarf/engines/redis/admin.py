@@ -176,10 +176,12 @@ def bootstrap(spec: InstanceSpec, where: Target) -> None:
     changed: a worker may have died between an earlier SETUSER and its SAVE, and the file it writes is
     the same.
     """
-    if not spec.users:
-        return
     digests = {user.name: config.password_hash(user.password.reveal()) for user in spec.users}
+    # Connects even without users: a server that is gone fails here, with a temporary error (a create that
+    # took a warm-pool server relies on it: its first attempt skips `start`).
     with session(where) as client:
+        if not spec.users:
+            return
         pipe = client.pipeline(transaction=False)
         queue = cast(Callable[..., object], pipe.execute_command)  # redis-py leaves it untyped
         for user in spec.users:
@@ -190,10 +192,8 @@ def bootstrap(spec: InstanceSpec, where: Target) -> None:
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise TemporaryError(f"Redis at {where.address}:{where.port} went away during bootstrap: {exc}") from exc
     for user, reply in zip(spec.users, replies, strict=False):
-        if isinstance(reply, redis.RedisError):
+        if isinstance(reply, redis.RedisError):  # an error reply: Redis refused this user's rules
             message = masked(str(reply), digests[user.name])
-            if retryable(reply):
-                raise TemporaryError(f"Redis could not set up user {user.name!r} for now: {message}")
             raise PermanentError(f"Redis refused to create user {user.name!r}: {message}")
     if isinstance(replies[-1], redis.RedisError):
         raise TemporaryError(f"Redis could not save its ACL file: {replies[-1]}", delay=5.0)

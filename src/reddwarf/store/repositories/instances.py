@@ -29,7 +29,8 @@ _USER_PREFIX = user_secret_name("")
 _INSTANCES = table(InstanceRow)
 _INSERT = insert(_INSTANCES)
 _BY_ID = select(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance_id"))
-# SET takes the columns named by the parameters (everything but "instance_id_").
+# SET takes the columns named by the parameters (everything but "instance_id_"). A Core UPDATE: it does not
+# refresh an InstanceRow loaded earlier in the same unit of work (no method here keeps one across it).
 _UPDATE_BY_ID = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance_id_"))
 
 
@@ -39,7 +40,8 @@ class InstanceRepository:
         self._secrets = secrets
 
     def add(self, instance: Instance) -> None:
-        """Record a new instance; `created`/`updated` default to now when the instance leaves them at 0."""
+        """Record a new instance (its id must be new: a duplicate is an IntegrityError); `created`/`updated`
+        default to now when the instance leaves them at 0."""
         timestamp = now()
         created = instance.created or timestamp
         values = dict(
@@ -64,7 +66,7 @@ class InstanceRepository:
             updated=instance.updated or created,
             workload_id=instance.workload_id,
         )
-        self._session.execute(_INSERT, values)  # ids are fresh uuid4s: a duplicate is an IntegrityError
+        self._session.execute(_INSERT, values)
         for user in instance.spec.users:
             self._secrets.put(instance.id, user_secret_name(user.name, user.host), user.password)
 

@@ -45,6 +45,9 @@ _MOVE_ADDRESS = (
     .values(instance_id=bindparam("to_id"))
     .returning(_ADDRESSES.c.address, _ADDRESSES.c.port)
 )
+_HAS_SECRET = select(_SECRETS.c.name).where(
+    _SECRETS.c.owner_id == bindparam("owner_id"), _SECRETS.c.name == bindparam("name_")
+)
 _DROP_SECRET = delete(_SECRETS).where(
     _SECRETS.c.owner_id == bindparam("owner_id"), _SECRETS.c.name == bindparam("name_")
 )
@@ -129,15 +132,18 @@ class PoolRepository:
         for slot_id in self._ready_ids(profile):
             if not self._delete_if_ready(slot_id):
                 continue  # another create took it first
-            pair = self._session.execute(_MOVE_ADDRESS, {"from_id": slot_id, "to_id": instance_id}).first()
+            # Both the address and the password must be there before anything of the instance's changes
+            # (a late claim's instance already owns an admin password, which must survive a damaged slot).
+            has_password = self._session.execute(_HAS_SECRET, {"owner_id": slot_id, "name_": ADMIN_SECRET}).first()
+            pair = None if has_password is None else self._session.execute(
+                _MOVE_ADDRESS, {"from_id": slot_id, "to_id": instance_id}
+            ).first()
             if pair is not None:
                 self._session.execute(_DROP_SECRET, {"owner_id": instance_id, "name_": ADMIN_SECRET})
-                moved = self._session.execute(
+                self._session.execute(
                     _MOVE_SECRET, {"from_id": slot_id, "to_id": instance_id, "name_": ADMIN_SECRET, "moment": now()}
                 )
-                if rowcount(moved) == 1:
-                    return Taken(slot_id, pair.address, pair.port)
-                self._session.execute(_MOVE_ADDRESS, {"from_id": instance_id, "to_id": slot_id})
+                return Taken(slot_id, pair.address, pair.port)
             log.error("warm-pool slot %s was ready without an address or an admin password", slot_id)
             timestamp = now()
             self._session.add(

@@ -17,7 +17,7 @@ import redis
 from redis_harness import OsUser, Server, build_server, client, listening_sockets, running_server, wait_for
 
 from reddwarf.domain.catalog import DatastoreVersion
-from reddwarf.domain.errors import BadRequest, TemporaryError
+from reddwarf.domain.errors import BadRequest, PermanentError, TemporaryError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.engines.redis import RedisEngine
@@ -190,6 +190,29 @@ def test_a_stopped_server_is_not_ready_and_bootstrap_is_retried(server: Server, 
     assert engine.probe(server.placement, engine.admin_user, server.admin_password, timeout=0.5) is False
     with pytest.raises(TemporaryError):
         engine.bootstrap(SPEC, server.placement, server.admin_password)
+
+
+def test_bootstrap_connects_even_with_no_users_to_create(server: Server, engine: RedisEngine) -> None:
+    """A create that took a warm-pool server skips `start` on its first attempt: bootstrap is what notices
+    a server that died, users or not."""
+    no_users = InstanceSpec(name="r", flavor_id="1", volume_size_gb=1, datastore="redis", datastore_version="7.0")
+    engine.bootstrap(no_users, server.placement, server.admin_password)
+    server.stop()
+    with pytest.raises(TemporaryError):
+        engine.bootstrap(no_users, server.placement, server.admin_password)
+
+
+def test_a_user_redis_refuses_fails_for_good_and_the_password_hash_stays_hidden(
+    server: Server, engine: RedisEngine
+) -> None:
+    password = "refused-user-pa55"
+    spec = InstanceSpec(  # bypasses validation (which refuses the name first): Redis's own refusal
+        name="r", flavor_id="1", volume_size_gb=1, datastore="redis", datastore_version="7.0",
+        users=(UserSpec(name="has space", password=Secret(password)),),
+    )
+    with pytest.raises(PermanentError, match="refused to create user 'has space'") as raised:
+        engine.bootstrap(spec, server.placement, server.admin_password)
+    assert password_hash(password) not in raised.value.message and password not in raised.value.message
 
 
 def test_a_server_without_its_acl_file_refuses_to_start(
