@@ -4,16 +4,18 @@ and never replaced by a key of a host's own when the store already holds secrets
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from typer.testing import CliRunner
 
-from reddwarf.cli.main import app
 from reddwarf.domain.secret import Secret
 from reddwarf.store.database import Database
 from reddwarf.store.secrets import KeyFileError, SecretCipher, SecretDecryptionError
+
+REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
 
 
 def test_the_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
@@ -113,7 +115,9 @@ def test_the_server_refuses_to_start_with_another_key_and_says_why(tmp_path: Pat
     store_with_a_secret(tmp_path, state / "secret.key")
     (tmp_path / "shared.db").rename(state / "reddwarf.db")
     (state / "secret.key").write_text(Fernet.generate_key().decode() + "\n")
-    result = CliRunner().invoke(app, ["worker", "--state-dir", str(state)])
-    assert result.exit_code == 1, result.output
-    assert "cannot decrypt the secrets" in result.output
-    assert "Traceback" not in result.output
+    # A real process: the command configures logging for the whole process, which must not outlive it.
+    result = subprocess.run([REDDWARF, "worker", "--state-dir", str(state)], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "cannot decrypt the secrets" in result.stderr
+    assert "Traceback" not in result.stderr
