@@ -138,7 +138,7 @@ class AccountOperation:
 
 
 def _secrets(uow: UnitOfWork, owner: str) -> dict[str, Secret]:
-    return uow.secrets.get_many([owner]).get(owner, {})
+    return uow.secrets.of_owner(owner)
 
 
 def _before(created: float, op_id: str, ctx: OperationContext) -> bool:

@@ -100,7 +100,7 @@ class CreateInstance:
             warm = ctx.step("claim", lambda: pool.claim(deps, instance))
             if warm:  # the slot's admin password moved to the instance after `owned` was read
                 with deps.db.unit_of_work(write=False) as uow:
-                    owned = {**owned, **uow.secrets.get_many([instance.id]).get(instance.id, {})}
+                    owned = {**owned, **uow.secrets.of_owner(instance.id)}
         if warm:
             instance.workload_id = str(warm["slot"])
             endpoint = warm
