@@ -34,6 +34,8 @@ from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
 from reddwarf.store.secrets import KeyFileError
+from reddwarf.workflows.kernel.dispatch import Dispatcher
+from reddwarf.workflows.kernel.worker import new_worker_id
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.worker import build_workers
 
@@ -146,14 +148,18 @@ class Components:
     flavors: dict[str, Flavor]
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _wake: threading.Event = field(default_factory=threading.Event)
+    _dispatcher: Dispatcher = field(init=False)
     _pool_wake: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        # Operations this process's API records go straight to its idle embedded workers (if it runs any).
+        self._dispatcher = Dispatcher(new_worker_id(), self.settings.lease_ttl)
 
     def service_context(self) -> ServiceContext:
         return ServiceContext(
             settings=self.settings, db=self.db, engines=self.engines, flavors=self.flavors,
             region=self.settings.region_name, max_instances_per_project=self.settings.max_instances_per_project,
-            notify=self._wake.set, authenticator=authenticator(self.settings), placement_for=self._placement,
+            dispatch=self._dispatcher, authenticator=authenticator(self.settings), placement_for=self._placement,
         )
 
     def _placement(self, instance: Instance) -> Placement:
@@ -168,7 +174,7 @@ class Components:
     def start_workers(self, count: int) -> None:
         """`count` worker threads (and the warm pool's own lane when the pool is on)."""
         workers = build_workers(
-            self.reconciler_deps(), self.settings, count, wake=self._wake, pool_wake=self._pool_wake
+            self.reconciler_deps(), self.settings, count, dispatcher=self._dispatcher, pool_wake=self._pool_wake
         )
         for n, worker in enumerate(workers):
             name = "pool-worker" if worker.only_kinds else f"worker-{n}"
@@ -178,10 +184,12 @@ class Components:
 
     def stop_workers(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self._dispatcher.notify()
         self._pool_wake.set()
         for thread in self._threads:
             thread.join(timeout=60)
+        if not any(thread.is_alive() for thread in self._threads):  # else one may still take from the inbox
+            self._dispatcher.let_go_of_waiting(self.db)
         self._threads.clear()
 
 

@@ -143,14 +143,14 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         if taken is None:
             uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
         root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
-        op_id = uow.operations.enqueue(OP_CREATE, instance.id)
+        op = ctx.enqueue(uow, OP_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
         if taken is not None:
             uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {taken.address}:{taken.port}")
-    ctx.notify()
+    ctx.start(op)
     logger.info(
         "instance %s create requested in project %s (%s %s, flavor %s, %d GB); operation %s",
-        instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op_id,
+        instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op.id,
     )
     return instance, root_password
 
@@ -209,12 +209,12 @@ def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             return
         uow.instances.mark_deleting(instance_id)
         superseded = uow.operations.supersede(instance_id, (OP_CREATE, OP_RESTART, OP_RECONCILE))
-        op_id = uow.operations.enqueue(OP_DELETE, instance_id)
+        op = ctx.enqueue(uow, OP_DELETE, instance_id)
         uow.events.add(instance_id, "deleting", "delete requested")
-    ctx.notify()
+    ctx.start(op)
     logger.info(
         "instance %s delete requested; operation %s, %d pending operation(s) superseded",
-        instance_id, op_id, superseded,
+        instance_id, op.id, superseded,
     )
 
 
@@ -230,10 +230,10 @@ def restart(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
         if any(op.kind == OP_RESTART for op in uow.operations.active_for(instance_id)):
             logger.info("instance %s already has a restart pending", instance_id)
             return
-        op_id = uow.operations.enqueue(OP_RESTART, instance_id)
+        op = ctx.enqueue(uow, OP_RESTART, instance_id)
         uow.events.add(instance_id, "restart", "restart requested")
-    ctx.notify()
-    logger.info("instance %s restart requested; operation %s", instance_id, op_id)
+    ctx.start(op)
+    logger.info("instance %s restart requested; operation %s", instance_id, op.id)
 
 
 def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
@@ -253,9 +253,9 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
             return
         created = any(op.kind == OP_CREATE and op.state == "done" for op in uow.operations.history_for(instance_id))
         kind = OP_RECONCILE if created else OP_CREATE
-        uow.operations.enqueue(kind, instance_id)
+        op = ctx.enqueue(uow, kind, instance_id)
         uow.events.add(instance_id, "reset_status", f"an admin asked for a reset ({kind})")
-    ctx.notify()
+    ctx.start(op)
     logger.info("instance %s reset_status: %s requested", instance_id, kind)
 
 

@@ -12,6 +12,7 @@ import threading
 
 from reddwarf.domain.pool import PoolTarget
 from reddwarf.settings import Settings
+from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
 from reddwarf.workflows.reconcilers import accounts, instances, pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -26,14 +27,15 @@ def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[
 
 
 def build_workers(
-    deps: ReconcilerDeps, settings: Settings, count: int, *, wake: threading.Event | None = None,
+    deps: ReconcilerDeps, settings: Settings, count: int, *, dispatcher: Dispatcher | None = None,
     pool_wake: threading.Event | None = None,
 ) -> list[Worker]:
     """`count` workers, plus the warm pool's own lane when the pool is on (none at all for `count` 0).
 
-    `wake` is set by whoever enqueues tenant work in this process; the pool's lane waits on `pool_wake`
-    instead (set only at shutdown: its work comes from its own keeper), so that a tenant's create does not
-    also wake it into a claim that competes with the create's worker for the store's write lock."""
+    The tenant workers take the operations this process's use cases hand over through `dispatcher` (and
+    wake on it); the pool's lane waits on `pool_wake` instead (set only at shutdown: its work comes from
+    its own keeper), so that a tenant's create does not also wake it into a claim that competes with the
+    create's worker for the store's write lock."""
     if count <= 0:
         return []
     health = Periodic("health", settings.health_interval, HealthSweep(deps))
@@ -43,15 +45,15 @@ def build_workers(
     )
     if settings.warm_pool.size <= 0:
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
-        return [_worker(deps, settings, (health, keeper), wake=wake) for _ in range(count)]
-    tenants = [_worker(deps, settings, (health,), wake=wake, skip_kinds=POOL_KINDS) for _ in range(count)]
+        return [_worker(deps, settings, (health, keeper), dispatcher=dispatcher) for _ in range(count)]
+    tenants = [_worker(deps, settings, (health,), dispatcher=dispatcher, skip_kinds=POOL_KINDS) for _ in range(count)]
     return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]
 
 
 def _worker(
     deps: ReconcilerDeps, settings: Settings, periodic: tuple[Periodic, ...], *, worker_id: str | None = None,
-    wake: threading.Event | None = None, only_kinds: frozenset[str] | None = None,
-    skip_kinds: frozenset[str] = frozenset(),
+    wake: threading.Event | None = None, dispatcher: Dispatcher | None = None,
+    only_kinds: frozenset[str] | None = None, skip_kinds: frozenset[str] = frozenset(),
 ) -> Worker:
     return Worker(
         deps.db,
@@ -62,6 +64,7 @@ def _worker(
         periodic=periodic,
         worker_id=worker_id,
         wake=wake,
+        dispatcher=dispatcher,
         only_kinds=only_kinds,
         skip_kinds=skip_kinds,
     )

@@ -42,22 +42,31 @@ class OperationRepository:
         """Record a pending operation; returns its id. It becomes claimable at `not_before` (default now)."""
         timestamp = now()
         op_id = new_id()
-        self._session.execute(_INSERT, dict(
-            id=op_id,
-            kind=kind,
-            resource_id=resource_id,
-            payload=dict(payload or {}),
-            state=OperationState.PENDING.value,
-            attempts=0,
-            lease_owner=None,
-            lease_expires=None,
-            not_before=timestamp if not_before is None else not_before,
-            last_error="",
-            created=timestamp,
-            updated=timestamp,
+        self._session.execute(_INSERT, _new_row(
+            op_id, kind, resource_id, payload, timestamp, not_before=timestamp if not_before is None else not_before
         ))
         log.debug("enqueued operation %s kind=%s resource=%s", op_id, kind, resource_id)
         return op_id
+
+    def enqueue_leased(
+        self, kind: str, resource_id: str, payload: dict[str, Any] | None, *, owner: str, lease_ttl: float
+    ) -> Operation:
+        """Record an operation already claimed by `owner` (attempt 1, leased for `lease_ttl` seconds): the
+        hand-over to a worker of this process, which runs it without a claim of its own. Should that
+        worker never take it, the lease expires and any worker claims it, as after a worker's crash."""
+        timestamp = now()
+        row = _new_row(new_id(), kind, resource_id, payload, timestamp, not_before=timestamp)
+        row.update(state=OperationState.RUNNING.value, attempts=1, lease_owner=owner,
+                   lease_expires=timestamp + lease_ttl)
+        self._session.execute(_INSERT, row)
+        log.debug("enqueued operation %s kind=%s resource=%s, leased to %s", row["id"], kind, resource_id, owner)
+        return Operation(**{name: row[name] for name in Operation.__slots__})
+
+    def any_due(self, *, only: Collection[str] | None = None, skip: Collection[str] = ()) -> bool:
+        """Whether a claim could find something: the idle poll asks this in a read-only transaction, so that
+        an idle worker does not take the store's write lock (on SQLite) a few times a second."""
+        query = _candidates(None if only is None else tuple(sorted(only)), tuple(sorted(skip)))
+        return self._session.scalars(query, {"moment": _now()}).first() is not None
 
     def claim(
         self, worker_id: str, lease_ttl: float, now: float | None = None, *,
@@ -233,6 +242,25 @@ class OperationRepository:
 
 def _now() -> float:
     return now()
+
+
+def _new_row(
+    op_id: str, kind: str, resource_id: str, payload: dict[str, Any] | None, timestamp: float, *, not_before: float
+) -> dict[str, Any]:
+    return dict(
+        id=op_id,
+        kind=kind,
+        resource_id=resource_id,
+        payload=dict(payload or {}),
+        state=OperationState.PENDING.value,
+        attempts=0,
+        lease_owner=None,
+        lease_expires=None,
+        not_before=not_before,
+        last_error="",
+        created=timestamp,
+        updated=timestamp,
+    )
 
 
 # The statements run on every step of every operation, built once (building one costs more than running it

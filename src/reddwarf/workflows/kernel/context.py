@@ -36,17 +36,21 @@ class LeaseKeeper:
     """Renews an operation's lease from a background thread every third of its TTL.
 
     `confirmed_age()` says how long ago the store last confirmed that this worker holds the lease (the
-    claim counts: build the keeper right after it)."""
+    claim counts: build the keeper right after it, or give the wall-clock time the lease was written as
+    `confirmed_at`)."""
 
-    def __init__(self, db: Database, op_id: str, worker_id: str, ttl: float) -> None:
+    def __init__(
+        self, db: Database, op_id: str, worker_id: str, ttl: float, *, confirmed_at: float | None = None
+    ) -> None:
         self._db = db
         self._op_id = op_id
         self._worker_id = worker_id
         self._ttl = ttl
         self._stop = threading.Event()
         self._lost = threading.Event()
-        self._confirmed = time.monotonic()
-        self._confirmed_wall = time.time()
+        wall = time.time()
+        self._confirmed_wall = wall if confirmed_at is None else min(wall, confirmed_at)
+        self._confirmed = time.monotonic() - (wall - self._confirmed_wall)
         self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
 
     def __enter__(self) -> LeaseKeeper:
@@ -95,7 +99,9 @@ class LeaseKeeper:
             self._lost.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._ttl / 3):
+        # Every third of the TTL after the last confirmation (a handed-over lease may be older than the
+        # keeper), and not in a tight loop while the store fails.
+        while not self._stop.wait(max(self._ttl / 10, self._ttl / 3 - self.confirmed_age())):
             try:
                 self.renew_now()
             except Exception:  # loop boundary: a store hiccup must not kill the renewer

@@ -2,7 +2,8 @@
 
 Any number of workers (threads in `reddwarf server`, or `reddwarf worker` processes) share the store.
 A worker killed at any point loses nothing: its lease expires and another worker (or itself after a
-restart) claims the operation and resumes after the last journaled step.
+restart) claims the operation and resumes after the last journaled step. Workers of the process that
+recorded an operation may get it handed over instead of claiming it (`kernel.dispatch`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Protocol
 from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
-from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext
+from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext, StepResult
+from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Worker:
         wake: threading.Event | None = None,
         only_kinds: frozenset[str] | None = None,
         skip_kinds: frozenset[str] = frozenset(),
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.db = db
         self.handlers = dict(handlers)
@@ -79,8 +82,10 @@ class Worker:
         self.only_kinds = only_kinds
         self.skip_kinds = skip_kinds
         self._next_run = {p.name: 0.0 for p in self.periodic}
+        # Operations recorded in this process, handed over already leased (and its wake-up).
+        self._dispatcher = dispatcher
         # Set by whoever enqueued work in this process (or by shutdown): the idle wait ends at once.
-        self._wake = wake or threading.Event()
+        self._wake = dispatcher.wake if dispatcher is not None else wake or threading.Event()
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.worker_id)
@@ -92,9 +97,17 @@ class Worker:
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
                 busy = False
             if not busy and not stop.is_set():
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+                self._wait()
         log.info("worker %s stopped", self.worker_id)
+
+    def _wait(self) -> None:
+        if self._dispatcher is None:
+            self._wake.wait(self.poll_interval)
+        else:
+            with self._dispatcher.idle():
+                self._wake.wait(self.poll_interval)
+        # A wake-up that lands after the wait is not lost: the next round looks at the inbox and the store.
+        self._wake.clear()
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
@@ -104,22 +117,36 @@ class Worker:
                 task.fn()
 
     def run_once(self) -> bool:
-        """Claim and run at most one operation; True if one was claimed."""
+        """Run at most one operation, handed over or claimed; True if there was one."""
+        handed = self._dispatcher.take() if self._dispatcher is not None else None
+        if handed is not None:
+            # A new operation (no journal), leased to an owner id of its own when it was recorded.
+            handed_op, owner = handed
+            self._run(handed_op, owner, {}, confirmed_at=handed_op.updated)
+            return True
+        with self.db.unit_of_work(write=False) as uow:
+            if not uow.operations.any_due(only=self.only_kinds, skip=self.skip_kinds):
+                return False
         with self.db.unit_of_work() as uow:
             op = uow.operations.claim(self.worker_id, self.lease_ttl, only=self.only_kinds, skip=self.skip_kinds)
             journal = uow.operations.steps(op.id) if op else {}
         if op is None:
             return False
+        self._run(op, self.worker_id, journal)
+        return True
+
+    def _run(
+        self, op: Operation, owner: str, journal: Mapping[str, StepResult], *, confirmed_at: float | None = None
+    ) -> None:
         handler = self.handlers.get(op.kind)
         if handler is None:
             log.error("operation %s has unknown kind %s; failing it", op.id, op.kind)
             with self.db.unit_of_work() as uow:
-                uow.operations.fail(op.id, self.worker_id, f"unknown operation kind {op.kind}")
-            return True
-        with LeaseKeeper(self.db, op.id, self.worker_id, self.lease_ttl) as lease:
-            ctx = OperationContext(self.db, op, self.worker_id, lease, dict(journal))
+                uow.operations.fail(op.id, owner, f"unknown operation kind {op.kind}")
+            return
+        with LeaseKeeper(self.db, op.id, owner, self.lease_ttl, confirmed_at=confirmed_at) as lease:
+            ctx = OperationContext(self.db, op, owner, lease, dict(journal))
             self._execute(handler, ctx)
-        return True
 
     def _execute(self, handler: Handler, ctx: OperationContext) -> None:
         op = ctx.op
@@ -133,16 +160,16 @@ class Worker:
         except LeaseLost:
             log.warning("operation %s: lease lost (superseded or expired); letting go", op.id)
             with self.db.unit_of_work() as uow:
-                uow.operations.let_go(op.id, self.worker_id)
+                uow.operations.let_go(op.id, ctx.worker_id)
         except NotYet as exc:
             log.debug("operation %s: not yet (%s); requeued in %.2fs", op.id, exc.message, exc.delay)
-            self._release(op, exc.delay, exc.message, count_attempt=False)
+            self._release(ctx, exc.delay, exc.message, count_attempt=False)
         except TemporaryError as exc:
             if op.attempts >= self.max_attempts:
                 self._give_up(handler, ctx, PermanentError(exc.message, details="gave up after retries"))
                 return
             log.info("operation %s: temporary error, retry in %.2fs: %s", op.id, exc.delay, exc.message)
-            self._release(op, exc.delay, exc.message)
+            self._release(ctx, exc.delay, exc.message)
         except PermanentError as exc:
             self._give_up(handler, ctx, exc)
         except Exception as exc:  # loop boundary: an unexpected error is retried, then recorded
@@ -152,15 +179,15 @@ class Worker:
             else:
                 # Only the type reaches the operation (and so, at the deadline, a tenant's fault details):
                 # exception texts may hold SQL, parameters or host paths. The log above has the rest.
-                self._release(op, backoff(op.attempts), f"internal error ({type(exc).__name__})")
+                self._release(ctx, backoff(op.attempts), f"internal error ({type(exc).__name__})")
         else:
             with self.db.unit_of_work() as uow:
-                uow.operations.complete(op.id, self.worker_id)
+                uow.operations.complete(op.id, ctx.worker_id)
             log.info("operation %s (%s %s) done", op.id, op.kind, op.resource_id)
 
-    def _release(self, op: Operation, delay: float, error: str, *, count_attempt: bool = True) -> None:
+    def _release(self, ctx: OperationContext, delay: float, error: str, *, count_attempt: bool = True) -> None:
         with self.db.unit_of_work() as uow:
-            uow.operations.release(op.id, self.worker_id, delay=delay, error=error, count_attempt=count_attempt)
+            uow.operations.release(ctx.op.id, ctx.worker_id, delay=delay, error=error, count_attempt=count_attempt)
 
     def _give_up(self, handler: Handler, ctx: OperationContext, error: PermanentError) -> None:
         log.error("operation %s (%s %s) failed: %s", ctx.op.id, ctx.op.kind, ctx.op.resource_id, error.message)
@@ -168,4 +195,4 @@ class Worker:
             handler.on_failure(ctx, error)
         finally:
             with self.db.unit_of_work() as uow:
-                uow.operations.fail(ctx.op.id, self.worker_id, error.message)
+                uow.operations.fail(ctx.op.id, ctx.worker_id, error.message)
