@@ -33,11 +33,12 @@ from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
+from reddwarf.store.listen import WorkListener
 from reddwarf.store.secrets import KeyFileError
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.worker import new_worker_id
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.worker import build_workers
+from reddwarf.workflows.worker import POOL_KINDS, build_workers
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class Components:
     _stop: threading.Event = field(default_factory=threading.Event)
     _dispatcher: Dispatcher = field(init=False)
     _pool_wake: threading.Event = field(default_factory=threading.Event)
+    _listener: WorkListener | None = None
 
     def __post_init__(self) -> None:
         # Operations this process's API records go straight to its idle embedded workers (if it runs any).
@@ -181,15 +183,27 @@ class Components:
             thread = threading.Thread(target=worker.run, args=(self._stop,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if workers:  # on a PostgreSQL store, wake them when another process records work
+            self._listener = self.db.work_listener(self._work_recorded)
+            if self._listener is not None:
+                self._listener.start()
+
+    def _work_recorded(self, kind: str) -> None:
+        """Another process (or this one) recorded an operation of `kind` ("": of any kind)."""
+        if kind in POOL_KINDS or not kind:
+            self._pool_wake.set()
+        if kind not in POOL_KINDS:
+            self._dispatcher.notify()
 
     def stop_workers(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         self._stop.set()
-        self._dispatcher.notify()
+        self._dispatcher.close()  # no more hand-overs; one already promised is let go, claimable at once
         self._pool_wake.set()
         for thread in self._threads:
             thread.join(timeout=60)
-        if not any(thread.is_alive() for thread in self._threads):  # else one may still take from the inbox
-            self._dispatcher.let_go_of_waiting(self.db)
         self._threads.clear()
 
 

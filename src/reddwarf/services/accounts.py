@@ -544,10 +544,9 @@ def _enqueue(
     """ONE unit of work: the operation, its passwords (encrypted, owned by the operation) and an event."""
     instance_id = target.instance.id
     with ctx.db.unit_of_work() as uow:
-        op = ctx.enqueue(uow, kind, instance_id, payload)
+        op_id = ctx.enqueue(uow, kind, instance_id, payload)
         for name, password in passwords.items():
-            uow.secrets.put(op.id, name, password)
+            uow.secrets.put(op_id, name, password)
         uow.events.add(instance_id, kind.removeprefix("instance."), message)
-    ctx.start(op)
-    logger.info("instance %s: %s (operation %s)", instance_id, message, op.id)
-    return op.id
+    logger.info("instance %s: %s (operation %s)", instance_id, message, op_id)
+    return op_id

@@ -25,31 +25,24 @@ DEFAULT_PAGE_SIZE = 20
 TokenAuthenticator = Callable[[str | None], AuthContext]
 
 
-class WorkLease(Protocol):
-    @property
-    def owner(self) -> str: ...
+class WorkPromise(Protocol):
+    """A worker of this process reserved for the operation being recorded under `owner`'s lease."""
 
-    @property
-    def ttl(self) -> float: ...
+    owner: str
+    ttl: float
+
+    def fulfil(self, operation: Operation) -> None: ...
+
+    def abandon(self) -> None: ...
 
 
 class Dispatch(Protocol):
     """This process's workers, as a use case that records an operation sees them
     (`reddwarf.workflows.kernel.dispatch.Dispatcher`)."""
 
-    def lease(self) -> WorkLease | None: ...
-
-    def hand_over(self, operation: Operation) -> None: ...
+    def promise(self, kind: str) -> WorkPromise | None: ...
 
     def notify(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    """An operation a use case recorded; `leased` when it is to be handed over to a worker of this process."""
-
-    id: str
-    leased: Operation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +51,9 @@ class ServiceContext:
 
     `region` is what instance views show (Trove's `region`); `max_instances_per_project` is the
     instance quota (None: unlimited); `page_size` caps `limit` on lists (Trove's `instances_page_size`).
-    `dispatch` reaches the workers embedded in this process: an operation a use case records is handed to
-    an idle one at once (`enqueue` then `start`); without it, or with none idle, workers claim it at their
-    next poll. `authenticator` validates tokens when
+    `dispatch` reaches the workers embedded in this process: an operation a use case records (`enqueue`)
+    is handed to a waiting one when the recording transaction commits; without it, or with none waiting,
+    workers claim it. `authenticator` validates tokens when
     `settings.identity == "keystone"` (see `api.deps.get_auth`). `placement_for` says where a running
     instance lives (the runtime's `placement`, built by `reddwarf.wiring`) so that live reads can reach
     it through the engine; None where no runtime is wired (those reads answer 503).
@@ -101,21 +94,18 @@ class ServiceContext:
             max_instances_per_project=max_instances_per_project,
         )
 
-    def enqueue(
-        self, uow: UnitOfWork, kind: str, resource_id: str, payload: dict[str, Any] | None = None
-    ) -> Enqueued:
-        """Record an operation in `uow`: leased to an idle worker of this process when there is one."""
-        lease = self.dispatch.lease() if self.dispatch is not None else None
-        if lease is None:
-            return Enqueued(uow.operations.enqueue(kind, resource_id, payload))
-        operation = uow.operations.enqueue_leased(kind, resource_id, payload, owner=lease.owner, lease_ttl=lease.ttl)
-        return Enqueued(operation.id, operation)
-
-    def start(self, enqueued: Enqueued) -> None:
-        """After the unit of work that recorded `enqueued` committed: hand it over, or wake the workers."""
-        if self.dispatch is None:
-            return
-        if enqueued.leased is not None:
-            self.dispatch.hand_over(enqueued.leased)
-        else:
-            self.dispatch.notify()
+    def enqueue(self, uow: UnitOfWork, kind: str, resource_id: str, payload: dict[str, Any] | None = None) -> str:
+        """Record an operation in `uow`; returns its id. When a worker of this process waits for work, the
+        operation is recorded leased to it and handed over as soon as `uow` commits; otherwise it is
+        recorded pending and the waiting workers (if any) are woken to claim it."""
+        promise = self.dispatch.promise(kind) if self.dispatch is not None else None
+        if promise is None:
+            if self.dispatch is not None:
+                uow.after_commit(self.dispatch.notify)
+            return uow.operations.enqueue(kind, resource_id, payload)
+        uow.after_rollback(promise.abandon)  # first: whatever fails from here on releases the worker
+        operation = uow.operations.enqueue_leased(
+            kind, resource_id, payload, owner=promise.owner, lease_ttl=promise.ttl
+        )
+        uow.after_commit(lambda: promise.fulfil(operation))
+        return operation.id

@@ -143,14 +143,13 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         if taken is None:
             uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
         root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
-        op = ctx.enqueue(uow, OP_CREATE, instance.id)
+        op_id = ctx.enqueue(uow, OP_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
         if taken is not None:
             uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {taken.address}:{taken.port}")
-    ctx.start(op)
     logger.info(
         "instance %s create requested in project %s (%s %s, flavor %s, %d GB); operation %s",
-        instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op.id,
+        instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op_id,
     )
     return instance, root_password
 
@@ -209,12 +208,11 @@ def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             return
         uow.instances.mark_deleting(instance_id)
         superseded = uow.operations.supersede(instance_id, (OP_CREATE, OP_RESTART, OP_RECONCILE))
-        op = ctx.enqueue(uow, OP_DELETE, instance_id)
+        op_id = ctx.enqueue(uow, OP_DELETE, instance_id)
         uow.events.add(instance_id, "deleting", "delete requested")
-    ctx.start(op)
     logger.info(
         "instance %s delete requested; operation %s, %d pending operation(s) superseded",
-        instance_id, op.id, superseded,
+        instance_id, op_id, superseded,
     )
 
 
@@ -230,10 +228,9 @@ def restart(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
         if any(op.kind == OP_RESTART for op in uow.operations.active_for(instance_id)):
             logger.info("instance %s already has a restart pending", instance_id)
             return
-        op = ctx.enqueue(uow, OP_RESTART, instance_id)
+        op_id = ctx.enqueue(uow, OP_RESTART, instance_id)
         uow.events.add(instance_id, "restart", "restart requested")
-    ctx.start(op)
-    logger.info("instance %s restart requested; operation %s", instance_id, op.id)
+    logger.info("instance %s restart requested; operation %s", instance_id, op_id)
 
 
 def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
@@ -253,10 +250,9 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
             return
         created = any(op.kind == OP_CREATE and op.state == "done" for op in uow.operations.history_for(instance_id))
         kind = OP_RECONCILE if created else OP_CREATE
-        op = ctx.enqueue(uow, kind, instance_id)
+        op_id = ctx.enqueue(uow, kind, instance_id)
         uow.events.add(instance_id, "reset_status", f"an admin asked for a reset ({kind})")
-    ctx.start(op)
-    logger.info("instance %s reset_status: %s requested", instance_id, kind)
+    logger.info("instance %s reset_status: %s requested; operation %s", instance_id, kind, op_id)
 
 
 _load = load_instance

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from reddwarf.store.listen import WorkListener
 from reddwarf.store.secrets import KeyFileError, SecretCipher, SecretDecryptionError
 from reddwarf.store.uow import UnitOfWork
 
@@ -110,14 +111,17 @@ class Database:
         with self._engine.connect() as connection:
             connection.execution_options(**{_WRITE_OPTION: write})
             session = Session(bind=connection, expire_on_commit=False, autoflush=True)
+            uow = UnitOfWork(session, self._cipher)
             try:
-                yield UnitOfWork(session, self._cipher)
+                yield uow
                 session.commit()
             except BaseException:
                 session.rollback()
+                uow._rolled_back()
                 raise
             finally:
                 session.close()
+        uow._committed()
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision; safe when several processes start at once."""
@@ -147,6 +151,13 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         config.set_main_option("path_separator", "os")
         return ScriptDirectory.from_config(config).get_current_head()
+
+    def work_listener(self, on_work: Callable[[str], None]) -> WorkListener | None:
+        """A listener calling `on_work(kind)` whenever any process records a due operation (PostgreSQL's
+        LISTEN / NOTIFY, see `store.listen`); None on SQLite, where workers of other processes poll."""
+        if self.dialect != "postgresql":
+            return None
+        return WorkListener(self._engine, on_work)
 
     def dispose(self) -> None:
         """Close every pooled connection (call at shutdown, and in a child after fork)."""

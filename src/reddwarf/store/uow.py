@@ -6,6 +6,8 @@ together (e.g. an instance row, its encrypted passwords and the operation that w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from reddwarf.store.repositories.addresses import AddressRepository
@@ -30,6 +32,24 @@ class UnitOfWork:
         self.identity = IdentityRepository(session)
         self.events = EventRepository(session)
         self.pool = PoolRepository(session)
+        self._after_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this unit of work has committed (not at all if it rolls back)."""
+        self._after_commit.append(callback)
+
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` if this unit of work rolls back (or its commit fails)."""
+        self._after_rollback.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._after_commit:
+            callback()
+
+    def _rolled_back(self) -> None:
+        for callback in self._after_rollback:
+            callback()
 
     def flush(self) -> None:
         """Send pending writes now (they still commit or roll back with the unit of work)."""

@@ -299,7 +299,9 @@ def race(tmp_path: Path) -> Race:
             deadline = time.monotonic() + 60
             while not all(ready.exists() for ready in ready_files):
                 assert time.monotonic() < deadline, "race helpers did not start"
-                assert all(child.poll() is None for child in children), "a race helper died early"
+                died = [child for child in children if child.poll() is not None]
+                if died:
+                    raise AssertionError(f"a race helper died early: {died[0].communicate()[1]}")
                 time.sleep(0.01)
             go_file.touch()
             outputs = []
@@ -312,6 +314,9 @@ def race(tmp_path: Path) -> Race:
             for child in children:
                 if child.poll() is None:
                     child.kill()
-                    child.communicate()
+                    child.wait()
+                for stream in (child.stdout, child.stderr):  # closed on every path, read or not
+                    if stream is not None:
+                        stream.close()
 
     return run

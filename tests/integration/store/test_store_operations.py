@@ -210,3 +210,43 @@ def test_a_worker_lane_claims_only_its_kinds(db: Database) -> None:
         assert uow.operations.claim("w-tenant-2", lease_ttl=30, skip={"pool.build", "pool.destroy"}) is None
         lane = uow.operations.claim("w-pool", lease_ttl=30, only={"pool.build", "pool.destroy"})
         assert lane is not None and lane.id == build
+
+
+def test_an_operation_recorded_leased_is_claimable_only_once_its_lease_expires(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        op = uow.operations.enqueue_leased("instance.create", "i-1", {"n": (1, 2)}, owner="proc:h1", lease_ttl=30)
+    assert op.state == OperationState.RUNNING and op.attempts == 1 and op.lease_owner == "proc:h1"
+    assert op.payload == {"n": [1, 2]}  # as a claim would read it back
+    assert op.lease_expires is not None
+    with db.unit_of_work(write=False) as uow:
+        assert not uow.operations.any_due()
+        assert uow.operations.get(op.id) == op
+    with db.unit_of_work() as uow:
+        assert uow.operations.claim("w1", lease_ttl=30, now=op.lease_expires - 1) is None
+        claimed = uow.operations.claim("w1", lease_ttl=30, now=op.lease_expires + 1)
+    assert claimed is not None and claimed.id == op.id and claimed.attempts == 2
+
+
+def test_any_due_answers_for_the_lane_without_claiming(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        uow.operations.enqueue("pool.build", "slot-1")
+        uow.operations.enqueue("instance.create", "i-1", not_before=time.time() + 300)
+    with db.unit_of_work(write=False) as uow:
+        assert uow.operations.any_due(only={"pool.build"})
+        assert not uow.operations.any_due(skip={"pool.build"})  # the create is not due yet
+    with db.unit_of_work() as uow:
+        assert uow.operations.claim("w-pool", lease_ttl=30, only={"pool.build"}) is not None
+
+
+def test_a_worker_whose_operation_was_superseded_drops_its_lease_with_its_outcome(db: Database) -> None:
+    (op_id,) = enqueue(db, 1, kind="instance.create")
+    with db.unit_of_work() as uow:
+        assert uow.operations.claim("w1", lease_ttl=30) is not None
+    with db.unit_of_work() as uow:
+        assert uow.operations.supersede("i1", ["instance.create"]) == 1
+    with db.unit_of_work() as uow:
+        assert not uow.operations.complete(op_id, "w1")
+    with db.unit_of_work(write=False) as uow:
+        assert uow.operations.live_leases("i1") == []  # whatever superseded it need not wait for the lease
+        op = uow.operations.get(op_id)
+    assert op is not None and op.state == OperationState.SUPERSEDED

@@ -12,15 +12,17 @@ an operation skips every step already in it.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from reddwarf.store.clock import new_id, now
+from reddwarf.store.listen import CHANNEL
 from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
 from reddwarf.store.rows import rowcount, table
 from reddwarf.store.tables import OperationRow, OperationStepRow
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 # How many due operations one claim looks at before giving up for this round (others won the rest).
 _CLAIM_CANDIDATES = 8
 _INSERT = insert(table(OperationRow))
+_NOTIFY = text("SELECT pg_notify(:channel, :kind)")
 
 
 class OperationRepository:
@@ -45,6 +48,9 @@ class OperationRepository:
         self._session.execute(_INSERT, _new_row(
             op_id, kind, resource_id, payload, timestamp, not_before=timestamp if not_before is None else not_before
         ))
+        if (not_before is None or not_before <= timestamp) and self._session.get_bind().dialect.name == "postgresql":
+            # Delivered at commit to every process's `store.listen.WorkListener`: their workers wake at once.
+            self._session.execute(_NOTIFY, {"channel": CHANNEL, "kind": kind})
         log.debug("enqueued operation %s kind=%s resource=%s", op_id, kind, resource_id)
         return op_id
 
@@ -55,7 +61,9 @@ class OperationRepository:
         hand-over to a worker of this process, which runs it without a claim of its own. Should that
         worker never take it, the lease expires and any worker claims it, as after a worker's crash."""
         timestamp = now()
-        row = _new_row(new_id(), kind, resource_id, payload, timestamp, not_before=timestamp)
+        # Through JSON, as a claim would read it back: the worker sees the same payload either way.
+        row = _new_row(new_id(), kind, resource_id, json.loads(json.dumps(payload or {})), timestamp,
+                       not_before=timestamp)
         row.update(state=OperationState.RUNNING.value, attempts=1, lease_owner=owner,
                    lease_expires=timestamp + lease_ttl)
         self._session.execute(_INSERT, row)
@@ -116,7 +124,7 @@ class OperationRepository:
         """Mark the operation done. False (and nothing changes) if `worker_id` no longer holds it."""
         if rowcount(self._session.execute(_COMPLETE, {"op_id": op_id, "worker_id": worker_id, "moment": _now()})):
             return True
-        log.warning("worker %s no longer holds operation %s; change not recorded", worker_id, op_id)
+        self._not_held(op_id, worker_id)
         return False
 
     def fail(self, op_id: str, worker_id: str, error: str) -> bool:
@@ -148,12 +156,16 @@ class OperationRepository:
             log.info("superseded %d operation(s) on %s", count, resource_id)
         return count
 
-    def let_go(self, op_id: str, worker_id: str) -> bool:
-        """Drop `worker_id`'s lease whatever the state (a worker that found its operation superseded)."""
+    def let_go(self, op_id: str, worker_id: str, *, give_back_attempt: bool = False) -> bool:
+        """Drop `worker_id`'s lease whatever the state (a worker that found its operation superseded);
+        `give_back_attempt` for one it never started (a hand-over at shutdown)."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires": None, "updated": _now()}
+        if give_back_attempt:
+            values["attempts"] = OperationRow.attempts - 1
         result = self._session.execute(
             update(OperationRow)
             .where(OperationRow.id == op_id, OperationRow.lease_owner == worker_id)
-            .values(lease_owner=None, lease_expires=None, updated=_now())
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         return rowcount(result) == 1
@@ -236,8 +248,17 @@ class OperationRepository:
         )
         if rowcount(result) == 1:
             return True
-        log.warning("worker %s no longer holds operation %s; change not recorded", worker_id, op_id)
+        self._not_held(op_id, worker_id)
         return False
+
+    def _not_held(self, op_id: str, worker_id: str) -> None:
+        """A worker's outcome found the operation no longer running under its lease: superseded (a delete)
+        or taken by another worker. A lease still in its name is dropped, or whatever superseded the
+        operation would wait for it to expire (`live_leases`)."""
+        if self.let_go(op_id, worker_id):
+            log.info("worker %s: operation %s was superseded; lease dropped, outcome not recorded", worker_id, op_id)
+        else:
+            log.warning("worker %s no longer holds operation %s; change not recorded", worker_id, op_id)
 
 
 def _now() -> float:

@@ -1,98 +1,143 @@
 """Hand-over: an operation recorded in this process goes straight to one of its idle workers.
 
-A use case that records an operation asks `lease()` first. When one of this process's workers is idle,
-the operation is written already leased to a lease owner id of its own (state running, attempt 1) in the
-use case's own transaction, and `hand_over` puts it in the workers' inbox once that transaction has
-committed. The worker that takes it runs it under that lease: no claim transaction (on SQLite, the store's
-write lock, taken just as the API answers), no candidate query, no journal read (a new operation has none)
-between the tenant's request and the work.
+A use case about to record an operation asks for a `Promise`: it reserves one worker that is waiting for
+work right now (and accepts that kind), so that worker neither claims anything else nor runs its periodic
+tasks until the promise is kept or broken. The operation is then written already leased to the promise's
+own owner id (state running, attempt 1) in the use case's transaction; once that transaction has
+committed the promise hands the operation to the reserved worker (`fulfil`), and if it rolls back the
+worker is released (`abandon`). The worker runs the operation under that lease: no claim transaction (on
+SQLite, the store's write lock, taken just as the API answers), no candidate query, no journal read (a
+new operation has none) between the tenant's request and the work.
 
 Durability is unchanged: the operation is in the store, leased for `lease_ttl` like any claimed one.
-Should this process die before a worker takes it, the lease expires and any worker claims it, as when a
-worker dies mid-operation. An operation that waited in the inbox (every worker got busy meanwhile) renews
-its lease before its first step, or lets go of it when the lease was lost.
+Should this process die before its worker started it, the lease expires and any worker claims it, as when
+a worker dies mid-operation. With no worker waiting (all busy, or none in this process) there is no
+promise: the operation is recorded pending and claimed as usual.
 """
 
 from __future__ import annotations
 
 import itertools
-import queue
+import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Lease:
+class Handed:
+    """An operation handed over to a worker, with the lease it was recorded under."""
+
+    operation: Operation
     owner: str
     ttl: float
 
 
-class Dispatcher:
-    """The inbox shared by this process's tenant workers, and the wake-up they wait on."""
+class _Seat:
+    """One worker waiting for work. Its fields change only under the dispatcher's lock."""
 
-    def __init__(self, process_id: str, lease_ttl: float, wake: threading.Event | None = None) -> None:
+    __slots__ = ("accepts", "handed", "reserved", "wakeup")
+
+    def __init__(self, accepts: Callable[[str], bool], lock: threading.Lock) -> None:
+        self.accepts = accepts
+        self.wakeup = threading.Condition(lock)
+        self.reserved = False
+        self.handed: Handed | None = None
+
+
+class Promise:
+    """A reserved worker, waiting for the operation a use case is recording under `owner`'s lease."""
+
+    def __init__(self, dispatcher: Dispatcher, seat: _Seat, owner: str, ttl: float) -> None:
+        self._dispatcher = dispatcher
+        self._seat = seat
+        self.owner = owner
+        self.ttl = ttl
+
+    def fulfil(self, operation: Operation) -> None:
+        """The transaction that recorded `operation` (leased to `owner`) committed: the worker runs it."""
+        with self._dispatcher.lock:
+            self._seat.handed = Handed(operation, self.owner, self.ttl)
+            self._seat.wakeup.notify()
+
+    def abandon(self) -> None:
+        """Nothing was recorded after all: the worker goes back to its own round."""
+        with self._dispatcher.lock:
+            self._seat.reserved = False
+            self._seat.wakeup.notify()
+
+
+class Dispatcher:
+    """This process's waiting workers, and the promises made on their behalf."""
+
+    def __init__(self, process_id: str, lease_ttl: float) -> None:
+        self.lock = threading.Lock()
         self._process_id = process_id
         self._lease_ttl = lease_ttl
-        self.wake = wake or threading.Event()
-        self._inbox: queue.SimpleQueue[tuple[Operation, str]] = queue.SimpleQueue()
-        self._idle = 0
-        self._lock = threading.Lock()
+        self._waiting: list[_Seat] = []
+        self._closed = False
         self._numbers = itertools.count(1)
+
+    @property
+    def waiting(self) -> int:
+        """How many workers wait for work, unreserved."""
+        with self.lock:
+            return len(self._waiting)
 
     # --- the use case's side ---
 
-    def lease(self) -> Lease | None:
-        """A lease for an operation about to be recorded, when a worker is idle to take it; else None (the
-        operation is recorded pending and claimed as usual)."""
-        with self._lock:
-            if self._idle <= self._inbox.qsize():
+    def promise(self, kind: str) -> Promise | None:
+        """Reserve a waiting worker that takes `kind`; None when none waits (or the workers are stopping)."""
+        with self.lock:
+            if self._closed:
                 return None
-        # Unique per hand-over: each operation's lease is compared by owner, and two operations must never
-        # share one (a worker renewing one must not be able to renew the other).
-        return Lease(owner=f"{self._process_id}:h{next(self._numbers)}", ttl=self._lease_ttl)
-
-    def hand_over(self, operation: Operation) -> None:
-        """After the recording transaction committed: the operation is a worker's to run."""
-        if operation.lease_owner is None:
-            raise ValueError(f"operation {operation.id} was not recorded with a lease to hand over")
-        self._inbox.put((operation, operation.lease_owner))
-        self.wake.set()
+            seat = next((s for s in self._waiting if s.accepts(kind)), None)
+            if seat is None:
+                return None
+            self._waiting.remove(seat)
+            seat.reserved = True
+        # Unique per hand-over: a lease is matched by its owner, and no two operations may share one.
+        return Promise(self, seat, f"{self._process_id}:h{next(self._numbers)}", self._lease_ttl)
 
     def notify(self) -> None:
-        """Pending work was recorded: wake the idle workers into a claim."""
-        self.wake.set()
+        """Pending work was recorded (no promise): every waiting worker goes to claim."""
+        with self.lock:
+            for seat in self._waiting:
+                seat.wakeup.notify()
+
+    def close(self) -> None:
+        """The workers are stopping: no more promises, and every waiting worker wakes."""
+        with self.lock:
+            self._closed = True
+            for seat in self._waiting:
+                seat.wakeup.notify()
 
     # --- the workers' side ---
 
-    def take(self) -> tuple[Operation, str] | None:
-        """A handed-over operation and its lease owner, if one waits."""
-        try:
-            return self._inbox.get_nowait()
-        except queue.Empty:
-            return None
-
-    def let_go_of_waiting(self, db: Database) -> int:
-        """At shutdown, once the workers stopped: operations handed over but never taken become claimable at
-        once (by the next worker to start) instead of when their lease expires."""
-        count = 0
-        while (handed := self.take()) is not None:
-            operation, owner = handed
-            with db.unit_of_work() as uow:
-                count += uow.operations.let_go(operation.id, owner)
-        return count
-
-    @contextmanager
-    def idle(self) -> Iterator[None]:
-        """Counts the calling worker as idle (ready for a hand-over) while it waits."""
-        with self._lock:
-            self._idle += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._idle -= 1
+    def wait(self, accepts: Callable[[str], bool], timeout: float) -> Handed | None:
+        """Wait up to `timeout` seconds (less if pending work is recorded) for work; a handed-over operation
+        if a promise was made for this worker and kept, else None (go and claim)."""
+        with self.lock:
+            if self._closed:
+                return None
+            seat = _Seat(accepts, self.lock)
+            self._waiting.append(seat)
+            seat.wakeup.wait(timeout)
+            if seat in self._waiting:  # not reserved: woken by recorded work, a stop, or the poll's timeout
+                self._waiting.remove(seat)
+                return None
+            # Reserved: the use case's transaction is about to commit or roll back. It cannot take longer
+            # than the lease it was given; past that, the operation (if any) is claimable anyway.
+            deadline = time.monotonic() + self._lease_ttl
+            while seat.reserved and seat.handed is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.error("a use case reserved a worker and neither handed over nor abandoned; going on")
+                    return None
+                seat.wakeup.wait(remaining)
+            return seat.handed

@@ -22,7 +22,7 @@ from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
 from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext, StepResult
-from reddwarf.workflows.kernel.dispatch import Dispatcher
+from reddwarf.workflows.kernel.dispatch import Dispatcher, Handed
 from reddwarf.workflows.kernel.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -82,32 +82,54 @@ class Worker:
         self.only_kinds = only_kinds
         self.skip_kinds = skip_kinds
         self._next_run = {p.name: 0.0 for p in self.periodic}
-        # Operations recorded in this process, handed over already leased (and its wake-up).
+        if dispatcher is not None and wake is not None:
+            raise ValueError("a worker waits on its dispatcher or on a wake-up event, not both")
+        # This process's use cases hand operations over to the worker while it waits (`kernel.dispatch`).
         self._dispatcher = dispatcher
-        # Set by whoever enqueued work in this process (or by shutdown): the idle wait ends at once.
-        self._wake = dispatcher.wake if dispatcher is not None else wake or threading.Event()
+        # Without a dispatcher: set by whoever enqueued work in this process (or by shutdown).
+        self._wake = wake or threading.Event()
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.worker_id)
+        handed: Handed | None = None
         while not stop.is_set():
             try:
-                busy = self.run_once()
+                if handed is not None:
+                    busy, handed = self._run_handed(handed), None
+                else:
+                    busy = self.run_once()
                 self._run_periodic()
             except Exception:  # loop boundary: log, back off, go on
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
-                busy = False
+                busy, handed = False, None
             if not busy and not stop.is_set():
-                self._wait()
+                handed = self._wait()
+        if handed is not None:  # handed over as the worker was told to stop: claimable at once, attempt back
+            with self.db.unit_of_work() as uow:
+                uow.operations.let_go(handed.operation.id, handed.owner, give_back_attempt=True)
         log.info("worker %s stopped", self.worker_id)
 
-    def _wait(self) -> None:
-        if self._dispatcher is None:
-            self._wake.wait(self.poll_interval)
-        else:
-            with self._dispatcher.idle():
-                self._wake.wait(self.poll_interval)
-        # A wake-up that lands after the wait is not lost: the next round looks at the inbox and the store.
+    def accepts(self, kind: str) -> bool:
+        """Whether this worker's lane takes operations of `kind`."""
+        if self.only_kinds is not None:
+            return kind in self.only_kinds
+        return kind not in self.skip_kinds
+
+    def _wait(self) -> Handed | None:
+        if self._dispatcher is not None:
+            return self._dispatcher.wait(self.accepts, self.poll_interval)
+        self._wake.wait(self.poll_interval)
+        # A wake-up that lands after the wait is not lost: the next round looks at the store.
         self._wake.clear()
+        return None
+
+    def _run_handed(self, handed: Handed) -> bool:
+        op = handed.operation
+        log.debug("worker %s runs operation %s (%s %s), handed over under lease %s",
+                  self.worker_id, op.id, op.kind, op.resource_id, handed.owner)
+        # A new operation: no journal. Its lease was written when it was recorded.
+        self._run(op, handed.owner, {}, ttl=handed.ttl, confirmed_at=op.updated)
+        return True
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
@@ -117,13 +139,7 @@ class Worker:
                 task.fn()
 
     def run_once(self) -> bool:
-        """Run at most one operation, handed over or claimed; True if there was one."""
-        handed = self._dispatcher.take() if self._dispatcher is not None else None
-        if handed is not None:
-            # A new operation (no journal), leased to an owner id of its own when it was recorded.
-            handed_op, owner = handed
-            self._run(handed_op, owner, {}, confirmed_at=handed_op.updated)
-            return True
+        """Claim and run at most one operation; True if one was claimed."""
         with self.db.unit_of_work(write=False) as uow:
             if not uow.operations.any_due(only=self.only_kinds, skip=self.skip_kinds):
                 return False
@@ -132,11 +148,12 @@ class Worker:
             journal = uow.operations.steps(op.id) if op else {}
         if op is None:
             return False
-        self._run(op, self.worker_id, journal)
+        self._run(op, self.worker_id, journal, ttl=self.lease_ttl)
         return True
 
     def _run(
-        self, op: Operation, owner: str, journal: Mapping[str, StepResult], *, confirmed_at: float | None = None
+        self, op: Operation, owner: str, journal: Mapping[str, StepResult], *, ttl: float,
+        confirmed_at: float | None = None,
     ) -> None:
         handler = self.handlers.get(op.kind)
         if handler is None:
@@ -144,7 +161,16 @@ class Worker:
             with self.db.unit_of_work() as uow:
                 uow.operations.fail(op.id, owner, f"unknown operation kind {op.kind}")
             return
-        with LeaseKeeper(self.db, op.id, owner, self.lease_ttl, confirmed_at=confirmed_at) as lease:
+        with LeaseKeeper(self.db, op.id, owner, ttl, confirmed_at=confirmed_at) as lease:
+            if lease.confirmed_age() >= ttl / 3:
+                # Not confirmed lately (a hand-over that waited): nothing of the handler, not even its failure
+                # handling at the deadline, runs on an operation that another worker may have by now.
+                lease.renew_now()
+                if lease.lost:
+                    log.warning("operation %s: lease %s lost before it started; letting go", op.id, owner)
+                    with self.db.unit_of_work() as uow:
+                        uow.operations.let_go(op.id, owner)
+                    return
             ctx = OperationContext(self.db, op, owner, lease, dict(journal))
             self._execute(handler, ctx)
 
