@@ -190,18 +190,17 @@ class Components:
 
     def _work_recorded(self, kind: str) -> None:
         """Another process (or this one) recorded an operation of `kind` ("": of any kind)."""
+        self._dispatcher.notify(kind)  # the workers that take `kind` (all kinds when there is no pool lane)
         if kind in POOL_KINDS or not kind:
-            self._pool_wake.set()
-        if kind not in POOL_KINDS:
-            self._dispatcher.notify()
+            self._pool_wake.set()  # the pool's lane, if there is one
 
     def stop_workers(self) -> None:
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
         self._stop.set()
         self._dispatcher.close()  # no more hand-overs; one already promised is let go, claimable at once
         self._pool_wake.set()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         for thread in self._threads:
             thread.join(timeout=60)
         self._threads.clear()

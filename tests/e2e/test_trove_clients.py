@@ -49,7 +49,7 @@ def openstack(reddwarf: ReddwarfProcesses, *args: str) -> Any:
     prefix = [] if args[0] == "datastore" else ["database"]
     command = [
         OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", reddwarf.endpoint,
-        "--os-token", reddwarf.token, *prefix, *args, "-f", "json",
+        f"--os-token={reddwarf.token}", *prefix, *args, "-f", "json",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -69,7 +69,7 @@ def test_openstack_cli(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
              "the OpenStack CLI to see ACTIVE")
     command = [
         OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", reddwarf.endpoint,
-        "--os-token", reddwarf.token, "database", "instance", "delete", instance_id,
+        f"--os-token={reddwarf.token}", "database", "instance", "delete", instance_id,
     ]
     assert subprocess.run(command, capture_output=True, timeout=120, check=False).returncode == 0
     wait_for(lambda: instance_id not in [i["ID"] for i in openstack(reddwarf, "instance", "list")], 60,

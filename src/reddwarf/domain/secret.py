@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Final
 
 _MASK: Final = "**********"
@@ -32,3 +33,12 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+def generate_secret(nbytes: int) -> Secret:
+    """A random URL-safe secret from `nbytes` random bytes that never starts with "-": pasted after a
+    command-line option (`--os-token`, `mysql -p`, `redis-cli -a`), one that did would be read as an option."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return Secret(value)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import time
 
 from reddwarf.domain.errors import NotFound, Unauthorized
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import Secret, generate_secret
 from reddwarf.identity.context import AuthContext
 from reddwarf.store.database import Database
 from reddwarf.store.records import TokenRecord
@@ -31,7 +30,7 @@ def hash_token(token: str) -> str:
 
 
 def new_token_value() -> Secret:
-    return Secret(secrets.token_urlsafe(32))
+    return generate_secret(32)
 
 
 def issue_token_in(

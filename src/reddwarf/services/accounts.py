@@ -31,7 +31,6 @@ changed or dropped through these use cases: its name answers 404 (400 when a cre
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from reddwarf.domain.errors import (
     UnprocessableEntity,
 )
 from reddwarf.domain.instance import DatabaseSpec, Instance, UserSpec
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import Secret, generate_secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.engines.base import Accounts, Engine
 from reddwarf.identity.context import AuthContext
@@ -401,7 +400,7 @@ def disable_root(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
 
 
 def new_root_password() -> Secret:
-    return Secret(secrets.token_urlsafe(ROOT_PASSWORD_BYTES))
+    return generate_secret(ROOT_PASSWORD_BYTES)
 
 
 def root_password_on_create(ctx: ServiceContext, uow: UnitOfWork, instance: Instance, engine: Engine) -> Secret | None:

@@ -116,8 +116,10 @@ class Database:
                 yield uow
                 session.commit()
             except BaseException:
-                session.rollback()
-                uow._rolled_back()
+                try:
+                    session.rollback()
+                finally:
+                    uow._rolled_back()
                 raise
             finally:
                 session.close()

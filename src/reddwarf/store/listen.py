@@ -63,6 +63,9 @@ class WorkListener:
             except psycopg.Error as exc:
                 log.warning("work listener: connection lost (%s); reconnecting", type(exc).__name__)
                 self._stop.wait(self._retry_delay)
+            except Exception:  # loop boundary: the listener must outlive a bug; workers still poll meanwhile
+                log.exception("work listener: unexpected error; reconnecting")
+                self._stop.wait(self._retry_delay)
             finally:
                 self._listening.clear()
                 connection.close()
@@ -75,14 +78,19 @@ class WorkListener:
             pooled.close()
             raise TypeError(f"the store's driver connection is {type(connection).__name__}, not psycopg's")
         pooled.detach()
-        connection.rollback()  # the pool's checkout may have begun a transaction; LISTEN must not wait in one
-        connection.autocommit = True
+        try:
+            connection.rollback()  # the pool's pre-ping began a transaction; LISTEN must not wait in one
+            connection.autocommit = True
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _listen(self, connection: psycopg.Connection[tuple[object, ...]]) -> None:
         connection.execute(f"LISTEN {CHANNEL}")
         self._on_work("")  # whatever was recorded while nobody listened
         self._listening.set()
+        log.info("work listener: listening on %s; workers start new operations as they are recorded", CHANNEL)
         while not self._stop.is_set():
             for notification in connection.notifies(timeout=_STOP_CHECK_S):
                 self._on_work(notification.payload)

@@ -6,6 +6,7 @@ together (e.g. an instance row, its encrypted passwords and the operation that w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
@@ -18,6 +19,8 @@ from reddwarf.store.repositories.operations import OperationRepository
 from reddwarf.store.repositories.pool import PoolRepository
 from reddwarf.store.repositories.secrets import SecretRepository
 from reddwarf.store.secrets import SecretCipher
+
+log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -44,13 +47,21 @@ class UnitOfWork:
         self._after_rollback.append(callback)
 
     def _committed(self) -> None:
-        for callback in self._after_commit:
-            callback()
+        _run_all(self._after_commit, "after commit")
 
     def _rolled_back(self) -> None:
-        for callback in self._after_rollback:
-            callback()
+        _run_all(self._after_rollback, "after rollback")
 
     def flush(self) -> None:
         """Send pending writes now (they still commit or roll back with the unit of work)."""
         self._session.flush()
+
+
+def _run_all(callbacks: list[Callable[[], None]], when: str) -> None:
+    """Every callback, each once: the transaction's outcome is decided, and a failing callback must neither
+    turn it into an error for the caller nor keep the next callback from running."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # boundary: the unit of work already committed or rolled back
+            log.exception("a unit of work's %s callback failed", when)

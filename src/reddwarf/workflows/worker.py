@@ -33,9 +33,10 @@ def build_workers(
     """`count` workers, plus the warm pool's own lane when the pool is on (none at all for `count` 0).
 
     The tenant workers take the operations this process's use cases hand over through `dispatcher` (and
-    wake on it); the pool's lane waits on `pool_wake` instead (set only at shutdown: its work comes from
-    its own keeper), so that a tenant's create does not also wake it into a claim that competes with the
-    create's worker for the store's write lock."""
+    wake on it); the pool's lane waits on `pool_wake` instead (set at shutdown, and when another process
+    records pool work on a PostgreSQL store: its own work comes from its own keeper), so that a tenant's
+    create does not also wake it into a claim that competes with the create's worker for the store's
+    write lock."""
     if count <= 0:
         return []
     health = Periodic("health", settings.health_interval, HealthSweep(deps))

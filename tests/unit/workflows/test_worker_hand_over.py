@@ -25,7 +25,7 @@ from reddwarf.store.database import Database
 from reddwarf.store.records import Operation, OperationState
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.kernel.dispatch import Dispatcher
-from reddwarf.workflows.kernel.worker import Worker
+from reddwarf.workflows.kernel.worker import Periodic, Worker
 
 KIND = "instance.restart"
 POLL_INTERVAL_S = 60.0  # a worker that is not handed the operation would not get to it within a test
@@ -63,10 +63,12 @@ class Recording:
 class RunningWorker:
     """A worker thread of "proc-1" waiting on its dispatcher."""
 
-    def __init__(self, db: Database, handler: Recording, *, deadline: float = 900) -> None:
+    def __init__(
+        self, db: Database, handler: Recording, *, deadline: float = 900, periodic: tuple[Periodic, ...] = ()
+    ) -> None:
         self.dispatcher = Dispatcher("proc-1", lease_ttl=30)
         self.worker = Worker(db, {KIND: handler}, lease_ttl=30, poll_interval=POLL_INTERVAL_S, deadline=deadline,
-                             dispatcher=self.dispatcher)
+                             dispatcher=self.dispatcher, periodic=periodic)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,))
 
@@ -114,6 +116,31 @@ def test_a_waiting_worker_runs_the_operation_a_use_case_recorded_at_once(db: Dat
         wait_for(lambda: current(db, op_id).state == OperationState.DONE, "the operation to finish")
     assert len(handler.runs) == 1 and handler.runs[0].startswith("proc-1:h")  # under the hand-over's lease
     assert current(db, op_id).attempts == 1
+
+
+def test_work_recorded_while_the_worker_was_busy_between_rounds_is_not_left_for_its_next_poll(
+    db: Database,
+) -> None:
+    in_sweep, sweep_may_end = threading.Event(), threading.Event()
+
+    def sweep() -> None:  # a periodic task (the health sweep) that runs after a round found nothing
+        if not in_sweep.is_set():
+            in_sweep.set()
+            assert sweep_may_end.wait(DEADLINE_S)
+
+    handler = Recording()
+    running = RunningWorker(db, handler, periodic=(Periodic("sweep", 0, sweep),))
+    running.thread.start()
+    try:
+        assert in_sweep.wait(DEADLINE_S)
+        with db.unit_of_work() as uow:  # no worker waits, so no promise: recorded pending, workers notified
+            op_id = context(db, running.dispatcher).enqueue(uow, KIND, "res-1")
+        sweep_may_end.set()
+        wait_for(lambda: current(db, op_id).state == OperationState.DONE, "the operation to finish")
+    finally:
+        sweep_may_end.set()
+        running.__exit__()
+    assert handler.runs == [running.worker.worker_id]
 
 
 def test_a_promised_worker_is_not_promised_twice_and_comes_back_when_the_promise_is_abandoned(db: Database) -> None:

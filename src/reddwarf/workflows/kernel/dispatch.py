@@ -82,6 +82,15 @@ class Dispatcher:
         self._waiting: list[_Seat] = []
         self._closed = False
         self._numbers = itertools.count(1)
+        # Counts notifications: a worker that read it before looking for work, and finds it moved when it is
+        # about to wait, looks again instead (a notification is never lost between its look and its wait).
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Read before a worker looks for work; pass to `wait` as `since`."""
+        with self.lock:
+            return self._generation
 
     @property
     def waiting(self) -> int:
@@ -101,29 +110,35 @@ class Dispatcher:
                 return None
             self._waiting.remove(seat)
             seat.reserved = True
-        # Unique per hand-over: a lease is matched by its owner, and no two operations may share one.
-        return Promise(self, seat, f"{self._process_id}:h{next(self._numbers)}", self._lease_ttl)
+            # Unique per hand-over: a lease is matched by its owner, and no two operations may share one.
+            owner = f"{self._process_id}:h{next(self._numbers)}"
+        return Promise(self, seat, owner, self._lease_ttl)
 
-    def notify(self) -> None:
-        """Pending work was recorded (no promise): every waiting worker goes to claim."""
+    def notify(self, kind: str = "") -> None:
+        """Pending work of `kind` ("": of any kind) was recorded, here or (LISTEN / NOTIFY) elsewhere: the
+        waiting workers that take it go and claim, and a worker about to wait looks again first."""
         with self.lock:
+            self._generation += 1
             for seat in self._waiting:
-                seat.wakeup.notify()
+                if not kind or seat.accepts(kind):
+                    seat.wakeup.notify()
 
     def close(self) -> None:
         """The workers are stopping: no more promises, and every waiting worker wakes."""
         with self.lock:
             self._closed = True
+            self._generation += 1
             for seat in self._waiting:
                 seat.wakeup.notify()
 
     # --- the workers' side ---
 
-    def wait(self, accepts: Callable[[str], bool], timeout: float) -> Handed | None:
+    def wait(self, accepts: Callable[[str], bool], timeout: float, *, since: int) -> Handed | None:
         """Wait up to `timeout` seconds (less if pending work is recorded) for work; a handed-over operation
-        if a promise was made for this worker and kept, else None (go and claim)."""
+        if a promise was made for this worker and kept, else None (go and claim). Returns at once when a
+        notification came after `generation` read `since`."""
         with self.lock:
-            if self._closed:
+            if self._closed or self._generation != since:
                 return None
             seat = _Seat(accepts, self.lock)
             self._waiting.append(seat)

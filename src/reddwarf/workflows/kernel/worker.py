@@ -93,6 +93,8 @@ class Worker:
         log.info("worker %s started", self.worker_id)
         handed: Handed | None = None
         while not stop.is_set():
+            # Before looking for work: a notification after this point makes the wait below return at once.
+            seen = self._dispatcher.generation if self._dispatcher is not None else 0
             try:
                 if handed is not None:
                     busy, handed = self._run_handed(handed), None
@@ -103,7 +105,7 @@ class Worker:
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
                 busy, handed = False, None
             if not busy and not stop.is_set():
-                handed = self._wait()
+                handed = self._wait(seen)
         if handed is not None:  # handed over as the worker was told to stop: claimable at once, attempt back
             with self.db.unit_of_work() as uow:
                 uow.operations.let_go(handed.operation.id, handed.owner, give_back_attempt=True)
@@ -115,9 +117,9 @@ class Worker:
             return kind in self.only_kinds
         return kind not in self.skip_kinds
 
-    def _wait(self) -> Handed | None:
+    def _wait(self, seen: int) -> Handed | None:
         if self._dispatcher is not None:
-            return self._dispatcher.wait(self.accepts, self.poll_interval)
+            return self._dispatcher.wait(self.accepts, self.poll_interval, since=seen)
         self._wake.wait(self.poll_interval)
         # A wake-up that lands after the wait is not lost: the next round looks at the store.
         self._wake.clear()
