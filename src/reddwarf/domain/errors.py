@@ -83,6 +83,13 @@ class ServiceUnavailable(RequestError):
     fault = "serviceUnavailable"
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """The metadata store cannot be reached, or stays locked past its busy timeout: retry later."""
+
+    def __init__(self) -> None:
+        super().__init__("Reddwarf's metadata store is unavailable; try again shortly.")
+
+
 class TemporaryError(ReddwarfError):
     """A step failed for a reason that may pass: the worker retries it after `delay` seconds."""
 

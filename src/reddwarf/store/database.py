@@ -13,6 +13,7 @@ session-level `pg_advisory_lock`, on SQLite with an fcntl lock on a file next to
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 from collections.abc import Callable, Iterator
@@ -27,10 +28,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from reddwarf.domain.errors import StoreUnavailable
 from reddwarf.store.listen import WorkListener
 from reddwarf.store.secrets import KeyFileError, SecretCipher, SecretDecryptionError
 from reddwarf.store.uow import UnitOfWork
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+PG_CONNECT_TIMEOUT_S: Final = 10
 _WRITE_OPTION: Final = "reddwarf_write"
 # An arbitrary, fixed 64-bit key for pg_advisory_lock: "reddwarf" in ASCII.
 _PG_MIGRATION_LOCK_KEY: Final = 0x7265646477617266
@@ -108,22 +111,36 @@ class Database:
         Keep units of work short and never nest a write unit of work inside another in the same thread:
         on SQLite the inner one would wait for the outer one's write lock until the busy timeout.
         """
-        with self._engine.connect() as connection:
+        try:
+            connection = self._engine.connect()
+        except OperationalError as exc:  # the store is down, or does not answer within its connect timeout
+            raise self._unavailable(exc) from exc
+        with connection:
             connection.execution_options(**{_WRITE_OPTION: write})
             session = Session(bind=connection, expire_on_commit=False, autoflush=True)
             uow = UnitOfWork(session, self._cipher)
             try:
                 yield uow
                 session.commit()
-            except BaseException:
+            except BaseException as exc:
                 try:
-                    session.rollback()
+                    with contextlib.suppress(SQLAlchemyError):  # a dead connection: the first error tells
+                        session.rollback()
                 finally:
                     uow._rolled_back()
+                if isinstance(exc, DBAPIError) and _is_outage(exc):
+                    raise self._unavailable(exc) from exc
                 raise
             finally:
                 session.close()
         uow._committed()
+
+    def _unavailable(self, exc: DBAPIError) -> StoreUnavailable:
+        """The caller gets a 503 to retry, not a 500; the log names the store (password masked) and the
+        driver's error."""
+        reason = (str(exc.orig).strip().splitlines() or [""])[0][:300]
+        log.warning("metadata store %s unavailable: %s: %s", self.url, type(exc.orig).__name__, reason)
+        return StoreUnavailable()
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision; safe when several processes start at once."""
@@ -227,12 +244,24 @@ def _engine_for(url: str) -> tuple[Engine, Path | None]:
     if backend == "postgresql":
         if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
             raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql+psycopg://")
+        # A store host that does not answer must not hold a request (or a worker) for the kernel's TCP
+        # timeout (minutes): libpq gives up after `connect_timeout` seconds (the URL may set its own).
+        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
         engine = create_engine(
-            parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10
+            parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10,
+            connect_args=connect_args,
         )
         _install_postgresql_hooks(engine)
         return engine, None
     raise ValueError(f"unsupported metadata store {backend!r}: use sqlite or postgresql+psycopg")
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    """An error of the store rather than of the statement: the connection was lost (SQLAlchemy invalidated
+    it), or SQLite stayed locked past its busy timeout. A write in a read-only unit of work is not one."""
+    if exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
 def _holds_secrets(engine: Engine) -> bool:

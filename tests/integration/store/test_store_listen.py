@@ -8,11 +8,10 @@ the test by its deadline instead of passing late).
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.support.server import wait_for
 
 from reddwarf.domain.errors import PermanentError
 from reddwarf.store import Database
@@ -37,14 +36,6 @@ class Done:
         raise AssertionError(error.message)
 
 
-def wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True)
 def test_a_worker_in_another_process_starts_recorded_work_at_once(db: Database, store_url: str, key_file: Path) -> None:
     worker_db = Database.from_url(store_url, key_file=key_file)  # the worker process's own store handle
@@ -60,11 +51,11 @@ def test_a_worker_in_another_process_starts_recorded_work_at_once(db: Database, 
     try:
         assert listener.wait_listening(DEADLINE_S), "the listener never connected"
         thread.start()
-        wait_for(lambda: dispatcher.waiting == 1, "the worker to wait until its next poll")
+        wait_for(lambda: dispatcher.waiting == 1, DEADLINE_S, "the worker to wait until its next poll")
         with db.unit_of_work() as uow:  # the API process records an operation
             op_id = uow.operations.enqueue(KIND, "res-1")
         assert handler.ran.wait(DEADLINE_S), "the worker did not start the operation before its next poll"
-        wait_for(lambda: _state(db, op_id) == OperationState.DONE, "the operation to complete")
+        wait_for(lambda: _state(db, op_id) == OperationState.DONE, DEADLINE_S, "the operation to complete")
     finally:
         listener.stop()
         stop.set()

@@ -7,8 +7,6 @@ the keeper thread, so nothing renews behind the test's back.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +15,6 @@ from reddwarf.store.records import Operation
 from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext
 
 WORKER = "worker-1"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'reddwarf.db'}", key_file=tmp_path / "secret.key")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def claimed(db: Database, ttl: float) -> OperationContext:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
+from tests.support.server import wait_for as support_wait_for
 
 from reddwarf.domain.errors import PermanentError
 from reddwarf.services.context import ServiceContext
@@ -30,14 +29,6 @@ from reddwarf.workflows.kernel.worker import Periodic, Worker
 KIND = "instance.restart"
 POLL_INTERVAL_S = 60.0  # a worker that is not handed the operation would not get to it within a test
 DEADLINE_S = 10.0
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'reddwarf.db'}", key_file=tmp_path / "secret.key")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 class Recording:
@@ -90,11 +81,7 @@ def claimer(db: Database, handler: Recording) -> Worker:
 
 
 def wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    support_wait_for(condition, DEADLINE_S, what, interval=0.01)
 
 
 def current(db: Database, op_id: str) -> Operation:

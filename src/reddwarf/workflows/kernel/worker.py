@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
+from reddwarf.domain.errors import NotYet, PermanentError, StoreUnavailable, TemporaryError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
 from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext, StepResult
@@ -26,6 +26,9 @@ from reddwarf.workflows.kernel.dispatch import Dispatcher, Handed
 from reddwarf.workflows.kernel.retry import backoff
 
 log = logging.getLogger(__name__)
+
+# How long a worker waits before it looks again after the metadata store was unavailable.
+STORE_RETRY_S = 1.0
 
 
 class Handler(Protocol):
@@ -101,6 +104,9 @@ class Worker:
                 else:
                     busy = self.run_once()
                 self._run_periodic()
+            except StoreUnavailable:  # logged by the store; no traceback five times a second in an outage
+                busy, handed = False, None
+                stop.wait(STORE_RETRY_S)
             except Exception:  # loop boundary: log, back off, go on
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
                 busy, handed = False, None
