@@ -86,8 +86,20 @@ class ServiceUnavailable(RequestError):
 class StoreUnavailable(ServiceUnavailable):
     """The metadata store cannot be reached, or stays locked past its busy timeout: retry later."""
 
+    def __init__(
+        self, message: str = "Reddwarf's metadata store is unavailable; try again shortly."
+    ) -> None:
+        super().__init__(message)
+
+
+class StoreOutcomeUnknown(StoreUnavailable):
+    """The store went away while committing: the request may or may not have been recorded."""
+
     def __init__(self) -> None:
-        super().__init__("Reddwarf's metadata store is unavailable; try again shortly.")
+        super().__init__(
+            "Reddwarf's metadata store became unavailable while recording this request, which may or may not "
+            "have been recorded: look (list or show) before trying again."
+        )
 
 
 class TemporaryError(ReddwarfError):

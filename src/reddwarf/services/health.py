@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from reddwarf.domain.errors import StoreUnavailable
 from reddwarf.services.context import ServiceContext
 
 logger = logging.getLogger(__name__)
@@ -16,6 +17,8 @@ def store_reachable(ctx: ServiceContext) -> bool:
     try:
         with ctx.db.unit_of_work(write=False) as uow:
             uow.operations.get(_PROBE_ID)
+    except StoreUnavailable:  # the store logged why; a load balancer probes every few seconds
+        return False
     # The probe's whole purpose is to turn any store failure (driver, network, disk) into "unhealthy".
     except Exception:
         logger.warning("healthcheck: the metadata store is unreachable", exc_info=True)

@@ -29,10 +29,11 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from reddwarf.domain.errors import StoreUnavailable
+from reddwarf.domain.errors import StoreOutcomeUnknown, StoreUnavailable
 from reddwarf.store.listen import WorkListener
 from reddwarf.store.secrets import KeyFileError, SecretCipher, SecretDecryptionError
 from reddwarf.store.uow import UnitOfWork
@@ -42,6 +43,14 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 PG_CONNECT_TIMEOUT_S: Final = 10
+# A store host that vanishes without a reset (a failover moving an address, a dead host): libpq's keepalives
+# and TCP_USER_TIMEOUT end a connection stuck on it in ~30 s instead of the kernel's ~15 minutes.
+_PG_TCP_ARGS: Final = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                       "tcp_user_timeout": 30_000}
+_SQLITE_LOCKED: Final = "database is locked"
+_PG_RETRYABLE: Final = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+_PG_READ_ONLY_TRANSACTION: Final = "25006"
+_SECRET_QUERY_KEYS: Final = frozenset({"password", "sslpassword"})
 _WRITE_OPTION: Final = "reddwarf_write"
 # An arbitrary, fixed 64-bit key for pg_advisory_lock: "reddwarf" in ASCII.
 _PG_MIGRATION_LOCK_KEY: Final = 0x7265646477617266
@@ -101,8 +110,12 @@ class Database:
 
     @property
     def url(self) -> str:
-        """The URL with any password masked: safe to log or show."""
-        return self._engine.url.render_as_string(hide_password=True)
+        """The URL with any password masked (in its user part or its query): safe to log or show."""
+        url = self._engine.url
+        secret_keys = [key for key in url.query if key.lower() in _SECRET_QUERY_KEYS]
+        if secret_keys:
+            url = url.update_query_dict({key: "***" for key in secret_keys})
+        return url.render_as_string(hide_password=True)
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[UnitOfWork]:
@@ -113,34 +126,45 @@ class Database:
         """
         try:
             connection = self._engine.connect()
-        except OperationalError as exc:  # the store is down, or does not answer within its connect timeout
+        except (OperationalError, PoolTimeout) as exc:  # down, silent past the connect timeout, or saturated
             raise self._unavailable(exc) from exc
         with connection:
             connection.execution_options(**{_WRITE_OPTION: write})
             session = Session(bind=connection, expire_on_commit=False, autoflush=True)
             uow = UnitOfWork(session, self._cipher)
+            committing = False
             try:
                 yield uow
+                committing = True
                 session.commit()
             except BaseException as exc:
                 try:
-                    with contextlib.suppress(SQLAlchemyError):  # a dead connection: the first error tells
+                    try:
                         session.rollback()
+                    except SQLAlchemyError as rollback_error:  # a dead connection: the first error tells
+                        log.debug("rollback after %s failed: %s", type(exc).__name__, type(rollback_error).__name__)
                 finally:
                     uow._rolled_back()
-                if isinstance(exc, DBAPIError) and _is_outage(exc):
+                if isinstance(exc, DBAPIError) and _is_outage(exc, write=write):
+                    if committing and write:
+                        # The COMMIT may have reached the store before the connection went: "try again" could
+                        # record the request twice.
+                        raise self._unavailable(exc, StoreOutcomeUnknown()) from exc
                     raise self._unavailable(exc) from exc
                 raise
             finally:
-                session.close()
+                with contextlib.suppress(SQLAlchemyError):  # never hide the error above behind a close's
+                    session.close()
         uow._committed()
 
-    def _unavailable(self, exc: DBAPIError) -> StoreUnavailable:
-        """The caller gets a 503 to retry, not a 500; the log names the store (password masked) and the
-        driver's error."""
-        reason = (str(exc.orig).strip().splitlines() or [""])[0][:300]
-        log.warning("metadata store %s unavailable: %s: %s", self.url, type(exc.orig).__name__, reason)
-        return StoreUnavailable()
+    def _unavailable(self, exc: Exception, error: StoreUnavailable | None = None) -> StoreUnavailable:
+        """The caller gets a 503, not a 500; the log names the store (password masked) and the driver's
+        error (with a traceback for SQLite's lock, which a nested write unit of work also produces)."""
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        reason = (str(cause).strip().splitlines() or [""])[0][:300]
+        log.warning("metadata store %s unavailable: %s: %s", self.url, type(cause).__name__, reason,
+                    exc_info=isinstance(exc, OperationalError) and _SQLITE_LOCKED in str(cause))
+        return error if error is not None else StoreUnavailable()
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision; safe when several processes start at once."""
@@ -246,22 +270,29 @@ def _engine_for(url: str) -> tuple[Engine, Path | None]:
             raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql+psycopg://")
         # A store host that does not answer must not hold a request (or a worker) for the kernel's TCP
         # timeout (minutes): libpq gives up after `connect_timeout` seconds (the URL may set its own).
-        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        connect_args: dict[str, int] = {key: value for key, value in _PG_TCP_ARGS.items() if key not in parsed.query}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         engine = create_engine(
             parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10,
-            connect_args=connect_args,
+            pool_timeout=PG_CONNECT_TIMEOUT_S, connect_args=connect_args,
         )
         _install_postgresql_hooks(engine)
         return engine, None
     raise ValueError(f"unsupported metadata store {backend!r}: use sqlite or postgresql+psycopg")
 
 
-def _is_outage(exc: DBAPIError) -> bool:
-    """An error of the store rather than of the statement: the connection was lost (SQLAlchemy invalidated
-    it), or SQLite stayed locked past its busy timeout. A write in a read-only unit of work is not one."""
+def _is_outage(exc: DBAPIError, *, write: bool) -> bool:
+    """An error of the store rather than of the statement, which a retry later may not meet: the connection
+    was lost (SQLAlchemy invalidated it), SQLite stayed locked past its busy timeout, PostgreSQL chose this
+    transaction as a deadlock or serialization victim, or a write reached a server that is (after a
+    failover) a read-only standby. A write in a read-only unit of work is not one."""
     if exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+    if isinstance(exc, OperationalError) and _SQLITE_LOCKED in str(exc.orig):
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in _PG_RETRYABLE or (write and code == _PG_READ_ONLY_TRANSACTION)
 
 
 def _holds_secrets(engine: Engine) -> bool:

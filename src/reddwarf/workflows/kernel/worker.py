@@ -105,8 +105,9 @@ class Worker:
                     busy = self.run_once()
                 self._run_periodic()
             except StoreUnavailable:  # logged by the store; no traceback five times a second in an outage
-                busy, handed = False, None
+                handed = None
                 stop.wait(STORE_RETRY_S)
+                continue  # and look again
             except Exception:  # loop boundary: log, back off, go on
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
                 busy, handed = False, None
@@ -191,6 +192,10 @@ class Worker:
                     details=op.last_error,
                 )
             handler.run(ctx)
+        except StoreUnavailable:
+            # Not the operation's failure: no attempt spent on it, no fault. The lease runs out unless the
+            # store comes back in time for the keeper; the operation is then claimed again and resumes.
+            raise
         except LeaseLost:
             log.warning("operation %s: lease lost (superseded or expired); letting go", op.id)
             with self.db.unit_of_work() as uow:

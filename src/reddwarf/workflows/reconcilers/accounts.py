@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from reddwarf.domain.errors import NotYet, PermanentError, RequestError
+from reddwarf.domain.errors import NotYet, PermanentError, RequestError, StoreUnavailable
 from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Fault
@@ -90,6 +90,8 @@ class AccountOperation:
             raise NotYet(f"waiting for operation {earlier[0].id} ({earlier[0].kind}) to finish", delay=delay)
         try:
             ctx.step("apply", lambda: self._apply(ctx, instance))
+        except StoreUnavailable:
+            raise  # the store's outage, not the request's fault: the worker retries once it is back
         except RequestError as exc:
             raise PermanentError(exc.message) from exc
         ctx.step("spec", lambda: self._mirror(ctx, instance.id))
