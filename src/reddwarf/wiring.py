@@ -154,7 +154,7 @@ class Components:
     _listener: WorkListener | None = None
 
     def __post_init__(self) -> None:
-        # Operations this process's API records go straight to its idle embedded workers (if it runs any).
+        # Operations this process's API records go straight to its waiting embedded workers (if it runs any).
         self._dispatcher = Dispatcher(new_worker_id(), self.settings.lease_ttl)
 
     def service_context(self) -> ServiceContext:

@@ -8,6 +8,7 @@ recorded an operation may get it handed over instead of claiming it (`kernel.dis
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -114,7 +115,8 @@ class Worker:
             if not busy and not stop.is_set():
                 handed = self._wait(seen)
         if handed is not None:  # handed over as the worker was told to stop: claimable at once, attempt back
-            with self.db.unit_of_work() as uow:
+            # (in a store outage, when its lease runs out instead)
+            with contextlib.suppress(StoreUnavailable), self.db.unit_of_work() as uow:
                 uow.operations.let_go(handed.operation.id, handed.owner, give_back_attempt=True)
         log.info("worker %s stopped", self.worker_id)
 
