@@ -26,7 +26,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -80,7 +80,7 @@ class Database:
             engine.dispose()
             raise KeyFileError(
                 f"the secrets' key file {key_file} is missing, but the metadata store "
-                f"{engine.url.render_as_string(hide_password=True)} already holds secrets encrypted with a key: "
+                f"{_masked_url(engine.url)} already holds secrets encrypted with a key: "
                 f"copy the deployment's key file to {key_file} (mode 0600). Every host sharing a store needs "
                 "the same key file."
             )
@@ -111,11 +111,7 @@ class Database:
     @property
     def url(self) -> str:
         """The URL with any password masked (in its user part or its query): safe to log or show."""
-        url = self._engine.url
-        secret_keys = [key for key in url.query if key.lower() in _SECRET_QUERY_KEYS]
-        if secret_keys:
-            url = url.update_query_dict({key: "***" for key in secret_keys})
-        return url.render_as_string(hide_password=True)
+        return _masked_url(self._engine.url)
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[UnitOfWork]:
@@ -280,6 +276,14 @@ def _engine_for(url: str) -> tuple[Engine, Path | None]:
         _install_postgresql_hooks(engine)
         return engine, None
     raise ValueError(f"unsupported metadata store {backend!r}: use sqlite or postgresql+psycopg")
+
+
+def _masked_url(url: URL) -> str:
+    """`url` with any password masked, in its user part or its query (`?password=`, `?sslpassword=`)."""
+    secret_keys = [key for key in url.query if key.lower() in _SECRET_QUERY_KEYS]
+    if secret_keys:
+        url = url.update_query_dict({key: "***" for key in secret_keys})
+    return url.render_as_string(hide_password=True)
 
 
 def _is_outage(exc: DBAPIError, *, write: bool) -> bool:
