@@ -20,6 +20,7 @@ import pytest
 from tests.contract import host
 from tests.contract.targets import Target, discover
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
+from tests.support.skips import not_applicable
 
 ADDRESS_POOL = "127.0.93.0/24"
 LIFECYCLE = "lifecycle"
@@ -58,7 +59,7 @@ def _only_declared(request: pytest.FixtureRequest, target: Target) -> None:
     marker = request.node.get_closest_marker("capability")
     name = str(marker.args[0]) if marker else LIFECYCLE
     if name != LIFECYCLE and not target.declares(name):
-        pytest.skip(f"{target.engine} {target.version} does not declare {name}")
+        not_applicable(f"{target.engine} {target.version} does not declare {name}")
 
 
 @dataclass(frozen=True)
