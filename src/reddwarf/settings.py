@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     worker_poll_interval: float = Field(default=0.2, gt=0)
     health_interval: float = Field(default=5.0, gt=0)
     operation_deadline: float = Field(default=900.0, gt=0)
+    # How long an account write (database, user, grant) waits to be applied before it answers 202 anyway.
+    account_write_wait: float = Field(default=5.0, ge=0)
 
     max_volume_size_gb: int = Field(default=10, gt=0)
     max_instances_per_project: int | None = Field(default=None, gt=0)

@@ -53,3 +53,53 @@ def test_enabled_root_logs_in_and_disabled_root_is_refused(shared: Instance, tar
     assert shared.client.delete(f"/instances/{shared.id}/root").status_code == 204
     with pytest.raises(Refused):
         adapter.use(address, port, user["name"], user["password"], None)
+
+
+@pytest.mark.capability("databases")
+def test_account_writes_sent_without_pause_apply_in_order_before_their_answer(
+    shared: Instance, target: Target
+) -> None:
+    """Trove's guest applied a grant or revoke before answering: a client that sends create-database,
+    create-user-with-access-to-it, revoke and then connects, with no pause, is refused at the end."""
+    address, port = shared.endpoint()
+    adapter = ADAPTERS[target.engine]
+    client, base = shared.client, f"/instances/{shared.id}"
+    database, user, password = "ordered_db", "ordered_user", "no pause 'at all'"
+
+    assert client.post(f"{base}/databases", json={"databases": [{"name": database}]}).status_code == 202
+    created = client.post(f"{base}/users", json={"users": [
+        {"name": user, "password": password, "databases": [{"name": database}]}]})
+    assert created.status_code == 202, created.text
+    adapter.use(address, port, user, password, database)
+    assert client.delete(f"{base}/users/{user}/databases/{database}").status_code == 202
+    with pytest.raises(Refused):
+        adapter.use(address, port, user, password, database)
+    granted = client.put(f"{base}/users/{user}/databases", json={"databases": [{"name": database}]})
+    assert granted.status_code == 202, granted.text
+    adapter.use(address, port, user, password, database)
+    assert client.delete(f"{base}/users/{user}").status_code == 202
+    with pytest.raises(Refused):
+        adapter.use(address, port, user, password, database)
+    assert client.delete(f"{base}/databases/{database}").status_code == 202
+
+
+@pytest.mark.capability("users")
+def test_user_writes_sent_without_pause_apply_before_their_answer(shared: Instance, target: Target) -> None:
+    address, port = shared.endpoint()
+    adapter = ADAPTERS[target.engine]
+    client, base = shared.client, f"/instances/{shared.id}"
+    user, first, second = "quick_user", "first 'password'", "second password"
+    database = shared.databases[0] if shared.databases else None
+    access = {"databases": [{"name": database}]} if database else {}
+
+    created = client.post(f"{base}/users", json={"users": [{"name": user, "password": first, **access}]})
+    assert created.status_code == 202, created.text
+    adapter.use(address, port, user, first, database)
+    changed = client.put(f"{base}/users", json={"users": [{"name": user, "password": second}]})
+    assert changed.status_code == 202, changed.text
+    with pytest.raises(Refused):
+        adapter.use(address, port, user, first, database)
+    adapter.use(address, port, user, second, database)
+    assert client.delete(f"{base}/users/{user}").status_code == 202
+    with pytest.raises(Refused):
+        adapter.use(address, port, user, second, database)

@@ -7,9 +7,16 @@ is ACTIVE (422 `unprocessableEntity`, as Trove's `load_and_verify`).
 Reads (list and show databases and users, a user's grants, root status) go live to the engine through
 `Engine.accounts()` with the engine's own short timeout: an unreachable server is 503, a refusal 422.
 
-Writes are durable operations (answered 202): the request is checked live first (unknown user or
+Writes are durable operations (answered 202): the request is checked first against the engine's live
+state with the writes accepted before it replayed on top (`services.account_view`: unknown user or
 database 404, duplicates 400 as Trove), then ONE unit of work records an operation whose payload holds
-names only. Passwords travel encrypted in the secrets repository, owned by the operation id, under
+names only. Writes are applied one at a time in the order they were accepted; the use case then waits up
+to `Settings.account_write_wait` seconds for its write to be applied (as Trove's guest answered once it
+had), so a client that connects right after a revoke is refused. A write applied in time answers 202; one
+the engine refused in time answers 422 with the reason (the fault is on the instance too); one still
+waiting its turn at the deadline answers 202 and is applied later, durably.
+
+Passwords travel encrypted in the secrets repository, owned by the operation id, under
 `password` or `password:<index>`; the reconciler (`workflows/reconcilers/accounts.py`) deletes them when
 the operation ends. Payloads by kind (hosts are Trove's, `%` where the engine has none):
 
@@ -31,6 +38,7 @@ changed or dropped through these use cases: its name answers 404 (400 when a cre
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,24 +60,25 @@ from reddwarf.domain.secret import Secret, generate_secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.engines.base import Accounts, Engine
 from reddwarf.identity.context import AuthContext
+from reddwarf.services.account_view import (
+    ACCOUNT_OPERATIONS,
+    OP_DATABASES_CREATE,
+    OP_DATABASES_DELETE,
+    OP_USERS_CREATE,
+    OP_USERS_DELETE,
+    OP_USERS_GRANT,
+    OP_USERS_PASSWORDS,
+    OP_USERS_REVOKE,
+    OP_USERS_UPDATE,
+    AccountView,
+)
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import load_instance
+from reddwarf.store.records import OperationState
 from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-OP_DATABASES_CREATE = "instance.databases.create"
-OP_DATABASES_DELETE = "instance.databases.delete"
-OP_USERS_CREATE = "instance.users.create"
-OP_USERS_UPDATE = "instance.users.update"
-OP_USERS_PASSWORDS = "instance.users.passwords"
-OP_USERS_DELETE = "instance.users.delete"
-OP_USERS_GRANT = "instance.users.grant"
-OP_USERS_REVOKE = "instance.users.revoke"
-ACCOUNT_OPERATIONS = (
-    OP_DATABASES_CREATE, OP_DATABASES_DELETE, OP_USERS_CREATE, OP_USERS_UPDATE, OP_USERS_PASSWORDS,
-    OP_USERS_DELETE, OP_USERS_GRANT, OP_USERS_REVOKE,
-)
 ADMIN_SECRET_NAME = "admin"
 # The root password generated at create with `Settings.root_on_create`, until the create's `root` step used it.
 ROOT_SECRET_NAME = "root"
@@ -219,8 +228,7 @@ def create_databases(
             )
         seen.add(database.name)
     target.engine.validate_databases(databases, "databases")
-    with _live(target) as accounts:
-        existing = {d.name for d in accounts.list_databases()}
+    existing = _view(target).databases
     for index, database in enumerate(databases):
         if database.name in existing:
             raise BadRequest(
@@ -237,9 +245,8 @@ def create_databases(
 
 def delete_database(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str) -> str:
     target = _target(ctx, auth, instance_id, Capability.DATABASES)
-    with _live(target) as accounts:
-        if _find_database(accounts, name) is None:
-            raise NotFound("Database", name)
+    if name not in _view(target).databases:
+        raise NotFound("Database", name)
     return _enqueue(ctx, target, OP_DATABASES_DELETE, {"name": name}, {}, f"delete database {name} requested")
 
 
@@ -260,9 +267,8 @@ def create_users(ctx: ServiceContext, auth: AuthContext, instance_id: str, users
             )
         seen.add((user.name, user.host))
     target.engine.validate_users(users, "users")
-    with _live(target) as accounts:
-        existing = {(u.name, u.host) for u in accounts.list_users()}
-        databases = {d.name for d in accounts.list_databases()} if any(u.databases for u in users) else set()
+    view = _view(target)
+    existing, databases = view.users, view.databases
     for index, user in enumerate(users):
         if (user.name, user.host) in existing:
             raise BadRequest(f'A user with the name "{user.name}" already exists.', field=f"users[{index}].name")
@@ -291,10 +297,10 @@ def update_user(
     _check_user_fields(target, candidate, "user")
     target.engine.validate_users([candidate], "user")
     moved = (new_name, new_host) != (name, host)
-    with _live(target) as accounts:
-        _existing_user(target, accounts, name, host)
-        if moved and accounts.get_user(new_name, new_host) is not None:
-            raise BadRequest(f'A user with the name "{new_name}" already exists.', field="user.name")
+    view = _view(target)
+    _accepted_user(view, name, host)
+    if moved and view.user_databases(new_name, new_host) is not None:
+        raise BadRequest(f'A user with the name "{new_name}" already exists.', field="user.name")
     payload: dict[str, Any] = {"name": name, "host": host, "password": update.password is not None}
     if moved:
         payload.update(new_name=new_name, new_host=new_host)
@@ -313,9 +319,9 @@ def change_passwords(ctx: ServiceContext, auth: AuthContext, instance_id: str, u
         _not_admin(target, user.name, user.host)
         _check_user_fields(target, user, f"users[{index}]")
     target.engine.validate_users(users, "users")
-    with _live(target) as accounts:
-        for user in users:
-            _existing_user(target, accounts, user.name, user.host)
+    view = _view(target)
+    for user in users:
+        _accepted_user(view, user.name, user.host)
     payload = {"users": [{"name": u.name, "host": u.host} for u in users]}
     passwords = {password_secret(index): user.password for index, user in enumerate(users)}
     names = ", ".join(user_key(u.name, u.host) for u in users)
@@ -324,8 +330,8 @@ def change_passwords(ctx: ServiceContext, auth: AuthContext, instance_id: str, u
 
 def delete_user(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, host: str = ANY_HOST) -> str:
     target = _target(ctx, auth, instance_id, Capability.USERS)
-    with _live(target) as accounts:
-        _existing_user(target, accounts, name, host)
+    _not_admin(target, name, host)
+    _accepted_user(_view(target), name, host)
     return _enqueue(
         ctx, target, OP_USERS_DELETE, {"name": name, "host": host}, {}, f"delete user {user_key(name, host)} requested"
     )
@@ -341,11 +347,11 @@ def grant(
     for index, database in enumerate(databases):
         if not database:
             raise BadRequest(f"databases[{index}].name must not be empty.", field=f"databases[{index}].name")
-    with _live(target) as accounts:
-        _existing_user(target, accounts, name, host)
-        existing = {d.name for d in accounts.list_databases()}
+    _not_admin(target, name, host)
+    view = _view(target)
+    _accepted_user(view, name, host)
     for database in databases:
-        if database not in existing:
+        if database not in view.databases:
             raise NotFound("Database", database)
     wanted = list(dict.fromkeys(databases))
     payload = {"name": name, "host": host, "databases": wanted}
@@ -356,9 +362,8 @@ def grant(
 def revoke(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, host: str, database: str) -> str:
     """Take a user's access to one database away; the database must be among the user's grants (404)."""
     target = _target(ctx, auth, instance_id, Capability.USERS, also=Capability.DATABASES, what="database access")
-    with _live(target) as accounts:
-        user = _existing_user(target, accounts, name, host)
-    if database not in user.databases:
+    _not_admin(target, name, host)
+    if database not in _accepted_user(_view(target), name, host):
         raise NotFound("Database", database)
     payload = {"name": name, "host": host, "database": database}
     message = f"revoke of {database} from {user_key(name, host)} requested"
@@ -506,6 +511,36 @@ def _existing_user(target: _Target, accounts: Accounts, name: str, host: str) ->
     return found
 
 
+def _accepted_user(view: AccountView, name: str, host: str) -> set[str]:
+    """The user's databases once the accepted writes are applied, or 404 when it will not exist."""
+    found = view.user_databases(name, host)
+    if found is None:
+        raise NotFound("User", user_key(name, host))
+    return found
+
+
+def _view(target: _Target) -> AccountView:
+    """The instance's accounts as the next write must see them: live, then the accepted writes replayed.
+
+    The accepted writes are read BEFORE the live state: one applied in between shows in both, and replaying
+    an applied write again changes nothing (writes are replayed in their order), while one read after
+    could have been applied after the live read and be missed."""
+    ctx, instance = target.ctx, target.instance
+    with ctx.db.unit_of_work(write=False) as uow:
+        accepted = [(op.kind, op.payload) for op in uow.operations.active_for(instance.id)
+                    if op.kind in ACCOUNT_OPERATIONS]
+    with _live(target) as accounts:
+        databases = accounts.list_databases() if _offers(target, Capability.DATABASES) else []
+        users = [u for u in accounts.list_users() if u.name != target.engine.admin_user]
+    return AccountView.live(databases, users).replay(accepted)
+
+
+def _offers(target: _Target, capability: Capability) -> bool:
+    spec = target.instance.spec
+    version = next((v for v in target.engine.versions() if v.name == spec.datastore_version), None)
+    return version is not None and target.engine.capabilities(version).has(capability)
+
+
 def _find_database(accounts: Accounts, name: str) -> DatabaseSpec | None:
     return next((d for d in accounts.list_databases() if d.name == name), None)
 
@@ -548,4 +583,31 @@ def _enqueue(
             uow.secrets.put(op_id, name, password)
         uow.events.add(instance_id, kind.removeprefix("instance."), message)
     logger.info("instance %s: %s (operation %s)", instance_id, message, op_id)
+    _settle(ctx, op_id)
     return op_id
+
+
+_FIRST_LOOK = 0.005
+_LONGEST_LOOK = 0.1
+
+
+def _settle(ctx: ServiceContext, op_id: str) -> None:
+    """Wait up to `account_write_wait` seconds for the write to be applied; 422 when the engine refused it.
+
+    A bounded look at the durable record, not work done in the request: the worker applies the write
+    whether or not anyone waits, and a write still queued at the deadline is answered 202 as accepted."""
+    deadline = time.monotonic() + ctx.settings.account_write_wait
+    pause = _FIRST_LOOK
+    while True:
+        with ctx.db.unit_of_work(write=False) as uow:
+            op = uow.operations.get(op_id)
+        if op is None or op.state in (OperationState.DONE, OperationState.SUPERSEDED):
+            return
+        if op.state == OperationState.FAILED:
+            raise UnprocessableEntity(op.last_error or "The change was refused by the database server.")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            logger.info("operation %s: not applied within %.1f s; it goes on", op_id, ctx.settings.account_write_wait)
+            return
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, _LONGEST_LOOK)

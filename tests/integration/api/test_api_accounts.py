@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from test_api_accounts_support import ADMIN, AccountsApi, build_accounts_api
+from test_api_accounts_support import ADMIN, AccountsApi, FakeAccounts, build_accounts_api
 
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec
 from reddwarf.domain.status import InstanceStatus, OperatingStatus
 
@@ -276,6 +278,50 @@ def test_writes_run_in_request_order(acc: AccountsApi) -> None:
     acc.drain()
     calls = acc.engines["postgresql"].server(iid).calls
     assert calls == ["create_databases", "create_users", "update_user", "grant"]
+
+
+def test_writes_are_judged_as_if_the_writes_accepted_before_them_were_applied(acc: AccountsApi) -> None:
+    """Nothing applied yet (the worker has not run): each write is checked against the live state with the
+    earlier accepted writes replayed, so a user may get access to a database whose create is queued."""
+    api, iid = acc.api, acc.active_instance()
+    assert api.post(f"/instances/{iid}/databases", {"databases": [{"name": "d1"}]}).status_code == 202
+    created = api.post(f"/instances/{iid}/users",
+                       {"users": [{"name": "u1", "password": "1", "databases": [{"name": "d1"}]}]})
+    assert created.status_code == 202, created.text
+    assert api.delete(f"/instances/{iid}/users/u1/databases/d1").status_code == 202
+    assert "d1" in fault(api.delete(f"/instances/{iid}/users/u1/databases/d1"), "itemNotFound", 404)
+    assert "already exists" in fault(api.post(f"/instances/{iid}/databases", {"databases": [{"name": "d1"}]}),
+                                     "badRequest", 400)
+    assert api.delete(f"/instances/{iid}/users/u1").status_code == 202
+    assert "u1" in fault(api.put(f"/instances/{iid}/users/u1/databases", {"databases": [{"name": "d1"}]}),
+                         "itemNotFound", 404)
+    acc.drain()
+    server = acc.engines["postgresql"].server(iid)
+    assert server.calls == ["create_databases", "create_users", "revoke", "delete_user"]
+    assert set(server.databases) == {"d1"} and ("u1", "%") not in server.users
+
+
+def test_a_write_waits_until_applied_and_a_refusal_in_time_is_a_422(
+    tmp_path: Path, store_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: FakeAccounts, users: object) -> None:
+        raise PermanentError("too many roles on this server")
+
+    monkeypatch.setattr(FakeAccounts, "create_users", refuse)
+    for waiting in build_accounts_api(tmp_path, store_template, account_write_wait=20.0):
+        api, iid = waiting.api, waiting.active_instance()
+        stop = threading.Event()
+        runner = threading.Thread(target=waiting.worker.run, args=(stop,), daemon=True)
+        runner.start()
+        try:
+            assert api.post(f"/instances/{iid}/databases", {"databases": [{"name": "a"}]}).status_code == 202
+            assert "a" in waiting.engines["postgresql"].server(iid).databases  # applied before the answer
+            refused = api.post(f"/instances/{iid}/users", {"users": [{"name": "u", "password": "1"}]})
+            assert "too many roles" in fault(refused, "unprocessableEntity", 422)
+            assert api.get(f"/instances/{iid}").json()["instance"]["status"] == "ACTIVE"
+        finally:
+            stop.set()
+            runner.join(10)
 
 
 def test_a_refused_write_records_a_fault_but_the_instance_stays_active(acc: AccountsApi) -> None:

@@ -219,6 +219,8 @@ def build_accounts_api(tmp_path: Path, template: Path, **settings: Any) -> Itera
         "redis", frozenset({Capability.USERS, Capability.ROOT}),
         [DatastoreVersion(datastore="redis", name="7.0", number="7.0.15", bin_dir="/nonexistent")])}
     runtime = FakeRuntime()
+    # The tests run the worker by hand (`drain`): a write must not wait for it to be applied.
+    settings.setdefault("account_write_wait", 0.0)
     for api in build_api(tmp_path, template=template, engines=engines, **settings):
         ctx = dataclasses.replace(
             api.ctx, placement_for=lambda i: runtime.placement(i.id, i.endpoint.address, i.endpoint.port))
