@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(default=30.0, gt=0)
     worker_poll_interval: float = Field(default=0.2, gt=0)
     health_interval: float = Field(default=5.0, gt=0)
+    # Instances checked at once by the health observer: a hung server holds one of them until its probe times out.
+    health_concurrency: int = Field(default=8, gt=0)
     operation_deadline: float = Field(default=900.0, gt=0)
+    # Live reads (list users, databases...) one project may have in flight at once; more answer 503 at once.
+    live_reads_per_project: int = Field(default=4, gt=0)
     # How long an account write (database, user, grant) waits to be applied before it answers 202 anyway.
     account_write_wait: float = Field(default=5.0, ge=0)
 

@@ -38,7 +38,7 @@ from reddwarf.store.secrets import KeyFileError
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.worker import new_worker_id
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.worker import POOL_KINDS, build_workers
+from reddwarf.workflows.worker import POOL_KINDS, build_health, build_workers
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,11 @@ class Components:
         for n, worker in enumerate(workers):
             name = "pool-worker" if worker.only_kinds else f"worker-{n}"
             thread = threading.Thread(target=worker.run, args=(self._stop,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if workers:  # health is observed apart from the workers, by one process of those sharing the store
+            health = build_health(self.reconciler_deps(), self.settings, new_worker_id())
+            thread = threading.Thread(target=health.run, args=(self._stop,), name="health", daemon=True)
             thread.start()
             self._threads.append(thread)
         if workers:  # on a PostgreSQL store, wake them when another process records work

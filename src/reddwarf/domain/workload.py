@@ -79,9 +79,11 @@ class WorkloadSpec:
 
 @dataclass(frozen=True, slots=True)
 class ProcessObservation:
-    """What the runtime sees of an instance's server right now."""
+    """What the runtime sees of an instance's server right now. `stopped`: running, but suspended (SIGSTOP)
+    so that it answers nothing; a runtime that cannot tell says False and the probe's timeout finds it."""
 
     running: bool
+    stopped: bool = False
     pid: int | None = None
     started_at: float | None = None
     exit_reason: str = ""

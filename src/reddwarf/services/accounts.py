@@ -551,19 +551,38 @@ def _live(target: _Target) -> Iterator[Accounts]:
     ctx, instance = target.ctx, target.instance
     if ctx.placement_for is None or instance.endpoint is None:
         raise ServiceUnavailable(f"Instance {instance.id} cannot be reached from this API server.")
-    with ctx.db.unit_of_work(write=False) as uow:
-        admin_password = uow.secrets.get(instance.id, ADMIN_SECRET_NAME)
-    if admin_password is None:
-        raise UnprocessableEntity(f"Instance {instance.id} has lost its admin credential.")
+    gate = ctx.live_reads
+    if gate.silent(instance.id):
+        # It just timed out on an earlier request: answer now rather than hold a thread for another timeout.
+        raise ServiceUnavailable(
+            f"The database server of instance {instance.id} is not answering; try again in a few seconds."
+        )
+    project = instance.project_id
+    if not gate.enter(project, ctx.settings.live_reads_per_project):
+        raise ServiceUnavailable(
+            f"Too many requests to database servers of project {project} are in flight; try again."
+        )
     try:
+        with ctx.db.unit_of_work(write=False) as uow:
+            admin_password = uow.secrets.get(instance.id, ADMIN_SECRET_NAME)
+        if admin_password is None:
+            raise UnprocessableEntity(f"Instance {instance.id} has lost its admin credential.")
         yield target.engine.accounts(ctx.placement_for(instance), admin_password)
+        gate.answered(instance.id)
     except TemporaryError as exc:
+        gate.went_silent(instance.id, _HOLD_OFF)
         logger.warning("instance %s: the database server did not answer: %s", instance.id, exc.message)
         raise ServiceUnavailable(
             f"The database server of instance {instance.id} did not answer; try again. ({exc.message})"
         ) from exc
     except PermanentError as exc:
         raise UnprocessableEntity(exc.message) from exc
+    finally:
+        gate.leave(project)
+
+
+# Seconds a server that did not answer a live request is not asked again (requests answer 503 at once).
+_HOLD_OFF = 5.0
 
 
 def _who(auth: AuthContext) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +47,49 @@ class Dispatch(Protocol):
     def notify(self) -> None: ...
 
 
+class LiveReadGate:
+    """Live requests to database servers (reads, root enable) in flight per project, and the servers that
+    just failed to answer one: a tenant whose servers hang holds at most `limit` API threads, and each hung
+    server costs one timeout per `hold_off` seconds, not one per request."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self._silent_until: dict[str, float] = {}
+        self._clock = clock
+
+    def silent(self, instance_id: str) -> bool:
+        """The instance's server failed to answer a live request less than `hold_off` seconds ago."""
+        with self._lock:
+            until = self._silent_until.get(instance_id)
+            if until is not None and until <= self._clock():
+                del self._silent_until[instance_id]
+                return False
+            return until is not None
+
+    def went_silent(self, instance_id: str, hold_off: float) -> None:
+        with self._lock:
+            self._silent_until[instance_id] = self._clock() + hold_off
+
+    def answered(self, instance_id: str) -> None:
+        with self._lock:
+            self._silent_until.pop(instance_id, None)
+
+    def enter(self, project_id: str, limit: int) -> bool:
+        """Count one more live read of the project; False (and nothing counted) when it has `limit` already."""
+        with self._lock:
+            if self._in_flight[project_id] >= limit:
+                return False
+            self._in_flight[project_id] += 1
+            return True
+
+    def leave(self, project_id: str) -> None:
+        with self._lock:
+            self._in_flight[project_id] -= 1
+            if self._in_flight[project_id] <= 0:
+                del self._in_flight[project_id]
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceContext:
     """The settings, the metadata store, the installed engines (by datastore name), flavors (by id), a clock.
@@ -56,7 +101,8 @@ class ServiceContext:
     workers claim it. `authenticator` validates tokens when
     `settings.identity == "keystone"` (see `api.deps.get_auth`). `placement_for` says where a running
     instance lives (the runtime's `placement`, built by `reddwarf.wiring`) so that live reads can reach
-    it through the engine; None where no runtime is wired (those reads answer 503).
+    it through the engine; None where no runtime is wired (those reads answer 503). `live_reads` caps
+    the live reads each project has in flight (`Settings.live_reads_per_project`).
     """
 
     settings: Settings
@@ -70,6 +116,7 @@ class ServiceContext:
     dispatch: Dispatch | None = None
     authenticator: TokenAuthenticator | None = None
     placement_for: Callable[[Instance], Placement] | None = None
+    live_reads: LiveReadGate = field(default_factory=LiveReadGate)
 
     @classmethod
     def build(

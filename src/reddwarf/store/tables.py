@@ -184,3 +184,13 @@ class RootHistoryRow(Base):
 
 
 metadata = Base.metadata
+
+
+class LeaseRow(Base):
+    """A named, expiring ownership (e.g. `health`: which process observes the instances right now)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(REF)
+    expires: Mapped[float] = mapped_column(Double)

@@ -15,6 +15,7 @@ from reddwarf.store.repositories.addresses import AddressRepository
 from reddwarf.store.repositories.events import EventRepository
 from reddwarf.store.repositories.identity import IdentityRepository
 from reddwarf.store.repositories.instances import InstanceRepository
+from reddwarf.store.repositories.leases import LeaseRepository
 from reddwarf.store.repositories.operations import OperationRepository
 from reddwarf.store.repositories.pool import PoolRepository
 from reddwarf.store.repositories.secrets import SecretRepository
@@ -35,6 +36,7 @@ class UnitOfWork:
         self.identity = IdentityRepository(session)
         self.events = EventRepository(session)
         self.pool = PoolRepository(session)
+        self.leases = LeaseRepository(session)
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []
 

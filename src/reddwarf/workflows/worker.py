@@ -1,5 +1,5 @@
 """Builds the workers of a process (`reddwarf server`'s embedded ones, or `reddwarf worker`): every
-reconciler, the health sweep and the warm-pool keeper.
+reconciler and the warm-pool keeper; and the health observer that runs beside them (`build_health`).
 
 With a warm pool the workers are split in two lanes: `count` workers take everything but warm-pool builds
 and destroys, and one more takes only those and keeps the pool. A slot's build (seconds of initdb or
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 
+from reddwarf.domain.instance import Instance
 from reddwarf.domain.pool import PoolTarget
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
+from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
 from reddwarf.workflows.reconcilers import accounts, instances, pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -39,16 +41,26 @@ def build_workers(
     write lock."""
     if count <= 0:
         return []
-    health = Periodic("health", settings.health_interval, HealthSweep(deps))
     keeper = Periodic(
         "warm-pool", settings.warm_pool_interval,
         pool.PoolKeeper(deps, settings.warm_pool, check_every=settings.health_interval),
     )
     if settings.warm_pool.size <= 0:
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
-        return [_worker(deps, settings, (health, keeper), dispatcher=dispatcher) for _ in range(count)]
-    tenants = [_worker(deps, settings, (health,), dispatcher=dispatcher, skip_kinds=POOL_KINDS) for _ in range(count)]
+        return [_worker(deps, settings, (keeper,), dispatcher=dispatcher) for _ in range(count)]
+    tenants = [_worker(deps, settings, (), dispatcher=dispatcher, skip_kinds=POOL_KINDS) for _ in range(count)]
     return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]
+
+
+def build_health(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observer[str, Instance]:
+    """The health observer of a process: runs `HealthSweep.check` over every watched instance while this
+    process holds the store's `health` lease (see `kernel.observer`)."""
+    sweep = HealthSweep(deps)
+    observer_settings = ObserverSettings(
+        lease="health", interval=settings.health_interval, concurrency=settings.health_concurrency,
+        lease_ttl=max(5.0, 3 * settings.health_interval),
+    )
+    return Observer(deps.db, observer_settings, owner, sweep.watched, sweep.check)
 
 
 def _worker(

@@ -13,9 +13,12 @@ from urllib.parse import quote
 import pytest
 from test_api_accounts_support import ADMIN, AccountsApi, FakeAccounts, build_accounts_api
 
+from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec
+from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import InstanceStatus, OperatingStatus
+from reddwarf.domain.workload import Placement
 
 
 @pytest.fixture
@@ -109,6 +112,62 @@ def test_unreachable_server_is_503_for_reads(acc: AccountsApi) -> None:
     api, iid = acc.api, acc.active_instance()
     acc.engines["postgresql"].server(iid).reachable = False
     assert "did not answer" in fault(api.get(f"/instances/{iid}/users"), "serviceUnavailable", 503)
+
+
+def test_a_server_that_did_not_answer_is_not_asked_again_for_a_while(
+    acc: AccountsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, iid = acc.api, acc.active_instance()
+    engine = acc.engines["postgresql"]
+    asked: list[str] = []
+    original = engine.accounts
+
+    def counted(placement: Placement, admin_password: Secret) -> FakeAccounts:
+        asked.append(placement.instance_id)
+        return original(placement, admin_password)
+
+    monkeypatch.setattr(engine, "accounts", counted)
+    engine.server(iid).reachable = False
+    assert "did not answer" in fault(api.get(f"/instances/{iid}/users"), "serviceUnavailable", 503)
+    assert "not answering" in fault(api.get(f"/instances/{iid}/databases"), "serviceUnavailable", 503)
+    assert "not answering" in fault(api.post(f"/instances/{iid}/root", None), "serviceUnavailable", 503)
+    assert asked == [iid]  # one timeout's worth, not one per request
+
+
+@pytest.fixture
+def capped(tmp_path: Path, store_template: Path) -> Iterator[AccountsApi]:
+    yield from build_accounts_api(tmp_path, store_template, live_reads_per_project=2)
+
+
+def test_live_reads_in_flight_are_capped_per_project(capped: AccountsApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    api, iid = capped.api, capped.active_instance()
+    entered, release = threading.Semaphore(0), threading.Event()
+    original = FakeAccounts.list_users
+
+    def hanging(self: FakeAccounts) -> list[UserInfo]:
+        entered.release()
+        release.wait(30)
+        return original(self)
+
+    monkeypatch.setattr(FakeAccounts, "list_users", hanging)
+    results: list[int] = []
+
+    def read() -> None:
+        results.append(api.get(f"/instances/{iid}/users").status_code)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in readers:
+            assert entered.acquire(timeout=30), "a live read never reached the server"
+        assert "Too many" in fault(api.get(f"/instances/{iid}/users"), "serviceUnavailable", 503)
+    finally:
+        release.set()
+        for reader in readers:
+            reader.join(30)
+    assert results == [200, 200]
+    assert api.get(f"/instances/{iid}/users").status_code == 200  # the slots were given back
 
 
 def test_redis_has_no_databases_or_grants(acc: AccountsApi) -> None:

@@ -48,6 +48,12 @@ class ProcStat:
         """Zombie (Z) or dead (X): the process runs no more, whatever `kill(pid, 0)` says."""
         return self.state in ("Z", "X", "x")
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped by a signal (T: SIGSTOP, SIGTSTP) or under a tracer (t): alive, but it answers no one.
+        The kernel still completes TCP handshakes on its listening socket, so a probe would only time out."""
+        return self.state in ("T", "t")
+
 
 def parse_stat(text: str) -> ProcStat:
     """Parse the text of /proc/<pid>/stat. `comm` may hold spaces and parentheses: split at the last ')'."""
@@ -223,6 +229,12 @@ def judge(record: ServerRecord, proc: Path = PROC) -> tuple[bool, str]:
     if stat.dead:
         return False, f"process {record.pid} has exited (zombie)"
     return True, ""
+
+
+def stopped(record: ServerRecord, proc: Path = PROC) -> bool:
+    """The recorded server (alive, as `judge` said) is stopped by a signal."""
+    stat = read_stat(record.pid, proc)
+    return stat is not None and stat.start_ticks == record.start_ticks and stat.stopped
 
 
 def started_at(record: ServerRecord, proc: Path = PROC) -> float:

@@ -376,6 +376,7 @@ class LocalRuntime:
             self._sweep_into_cgroup(paths, user)
         return ProcessObservation(
             running=True,
+            stopped=processes.stopped(record),
             pid=record.pid,
             started_at=processes.started_at(record),
             volume_used_bytes=used,

@@ -1,7 +1,16 @@
-"""The health sweep: observe every running instance, record what changed, enqueue a repair for a dead server.
+"""Health: observe every running instance, record what changed, enqueue a repair for a dead server.
 
-Runs in every worker on an interval. It never starts a server itself: it enqueues `instance.reconcile`, which
-takes a lease like any operation, so two workers sweeping at once cannot both restart one server.
+`HealthSweep.check` observes one instance; `kernel.observer.Observer` runs it for every watched instance on
+`Settings.health_interval`, a bounded number at once, in ONE process of those sharing the store (the one
+holding the `health` lease), apart from the workers: a probe stuck on a hung server costs one observer
+thread until its timeout, never a worker or another tenant's check. It never starts a server itself: it
+enqueues `instance.reconcile`, which takes a lease like any operation.
+
+Every instance is observed whatever operation runs on it, but the sweep writes status only while no
+operation works on the instance (the operation owns its status then); a server found dead during an
+operation gets an event, once, so that it is noticed. A server stopped by a signal (SIGSTOP: alive, but it
+answers nothing) is seen from /proc without a probe and reported as not answering. The store is written
+only on a change.
 
 On an instance where root was ever enabled (its root history is not empty) the sweep also logs in as
 Reddwarf's admin: a tenant with root can change or drop that account, and when the running server refuses
@@ -19,11 +28,13 @@ from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.instances import REPAIR, tenant_probe
+from reddwarf.workflows.reconcilers.instances import CREATE, DELETE, REPAIR, RESTART, tenant_probe
 
 log = logging.getLogger(__name__)
 
 WATCHED = frozenset({InstanceStatus.ACTIVE, InstanceStatus.SHUTDOWN})
+# Operations that stop and start the server themselves: a server down during one of them is expected.
+STARTS_AND_STOPS = frozenset({CREATE, DELETE, RESTART, REPAIR})
 ADMIN_LOST = (
     "Reddwarf's admin access to this instance was lost; root is enabled, so a root user may have changed "
     "or dropped it"
@@ -33,26 +44,35 @@ ADMIN_LOST = (
 class HealthSweep:
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.deps = deps
+        # Instances whose server was seen dead during an operation, already told (an event once, not per pass).
+        self._told: set[str] = set()
 
     def __call__(self) -> None:
-        with self.deps.db.unit_of_work(write=False) as uow:
-            instances = [
-                i for i in uow.instances.list(None)
-                if i.status in WATCHED and not i.deleting and i.endpoint is not None
-            ]
-        for instance in instances:
+        """Check every watched instance, one after the other (tests; the observer runs them concurrently)."""
+        for _key, instance in self.watched():
             try:
                 self.check(instance)
             except Exception:  # loop boundary: one broken instance must not stop the sweep
                 log.exception("health check of instance %s failed", instance.id)
 
+    def watched(self) -> list[tuple[str, Instance]]:
+        """The instances to observe, keyed by id: running or stopped ones with an endpoint, not being deleted."""
+        with self.deps.db.unit_of_work(write=False) as uow:
+            return [
+                (i.id, i) for i in uow.instances.list(None)
+                if i.status in WATCHED and not i.deleting and i.endpoint is not None
+            ]
+
     def check(self, instance: Instance) -> None:
         deps = self.deps
-        with deps.db.unit_of_work(write=False) as uow:
-            if uow.operations.active_for(instance.id):
-                return
         placement = deps.placement(instance)
         observation = deps.runtime.observe(placement)
+        with deps.db.unit_of_work(write=False) as uow:
+            busy = uow.operations.active_for(instance.id)
+        if busy:
+            self._during(instance, busy[0].kind, observation.running, observation.exit_reason)
+            return
+        self._told.discard(instance.id)
         if not observation.running:
             with deps.db.unit_of_work() as uow:
                 if not _unchanged(uow, instance):
@@ -65,6 +85,10 @@ class HealthSweep:
                 uow.operations.enqueue(REPAIR, instance.id)
             log.warning("instance %s: server not running (%s); repair enqueued", instance.id,
                         observation.exit_reason)
+            return
+        if observation.stopped:
+            self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
+                                   "server is stopped (suspended by a signal) and answers nothing")
             return
         healthy = tenant_probe(deps, instance, placement)
         if self._admin_lost(instance, placement):
@@ -89,6 +113,28 @@ class HealthSweep:
                                "endpoint answers" if healthy else "endpoint does not answer")
         if admin_back:
             log.info("instance %s: admin access works again; fault cleared", instance.id)
+
+    def _during(self, instance: Instance, kind: str, running: bool, reason: str) -> None:
+        """An operation works on the instance: note a dead server once, write no status."""
+        if running or kind in STARTS_AND_STOPS or instance.id in self._told:
+            return
+        self._told.add(instance.id)
+        with self.deps.db.unit_of_work() as uow:
+            uow.events.add(instance.id, "health", f"server not running during {kind}: {reason}")
+        log.warning("instance %s: server not running during %s (%s)", instance.id, kind, reason)
+
+    def _record_operating(
+        self, instance: Instance, operating: OperatingStatus, volume_used_bytes: int | None, message: str
+    ) -> None:
+        if operating == instance.operating_status and volume_used_bytes == instance.volume_used_bytes:
+            return
+        with self.deps.db.unit_of_work() as uow:
+            if not _unchanged(uow, instance):
+                return
+            uow.instances.set_status(instance.id, instance.status, operating, volume_used_bytes=volume_used_bytes)
+            if operating != instance.operating_status:
+                uow.events.add(instance.id, operating.value or "UNKNOWN", message)
+        log.warning("instance %s: %s", instance.id, message)
 
     def _admin_lost(self, instance: Instance, placement: Placement) -> bool:
         """Root was ever enabled and the running server refuses Reddwarf's admin credential."""

@@ -1,0 +1,75 @@
+"""The health observer's loop (`kernel.observer`): a hung check costs its own item only, and one process of
+those sharing the store observes."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.support.server import wait_for
+
+from reddwarf.store.database import Database
+from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
+
+SETTINGS = ObserverSettings(lease="health", interval=0.02, concurrency=4, lease_ttl=0.5)
+
+
+class Checks:
+    """Counts checks per item; the items in `hung` block until `release` is set (a probe on a hung server)."""
+
+    def __init__(self, hung: frozenset[str] = frozenset()) -> None:
+        self.hung = hung
+        self.release = threading.Event()
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, item: str) -> None:
+        with self.lock:
+            self.counts[item] += 1
+        if item in self.hung:
+            self.release.wait(30)
+
+    def seen(self, item: str) -> int:
+        with self.lock:
+            return self.counts[item]
+
+
+def observer(db: Database, owner: str, checks: Checks, items: tuple[str, ...]) -> Observer[str, str]:
+    return Observer(db, SETTINGS, owner, lambda: [(i, i) for i in items], checks)
+
+
+@contextmanager
+def running(obs: Observer[str, str]) -> Iterator[threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=obs.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_hung_checks_keep_only_their_own_items_waiting(db: Database) -> None:
+    checks = Checks(hung=frozenset({"stopped-1", "stopped-2", "stopped-3"}))
+    items = ("stopped-1", "stopped-2", "stopped-3", "healthy-a", "healthy-b")
+    with running(observer(db, "p1", checks, items)):
+        wait_for(lambda: checks.seen("healthy-a") >= 20 and checks.seen("healthy-b") >= 20, 30,
+                 "the healthy instances to be checked round after round")
+        assert [checks.seen(f"stopped-{n}") for n in (1, 2, 3)] == [1, 1, 1]  # never piled up behind themselves
+        checks.release.set()
+        wait_for(lambda: checks.seen("stopped-1") >= 2, 30, "a check that ended to be scheduled again")
+
+
+def test_one_process_observes_and_another_takes_over_when_it_stops(db: Database) -> None:
+    first, second = Checks(), Checks()
+    one = observer(db, "p1", first, ("i1",))
+    with running(one) as stop_one:
+        wait_for(lambda: first.seen("i1") >= 3, 30, "the first process to observe")
+        with running(observer(db, "p2", second, ("i1",))):
+            wait_for(lambda: first.seen("i1") >= 10, 30, "the first process to go on observing")
+            assert second.seen("i1") == 0  # the lease is the first one's
+            stop_one.set()  # it stops and gives the lease up
+            wait_for(lambda: second.seen("i1") >= 3, 30, "the second process to take over")
