@@ -71,6 +71,32 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
+    """Settings no tenant may move: the address, port, socket directory and client authentication files.
+
+    They are given on the server's command line (`pinned_arguments`), which takes precedence over both
+    postgresql.conf and postgresql.auto.conf (`ALTER SYSTEM`), as well as in postgresql.conf for readers.
+    """
+    config_dir = PurePosixPath(placement.config_dir)
+    return [
+        ("listen_addresses", placement.address),
+        ("port", str(placement.port)),
+        ("unix_socket_directories", placement.socket_dir),
+        ("unix_socket_permissions", "0700"),
+        ("hba_file", str(config_dir / HBA_FILE)),
+        ("ident_file", str(config_dir / IDENT_FILE)),
+    ]
+
+
+def pinned_arguments(placement: Placement) -> tuple[str, ...]:
+    """`-c name=value` pairs of `pinned_settings` for the server's argv (values hold no secret)."""
+    arguments: list[str] = []
+    for name, value in pinned_settings(placement):
+        quote(value)  # refuses line breaks and NUL
+        arguments.extend(("-c", f"{name}={value}"))
+    return tuple(arguments)
+
+
 def render_postgresql_conf(placement: Placement, resources: Resources) -> str:
     """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`."""
     config_dir = PurePosixPath(placement.config_dir)
