@@ -31,6 +31,18 @@ ALL_KEYS_AND_CHANNELS = ("~*", "&*")
 # MIGRATE, FLUSHALL, KEYS, ...): nothing that reconfigures, stops or inspects the server or other users.
 TENANT_COMMANDS = ("+@all", "-@dangerous")
 ADMIN_COMMANDS = ("+@all",)
+# The tenant's root: the managed-service root. Every tenant command, plus the @dangerous ones that act on the
+# tenant's own data or only read the server's state. Still refused (docs/root-privileges.md): ACL, CONFIG
+# SET / REWRITE, MODULE LOAD / UNLOAD, DEBUG, REPLICAOF / SLAVEOF, FAILOVER, SHUTDOWN, SAVE (blocks the
+# server), SYNC / PSYNC / REPLCONF (a replication stream), MIGRATE (a connection to any host), MONITOR (every
+# client's commands), CLIENT KILL / PAUSE / UNPAUSE / UNBLOCK (Reddwarf's own connections), RESTORE (a
+# crafted payload reaches the server's memory), CLUSTER, PFDEBUG and PFSELFTEST.
+ROOT_COMMANDS = (
+    *TENANT_COMMANDS,
+    *("+flushall", "+flushdb", "+keys", "+swapdb", "+sort", "+sort_ro"),
+    *("+info", "+role", "+lastsave", "+bgsave", "+bgrewriteaof", "+slowlog", "+latency"),
+    *("+config|get", "+config|resetstat", "+client|list", "+client|no-evict", "+module|list"),
+)
 # RDB snapshot rules (Redis 7's defaults): after 1 h if 1 key changed, 5 min if 100, 1 min if 10000.
 SAVE_RULES = "3600 1 300 100 60 10000"
 
@@ -47,6 +59,28 @@ def user_rules(password_sha256: str, commands: tuple[str, ...]) -> tuple[str, ..
 
 def tenant_rules(password: str) -> tuple[str, ...]:
     return user_rules(password_hash(password), TENANT_COMMANDS)
+
+
+def root_rules(password_sha256: str, superuser: bool = False) -> tuple[str, ...]:
+    """The root user's rules: `ROOT_COMMANDS`, or every command with the operator's `root_superuser`."""
+    return user_rules(password_sha256, ADMIN_COMMANDS if superuser else ROOT_COMMANDS)
+
+
+def pinned_arguments(placement: Placement) -> tuple[str, ...]:
+    """Options no tenant may move, given after the configuration file on redis-server's command line.
+
+    Address, port and unix socket, and the Redis 7 switches that keep CONFIG SET of protected settings,
+    DEBUG and MODULE off for every user; no value holds a secret.
+    """
+    socket = str(PurePosixPath(placement.socket_dir) / SOCKET_FILE)
+    for value in (placement.address, socket):
+        if not value or any(ch.isspace() or ch in "\"'" for ch in value):
+            raise ValueError(f"{value!r} cannot be given on redis-server's command line")
+    return (
+        *("--bind", placement.address, "--port", str(placement.port)),
+        *("--unixsocket", socket, "--unixsocketperm", "700"),
+        *("--enable-protected-configs", "no", "--enable-debug-command", "no", "--enable-module-command", "no"),
+    )
 
 
 def admin_rules(password: str) -> tuple[str, ...]:
