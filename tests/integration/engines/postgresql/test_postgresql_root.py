@@ -162,7 +162,10 @@ def test_root_reaches_all_tenant_data_and_schema(server: Server, accounts: Postg
 
 
 def test_root_cannot_reach_the_host(server: Server, accounts: PostgresqlAccounts, module_scratch: Path) -> None:
-    planted = module_scratch / ("planted-" + secrets.token_hex(4))
+    elsewhere = module_scratch / ("elsewhere-" + secrets.token_hex(4))
+    elsewhere.mkdir()
+    elsewhere.chmod(0o777)  # writable by the instance's OS user: only PostgreSQL's own rules may stop it
+    planted = elsewhere / "planted"
     with as_root(server, "shop") as conn:
         for statement in (
             f"COPY (SELECT 1) TO PROGRAM 'touch {planted}'",
@@ -187,7 +190,7 @@ def test_root_cannot_reach_the_host(server: Server, accounts: PostgresqlAccounts
         else:
             conn.execute("CREATE ROLE helper_" + secrets.token_hex(3))  # 16+: CREATEROLE reaches its own roles only
             assert refused(conn, "CREATE ROLE su SUPERUSER")
-    assert not planted.exists()
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_root_has_no_power_over_the_admin(server: Server, accounts: PostgresqlAccounts) -> None:
