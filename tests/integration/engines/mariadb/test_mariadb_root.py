@@ -39,8 +39,9 @@ SPEC = InstanceSpec(
     users=(ALICE,),
 )
 # Access denied (database, user, table, column, specific privilege, routine); an option (secure_file_priv,
-# read only) prevents the statement; a read-only variable; not the owner of a thread (KILL).
-REFUSALS = {1044, 1045, 1142, 1143, 1227, 1370, 1290, 1238, 1095}
+# read only) prevents the statement; a read-only variable; not the owner of a thread (KILL); no account
+# may be created by GRANT.
+REFUSALS = {1044, 1045, 1142, 1143, 1227, 1370, 1290, 1238, 1095, 1410}
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +218,8 @@ def test_root_has_no_power_over_the_admin(server: Server, accounts: MariadbAccou
             f"KILL QUERY {thread}",
             f"KILL USER `{admin}`",
             "CREATE USER helper IDENTIFIED BY 'x'",
+            "GRANT SELECT ON shop.* TO helper@'%' IDENTIFIED BY 'x'",  # GRANT that would create an account
+            f"GRANT ALL PRIVILEGES ON *.* TO `{admin}`@`localhost`",
             "CREATE ROLE helper",
         ):
             assert refused(conn, statement), statement
