@@ -66,21 +66,30 @@ def root_rules(password_sha256: str, superuser: bool = False) -> tuple[str, ...]
     return user_rules(password_sha256, ADMIN_COMMANDS if superuser else ROOT_COMMANDS)
 
 
-def pinned_arguments(placement: Placement) -> tuple[str, ...]:
-    """Options no tenant may move, given after the configuration file on redis-server's command line.
-
-    Address, port and unix socket, and the Redis 7 switches that keep CONFIG SET of protected settings,
-    DEBUG and MODULE off for every user; no value holds a secret.
-    """
+def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
+    """Settings no tenant may move: address, port, unix socket and its mode (the first four), and the Redis 7
+    switches that refuse CONFIG SET of protected settings, DEBUG and MODULE to every user."""
     socket = str(PurePosixPath(placement.socket_dir) / SOCKET_FILE)
-    for value in (placement.address, socket):
-        if not value or any(ch.isspace() or ch in "\"'" for ch in value):
+    return [
+        ("bind", placement.address),
+        ("port", str(placement.port)),
+        ("unixsocket", socket),
+        ("unixsocketperm", "700"),
+        ("enable-protected-configs", "no"),
+        ("enable-debug-command", "no"),
+        ("enable-module-command", "no"),
+    ]
+
+
+def pinned_arguments(placement: Placement) -> tuple[str, ...]:
+    """`pinned_settings` as options given after the configuration file on redis-server's command line, where
+    they win over the file (and over anything CONFIG REWRITE could write into it); no value holds a secret."""
+    arguments: list[str] = []
+    for name, value in pinned_settings(placement):
+        if not value or any(ch.isspace() or ch in "\\\"'" for ch in value):
             raise ValueError(f"{value!r} cannot be given on redis-server's command line")
-    return (
-        *("--bind", placement.address, "--port", str(placement.port)),
-        *("--unixsocket", socket, "--unixsocketperm", "700"),
-        *("--enable-protected-configs", "no", "--enable-debug-command", "no", "--enable-module-command", "no"),
-    )
+        arguments.extend((f"--{name}", value))
+    return tuple(arguments)
 
 
 def admin_rules(password: str) -> tuple[str, ...]:
@@ -125,25 +134,22 @@ def quote(value: str) -> str:
 def render_redis_conf(placement: Placement, resources: Resources, maxmemory_percent: int = 75) -> str:
     """The server's only configuration file, passed as `redis-server <config_dir>/redis.conf`."""
     config_dir = PurePosixPath(placement.config_dir)
+    pinned = pinned_settings(placement)
     settings: list[tuple[str, str]] = [
         # Foreground under the runtime's supervision.
         ("daemonize", "no"),
         ("supervised", "no"),
         ("pidfile", quote(str(PurePosixPath(placement.run_dir) / PID_FILE))),
-        # Connections: the placement's address only, and a private socket.
-        ("bind", quote(placement.address)),
-        ("port", str(placement.port)),
+        # Connections: the placement's address only, and a private socket. The same values (and the enable-*
+        # switches below) are pinned on the command line (`pinned_arguments`): change them in `pinned_settings`.
+        *((name, value if value.isdigit() or value == "no" else quote(value)) for name, value in pinned[:4]),
         ("protected-mode", "yes"),
-        ("unixsocket", quote(str(PurePosixPath(placement.socket_dir) / SOCKET_FILE))),
-        ("unixsocketperm", "700"),
         ("tcp-keepalive", "300"),
         ("timeout", "0"),
         # Accounts: ACL users in a file of their own (ACL SAVE writes it); nothing else grants access.
         ("aclfile", quote(str(config_dir / ACL_FILE))),
         ("acl-pubsub-default", "resetchannels"),
-        ("enable-protected-configs", "no"),
-        ("enable-debug-command", "no"),
-        ("enable-module-command", "no"),
+        *pinned[4:],
         # Memory, from the flavor; a database answers OOM errors rather than evicting keys.
         ("maxmemory", str(maxmemory_bytes(resources.memory_mb, maxmemory_percent))),
         ("maxmemory-policy", "noeviction"),
