@@ -16,7 +16,7 @@ import redis
 from redis_harness import OsUser, Server, client, listening_sockets, running_server
 
 from reddwarf.domain.catalog import DatastoreVersion
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import FileSpec
 from reddwarf.engines.redis import RedisEngine, RedisSettings
@@ -112,8 +112,12 @@ def test_root_cannot_reach_the_host_or_reddwarfs_admin(server: Server, root: red
 
 
 def test_no_tenant_can_move_the_server(server: Server, root: redis.Redis) -> None:
-    for name, value in (("bind", "0.0.0.0"), ("port", "6390"), ("unixsocket", "/tmp/r.sock")):
-        assert refused(root, "CONFIG", "SET", name, value), name
+    user = UserSpec("bob", Secret("bob-" + secrets.token_urlsafe(8)))
+    server.engine.accounts(server.placement, server.admin_password).create_users([user])
+    with client(server.placement, user.name, user.password.reveal()) as bob:
+        for conn in (root, bob):
+            for name, value in (("bind", "0.0.0.0"), ("port", "6390"), ("unixsocket", "/tmp/r.sock")):
+                assert refused(conn, "CONFIG", "SET", name, value), name
     assert listening_sockets(server.process.pid if server.process else 0) == {
         (server.placement.address, server.placement.port)
     }
