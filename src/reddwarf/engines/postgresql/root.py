@@ -13,8 +13,9 @@ On a shared host a PostgreSQL superuser is a shell as the instance's OS user (`C
   the server to Reddwarf);
 - a member (plain membership, no ADMIN OPTION) of every tenant user and of `reddwarf_orphans`: it reaches,
   alters and drops whatever they own, while passwords and the roles themselves stay with the accounts API;
-- granted CONNECT, TEMPORARY on every database and USAGE, CREATE on each one's `public` schema, `postgres`
-  included (Trove's root check logs in there and creates objects).
+- granted CONNECT, TEMPORARY, CREATE (schemas and trusted extensions; untrusted ones stay superuser-only) on
+  every database and USAGE, CREATE on each one's `public` schema, `postgres` included (Trove's root check
+  logs in there and creates objects).
 
 The control plane keeps the memberships and database grants in step: `enable_root` grants everything that
 exists, and creating a user or a database while `root` exists grants it the new one. The operator setting
@@ -114,14 +115,15 @@ def grant_member(conn: Connection, role: str) -> None:
 
 
 def grant_database(where: Target, database: str) -> None:
-    """CONNECT, TEMPORARY on `database` and USAGE, CREATE on its `public` schema to `root` (in a session there)."""
+    """CONNECT, TEMPORARY, CREATE (schemas, trusted extensions) on `database` and USAGE, CREATE on its `public`
+    schema to `root` (in a session there)."""
     with session(Target(where.address, where.port, where.user, where.password, database, where.timeout)) as conn:
         if not exists(conn):
             return
         root = sql.Identifier(ROOT_USER)
         with refusals(f"let root reach database {database!r}"):
             db = sql.Identifier(database)
-            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, root))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {} TO {}").format(db, root))
             public = conn.execute(
                 "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'public'::pg_catalog.name"
             ).fetchone()

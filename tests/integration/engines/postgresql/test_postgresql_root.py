@@ -145,6 +145,8 @@ def test_root_reaches_all_tenant_data_and_schema(server: Server, accounts: Postg
         conn.execute("INSERT INTO orders VALUES (2)")
         conn.execute("ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text")  # as a member of alice, its owner
         conn.execute("CREATE TABLE IF NOT EXISTS root_table (v int)")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS reports")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")  # a trusted extension
     with as_root(server, "empty") as conn:  # a database no user was granted
         conn.execute("CREATE TABLE IF NOT EXISTS t (v int)")
     # A user and a database made after root was enabled are reached too (the control plane keeps it in step).
@@ -180,6 +182,9 @@ def test_root_cannot_reach_the_host(server: Server, accounts: PostgresqlAccounts
             "SET session_preload_libraries = 'x'",
             "LOAD '/usr/lib/x86_64-linux-gnu/libc.so.6'",
             "CREATE FUNCTION sh() RETURNS int LANGUAGE c AS '/usr/lib/x86_64-linux-gnu/libc.so.6', 'system'",
+            "CREATE EXTENSION file_fdw",  # untrusted: reads server files
+            "CREATE EXTENSION dblink",  # untrusted: connections from the server
+            "CREATE EXTENSION postgres_fdw",
             "ALTER ROLE root SUPERUSER",
             "ALTER ROLE root REPLICATION",
             *(f"GRANT {role} TO root" for role in HOST_ROLES),
