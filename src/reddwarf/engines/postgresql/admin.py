@@ -42,8 +42,9 @@ CLUSTER_LOCALE = "C.UTF-8"
 # SQLSTATE classes that may pass: connection, insufficient resources, operator intervention,
 # transaction rollback (serialization, deadlock), object in use.
 _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40", "55"})
-# Admin sessions resolve names in the catalog only (pg_temp last: it is never searched for functions or
-# operators once named), so no tenant object in `public` can stand in for a built-in.
+# Admin sessions resolve names in the catalog only (pg_temp named last, so no temporary table shadows a
+# catalog; it is never searched for functions or operators), so no tenant object in `public` can stand in
+# for a built-in.
 ADMIN_SEARCH_PATH = "pg_catalog,pg_temp"
 # NOLOGIN, non-superuser owner of what a deleted user owned (`PostgresqlAccounts.delete_user`).
 ORPHANS_ROLE = "reddwarf_orphans"
