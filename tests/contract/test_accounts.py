@@ -8,6 +8,7 @@ import pytest
 
 from tests.contract.clients import ADAPTERS, Refused
 from tests.contract.conftest import Instance
+from tests.contract.escapes import ESCAPES
 from tests.contract.targets import Target
 
 
@@ -103,3 +104,17 @@ def test_user_writes_sent_without_pause_apply_before_their_answer(shared: Instan
     assert client.delete(f"{base}/users/{user}").status_code == 202
     with pytest.raises(Refused):
         adapter.use(address, port, user, second, database)
+
+
+@pytest.mark.capability("root")
+def test_root_has_no_host_power_and_none_over_the_admin(shared: Instance, target: Target) -> None:
+    address, port = shared.endpoint()
+
+    response = shared.client.post(f"/instances/{shared.id}/root")
+
+    assert response.status_code == 200, response.text
+    user = response.json()["user"]
+    try:
+        assert ESCAPES[target.engine](address, port, user["name"], user["password"]) == []
+    finally:
+        assert shared.client.delete(f"/instances/{shared.id}/root").status_code == 204

@@ -71,7 +71,13 @@ def test_the_password_is_nowhere_in_the_clear(engine: MariadbEngine) -> None:
 
 def test_server_command_files_and_stop_signal(engine: MariadbEngine) -> None:
     workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
-    assert workload.server.argv == ("/usr/sbin/mariadbd", "--defaults-file=/srv/i/config/my.cnf")
+    assert workload.server.argv == (
+        "/usr/sbin/mariadbd",
+        "--defaults-file=/srv/i/config/my.cnf",
+        # After the file, so they win over it: the server stays where it was put.
+        *("--bind-address=127.0.1.7", "--port=3306", "--socket=/run/rd/i/mysqld.sock"),
+        "--secure-file-priv=/srv/i/volume/data/files",
+    )
     assert workload.stop_signal == signal.SIGTERM
     (cnf,) = workload.files
     assert cnf.path == "/srv/i/config/my.cnf" and not cnf.secret

@@ -80,6 +80,10 @@ def test_server_command_files_and_stop_signal(engine: PostgresqlEngine) -> None:
         "/srv/i/data",
         "-c",
         "config_file=/srv/i/config/postgresql.conf",
+        # Pinned on the command line: postgresql.auto.conf (ALTER SYSTEM) cannot move the server.
+        *("-c", "listen_addresses=127.0.1.7", "-c", "port=5432", "-c", "unix_socket_directories=/srv/i/sock"),
+        *("-c", "unix_socket_permissions=0700", "-c", "hba_file=/srv/i/config/pg_hba.conf"),
+        *("-c", "ident_file=/srv/i/config/pg_ident.conf"),
     )
     assert workload.stop_signal == signal.SIGINT
     assert {f.path for f in workload.files} == {

@@ -45,7 +45,13 @@ def test_identity_and_capabilities(engine: RedisEngine) -> None:
 
 def test_server_runs_in_the_foreground_on_the_rendered_config(engine: RedisEngine) -> None:
     workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
-    assert workload.server.argv == ("/usr/bin/redis-server", "/srv/i/config/redis.conf")
+    assert workload.server.argv == (
+        "/usr/bin/redis-server",
+        "/srv/i/config/redis.conf",
+        # After the file, so they win over it and over CONFIG REWRITE: the server stays where it was put.
+        *("--bind", "127.0.1.7", "--port", "6379", "--unixsocket", "/srv/i/sock/redis.sock", "--unixsocketperm", "700"),
+        *("--enable-protected-configs", "no", "--enable-debug-command", "no", "--enable-module-command", "no"),
+    )
     assert workload.init == ()
     assert workload.stop_signal == signal.SIGTERM
     (conf,) = workload.files

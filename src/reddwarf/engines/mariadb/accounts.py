@@ -12,8 +12,13 @@ The model (Trove's MySQL model):
   `_` and `%` escaped, so it covers that database only; a revoke is `REVOKE ALL PRIVILEGES ON <db>.*`, and
   it ends the user's sessions in that database (MariaDB checks database privileges only when a session
   enters a database).
-- Root is `root@%` with ALL PRIVILEGES WITH GRANT OPTION (install-db's root accounts were dropped at
-  install); disabling root drops it and ends root's sessions.
+- Root is `root@%`, the managed-service root (install-db's root accounts were dropped at install). MariaDB
+  has no partial revokes, so it never gets ALL ON *.* (that includes writes to `mysql.*`, hence Reddwarf's
+  admin, plugins, BINLOG and replication admin): globally only `ROOT_GLOBAL_PRIVILEGES` (no FILE, no
+  SUPER, no CREATE USER, nothing on the `mysql` schema), and ALL PRIVILEGES WITH GRANT OPTION on every
+  tenant database, kept in step: enabling root grants every database there is, creating a database while
+  root exists grants it that one, deleting a database revokes every grant on it. The operator setting
+  `root_superuser` gives ALL ON *.* instead. Disabling root drops it and ends root's sessions.
 - Reddwarf's admin, `root`, `mariadb.sys`, anonymous accounts, roles and the system databases (`mysql`,
   `information_schema`, `performance_schema`, `sys`) are invisible: listings skip them and every method
   given one answers as if it did not exist.
@@ -45,15 +50,20 @@ SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema
 ER_NONEXISTING_GRANT = 1141  # REVOKE of a grant that is not there
 ER_NO_SUCH_THREAD = 1094  # KILL of a session that ended meanwhile
 WRITE_TIMEOUT = 30.0  # DROP DATABASE of many tables: longer than a read, still bounded
+# Global privileges of root (docs/root-privileges.md): see every database and every session; nothing that
+# writes outside a tenant database, reads a file, reconfigures, stops or replicates the server, or touches
+# an account.
+ROOT_GLOBAL_PRIVILEGES = ("SHOW DATABASES", "PROCESS")
 
 
 class MariadbAccounts:
     """Users, databases, grants and root of one MariaDB instance, as Reddwarf's admin account."""
 
-    def __init__(self, where: Target, write_timeout: float = WRITE_TIMEOUT) -> None:
+    def __init__(self, where: Target, write_timeout: float = WRITE_TIMEOUT, *, root_superuser: bool = False) -> None:
         self._read = where
         self._write = replace(where, timeout=max(where.timeout, write_timeout))
         self._admin = where.user
+        self._root_superuser = root_superuser
 
     # -- what is invisible ------------------------------------------------------------------------
 
@@ -85,9 +95,13 @@ class MariadbAccounts:
             if self._hidden_database(database.name):
                 raise BadRequest(f"The database name {database.name!r} is reserved.", field=f"databases[{index}].name")
         with session(self._write) as cursor:
+            with refusals("inspect the root user"):
+                root = _priv(cursor, ROOT_USER, ROOT_HOST) is not None
             for database in databases:
                 admin.ensure_database(cursor, database)
                 logger.info("ensured mariadb database %r", database.name)
+                if root:
+                    _grant_root(cursor, database.name)
 
     def delete_database(self, name: str) -> None:
         """Revoke every grant on the database (so a new one of that name starts clean), then drop it."""
@@ -248,13 +262,25 @@ class MariadbAccounts:
             return _priv(cursor, ROOT_USER, ROOT_HOST) is not None
 
     def enable_root(self, password: Secret) -> str:
-        """Create or reset `root@%` with `password` (sent as its hash) and every privilege; returns "root"."""
+        """Create or reset `root@%` with `password` (sent as its hash) and exactly root's privileges (the global
+        list and every tenant database, or everything with `root_superuser`); returns "root"."""
         _check(validation.password_problem(password.reveal()), "password")
+        who = account(ROOT_USER, ROOT_HOST)
         with session(self._write) as cursor:
             admin.ensure_user(cursor, UserSpec(ROOT_USER, password, host=ROOT_HOST))
-            with refusals("grant root every privilege"):
-                cursor.execute(f"GRANT ALL PRIVILEGES ON *.* TO {account(ROOT_USER, ROOT_HOST)} WITH GRANT OPTION")
-        logger.info("enabled the mariadb superuser %r@%r", ROOT_USER, ROOT_HOST)
+            with refusals("reset root's privileges"):
+                cursor.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who}")
+            if self._root_superuser:
+                with refusals("grant root every privilege"):
+                    cursor.execute(f"GRANT ALL PRIVILEGES ON *.* TO {who} WITH GRANT OPTION")
+            else:
+                with refusals("grant root its global privileges"):
+                    cursor.execute(f"GRANT {', '.join(ROOT_GLOBAL_PRIVILEGES)} ON *.* TO {who}")
+                    cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+                    names = [name for (name,) in cursor.fetchall() if not self._hidden_database(name)]
+                for name in names:
+                    _grant_root(cursor, name)
+        logger.info("enabled the mariadb root %r@%r (every privilege: %s)", ROOT_USER, ROOT_HOST, self._root_superuser)
         return ROOT_USER
 
     def disable_root(self) -> None:
@@ -324,13 +350,25 @@ def _priv(cursor: Cursor, name: str, host: str) -> dict[str, Any] | None:
     return None if found.get("is_role") else found
 
 
+def _grant_root(cursor: Cursor, database: str) -> None:
+    """ALL PRIVILEGES WITH GRANT OPTION on one tenant database (its name's wildcards escaped) to `root@%`."""
+    with refusals(f"let root reach database {database!r}"):
+        cursor.execute(
+            f"GRANT ALL PRIVILEGES ON {admin.grant_pattern(database)}.* TO {account(ROOT_USER, ROOT_HOST)}"
+            " WITH GRANT OPTION"
+        )
+
+
 def _revoke(cursor: Cursor, name: str, host: str, database: str) -> None:
+    """REVOKE ALL PRIVILEGES and GRANT OPTION (root's) on the database; what is not there is no error."""
+    on = f"{admin.grant_pattern(database)}.* FROM {account(name, host)}"
     with refusals(f"revoke access of {name!r} to database {database!r}"):
-        try:
-            cursor.execute(f"REVOKE ALL PRIVILEGES ON {admin.grant_pattern(database)}.* FROM {account(name, host)}")
-        except pymysql.err.OperationalError as exc:
-            if not exc.args or exc.args[0] != ER_NONEXISTING_GRANT:
-                raise
+        for statement in (f"REVOKE ALL PRIVILEGES ON {on}", f"REVOKE GRANT OPTION ON {on}"):
+            try:
+                cursor.execute(statement)
+            except pymysql.err.OperationalError as exc:
+                if not exc.args or exc.args[0] != ER_NONEXISTING_GRANT:
+                    raise
 
 
 def _kill_sessions(cursor: Cursor, user: str, database: str | None = None) -> None:

@@ -158,6 +158,22 @@ def render_my_cnf(placement: Placement, resources: Resources) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pinned_arguments(placement: Placement) -> tuple[str, ...]:
+    """Options no tenant may move, given after `--defaults-file` on mariadbd's command line (they win over
+    the file): address, port, unix socket, and the one directory file statements may touch. No secret."""
+    paths = layout(placement)
+    address = str(ipaddress.ip_address(placement.address))
+    for value in (paths.socket, paths.files_dir):
+        if not _SAFE_PATH.fullmatch(value):
+            raise ValueError(f"unsafe path for mariadbd's command line: {value!r}")
+    return (
+        f"--bind-address={address}",
+        f"--port={placement.port}",
+        f"--socket={paths.socket}",
+        f"--secure-file-priv={paths.files_dir}",
+    )
+
+
 def admin_hosts(placement: Placement) -> tuple[str, ...]:
     """Hosts of the admin account: TCP from loopback, the unix socket, and the instance's own address."""
     hosts = ["127.0.0.1", "localhost"]

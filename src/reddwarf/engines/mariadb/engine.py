@@ -114,7 +114,12 @@ class MariadbEngine:
             timeout=300.0,
         )
         server = CommandSpec(
-            argv=(str(PurePosixPath(version.bin_dir) / "mariadbd"), f"--defaults-file={paths.config_file}"),
+            argv=(
+                str(PurePosixPath(version.bin_dir) / "mariadbd"),
+                f"--defaults-file={paths.config_file}",
+                # After the file, so they win over it: where the server listens and which files it touches.
+                *config.pinned_arguments(placement),
+            ),
             env=_ENV,
         )
         install_sql = config.render_install_sql(
@@ -151,5 +156,6 @@ class MariadbEngine:
     def accounts(self, placement: Placement, admin_password: Secret) -> MariadbAccounts:
         """Live users, databases, grants and root of the instance at `placement`, as the admin."""
         return MariadbAccounts(
-            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout)
+            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout),
+            root_superuser=self._settings.root_superuser,
         )

@@ -22,6 +22,10 @@ class MariadbSettings(BaseSettings):
     - `basedir`: the installation prefix handed to `mariadb-install-db --basedir` (REDDWARF_MARIADB_BASEDIR).
     - `accounts_timeout`: seconds a live accounts call (list users, create a database, ...) may take to
       connect and per statement; writes get at least 30 s (REDDWARF_MARIADB_ACCOUNTS_TIMEOUT).
+    - `root_superuser`: give the tenant's `root@%` ALL PRIVILEGES ON *.* WITH GRANT OPTION
+      (REDDWARF_MARIADB_ROOT_SUPERUSER, default false): writes to `mysql.*` (Reddwarf's admin account
+      included), plugins, SET GLOBAL of log files, replication. Turn this on only where the runtime isolates
+      each instance like a VM; off, root has the privileges of docs/root-privileges.md.
     """
 
     model_config = SettingsConfigDict(env_prefix="REDDWARF_MARIADB_", extra="ignore")
@@ -31,6 +35,7 @@ class MariadbSettings(BaseSettings):
     basedir: Path = DEFAULT_BASEDIR
     version_probe_timeout: float = Field(default=10.0, gt=0)
     accounts_timeout: float = Field(default=5.0, gt=0)
+    root_superuser: bool = False
 
     @field_validator("server_binary", "install_db_binary", "basedir")
     @classmethod

@@ -12,10 +12,18 @@ The model (Trove's, made meaningful for PostgreSQL):
   (and TEMPORARY) on the database plus USAGE and CREATE on its `public` schema, privileges on what is in it
   and default privileges for what its users and the admin create later (`admin.grant_database`). A revoke
   removes all of that and ends the user's sessions in the database, so the user can no longer reach it.
-- Root is a role `root` WITH SUPERUSER LOGIN; disabling root makes it NOLOGIN without a password and ends
-  its sessions (the role is kept, as Trove does). `root` never shows in user listings.
-- Reddwarf's admin, `root`, `pg_*` roles and the system databases (`postgres`, `template0`, `template1`)
-  are invisible: listings skip them and every method given one answers as if it did not exist.
+- Root is a role `root` with the managed-service privileges of `root.py` (no superuser; the operator
+  setting `root_superuser` gives one); disabling root makes it NOLOGIN without a password and ends its
+  sessions (the role is kept, as Trove does, and so are its memberships). `root` never shows in user
+  listings.
+- Deleting a user hands what it owns to `reddwarf_orphans`, a NOLOGIN non-superuser role `root` is a member
+  of, never to the superuser admin (whose ownership would turn a tenant's SECURITY DEFINER function into a
+  superuser's).
+- Reddwarf's admin, `root`, `reddwarf_orphans`, `pg_*` roles and the system databases (`postgres`,
+  `template0`, `template1`) are invisible: listings skip them and every method given one answers as if it
+  did not exist.
+- Every statement names catalogs, functions and operators with `pg_catalog.`, and sessions run with
+  `search_path=pg_catalog, pg_temp` (`admin.py`): a tenant's objects in `public` are never picked.
 """
 
 from __future__ import annotations
@@ -32,8 +40,8 @@ from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.errors import BadRequest, Conflict, NotFound, PermanentError
 from reddwarf.domain.instance import DatabaseSpec, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.engines.postgresql import admin, scram, validation
-from reddwarf.engines.postgresql.admin import Target, refusals, session
+from reddwarf.engines.postgresql import admin, root, scram, validation
+from reddwarf.engines.postgresql.admin import ORPHANS_ROLE, Target, refusals, session
 
 logger = logging.getLogger(__name__)
 
@@ -47,28 +55,31 @@ Connection = psycopg.Connection[TupleRow]
 
 _TENANT_DATABASES = sql.SQL(
     "SELECT datname, pg_catalog.pg_encoding_to_char(encoding), datcollate FROM pg_catalog.pg_database"
-    " WHERE NOT datistemplate AND datname <> ALL({system}) ORDER BY datname"
+    " WHERE NOT datistemplate AND datname OPERATOR(pg_catalog.<>) ALL({system}::pg_catalog.name[]) ORDER BY datname"
 ).format(system=sql.Literal(list(SYSTEM_DATABASES)))
 # Roles granted CONNECT on a tenant database, as (role oid, database).
 _CONNECT_GRANTS = sql.SQL(
     "SELECT a.grantee, d.datname FROM pg_catalog.pg_database d CROSS JOIN LATERAL pg_catalog.aclexplode(d.datacl) a"
-    " WHERE a.privilege_type = 'CONNECT' AND NOT d.datistemplate AND d.datname <> ALL({system})"
+    " WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CONNECT'::pg_catalog.text AND NOT d.datistemplate"
+    " AND d.datname OPERATOR(pg_catalog.<>) ALL({system}::pg_catalog.name[])"
 ).format(system=sql.Literal(list(SYSTEM_DATABASES)))
 
 
 class PostgresqlAccounts:
     """Users, databases, grants and root of one PostgreSQL instance, as Reddwarf's admin role."""
 
-    def __init__(self, where: Target, write_timeout: float = WRITE_TIMEOUT) -> None:
+    def __init__(self, where: Target, write_timeout: float = WRITE_TIMEOUT, *, root_superuser: bool = False) -> None:
         self._read = where
         self._write = replace(where, timeout=max(where.timeout, write_timeout))
         self._admin = where.user
+        self._root_superuser = root_superuser
 
     # -- what is invisible ------------------------------------------------------------------------
 
     def _hidden_user(self, name: str) -> bool:
         """Names no tenant user can have: the admin, root, PostgreSQL's own roles (or not a name at all)."""
-        return name in (self._admin, ROOT_USER) or name.lower().startswith("pg_") or not name or "\0" in name
+        hidden = (self._admin, ROOT_USER, ORPHANS_ROLE)
+        return name in hidden or name.lower().startswith("pg_") or not name or "\0" in name
 
     @staticmethod
     def _hidden_database(name: str) -> bool:
@@ -93,6 +104,11 @@ class PostgresqlAccounts:
             for database in databases:
                 with refusals(f"inspect database {database.name!r}"):
                     admin.ensure_database(conn, database, owner=self._admin)
+            with refusals("inspect the root user"):
+                root_exists = root.exists(conn)
+        if root_exists:
+            for database in databases:
+                root.grant_database(self._write, database.name)
 
     def delete_database(self, name: str) -> None:
         """End the database's sessions, then drop it; a database already gone is no error."""
@@ -107,7 +123,8 @@ class PostgresqlAccounts:
                 conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(db))
                 conn.execute(
                     "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()",
+                    " WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name"
+                    " AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()",
                     (name,),
                 )
                 force = sql.SQL(" WITH (FORCE)") if conn.info.server_version >= 130000 else sql.SQL("")
@@ -153,6 +170,7 @@ class PostgresqlAccounts:
             for user in users:
                 with refusals(f"inspect user {user.name!r}"):
                     admin.ensure_role(conn, user)
+                    root.grant_member(conn, user.name)
         for database in wanted:
             self._grant_database(database, [user.name for user in users if database in user.databases])
 
@@ -209,7 +227,8 @@ class PostgresqlAccounts:
         logger.info("renamed postgresql role %r to %r", name, target)
 
     def delete_user(self, name: str, host: str = ANY_HOST) -> None:
-        """Stop its logins and sessions, hand what it owns to the admin, drop its privileges, drop the role."""
+        """Stop its logins and sessions, hand what it owns to `reddwarf_orphans` (NOLOGIN, no superuser),
+        drop its privileges, drop the role."""
         if host != ANY_HOST or self._hidden_user(name):
             raise NotFound("User", name)
         role = sql.Identifier(name)
@@ -219,13 +238,14 @@ class PostgresqlAccounts:
             with refusals(f"delete user {name!r}"):
                 conn.execute(sql.SQL("ALTER ROLE {} WITH NOLOGIN").format(role))
                 _terminate(conn, name)
+                admin.ensure_orphans_role(conn)
                 rows = conn.execute(
                     "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate"
                 ).fetchall()
         # Objects and privileges live per database: clear them in each (shared ones with the first).
         for (database,) in rows:
             with session(self._in(database)) as conn, refusals(f"delete user {name!r} in database {database!r}"):
-                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(self._admin)))
+                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(ORPHANS_ROLE)))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
         with session(self._write) as conn, refusals(f"delete user {name!r}"):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
@@ -272,7 +292,7 @@ class PostgresqlAccounts:
                 conn.execute(sql.SQL("REVOKE ALL ON ALL {} IN SCHEMA public FROM {}").format(sql.SQL(kind), role))
             creators = conn.execute(
                 "SELECT DISTINCT pg_catalog.pg_get_userbyid(defaclrole) FROM pg_catalog.pg_default_acl"
-                " WHERE defaclnamespace = 'public'::regnamespace"
+                " WHERE defaclnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace::pg_catalog.oid"
             ).fetchall()
             for (creator,) in creators:
                 for kind in _KINDS:
@@ -289,25 +309,20 @@ class PostgresqlAccounts:
     def root_enabled(self) -> bool:
         with session(self._read) as conn, refusals("inspect the root user"):
             row = conn.execute(
-                "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", (ROOT_USER,)
+                "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+                (ROOT_USER,),
             ).fetchone()
         return row is not None and row[0] is True
 
     def enable_root(self, password: Secret) -> str:
-        """Create or reset the superuser `root` with `password` (sent as a SCRAM verifier); returns "root"."""
+        """Create or reset `root` with `password` (sent as a SCRAM verifier) and the privileges of `root.py`;
+        returns "root"."""
         self._check_password(password, "password")
-        verifier = sql.Literal(scram.verifier(password.reveal()))
-        root = sql.Identifier(ROOT_USER)
-        with session(self._write) as conn, refusals("enable root"):
-            if _role_password(conn, ROOT_USER) is None:
-                try:
-                    conn.execute(sql.SQL("CREATE ROLE {} WITH SUPERUSER LOGIN PASSWORD {}").format(root, verifier))
-                    logger.info("created the postgresql superuser %r", ROOT_USER)
-                    return ROOT_USER
-                except psycopg.errors.DuplicateObject:
-                    logger.info("postgresql role %r was created concurrently", ROOT_USER)
-            conn.execute(sql.SQL("ALTER ROLE {} WITH SUPERUSER LOGIN PASSWORD {}").format(root, verifier))
-        logger.info("reset the postgresql superuser %r", ROOT_USER)
+        with session(self._write) as conn:
+            databases = root.make_root(conn, scram.verifier(password.reveal()), self._root_superuser)
+        for database in databases:
+            root.grant_database(self._write, database)
+        logger.info("enabled the postgresql role %r (superuser: %s)", ROOT_USER, self._root_superuser)
         return ROOT_USER
 
     def disable_root(self) -> None:
@@ -348,20 +363,24 @@ class PostgresqlAccounts:
 
 
 def _database_exists(conn: Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    query = "SELECT 1 FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name"
+    return conn.execute(query, (name,)).fetchone() is not None
 
 
 def _role_password(conn: Connection, name: str) -> tuple[bool, str | None] | None:
     """(can log in, stored password) of role `name`, None when there is no such role."""
     row = conn.execute(
-        "SELECT rolcanlogin, rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s", (name,)
+        "SELECT rolcanlogin, rolpassword FROM pg_catalog.pg_authid"
+        " WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (name,),
     ).fetchone()
     return None if row is None else (bool(row[0]), row[1])
 
 
 def _login_roles(conn: Connection) -> list[tuple[int, str]]:
     rows = conn.execute(
-        "SELECT oid, rolname FROM pg_catalog.pg_roles WHERE rolcanlogin AND left(rolname, 3) <> 'pg_' ORDER BY rolname"
+        "SELECT oid, rolname FROM pg_catalog.pg_roles WHERE rolcanlogin"
+        " AND pg_catalog.left(rolname, 3) OPERATOR(pg_catalog.<>) 'pg_' ORDER BY rolname"
     ).fetchall()
     return [(int(oid), str(name)) for oid, name in rows]
 
@@ -370,7 +389,9 @@ def _grantees(conn: Connection, database: str) -> list[str]:
     rows = conn.execute(
         "SELECT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_database d"
         " CROSS JOIN LATERAL pg_catalog.aclexplode(d.datacl) a"
-        " WHERE d.datname = %s AND a.privilege_type = 'CONNECT' AND a.grantee <> 0",
+        " WHERE d.datname OPERATOR(pg_catalog.=) %s::pg_catalog.name"
+        " AND a.privilege_type OPERATOR(pg_catalog.=) 'CONNECT'::pg_catalog.text"
+        " AND a.grantee OPERATOR(pg_catalog.<>) 0::pg_catalog.oid",
         (database,),
     ).fetchall()
     return [str(role) for (role,) in rows]
@@ -380,10 +401,11 @@ def _terminate(conn: Connection, user: str, database: str | None = None) -> None
     """End the sessions of `user` (in `database` only, if given)."""
     query = (
         "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
-        " WHERE usename = %s AND pid <> pg_catalog.pg_backend_pid()"
+        " WHERE usename OPERATOR(pg_catalog.=) %s::pg_catalog.name"
+        " AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
     )
     params: tuple[str, ...] = (user,)
     if database is not None:
-        query += " AND datname = %s"
+        query += " AND datname OPERATOR(pg_catalog.=) %s::pg_catalog.name"
         params = (user, database)
     conn.execute(query, params)

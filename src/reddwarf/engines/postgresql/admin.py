@@ -5,6 +5,11 @@ Identifiers and values reach SQL only through `psycopg.sql.Identifier` / `sql.Li
 parameters), and a tenant's password only as a client-side SCRAM verifier (`scram.py`), so the plain password
 never crosses the wire nor reaches a log.
 
+Every admin session runs with `search_path=pg_catalog, pg_temp` (set in the startup packet, so neither
+`ALTER DATABASE ... SET` nor `ALTER ROLE ... SET` can change it) and its SQL names catalogs, functions and
+operators with their `pg_catalog.` schema: a tenant may create functions and operators in `public`, and
+none of them may ever be picked by a statement Reddwarf's superuser runs.
+
 Errors: a connection that fails (refused, timed out, server starting or shutting down) raises
 `TemporaryError`; a statement PostgreSQL refuses because of the tenant's input raises `PermanentError`
 with PostgreSQL's primary message, which never holds a secret (we send none).
@@ -37,6 +42,12 @@ CLUSTER_LOCALE = "C.UTF-8"
 # SQLSTATE classes that may pass: connection, insufficient resources, operator intervention,
 # transaction rollback (serialization, deadlock), object in use.
 _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40", "55"})
+# Admin sessions resolve names in the catalog only (pg_temp named last, so no temporary table shadows a
+# catalog; it is never searched for functions or operators), so no tenant object in `public` can stand in
+# for a built-in.
+ADMIN_SEARCH_PATH = "pg_catalog,pg_temp"
+# NOLOGIN, non-superuser owner of what a deleted user owned (`PostgresqlAccounts.delete_user`).
+ORPHANS_ROLE = "reddwarf_orphans"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +83,7 @@ def _connect(where: Target) -> psycopg.Connection[TupleRow]:
         # Identifiers are sent as UTF-8 whatever the database's encoding (else a LATIN1 database's session
         # would encode them as latin-1).
         client_encoding="UTF8",
-        options=f"-c statement_timeout={timeout_ms}",
+        options=f"-c statement_timeout={timeout_ms} -c search_path={ADMIN_SEARCH_PATH}",
         passfile="/dev/null",
         # Reddwarf's servers run without TLS (ssl is off in the rendered postgresql.conf) or GSSAPI: asking
         # for them first only adds round trips (and a Kerberos credential lookup) to every connection.
@@ -151,7 +162,10 @@ def _create_database_sql(database: DatabaseSpec, owner: str) -> sql.Composed:
 
 
 def ensure_database(conn: psycopg.Connection[TupleRow], database: DatabaseSpec, owner: str) -> None:
-    exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database.name,)).fetchone()
+    exists = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (database.name,),
+    ).fetchone()
     if exists is None:
         with refusals(f"create database {database.name!r}"):
             try:
@@ -167,7 +181,11 @@ def ensure_database(conn: psycopg.Connection[TupleRow], database: DatabaseSpec, 
 
 def ensure_role(conn: psycopg.Connection[TupleRow], user: UserSpec) -> None:
     """Create the login role, or make an existing one match (LOGIN, this password); no-op when it does."""
-    row = conn.execute("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s", (user.name,)).fetchone()
+    row = conn.execute(
+        "SELECT rolcanlogin, rolpassword FROM pg_catalog.pg_authid"
+        " WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (user.name,),
+    ).fetchone()
     password = user.password.reveal()
     name = sql.Identifier(user.name)
     if row is None:
@@ -188,6 +206,26 @@ def ensure_role(conn: psycopg.Connection[TupleRow], user: UserSpec) -> None:
             sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(name, sql.Literal(scram.verifier(password)))
         )
         logger.info("reset login and password of postgresql role %r", user.name)
+
+
+def ensure_orphans_role(conn: psycopg.Connection[TupleRow]) -> None:
+    """The NOLOGIN, non-superuser role that takes over what a deleted user owned; made to match each time."""
+    role = sql.Identifier(ORPHANS_ROLE)
+    found = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name", (ORPHANS_ROLE,)
+    ).fetchone()
+    with refusals(f"create role {ORPHANS_ROLE!r}"):
+        if found is None:
+            try:
+                conn.execute(sql.SQL("CREATE ROLE {} WITH NOLOGIN").format(role))
+                logger.info("created postgresql role %r", ORPHANS_ROLE)
+            except psycopg.errors.DuplicateObject:
+                logger.info("postgresql role %r was created concurrently", ORPHANS_ROLE)
+        conn.execute(
+            sql.SQL(
+                "ALTER ROLE {} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL"
+            ).format(role)
+        )
 
 
 def grant_database(where: Target, database: str, grantees: list[str], admin_user: str) -> None:
@@ -218,6 +256,7 @@ def grant_database(where: Target, database: str, grantees: list[str], admin_user
 def bootstrap(spec: InstanceSpec, where: Target) -> None:
     """Create the spec's databases, users and grants; idempotent (a re-run leaves the same state)."""
     with session(where) as conn:
+        ensure_orphans_role(conn)
         for database in spec.databases:
             with refusals(f"inspect database {database.name!r}"):
                 ensure_database(conn, database, owner=where.user)

@@ -71,21 +71,42 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
+    """Settings no tenant may move: the address, port, socket directory and client authentication files.
+
+    They are given on the server's command line (`pinned_arguments`), which takes precedence over both
+    postgresql.conf and postgresql.auto.conf (`ALTER SYSTEM`), as well as in postgresql.conf for readers.
+    """
+    config_dir = PurePosixPath(placement.config_dir)
+    return [
+        ("listen_addresses", placement.address),
+        ("port", str(placement.port)),
+        ("unix_socket_directories", placement.socket_dir),
+        ("unix_socket_permissions", "0700"),
+        ("hba_file", str(config_dir / HBA_FILE)),
+        ("ident_file", str(config_dir / IDENT_FILE)),
+    ]
+
+
+def pinned_arguments(placement: Placement) -> tuple[str, ...]:
+    """`-c name=value` pairs of `pinned_settings` for the server's argv (values hold no secret)."""
+    arguments: list[str] = []
+    for name, value in pinned_settings(placement):
+        quote(value)  # refuses line breaks and NUL
+        arguments.extend(("-c", f"{name}={value}"))
+    return tuple(arguments)
+
+
 def render_postgresql_conf(placement: Placement, resources: Resources) -> str:
     """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`."""
-    config_dir = PurePosixPath(placement.config_dir)
     memory = memory_settings(resources.memory_mb)
     min_wal, max_wal = wal_settings(resources.volume_gb)
     vcpus = max(1, resources.vcpus)
     settings: list[tuple[str, str]] = [
         ("data_directory", quote(placement.data_dir)),
-        ("hba_file", quote(str(config_dir / HBA_FILE))),
-        ("ident_file", quote(str(config_dir / IDENT_FILE))),
-        # Connections: the placement's address only, and a private socket directory.
-        ("listen_addresses", quote(placement.address)),
-        ("port", str(placement.port)),
-        ("unix_socket_directories", quote(placement.socket_dir)),
-        ("unix_socket_permissions", "0700"),
+        # Connections: the placement's address only, a private socket directory, Reddwarf's hba file. The
+        # same values are pinned on the command line (`pinned_arguments`): change them in `pinned_settings`.
+        *((name, value if value.isdigit() else quote(value)) for name, value in pinned_settings(placement)),
         ("max_connections", str(memory.max_connections)),
         ("superuser_reserved_connections", "3"),
         ("password_encryption", quote("scram-sha-256")),

@@ -108,6 +108,8 @@ class PostgresqlEngine:
                 placement.data_dir,
                 "-c",
                 f"config_file={config_dir / config.CONF_FILE}",
+                # Where the server listens and whom it admits, pinned above postgresql.auto.conf.
+                *config.pinned_arguments(placement),
             ),
             env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
         )
@@ -150,5 +152,6 @@ class PostgresqlEngine:
     def accounts(self, placement: Placement, admin_password: Secret) -> PostgresqlAccounts:
         """Live users, databases, grants and root of the instance at `placement`, as the admin."""
         return PostgresqlAccounts(
-            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout)
+            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout),
+            root_superuser=self._settings.root_superuser,
         )

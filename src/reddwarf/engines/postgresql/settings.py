@@ -23,6 +23,10 @@ class PostgresqlSettings(BaseSettings):
       required.
     - `accounts_timeout`: seconds a live accounts call (list users, create a database, ...) may take to
       connect and per statement; writes get at least 30 s (REDDWARF_POSTGRESQL_ACCOUNTS_TIMEOUT).
+    - `root_superuser`: give the tenant's `root` a real SUPERUSER (REDDWARF_POSTGRESQL_ROOT_SUPERUSER, default
+      false). A superuser is a shell as the instance's OS user (`COPY ... TO PROGRAM`): turn this on only
+      where the runtime isolates each instance like a VM (its own kernel, no neighbour's files or control
+      plane to reach). Off, root is the managed-service root of docs/root-privileges.md.
     """
 
     model_config = SettingsConfigDict(env_prefix="REDDWARF_POSTGRESQL_", extra="ignore")
@@ -32,6 +36,7 @@ class PostgresqlSettings(BaseSettings):
     allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     version_probe_timeout: float = Field(default=10.0, gt=0)
     accounts_timeout: float = Field(default=5.0, gt=0)
+    root_superuser: bool = False
 
     @field_validator("engines_dir", "debian_root")
     @classmethod

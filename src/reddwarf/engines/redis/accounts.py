@@ -12,8 +12,11 @@ The model:
   raise `CapabilityMissing` (the API answers 400), before any connection is made.
 - Redis has no rename: a new name is a new ACL user with the old one's exact rules (read from `ACL LIST`),
   created and the old one deleted in one MULTI/EXEC transaction, so no client ever sees both or neither.
-- Root is an ACL user `root` with every command (dangerous ones included) on every key and channel;
-  disabling root deletes it (`ACL DELUSER`, which also disconnects its clients).
+- Root is an ACL user `root` with the managed-service root's commands (`config.ROOT_COMMANDS`: every
+  tenant command plus FLUSHALL, KEYS, INFO, CONFIG GET, BGSAVE and the like; never ACL, CONFIG SET, MODULE,
+  DEBUG, REPLICAOF, FAILOVER, SHUTDOWN, MIGRATE, MONITOR or CLIENT KILL) on every key and channel; the
+  operator setting `root_superuser` gives every command. Disabling root deletes it (`ACL DELUSER`, which
+  also disconnects its clients).
 - `default` (kept off), Reddwarf's admin and `root` are invisible: listings skip them and every method
   given one answers as if it did not exist.
 """
@@ -45,10 +48,11 @@ DATABASES = "databases"
 class RedisAccounts:
     """ACL users and root of one Redis instance, as Reddwarf's admin user."""
 
-    def __init__(self, where: Target, version: str = "any") -> None:
+    def __init__(self, where: Target, version: str = "any", *, root_superuser: bool = False) -> None:
         self._where = where
         self._version = version
         self._admin = where.user
+        self._root_superuser = root_superuser
 
     def _hidden_user(self, name: str) -> bool:
         return name in (config.DEFAULT_USER, self._admin, ROOT_USER) or not name or any(ch.isspace() for ch in name)
@@ -163,14 +167,14 @@ class RedisAccounts:
         return isinstance(flags, list) and "on" in {text(flag) for flag in flags}
 
     def enable_root(self, password: Secret) -> str:
-        """Make ACL user `root` on, with `password` (as its hash) and every command, key and channel."""
+        """Make ACL user `root` on, with `password` (as its hash), root's commands, every key and channel."""
         _check(validation.password_problem(password.reveal()), "password")
         digest = config.password_hash(password.reveal())
         with session(self._where) as client:
             with _refusals("enable root", digest):
-                command(client, "ACL", "SETUSER", ROOT_USER, *config.user_rules(digest, config.ADMIN_COMMANDS))
+                command(client, "ACL", "SETUSER", ROOT_USER, *config.root_rules(digest, self._root_superuser))
             save_acl(client)
-        logger.info("enabled the redis superuser %r", ROOT_USER)
+        logger.info("enabled the redis root user %r (every command: %s)", ROOT_USER, self._root_superuser)
         return ROOT_USER
 
     def disable_root(self) -> None:

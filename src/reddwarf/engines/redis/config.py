@@ -31,6 +31,18 @@ ALL_KEYS_AND_CHANNELS = ("~*", "&*")
 # MIGRATE, FLUSHALL, KEYS, ...): nothing that reconfigures, stops or inspects the server or other users.
 TENANT_COMMANDS = ("+@all", "-@dangerous")
 ADMIN_COMMANDS = ("+@all",)
+# The tenant's root: the managed-service root. Every tenant command, plus the @dangerous ones that act on the
+# tenant's own data or only read the server's state. Still refused (docs/root-privileges.md): ACL, CONFIG
+# SET / REWRITE, MODULE LOAD / UNLOAD, DEBUG, REPLICAOF / SLAVEOF, FAILOVER, SHUTDOWN, SAVE (blocks the
+# server), SYNC / PSYNC / REPLCONF (a replication stream), MIGRATE (a connection to any host), MONITOR (every
+# client's commands), CLIENT KILL / PAUSE / UNPAUSE / UNBLOCK (Reddwarf's own connections), RESTORE (a
+# crafted payload reaches the server's memory), CLUSTER, PFDEBUG and PFSELFTEST.
+ROOT_COMMANDS = (
+    *TENANT_COMMANDS,
+    *("+flushall", "+flushdb", "+keys", "+swapdb", "+sort", "+sort_ro"),
+    *("+info", "+role", "+lastsave", "+bgsave", "+bgrewriteaof", "+slowlog", "+latency"),
+    *("+config|get", "+config|resetstat", "+client|list", "+client|no-evict", "+module|list"),
+)
 # RDB snapshot rules (Redis 7's defaults): after 1 h if 1 key changed, 5 min if 100, 1 min if 10000.
 SAVE_RULES = "3600 1 300 100 60 10000"
 
@@ -47,6 +59,37 @@ def user_rules(password_sha256: str, commands: tuple[str, ...]) -> tuple[str, ..
 
 def tenant_rules(password: str) -> tuple[str, ...]:
     return user_rules(password_hash(password), TENANT_COMMANDS)
+
+
+def root_rules(password_sha256: str, superuser: bool = False) -> tuple[str, ...]:
+    """The root user's rules: `ROOT_COMMANDS`, or every command with the operator's `root_superuser`."""
+    return user_rules(password_sha256, ADMIN_COMMANDS if superuser else ROOT_COMMANDS)
+
+
+def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
+    """Settings no tenant may move: address, port, unix socket and its mode (the first four), and the Redis 7
+    switches that refuse CONFIG SET of protected settings, DEBUG and MODULE to every user."""
+    socket = str(PurePosixPath(placement.socket_dir) / SOCKET_FILE)
+    return [
+        ("bind", placement.address),
+        ("port", str(placement.port)),
+        ("unixsocket", socket),
+        ("unixsocketperm", "700"),
+        ("enable-protected-configs", "no"),
+        ("enable-debug-command", "no"),
+        ("enable-module-command", "no"),
+    ]
+
+
+def pinned_arguments(placement: Placement) -> tuple[str, ...]:
+    """`pinned_settings` as options given after the configuration file on redis-server's command line, where
+    they win over the file (and over anything CONFIG REWRITE could write into it); no value holds a secret."""
+    arguments: list[str] = []
+    for name, value in pinned_settings(placement):
+        if not value or any(ch.isspace() or ch in "\\\"'" for ch in value):
+            raise ValueError(f"{value!r} cannot be given on redis-server's command line")
+        arguments.extend((f"--{name}", value))
+    return tuple(arguments)
 
 
 def admin_rules(password: str) -> tuple[str, ...]:
@@ -91,25 +134,22 @@ def quote(value: str) -> str:
 def render_redis_conf(placement: Placement, resources: Resources, maxmemory_percent: int = 75) -> str:
     """The server's only configuration file, passed as `redis-server <config_dir>/redis.conf`."""
     config_dir = PurePosixPath(placement.config_dir)
+    pinned = pinned_settings(placement)
     settings: list[tuple[str, str]] = [
         # Foreground under the runtime's supervision.
         ("daemonize", "no"),
         ("supervised", "no"),
         ("pidfile", quote(str(PurePosixPath(placement.run_dir) / PID_FILE))),
-        # Connections: the placement's address only, and a private socket.
-        ("bind", quote(placement.address)),
-        ("port", str(placement.port)),
+        # Connections: the placement's address only, and a private socket. The same values (and the enable-*
+        # switches below) are pinned on the command line (`pinned_arguments`): change them in `pinned_settings`.
+        *((name, value if value.isdigit() or value == "no" else quote(value)) for name, value in pinned[:4]),
         ("protected-mode", "yes"),
-        ("unixsocket", quote(str(PurePosixPath(placement.socket_dir) / SOCKET_FILE))),
-        ("unixsocketperm", "700"),
         ("tcp-keepalive", "300"),
         ("timeout", "0"),
         # Accounts: ACL users in a file of their own (ACL SAVE writes it); nothing else grants access.
         ("aclfile", quote(str(config_dir / ACL_FILE))),
         ("acl-pubsub-default", "resetchannels"),
-        ("enable-protected-configs", "no"),
-        ("enable-debug-command", "no"),
-        ("enable-module-command", "no"),
+        *pinned[4:],
         # Memory, from the flavor; a database answers OOM errors rather than evicting keys.
         ("maxmemory", str(maxmemory_bytes(resources.memory_mb, maxmemory_percent))),
         ("maxmemory-policy", "noeviction"),

@@ -82,7 +82,12 @@ class RedisEngine:
         config_dir = PurePosixPath(placement.config_dir)
         resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)
         server = CommandSpec(
-            argv=(str(PurePosixPath(version.bin_dir) / SERVER_BINARY), str(config_dir / config.CONF_FILE)),
+            argv=(
+                str(PurePosixPath(version.bin_dir) / SERVER_BINARY),
+                str(config_dir / config.CONF_FILE),
+                # After the file, so they win over it: where the server listens, pinned.
+                *config.pinned_arguments(placement),
+            ),
         )
         conf = config.render_redis_conf(placement, resources, self._settings.maxmemory_percent)
         # Not `secret`: the runtime removes secret init files after init, and this one must stay. It holds
@@ -122,5 +127,7 @@ class RedisEngine:
         """Live ACL users and root of the instance at `placement`, as the admin. `version` only words the
         `CapabilityMissing` of the database methods (the protocol does not pass it)."""
         return RedisAccounts(
-            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout), version
+            admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout),
+            version,
+            root_superuser=self._settings.root_superuser,
         )

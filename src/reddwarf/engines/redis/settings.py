@@ -21,6 +21,9 @@ class RedisSettings(BaseSettings):
     - `version_probe_timeout`: seconds allowed to `redis-server --version` during discovery.
     - `accounts_timeout`: seconds a live accounts call (list users, create a user, ...) may take to connect
       and per command (REDDWARF_REDIS_ACCOUNTS_TIMEOUT).
+    - `root_superuser`: give the tenant's `root` every command (REDDWARF_REDIS_ROOT_SUPERUSER, default false),
+      CONFIG SET of paths, bind and port, MODULE, REPLICAOF and SHUTDOWN included. Turn this on only where
+      the runtime isolates each instance like a VM; off, root has the commands of docs/root-privileges.md.
     """
 
     model_config = SettingsConfigDict(env_prefix="REDDWARF_REDIS_", extra="ignore")
@@ -29,6 +32,7 @@ class RedisSettings(BaseSettings):
     maxmemory_percent: int = Field(default=75, ge=10, le=90)
     version_probe_timeout: float = Field(default=10.0, gt=0)
     accounts_timeout: float = Field(default=5.0, gt=0)
+    root_superuser: bool = False
 
     @field_validator("bin_dirs")
     @classmethod

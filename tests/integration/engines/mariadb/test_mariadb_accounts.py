@@ -264,7 +264,9 @@ def test_validation_names_the_field(engine: MariadbEngine) -> None:
     engine.validate_users([UserSpec(WEIRD_USER, Secret(WEIRD_PASSWORD), databases=(WEIRD_DB,))])
 
 
-def test_root_enable_gives_a_superuser_and_disable_takes_it_away(server: Server, accounts: MariadbAccounts) -> None:
+def test_root_enable_gives_the_managed_service_root_and_disable_takes_it_away(
+    server: Server, accounts: MariadbAccounts
+) -> None:
     assert not accounts.root_enabled()
     accounts.disable_root()  # nothing to disable: no error
     password = secret("r00t-" + WEIRD_PASSWORD)
@@ -273,9 +275,11 @@ def test_root_enable_gives_a_superuser_and_disable_takes_it_away(server: Server,
     assert "root" not in {user.name for user in accounts.list_users()}
     held = connect(server, "root", password)
     try:
+        # The managed-service root (test_mariadb_root.py checks every privilege): no ALL ON *.*, ALL on
+        # each tenant database.
         grants = " ".join(row[0] for row in query(held, "SHOW GRANTS"))
-        assert "GRANT ALL PRIVILEGES ON *.* TO `root`@`%`" in grants and "WITH GRANT OPTION" in grants
-        query(held, "CREATE DATABASE IF NOT EXISTS rootmade")
+        assert "ON *.* TO `root`@`%`" in grants and "GRANT ALL PRIVILEGES ON *.*" not in grants
+        assert "GRANT ALL PRIVILEGES ON `temp`.* TO `root`@`%` WITH GRANT OPTION" in grants
         again = secret("another-root-pass")
         assert accounts.enable_root(again) == "root"  # a reset: the new password only
         assert not can_log_in(server, "root", password)

@@ -253,7 +253,9 @@ def test_validation_names_the_field(engine: PostgresqlEngine) -> None:
     engine.validate_users([UserSpec(WEIRD_USER, Secret(WEIRD_PASSWORD), databases=(WEIRD_DB,))])
 
 
-def test_root_enable_gives_a_superuser_and_disable_takes_it_away(server: Server, accounts: PostgresqlAccounts) -> None:
+def test_root_enable_gives_the_managed_service_root_and_disable_takes_it_away(
+    server: Server, accounts: PostgresqlAccounts
+) -> None:
     assert not accounts.root_enabled()
     accounts.disable_root()  # nothing to disable: no error
     password = secret("r00t-" + WEIRD_PASSWORD)
@@ -261,7 +263,8 @@ def test_root_enable_gives_a_superuser_and_disable_takes_it_away(server: Server,
     assert accounts.root_enabled()
     assert "root" not in {user.name for user in accounts.list_users()}
     with connect(server, "root", password) as held:
-        assert held.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+        # The managed-service root, not a superuser: test_postgresql_root.py checks every privilege.
+        assert held.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
         again = secret("another-root-pass")
         assert accounts.enable_root(again) == "root"  # a reset: the new password only
         assert not can_log_in(server, "root", password)
