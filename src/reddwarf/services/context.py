@@ -144,8 +144,11 @@ class ServiceContext:
     def enqueue(self, uow: UnitOfWork, kind: str, resource_id: str, payload: dict[str, Any] | None = None) -> str:
         """Record an operation in `uow`; returns its id. When a worker of this process waits for work, the
         operation is recorded leased to it and handed over as soon as `uow` commits; otherwise it is
-        recorded pending and the waiting workers (if any) are woken to claim it."""
-        promise = self.dispatch.promise(kind) if self.dispatch is not None else None
+        recorded pending and the waiting workers (if any) are woken to claim it. An operation that must wait
+        for one accepted before it on the resource (`domain.operations` conflicts) is never handed over: it
+        is recorded pending and claimed in its turn."""
+        handed = self.dispatch is not None and not uow.operations.waits_its_turn(kind, resource_id)
+        promise = self.dispatch.promise(kind) if self.dispatch is not None and handed else None
         if promise is None:
             if self.dispatch is not None:
                 uow.after_commit(self.dispatch.notify)

@@ -5,6 +5,8 @@ The store URL comes from REDDWARF_TEST_STORE_URL (never argv: it may carry a pas
 itself by creating READY_FILE, waits (bounded) for GO_FILE, then:
   upgrade  runs Database.upgrade() and prints the revision;
   claim    claims operations until none is left and prints their ids, one per line;
+  run      claims and "runs" operations (holds each ~20 ms, then completes it) until none has been due for
+           a second, and prints `id start end` for each, one per line (times from time.time());
   pool     claims warm-pool slots of the profile postgresql 15 / flavor 1 / 1 GB until none is left and
            prints their ids, one per line.
 """
@@ -40,6 +42,21 @@ def main() -> int:
             if operation is None:
                 break
             print(operation.id, flush=True)
+    elif mode == "run":
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 1.0:
+            with database.unit_of_work() as uow:
+                operation = uow.operations.claim(worker, lease_ttl=300)
+            if operation is None:
+                time.sleep(0.01)
+                continue
+            started = time.time()
+            time.sleep(0.02)
+            ended = time.time()
+            with database.unit_of_work() as uow:
+                uow.operations.complete(operation.id, worker)
+            print(operation.id, started, ended, flush=True)
+            idle_since = time.monotonic()
     elif mode == "pool":
         profile = PoolProfile("postgresql", "15", "1", 1)
         while True:

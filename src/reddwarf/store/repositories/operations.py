@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from reddwarf.domain.operations import REGISTRY, conflicting_kinds
 from reddwarf.store.clock import new_id, now
 from reddwarf.store.listen import CHANNEL
 from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # How many due operations one claim looks at before giving up for this round (others won the rest).
 _CLAIM_CANDIDATES = 8
+# How far past the oldest due operations a claim looks for one whose turn it is.
+_MAX_CANDIDATES = 400
 _INSERT = insert(table(OperationRow))
 _NOTIFY = text("SELECT pg_notify(:channel, :kind)")
 
@@ -73,8 +76,36 @@ class OperationRepository:
     def any_due(self, *, only: Collection[str] | None = None, skip: Collection[str] = ()) -> bool:
         """Whether a claim could find something: the idle poll asks this in a read-only transaction, so that
         an idle worker does not take the store's write lock (on SQLite) a few times a second."""
+        return next(self._startable(only, skip, _now()), None) is not None
+
+    def _startable(self, only: Collection[str] | None, skip: Collection[str], moment: float) -> Iterator[str]:
+        """Ids of the due operations of the lane whose turn it is, oldest first. Pages through the due ones,
+        so that operations waiting their turn (say, account writes queued behind a long create) never hide
+        others that may start."""
         query = _candidates(None if only is None else tuple(sorted(only)), tuple(sorted(skip)))
-        return self._session.scalars(query, {"moment": _now()}).first() is not None
+        for offset in range(0, _MAX_CANDIDATES, _CLAIM_CANDIDATES):
+            page = self._session.execute(query, {"moment": moment, "offset": offset}).all()
+            for row in page:
+                if not self._waits_its_turn(row.kind, row.resource_id, row.created, row.id):
+                    yield row.id
+            if len(page) < _CLAIM_CANDIDATES:
+                return
+
+    def waits_its_turn(self, kind: str, resource_id: str) -> bool:
+        """Would an operation of `kind` on `resource_id`, accepted now, have to wait for one accepted before
+        it (pending or running, of a kind it conflicts with; see `domain.operations`)?"""
+        return self._waits_its_turn(kind, resource_id, None, None)
+
+    def _waits_its_turn(self, kind: str, resource_id: str, created: float | None, op_id: str | None) -> bool:
+        if kind not in REGISTRY:
+            return False  # a kind without rules (tests of the kernel) conflicts with nothing
+        blockers = conflicting_kinds(kind)
+        for other_id, other_kind, other_created in self._session.execute(_ACTIVE_ON, {"resource_id": resource_id}):
+            if other_id == op_id or other_kind not in blockers:
+                continue
+            if created is None or (other_created, other_id) < (created, op_id or ""):
+                return True
+        return False
 
     def claim(
         self, worker_id: str, lease_ttl: float, now: float | None = None, *,
@@ -83,10 +114,7 @@ class OperationRepository:
         """Lease the oldest due operation to `worker_id` for `lease_ttl` seconds, or return None. `only` /
         `skip` restrict the kinds this worker takes (a lane of its own for warm-pool builds, say)."""
         moment = _now() if now is None else now
-        candidates = list(self._session.scalars(
-            _candidates(None if only is None else tuple(sorted(only)), tuple(sorted(skip))), {"moment": moment}
-        ))
-        for op_id in candidates:
+        for op_id in self._startable(only, skip, moment):
             row = self._session.execute(
                 _CLAIM, {"op_id": op_id, "moment": moment, "worker_id": worker_id, "expires": moment + lease_ttl}
             ).first()
@@ -337,6 +365,10 @@ _CLAIM = (
     )
     .returning(*_OPS.c)
 )
+# The operations pending or running on a resource: what a candidate may have to wait for.
+_ACTIVE_ON = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created).where(
+    _OPS.c.resource_id == bindparam("resource_id"), _OPS.c.state.in_(sorted(ACTIVE_STATES))
+)
 _STEPS = select(_STEP_ROWS.c.step, _STEP_ROWS.c.result).where(_STEP_ROWS.c.operation_id == bindparam("op_id"))
 _COMPLETE = (
     update(_OPS)
@@ -350,14 +382,15 @@ _COMPLETE = (
 
 
 @functools.cache
-def _candidates(only: tuple[str, ...] | None, skip: tuple[str, ...]) -> Select[tuple[str]]:
-    """The ids of due operations a worker of this lane may claim, oldest first (one statement per lane)."""
-    query = select(_OPS.c.id).where(_CLAIMABLE)
+def _candidates(only: tuple[str, ...] | None, skip: tuple[str, ...]) -> Select[tuple[str, str, str, float]]:
+    """The due operations a worker of this lane may claim, oldest first (one statement per lane)."""
+    query = select(_OPS.c.id, _OPS.c.kind, _OPS.c.resource_id, _OPS.c.created).where(_CLAIMABLE)
     if only is not None:
         query = query.where(_OPS.c.kind.in_(only))
     if skip:
         query = query.where(_OPS.c.kind.not_in(skip))
-    return query.order_by(_OPS.c.not_before, _OPS.c.created, _OPS.c.id).limit(_CLAIM_CANDIDATES)
+    ordered = query.order_by(_OPS.c.not_before, _OPS.c.created, _OPS.c.id)
+    return ordered.limit(_CLAIM_CANDIDATES).offset(bindparam("offset"))
 
 
 def _operation(row: OperationRow | Row[Any]) -> Operation:

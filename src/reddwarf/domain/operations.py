@@ -1,0 +1,212 @@
+"""The operation registry: every kind of durable operation, its payload model, deadline and conflict rules.
+
+Services record operations and reconcilers run them; both name a kind through `Kind` and read or build its
+payload through the kind's model, so no kind is spelled twice and a payload's shape is checked where it is
+written and where it is read. `workflows` holds one handler per kind (a test fails when a kind has none).
+
+Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to a `Lane`:
+
+- `LIFECYCLE` (create, delete, restart, repair): owns the server; conflicts with every other operation on
+  the resource.
+- `ACCOUNTS` (databases, users, grants): conflict with the lifecycle and with each other (a tenant's
+  account writes apply one at a time, in the order they were accepted). Later kinds such as a backup
+  belong to lanes that conflict with the lifecycle but not with account writes, as in Trove.
+- `POOL` (warm-pool slot build and destroy): only ever on a slot, never on an instance.
+
+The claim never starts an operation while an operation accepted before it on the same resource, and still
+pending or running, conflicts with it: conflicting operations run in the order they were accepted, and one
+waiting for its turn keeps its place. A `supersedes` kind (delete) ends the pending and running operations
+of the kinds it lists when it is accepted, instead of waiting behind them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+ANY_HOST = "%"
+
+
+class Kind(StrEnum):
+    INSTANCE_CREATE = "instance.create"
+    INSTANCE_DELETE = "instance.delete"
+    INSTANCE_RESTART = "instance.restart"
+    INSTANCE_REPAIR = "instance.reconcile"
+    DATABASES_CREATE = "instance.databases.create"
+    DATABASES_DELETE = "instance.databases.delete"
+    USERS_CREATE = "instance.users.create"
+    USERS_UPDATE = "instance.users.update"
+    USERS_PASSWORDS = "instance.users.passwords"
+    USERS_DELETE = "instance.users.delete"
+    USERS_GRANT = "instance.users.grant"
+    USERS_REVOKE = "instance.users.revoke"
+    POOL_BUILD = "pool.build"
+    POOL_DESTROY = "pool.destroy"
+
+
+class Lane(StrEnum):
+    LIFECYCLE = "lifecycle"
+    ACCOUNTS = "accounts"
+    POOL = "pool"
+
+
+# -- payloads -------------------------------------------------------------------------------------------
+
+
+class Payload(BaseModel):
+    """A kind's payload: names and flags only, never a secret (passwords travel in the secrets repository,
+    owned by the operation id, under the names `password_secret` gives)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoPayload(Payload):
+    pass
+
+
+class DatabaseEntry(Payload):
+    name: str
+    character_set: str | None = None
+    collate: str | None = None
+
+
+class DatabasesCreate(Payload):
+    databases: tuple[DatabaseEntry, ...]
+
+
+class DatabaseDelete(Payload):
+    name: str
+
+
+class UserRef(Payload):
+    name: str
+    host: str = ANY_HOST
+
+
+class UserEntry(UserRef):
+    databases: tuple[str, ...] = ()
+
+
+class UsersCreate(Payload):
+    """Each user's password is the secret `password_secret(index)`."""
+
+    users: tuple[UserEntry, ...]
+
+
+class UserUpdate(UserRef):
+    """`password`: the new password is the secret `password_secret()`."""
+
+    new_name: str | None = None
+    new_host: str | None = None
+    password: bool = False
+
+
+class UsersPasswords(Payload):
+    """Each user's new password is the secret `password_secret(index)`."""
+
+    users: tuple[UserRef, ...]
+
+
+class UserDelete(UserRef):
+    pass
+
+
+class Grant(UserRef):
+    databases: tuple[str, ...]
+
+
+class Revoke(UserRef):
+    database: str
+
+
+PASSWORD_SECRET = "password"
+
+
+def password_secret(index: int | None = None) -> str:
+    """The secret name (owner: the operation id) of a write's password, or of its `index`-th user's."""
+    return PASSWORD_SECRET if index is None else f"{PASSWORD_SECRET}:{index}"
+
+
+# -- the registry ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """What the kernel knows of a kind: its payload model, its deadline (seconds from acceptance), its lane,
+    the kinds it supersedes when accepted, and a description for faults and events."""
+
+    kind: Kind
+    payload: type[Payload]
+    deadline: float
+    lane: Lane
+    description: str
+    supersedes: frozenset[Kind] = frozenset()
+
+
+MINUTE = 60.0
+_ACCOUNT_DEADLINE = 5 * MINUTE
+
+REGISTRY: Mapping[Kind, KindSpec] = {
+    spec.kind: spec
+    for spec in (
+        # A create may build a data directory and start a cold server; a 1 GB volume takes seconds to make.
+        KindSpec(Kind.INSTANCE_CREATE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Creating the instance"),
+        KindSpec(Kind.INSTANCE_DELETE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Deleting the instance",
+                 supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTART, Kind.INSTANCE_REPAIR})),
+        KindSpec(Kind.INSTANCE_RESTART, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Restarting the instance"),
+        KindSpec(Kind.INSTANCE_REPAIR, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Repairing the instance"),
+        KindSpec(Kind.DATABASES_CREATE, DatabasesCreate, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Creating databases"),
+        KindSpec(Kind.DATABASES_DELETE, DatabaseDelete, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Deleting a database"),
+        KindSpec(Kind.USERS_CREATE, UsersCreate, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Creating users"),
+        KindSpec(Kind.USERS_UPDATE, UserUpdate, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Updating a user"),
+        KindSpec(Kind.USERS_PASSWORDS, UsersPasswords, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Changing user passwords"),
+        KindSpec(Kind.USERS_DELETE, UserDelete, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Deleting a user"),
+        KindSpec(Kind.USERS_GRANT, Grant, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Granting database access"),
+        KindSpec(Kind.USERS_REVOKE, Revoke, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Revoking database access"),
+        KindSpec(Kind.POOL_BUILD, NoPayload, 15 * MINUTE, Lane.POOL, "Building a warm-pool server"),
+        KindSpec(Kind.POOL_DESTROY, NoPayload, 10 * MINUTE, Lane.POOL, "Destroying a warm-pool server"),
+    )
+}
+
+# Which lanes may not run together on one resource (symmetric). A lane absent from another's set runs
+# beside it.
+_CONFLICTS: Mapping[Lane, frozenset[Lane]] = {
+    Lane.LIFECYCLE: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.POOL}),
+    Lane.ACCOUNTS: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS}),
+    Lane.POOL: frozenset({Lane.LIFECYCLE, Lane.POOL}),
+}
+
+KINDS_BY_LANE: Mapping[Lane, frozenset[Kind]] = {
+    lane: frozenset(k for k, spec in REGISTRY.items() if spec.lane is lane) for lane in Lane
+}
+
+
+def spec_of(kind: str) -> KindSpec:
+    """The registry entry of `kind`; KeyError for a kind nobody registered."""
+    return REGISTRY[Kind(kind)]
+
+
+def conflicts(a: str, b: str) -> bool:
+    """May operations of kinds `a` and `b` NOT run at the same time on one resource?"""
+    return spec_of(b).lane in _CONFLICTS[spec_of(a).lane]
+
+
+def conflicting_kinds(kind: str) -> frozenset[Kind]:
+    """Every kind that may not run beside `kind` on one resource (it included, where it conflicts with itself)."""
+    lanes = _CONFLICTS[spec_of(kind).lane]
+    return frozenset(k for lane in lanes for k in KINDS_BY_LANE[lane])
+
+
+P = TypeVar("P", bound=Payload)
+
+
+def payload_of(kind: str, raw: Mapping[str, Any] | None, model: type[P]) -> P:
+    """The stored payload of an operation of `kind`, parsed with the kind's model (which must be `model`)."""
+    registered = spec_of(kind).payload
+    if registered is not model:
+        raise TypeError(f"operation kind {kind} carries {registered.__name__}, not {model.__name__}")
+    return model.model_validate(dict(raw or {}))
