@@ -185,6 +185,14 @@ KINDS_BY_LANE: Mapping[Lane, frozenset[Kind]] = {
 }
 
 
+def registered(kind: str) -> KindSpec | None:
+    """The registry entry of `kind`, or None for a kind nobody registered (the kernel's own tests use some)."""
+    try:
+        return REGISTRY[Kind(kind)]
+    except ValueError:
+        return None
+
+
 def spec_of(kind: str) -> KindSpec:
     """The registry entry of `kind`; KeyError for a kind nobody registered."""
     return REGISTRY[Kind(kind)]

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from reddwarf.domain.operations import REGISTRY, Kind, conflicts
 from reddwarf.settings import Settings
+from reddwarf.workflows.kernel.worker import Worker
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.worker import handlers
 
@@ -27,3 +28,10 @@ def test_conflicts_are_symmetric_and_lifecycle_operations_are_exclusive() -> Non
     assert conflicts(Kind.USERS_GRANT, Kind.USERS_REVOKE)
     assert conflicts(Kind.USERS_GRANT, Kind.INSTANCE_DELETE)
     assert not conflicts(Kind.POOL_BUILD, Kind.USERS_CREATE)
+
+
+def test_each_kind_has_its_own_deadline_under_the_operators_cap() -> None:
+    worker = Worker(cast(Any, None), {}, lease_ttl=30, poll_interval=1, deadline=600)
+    assert worker.deadline_of(Kind.USERS_CREATE) == REGISTRY[Kind.USERS_CREATE].deadline == 300
+    assert worker.deadline_of(Kind.INSTANCE_CREATE) == 600  # the registry's 900, capped by the operator
+    assert worker.deadline_of("test.kind") == 600

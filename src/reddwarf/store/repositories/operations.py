@@ -21,7 +21,7 @@ from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, text, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from reddwarf.domain.operations import REGISTRY, conflicting_kinds
+from reddwarf.domain.operations import conflicting_kinds, registered
 from reddwarf.store.clock import new_id, now
 from reddwarf.store.listen import CHANNEL
 from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
@@ -97,7 +97,7 @@ class OperationRepository:
         return self._waits_its_turn(kind, resource_id, None, None)
 
     def _waits_its_turn(self, kind: str, resource_id: str, created: float | None, op_id: str | None) -> bool:
-        if kind not in REGISTRY:
+        if registered(kind) is None:
             return False  # a kind without rules (tests of the kernel) conflicts with nothing
         blockers = conflicting_kinds(kind)
         for other_id, other_kind, other_created in self._session.execute(_ACTIVE_ON, {"resource_id": resource_id}):

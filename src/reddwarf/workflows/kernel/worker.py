@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reddwarf.domain.errors import NotYet, PermanentError, StoreUnavailable, TemporaryError
+from reddwarf.domain.operations import registered
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
 from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext, StepResult
@@ -188,9 +189,10 @@ class Worker:
     def _execute(self, handler: Handler, ctx: OperationContext) -> None:
         op = ctx.op
         try:
-            if time.time() - op.created > self.deadline:
+            deadline = self.deadline_of(op.kind)
+            if time.time() - op.created > deadline:
                 raise PermanentError(
-                    f"Operation {op.kind} did not finish within {self.deadline:.0f} seconds.",
+                    f"Operation {op.kind} did not finish within {deadline:.0f} seconds.",
                     details=op.last_error,
                 )
             handler.run(ctx)
@@ -225,6 +227,12 @@ class Worker:
             with self.db.unit_of_work() as uow:
                 uow.operations.complete(op.id, ctx.worker_id)
             log.info("operation %s (%s %s) done", op.id, op.kind, op.resource_id)
+
+    def deadline_of(self, kind: str) -> float:
+        """Seconds from acceptance an operation of `kind` may take: its kind's deadline in the registry
+        (`domain.operations`), never more than the worker's `deadline` (the operator's cap)."""
+        spec = registered(kind)
+        return self.deadline if spec is None else min(self.deadline, spec.deadline)
 
     def _release(self, ctx: OperationContext, delay: float, error: str, *, count_attempt: bool = True) -> None:
         with self.db.unit_of_work() as uow:
