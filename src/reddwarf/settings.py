@@ -22,6 +22,10 @@ class FlavorSetting(BaseModel):
     vcpus: int = Field(gt=0)
 
 
+# The control plane's own directory inside the state dir, and the default SQLite store in it.
+CONTROL_DIR_NAME = "control"
+DATABASE_FILE_NAME = "reddwarf.db"
+
 DEFAULT_FLAVORS: tuple[FlavorSetting, ...] = (
     FlavorSetting(id="1", name="tiny", ram_mb=256, vcpus=1),
     FlavorSetting(id="2", name="small", ram_mb=1024, vcpus=1),
@@ -97,8 +101,14 @@ class Settings(BaseSettings):
         )
 
     @property
+    def control_dir(self) -> Path:
+        """Where everything of the control plane lives (store, key, admin token, project file): a 0700 root
+        directory inside the state dir, which instance users can neither read nor list."""
+        return self.state_dir / CONTROL_DIR_NAME
+
+    @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.state_dir / 'reddwarf.db'}"
+        return self.database_url or f"sqlite:///{self.control_dir / DATABASE_FILE_NAME}"
 
     @property
     def api_url(self) -> str:
