@@ -95,7 +95,11 @@ class LocalRuntime:
             "volumes_detail": self._loop_reason
             if self._loop
             else f"plain directories, usage accounting only: {self._loop_reason}",
-            "users": "one unprivileged OS user per instance",
+            "users": "one unprivileged OS user per instance, no new privileges (setpriv --no-new-privs)",
+            "pids_limit": f"{self._settings.pids_max} processes and threads per instance"
+            if cgroups.mode != "none" and cgroups.pids
+            else "none: no pids cgroup controller on this host",
+            "temp_dir": "a private directory on each instance's volume (TMPDIR)",
         }
         if self._settings.routable_address is not None:
             low, high = self._settings.port_range
@@ -176,7 +180,7 @@ class LocalRuntime:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-user") as pool:
             creating = pool.submit(users.ensure, paths.os_user, paths.instance_id, str(paths.data_dir))
             self._ensure_volume(paths, resources)
-            self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus)
+            self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus, self._settings.pids_max)
             user = creating.result()
         for directory in paths.user_dirs:
             self._ensure_user_dir(directory, user)
@@ -286,8 +290,11 @@ class LocalRuntime:
             raise PermanentError(f"instance {paths.instance_id} is not initialised; refusing to start it")
         # After a host reboot mounts and cgroups are gone: bring them back before anything runs.
         self._ensure_volume(paths, workload.resources)
-        self._cgroups.ensure(paths.os_user, workload.resources.memory_mb, workload.resources.vcpus)
+        self._cgroups.ensure(
+            paths.os_user, workload.resources.memory_mb, workload.resources.vcpus, self._settings.pids_max
+        )
         self._require_volume(paths)
+        self._ensure_user_dir(paths.tmp_dir, user)  # instances prepared before the private temp dir existed
         env = self._environment(paths, workload.server)
         launch.require_executable(workload.server.argv[0], env["PATH"])
         # The launcher joins the cgroups meanwhile (see `launch`) and waits for "go" on this pipe.
@@ -468,7 +475,11 @@ class LocalRuntime:
         files.write_owned(self._anchor(paths, target), target, spec.content.encode(), user.uid, user.gid, mode)
 
     def _environment(self, paths: InstanceLayout, command: CommandSpec) -> dict[str, str]:
-        env = {"PATH": self._settings.command_path, "LANG": "C.UTF-8", "HOME": str(paths.data_dir)}
+        tmp = str(paths.tmp_dir)
+        env = {
+            "PATH": self._settings.command_path, "LANG": "C.UTF-8", "HOME": str(paths.data_dir),
+            "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp,
+        }
         env.update(dict(command.env))
         return env
 
