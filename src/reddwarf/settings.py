@@ -58,7 +58,12 @@ class Settings(BaseSettings):
     operation_deadline: float = Field(default=900.0, gt=0)
 
     max_volume_size_gb: int = Field(default=10, gt=0)
-    max_instances_per_project: int | None = Field(default=None, gt=0)
+    # Per-project quotas (Trove's max_instances_per_tenant and max_volumes_per_tenant, the latter in GB).
+    max_instances_per_project: int = Field(default=10, gt=0)
+    max_volumes_per_project: int = Field(default=40, gt=0)
+    # Every volume reserves its size against the host's storage; the sum may reach this many times what
+    # the host can hold (1.0: a full volume never makes another tenant's writes fail; >1: overcommit).
+    storage_overcommit_ratio: float = Field(default=1.0, gt=0)
     region_name: str = "RegionOne"
     default_datastore: str = "postgresql"
     flavors: tuple[FlavorSetting, ...] = DEFAULT_FLAVORS

@@ -209,7 +209,9 @@ class Components:
         return ServiceContext(
             settings=self.settings, db=self.db, engines=self.engines, flavors=self.flavors,
             region=self.settings.region_name, max_instances_per_project=self.settings.max_instances_per_project,
+            max_volume_gb_per_project=self.settings.max_volumes_per_project,
             dispatch=self._dispatcher, authenticator=authenticator(self.settings), placement_for=self._placement,
+            storage_capacity=self.runtime.storage_capacity,
         )
 
     def _placement(self, instance: Instance) -> Placement:
@@ -219,7 +221,10 @@ class Components:
         return self.runtime.placement(instance.runtime_id, endpoint.address, endpoint.port)
 
     def reconciler_deps(self) -> ReconcilerDeps:
-        return ReconcilerDeps(db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors)
+        return ReconcilerDeps(
+            db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors,
+            storage_overcommit_ratio=self.settings.storage_overcommit_ratio,
+        )
 
     def start_workers(self, count: int) -> None:
         """`count` worker threads (and the warm pool's own lane when the pool is on)."""

@@ -17,6 +17,7 @@ from reddwarf.store.repositories.identity import IdentityRepository
 from reddwarf.store.repositories.instances import InstanceRepository
 from reddwarf.store.repositories.operations import OperationRepository
 from reddwarf.store.repositories.pool import PoolRepository
+from reddwarf.store.repositories.reservations import ReservationRepository
 from reddwarf.store.repositories.secrets import SecretRepository
 from reddwarf.store.secrets import SecretCipher
 
@@ -35,6 +36,7 @@ class UnitOfWork:
         self.identity = IdentityRepository(session)
         self.events = EventRepository(session)
         self.pool = PoolRepository(session)
+        self.reservations = ReservationRepository(session)
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []
 

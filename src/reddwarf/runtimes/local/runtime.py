@@ -108,6 +108,35 @@ class LocalRuntime:
             report["addresses"] = f"pool {self._settings.address_pool}, engine's standard port"
         return report
 
+    # -- capacity (read-only) ---------------------------------------------------------------------
+
+    def storage_capacity(self) -> int | None:
+        """Free bytes of the file system holding the volumes, plus the bytes the volumes already take there
+        (sparse images count what they have allocated; plain-directory volumes what their files take)."""
+        where = instances_dir(self._settings)
+        while not where.exists():
+            where = where.parent
+        stats = os.statvfs(where)
+        free = stats.f_bavail * stats.f_frsize
+        return free + sum(self._volume_allocation(entry) for entry in self._instance_dirs())
+
+    def _instance_dirs(self) -> list[Path]:
+        try:
+            return [entry for entry in instances_dir(self._settings).iterdir() if entry.is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def _volume_allocation(self, instance_dir: Path) -> int:
+        paths = layout(self._settings, instance_dir.name)
+        try:
+            if self._loop:
+                return paths.volume_image.stat().st_blocks * 512
+            if volumes.mount_at(paths.volume_dir) is None and paths.volume_dir.is_dir():
+                return volumes.directory_usage(paths.volume_dir)
+        except (FileNotFoundError, ValueError):
+            return 0
+        return 0
+
     # -- placement and addresses (pure / read-only) -----------------------------------------------
 
     def placement(self, instance_id: str, address: str, port: int) -> Placement:
