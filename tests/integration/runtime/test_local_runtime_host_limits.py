@@ -7,11 +7,13 @@ import os
 import stat
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from local_runtime_support import Instances
 
 from reddwarf.domain.workload import CommandSpec, FileSpec, Resources, WorkloadSpec
+from reddwarf.runtimes.local.cgroups import Cgroups
 
 RESOURCES = Resources(memory_mb=256, vcpus=1, volume_gb=1)
 PIDS_MAX = 40
@@ -120,3 +122,23 @@ def test_temp_files_of_an_instance_go_to_its_private_dir_on_its_volume(instances
     assert info.st_uid == Path(placement.data_dir).stat().st_uid != 0
     if runtime.isolation_report()["volumes"] == "loop":  # on the instance's own filesystem, counted there
         assert os.stat(made).st_dev == os.stat(placement.data_dir).st_dev != os.stat("/tmp").st_dev
+
+
+def test_a_server_started_before_the_pids_limit_existed_is_moved_under_it(instances: Instances, port: int) -> None:
+    older = instances.runtime()
+    detection = older._cgroups.detection
+    # The runtime of an earlier version: memory and cpu hierarchies only.
+    older._cgroups = Cgroups(replace(detection, pids=False), older._settings.cgroup_root, instances.cgroup_parent)
+    placement = instances.prepare(older, RESOURCES, port)
+    older.start(placement, _server(placement.instance_id, ("/bin/sleep", "600")))
+    pid = older.observe(placement).pid
+    assert pid is not None
+
+    upgraded = instances.runtime(pids_max=PIDS_MAX)
+    upgraded.prepare(placement, RESOURCES)  # what the next reconcile does: the pids cgroup now exists
+    assert upgraded.observe(placement).running
+
+    assert pid in upgraded._cgroups.members_of_every_hierarchy(placement.os_user)
+    pids_line = next(line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                     if line.split(":")[1] == "pids")
+    assert pids_line.endswith(f"/{instances.cgroup_parent}/{placement.os_user}")

@@ -173,6 +173,18 @@ class Cgroups:
                 continue
         return found
 
+    def members_of_every_hierarchy(self, name: str) -> set[int]:
+        """Pids in the instance's cgroup of every hierarchy (a server started before a hierarchy was used,
+        e.g. before the pids limit existed, is in some only)."""
+        found: set[int] | None = None
+        for path in self._dirs(name).values():
+            try:
+                pids = {int(line) for line in (path / "cgroup.procs").read_text().split()}
+            except FileNotFoundError:
+                pids = set()
+            found = pids if found is None else found & pids
+        return found or set()
+
     def procs_files(self, name: str) -> list[Path]:
         """The `cgroup.procs` file of the instance's cgroup in every hierarchy (none in mode "none")."""
         return [path / "cgroup.procs" for path in self._dirs(name).values()]

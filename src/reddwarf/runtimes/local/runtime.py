@@ -515,7 +515,9 @@ class LocalRuntime:
     def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":
             return
-        missing = sorted(set(processes.live_pids_of_user(user.uid)) - self._cgroups.members(paths.os_user))
+        missing = sorted(
+            set(processes.live_pids_of_user(user.uid)) - self._cgroups.members_of_every_hierarchy(paths.os_user)
+        )
         if missing:
             self._cgroups.attach(paths.os_user, missing)
 
