@@ -22,6 +22,10 @@ class FlavorSetting(BaseModel):
     vcpus: int = Field(gt=0)
 
 
+# The control plane's own directory inside the state dir, and the default SQLite store in it.
+CONTROL_DIR_NAME = "control"
+DATABASE_FILE_NAME = "reddwarf.db"
+
 DEFAULT_FLAVORS: tuple[FlavorSetting, ...] = (
     FlavorSetting(id="1", name="tiny", ram_mb=256, vcpus=1),
     FlavorSetting(id="2", name="small", ram_mb=1024, vcpus=1),
@@ -60,7 +64,12 @@ class Settings(BaseSettings):
     account_write_wait: float = Field(default=5.0, ge=0)
 
     max_volume_size_gb: int = Field(default=10, gt=0)
-    max_instances_per_project: int | None = Field(default=None, gt=0)
+    # Per-project quotas (Trove's max_instances_per_tenant and max_volumes_per_tenant, the latter in GB).
+    max_instances_per_project: int = Field(default=10, gt=0)
+    max_volumes_per_project: int = Field(default=40, gt=0)
+    # Every volume reserves its size against the host's storage; the sum may reach this many times what
+    # the host can hold (1.0: a full volume never makes another tenant's writes fail; >1: overcommit).
+    storage_overcommit_ratio: float = Field(default=1.0, gt=0)
     region_name: str = "RegionOne"
     default_datastore: str = "postgresql"
     flavors: tuple[FlavorSetting, ...] = DEFAULT_FLAVORS
@@ -103,8 +112,14 @@ class Settings(BaseSettings):
         )
 
     @property
+    def control_dir(self) -> Path:
+        """Where everything of the control plane lives (store, key, admin token, project file): a 0700 root
+        directory inside the state dir, which instance users can neither read nor list."""
+        return self.state_dir / CONTROL_DIR_NAME
+
+    @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.state_dir / 'reddwarf.db'}"
+        return self.database_url or f"sqlite:///{self.control_dir / DATABASE_FILE_NAME}"
 
     @property
     def api_url(self) -> str:

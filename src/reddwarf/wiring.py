@@ -5,8 +5,10 @@ The only module (with test fixtures) that imports concrete plugins. Everything e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from reddwarf.engines.postgresql import install as postgresql_install
 from reddwarf.engines.postgresql.engine import PostgresqlEngine
 from reddwarf.engines.postgresql.settings import PostgresqlSettings
 from reddwarf.engines.redis import RedisEngine, RedisSettings
+from reddwarf.identity import bootstrap
 from reddwarf.identity.keystone.authenticator import KeystoneAuthenticator
 from reddwarf.identity.keystone.settings import KeystoneSettings
 from reddwarf.runtimes.base import Runtime
@@ -31,7 +34,7 @@ from reddwarf.runtimes.local.runtime import LocalRuntime
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
 from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
-from reddwarf.settings import Settings
+from reddwarf.settings import DATABASE_FILE_NAME, Settings
 from reddwarf.store.database import Database
 from reddwarf.store.listen import WorkListener
 from reddwarf.store.secrets import KeyFileError
@@ -43,16 +46,61 @@ from reddwarf.workflows.worker import POOL_KINDS, build_health, build_workers
 log = logging.getLogger(__name__)
 
 KEY_FILE = "secret.key"
+# What earlier versions kept directly in the state dir, readable by instance users: moved into the control dir.
+_CONTROL_FILES = (KEY_FILE, bootstrap.TOKEN_FILE_NAME, bootstrap.PROJECT_FILE_NAME)
+_SQLITE_FILES = tuple(DATABASE_FILE_NAME + suffix for suffix in ("", "-wal", "-shm", ".migrate.lock"))
+CONTROL_UMASK = 0o077
+
+
+class StartupRefused(Exception):
+    """The control plane must not start on this host as it is set up; the message says why and what to do."""
+
+
+def control_plane_umask() -> None:
+    """Files the control plane creates are its own (0600/0700) unless it says otherwise: the entry points
+    of the control plane (server, worker, operator commands on the store) call this first."""
+    os.umask(CONTROL_UMASK)
 
 
 def prepare_state_dir(settings: Settings) -> None:
-    """The state dir holds the store, the key and instance data; server users must traverse it (0755)."""
-    settings.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    """The state dir (0755: instance users traverse it to their own directories) and, inside it, the control
+    dir (0700 root: store, key, admin token and project file, unreadable and unlistable by instance users).
+    Files an earlier version kept in the state dir itself are moved into the control dir (idempotent)."""
+    state, control = settings.state_dir, settings.control_dir
+    if not state.is_dir():
+        state.mkdir(parents=True, exist_ok=True)
+        state.chmod(0o755)  # not the umask's 0700: instance users live under it
+    with contextlib.suppress(FileExistsError):
+        control.mkdir(mode=0o700)
+    info = control.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise StartupRefused(f"{control} must be a directory owned by the control plane's user")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        control.chmod(0o700)
+    names = _CONTROL_FILES + (_SQLITE_FILES if settings.database_url is None else ())
+    for name in names:
+        _move_into_control(state / name, control / name)
+    for entry in control.iterdir():
+        entry_info = entry.lstat()
+        if stat.S_ISREG(entry_info.st_mode) and entry_info.st_mode & 0o077:
+            entry.chmod(0o600)
+
+
+def _move_into_control(old: Path, new: Path) -> None:
+    if not old.exists() and not old.is_symlink():
+        return
+    if new.exists() or new.is_symlink():
+        raise StartupRefused(
+            f"both {old} and {new} exist: an older Reddwarf wrote the first, this one the second. Keep the one "
+            "in use (normally the newer), remove the other, and start again."
+        )
+    os.rename(old, new)  # same file system: atomic; a crash leaves the file at exactly one of the two paths
+    log.warning("moved %s to %s (the control plane's files now live in a 0700 directory)", old, new)
 
 
 def open_database(settings: Settings) -> Database:
     prepare_state_dir(settings)
-    return Database.from_url(settings.effective_database_url, key_file=settings.state_dir / KEY_FILE)
+    return Database.from_url(settings.effective_database_url, key_file=settings.control_dir / KEY_FILE)
 
 
 def flavors(settings: Settings) -> dict[str, Flavor]:
@@ -161,7 +209,9 @@ class Components:
         return ServiceContext(
             settings=self.settings, db=self.db, engines=self.engines, flavors=self.flavors,
             region=self.settings.region_name, max_instances_per_project=self.settings.max_instances_per_project,
+            max_volume_gb_per_project=self.settings.max_volumes_per_project,
             dispatch=self._dispatcher, authenticator=authenticator(self.settings), placement_for=self._placement,
+            storage_capacity=self.runtime.storage_capacity,
         )
 
     def _placement(self, instance: Instance) -> Placement:
@@ -171,7 +221,10 @@ class Components:
         return self.runtime.placement(instance.runtime_id, endpoint.address, endpoint.port)
 
     def reconciler_deps(self) -> ReconcilerDeps:
-        return ReconcilerDeps(db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors)
+        return ReconcilerDeps(
+            db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors,
+            storage_overcommit_ratio=self.settings.storage_overcommit_ratio,
+        )
 
     def start_workers(self, count: int) -> None:
         """`count` worker threads (and the warm pool's own lane when the pool is on)."""
@@ -209,10 +262,6 @@ class Components:
         for thread in self._threads:
             thread.join(timeout=60)
         self._threads.clear()
-
-
-class StartupRefused(Exception):
-    """The control plane must not start on this host as it is set up; the message says why and what to do."""
 
 
 def build(settings: Settings) -> Components:

@@ -33,8 +33,8 @@ def plane() -> Iterator[ReddwarfProcesses]:
 
 
 def store(plane: ReddwarfProcesses) -> Database:
-    return Database.from_url(f"sqlite:///{plane.state_dir / 'reddwarf.db'}",
-                             key_file=plane.state_dir / "secret.key")
+    return Database.from_url(f"sqlite:///{plane.state_dir / 'control' / 'reddwarf.db'}",
+                             key_file=plane.state_dir / "control" / "secret.key")
 
 
 def journal(plane: ReddwarfProcesses, instance_id: str, kind: str) -> tuple[str, str, list[str]]:

@@ -81,6 +81,7 @@ def server(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:
     """Run the API with embedded workers on the embedded defaults (SQLite, local runtime)."""
+    wiring.control_plane_umask()
     logs.configure(log_level)
     settings = load_settings(state_dir, host=host, port=port, embedded_workers=workers)
     with refusals(), wiring.running(settings) as components:
@@ -98,6 +99,7 @@ def worker(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:
     """Run workers only (next to `reddwarf server`, sharing its store)."""
+    wiring.control_plane_umask()
     logs.configure(log_level)
     settings = load_settings(state_dir)
     stop = threading.Event()
@@ -115,8 +117,10 @@ db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(state_dir: StateDir = None) -> None:
     """Migrate the metadata store to the newest schema (safe to run from several processes)."""
+    wiring.control_plane_umask()
     settings = load_settings(state_dir)
-    database = wiring.open_database(settings)
+    with refusals():
+        database = wiring.open_database(settings)
     try:
         database.upgrade()
     finally:
@@ -436,7 +440,9 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def _migrated(settings: Settings) -> Database:
-    database = wiring.open_database(settings)
+    wiring.control_plane_umask()
+    with refusals():
+        database = wiring.open_database(settings)
     database.upgrade()
     return database
 

@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8779"
 DEFAULT_STATE_DIR = Path("/var/lib/reddwarf")
-ADMIN_TOKEN_FILE = "admin-token"
-ADMIN_PROJECT_FILE = "admin-project"
+# In the control plane's 0700 directory of the state dir (readable by the control plane's user only).
+ADMIN_TOKEN_FILE = "control/admin-token"
+ADMIN_PROJECT_FILE = "control/admin-project"
 DEFAULT_WAIT_TIMEOUT = 900.0
 
 instance_app = typer.Typer(

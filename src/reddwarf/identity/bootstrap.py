@@ -1,6 +1,7 @@
-"""First-start bootstrap: an admin project and an admin token written to `<state_dir>/admin-token` (0600).
+"""First-start bootstrap: an admin project and an admin token written to `<state_dir>/control/admin-token`
+(0600, in the control plane's 0700 directory).
 
-The admin project's id goes to `<state_dir>/admin-project` (not a secret) for the CLI's defaults.
+The admin project's id goes to `<state_dir>/control/admin-project` (not a secret) for the CLI's defaults.
 
 Runs at every start and does something only the first time: when the store already holds a project,
 it changes nothing and never touches the token file. The token itself is never logged; only the path
@@ -41,7 +42,7 @@ class BootstrapResult:
 
 def ensure_bootstrap(db: Database, settings: Settings) -> BootstrapResult:
     """Create the admin project and token on first start; do nothing on later starts."""
-    token_file = settings.state_dir / TOKEN_FILE_NAME
+    token_file = settings.control_dir / TOKEN_FILE_NAME
     # One write unit of work (BEGIN IMMEDIATE on SQLite) so that two processes starting together do
     # not both bootstrap; the file is written before commit, so a failed write leaves no usable token.
     with db.unit_of_work() as uow:
@@ -61,7 +62,7 @@ def ensure_bootstrap(db: Database, settings: Settings) -> BootstrapResult:
             value=value,
         )
         _write_private_file(token_file, plaintext)
-        (settings.state_dir / PROJECT_FILE_NAME).write_text(project.id + "\n", encoding="utf-8")
+        _write_private_file(settings.control_dir / PROJECT_FILE_NAME, Secret(project.id))
     logger.warning("bootstrapped admin project %s; the admin token is in %s (mode 0600)", project.id, token_file)
     return BootstrapResult(created=True, token_file=token_file, project_id=project.id, token_id=record.id)
 

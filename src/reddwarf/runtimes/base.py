@@ -17,6 +17,9 @@ Obligations of an implementation:
 - `observe()` never raises for a dead server: it reports `running=False` with a reason.
 - `stop()` stops the server (its whole process group), waiting up to `workload.stop_timeout`, then kills.
 - `destroy()` removes everything `prepare()` made: process, files, volume, limits, OS user.
+- `storage_capacity()` is read-only and cheap enough to call per create: the bytes the runtime's volumes
+  may occupy on the host (free space of the storage holding them plus what its volumes occupy there now),
+  or None when it has no host storage to account (the control plane then reserves nothing against it).
 - Failures that may pass raise `TemporaryError`; failures that will not raise `PermanentError`.
 """
 
@@ -51,6 +54,8 @@ class Runtime(Protocol):
     def stop(self, placement: Placement, workload: WorkloadSpec) -> None: ...
 
     def destroy(self, placement: Placement) -> None: ...
+
+    def storage_capacity(self) -> int | None: ...
 
     def isolation_report(self) -> dict[str, str]:
         """What isolation this host gives (cgroups version, loop volumes) or why it falls back."""

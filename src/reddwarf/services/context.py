@@ -94,15 +94,18 @@ class LiveReadGate:
 class ServiceContext:
     """The settings, the metadata store, the installed engines (by datastore name), flavors (by id), a clock.
 
-    `region` is what instance views show (Trove's `region`); `max_instances_per_project` is the
-    instance quota (None: unlimited); `page_size` caps `limit` on lists (Trove's `instances_page_size`).
+    `region` is what instance views show (Trove's `region`); `max_instances_per_project` and
+    `max_volume_gb_per_project` are the project quotas (None: unlimited; the composition root passes the
+    settings' finite defaults); `page_size` caps `limit` on lists (Trove's `instances_page_size`).
     `dispatch` reaches the workers embedded in this process: an operation a use case records (`enqueue`)
     is handed to a waiting one when the recording transaction commits; without it, or with none waiting,
     workers claim it. `authenticator` validates tokens when
     `settings.identity == "keystone"` (see `api.deps.get_auth`). `placement_for` says where a running
     instance lives (the runtime's `placement`, built by `reddwarf.wiring`) so that live reads can reach
-    it through the engine; None where no runtime is wired (those reads answer 503). `live_reads` caps
-    the live reads each project has in flight (`Settings.live_reads_per_project`).
+    it through the engine; None where no runtime is wired (those reads answer 503). `storage_capacity`
+    is the runtime's (see `Runtime.storage_capacity`): every volume is admitted against it (see
+    `services.capacity`); None where no runtime is wired (nothing is admitted against the host then).
+    `live_reads` caps the live reads each project has in flight (`Settings.live_reads_per_project`).
     """
 
     settings: Settings
@@ -112,11 +115,13 @@ class ServiceContext:
     clock: Callable[[], float] = field(default=time.time)
     region: str = DEFAULT_REGION
     max_instances_per_project: int | None = None
+    max_volume_gb_per_project: int | None = None
     page_size: int = DEFAULT_PAGE_SIZE
     dispatch: Dispatch | None = None
     authenticator: TokenAuthenticator | None = None
     placement_for: Callable[[Instance], Placement] | None = None
     live_reads: LiveReadGate = field(default_factory=LiveReadGate)
+    storage_capacity: Callable[[], int | None] | None = None
 
     @classmethod
     def build(

@@ -27,9 +27,10 @@ from reddwarf.domain.pool import profile_of
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import accounts, catalog
+from reddwarf.services import accounts, capacity, catalog
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import is_instance_id, load_instance
+from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +130,18 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         updated=now,
     )
     pooled = ctx.settings.warm_pool.covers(spec)
+    storage_limit = capacity.limit(
+        None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
+    )
     with ctx.db.unit_of_work() as uow:
-        limit = ctx.max_instances_per_project
-        if limit is not None and uow.instances.count_for_quota(auth.project_id) >= limit:
-            raise OverLimit("Quota exceeded for resources: ['instances'].")
-        # A warm-pool server of this profile, if one is ready, is the instance's from now on (its address
-        # and admin password come with it, and the create response already shows the address).
+        _check_quota(ctx, uow, auth.project_id, volume_size)
+        # A warm-pool server of this profile, if one is ready, is the instance's from now on (its address,
+        # admin password and volume reservation come with it; the create response already shows the address).
         taken = uow.pool.take(profile_of(spec), instance.id) if pooled else None
         if taken is not None:
             instance.workload_id = taken.slot_id
             instance.endpoint = Endpoint(taken.address, taken.port)
+        capacity.reserve_volume(uow, instance.id, "instance", volume_size, storage_limit)
         uow.instances.add(instance)
         if taken is None:
             uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
@@ -152,6 +155,21 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         instance.id, auth.project_id, version.datastore, version.name, flavor.id, volume_size, op_id,
     )
     return instance, root_password
+
+
+def _check_quota(ctx: ServiceContext, uow: UnitOfWork, project_id: str, volume_gb: int) -> None:
+    """Trove's 413 overLimit naming every quota the new instance would exceed (instances, volume GB)."""
+    max_instances, max_volume_gb = ctx.max_instances_per_project, ctx.max_volume_gb_per_project
+    if max_instances is None and max_volume_gb is None:
+        return
+    count, used_gb = uow.instances.quota_usage(project_id)
+    over = []
+    if max_instances is not None and count + 1 > max_instances:
+        over.append("instances")
+    if max_volume_gb is not None and used_gb + volume_gb > max_volume_gb:
+        over.append("volumes")
+    if over:
+        raise OverLimit(f"Quota exceeded for resources: {over}.")
 
 
 def get(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> Instance:

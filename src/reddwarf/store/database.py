@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,6 +256,10 @@ def _engine_for(url: str) -> tuple[Engine, Path | None]:
         if not path.is_absolute():
             raise ValueError("the SQLite path must be absolute: sqlite:////abs/path/reddwarf.db")
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives its -wal and -shm files the mode of the database file: make that 0600 from the start
+        # (an empty file is a valid new database), whatever the process umask.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         engine = create_engine(
             parsed.set(drivername="sqlite+pysqlite"),
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
@@ -316,12 +321,15 @@ def _file_lock(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 _QUERY_ONLY = "reddwarf_query_only"

@@ -90,6 +90,18 @@ class PoolSlotRow(Base):
     updated: Mapped[float] = mapped_column(Double)
 
 
+class StorageReservationRow(Base):
+    """Host storage held by one volume (an instance's, a warm-pool slot's; later a branch's or a snapshot's):
+    the sum of all rows is what the host's storage must be able to hold (see `repositories.reservations`)."""
+
+    __tablename__ = "storage_reservations"
+
+    holder_id: Mapped[str] = mapped_column(REF, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[float] = mapped_column(Double)
+
+
 class SecretRow(Base):
     __tablename__ = "secrets"
 

@@ -18,6 +18,7 @@ from reddwarf.store.repositories.instances import InstanceRepository
 from reddwarf.store.repositories.leases import LeaseRepository
 from reddwarf.store.repositories.operations import OperationRepository
 from reddwarf.store.repositories.pool import PoolRepository
+from reddwarf.store.repositories.reservations import ReservationRepository
 from reddwarf.store.repositories.secrets import SecretRepository
 from reddwarf.store.secrets import SecretCipher
 
@@ -37,6 +38,7 @@ class UnitOfWork:
         self.events = EventRepository(session)
         self.pool = PoolRepository(session)
         self.leases = LeaseRepository(session)
+        self.reservations = ReservationRepository(session)
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []
 

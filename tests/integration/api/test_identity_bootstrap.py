@@ -26,7 +26,7 @@ def test_first_start_creates_an_admin_token_file_and_later_starts_do_nothing(tmp
     second = ensure_bootstrap(db, settings)
 
     assert first.created and not second.created
-    assert first.token_file == settings.state_dir / "admin-token"
+    assert first.token_file == settings.state_dir / "control" / "admin-token"
     assert stat.S_IMODE(first.token_file.stat().st_mode) == 0o600
     assert second.project_id == first.project_id
     assert first.token_file.read_text().strip() == token

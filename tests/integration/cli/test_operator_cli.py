@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,15 @@ from reddwarf.store.database import Database
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _keep_umask() -> Iterator[None]:
+    """The operator commands set the control plane's umask (077) on the process that runs them: this one."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield
+    os.umask(saved)
+
+
 def invoke(state: Path, *args: str) -> str:
     result = runner.invoke(app, [*args, "--state-dir", str(state)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -23,7 +34,8 @@ def invoke(state: Path, *args: str) -> str:
 
 
 def open_store(state: Path) -> Database:
-    return Database.from_url(f"sqlite:///{state / 'reddwarf.db'}", key_file=state / "secret.key")
+    control = state / "control"
+    return Database.from_url(f"sqlite:///{control / 'reddwarf.db'}", key_file=control / "secret.key")
 
 
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:

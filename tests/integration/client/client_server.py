@@ -120,7 +120,7 @@ def serve_api(base: Path) -> Iterator[ApiServer]:
     db.upgrade()
     boot = ensure_bootstrap(db, settings)
     assert boot.project_id is not None
-    (state_dir / "admin-project").write_text(boot.project_id + "\n")
+    (state_dir / "control" / "admin-project").write_text(boot.project_id + "\n")
     admin_token = boot.token_file.read_text().strip()
     app = create_app(ServiceContext.build(settings, db, {"postgresql": FakeEngine()}))
 

@@ -56,7 +56,7 @@ class Instances:
                 runtime.destroy(placement)
             except Exception:
                 _force_cleanup(runtime, placement)
-        for controller in ("memory", "cpu", "unified"):
+        for controller in ("memory", "cpu", "pids", "unified"):
             with contextlib.suppress(OSError):
                 (Path("/sys/fs/cgroup") / controller / self.cgroup_parent).rmdir()
 

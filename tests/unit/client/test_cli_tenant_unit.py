@@ -75,15 +75,17 @@ def test_parse_user_option_refuses_and_never_echoes_the_password(value: str) -> 
 
 
 def test_admin_token_and_project_come_from_the_state_dir(tmp_path: Path) -> None:
-    (tmp_path / "admin-token").write_text("admin-tok\n")
-    (tmp_path / "admin-project").write_text("admin-proj\n")
+    (tmp_path / "control").mkdir()
+    (tmp_path / "control" / "admin-token").write_text("admin-tok\n")
+    (tmp_path / "control" / "admin-project").write_text("admin-proj\n")
     _, token, project = tenant.resolve_connection(ENDPOINT, None, None, tmp_path)
     assert (token.reveal(), project) == ("admin-tok", "admin-proj")
 
 
 def test_admin_project_file_is_not_used_with_another_token(tmp_path: Path) -> None:
-    (tmp_path / "admin-token").write_text("admin-tok\n")
-    (tmp_path / "admin-project").write_text("admin-proj\n")
+    (tmp_path / "control").mkdir()
+    (tmp_path / "control" / "admin-token").write_text("admin-tok\n")
+    (tmp_path / "control" / "admin-project").write_text("admin-proj\n")
     with pytest.raises(typer.BadParameter, match="no project"):
         tenant.resolve_connection(ENDPOINT, "tenant-tok", None, tmp_path)
 

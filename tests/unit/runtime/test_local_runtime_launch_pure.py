@@ -39,10 +39,11 @@ def test_the_launcher_joins_the_cgroups_then_drops_to_the_user() -> None:
     separator = argv.index("--")
     assert argv[4:separator] == [str(p) for p in procs]
     assert argv[separator + 1 :] == [
-        "/usr/bin/setpriv", "--reuid=990", "--regid=991", "--clear-groups", "--", "redis-server", "--port", "$(reboot)",
+        "/usr/bin/setpriv", "--reuid=990", "--regid=991", "--clear-groups", "--no-new-privs", "--",
+        "redis-server", "--port", "$(reboot)",
     ]  # fmt: skip
     assert launch.user_argv("/usr/bin/setpriv", 990, 991, ["x"]) == [
-        "/usr/bin/setpriv", "--reuid=990", "--regid=991", "--clear-groups", "--", "x",
+        "/usr/bin/setpriv", "--reuid=990", "--regid=991", "--clear-groups", "--no-new-privs", "--", "x",
     ]  # fmt: skip
     with pytest.raises(PermanentError):
         launch.user_argv("/usr/bin/setpriv", 0, 991, ["x"])

@@ -1,9 +1,11 @@
-"""Resource limits of the local runtime: one cgroup per instance for the flavor's RAM and vCPUs.
+"""Resource limits of the local runtime: one cgroup per instance for the flavor's RAM and vCPUs, and a
+limit on its number of processes and threads (`pids.max`: a fork bomb stops at it, not at the host's pid_max).
 
 cgroup v2 is used where its memory controller is available (at `<root>` or `<root>/unified`), else the v1
-`memory` and `cpu` hierarchies (`memory.limit_in_bytes`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`). Each
-instance's cgroup is `<hierarchy>/<cgroup_parent>/<os user>`. When neither is usable, `Cgroups.mode` is
-"none" and `reason` says why; the runtime reports it in its isolation report.
+`memory` and `cpu` hierarchies (`memory.limit_in_bytes`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`) and, where
+the host mounts it, the v1 `pids` hierarchy. Each instance's cgroup is `<hierarchy>/<cgroup_parent>/<os
+user>`. When neither is usable, `Cgroups.mode` is "none" and `reason` says why; the runtime reports it in its
+isolation report (with whether a pids limit is in force).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Detection:
     mode: Mode
     reason: str
     v2_root: Path | None = None
+    pids: bool = False  # a pids controller is available (v2: in the root's controllers; v1: its hierarchy)
 
 
 def _writable_dir(path: Path) -> bool:
@@ -42,9 +45,13 @@ def detect(root: Path) -> Detection:
         if controllers.is_file():
             available = controllers.read_text().split()
             if "memory" in available and _writable_dir(v2_root):
-                return Detection("v2", f"cgroup v2 at {v2_root} (controllers: {' '.join(available)})", v2_root)
+                return Detection(
+                    "v2", f"cgroup v2 at {v2_root} (controllers: {' '.join(available)})", v2_root, "pids" in available
+                )
     if _writable_dir(root / "memory") and _writable_dir(root / "cpu"):
-        return Detection("v1", f"cgroup v1 memory and cpu hierarchies under {root}")
+        pids = _writable_dir(root / "pids")
+        found = "memory, cpu and pids" if pids else "memory and cpu (no pids)"
+        return Detection("v1", f"cgroup v1 {found} hierarchies under {root}", pids=pids)
     return Detection("none", f"no writable cgroup v2 memory controller or v1 memory+cpu hierarchy under {root}")
 
 
@@ -75,14 +82,15 @@ class Cgroups:
             assert self.detection.v2_root is not None
             return {"unified": self.detection.v2_root / self._parent / name}
         if self.mode == "v1":
-            return {c: self._root / c / self._parent / name for c in ("memory", "cpu")}
+            controllers = ("memory", "cpu", "pids") if self.detection.pids else ("memory", "cpu")
+            return {c: self._root / c / self._parent / name for c in controllers}
         return {}
 
     def _enable_v2_controllers(self) -> None:
         """Enable memory and cpu for the children of the root and of every parent level (v2 needs it)."""
         assert self.detection.v2_root is not None
         level = self.detection.v2_root
-        wanted = [c for c in ("memory", "cpu") if c in (level / "cgroup.controllers").read_text().split()]
+        wanted = [c for c in ("memory", "cpu", "pids") if c in (level / "cgroup.controllers").read_text().split()]
         for part in ("", *self._parent.split("/")):
             level = level / part if part else level
             level.mkdir(mode=0o755, exist_ok=True)
@@ -91,8 +99,8 @@ class Cgroups:
                 if controller not in enabled:
                     _write(level / "cgroup.subtree_control", f"+{controller}")
 
-    def ensure(self, name: str, memory_mb: int, vcpus: int) -> None:
-        """Create the instance's cgroup (if missing) and set its memory and cpu limits."""
+    def ensure(self, name: str, memory_mb: int, vcpus: int, pids: int) -> None:
+        """Create the instance's cgroup (if missing) and set its memory, cpu and (where available) pids limits."""
         if self.mode == "none":
             return
         memory = memory_mb * 1024 * 1024
@@ -106,13 +114,17 @@ class Cgroups:
                 _write(path / "memory.swap.max", "0")
             if (path / "cpu.max").exists():
                 _write(path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+            if (path / "pids.max").exists():
+                _write(path / "pids.max", str(pids))
             return
         dirs = self._dirs(name)
-        dirs["memory"].mkdir(mode=0o755, parents=True, exist_ok=True)
-        dirs["cpu"].mkdir(mode=0o755, parents=True, exist_ok=True)
+        for path in dirs.values():
+            path.mkdir(mode=0o755, parents=True, exist_ok=True)
         _write(dirs["memory"] / "memory.limit_in_bytes", str(memory))
         _write(dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
         _write(dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+        if "pids" in dirs:
+            _write(dirs["pids"] / "pids.max", str(pids))
 
     def memory_limit(self, name: str) -> int | None:
         """The memory limit in bytes actually in force, or None without a cgroup."""
@@ -142,6 +154,15 @@ class Cgroups:
         except FileNotFoundError:
             return None
 
+    def pids_limit(self, name: str) -> int | None:
+        """The limit on the instance's processes and threads in force, or None without one."""
+        path = self._dirs(name).get("unified" if self.mode == "v2" else "pids")
+        try:
+            text = "max" if path is None else (path / "pids.max").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return None if text == "max" else int(text)
+
     def members(self, name: str) -> set[int]:
         """Pids in the instance's cgroup (the union over hierarchies)."""
         found: set[int] = set()
@@ -151,6 +172,18 @@ class Cgroups:
             except FileNotFoundError:
                 continue
         return found
+
+    def members_of_every_hierarchy(self, name: str) -> set[int]:
+        """Pids in the instance's cgroup of every hierarchy (a server started before a hierarchy was used,
+        e.g. before the pids limit existed, is in some only)."""
+        found: set[int] | None = None
+        for path in self._dirs(name).values():
+            try:
+                pids = {int(line) for line in (path / "cgroup.procs").read_text().split()}
+            except FileNotFoundError:
+                pids = set()
+            found = pids if found is None else found & pids
+        return found or set()
 
     def procs_files(self, name: str) -> list[Path]:
         """The `cgroup.procs` file of the instance's cgroup in every hierarchy (none in mode "none")."""

@@ -4,13 +4,14 @@
 only when no uid or gid change is asked), which costs several milliseconds in a process of a hundred MB
 or more. Instead the command is wrapped in `setpriv` (util-linux), spawned as root with `vfork()`, which
 drops to the instance's uid and gid with no supplementary groups (what `Popen(user, group,
-extra_groups=[])` did) and execs the command. Init commands run like that (`user_argv`).
+extra_groups=[])` did), sets no_new_privs (no setuid or file-capability binary can raise the privileges
+of the instance's processes again) and execs the command. Init commands run like that (`user_argv`).
 
 A server goes through a launcher shell first (`server_argv`), still root, whose standard input is the
 read end of a pipe held by the runtime:
 
     /bin/sh -c '<join each cgroup>; <wait for "go">; exec "$@" </dev/null' reddwarf-launch \
-        <cgroup.procs>... -- setpriv --reuid=<uid> --regid=<gid> --clear-groups -- <argv...>
+        <cgroup.procs>... -- setpriv --reuid=<uid> --regid=<gid> --clear-groups --no-new-privs -- <argv...>
 
 1. It writes its own pid into every `cgroup.procs` it is given (exit 126 if one cannot be joined), so
    the server and everything it ever forks are inside the instance's cgroups from their first
@@ -54,10 +55,11 @@ def find_setpriv(path: str) -> str:
 
 
 def user_argv(setpriv: str, uid: int, gid: int, argv: Sequence[str]) -> list[str]:
-    """The argv that runs `argv` as uid/gid with no supplementary groups."""
+    """The argv that runs `argv` as uid/gid with no supplementary groups and no way to gain privileges
+    again (no_new_privs: setuid and file-capability binaries run without their privileges)."""
     if uid == 0 or gid == 0:
         raise PermanentError("refusing to start an instance command as root")
-    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--", *argv]
 
 
 def server_argv(setpriv: str, uid: int, gid: int, argv: Sequence[str], cgroup_procs: Sequence[Path]) -> list[str]:

@@ -8,6 +8,7 @@ Nothing here touches the file system. The layout under the state dir is::
           private/                  0700 root   pidfile, init marker, resources, volume image
           volume/                   mount point of the instance's ext4 image (or a plain dir), 0755 root
             data/                   0700 user   data_dir
+            tmp/                    0700 user   TMPDIR of every command: temp files count against the volume
           config/ log/ run/         0700 user
     <socket_base>/<key>/            0700 user   socket_dir (short: unix socket paths max 107 bytes)
 
@@ -48,6 +49,7 @@ class InstanceLayout:
     private_dir: Path
     volume_dir: Path
     data_dir: Path
+    tmp_dir: Path
     config_dir: Path
     log_dir: Path
     run_dir: Path
@@ -80,7 +82,7 @@ class InstanceLayout:
     @property
     def user_dirs(self) -> tuple[Path, ...]:
         """The directories owned by the instance user (0700), in creation order."""
-        return (self.data_dir, self.config_dir, self.log_dir, self.run_dir, self.socket_dir)
+        return (self.data_dir, self.tmp_dir, self.config_dir, self.log_dir, self.run_dir, self.socket_dir)
 
     def placement(self, address: str, port: int) -> Placement:
         return Placement(
@@ -109,6 +111,7 @@ def layout(settings: LocalRuntimeSettings, instance_id: str) -> InstanceLayout:
         private_dir=instance_dir / "private",
         volume_dir=volume_dir,
         data_dir=volume_dir / "data",
+        tmp_dir=volume_dir / "tmp",
         config_dir=instance_dir / "config",
         log_dir=instance_dir / "log",
         run_dir=instance_dir / "run",

@@ -95,7 +95,11 @@ class LocalRuntime:
             "volumes_detail": self._loop_reason
             if self._loop
             else f"plain directories, usage accounting only: {self._loop_reason}",
-            "users": "one unprivileged OS user per instance",
+            "users": "one unprivileged OS user per instance, no new privileges (setpriv --no-new-privs)",
+            "pids_limit": f"{self._settings.pids_max} processes and threads per instance"
+            if cgroups.mode != "none" and cgroups.pids
+            else "none: no pids cgroup controller on this host",
+            "temp_dir": "a private directory on each instance's volume (TMPDIR)",
         }
         if self._settings.routable_address is not None:
             low, high = self._settings.port_range
@@ -103,6 +107,35 @@ class LocalRuntime:
         else:
             report["addresses"] = f"pool {self._settings.address_pool}, engine's standard port"
         return report
+
+    # -- capacity (read-only) ---------------------------------------------------------------------
+
+    def storage_capacity(self) -> int | None:
+        """Free bytes of the file system holding the volumes, plus the bytes the volumes already take there
+        (sparse images count what they have allocated; plain-directory volumes what their files take)."""
+        where = instances_dir(self._settings)
+        while not where.exists():
+            where = where.parent
+        stats = os.statvfs(where)
+        free = stats.f_bavail * stats.f_frsize
+        return free + sum(self._volume_allocation(entry) for entry in self._instance_dirs())
+
+    def _instance_dirs(self) -> list[Path]:
+        try:
+            return [entry for entry in instances_dir(self._settings).iterdir() if entry.is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def _volume_allocation(self, instance_dir: Path) -> int:
+        paths = layout(self._settings, instance_dir.name)
+        try:
+            if self._loop:
+                return paths.volume_image.stat().st_blocks * 512
+            if volumes.mount_at(paths.volume_dir) is None and paths.volume_dir.is_dir():
+                return volumes.directory_usage(paths.volume_dir)
+        except (FileNotFoundError, ValueError):
+            return 0
+        return 0
 
     # -- placement and addresses (pure / read-only) -----------------------------------------------
 
@@ -176,7 +209,7 @@ class LocalRuntime:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-user") as pool:
             creating = pool.submit(users.ensure, paths.os_user, paths.instance_id, str(paths.data_dir))
             self._ensure_volume(paths, resources)
-            self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus)
+            self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus, self._settings.pids_max)
             user = creating.result()
         for directory in paths.user_dirs:
             self._ensure_user_dir(directory, user)
@@ -286,8 +319,11 @@ class LocalRuntime:
             raise PermanentError(f"instance {paths.instance_id} is not initialised; refusing to start it")
         # After a host reboot mounts and cgroups are gone: bring them back before anything runs.
         self._ensure_volume(paths, workload.resources)
-        self._cgroups.ensure(paths.os_user, workload.resources.memory_mb, workload.resources.vcpus)
+        self._cgroups.ensure(
+            paths.os_user, workload.resources.memory_mb, workload.resources.vcpus, self._settings.pids_max
+        )
         self._require_volume(paths)
+        self._ensure_user_dir(paths.tmp_dir, user)  # instances prepared before the private temp dir existed
         env = self._environment(paths, workload.server)
         launch.require_executable(workload.server.argv[0], env["PATH"])
         # The launcher joins the cgroups meanwhile (see `launch`) and waits for "go" on this pipe.
@@ -469,14 +505,20 @@ class LocalRuntime:
         files.write_owned(self._anchor(paths, target), target, spec.content.encode(), user.uid, user.gid, mode)
 
     def _environment(self, paths: InstanceLayout, command: CommandSpec) -> dict[str, str]:
-        env = {"PATH": self._settings.command_path, "LANG": "C.UTF-8", "HOME": str(paths.data_dir)}
+        tmp = str(paths.tmp_dir)
+        env = {
+            "PATH": self._settings.command_path, "LANG": "C.UTF-8", "HOME": str(paths.data_dir),
+            "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp,
+        }
         env.update(dict(command.env))
         return env
 
     def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":
             return
-        missing = sorted(set(processes.live_pids_of_user(user.uid)) - self._cgroups.members(paths.os_user))
+        missing = sorted(
+            set(processes.live_pids_of_user(user.uid)) - self._cgroups.members_of_every_hierarchy(paths.os_user)
+        )
         if missing:
             self._cgroups.attach(paths.os_user, missing)
 

@@ -42,6 +42,9 @@ class LocalRuntimeSettings(BaseSettings):
     cgroup_parent: str = "reddwarf"
     command_path: str = "/usr/local/bin:/usr/bin:/bin"
     kill_timeout: float = Field(default=10.0, gt=0)
+    # Processes and threads one instance may have at once (cgroup `pids.max`). PostgreSQL needs one process
+    # per connection (up to 400 on the largest flavors) plus about a dozen; MariaDB a thread per connection.
+    pids_max: int = Field(default=512, ge=16)
 
     @field_validator("state_dir", "cgroup_root")
     @classmethod

@@ -125,6 +125,13 @@ class InstanceRepository:
             )
         return self.count(project_id)
 
+    def quota_usage(self, project_id: str) -> tuple[int, int]:
+        """(live instances, their total volume GB) of `project_id`, serialised like `count_for_quota`."""
+        self.count_for_quota(project_id)  # takes the project's quota lock on PostgreSQL
+        query = select(InstanceRow.spec).where(InstanceRow.project_id == project_id, InstanceRow.deleted_at.is_(None))
+        sizes = [int(spec.get("volume_size_gb") or 0) for spec in self._session.scalars(query)]
+        return len(sizes), sum(sizes)
+
     def count(self, project_id: str) -> int:
         """Live (not deleted) instances of `project_id`, for quotas."""
         query = (

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
 from reddwarf.store.clock import new_id, now
+from reddwarf.store.repositories.reservations import ReservationRepository
 from reddwarf.store.repositories.secrets import ADMIN_SECRET
 from reddwarf.store.rows import rowcount, table
 from reddwarf.store.tables import AddressRow, PoolSlotRow, SecretRow
@@ -143,6 +144,7 @@ class PoolRepository:
                 self._session.execute(
                     _MOVE_SECRET, {"from_id": slot_id, "to_id": instance_id, "name_": ADMIN_SECRET, "moment": now()}
                 )
+                ReservationRepository(self._session).transfer(slot_id, instance_id, "instance")
                 return Taken(slot_id, pair.address, pair.port)
             log.error("warm-pool slot %s was ready without an address or an admin password", slot_id)
             timestamp = now()
@@ -166,7 +168,9 @@ class PoolRepository:
         return rowcount(self._session.execute(_DELETE_IF_READY, {"slot_id": slot_id})) == 1
 
     def remove(self, slot_id: str) -> None:
+        """Forget the slot and the storage its volume held (its volume is gone, or was never made)."""
         self._session.execute(delete(PoolSlotRow).where(PoolSlotRow.id == slot_id))
+        ReservationRepository(self._session).release(slot_id)
 
 
 def _slot(row: PoolSlotRow) -> PoolSlot:

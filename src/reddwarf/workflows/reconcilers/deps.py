@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from reddwarf.domain.capacity import storage_limit
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import Instance, InstanceSpec
@@ -24,6 +25,11 @@ class ReconcilerDeps:
     runtime: Runtime
     flavors: Mapping[str, Flavor]
     ready_timeout: float = 60.0
+    storage_overcommit_ratio: float = 1.0
+
+    def storage_limit(self) -> int | None:
+        """What all volume reservations together may hold (see `services.capacity`, the same rule)."""
+        return storage_limit(self.runtime.storage_capacity(), self.storage_overcommit_ratio)
 
     def engine(self, instance: Instance) -> Engine:
         return self.engine_for(instance.spec)

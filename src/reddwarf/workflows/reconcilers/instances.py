@@ -188,6 +188,7 @@ class DeleteInstance:
             uow.addresses.release(instance_id)
             uow.secrets.delete_owner(instance_id)
             uow.instances.mark_deleted(instance_id)
+            uow.reservations.release(instance_id)  # its volume is gone: the host's storage is free again
             uow.events.add(instance_id, "DELETED", "instance deleted")
 
 

@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from reddwarf.domain.capacity import GIB
 from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.pool import PoolProfile, PoolSlot, PoolTarget, SlotState, profile_of
@@ -167,6 +168,7 @@ class DestroySlot:
         with self.deps.db.unit_of_work() as uow:
             uow.addresses.release(slot.id)
             uow.secrets.delete_owner(slot.id)
+            uow.reservations.release(slot.id)
             if slot.state is not SlotState.FAILED:  # a failed slot's row stays as the profile's tombstone
                 uow.pool.remove(slot.id)
         log.info("warm-pool slot %s destroyed", slot.id)
@@ -302,8 +304,15 @@ class PoolKeeper:
             log.warning("warm pool: destroying slot %s again (%s)", slot.id, slot.error or slot.state.value)
 
     def _apply(self, uow: UnitOfWork, todo: Plan) -> None:
+        storage_limit = self.deps.storage_limit() if todo.add else None
         for profile in todo.add:
             slot_id = uow.pool.add(profile)
+            # A slot's volume reserves host storage like an instance's: no room, no slot (tenants come first).
+            if not uow.reservations.reserve(slot_id, "pool_slot", profile.volume_gb * GIB, storage_limit):
+                uow.pool.remove(slot_id)
+                log.info("warm pool: no storage left for a %d GB slot of %s; not building it", profile.volume_gb,
+                         profile)
+                continue
             uow.secrets.put(slot_id, ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))
             uow.operations.enqueue(BUILD, slot_id)
             log.info("warm pool: building slot %s for %s", slot_id, profile)
