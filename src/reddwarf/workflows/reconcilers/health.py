@@ -1,12 +1,15 @@
 """The health sweep: observe every running instance, record what changed, enqueue a repair for a dead server.
 
-Runs in every worker on an interval. It never starts a server itself: it enqueues `instance.reconcile`, which
-takes a lease like any operation, so two workers sweeping at once cannot both restart one server.
+Runs in every worker on an interval. Health is a login-free protocol ping of the tenant endpoint whose
+listener must belong to the instance's OS user (`endpoint_answers`): the sweep never sends a tenant's
+credential anywhere. It never starts a server itself: it enqueues `instance.reconcile`, which takes a lease
+like any operation, so two workers sweeping at once cannot both restart one server.
 
 On an instance where root was ever enabled (its root history is not empty) the sweep also logs in as
-Reddwarf's admin: a tenant with root can change or drop that account, and when the running server refuses
-it the instance gets the fault `ADMIN_LOST` and operating_status ERROR instead of failing silently later.
-The fault is cleared when the admin credential works again.
+Reddwarf's admin, over the instance's unix socket (its server checked to run as the instance's OS user): a
+tenant with root can change or drop that account, and when the running server refuses it the instance gets
+the fault `ADMIN_LOST` and operating_status ERROR instead of failing silently later. The fault is cleared
+when the admin credential works again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.instances import REPAIR, tenant_probe
+from reddwarf.workflows.reconcilers.instances import REPAIR, endpoint_answers
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class HealthSweep:
             log.warning("instance %s: server not running (%s); repair enqueued", instance.id,
                         observation.exit_reason)
             return
-        healthy = tenant_probe(deps, instance, placement)
+        healthy = endpoint_answers(deps, instance, placement)
         if self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return
