@@ -95,6 +95,7 @@ if kind == "unix":
 else:
     host, port = where.rsplit(":", 1)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT does not stop it
     address = (host, int(port))
 deadline = time.monotonic() + float(sys.argv[4])
 while True:
@@ -154,6 +155,15 @@ class Squatter:
                 raise AssertionError("the squatter could not bind its address")
             if time.monotonic() > deadline:
                 raise AssertionError("the squatter did not start listening in time")
+
+    def wait_connections(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until the squatter accepted `count` connections (a client may connect and leave before the
+        squatter's accept() ran)."""
+        deadline = time.monotonic() + timeout
+        while self.connections < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the squatter saw {self.connections} connections, not {count}")
+            time.sleep(0.01)
 
     def stop(self) -> None:
         if self.process.poll() is None:
