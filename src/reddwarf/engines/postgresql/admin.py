@@ -112,6 +112,7 @@ def probe(where: Target) -> bool:
 
 _PROTOCOL_3 = 196608
 _STARTUP_ANSWER = struct.Struct("!cI")  # message type, length (itself included)
+_MAX_ANSWER = 8192
 
 
 def _startup_message(user: str) -> bytes:
@@ -133,7 +134,11 @@ def ping(placement: Placement, user: str, timeout: float = 2.0) -> bool:
         uid = peer.uid_of(placement.os_user)
         with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
             sock.sendall(_startup_message(user))
-            kind, _length = _STARTUP_ANSWER.unpack(peer.read_exactly(sock, _STARTUP_ANSWER.size))
+            kind, length = _STARTUP_ANSWER.unpack(peer.read_exactly(sock, _STARTUP_ANSWER.size))
+            # Read the whole answer before closing: unread data turns the close into a reset, which the
+            # server logs ("could not receive data from client"); a clean EOF during authentication it
+            # does not log.
+            peer.read_exactly(sock, max(0, min(length - 4, _MAX_ANSWER)))
     except (OSError, ValueError) as exc:
         logger.debug("postgresql ping of %s:%s: %s", placement.address, placement.port, exc)
         return False
