@@ -133,7 +133,8 @@ def ping(placement: Placement, timeout: float = 2.0) -> bool:
         uid = peer.uid_of(placement.os_user)
         with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
             sock.sendall(_PING)
-            answer = sock.makefile("rb").readline(256)
+            with sock.makefile("rb") as reader:
+                answer = reader.readline(256)
     except OSError as exc:
         logger.debug("redis ping of %s:%s: %s", placement.address, placement.port, exc)
         return False
