@@ -351,7 +351,7 @@ def _verify_one(runtime: Runtime, engine: Engine, version: DatastoreVersion, fla
         runtime.initialise(placement, workload)
         runtime.start(placement, workload)
         deadline = time.monotonic() + timeout
-        while not engine.probe(placement, engine.admin_user, password, timeout=2.0):
+        while not (engine.probe(placement, engine.admin_user, password, timeout=2.0) and engine.ping(placement)):
             observed = runtime.observe(placement)
             if not observed.running:
                 raise PermanentError(f"the server exited: {observed.exit_reason}")

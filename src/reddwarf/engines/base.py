@@ -9,9 +9,16 @@ Obligations of an implementation:
 - `workload()` is pure: the same inputs give the same `WorkloadSpec`. It renders configuration (address,
   port, socket directory, memory from the flavor) and the one-time init commands. Secrets (the admin
   password) go into secret `FileSpec`s, never into argv.
-- `probe()` answers over the engine's wire protocol with a short timeout, as `user` (into `dbname` where
-  the engine has databases; None means its maintenance database); it returns False (never raises) when
-  the server is not ready yet or refuses the credentials.
+- No credential ever goes to a server that was not authenticated: every connection that logs in (`probe`,
+  `bootstrap`, `accounts`) goes over the instance's own unix socket in `placement.socket_dir` and checks the
+  established connection's peer (`SO_PEERCRED`: the instance's OS user) before the first byte of a login
+  (`reddwarf.engines.peer`), and refuses cleartext authentication methods.
+- `probe()` logs in over that unix socket with a short timeout, as `user` (into `dbname` where the engine
+  has databases; None means its maintenance database); it returns False (never raises) when the server is
+  not ready yet, refuses the credentials, or runs as another OS user.
+- `ping()` checks the tenant endpoint (TCP to `placement.address`, `placement.port`) without any credential:
+  True (never raises) only when the listener that accepted the connection belongs to the instance's OS user
+  and answers the engine's protocol as a server that accepts connections.
 - `bootstrap()` creates the admin-visible objects of the spec (databases, users, grants). It is idempotent:
   running it twice (e.g. after a worker crash) leaves the same state. Connection failures raise
   `TemporaryError`; refusals the tenant caused raise `PermanentError` with a message a tenant can act on.
@@ -64,6 +71,8 @@ class Engine(Protocol):
     def probe(
         self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
     ) -> bool: ...
+
+    def ping(self, placement: Placement, timeout: float = 2.0) -> bool: ...
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's databases and users on the running server; idempotent. Always connects, even

@@ -77,6 +77,9 @@ class FakeEngine:
     def probe(self, placement: Placement, user: str, password: Secret, timeout: float = 2.0) -> bool:
         return False
 
+    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+        return False
+
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         raise NotImplementedError
 

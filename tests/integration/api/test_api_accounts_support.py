@@ -164,6 +164,9 @@ class AccountsEngine(FakeEngine):
         found = state.users.get((user, "%"))
         return found is not None and found[0] == password
 
+    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+        return True
+
 
 class FakeRuntime:
     name = "fake"

@@ -1,5 +1,10 @@
 """SQL spoken to a running MariaDB server: readiness probe, account hardening, databases, users, grants.
 
+Every connection goes over the instance's own unix socket, its server checked (`SO_PEERCRED`) to run as
+the instance's OS user before PyMySQL reads the greeting, and refuses authentication plugins that would
+send the password in clear text; the tenant endpoint over TCP is only pinged, without a credential
+(`ping`, see `reddwarf.engines.peer`).
+
 This module and `accounts.py` (which builds on it) are the only ones of the engine that use PyMySQL.
 Identifiers are validated names in backticks (backticks doubled); a database name in a GRANT also has its `_`
 and `%` wildcards escaped, so a grant on `app_1` never covers `appX1`. Passwords travel only as client-side
@@ -18,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import pymysql
@@ -26,7 +32,8 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
-from reddwarf.engines.mariadb import passwords
+from reddwarf.engines import peer
+from reddwarf.engines.mariadb import config, passwords
 from reddwarf.engines.mariadb.config import SYSTEM_ACCOUNT, account, quote_identifier
 from reddwarf.engines.mariadb.validation import normalise_charset
 
@@ -45,10 +52,11 @@ Cursor = Any
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and as whom to connect (always TCP to the placement's address, never the unix socket)."""
+    """Where and as whom to connect: the instance's own unix socket, whose server must run as `os_user`;
+    never TCP."""
 
-    address: str
-    port: int
+    socket: str
+    os_user: str
     user: str
     password: Secret
     database: str | None = None
@@ -58,14 +66,33 @@ class Target:
 def target(
     placement: Placement, user: str, password: Secret, database: str | None = None, timeout: float = 5.0
 ) -> Target:
-    return Target(placement.address, placement.port, user, password, database, timeout)
+    socket = str(PurePosixPath(placement.socket_dir) / config.SOCKET_FILE)
+    return Target(socket, placement.os_user, user, password, database, timeout)
+
+
+class _Refused:
+    """An authentication plugin PyMySQL would answer with the password in clear text (`mysql_clear_password`,
+    `dialog`), or encrypted with a key the server itself hands out (`sha256_password`,
+    `caching_sha2_password` without TLS), or with a weak hash (`mysql_old_password`): refused before
+    anything is sent. Reddwarf's accounts use `mysql_native_password` (a challenge-response)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def authenticate(self, packet: object) -> object:
+        raise pymysql.err.OperationalError(2059, "the server asked for an authentication method Reddwarf refuses")
+
+    def prompt(self, echo: bool, prompt: bytes) -> bytes:
+        raise pymysql.err.OperationalError(2059, "the server asked for an authentication method Reddwarf refuses")
+
+
+REFUSED_PLUGINS = ("mysql_clear_password", "dialog", "sha256_password", "caching_sha2_password", "mysql_old_password")
+_AUTH_PLUGIN_MAP: dict[str, type[_Refused]] = dict.fromkeys(REFUSED_PLUGINS, _Refused)
 
 
 def _connect(where: Target) -> Connection:
     timeout = max(0.1, where.timeout)
-    return pymysql.connect(
-        host=where.address,
-        port=where.port,
+    conn = pymysql.connect(
         user=where.user,
         # As bytes: PyMySQL would encode a str as latin-1; every MariaDB client sends UTF-8.
         password=where.password.reveal().encode("utf-8"),
@@ -77,11 +104,19 @@ def _connect(where: Target) -> Connection:
         autocommit=True,
         local_infile=False,
         # PyMySQL >= 1.2 tries TLS by default and builds a fresh SSL context (loading the system CA store,
-        # 50-90 ms) on every connect; Reddwarf's servers listen without TLS, so that cost buys nothing.
+        # 50-90 ms) on every connect; a unix socket needs none.
         ssl_disabled=True,
+        auth_plugin_map=_AUTH_PLUGIN_MAP,
         # Bounds every statement of the session on the server side too.
         init_command=f"SET SESSION max_statement_time = {timeout:.3f}",
+        # Connected below, on a socket whose peer was checked first.
+        defer_connect=True,
     )
+    # The instance's socket (its directory is 0700, its OS user's); SO_PEERCRED must name that user
+    # before PyMySQL reads the greeting and answers it with the login.
+    sock = peer.connect_unix(where.socket, peer.uid_of(where.os_user), timeout)
+    conn.connect(sock)
+    return conn
 
 
 def _errno(exc: pymysql.err.MySQLError) -> int | None:
@@ -99,21 +134,46 @@ def _is_transient(exc: pymysql.err.MySQLError) -> bool:
 
 
 def probe(where: Target) -> bool:
-    """True when `SELECT 1` answers over TCP as `where.user` (into `where.database`); never raises."""
+    """True when `SELECT 1` answers as `where.user` (into `where.database`) over the instance's unix socket;
+    never raises."""
     try:
         conn = _connect(where)
     except (pymysql.err.MySQLError, OSError) as exc:
-        logger.debug("mariadb probe of %s:%s not ready: %s", where.address, where.port, _safe(exc))
+        logger.debug("mariadb probe of %s not ready: %s", where.socket, _safe(exc))
         return False
     try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT 1")
             return bool(cursor.fetchone() == (1,))
     except (pymysql.err.MySQLError, OSError) as exc:
-        logger.debug("mariadb probe of %s:%s failed: %s", where.address, where.port, _safe(exc))
+        logger.debug("mariadb probe of %s failed: %s", where.socket, _safe(exc))
         return False
     finally:
         _close(conn)
+
+
+_GREETING_HEADER = 4  # payload length (3 bytes), sequence number
+_PROTOCOL_10 = 0x0A
+
+
+def ping(placement: Placement, timeout: float = 2.0) -> bool:
+    """True when the tenant endpoint (TCP to the placement's address and port) is a MariaDB server of the
+    instance's OS user that accepts connections; never raises, never sends anything.
+
+    The listener's owner is checked first (`peer.connect_tcp_owned`); then the server's greeting is read:
+    a protocol-10 handshake means it accepts connections (an error packet, e.g. too many connections, means
+    it does not)."""
+    try:
+        uid = peer.uid_of(placement.os_user)
+        with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
+            first = peer.read_exactly(sock, _GREETING_HEADER + 1)[_GREETING_HEADER]
+    except OSError as exc:
+        logger.debug("mariadb ping of %s:%s: %s", placement.address, placement.port, exc)
+        return False
+    if first != _PROTOCOL_10:
+        logger.debug("mariadb ping of %s:%s: no handshake (packet starts %#x)", placement.address, placement.port,
+                     first)
+    return first == _PROTOCOL_10
 
 
 def _safe(exc: BaseException) -> str:
@@ -136,7 +196,7 @@ def session(where: Target) -> Iterator[Cursor]:
         conn = _connect(where)
     except (pymysql.err.MySQLError, OSError) as exc:
         raise TemporaryError(
-            f"cannot connect to MariaDB at {where.address}:{where.port} as {where.user}: {_safe(exc)}", delay=2.0
+            f"cannot connect to MariaDB at {where.socket} as {where.user}: {_safe(exc)}", delay=2.0
         ) from None
     try:
         with conn.cursor() as cursor:

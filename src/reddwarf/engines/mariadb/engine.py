@@ -140,8 +140,13 @@ class MariadbEngine:
     def probe(
         self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
     ) -> bool:
-        """`SELECT 1` over TCP to the placement as `user` (into `dbname` if given); never raises."""
+        """`SELECT 1` as `user` (into `dbname` if given) over the instance's unix socket, its server checked to
+        run as the instance's OS user; never raises."""
         return admin.probe(admin.target(placement, user, password, dbname, timeout))
+
+    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+        """The tenant endpoint accepts connections and belongs to the instance's OS user; no credential."""
+        return admin.ping(placement, timeout)
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Secure accounts, create the spec's databases, users and grants as the admin; idempotent."""

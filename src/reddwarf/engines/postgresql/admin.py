@@ -1,5 +1,9 @@
 """SQL spoken to a running PostgreSQL server: readiness probe and bootstrap of databases, users and grants.
 
+Every connection with a credential goes over the instance's own unix socket, checked with `requirepeer` and
+limited to SCRAM (`require_auth`); the tenant endpoint over TCP is only pinged, without a credential, once
+its listener was found to belong to the instance's OS user (`ping`, see `reddwarf.engines.peer`).
+
 This module and `accounts.py` (which builds on it) are the only ones of the engine that use psycopg.
 Identifiers and values reach SQL only through `psycopg.sql.Identifier` / `sql.Literal` (DDL takes no bound
 parameters), and a tenant's password only as a client-side SCRAM verifier (`scram.py`), so the plain password
@@ -19,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -31,6 +36,7 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
+from reddwarf.engines import peer
 from reddwarf.engines.postgresql import scram
 from reddwarf.engines.postgresql.validation import canonical_encoding
 
@@ -52,28 +58,41 @@ ORPHANS_ROLE = "reddwarf_orphans"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and as whom to connect (always TCP to the placement's address, never a unix socket)."""
+    """Where and as whom to connect: the instance's own unix socket (`socket_dir`, named after `port`),
+    whose server must run as `os_user`; never TCP."""
 
-    address: str
+    socket_dir: str
     port: int
+    os_user: str
     user: str
     password: Secret
     dbname: str = MAINTENANCE_DB
     timeout: float = 5.0
 
+    @property
+    def where(self) -> str:
+        return f"{self.socket_dir} (port {self.port})"
+
 
 def target(
     placement: Placement, user: str, password: Secret, dbname: str | None = None, timeout: float = 5.0
 ) -> Target:
-    return Target(placement.address, placement.port, user, password, dbname or MAINTENANCE_DB, timeout)
+    return Target(
+        placement.socket_dir, placement.port, placement.os_user, user, password, dbname or MAINTENANCE_DB, timeout
+    )
 
 
 def _connect(where: Target) -> psycopg.Connection[TupleRow]:
     # libpq takes whole seconds (at least 2); statement_timeout bounds every statement of the session.
     timeout_ms = max(1, int(where.timeout * 1000))
     return psycopg.connect(
-        host=where.address,
+        # The instance's socket directory (0700, its OS user's): libpq checks the connected socket's peer
+        # with SO_PEERCRED (`requirepeer`) before it sends anything, and answers nothing but a SCRAM
+        # exchange (`require_auth`), so no other server ever sees the password or a usable proof of it.
+        host=where.socket_dir,
         port=where.port,
+        requirepeer=where.os_user,
+        require_auth="scram-sha-256",
         user=where.user,
         password=where.password.reveal(),
         dbname=where.dbname,
@@ -85,22 +104,59 @@ def _connect(where: Target) -> psycopg.Connection[TupleRow]:
         client_encoding="UTF8",
         options=f"-c statement_timeout={timeout_ms} -c search_path={ADMIN_SEARCH_PATH}",
         passfile="/dev/null",
-        # Reddwarf's servers run without TLS (ssl is off in the rendered postgresql.conf) or GSSAPI: asking
-        # for them first only adds round trips (and a Kerberos credential lookup) to every connection.
+        # No TLS or GSSAPI on a unix socket: asking for them only adds a Kerberos credential lookup.
         sslmode="disable",
         gssencmode="disable",
     )
 
 
 def probe(where: Target) -> bool:
-    """True when `SELECT 1` answers over TCP as `where.user`; False on any failure (never raises)."""
+    """True when `SELECT 1` answers as `where.user` over the unix socket; False on any failure (never raises)."""
     try:
         with _connect(where) as conn:
             row = conn.execute("SELECT 1").fetchone()
             return row == (1,)
     except (psycopg.Error, OSError) as exc:
-        logger.debug("postgresql probe of %s:%s not ready: %s", where.address, where.port, exc)
+        logger.debug("postgresql probe of %s not ready: %s", where.where, exc)
         return False
+
+
+_PROTOCOL_3 = 196608
+_STARTUP_ANSWER = struct.Struct("!cI")  # message type, length (itself included)
+_MAX_ANSWER = 8192
+
+
+def _startup_message(user: str) -> bytes:
+    params = b"".join(
+        key + b"\0" + value.encode("utf-8") + b"\0"
+        for key, value in ((b"user", user), (b"database", MAINTENANCE_DB), (b"application_name", "reddwarf-ping"))
+    ) + b"\0"
+    return struct.pack("!II", 8 + len(params), _PROTOCOL_3) + params
+
+
+def ping(placement: Placement, user: str, timeout: float = 2.0) -> bool:
+    """True when the tenant endpoint (TCP to the placement's address and port) is a PostgreSQL server of the
+    instance's OS user that accepts connections; never raises, never sends a credential.
+
+    The listener's owner is checked first (`peer.connect_tcp_owned`); then a startup packet for `user`
+    ends at the server's first answer: an authentication request means it accepts connections (an error,
+    e.g. "the database system is starting up", means it does not yet)."""
+    try:
+        uid = peer.uid_of(placement.os_user)
+        with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
+            sock.sendall(_startup_message(user))
+            kind, length = _STARTUP_ANSWER.unpack(peer.read_exactly(sock, _STARTUP_ANSWER.size))
+            # Read the whole answer before closing: unread data turns the close into a reset, which the
+            # server logs ("could not receive data from client"); a clean EOF during authentication it
+            # does not log.
+            peer.read_exactly(sock, max(0, min(length - 4, _MAX_ANSWER)))
+    except (OSError, ValueError) as exc:
+        logger.debug("postgresql ping of %s:%s: %s", placement.address, placement.port, exc)
+        return False
+    if kind != b"R":
+        logger.debug("postgresql ping of %s:%s answered %r, not an authentication request",
+                     placement.address, placement.port, kind)
+    return bool(kind == b"R")
 
 
 def _error_class(exc: psycopg.Error) -> str:
@@ -126,7 +182,7 @@ def session(where: Target) -> Iterator[psycopg.Connection[TupleRow]]:
         conn = _connect(where)
     except psycopg.Error as exc:
         raise TemporaryError(
-            f"cannot connect to PostgreSQL at {where.address}:{where.port} as {where.user}: {_describe(exc)}",
+            f"cannot connect to PostgreSQL at {where.where} as {where.user}: {_describe(exc)}",
             delay=2.0,
         ) from exc
     with conn:
@@ -232,7 +288,7 @@ def grant_database(where: Target, database: str, grantees: list[str], admin_user
     """Let `grantees` connect to `database` and use its public schema, now and for objects made later."""
     if not grantees:
         return
-    with session(Target(where.address, where.port, where.user, where.password, database, where.timeout)) as conn:
+    with session(replace(where, dbname=database)) as conn:
         db = sql.Identifier(database)
         with refusals(f"grant access to database {database!r}"):
             for grantee in grantees:

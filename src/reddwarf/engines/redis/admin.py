@@ -1,8 +1,10 @@
 """Commands spoken to a running Redis server: readiness probe and bootstrap of ACL users.
 
 This module and `accounts.py` (which builds on it) are the only ones of the engine that use redis-py.
-Connections are always TCP to the placement's address (never the unix socket), authenticate as a named ACL
-user, carry connect and read timeouts, and are never retried by redis-py itself: the durable worker owns
+Connections that authenticate go over the instance's own unix socket only, its server checked (`SO_PEERCRED`)
+to run as the instance's OS user before AUTH is sent (`PeerCheckedConnection`); the tenant endpoint over TCP
+is only pinged, without a credential (`ping`, see `reddwarf.engines.peer`). Connections authenticate as a
+named ACL user, carry connect and read timeouts, and are never retried by redis-py itself: the durable worker owns
 retries. A tenant's password reaches the server only as its SHA-256 hash in an `ACL SETUSER` rule, so it never
 crosses the wire nor reaches a log.
 
@@ -15,9 +17,11 @@ not writable) raises `TemporaryError`.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import cast
 
 import redis
@@ -28,6 +32,7 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
+from reddwarf.engines import peer
 from reddwarf.engines.redis import config
 
 logger = logging.getLogger(__name__)
@@ -37,23 +42,46 @@ _MASK = "**********"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and as whom to connect (always TCP to the placement's address)."""
+    """Where and as whom to connect: the instance's own unix socket, whose server must run as `os_user`;
+    never TCP."""
 
-    address: str
-    port: int
+    socket: str
+    os_user: str
     user: str
     password: Secret
     timeout: float = 5.0
 
 
 def target(placement: Placement, user: str, password: Secret, timeout: float = 5.0) -> Target:
-    return Target(placement.address, placement.port, user, password, timeout)
+    return Target(str(PurePosixPath(placement.socket_dir) / config.SOCKET_FILE), placement.os_user, user, password,
+                  timeout)
+
+
+class PeerCheckedConnection(redis.UnixDomainSocketConnection):
+    """A unix-socket connection that checks its peer (`SO_PEERCRED`) before redis-py sends AUTH: the socket
+    must be served by the instance's OS user (`expected_uid`), else the connection fails with nothing sent."""
+
+    def __init__(self, *, expected_uid: int, **kwargs: object) -> None:
+        init = cast(Callable[..., None], super().__init__)  # redis-py leaves it untyped
+        init(**kwargs)
+        self.expected_uid = expected_uid
+
+    def _connect(self) -> socket.socket:
+        connect = cast(Callable[[], socket.socket], super()._connect)
+        sock = connect()
+        try:
+            peer.require_unix_peer(sock, self.expected_uid)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
 
 def _client(where: Target) -> redis.Redis:
-    return redis.Redis(
-        host=where.address,
-        port=where.port,
+    pool = redis.ConnectionPool(
+        connection_class=PeerCheckedConnection,
+        expected_uid=peer.uid_of(where.os_user),
+        path=where.socket,
         username=where.user,
         password=where.password.reveal(),
         socket_timeout=where.timeout,
@@ -65,38 +93,78 @@ def _client(where: Target) -> redis.Redis:
         # metadata (~6 ms) for every client it builds.
         driver_info=None,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def probe(where: Target) -> bool:
-    """True when AUTH as `where.user` and PING answer over TCP; False on any failure (never raises)."""
-    client = _client(where)
+    """True when AUTH as `where.user` and PING answer over the instance's unix socket; False on any failure
+    (never raises)."""
+    try:
+        client = _client(where)
+    except OSError as exc:  # no such OS user: the instance is gone or not made yet
+        logger.debug("redis probe of %s: %s", where.socket, exc)
+        return False
     try:
         return client.ping() is True
     except (redis.RedisError, OSError) as exc:
-        logger.debug("redis probe of %s:%s not ready: %s", where.address, where.port, type(exc).__name__)
+        logger.debug("redis probe of %s not ready: %s", where.socket, type(exc).__name__)
         return False
     finally:
-        client.close()
+        _close(client)
+
+
+def _close(client: redis.Redis) -> None:
+    client.close()
+    client.connection_pool.disconnect()  # the client does not close a pool it was handed
+
+
+_PING = b"*1\r\n$4\r\nPING\r\n"
+# A server that answers PING, or asks for AUTH first (its `default` user is off), accepts connections;
+# "-LOADING" (still reading its dataset) and anything else does not yet.
+_ALIVE = (b"+PONG", b"-NOAUTH")
+
+
+def ping(placement: Placement, timeout: float = 2.0) -> bool:
+    """True when the tenant endpoint (TCP to the placement's address and port) is a Redis server of the
+    instance's OS user that accepts connections; never raises, never sends a credential.
+
+    The listener's owner is checked first (`peer.connect_tcp_owned`); then an unauthenticated PING."""
+    try:
+        uid = peer.uid_of(placement.os_user)
+        with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
+            sock.sendall(_PING)
+            with sock.makefile("rb") as reader:
+                answer = reader.readline(256)
+    except OSError as exc:
+        logger.debug("redis ping of %s:%s: %s", placement.address, placement.port, exc)
+        return False
+    alive = answer.startswith(_ALIVE)
+    if not alive:
+        logger.debug("redis ping of %s:%s answered %r", placement.address, placement.port, answer[:40])
+    return alive
 
 
 @contextmanager
 def session(where: Target) -> Iterator[redis.Redis]:
     """An authenticated connection: `TemporaryError` when it cannot be had (the server may come up)."""
-    client = _client(where)
+    try:
+        client = _client(where)
+    except OSError as exc:  # no such OS user: the instance is gone or not made yet
+        raise TemporaryError(f"cannot connect to Redis at {where.socket}: {exc}", delay=2.0) from exc
     try:
         try:
             client.ping()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise TemporaryError(
-                f"cannot connect to Redis at {where.address}:{where.port} as {where.user}: {exc}", delay=2.0
+                f"cannot connect to Redis at {where.socket} as {where.user}: {exc}", delay=2.0
             ) from exc
         except redis.RedisError as exc:  # e.g. NOPERM: the admin account itself is wrong
             raise PermanentError(
-                f"Redis at {where.address}:{where.port} refused {where.user}: {exc}", details=type(exc).__name__
+                f"Redis at {where.socket} refused {where.user}: {exc}", details=type(exc).__name__
             ) from exc
         yield client
     finally:
-        client.close()
+        _close(client)
 
 
 def command(client: redis.Redis, *args: str) -> object:
@@ -190,7 +258,7 @@ def bootstrap(spec: InstanceSpec, where: Target) -> None:
         try:
             replies = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise TemporaryError(f"Redis at {where.address}:{where.port} went away during bootstrap: {exc}") from exc
+            raise TemporaryError(f"Redis at {where.socket} went away during bootstrap: {exc}") from exc
     for user, reply in zip(spec.users, replies, strict=False):
         if isinstance(reply, redis.RedisError):  # an error reply: Redis refused this user's rules
             message = masked(str(reply), digests[user.name])

@@ -108,9 +108,13 @@ class RedisEngine:
     def probe(
         self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
     ) -> bool:
-        """AUTH as `user` and PING over TCP to the placement; never raises. Redis has no named databases:
-        `dbname` is ignored."""
+        """AUTH as `user` and PING over the instance's unix socket, its server checked to run as the instance's
+        OS user; never raises. Redis has no named databases: `dbname` is ignored."""
         return admin.probe(admin.target(placement, user, password, timeout))
+
+    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+        """The tenant endpoint accepts connections and belongs to the instance's OS user; no credential."""
+        return admin.ping(placement, timeout)
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's users as ACL users (hashed passwords) and ACL SAVE them, as the admin; idempotent."""

@@ -6,8 +6,9 @@ One handler serves every kind `services.accounts` records (see its docstring for
    exists, dropping what is gone succeed), so a worker that died after the work and before the journal
    re-runs it harmlessly; a rename re-run after it happened is recognised and finishes the password.
 2. `spec` mirrors the change onto the instance spec for the users the create named (their password,
-   name, host, grants), so that the health probe, which logs in as the first of them, keeps working
-   after a tenant changed that user. Users created later are not added: their passwords are not kept.
+   name, host, grants), so that a re-run create's `verify`, which logs in as the first of them (over the
+   instance's unix socket), keeps working after a tenant changed that user. Users created later are not
+   added: their passwords are not kept.
 3. `forget` deletes the operation's passwords from the secrets repository (also on failure).
 
 Operations on one instance run in the order they were requested: an operation waits (retried with a

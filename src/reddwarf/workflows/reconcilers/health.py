@@ -12,10 +12,14 @@ operation gets an event, once, so that it is noticed. A server stopped by a sign
 answers nothing) is seen from /proc without a probe and reported as not answering. The store is written
 only on a change.
 
+Health is a login-free protocol ping of the tenant endpoint whose listener must belong to the instance's OS
+user (`endpoint_answers`): the sweep never sends a tenant's credential anywhere.
+
 On an instance where root was ever enabled (its root history is not empty) the sweep also logs in as
-Reddwarf's admin: a tenant with root can change or drop that account, and when the running server refuses
-it the instance gets the fault `ADMIN_LOST` and operating_status ERROR instead of failing silently later.
-The fault is cleared when the admin credential works again.
+Reddwarf's admin, over the instance's unix socket (its server checked to run as the instance's OS user): a
+tenant with root can change or drop that account, and when the running server refuses it the instance gets
+the fault `ADMIN_LOST` and operating_status ERROR instead of failing silently later. The fault is cleared
+when the admin credential works again.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.instances import CREATE, DELETE, REPAIR, RESTART, tenant_probe
+from reddwarf.workflows.reconcilers.instances import CREATE, DELETE, REPAIR, RESTART, endpoint_answers
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ class HealthSweep:
             self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
                                    "server is stopped (suspended by a signal) and answers nothing")
             return
-        healthy = tenant_probe(deps, instance, placement)
+        healthy = endpoint_answers(deps, instance, placement)
         if self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return

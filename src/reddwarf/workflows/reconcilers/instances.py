@@ -29,7 +29,7 @@ RESTART = "instance.restart"
 REPAIR = "instance.reconcile"
 # The root password `services.accounts.root_password_on_create` stores when `Settings.root_on_create` is on.
 ROOT_SECRET = "root"
-LOCAL_HOSTS = frozenset({"%", "127.0.0.1", "127.%", "localhost"})
+SOCKET_HOSTS = frozenset({"%", "localhost"})
 
 
 def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
@@ -59,13 +59,22 @@ def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: Permanen
         uow.events.add(ctx.resource_id, "ERROR", f"{ctx.op.kind} failed: {error.message}")
 
 
-def tenant_probe(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
-    """The endpoint answers as a tenant would: as the first tenant user if the create named one."""
+def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
+    """The tenant endpoint (TCP) accepts connections and its listener belongs to the instance's OS user.
+
+    Login-free: no credential ever goes over TCP, where anyone on the host could have bound the address
+    while the server was down (the engine logs a listener of another user, naming its uid)."""
+    return deps.engine(instance).ping(placement, timeout=2.0)
+
+
+def tenant_login(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
+    """A tenant can log in: as the first tenant user if the create named one, over the instance's unix socket
+    (the engine checks that its server runs as the instance's OS user before sending the password)."""
     engine = deps.engine(instance)
-    # Probes arrive from the control plane's host (127.0.0.1 here): only a user whose host admits it can
-    # log in (a MariaDB `app@10.0.0.%` cannot); without one, the admin probe says whether it answers.
+    # Over the unix socket a MariaDB client comes from `localhost`: only a user whose host admits it can log
+    # in (a MariaDB `app@10.0.0.%` cannot); without one, the admin login says whether the server answers.
     for user in instance.spec.users:
-        if user.host in LOCAL_HOSTS:
+        if user.host in SOCKET_HOSTS:
             dbname = user.databases[0] if user.databases else None
             return engine.probe(placement, user.name, user.password, timeout=2.0, dbname=dbname)
     return engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
@@ -147,9 +156,12 @@ class CreateInstance:
 
     def _verify(self, instance: Instance, placement: Placement) -> None:
         deadline = time.monotonic() + self.deps.ready_timeout
-        while not tenant_probe(self.deps, instance, placement):
+        # The login goes first: it is over the unix socket, and it fails (quietly) until the server is up.
+        while not (tenant_login(self.deps, instance, placement) and endpoint_answers(self.deps, instance, placement)):
             if time.monotonic() > deadline:
-                raise TemporaryError("The instance endpoint does not answer the tenant's credentials yet.")
+                raise TemporaryError(
+                    "The instance endpoint does not answer yet (or its address is held by another program)."
+                )
             time.sleep(READY_POLL)
         _set_status(
             self.deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,

@@ -42,7 +42,9 @@ def allocate_address(
 def start_and_wait(
     deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement, password: Secret | None = None
 ) -> None:
-    """Start the server (idempotent) and wait until the admin answers over TCP, within `ready_timeout`.
+    """Start the server (idempotent) and wait, within `ready_timeout`, until the admin logs in over the
+    instance's unix socket (its server checked to run as the instance's OS user) and the tenant endpoint's
+    listener answers and belongs to that user too (no credential over TCP).
 
     `owner_id` holds the admin password (the instance, or the warm-pool slot being built), unless the
     caller already read it (`password`)."""
@@ -54,7 +56,7 @@ def start_and_wait(
     deadline = time.monotonic() + deps.ready_timeout
     next_observe = time.monotonic() + OBSERVE_EVERY
     while time.monotonic() < deadline:
-        if engine.probe(placement, engine.admin_user, password, timeout=2.0):
+        if engine.probe(placement, engine.admin_user, password, timeout=2.0) and engine.ping(placement, timeout=2.0):
             return
         # The probe is cheap (a refused connect); observing the process is not (it reads /proc), so a
         # server that died during start-up is noticed within OBSERVE_EVERY rather than on every poll.

@@ -1,0 +1,176 @@
+"""Who is at the other end of a connection: the check every engine makes before it sends a credential.
+
+The control plane (root) talks to an instance's server with a credential only over the instance's own
+unix socket (its directory is 0700 and owned by the instance's OS user), and checks the *established*
+connection's peer with `SO_PEERCRED` before the first byte of a login: a socket file planted by anyone
+else, or a server run by another user, is refused. The tenant endpoint (TCP to the instance's address and
+port) is only ever pinged without a credential, and a ping counts only when the listener that accepted
+the connection belongs to the instance's OS user: on this host both ends of a loopback connection appear
+in `/proc/net/tcp` (or `tcp6`), and the server-side socket, the mirror of ours, carries the uid of the
+process that made the listener.
+
+Standard library only, so that every engine can share it; engines never import runtimes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import pwd
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+PROC_NET_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+# States of /proc/net/tcp whose uid column says nothing about the listener (the kernel prints 0).
+_TIME_WAIT = "06"
+_LOOKUP_ATTEMPTS = 20  # the server side of a loopback handshake shows up within microseconds
+_LOOKUP_PAUSE = 0.002
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class WrongPeer(ConnectionRefusedError):
+    """The other end of a connection is not the instance's OS user (or cannot be identified): nothing was
+    sent to it. An `OSError`, so that database drivers report it as a failed connection."""
+
+    def __init__(self, message: str, uid: int | None = None) -> None:
+        super().__init__(message)
+        self.uid = uid
+
+
+def uid_of(os_user: str) -> int:
+    """The uid of `os_user`; `WrongPeer` when no such user exists (its instance is gone or not made yet)."""
+    try:
+        return pwd.getpwnam(os_user).pw_uid
+    except KeyError:
+        raise WrongPeer(f"no OS user {os_user!r} owns this instance") from None
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a connected unix socket (`SO_PEERCRED`)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    _pid, uid, _gid = _PEERCRED.unpack(raw)
+    return int(uid)
+
+
+def require_unix_peer(sock: socket.socket, expected_uid: int) -> None:
+    """Raise `WrongPeer` unless the connected unix socket's peer runs as `expected_uid`."""
+    uid = peer_uid(sock)
+    if uid != expected_uid:
+        log.warning("refused a unix socket whose server runs as uid %s (expected uid %s)", uid, expected_uid)
+        raise WrongPeer(f"the server on this socket runs as uid {uid}, not the instance's user", uid)
+
+
+def connect_unix(path: str, expected_uid: int, timeout: float) -> socket.socket:
+    """A unix socket connected to `path` whose peer was checked to run as `expected_uid`.
+
+    `OSError` when nothing listens there (the server is not up); `WrongPeer` (an `OSError`) when someone
+    else does. The socket carries `timeout` for every later read and write.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        require_unix_peer(sock, expected_uid)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _decode_address(text: str) -> tuple[Address, int]:
+    """One `address:port` field of /proc/net/tcp{,6}: 32-bit words in host byte order, then the port."""
+    host_hex, port_hex = text.split(":")
+    raw = b"".join(
+        int(host_hex[i:i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host_hex), 8)
+    )
+    address = ipaddress.ip_address(raw)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address, int(port_hex, 16)
+
+
+def _normal(host: str) -> Address:
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def socket_owners(
+    local: tuple[Address, int], remote: tuple[Address, int], tables: Iterable[Path] = PROC_NET_TCP
+) -> set[int]:
+    """The uids of the sockets (TIME_WAIT left out) whose local end is `local` and remote end `remote`."""
+    owners: set[int] = set()
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except FileNotFoundError:  # no IPv6 on this host
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 8 or fields[3] == _TIME_WAIT:
+                continue
+            if _decode_address(fields[1]) == local and _decode_address(fields[2]) == remote:
+                owners.add(int(fields[7]))
+    return owners
+
+
+def tcp_listener_uid(sock: socket.socket) -> int | None:
+    """The uid owning the server side of the established TCP connection `sock` (None: not found on this
+    host, or more than one candidate). The server side is the socket whose local end is our remote end
+    and whose remote end is our local end; the kernel gives it the uid of the listener it came from."""
+    ours_host, ours_port = sock.getsockname()[:2]
+    theirs_host, theirs_port = sock.getpeername()[:2]
+    local = (_normal(theirs_host), int(theirs_port))
+    remote = (_normal(ours_host), int(ours_port))
+    for attempt in range(_LOOKUP_ATTEMPTS):
+        owners = socket_owners(local, remote)
+        if len(owners) == 1:
+            return owners.pop()
+        if len(owners) > 1:
+            return None
+        if attempt + 1 < _LOOKUP_ATTEMPTS:
+            time.sleep(_LOOKUP_PAUSE)
+    return None
+
+
+def connect_tcp_owned(address: str, port: int, expected_uid: int, timeout: float) -> socket.socket:
+    """A TCP connection to (address, port) whose listener was checked to belong to `expected_uid`.
+
+    Nothing is sent before the check. `OSError` when nothing answers; `WrongPeer` when the listener belongs
+    to another uid (logged, with that uid) or cannot be identified.
+    """
+    sock = socket.create_connection((address, port), timeout=timeout)
+    try:
+        owner = tcp_listener_uid(sock)
+        if owner != expected_uid:
+            log.warning(
+                "listener on %s:%s belongs to uid %s, not the instance's user (uid %s): not sending anything",
+                address, port, "unknown" if owner is None else owner, expected_uid,
+            )
+            raise WrongPeer(f"the listener on {address}:{port} does not belong to the instance's user", owner)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """`size` bytes from `sock`, or `ConnectionError` when it closes first."""
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

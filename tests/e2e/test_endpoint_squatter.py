@@ -1,0 +1,102 @@
+"""Another local user grabs a tenant's address the moment its server dies: Reddwarf sends it nothing and
+never reports the instance ACTIVE against it; once the address is free again the instance comes back.
+
+The squatter (tests/support/squatter.py) runs as an unprivileged user of its own, keeps trying to bind the
+instance's (address, port) and, once it holds it, asks every client for its password in clear text.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.engine_harness import OsUser, throwaway_os_user
+from tests.support.server import ReddwarfProcesses, processes_of, wait_for
+from tests.support.squatter import start_squatter
+
+TENANT_PASSWORD = "squat-tenant-pa55"
+ENGINES = {
+    "postgresql": ("15", True),
+    "mariadb": ("10.11", True),
+    "redis": ("7.0", False),
+}
+
+
+@pytest.fixture(scope="module")
+def squatter_user() -> Iterator[OsUser]:
+    with throwaway_os_user() as user:
+        yield user
+
+
+def _create(client: httpx.Client, name: str, datastore: str) -> dict[str, Any]:
+    version, has_databases = ENGINES[datastore]
+    user: dict[str, Any] = {"name": "alice", "password": TENANT_PASSWORD}
+    body: dict[str, Any] = {
+        "name": name, "flavorRef": "1", "volume": {"size": 1},
+        "datastore": {"type": datastore, "version": version}, "users": [user],
+    }
+    if has_databases:
+        body["databases"] = [{"name": "app"}]
+        user["databases"] = [{"name": "app"}]
+    response = client.post("/instances", json={"instance": body})
+    assert response.status_code == 200, response.text
+    instance: dict[str, Any] = response.json()["instance"]
+    return instance
+
+
+def _view(client: httpx.Client, instance_id: str) -> dict[str, Any]:
+    view: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
+    return view
+
+
+def _bind_failures(reddwarf: ReddwarfProcesses, instance_id: str) -> int:
+    """How often the instance's server failed to start because its address was taken (every engine logs
+    the kernel's "Address already in use")."""
+    count = 0
+    for path in reddwarf.state_dir.rglob("*"):
+        if instance_id in str(path) and path.parent.name == "log" and path.is_file():
+            count += path.read_text(errors="replace").count("Address already in use")
+    return count
+
+
+@pytest.mark.parametrize("datastore", sorted(ENGINES))
+def test_a_squatter_on_a_dead_servers_address_gets_nothing_and_the_instance_is_not_active(
+    reddwarf: ReddwarfProcesses, unique_name: str, squatter_user: OsUser, datastore: str
+) -> None:
+    with reddwarf.client() as client:
+        instance = _create(client, unique_name, datastore)
+        view = wait_for(lambda: (v := _view(client, instance["id"]))["status"] == "ACTIVE" and v, 120,
+                        f"{datastore} instance to be ACTIVE")
+        address, port = view["addresses"][0]["address"], view["port"]
+        os_user = reddwarf.user_prefix + instance["id"].replace("-", "")[:12]
+        squatter = start_squatter(squatter_user, datastore, tcp=(address, port), bind_for=60)
+        seen: list[tuple[str, str]] = []
+        try:
+            for pid in processes_of(os_user):  # the server dies; its port is free for anyone
+                os.kill(pid, signal.SIGKILL)
+            squatter.wait_listening(30)
+
+            def observe() -> tuple[str, str]:
+                current = _view(client, instance["id"])
+                seen.append((current["status"], current["operating_status"]))
+                return seen[-1]
+
+            wait_for(lambda: observe()[0] == "SHUTDOWN", 60, "the health sweep to see the server gone")
+            start = len(seen)
+            # Two restarts that found the address taken: each would have probed whatever listens there.
+            wait_for(lambda: observe() and _bind_failures(reddwarf, instance["id"]) >= 2, 120,
+                     "two restarts to fail on the squatted address")
+            assert all(status != "ACTIVE" and operating != "HEALTHY" for status, operating in seen[start:]), seen
+        finally:
+            squatter.stop()
+        assert squatter.received == b"", "a credential or a login reached the squatter"
+        # The address is free again: the next repair brings the instance back.
+        wait_for(lambda: _view(client, instance["id"])["status"] == "ACTIVE", 180,
+                 "the instance to come back once the squatter is gone")
+        client.delete(f"/instances/{instance['id']}")
+        wait_for(lambda: client.get(f"/instances/{instance['id']}").status_code == 404, 60, "the delete")
