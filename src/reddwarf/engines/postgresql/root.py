@@ -26,6 +26,7 @@ isolate each instance like a VM. The table of these privileges is docs/root-priv
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import psycopg
 from psycopg import sql
@@ -117,7 +118,7 @@ def grant_member(conn: Connection, role: str) -> None:
 def grant_database(where: Target, database: str) -> None:
     """CONNECT, TEMPORARY, CREATE (schemas, trusted extensions) on `database` and USAGE, CREATE on its `public`
     schema to `root` (in a session there)."""
-    with session(Target(where.address, where.port, where.user, where.password, database, where.timeout)) as conn:
+    with session(replace(where, dbname=database)) as conn:
         if not exists(conn):
             return
         root = sql.Identifier(ROOT_USER)
