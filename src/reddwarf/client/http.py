@@ -47,6 +47,19 @@ FIRST_POLL_INTERVAL = 0.25
 PollCallback = Callable[[Instance], None]
 
 
+def _plain_http_transport(endpoint: str) -> httpx.BaseTransport | None:
+    """For an `http://` endpoint, a transport without a TLS trust store; None (httpx's default, which
+    verifies certificates) for anything else.
+
+    Every request of this client goes to its own endpoint (pagination reads markers, never follows another
+    host's link), so a plain-HTTP endpoint never needs TLS; httpx would still load the CA bundle for its
+    default transport, a fifth of a tenant command's start-up (bench/cli_startup.py).
+    """
+    if urlsplit(endpoint).scheme != "http":
+        return None
+    return httpx.HTTPTransport(verify=False)
+
+
 class ReddwarfClient:
     """A tenant's view of the API: `/v1.0/{project_id}/...` with `X-Auth-Token`.
 
@@ -80,7 +93,7 @@ class ReddwarfClient:
                 "User-Agent": f"reddwarf-client/{__version__}",
             },
             timeout=timeout,
-            transport=transport,
+            transport=transport or _plain_http_transport(self.endpoint),
         )
 
     def __repr__(self) -> str:
