@@ -12,13 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
 from reddwarf import __version__
-from reddwarf.client.accounts import AccountsClient
 from reddwarf.client.errors import (
     InstanceFaulted,
     ReddwarfAPIError,
@@ -35,6 +34,9 @@ from reddwarf.client.models import (
     UserRequest,
 )
 from reddwarf.domain.secret import Secret
+
+if TYPE_CHECKING:
+    from reddwarf.client.accounts import AccountsClient
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,9 @@ class ReddwarfClient:
     @property
     def accounts(self) -> AccountsClient:
         """Databases, users, grants and root of the project's instances (see `reddwarf.client.accounts`)."""
+        # Imported on first use: the instance commands of the CLI never need it (bench/cli_startup.py).
+        from reddwarf.client.accounts import AccountsClient
+
         return AccountsClient(self._request)
 
     # Instances
