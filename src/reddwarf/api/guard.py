@@ -71,6 +71,8 @@ class RequestGuard:
                     resolve_auth, self.ctx, project, None if token is None else token.decode("latin-1")
                 )
             except RequestError as exc:
+                if exc.status >= 500:
+                    logger.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), exc.message)
                 await _send_fault(send, exc.fault, exc.status, exc.message, close=_announces_body(headers))
                 return
             scope.setdefault("state", {})[STATE_AUTH] = auth
