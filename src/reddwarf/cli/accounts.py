@@ -3,7 +3,7 @@
 They go through `reddwarf.client` only, like `cli/tenant.py`, whose connection options and `--json` they
 share. Passwords are prompted for (hidden, confirmed) or read from stdin with `--password-stdin`, never
 taken from the command line. Writes are accepted at once (202); `--wait` polls until the change is
-visible. `cli/main.py` mounts `database_app`, `user_app` and `root_app`.
+visible. `cli/root.py` mounts `database_app`, `user_app` and `root_app`.
 """
 
 from __future__ import annotations

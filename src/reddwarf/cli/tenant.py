@@ -6,7 +6,7 @@ Trove-compatible endpoint. Every command takes the connection options (`--endpoi
 and nothing else on stdout. No option takes a secret: any local user can read a command line
 (`/proc/*/cmdline`), so the token comes from `REDDWARF_TOKEN`, a token file or the admin token file, and
 passwords are prompted for (hidden) or read from stdin. Exit codes: 0 ok, 1 API or connection error
-(printed on stderr as "Error (404 itemNotFound): ..."), 2 usage error. `cli/main.py` mounts `instance_app`,
+(printed on stderr as "Error (404 itemNotFound): ..."), 2 usage error. `cli/root.py` mounts `instance_app`,
 `datastore_app` and `flavor_app`.
 """
 

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from reddwarf.cli import main
+from reddwarf.cli import root
 
 SERVER_LIBRARIES = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "psycopg", "pymysql", "redis",
                     "reddwarf.wiring", "reddwarf.store", "reddwarf.services", "reddwarf.engines", "reddwarf.runtimes")
@@ -73,9 +73,9 @@ def test_tenant_commands_import_no_server_library(args: tuple[str, ...]) -> None
 
 
 def test_lazy_help_lines_are_the_commands_own() -> None:
-    """`reddwarf --help` lists each sub-command from `main.COMMANDS` without importing it: those lines must
+    """`reddwarf --help` lists each sub-command from `root.COMMANDS` without importing it: those lines must
     say what the command itself says."""
-    for name, lazy in main.COMMANDS.items():
-        command = main.load_command(name)
+    for name, lazy in root.COMMANDS.items():
+        command = root.load_command(name)
         assert command.name == name
         assert (command.help or "").strip().split("\n\n")[0].strip() == lazy.help, name

@@ -74,10 +74,10 @@ def test_parse_user_option_refuses_and_never_echoes_the_password(value: str) -> 
 
 def test_no_option_takes_a_secret() -> None:
     """Any local user reads /proc/*/cmdline: no tenant command has --token or an inline password."""
-    from reddwarf.cli import main
+    from reddwarf.cli import root
 
     for name in ("instance", "datastore", "flavor", "database", "user", "root"):
-        group = main.load_command(name)
+        group = root.load_command(name)
         for command in group.commands.values():
             options = {opt for param in command.params for opt in param.opts}
             assert "--token" not in options, (name, command.name)
