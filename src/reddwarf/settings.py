@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8779
     public_url: str | None = None
+    # The largest request body the API reads (REDDWARF_MAX_REQUEST_BODY_BYTES); a larger one answers 413.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     identity: Literal["builtin", "keystone", "noauth"] = "builtin"
     bootstrap_project: str | None = None

@@ -28,7 +28,7 @@ def cli(reddwarf: ReddwarfProcesses, *args: str, stdin: str | None = None) -> An
 def test_tenant_cli_lifecycle(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
     created = cli(reddwarf, "instance", "create", unique_name, "--flavor", "tiny", "--size", "1",
                   "--datastore", "postgresql", "--version", "15", "--database", "app",
-                  "--user", "frank::app", "--password-stdin", "--wait", stdin="frank's password\n")
+                  "--user", "frank:app", "--password-stdin", "--wait", stdin="frank's password\n")
     assert created["status"] == "ACTIVE"
     assert unique_name in [i["name"] for i in cli(reddwarf, "instance", "list")]
     shown = cli(reddwarf, "instance", "show", created["id"])

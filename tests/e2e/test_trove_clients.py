@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,11 +48,10 @@ def test_troveclient_instance_lifecycle(reddwarf: ReddwarfProcesses, unique_name
 def openstack(reddwarf: ReddwarfProcesses, *args: str) -> Any:
     """`openstack database ...` (or `openstack datastore ...`, where troveclient's OSC plugin puts it)."""
     prefix = [] if args[0] == "datastore" else ["database"]
-    command = [
-        OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", reddwarf.endpoint,
-        f"--os-token={reddwarf.token}", *prefix, *args, "-f", "json",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    command = [OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", reddwarf.endpoint, *prefix, *args,
+               "-f", "json"]
+    env = {**os.environ, "OS_TOKEN": reddwarf.token}  # as the README shows: never a token on a command line
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if result.stdout.strip() else None
 

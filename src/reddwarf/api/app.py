@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 import reddwarf
 from reddwarf.api.errors import install_error_handlers
+from reddwarf.api.guard import RequestGuard
 from reddwarf.api.middleware import RequestBoundary
 from reddwarf.api.routers.v1 import databases, datastores, flavors, instances, mgmt, root, users, versions
 from reddwarf.services.context import ServiceContext
@@ -45,6 +46,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         raise ValueError("identity=keystone needs ServiceContext.authenticator (see reddwarf.wiring.authenticator)")
     app.state.reddwarf = ctx
     install_error_handlers(app)
+    # Added first, so it runs inside the request boundary (its answers get a request id), before any route.
+    app.add_middleware(RequestGuard, ctx=ctx)
     app.add_middleware(RequestBoundary)
 
     app.include_router(versions.router)

@@ -3,7 +3,7 @@
 They go through `reddwarf.client` only, like `cli/tenant.py`, whose connection options and `--json` they
 share. Passwords are prompted for (hidden, confirmed) or read from stdin with `--password-stdin`, never
 taken from the command line. Writes are accepted at once (202); `--wait` polls until the change is
-visible. `cli/main.py` mounts `database_app`, `user_app` and `root_app`.
+visible. `cli/root.py` mounts `database_app`, `user_app` and `root_app`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from reddwarf.cli.tenant import (
     JsonOption,
     ProjectOption,
     StateDirOption,
-    TokenOption,
+    TokenFileOption,
     resolve_connection,
 )
 from reddwarf.client import ReddwarfAPIError, ReddwarfClient, ReddwarfConnectionError, WaitTimeout
@@ -48,8 +48,10 @@ DEFAULT_TIMEOUT = 60.0
 
 
 @contextmanager
-def _accounts(endpoint: str, token: str | None, project: str | None, state_dir: Path) -> Iterator[AccountsClient]:
-    endpoint, secret, project = resolve_connection(endpoint, token, project, state_dir)
+def _accounts(
+    endpoint: str, token_file: Path | None, project: str | None, state_dir: Path
+) -> Iterator[AccountsClient]:
+    endpoint, secret, project = resolve_connection(endpoint, token_file, project, state_dir)
     try:
         client = ReddwarfClient(endpoint, secret, project)
     except ValueError as exc:
@@ -89,11 +91,11 @@ def _done(json_output: bool, message: str, **fields: object) -> None:
 
 @database_app.command("list")
 def list_databases(
-    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None,
+    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None,
     project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """List the databases of an instance."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         databases = accounts.list_databases(instance)
     if json_output:
         output.print_json([d.model_dump(mode="json", exclude_none=True) for d in databases])
@@ -110,11 +112,11 @@ def create_databases(
     character_set: Annotated[str | None, typer.Option("--character-set", help="Character set.")] = None,
     collate: Annotated[str | None, typer.Option("--collate", help="Collation.")] = None,
     wait: WaitOption = False, timeout: WaitTimeoutOption = DEFAULT_TIMEOUT,
-    endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None, project: ProjectOption = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None, project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Create databases in an instance."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.create_databases(instance, names, character_set=character_set, collate=collate)
         if wait:
             accounts.wait_for(f"databases {', '.join(names)}", lambda: set(names) <= {
@@ -126,11 +128,11 @@ def create_databases(
 def delete_database(
     instance: InstanceArg, name: Annotated[str, typer.Argument(metavar="NAME", help="Database to drop.")], *,
     wait: WaitOption = False, timeout: WaitTimeoutOption = DEFAULT_TIMEOUT,
-    endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None, project: ProjectOption = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None, project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Drop a database and its data."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.delete_database(instance, name)
         if wait:
             accounts.wait_for(f"the drop of {name}",
@@ -143,11 +145,11 @@ def delete_database(
 
 @user_app.command("list")
 def list_users(
-    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None,
+    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None,
     project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """List the users of an instance with their host and databases."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         users = accounts.list_users(instance)
     if json_output:
         output.print_json([u.wire() for u in users])
@@ -160,11 +162,11 @@ def list_users(
 @user_app.command("show")
 def show_user(
     instance: InstanceArg, name: UserArg, *, host: HostOption = None,
-    endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None, project: ProjectOption = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None, project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Show one user."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         user = accounts.get_user(instance, name, host)
     if json_output:
         output.print_json(user.wire())
@@ -177,12 +179,12 @@ def create_user(
     instance: InstanceArg, name: UserArg, *, host: HostOption = None,
     database: Annotated[list[str] | None, typer.Option("--database", help="Grant access to it; repeat.")] = None,
     password_stdin: PasswordStdin = False, wait: WaitOption = False, timeout: WaitTimeoutOption = DEFAULT_TIMEOUT,
-    endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None, project: ProjectOption = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None, project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Create a user (the password is prompted for, or read with --password-stdin)."""
     password = _password(f"user {name}", password_stdin)
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.create_user(instance, name, password, host=host, databases=database or ())
         if wait:
             accounts.wait_for(f"user {name}", lambda: any(
@@ -193,12 +195,12 @@ def create_user(
 @user_app.command("password")
 def change_password(
     instance: InstanceArg, name: UserArg, *, host: HostOption = None, password_stdin: PasswordStdin = False,
-    endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None, project: ProjectOption = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None, project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Set a user's password."""
     password = _password(f"user {name}", password_stdin)
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.update_user(instance, name, host, password=password)
     _done(json_output, f"Password change of user {name} accepted.", instance=instance, user=name)
 
@@ -207,11 +209,11 @@ def change_password(
 def delete_user(
     instance: InstanceArg, name: UserArg, *, host: HostOption = None, wait: WaitOption = False,
     timeout: WaitTimeoutOption = DEFAULT_TIMEOUT, endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None, project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    token_file: TokenFileOption = None, project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Drop a user."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.delete_user(instance, name, host)
         if wait:
             accounts.wait_for(f"the drop of user {name}", lambda: not any(
@@ -223,11 +225,11 @@ def delete_user(
 def grant(
     instance: InstanceArg, name: UserArg,
     databases: Annotated[list[str], typer.Argument(metavar="DATABASE...", help="Databases to grant.")], *,
-    host: HostOption = None, endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None,
+    host: HostOption = None, endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None,
     project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Give a user access to databases."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.grant(instance, name, databases, host)
     _done(json_output, f"Grant of {', '.join(databases)} to {name} accepted.", instance=instance, user=name)
 
@@ -236,11 +238,11 @@ def grant(
 def revoke(
     instance: InstanceArg, name: UserArg,
     database: Annotated[str, typer.Argument(metavar="DATABASE", help="Database to revoke.")], *,
-    host: HostOption = None, endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None,
+    host: HostOption = None, endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None,
     project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Take a user's access to a database away."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.revoke(instance, name, database, host)
     _done(json_output, f"Revoke of {database} from {name} accepted.", instance=instance, user=name)
 
@@ -250,11 +252,11 @@ def revoke(
 
 @root_app.command("status")
 def root_status(
-    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None,
+    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None,
     project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Is root enabled?"""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         enabled = accounts.root_enabled(instance)
     if json_output:
         output.print_json({"rootEnabled": enabled})
@@ -268,12 +270,12 @@ def enable_root(
     choose: Annotated[bool, typer.Option("--password", help="Choose the password (prompted) instead of a "
                                          "generated one.")] = False,
     password_stdin: PasswordStdin = False,
-    endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None, project: ProjectOption = None,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None, project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Enable root; prints the superuser's name and password (shown this once)."""
     password = _password("root", password_stdin) if choose or password_stdin else None
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         credential = accounts.enable_root(instance, password)
     if json_output:
         output.print_json({"name": credential.name, "password": credential.password.reveal()})
@@ -283,10 +285,10 @@ def enable_root(
 
 @root_app.command("disable")
 def disable_root(
-    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token: TokenOption = None,
+    instance: InstanceArg, *, endpoint: EndpointOption = DEFAULT_ENDPOINT, token_file: TokenFileOption = None,
     project: ProjectOption = None, state_dir: StateDirOption = DEFAULT_STATE_DIR, json_output: JsonOption = False,
 ) -> None:
     """Disable root."""
-    with _accounts(endpoint, token, project, state_dir) as accounts:
+    with _accounts(endpoint, token_file, project, state_dir) as accounts:
         accounts.disable_root(instance)
     _done(json_output, "Root disabled.", instance=instance)

@@ -1,4 +1,4 @@
-"""`reddwarf openstack ...`: run Reddwarf as an OpenStack service (the lead mounts `app` in `cli/main.py`).
+"""`reddwarf openstack ...`: run Reddwarf as an OpenStack service (`cli/root.py` mounts `app`).
 
 `register --public-url URL` puts Reddwarf in Keystone's service catalog (service type `database`, name
 from `REDDWARF_KEYSTONE_SERVICE_NAME`, endpoints `URL/v1.0/$(project_id)s` for the public, internal and

@@ -8,15 +8,17 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from reddwarf.client.models import Datastore, DatastoreVersion, Flavor, Instance
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 UUID_WIDTH = 36
 
@@ -189,6 +191,10 @@ class WaitDisplay:
 @contextmanager
 def wait_display(action: str, what: str) -> Iterator[WaitDisplay]:
     """A transient progress display on stderr for the duration of a wait."""
+    # Imported here, not at the top: only `--wait` shows progress, and every tenant command pays for the
+    # imports at the top of this module at start-up (bench/cli_startup.py).
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

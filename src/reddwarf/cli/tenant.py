@@ -1,16 +1,19 @@
 """The tenant commands of `reddwarf`: `instance`, `datastore` and `flavor` (Typer sub-apps).
 
 They go through `reddwarf.client` only (import-linter enforces it), so they work against any Reddwarf or
-Trove-compatible endpoint. Every command takes the connection options (`--endpoint`, `--token`,
+Trove-compatible endpoint. Every command takes the connection options (`--endpoint`, `--token-file`,
 `--project`, `--state-dir`, read from `REDDWARF_*` by default) and `--json`, which prints the wire objects
-and nothing else on stdout. Exit codes: 0 ok, 1 API or connection error (printed on stderr as
-"Error (404 itemNotFound): ..."), 2 usage error. `cli/main.py` mounts `instance_app`, `datastore_app` and
-`flavor_app`.
+and nothing else on stdout. No option takes a secret: any local user can read a command line
+(`/proc/*/cmdline`), so the token comes from `REDDWARF_TOKEN`, a token file or the admin token file, and
+passwords are prompted for (hidden) or read from stdin. Exit codes: 0 ok, 1 API or connection error
+(printed on stderr as "Error (404 itemNotFound): ..."), 2 usage error. `cli/root.py` mounts `instance_app`,
+`datastore_app` and `flavor_app`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,15 +55,17 @@ EndpointOption = Annotated[
     str,
     typer.Option("--endpoint", envvar="REDDWARF_ENDPOINT", rich_help_panel=_CONNECTION, help="API root URL."),
 ]
-TokenOption = Annotated[
-    str | None,
+TOKEN_VARIABLE = "REDDWARF_TOKEN"
+TokenFileOption = Annotated[
+    Path | None,
     typer.Option(
-        "--token",
-        envvar="REDDWARF_TOKEN",
+        "--token-file",
+        envvar="REDDWARF_TOKEN_FILE",
         show_default=False,
         rich_help_panel=_CONNECTION,
-        help="API token. Prefer the environment variable: a command line is visible to every "
-        "local user. Default: the admin token file in the state directory, when readable.",
+        help="A file whose first line is the API token. Without it: the REDDWARF_TOKEN environment variable, "
+        "else the admin token file in the state directory, when readable. (There is no --token: a command "
+        "line is visible to every local user.)",
     ),
 ]
 ProjectOption = Annotated[
@@ -88,42 +93,54 @@ JsonOption = Annotated[
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds --wait waits before giving up.")]
 
 
+USER_SYNTAX = "NAME[:DB1,DB2]"
+
+
 @dataclass(frozen=True, slots=True)
 class UserOption:
-    """One `--user` value: the password is None when it must be prompted for or read from stdin."""
+    """One `--user` value. `databases` None: every `--database` of the same command."""
 
     name: str
-    password: Secret | None
-    databases: tuple[str, ...]
+    databases: tuple[str, ...] | None
 
 
 def parse_user_option(value: str) -> UserOption:
-    """Parse `NAME`, `NAME:PASSWORD` or `NAME:PASSWORD:DB1,DB2` (an empty PASSWORD means: ask for it).
-
-    The password ends at the second colon, so a password containing ':' must be prompted for or read from
-    `--password-stdin`.
-    """
-    name, _, rest = value.partition(":")
-    password, _, databases = rest.partition(":")
+    """Parse `NAME` (access to every `--database` of the command), `NAME:DB1,DB2` (access to those) or
+    `NAME:` (no database). Never a password: it is prompted for, or read with `--password-stdin`."""
+    name, colon, databases = value.partition(":")
     name = name.strip()
     if not name:
-        raise typer.BadParameter("a user has no name; use NAME[:PASSWORD[:DB1,DB2]]", param_hint="--user")
+        raise typer.BadParameter(f"a user has no name; use {USER_SYNTAX}", param_hint="--user")
+    if ":" in databases:
+        raise typer.BadParameter(
+            f"user {name}: use {USER_SYNTAX}; a password is never given on the command line (any local user "
+            "can read it there): it is prompted for, or read with --password-stdin",
+            param_hint="--user",
+        )
+    if not colon:
+        return UserOption(name=name, databases=None)
     dbs = tuple(db.strip() for db in databases.split(",") if db.strip())
-    if databases and not dbs:
+    if databases.strip() and not dbs:
         raise typer.BadParameter(f"user {name}: the database list is empty", param_hint="--user")
-    return UserOption(name=name, password=Secret(password) if password else None, databases=dbs)
+    return UserOption(name=name, databases=dbs)
 
 
 def resolve_connection(
-    endpoint: str, token: str | None, project: str | None, state_dir: Path
+    endpoint: str, token_file: Path | None, project: str | None, state_dir: Path
 ) -> tuple[str, Secret, str]:
     """The endpoint, token and project to use; a usage error (exit 2) says what is missing."""
+    if token_file is not None:
+        token = _read_state_file(token_file)
+        if token is None:
+            raise typer.BadParameter(f"{token_file} is missing, unreadable or empty", param_hint="--token-file")
+    else:
+        token = os.environ.get(TOKEN_VARIABLE) or None
     admin_token = _read_state_file(state_dir / ADMIN_TOKEN_FILE)
     secret = Secret(token) if token else (Secret(admin_token) if admin_token else None)
     if secret is None:
         raise typer.BadParameter(
-            f"no token: pass --token, set REDDWARF_TOKEN, or make {state_dir / ADMIN_TOKEN_FILE} readable",
-            param_hint="--token",
+            f"no token: set {TOKEN_VARIABLE}, pass --token-file, or make {state_dir / ADMIN_TOKEN_FILE} readable",
+            param_hint="--token-file",
         )
     if not project and admin_token and secret.reveal() == admin_token:
         project = _read_state_file(state_dir / ADMIN_PROJECT_FILE)
@@ -143,9 +160,11 @@ def _read_state_file(path: Path) -> str | None:
 
 
 @contextmanager
-def _client(endpoint: str, token: str | None, project: str | None, state_dir: Path) -> Iterator[ReddwarfClient]:
+def _client(
+    endpoint: str, token_file: Path | None, project: str | None, state_dir: Path
+) -> Iterator[ReddwarfClient]:
     """A connected client for one command; API and connection errors become exit code 1."""
-    endpoint, secret, project = resolve_connection(endpoint, token, project, state_dir)
+    endpoint, secret, project = resolve_connection(endpoint, token_file, project, state_dir)
     try:
         client = ReddwarfClient(endpoint, secret, project)
     except ValueError as exc:
@@ -171,18 +190,16 @@ def _errors_exit() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-def _users_with_passwords(users: Sequence[UserOption], password_stdin: bool) -> list[UserRequest]:
-    """Fill in passwords not given inline: from stdin (one line per user, in order) or a hidden prompt."""
+def _users_with_passwords(
+    users: Sequence[UserOption], databases: Sequence[str], password_stdin: bool
+) -> list[UserRequest]:
+    """Each user with its password, from stdin (one line per user, in order) or a hidden prompt, and its
+    databases: those it names, else every `--database` of the command."""
     stdin = typer.get_text_stream("stdin") if password_stdin else None
     requests: list[UserRequest] = []
     for user in users:
-        password = user.password
-        if password is not None:
-            output.print_notice(
-                f"warning: the password of user {user.name} is visible in the process list; "
-                f"prefer --user {user.name} with the prompt or --password-stdin"
-            )
-        elif stdin is not None:
+        password: Secret
+        if stdin is not None:
             line = stdin.readline().rstrip("\r\n")
             if not line:
                 raise typer.BadParameter(f"no password for user {user.name} on stdin", param_hint="--password-stdin")
@@ -194,7 +211,8 @@ def _users_with_passwords(users: Sequence[UserOption], password_stdin: bool) -> 
             if not typed:
                 raise typer.BadParameter(f"empty password for user {user.name}", param_hint="--user")
             password = Secret(typed)
-        requests.append(UserRequest(name=user.name, password=password, databases=user.databases))
+        granted = tuple(databases) if user.databases is None else user.databases
+        requests.append(UserRequest(name=user.name, password=password, databases=granted))
     return requests
 
 
@@ -233,32 +251,31 @@ def create_instance(
         list[str] | None,
         typer.Option(
             "--user",
-            metavar="NAME[:PASSWORD[:DB1,DB2]]",
-            help="A user to create, with access to the listed databases; repeat for more. "
-            "Give only NAME (or NAME::DB1,DB2) to be asked for the password, hidden, "
-            "or to read it from --password-stdin: a password on the command line is "
-            "visible to every local user.",
+            metavar=USER_SYNTAX,
+            help="A user to create; repeat for more. NAME gets access to every --database of this command; "
+            "NAME:DB1,DB2 to those only; NAME: to none. Its password is asked for (hidden), or read "
+            "from --password-stdin, never taken from the command line.",
         ),
     ] = None,
     password_stdin: Annotated[
         bool,
         typer.Option(
             "--password-stdin",
-            help="Read the passwords of users given without one from stdin, one line each, in the order of --user.",
+            help="Read the users' passwords from stdin, one line each, in the order of --user (instead of asking).",
         ),
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the instance is ACTIVE.")] = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Create a database instance; with --wait, wait until it is ACTIVE (exit 1 if it fails)."""
     users = [parse_user_option(value) for value in user or ()]
-    with _client(endpoint, token, project, state_dir) as client:
-        user_requests = _users_with_passwords(users, password_stdin)
+    with _client(endpoint, token_file, project, state_dir) as client:
+        user_requests = _users_with_passwords(users, database or (), password_stdin)
         instance = client.create_instance(
             name,
             _resolve_flavor(client, flavor),
@@ -283,13 +300,13 @@ def list_instances(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show one page of this many instances.")] = None,
     marker: Annotated[str | None, typer.Option("--marker", help="Show the page after this instance id.")] = None,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """List the project's instances (every page, unless --limit or --marker is given)."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         single_page = limit is not None or marker is not None
         instances = client.list_instances(limit, marker, all=not single_page)
         if json_output:
@@ -303,13 +320,13 @@ def show_instance(
     *,
     instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Show one instance, with its fault when the last operation failed."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         instance = client.get_instance(instance_id)
         if json_output:
             output.print_json(instance.wire())
@@ -324,13 +341,13 @@ def delete_instance(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the instance is gone.")] = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Delete an instance and its data. With --json, prints {"id", "action", "accepted", "deleted"}."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         client.delete_instance(instance_id)
         if wait:
             with output.wait_display("Deleting", instance_id) as display:
@@ -348,13 +365,13 @@ def restart_instance(
     *,
     instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Restart the database server of an ACTIVE instance."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         client.restart_instance(instance_id)
         if json_output:
             output.print_json(_accepted(instance_id, "restart"))
@@ -368,13 +385,13 @@ def rename_instance(
     instance_id: Annotated[str, typer.Argument(metavar="ID", help="Instance id.")],
     name: Annotated[str, typer.Argument(metavar="NAME", help="The new name.")],
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Rename an instance."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         client.rename_instance(instance_id, name)
         if json_output:
             output.print_json(_accepted(instance_id, "rename", name=name))
@@ -386,13 +403,13 @@ def rename_instance(
 def list_datastores(
     *,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """List the datastores and their versions."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         datastores = client.list_datastores()
         if json_output:
             output.print_json([datastore.wire() for datastore in datastores])
@@ -405,13 +422,13 @@ def list_datastore_versions(
     *,
     datastore: Annotated[str, typer.Argument(metavar="DATASTORE", help="Datastore name or id.")],
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """List the versions of one datastore."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         versions = client.list_datastore_versions(datastore)
         if json_output:
             output.print_json([version.wire() for version in versions])
@@ -423,13 +440,13 @@ def list_datastore_versions(
 def list_flavors(
     *,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
-    token: TokenOption = None,
+    token_file: TokenFileOption = None,
     project: ProjectOption = None,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """List the flavors."""
-    with _client(endpoint, token, project, state_dir) as client:
+    with _client(endpoint, token_file, project, state_dir) as client:
         flavors = client.list_flavors()
         if json_output:
             output.print_json([flavor.wire() for flavor in flavors])

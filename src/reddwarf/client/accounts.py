@@ -27,7 +27,7 @@ class Requester(Protocol):
 
 
 class DatabaseRef(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     name: str
     character_set: str | None = None
@@ -37,7 +37,7 @@ class DatabaseRef(BaseModel):
 class DatabaseUser(BaseModel):
     """A user as Trove shows it: name, host and the databases it may use."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     name: str
     host: str = "%"
@@ -48,7 +48,7 @@ class DatabaseUser(BaseModel):
 
 
 class RootCredential(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str
     password: Secret

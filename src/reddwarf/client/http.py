@@ -12,13 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
 from reddwarf import __version__
-from reddwarf.client.accounts import AccountsClient
 from reddwarf.client.errors import (
     InstanceFaulted,
     ReddwarfAPIError,
@@ -36,6 +35,9 @@ from reddwarf.client.models import (
 )
 from reddwarf.domain.secret import Secret
 
+if TYPE_CHECKING:
+    from reddwarf.client.accounts import AccountsClient
+
 logger = logging.getLogger(__name__)
 
 API_VERSION = "v1.0"
@@ -45,6 +47,19 @@ DEFAULT_POLL_INTERVAL = 2.0
 FIRST_POLL_INTERVAL = 0.25
 
 PollCallback = Callable[[Instance], None]
+
+
+def _plain_http_transport(endpoint: str) -> httpx.BaseTransport | None:
+    """For an `http://` endpoint, a transport without a TLS trust store; None (httpx's default, which
+    verifies certificates) for anything else.
+
+    Every request of this client goes to its own endpoint (pagination reads markers, never follows another
+    host's link), so a plain-HTTP endpoint never needs TLS; httpx would still load the CA bundle for its
+    default transport, a fifth of a tenant command's start-up (bench/cli_startup.py).
+    """
+    if urlsplit(endpoint).scheme != "http":
+        return None
+    return httpx.HTTPTransport(verify=False)
 
 
 class ReddwarfClient:
@@ -80,7 +95,7 @@ class ReddwarfClient:
                 "User-Agent": f"reddwarf-client/{__version__}",
             },
             timeout=timeout,
-            transport=transport,
+            transport=transport or _plain_http_transport(self.endpoint),
         )
 
     def __repr__(self) -> str:
@@ -100,6 +115,9 @@ class ReddwarfClient:
     @property
     def accounts(self) -> AccountsClient:
         """Databases, users, grants and root of the project's instances (see `reddwarf.client.accounts`)."""
+        # Imported on first use: the instance commands of the CLI never need it (bench/cli_startup.py).
+        from reddwarf.client.accounts import AccountsClient
+
         return AccountsClient(self._request)
 
     # Instances

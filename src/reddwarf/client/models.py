@@ -17,7 +17,9 @@ from reddwarf.domain.secret import Secret
 class WireModel(BaseModel):
     """A view the server sent; unknown fields are kept, nothing is mutated."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Schemas are built on first use, not at import: a CLI command that reads one kind of object should not
+    # pay for all of them at start-up (bench/cli_startup.py).
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     def wire(self) -> dict[str, Any]:
         """The object as the server sent it (fields it did not send are left out)."""
@@ -102,7 +104,7 @@ class Instance(WireModel):
 class InstancePage(BaseModel):
     """One page of `GET /instances`; `next_marker` is set when the server says more exist."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     instances: list[Instance]
     next_marker: str | None = None
@@ -155,7 +157,7 @@ class Flavor(WireModel):
 class UserRequest(BaseModel):
     """A tenant user to create with an instance; the password stays a `Secret` until it is sent."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str
     password: Secret

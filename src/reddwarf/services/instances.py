@@ -120,6 +120,10 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         region_name=request.region_name,
     )
     engine.validate_spec(spec)
+    # A user made with the instance obeys the users API's rules too: among them, the name of the engine's
+    # root account (`root`) stays the root API's, so that root history and root enable mean one account.
+    if spec.users:
+        engine.validate_users(spec.users, "instance.users")
     now = ctx.clock()
     instance = Instance(
         id=str(uuid.uuid4()),

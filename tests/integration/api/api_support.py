@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from reddwarf.api.app import create_app
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import BadRequest
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, WorkloadSpec
 from reddwarf.identity.tokens import issue_token
@@ -67,6 +67,12 @@ class FakeEngine:
         for index, user in enumerate(spec.users):
             if user.name == "postgres":
                 raise BadRequest(f"users[{index}].name: postgres is a reserved user name.", f"users[{index}].name")
+
+    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
+        """The users API's rules: `root` belongs to the root API (as on every real engine)."""
+        for index, user in enumerate(users):
+            if user.name.lower() == "root":
+                raise BadRequest(f"The user name {user.name!r} is reserved.", field=f"{field}[{index}].name")
 
     def workload(
         self, spec: InstanceSpec, version: DatastoreVersion, flavor: Flavor, placement: Placement,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reddwarf.cli.main import app
+from reddwarf.cli.root import app
 from reddwarf.domain.errors import Unauthorized
 from reddwarf.identity.tokens import authenticate
 from reddwarf.store.database import Database

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from reddwarf.api.app import create_app
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import BadRequest
-from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.instance import InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement, WorkloadSpec
@@ -49,6 +49,12 @@ class FakeEngine:
         for user in spec.users:
             if user.name == "postgres":
                 raise BadRequest("User name postgres is reserved.", field="users.name")
+
+    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
+        """The users API's rules: `root` belongs to the root API (as on every real engine)."""
+        for index, user in enumerate(users):
+            if user.name.lower() == "root":
+                raise BadRequest(f"The user name {user.name!r} is reserved.", field=f"{field}[{index}].name")
 
     def workload(
         self,

@@ -54,7 +54,7 @@ def test_create_list_show_delete(api_server: ApiServer) -> None:
         "--database",
         "shop",
         "--user",
-        "app::shop",
+        "app:shop",
         "--password-stdin",
         "--json",
         input="app-password\n",
@@ -159,8 +159,9 @@ def test_catalogue_commands(api_server: ApiServer) -> None:
     assert table.exit_code == 0 and "small" in table.stdout
 
 
-def test_wrong_token_exits_1_unauthorized(api_server: ApiServer) -> None:
-    result = _run(api_server, "flavor", "list", "--token", "not-a-token", "--project", api_server.admin_project)
+def test_wrong_token_exits_1_unauthorized(api_server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDDWARF_TOKEN", "not-a-token")
+    result = _run(api_server, "flavor", "list", "--project", api_server.admin_project)
     assert result.exit_code == 1
     assert "Error (401 unauthorized)" in result.stderr
     assert "not-a-token" not in result.output

@@ -51,27 +51,56 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    ("value", "name", "password", "databases"),
+    ("value", "name", "databases"),
     [
-        ("alice", "alice", None, ()),
-        ("alice:pw", "alice", "pw", ()),
-        ("alice:pw:app,logs", "alice", "pw", ("app", "logs")),
-        ("alice::app", "alice", None, ("app",)),
-        ("alice:pw:", "alice", "pw", ()),
+        ("alice", "alice", None),
+        ("alice:app,logs", "alice", ("app", "logs")),
+        ("alice:app", "alice", ("app",)),
+        ("alice:", "alice", ()),
     ],
 )
-def test_parse_user_option(value: str, name: str, password: str | None, databases: tuple[str, ...]) -> None:
+def test_parse_user_option(value: str, name: str, databases: tuple[str, ...] | None) -> None:
     user = tenant.parse_user_option(value)
     assert user.name == name
-    assert (user.password.reveal() if user.password else None) == password
     assert user.databases == databases
 
 
-@pytest.mark.parametrize("value", [":pw", "", "alice:pw:,"])
+@pytest.mark.parametrize("value", [":app", "", "alice:,", "alice:pw:app", "alice::app"])
 def test_parse_user_option_refuses_and_never_echoes_the_password(value: str) -> None:
     with pytest.raises(typer.BadParameter) as caught:
         tenant.parse_user_option(value)
     assert "pw" not in str(caught.value.message).replace("PASSWORD", "")
+
+
+def test_no_option_takes_a_secret() -> None:
+    """Any local user reads /proc/*/cmdline: no tenant command has --token or an inline password."""
+    from reddwarf.cli import root
+
+    for name in ("instance", "datastore", "flavor", "database", "user", "root"):
+        group = root.load_command(name)
+        for command in group.commands.values():
+            options = {opt for param in command.params for opt in param.opts}
+            assert "--token" not in options, (name, command.name)
+            assert not {opt for opt in options if "password" in opt} - {"--password-stdin", "--password"}
+            for param in command.params:
+                if "--password" in param.opts:  # `root enable --password`: a flag that asks for it
+                    assert param.is_flag, (name, command.name)
+
+
+def test_token_option_is_gone(api: FakeApi) -> None:
+    result = runner.invoke(_app(), ["flavor", "list", "--token", "secret-on-argv"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+    assert api.requests == []
+
+
+def test_token_file_is_read(api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDDWARF_TOKEN")
+    (tmp_path / "token").write_text("from-the-file\n")
+    api.handler = lambda request: httpx.Response(200, json=FLAVORS)
+    result = runner.invoke(_app(), ["flavor", "list", "--token-file", str(tmp_path / "token")])
+    assert result.exit_code == 0, result.output
+    assert api.requests[-1].headers["X-Auth-Token"] == "from-the-file"
 
 
 def test_admin_token_and_project_come_from_the_state_dir(tmp_path: Path) -> None:
@@ -82,12 +111,21 @@ def test_admin_token_and_project_come_from_the_state_dir(tmp_path: Path) -> None
     assert (token.reveal(), project) == ("admin-tok", "admin-proj")
 
 
-def test_admin_project_file_is_not_used_with_another_token(tmp_path: Path) -> None:
+def test_environment_token_wins_over_the_admin_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "control").mkdir()
+    (tmp_path / "control" / "admin-token").write_text("admin-tok\n")
+    monkeypatch.setenv("REDDWARF_TOKEN", "tenant-tok")
+    _, token, project = tenant.resolve_connection(ENDPOINT, None, "p1", tmp_path)
+    assert (token.reveal(), project) == ("tenant-tok", "p1")
+
+
+def test_admin_project_file_is_not_used_with_another_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "control").mkdir()
     (tmp_path / "control" / "admin-token").write_text("admin-tok\n")
     (tmp_path / "control" / "admin-project").write_text("admin-proj\n")
+    monkeypatch.setenv("REDDWARF_TOKEN", "tenant-tok")
     with pytest.raises(typer.BadParameter, match="no project"):
-        tenant.resolve_connection(ENDPOINT, "tenant-tok", None, tmp_path)
+        tenant.resolve_connection(ENDPOINT, None, None, tmp_path)
 
 
 def test_missing_token_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,15 +158,16 @@ def test_unreachable_api_exits_1(api: FakeApi) -> None:
 def test_create_reads_passwords_from_stdin_and_resolves_the_flavor_name(api: FakeApi) -> None:
     api.handler = _create_handler
     args = ["instance", "create", "db1", "--flavor", "small", "--size", "2", "--database", "app"]
-    args += ["--user", "alice::app", "--user", "bob", "--password-stdin", "--json"]
-    result = runner.invoke(_app(), args, input="alice pw\nbob-pw\n")
+    args += ["--database", "logs", "--user", "alice:app", "--user", "bob", "--user", "carol:", "--password-stdin"]
+    result = runner.invoke(_app(), [*args, "--json"], input="alice pw\nbob-pw\ncarol-pw\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["id"] == "i1"
     create = api.bodies()[-1]["instance"]
     assert create["flavorRef"] == "2"
     assert create["users"] == [
         {"name": "alice", "password": "alice pw", "databases": [{"name": "app"}]},
-        {"name": "bob", "password": "bob-pw", "databases": []},
+        {"name": "bob", "password": "bob-pw", "databases": [{"name": "app"}, {"name": "logs"}]},
+        {"name": "carol", "password": "carol-pw", "databases": []},
     ]
     assert "alice pw" not in result.output
     assert "bob-pw" not in result.output
@@ -144,13 +183,13 @@ def test_create_prompts_for_a_hidden_password(api: FakeApi) -> None:
     assert json.loads(result.stdout)["id"] == "i1"
 
 
-def test_inline_password_warns(api: FakeApi) -> None:
-    api.handler = _create_handler
-    args = ["instance", "create", "db1", "--flavor", "2", "--size", "1", "--user", "alice:pw1"]
+def test_inline_password_is_refused(api: FakeApi) -> None:
+    args = ["instance", "create", "db1", "--flavor", "2", "--size", "1", "--user", "alice:pw1:app"]
     result = runner.invoke(_app(), args)
-    assert result.exit_code == 0, result.output
-    assert "visible in the process list" in result.stderr
+    assert result.exit_code == 2
+    assert "never given on the command line" in result.output
     assert "pw1" not in result.output
+    assert api.requests == []
 
 
 def test_password_stdin_runs_dry(api: FakeApi) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reddwarf.api.schemas.v1.instances import DatabaseIn, DatabaseRef, UserIn
+from reddwarf.api.schemas.v1.instances import MAX_DATABASES, MAX_USERS, DatabaseIn, DatabaseRef, UserIn
 from reddwarf.domain.instance import DatabaseSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.services.accounts import ANY_HOST, UserUpdate
@@ -23,7 +23,7 @@ class _Lenient(BaseModel):
 class DatabasesCreateBody(_Lenient):
     """`POST /instances/{id}/databases`: `{"databases": [{"name", "character_set"?, "collate"?}]}`."""
 
-    databases: list[DatabaseIn] = Field(min_length=1)
+    databases: list[DatabaseIn] = Field(min_length=1, max_length=MAX_DATABASES)
 
     def specs(self) -> list[DatabaseSpec]:
         return [DatabaseSpec(name=d.name, character_set=d.character_set, collate=d.collate) for d in self.databases]
@@ -32,7 +32,7 @@ class DatabasesCreateBody(_Lenient):
 class UsersCreateBody(_Lenient):
     """`POST /instances/{id}/users`: `{"users": [{"name", "password", "host"?, "databases"?: [{"name"}]}]}`."""
 
-    users: list[UserIn] = Field(min_length=1)
+    users: list[UserIn] = Field(min_length=1, max_length=MAX_USERS)
 
     def specs(self) -> list[UserSpec]:
         return [
@@ -53,7 +53,7 @@ class UserPasswordIn(_Lenient):
 class UsersPasswordBody(_Lenient):
     """`PUT /instances/{id}/users` (bulk password change): `{"users": [{"name", "password", "host"?}]}`."""
 
-    users: list[UserPasswordIn] = Field(min_length=1)
+    users: list[UserPasswordIn] = Field(min_length=1, max_length=MAX_USERS)
 
     def specs(self) -> list[UserSpec]:
         return [UserSpec(name=u.name, password=Secret(u.password), host=u.host or ANY_HOST) for u in self.users]
@@ -86,7 +86,7 @@ class UserUpdateBody(_Lenient):
 class GrantBody(_Lenient):
     """`PUT /instances/{id}/users/{user}/databases`: `{"databases": [{"name"}]}`."""
 
-    databases: list[DatabaseRef] = Field(min_length=1)
+    databases: list[DatabaseRef] = Field(min_length=1, max_length=MAX_DATABASES)
 
     def names(self) -> list[str]:
         return [d.name for d in self.databases]

@@ -38,6 +38,12 @@ def _whole_number(value: Any) -> Any:
     raise ValueError("must be an integer")
 
 
+# Every list a request may carry has a maximum length (a 400 names the field), so that a body within the size
+# limit still cannot ask for unbounded work.
+MAX_DATABASES = 100
+MAX_USERS = 100
+MAX_LIST = 32  # lists Reddwarf accepts and ignores, or refuses when non-empty (modules, allowed_cidrs)
+
 FlavorRef = Annotated[str, BeforeValidator(_flavor_ref)]
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
@@ -71,7 +77,7 @@ class UserIn(_Lenient):
     name: str
     password: str
     host: str | None = None
-    databases: list[DatabaseRef] = Field(default_factory=list)
+    databases: list[DatabaseRef] = Field(default_factory=list, max_length=MAX_DATABASES)
 
 
 class RestorePointIn(_Lenient):
@@ -84,7 +90,8 @@ class ModuleRef(_Lenient):
 
 class AccessIn(_Lenient):
     is_public: bool | None = Field(default=None, description="Accepted and ignored.")
-    allowed_cidrs: list[str] = Field(default_factory=list, description="Not supported yet: must be empty.")
+    allowed_cidrs: list[str] = Field(default_factory=list, max_length=MAX_LIST,
+                                     description="Not supported yet: must be empty.")
 
 
 class InstanceCreate(BaseModel):
@@ -99,8 +106,8 @@ class InstanceCreate(BaseModel):
     flavorRef: FlavorRef
     volume: VolumeIn | None = None
     datastore: DatastoreIn | None = None
-    databases: list[DatabaseIn] = Field(default_factory=list)
-    users: list[UserIn] = Field(default_factory=list)
+    databases: list[DatabaseIn] = Field(default_factory=list, max_length=MAX_DATABASES)
+    users: list[UserIn] = Field(default_factory=list, max_length=MAX_USERS)
     restorePoint: RestorePointIn | None = None
     replica_of: str | None = None
     replica_count: int | None = None
@@ -108,7 +115,7 @@ class InstanceCreate(BaseModel):
     availability_zone: str | None = None
     region_name: str | None = None
     configuration: str | None = None
-    modules: list[ModuleRef] = Field(default_factory=list)
+    modules: list[ModuleRef] = Field(default_factory=list, max_length=MAX_LIST)
     locality: Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"] | None = None
     access: AccessIn | None = None
 
