@@ -7,6 +7,12 @@ from typing import Final
 
 _MASK: Final = "**********"
 
+# The secrets an instance (or a warm-pool slot) owns in the secrets repository: Reddwarf's admin password, and
+# the root password a create with `root_on_create` stores for its `root` step. An operation's own passwords
+# are named by `domain.operations.password_secret`.
+ADMIN_SECRET: Final = "admin"
+ROOT_SECRET: Final = "root"
+
 
 class Secret:
     """Holds a password or key; logging or printing one shows a mask, never the value."""

@@ -16,21 +16,22 @@ from typing import Any
 
 from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.instance import DatabaseSpec
-
-OP_DATABASES_CREATE = "instance.databases.create"
-OP_DATABASES_DELETE = "instance.databases.delete"
-OP_USERS_CREATE = "instance.users.create"
-OP_USERS_UPDATE = "instance.users.update"
-OP_USERS_PASSWORDS = "instance.users.passwords"
-OP_USERS_DELETE = "instance.users.delete"
-OP_USERS_GRANT = "instance.users.grant"
-OP_USERS_REVOKE = "instance.users.revoke"
-ACCOUNT_OPERATIONS = (
-    OP_DATABASES_CREATE, OP_DATABASES_DELETE, OP_USERS_CREATE, OP_USERS_UPDATE, OP_USERS_PASSWORDS,
-    OP_USERS_DELETE, OP_USERS_GRANT, OP_USERS_REVOKE,
+from reddwarf.domain.operations import (
+    KINDS_BY_LANE,
+    DatabaseDelete,
+    DatabasesCreate,
+    Grant,
+    Kind,
+    Lane,
+    Revoke,
+    UserDelete,
+    UsersCreate,
+    UserUpdate,
+    payload_of,
 )
 
 UserKey = tuple[str, str]  # (name, host)
+ACCOUNT_OPERATIONS = KINDS_BY_LANE[Lane.ACCOUNTS]
 
 
 @dataclass(slots=True)
@@ -57,29 +58,33 @@ class AccountView:
         """The user's databases, or None when the user does not exist (or will not, once applied)."""
         return self.users.get((name, host))
 
-    def _apply(self, kind: str, payload: Mapping[str, Any]) -> None:
-        if kind == OP_DATABASES_CREATE:
-            self.databases.update(str(d["name"]) for d in payload.get("databases", ()))
-        elif kind == OP_DATABASES_DELETE:
-            name = str(payload["name"])
+    def _apply(self, kind: str, raw: Mapping[str, Any]) -> None:
+        if kind == Kind.DATABASES_CREATE:
+            self.databases.update(d.name for d in payload_of(kind, raw, DatabasesCreate).databases)
+        elif kind == Kind.DATABASES_DELETE:
+            name = payload_of(kind, raw, DatabaseDelete).name
             self.databases.discard(name)
             for grants in self.users.values():
                 grants.discard(name)
-        elif kind == OP_USERS_CREATE:
-            for user in payload.get("users", ()):
-                self.users[(str(user["name"]), str(user["host"]))] = {str(d) for d in user.get("databases", ())}
-        elif kind == OP_USERS_UPDATE:
-            key = (str(payload["name"]), str(payload["host"]))
-            moved_to = (str(payload.get("new_name") or key[0]), str(payload.get("new_host") or key[1]))
+        elif kind == Kind.USERS_CREATE:
+            for user in payload_of(kind, raw, UsersCreate).users:
+                self.users[(user.name, user.host)] = set(user.databases)
+        elif kind == Kind.USERS_UPDATE:
+            update = payload_of(kind, raw, UserUpdate)
+            key = (update.name, update.host)
+            moved_to = (update.new_name or update.name, update.new_host or update.host)
             if moved_to != key and key in self.users:
                 self.users[moved_to] = self.users.pop(key)
-        elif kind == OP_USERS_DELETE:
-            self.users.pop((str(payload["name"]), str(payload["host"])), None)
-        elif kind == OP_USERS_GRANT:
-            granted = self.users.get((str(payload["name"]), str(payload["host"])))
+        elif kind == Kind.USERS_DELETE:
+            gone = payload_of(kind, raw, UserDelete)
+            self.users.pop((gone.name, gone.host), None)
+        elif kind == Kind.USERS_GRANT:
+            grant = payload_of(kind, raw, Grant)
+            granted = self.users.get((grant.name, grant.host))
             if granted is not None:
-                granted.update(str(d) for d in payload.get("databases", ()) if str(d) in self.databases)
-        elif kind == OP_USERS_REVOKE:
-            revoked = self.users.get((str(payload["name"]), str(payload["host"])))
+                granted.update(d for d in grant.databases if d in self.databases)
+        elif kind == Kind.USERS_REVOKE:
+            revoke = payload_of(kind, raw, Revoke)
+            revoked = self.users.get((revoke.name, revoke.host))
             if revoked is not None:
-                revoked.discard(str(payload["database"]))
+                revoked.discard(revoke.database)

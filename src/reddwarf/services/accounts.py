@@ -42,8 +42,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
+from reddwarf.domain import operations as ops
 from reddwarf.domain.accounts import RootHistory, UserInfo
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.errors import (
@@ -56,22 +57,12 @@ from reddwarf.domain.errors import (
     UnprocessableEntity,
 )
 from reddwarf.domain.instance import DatabaseSpec, Instance, UserSpec
-from reddwarf.domain.secret import Secret, generate_secret
+from reddwarf.domain.operations import REGISTRY, Kind, password_secret
+from reddwarf.domain.secret import ADMIN_SECRET, ROOT_SECRET, Secret, generate_secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.engines.base import Accounts, Engine
 from reddwarf.identity.context import AuthContext
-from reddwarf.services.account_view import (
-    ACCOUNT_OPERATIONS,
-    OP_DATABASES_CREATE,
-    OP_DATABASES_DELETE,
-    OP_USERS_CREATE,
-    OP_USERS_DELETE,
-    OP_USERS_GRANT,
-    OP_USERS_PASSWORDS,
-    OP_USERS_REVOKE,
-    OP_USERS_UPDATE,
-    AccountView,
-)
+from reddwarf.services.account_view import ACCOUNT_OPERATIONS, AccountView
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import load_instance
 from reddwarf.store.records import OperationState
@@ -79,21 +70,13 @@ from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-ADMIN_SECRET_NAME = "admin"
 # The root password generated at create with `Settings.root_on_create`, until the create's `root` step used it.
-ROOT_SECRET_NAME = "root"
-PASSWORD_SECRET = "password"
 ANY_HOST = "%"
 ROOT_PASSWORD_BYTES = 24
 # Stands in for the unchanged password when a rename is checked against the engine's naming rules.
 _UNCHANGED_PASSWORD = Secret("unchanged-password")
 
 T = TypeVar("T")
-
-
-def password_secret(index: int | None = None) -> str:
-    """The secret name (owner: the operation id) of the password of a write's `index`-th user."""
-    return PASSWORD_SECRET if index is None else f"{PASSWORD_SECRET}:{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,20 +217,20 @@ def create_databases(
             raise BadRequest(
                 f'A database with the name "{database.name}" already exists.', field=f"databases[{index}].name"
             )
-    payload = {
-        "databases": [
-            {"name": d.name, "character_set": d.character_set, "collate": d.collate} for d in databases
-        ]
-    }
+    payload = ops.DatabasesCreate(databases=tuple(
+        ops.DatabaseEntry(name=d.name, character_set=d.character_set, collate=d.collate) for d in databases
+    ))
     names = ", ".join(d.name for d in databases)
-    return _enqueue(ctx, target, OP_DATABASES_CREATE, payload, {}, f"create database(s) {names} requested")
+    return _enqueue(ctx, target, Kind.DATABASES_CREATE, payload, {}, f"create database(s) {names} requested")
 
 
 def delete_database(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str) -> str:
     target = _target(ctx, auth, instance_id, Capability.DATABASES)
     if name not in _view(target).databases:
         raise NotFound("Database", name)
-    return _enqueue(ctx, target, OP_DATABASES_DELETE, {"name": name}, {}, f"delete database {name} requested")
+    return _enqueue(
+        ctx, target, Kind.DATABASES_DELETE, ops.DatabaseDelete(name=name), {}, f"delete database {name} requested"
+    )
 
 
 def create_users(ctx: ServiceContext, auth: AuthContext, instance_id: str, users: Sequence[UserSpec]) -> str:
@@ -275,12 +258,12 @@ def create_users(ctx: ServiceContext, auth: AuthContext, instance_id: str, users
         for database in user.databases:
             if database not in databases:
                 raise NotFound("Database", database)
-    payload = {
-        "users": [{"name": u.name, "host": u.host, "databases": list(u.databases)} for u in users]
-    }
+    payload = ops.UsersCreate(users=tuple(
+        ops.UserEntry(name=u.name, host=u.host, databases=tuple(u.databases)) for u in users
+    ))
     passwords = {password_secret(index): user.password for index, user in enumerate(users)}
     names = ", ".join(user_key(u.name, u.host) for u in users)
-    return _enqueue(ctx, target, OP_USERS_CREATE, payload, passwords, f"create user(s) {names} requested")
+    return _enqueue(ctx, target, Kind.USERS_CREATE, payload, passwords, f"create user(s) {names} requested")
 
 
 def update_user(
@@ -301,12 +284,13 @@ def update_user(
     _accepted_user(view, name, host)
     if moved and view.user_databases(new_name, new_host) is not None:
         raise BadRequest(f'A user with the name "{new_name}" already exists.', field="user.name")
-    payload: dict[str, Any] = {"name": name, "host": host, "password": update.password is not None}
-    if moved:
-        payload.update(new_name=new_name, new_host=new_host)
+    payload = ops.UserUpdate(
+        name=name, host=host, password=update.password is not None,
+        new_name=new_name if moved else None, new_host=new_host if moved else None,
+    )
     passwords = {password_secret(): update.password} if update.password is not None else {}
     return _enqueue(
-        ctx, target, OP_USERS_UPDATE, payload, passwords, f"update of user {user_key(name, host)} requested"
+        ctx, target, Kind.USERS_UPDATE, payload, passwords, f"update of user {user_key(name, host)} requested"
     )
 
 
@@ -322,10 +306,10 @@ def change_passwords(ctx: ServiceContext, auth: AuthContext, instance_id: str, u
     view = _view(target)
     for user in users:
         _accepted_user(view, user.name, user.host)
-    payload = {"users": [{"name": u.name, "host": u.host} for u in users]}
+    payload = ops.UsersPasswords(users=tuple(ops.UserRef(name=u.name, host=u.host) for u in users))
     passwords = {password_secret(index): user.password for index, user in enumerate(users)}
     names = ", ".join(user_key(u.name, u.host) for u in users)
-    return _enqueue(ctx, target, OP_USERS_PASSWORDS, payload, passwords, f"password change of {names} requested")
+    return _enqueue(ctx, target, Kind.USERS_PASSWORDS, payload, passwords, f"password change of {names} requested")
 
 
 def delete_user(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, host: str = ANY_HOST) -> str:
@@ -333,7 +317,8 @@ def delete_user(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: 
     _not_admin(target, name, host)
     _accepted_user(_view(target), name, host)
     return _enqueue(
-        ctx, target, OP_USERS_DELETE, {"name": name, "host": host}, {}, f"delete user {user_key(name, host)} requested"
+        ctx, target, Kind.USERS_DELETE, ops.UserDelete(name=name, host=host), {},
+        f"delete user {user_key(name, host)} requested",
     )
 
 
@@ -354,9 +339,9 @@ def grant(
         if database not in view.databases:
             raise NotFound("Database", database)
     wanted = list(dict.fromkeys(databases))
-    payload = {"name": name, "host": host, "databases": wanted}
+    payload = ops.Grant(name=name, host=host, databases=tuple(wanted))
     message = f"grant of {', '.join(wanted)} to {user_key(name, host)} requested"
-    return _enqueue(ctx, target, OP_USERS_GRANT, payload, {}, message)
+    return _enqueue(ctx, target, Kind.USERS_GRANT, payload, {}, message)
 
 
 def revoke(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, host: str, database: str) -> str:
@@ -365,9 +350,9 @@ def revoke(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, 
     _not_admin(target, name, host)
     if database not in _accepted_user(_view(target), name, host):
         raise NotFound("Database", database)
-    payload = {"name": name, "host": host, "database": database}
+    payload = ops.Revoke(name=name, host=host, database=database)
     message = f"revoke of {database} from {user_key(name, host)} requested"
-    return _enqueue(ctx, target, OP_USERS_REVOKE, payload, {}, message)
+    return _enqueue(ctx, target, Kind.USERS_REVOKE, payload, {}, message)
 
 
 # -- root ---------------------------------------------------------------------------------------------
@@ -419,7 +404,7 @@ def root_password_on_create(ctx: ServiceContext, uow: UnitOfWork, instance: Inst
     if version is None or not engine.capabilities(version).has(Capability.ROOT):
         return None
     password = new_root_password()
-    uow.secrets.put(instance.id, ROOT_SECRET_NAME, password)
+    uow.secrets.put(instance.id, ROOT_SECRET, password)
     return password
 
 
@@ -564,7 +549,7 @@ def _live(target: _Target) -> Iterator[Accounts]:
         )
     try:
         with ctx.db.unit_of_work(write=False) as uow:
-            admin_password = uow.secrets.get(instance.id, ADMIN_SECRET_NAME)
+            admin_password = uow.secrets.get(instance.id, ADMIN_SECRET)
         if admin_password is None:
             raise UnprocessableEntity(f"Instance {instance.id} has lost its admin credential.")
         yield target.engine.accounts(ctx.placement_for(instance), admin_password)
@@ -591,18 +576,26 @@ def _who(auth: AuthContext) -> str:
 
 
 def _enqueue(
-    ctx: ServiceContext, target: _Target, kind: str, payload: dict[str, Any], passwords: dict[str, Secret],
+    ctx: ServiceContext, target: _Target, kind: Kind, payload: ops.Payload, passwords: dict[str, Secret],
     message: str,
 ) -> str:
     """ONE unit of work: the operation, its passwords (encrypted, owned by the operation) and an event."""
     instance_id = target.instance.id
+    if type(payload) is not REGISTRY[kind].payload:
+        raise TypeError(f"operation kind {kind} carries {REGISTRY[kind].payload.__name__}")
     with ctx.db.unit_of_work() as uow:
-        op_id = ctx.enqueue(uow, kind, instance_id, payload)
+        op_id = ctx.enqueue(uow, kind, instance_id, payload.model_dump(mode="json"))
         for name, password in passwords.items():
             uow.secrets.put(op_id, name, password)
         uow.events.add(instance_id, kind.removeprefix("instance."), message)
     logger.info("instance %s: %s (operation %s)", instance_id, message, op_id)
-    _settle(ctx, op_id)
+    project = target.instance.project_id
+    # Waiting holds an API thread: a project gets as many waits as live reads, the rest answer 202 at once.
+    if ctx.live_reads.enter(project, ctx.settings.live_reads_per_project):
+        try:
+            _settle(ctx, op_id)
+        finally:
+            ctx.live_reads.leave(project)
     return op_id
 
 

@@ -23,8 +23,9 @@ from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, OverLimit, UnprocessableEntity
 from reddwarf.domain.events import Event
 from reddwarf.domain.instance import DatabaseSpec, Endpoint, Instance, InstanceSpec, UserSpec
+from reddwarf.domain.operations import REGISTRY, Kind
 from reddwarf.domain.pool import profile_of
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
 from reddwarf.services import accounts, capacity, catalog
@@ -34,11 +35,10 @@ from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-OP_CREATE = "instance.create"
-OP_DELETE = "instance.delete"
-OP_RESTART = "instance.restart"
-OP_RECONCILE = "instance.reconcile"
-ADMIN_SECRET_NAME = "admin"
+OP_CREATE = Kind.INSTANCE_CREATE
+OP_DELETE = Kind.INSTANCE_DELETE
+OP_RESTART = Kind.INSTANCE_RESTART
+OP_RECONCILE = Kind.INSTANCE_REPAIR
 MAX_NAME_LENGTH = 255
 
 
@@ -148,7 +148,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         capacity.reserve_volume(uow, instance.id, "instance", volume_size, storage_limit)
         uow.instances.add(instance)
         if taken is None:
-            uow.secrets.put(instance.id, ADMIN_SECRET_NAME, Secret(secrets.token_urlsafe(24)))
+            uow.secrets.put(instance.id, ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))
         root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
         op_id = ctx.enqueue(uow, OP_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
@@ -229,7 +229,7 @@ def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             logger.info("instance %s is already being deleted", instance_id)
             return
         uow.instances.mark_deleting(instance_id)
-        superseded = uow.operations.supersede(instance_id, (OP_CREATE, OP_RESTART, OP_RECONCILE))
+        superseded = uow.operations.supersede(instance_id, REGISTRY[OP_DELETE].supersedes)
         op_id = ctx.enqueue(uow, OP_DELETE, instance_id)
         uow.events.add(instance_id, "deleting", "delete requested")
     logger.info(

@@ -14,13 +14,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.store.clock import now
 from reddwarf.store.rows import table
 from reddwarf.store.secrets import SecretCipher
 from reddwarf.store.tables import SecretRow
 
-ADMIN_SECRET: str = "admin"
+__all__ = ["ADMIN_SECRET", "SecretRepository", "user_secret_name"]
 _SECRETS = table(SecretRow)
 _OF_OWNER = select(_SECRETS.c.name, _SECRETS.c.ciphertext).where(_SECRETS.c.owner_id == bindparam("owner_id"))
 

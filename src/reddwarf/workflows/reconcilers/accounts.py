@@ -11,8 +11,9 @@ One handler serves every kind `services.accounts` records (see its docstring for
    added: their passwords are not kept.
 3. `forget` deletes the operation's passwords from the secrets repository (also on failure).
 
-Operations on one instance run in the order they were requested: an operation waits (retried with a
-short delay) while an older operation on the same instance is pending or running. An operation on an
+Operations on one instance run one at a time, in the order they were requested: the claim does not start
+one while an older conflicting operation on the instance is pending or running (`domain.operations`, the
+`accounts` lane), and the operation's payload is read through its kind's model. An operation on an
 instance being deleted ends without touching it. A refusal (the engine's `PermanentError`, or a request
 error such as `NotFound`) fails the operation and records a fault on the instance WITHOUT changing its
 status: the instance still runs; the fault says which change did not happen and why.
@@ -26,8 +27,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from reddwarf.domain.errors import NotYet, PermanentError, RequestError, StoreUnavailable
+from reddwarf.domain import operations as ops
+from reddwarf.domain.errors import PermanentError, RequestError, StoreUnavailable
 from reddwarf.domain.instance import DatabaseSpec, Instance, InstanceSpec, UserSpec
+from reddwarf.domain.operations import KINDS_BY_LANE, Kind, Lane, password_secret, payload_of, spec_of
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Fault
 from reddwarf.engines.base import Accounts
@@ -37,38 +40,7 @@ from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
 log = logging.getLogger(__name__)
 
-DATABASES_CREATE = "instance.databases.create"
-DATABASES_DELETE = "instance.databases.delete"
-USERS_CREATE = "instance.users.create"
-USERS_UPDATE = "instance.users.update"
-USERS_PASSWORDS = "instance.users.passwords"
-USERS_DELETE = "instance.users.delete"
-USERS_GRANT = "instance.users.grant"
-USERS_REVOKE = "instance.users.revoke"
-KINDS = (
-    DATABASES_CREATE, DATABASES_DELETE, USERS_CREATE, USERS_UPDATE, USERS_PASSWORDS, USERS_DELETE, USERS_GRANT,
-    USERS_REVOKE,
-)
-PASSWORD = "password"
-ANY_HOST = "%"
-# Waiting for an older operation on the same instance: delays grow from the first to the last.
-FIRST_WAIT = 0.05
-LONGEST_WAIT = 3.0
-
-_DESCRIPTIONS = {
-    DATABASES_CREATE: "Creating databases",
-    DATABASES_DELETE: "Deleting a database",
-    USERS_CREATE: "Creating users",
-    USERS_UPDATE: "Updating a user",
-    USERS_PASSWORDS: "Changing user passwords",
-    USERS_DELETE: "Deleting a user",
-    USERS_GRANT: "Granting database access",
-    USERS_REVOKE: "Revoking database access",
-}
-
-
-def password_name(index: int | None = None) -> str:
-    return PASSWORD if index is None else f"{PASSWORD}:{index}"
+KINDS = KINDS_BY_LANE[Lane.ACCOUNTS]
 
 
 class AccountOperation:
@@ -81,14 +53,10 @@ class AccountOperation:
         deps = self.deps
         with deps.db.unit_of_work(write=False) as uow:
             instance = uow.instances.get(ctx.resource_id)
-            earlier = [op for op in uow.operations.active_for(ctx.resource_id) if _before(op.created, op.id, ctx)]
         if instance is None or instance.deleting:
             log.info("operation %s: instance %s is gone or being deleted; nothing to do", ctx.op.id, ctx.resource_id)
             self._forget(ctx)
             return
-        if earlier:
-            delay = min(FIRST_WAIT * 2 ** max(ctx.op.attempts - 1, 0), LONGEST_WAIT)
-            raise NotYet(f"waiting for operation {earlier[0].id} ({earlier[0].kind}) to finish", delay=delay)
         try:
             ctx.step("apply", lambda: self._apply(ctx, instance))
         except StoreUnavailable:
@@ -105,7 +73,7 @@ class AccountOperation:
             uow.secrets.delete_owner(ctx.op.id)
             if instance is None:
                 return
-            what = _DESCRIPTIONS.get(ctx.op.kind, ctx.op.kind)
+            what = spec_of(ctx.op.kind).description
             fault = Fault(message=f"{what} failed: {error.message}", details=error.details, created=time.time())
             uow.instances.set_status(instance.id, instance.status, instance.operating_status, fault=fault)
             uow.events.add(instance.id, "fault", fault.message)
@@ -144,11 +112,6 @@ def _secrets(uow: UnitOfWork, owner: str) -> dict[str, Secret]:
     return uow.secrets.of_owner(owner)
 
 
-def _before(created: float, op_id: str, ctx: OperationContext) -> bool:
-    """Was this operation requested before the running one (ties broken by id, as the queue orders them)?"""
-    return op_id != ctx.op.id and (created, op_id) < (ctx.op.created, ctx.op.id)
-
-
 def _password(passwords: Mapping[str, Secret], name: str) -> Secret:
     password = passwords.get(name)
     if password is None:
@@ -156,42 +119,43 @@ def _password(passwords: Mapping[str, Secret], name: str) -> Secret:
     return password
 
 
-def apply_change(accounts: Accounts, kind: str, payload: Mapping[str, Any], passwords: Mapping[str, Secret]) -> None:
-    """Make the engine match the request recorded in `payload` (idempotent; see the module docstring)."""
-    if kind == DATABASES_CREATE:
+def apply_change(accounts: Accounts, kind: str, raw: Mapping[str, Any], passwords: Mapping[str, Secret]) -> None:
+    """Make the engine match the request recorded in the payload `raw` (idempotent; see the module docstring)."""
+    if kind == Kind.DATABASES_CREATE:
         accounts.create_databases([
-            DatabaseSpec(name=d["name"], character_set=d.get("character_set"), collate=d.get("collate"))
-            for d in payload["databases"]
+            DatabaseSpec(name=d.name, character_set=d.character_set, collate=d.collate)
+            for d in payload_of(kind, raw, ops.DatabasesCreate).databases
         ])
-    elif kind == DATABASES_DELETE:
-        accounts.delete_database(payload["name"])
-    elif kind == USERS_CREATE:
+    elif kind == Kind.DATABASES_DELETE:
+        accounts.delete_database(payload_of(kind, raw, ops.DatabaseDelete).name)
+    elif kind == Kind.USERS_CREATE:
         accounts.create_users([
-            UserSpec(name=u["name"], password=_password(passwords, password_name(i)), host=u.get("host") or ANY_HOST,
-                     databases=tuple(u.get("databases") or ()))
-            for i, u in enumerate(payload["users"])
+            UserSpec(name=u.name, password=_password(passwords, password_secret(i)), host=u.host,
+                     databases=u.databases)
+            for i, u in enumerate(payload_of(kind, raw, ops.UsersCreate).users)
         ])
-    elif kind == USERS_UPDATE:
-        _update_user(accounts, payload, passwords)
-    elif kind == USERS_PASSWORDS:
-        for index, user in enumerate(payload["users"]):
-            accounts.update_user(
-                user["name"], user.get("host") or ANY_HOST, new_password=_password(passwords, password_name(index))
-            )
-    elif kind == USERS_DELETE:
-        accounts.delete_user(payload["name"], payload.get("host") or ANY_HOST)
-    elif kind == USERS_GRANT:
-        accounts.grant(payload["name"], payload.get("host") or ANY_HOST, list(payload["databases"]))
-    elif kind == USERS_REVOKE:
-        accounts.revoke(payload["name"], payload.get("host") or ANY_HOST, payload["database"])
+    elif kind == Kind.USERS_UPDATE:
+        _update_user(accounts, payload_of(kind, raw, ops.UserUpdate), passwords)
+    elif kind == Kind.USERS_PASSWORDS:
+        for index, user in enumerate(payload_of(kind, raw, ops.UsersPasswords).users):
+            accounts.update_user(user.name, user.host, new_password=_password(passwords, password_secret(index)))
+    elif kind == Kind.USERS_DELETE:
+        gone = payload_of(kind, raw, ops.UserDelete)
+        accounts.delete_user(gone.name, gone.host)
+    elif kind == Kind.USERS_GRANT:
+        grant = payload_of(kind, raw, ops.Grant)
+        accounts.grant(grant.name, grant.host, list(grant.databases))
+    elif kind == Kind.USERS_REVOKE:
+        revoke = payload_of(kind, raw, ops.Revoke)
+        accounts.revoke(revoke.name, revoke.host, revoke.database)
     else:
         raise PermanentError(f"Unknown account operation {kind}.")
 
 
-def _update_user(accounts: Accounts, payload: Mapping[str, Any], passwords: Mapping[str, Secret]) -> None:
-    name, host = payload["name"], payload.get("host") or ANY_HOST
-    new_name, new_host = payload.get("new_name"), payload.get("new_host")
-    password = _password(passwords, password_name()) if payload.get("password") else None
+def _update_user(accounts: Accounts, update: ops.UserUpdate, passwords: Mapping[str, Secret]) -> None:
+    name, host = update.name, update.host
+    new_name, new_host = update.new_name, update.new_host
+    password = _password(passwords, password_secret()) if update.password else None
     moved = new_name is not None or new_host is not None
     target_name, target_host = new_name or name, new_host or host
     if moved and accounts.get_user(name, host) is None and accounts.get_user(target_name, target_host) is not None:
@@ -208,7 +172,7 @@ def _update_user(accounts: Accounts, payload: Mapping[str, Any], passwords: Mapp
 
 
 def mirror_spec(
-    spec: InstanceSpec, kind: str, payload: Mapping[str, Any], passwords: Mapping[str, Secret]
+    spec: InstanceSpec, kind: str, raw: Mapping[str, Any], passwords: Mapping[str, Secret]
 ) -> InstanceSpec:
     """The spec after the change, for the users the create named (pure; see the module docstring)."""
     users = list(spec.users)
@@ -217,39 +181,43 @@ def mirror_spec(
     def index_of(name: str, host: str) -> int | None:
         return next((i for i, u in enumerate(users) if (u.name, u.host) == (name, host)), None)
 
-    if kind == USERS_UPDATE:
-        found = index_of(payload["name"], payload.get("host") or ANY_HOST)
+    if kind == Kind.USERS_UPDATE:
+        update = payload_of(kind, raw, ops.UserUpdate)
+        found = index_of(update.name, update.host)
         if found is not None:
             user = users[found]
-            new_password = passwords.get(password_name()) if payload.get("password") else None
+            new_password = passwords.get(password_secret()) if update.password else None
             users[found] = replace(
                 user,
-                name=payload.get("new_name") or user.name,
-                host=payload.get("new_host") or user.host,
+                name=update.new_name or user.name,
+                host=update.new_host or user.host,
                 password=new_password or user.password,
             )
-    elif kind == USERS_PASSWORDS:
-        for index, entry in enumerate(payload["users"]):
-            found = index_of(entry["name"], entry.get("host") or ANY_HOST)
-            password = passwords.get(password_name(index))
+    elif kind == Kind.USERS_PASSWORDS:
+        for index, entry in enumerate(payload_of(kind, raw, ops.UsersPasswords).users):
+            found = index_of(entry.name, entry.host)
+            password = passwords.get(password_secret(index))
             if found is not None and password is not None:
                 users[found] = replace(users[found], password=password)
-    elif kind == USERS_DELETE:
-        found = index_of(payload["name"], payload.get("host") or ANY_HOST)
+    elif kind == Kind.USERS_DELETE:
+        gone = payload_of(kind, raw, ops.UserDelete)
+        found = index_of(gone.name, gone.host)
         if found is not None:
             del users[found]
-    elif kind == USERS_GRANT:
-        found = index_of(payload["name"], payload.get("host") or ANY_HOST)
+    elif kind == Kind.USERS_GRANT:
+        grant = payload_of(kind, raw, ops.Grant)
+        found = index_of(grant.name, grant.host)
         if found is not None:
-            granted = tuple(dict.fromkeys((*users[found].databases, *payload["databases"])))
+            granted = tuple(dict.fromkeys((*users[found].databases, *grant.databases)))
             users[found] = replace(users[found], databases=granted)
-    elif kind == USERS_REVOKE:
-        found = index_of(payload["name"], payload.get("host") or ANY_HOST)
+    elif kind == Kind.USERS_REVOKE:
+        revoke = payload_of(kind, raw, ops.Revoke)
+        found = index_of(revoke.name, revoke.host)
         if found is not None:
-            kept = tuple(d for d in users[found].databases if d != payload["database"])
+            kept = tuple(d for d in users[found].databases if d != revoke.database)
             users[found] = replace(users[found], databases=kept)
-    elif kind == DATABASES_DELETE:
-        name = payload["name"]
+    elif kind == Kind.DATABASES_DELETE:
+        name = payload_of(kind, raw, ops.DatabaseDelete).name
         databases = [d for d in databases if d.name != name]
         users = [replace(u, databases=tuple(d for d in u.databases if d != name)) for u in users]
     return replace(spec, users=tuple(users), databases=tuple(databases))

@@ -9,13 +9,13 @@ from reddwarf.domain.capacity import storage_limit
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import Instance, InstanceSpec
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.workload import Placement, Resources, WorkloadSpec
 from reddwarf.engines.base import Engine
 from reddwarf.runtimes.base import Runtime
 from reddwarf.store.database import Database
 
-ADMIN_SECRET = "admin"
+__all__ = ["ADMIN_SECRET", "ReconcilerDeps"]
 
 
 @dataclass(frozen=True)

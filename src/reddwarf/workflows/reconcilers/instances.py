@@ -12,8 +12,9 @@ import time
 
 from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance
+from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolTarget
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import ROOT_SECRET, Secret
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
@@ -23,12 +24,10 @@ from reddwarf.workflows.reconcilers.lifecycle import READY_POLL, allocate_addres
 
 log = logging.getLogger(__name__)
 
-CREATE = "instance.create"
-DELETE = "instance.delete"
-RESTART = "instance.restart"
-REPAIR = "instance.reconcile"
-# The root password `services.accounts.root_password_on_create` stores when `Settings.root_on_create` is on.
-ROOT_SECRET = "root"
+CREATE = Kind.INSTANCE_CREATE
+DELETE = Kind.INSTANCE_DELETE
+RESTART = Kind.INSTANCE_RESTART
+REPAIR = Kind.INSTANCE_REPAIR
 SOCKET_HOSTS = frozenset({"%", "localhost"})
 
 

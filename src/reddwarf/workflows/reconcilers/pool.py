@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from reddwarf.domain.capacity import GIB
 from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
+from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolProfile, PoolSlot, PoolTarget, SlotState, profile_of
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
@@ -40,8 +41,8 @@ from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_and
 
 log = logging.getLogger(__name__)
 
-BUILD = "pool.build"
-DESTROY = "pool.destroy"
+BUILD = Kind.POOL_BUILD
+DESTROY = Kind.POOL_DESTROY
 LIVE = frozenset({SlotState.BUILDING, SlotState.READY})
 
 
