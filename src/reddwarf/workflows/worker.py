@@ -20,6 +20,8 @@ from reddwarf.workflows.reconcilers import accounts, instances, pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
 
+# Seconds between two admin logins of the health observer to an instance where root was ever enabled.
+ADMIN_CHECK_EVERY = 60.0
 POOL_KINDS = frozenset({pool.BUILD, pool.DESTROY})
 
 
@@ -55,7 +57,7 @@ def build_workers(
 def build_health(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observer[str, Instance]:
     """The health observer of a process: runs `HealthSweep.check` over every watched instance while this
     process holds the store's `health` lease (see `kernel.observer`)."""
-    sweep = HealthSweep(deps)
+    sweep = HealthSweep(deps, ping_every=settings.health_ping_interval, admin_every=ADMIN_CHECK_EVERY)
     observer_settings = ObserverSettings(
         lease="health", interval=settings.health_interval, concurrency=settings.health_concurrency,
         lease_ttl=max(5.0, 3 * settings.health_interval),

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from test_api_accounts_support import AccountsApi, build_accounts_api
 
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement
 from reddwarf.services import accounts
 from reddwarf.workflows.reconcilers.health import ADMIN_LOST, HealthSweep
 from reddwarf.workflows.reconcilers.instances import CreateInstance
@@ -82,3 +84,38 @@ def test_lost_admin_after_root_is_a_fault_then_cleared(acc: AccountsApi) -> None
     view = check()
     assert "fault" not in view
     assert view["operating_status"] == "HEALTHY"
+
+
+def test_health_at_rest_pings_each_endpoint_once_per_ping_interval_and_logs_in_only_where_root_was_enabled(
+    acc: AccountsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, rooted = acc.active_instance(), acc.active_instance()
+    assert acc.api.post(f"/instances/{rooted}/root", None).status_code == 200
+    engine = acc.engines["postgresql"]
+    pings: list[str] = []
+    logins: list[str] = []
+    ping, probe = engine.ping, engine.probe
+
+    def counted_ping(placement: Placement, timeout: float = 2.0) -> bool:
+        pings.append(placement.instance_id)
+        return ping(placement, timeout)
+
+    def counted_probe(placement: Placement, user: str, password: Secret, timeout: float = 2.0,
+                      dbname: str | None = None) -> bool:
+        logins.append(placement.instance_id)
+        return probe(placement, user, password, timeout, dbname)
+
+    monkeypatch.setattr(engine, "ping", counted_ping)
+    monkeypatch.setattr(engine, "probe", counted_probe)
+    now = [1000.0]
+    sweep = HealthSweep(acc.deps, ping_every=1.0, admin_every=60.0, clock=lambda: now[0])
+
+    for _ in range(5):  # five rounds within one ping interval
+        sweep()
+    assert sorted(pings) == sorted([plain, rooted]) and logins == [rooted]
+    now[0] += 1.0
+    sweep()
+    assert len(pings) == 4 and logins == [rooted]  # pinged again; the admin login waits its minute
+    now[0] += 60.0
+    sweep()
+    assert logins == [rooted, rooted]

@@ -26,6 +26,8 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +49,8 @@ from reddwarf.runtimes.local.settings import LocalRuntimeSettings
 log = logging.getLogger(__name__)
 
 _OUTPUT_LINES = 20
+# Seconds between two runs of observe()'s slow part for one instance (volume usage, cgroup sweep).
+SLOW_OBSERVE_EVERY = 30.0
 _MASK = "**********"
 
 
@@ -59,6 +63,9 @@ class LocalRuntime:
         self._cgroups = Cgroups(self._choose_cgroups(), settings.cgroup_root, settings.cgroup_parent)
         self._loop, self._loop_reason = self._choose_volumes()
         self._setpriv = launch.find_setpriv(settings.command_path)
+        # Per instance: when observe() last did its slow part (volume usage, the cgroup sweep), and the usage.
+        self._slow_lock = threading.Lock()
+        self._slow: dict[str, tuple[float, int | None, int | None]] = {}
 
     # -- construction: which isolation this host gives --------------------------------------------
 
@@ -311,6 +318,7 @@ class LocalRuntime:
 
     def start(self, placement: Placement, workload: WorkloadSpec) -> None:
         paths = self._layout(placement)
+        self._forget_observed(paths.instance_id)  # a new server: sweep it into its cgroups at once
         self._reaper.reap()
         if self._live_record(paths) is not None:
             return
@@ -323,7 +331,9 @@ class LocalRuntime:
             paths.os_user, workload.resources.memory_mb, workload.resources.vcpus, self._settings.pids_max
         )
         self._require_volume(paths)
-        self._ensure_user_dir(paths.tmp_dir, user)  # instances prepared before the private temp dir existed
+        # Instances prepared before the private temp dir existed, or whose logs were outside the volume.
+        self._ensure_user_dir(paths.tmp_dir, user)
+        self._ensure_user_dir(paths.log_dir, user)
         env = self._environment(paths, workload.server)
         launch.require_executable(workload.server.argv[0], env["PATH"])
         # The launcher joins the cgroups meanwhile (see `launch`) and waits for "go" on this pipe.
@@ -390,9 +400,14 @@ class LocalRuntime:
         return child
 
     def observe(self, placement: Placement) -> ProcessObservation:
+        """Cheap enough to call every fraction of a second per instance: the pidfile and /proc/<pid>/stat.
+        The slow part (the volume's usage from the mount table, the sweep of the OS user's processes into the
+        cgroups, a scan of all of /proc) runs at most every `SLOW_OBSERVE_EVERY` seconds per instance."""
         paths = self._layout(placement)
         self._reaper.reap()
-        used, size = self._usage(paths)
+        slow_due, used, size = self._slow_part_due(paths)
+        if slow_due:
+            used, size = self._usage(paths)
         record = processes.read_record(paths.pidfile)
         if record is None:
             return ProcessObservation(
@@ -407,9 +422,12 @@ class LocalRuntime:
             return ProcessObservation(
                 running=False, pid=record.pid, exit_reason=reason, volume_used_bytes=used, volume_size_bytes=size
             )
-        user = users.lookup(paths.os_user)
-        if user is not None:
-            self._sweep_into_cgroup(paths, user)
+        if slow_due:
+            user = users.lookup(paths.os_user)
+            if user is not None:
+                self._sweep_into_cgroup(paths, user)
+            with self._slow_lock:
+                self._slow[paths.instance_id] = (time.monotonic(), used, size)
         return ProcessObservation(
             running=True,
             stopped=processes.stopped(record),
@@ -461,6 +479,7 @@ class LocalRuntime:
 
     def destroy(self, placement: Placement) -> None:
         paths = self._layout(placement)
+        self._forget_observed(paths.instance_id)
         self._stop(paths, signal.SIGKILL, self._settings.kill_timeout)
         volumes.release(paths.volume_image, paths.volume_dir)
         self._cgroups.remove(paths.os_user)
@@ -512,6 +531,18 @@ class LocalRuntime:
         }
         env.update(dict(command.env))
         return env
+
+    def _slow_part_due(self, paths: InstanceLayout) -> tuple[bool, int | None, int | None]:
+        """Whether observe() must redo its slow part now, else the usage it found last time."""
+        with self._slow_lock:
+            last = self._slow.get(paths.instance_id)
+        if last is None or time.monotonic() - last[0] >= SLOW_OBSERVE_EVERY:
+            return True, None, None
+        return False, last[1], last[2]
+
+    def _forget_observed(self, instance_id: str) -> None:
+        with self._slow_lock:
+            self._slow.pop(instance_id, None)
 
     def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":

@@ -245,6 +245,10 @@ class InstanceRepository:
         )
         return [RootHistory(enabled_at=row.enabled_at, user_id=row.user_id) for row in rows]
 
+    def with_root_history(self) -> set[str]:
+        """The ids of the instances on which root was ever enabled (one query, for the health observer)."""
+        return set(self._session.scalars(select(RootHistoryRow.instance_id).distinct()))
+
     def _update(self, instance_id: str, values: dict[str, object]) -> None:
         result = self._session.execute(_UPDATE_BY_ID, {"instance_id_": instance_id, **values})
         if rowcount(result) == 0:

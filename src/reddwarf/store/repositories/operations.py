@@ -219,6 +219,16 @@ class OperationRepository:
         ).first()
         return None if row is None else _operation(row)
 
+    def active_kinds(self) -> dict[str, str]:
+        """Every resource with an operation pending or running, and the kind of its oldest such operation
+        (one query, for the health observer's round)."""
+        rows = self._session.execute(
+            select(_OPS.c.resource_id, _OPS.c.kind)
+            .where(_OPS.c.state.in_(sorted(ACTIVE_STATES)))
+            .order_by(_OPS.c.created.desc(), _OPS.c.id.desc())
+        )
+        return {resource_id: kind for resource_id, kind in rows}  # the oldest, written last, wins
+
     def active_for(self, resource_id: str) -> list[Operation]:
         """Pending or running operations on `resource_id`, oldest first."""
         rows = self._session.scalars(

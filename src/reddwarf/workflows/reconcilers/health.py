@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
@@ -45,36 +47,70 @@ ADMIN_LOST = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What one round read of the store for all its checks: which instances have an operation running (and
+    the oldest one's kind), and on which root was ever enabled."""
+
+    busy: Mapping[str, str]
+    root: frozenset[str]
+
+
 class HealthSweep:
-    def __init__(self, deps: ReconcilerDeps) -> None:
+    """Checks one instance at a time (`check`); `watched()` lists the instances of a round and reads, in one
+    transaction, what their checks need from the store.
+
+    Cost at rest, per instance and round: the runtime's observation (the pidfile and /proc; its slow part
+    every 30 s) and no store access. The login-free ping of the endpoint runs every `ping_every` seconds,
+    the admin login (only where root was ever enabled) every `admin_every` seconds; in between a check
+    reuses their last answer. The store is written only on a change."""
+
+    def __init__(
+        self, deps: ReconcilerDeps, *, ping_every: float = 0.0, admin_every: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.deps = deps
+        self.ping_every = ping_every
+        self.admin_every = admin_every
+        self._clock = clock
+        self._round: _Round | None = None
+        self._pinged: dict[str, tuple[float, bool]] = {}
+        self._admin_checked: dict[str, tuple[float, bool]] = {}
         # Instances whose server was seen dead during an operation, already told (an event once, not per pass).
         self._told: set[str] = set()
 
     def __call__(self) -> None:
         """Check every watched instance, one after the other (tests; the observer runs them concurrently)."""
-        for _key, instance in self.watched():
-            try:
-                self.check(instance)
-            except Exception:  # loop boundary: one broken instance must not stop the sweep
-                log.exception("health check of instance %s failed", instance.id)
+        try:
+            for _key, instance in self.watched():
+                try:
+                    self.check(instance)
+                except Exception:  # loop boundary: one broken instance must not stop the sweep
+                    log.exception("health check of instance %s failed", instance.id)
+        finally:
+            self._round = None  # a check called on its own reads the store again
 
     def watched(self) -> list[tuple[str, Instance]]:
         """The instances to observe, keyed by id: running or stopped ones with an endpoint, not being deleted."""
         with self.deps.db.unit_of_work(write=False) as uow:
-            return [
+            watched = [
                 (i.id, i) for i in uow.instances.list(None)
                 if i.status in WATCHED and not i.deleting and i.endpoint is not None
             ]
+            self._round = _Round(busy=uow.operations.active_kinds(), root=frozenset(uow.instances.with_root_history()))
+        ids = {key for key, _ in watched}
+        for cache in (self._pinged, self._admin_checked):
+            for gone in set(cache) - ids:
+                cache.pop(gone, None)
+        return watched
 
     def check(self, instance: Instance) -> None:
         deps = self.deps
         placement = deps.placement(instance)
         observation = deps.runtime.observe(placement)
-        with deps.db.unit_of_work(write=False) as uow:
-            busy = uow.operations.active_for(instance.id)
-        if busy:
-            self._during(instance, busy[0].kind, observation.running, observation.exit_reason)
+        busy, root = self._store_view(instance.id)
+        if busy is not None:
+            self._during(instance, busy, observation.running, observation.exit_reason)
             return
         self._told.discard(instance.id)
         if not observation.running:
@@ -94,8 +130,8 @@ class HealthSweep:
             self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
                                    "server is stopped (suspended by a signal) and answers nothing")
             return
-        healthy = endpoint_answers(deps, instance, placement)
-        if self._admin_lost(instance, placement):
+        healthy = self._answers(instance, placement)
+        if root and self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return
         admin_back = instance.fault is not None and instance.fault.message == ADMIN_LOST
@@ -117,6 +153,27 @@ class HealthSweep:
                                "endpoint answers" if healthy else "endpoint does not answer")
         if admin_back:
             log.info("instance %s: admin access works again; fault cleared", instance.id)
+
+    def _store_view(self, instance_id: str) -> tuple[str | None, bool]:
+        """The kind of the operation working on the instance (None: none), and whether root was ever enabled:
+        from this round's read, or (a check outside a round) from the store."""
+        current = self._round
+        if current is not None:
+            return current.busy.get(instance_id), instance_id in current.root
+        with self.deps.db.unit_of_work(write=False) as uow:
+            busy = uow.operations.active_for(instance_id)
+            root = bool(uow.instances.root_history(instance_id))
+        return (busy[0].kind if busy else None), root
+
+    def _answers(self, instance: Instance, placement: Placement) -> bool:
+        """The endpoint's login-free ping, at most every `ping_every` seconds (its last answer in between)."""
+        now = self._clock()
+        last = self._pinged.get(instance.id)
+        if last is not None and now - last[0] < self.ping_every:
+            return last[1]
+        answered = endpoint_answers(self.deps, instance, placement)
+        self._pinged[instance.id] = (now, answered)
+        return answered
 
     def _during(self, instance: Instance, kind: str, running: bool, reason: str) -> None:
         """An operation works on the instance: note a dead server once, write no status."""
@@ -141,13 +198,16 @@ class HealthSweep:
         log.warning("instance %s: %s", instance.id, message)
 
     def _admin_lost(self, instance: Instance, placement: Placement) -> bool:
-        """Root was ever enabled and the running server refuses Reddwarf's admin credential."""
+        """The running server refuses Reddwarf's admin credential (asked at most every `admin_every` s)."""
+        now = self._clock()
+        last = self._admin_checked.get(instance.id)
+        if last is not None and now - last[0] < self.admin_every:
+            return last[1]
         deps = self.deps
-        with deps.db.unit_of_work(write=False) as uow:
-            if not uow.instances.root_history(instance.id):
-                return False
         engine = deps.engine(instance)
-        return not engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
+        lost = not engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
+        self._admin_checked[instance.id] = (now, lost)
+        return lost
 
     def _record_admin_lost(self, instance: Instance, volume_used_bytes: int | None) -> None:
         known = instance.fault is not None and instance.fault.message == ADMIN_LOST
