@@ -44,12 +44,18 @@ GRANTED_ROLES = ("pg_monitor", "pg_signal_backend")
 HOST_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files", "pg_read_all_data")
 SAFE_CREATEROLE_VERSION = 160000  # from 16 on, CREATEROLE only reaches roles the creator administers
 
+# Tenant roles root becomes a member of: never one that holds (even through another role) a power root must
+# not have: a role left over from a time root was a real superuser (an operator setting, or an older
+# Reddwarf) could carry CREATEROLE, REPLICATION, BYPASSRLS or a host role, and membership would hand it on.
 _TENANT_ROLES = sql.SQL(
-    "SELECT rolname FROM pg_catalog.pg_roles WHERE NOT rolsuper"
+    "SELECT rolname FROM pg_catalog.pg_roles r WHERE NOT rolsuper"
+    " AND NOT rolcreaterole AND NOT rolreplication AND NOT rolbypassrls"
     " AND pg_catalog.left(rolname, 3) OPERATOR(pg_catalog.<>) 'pg_'"
     " AND rolname OPERATOR(pg_catalog.<>) ALL({hidden}::pg_catalog.name[]) AND (rolcanlogin"
     " OR rolname OPERATOR(pg_catalog.=) {orphans}::pg_catalog.name)"
-).format(hidden=sql.Literal([ROOT_USER]), orphans=sql.Literal(ORPHANS_ROLE))
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest({host}::pg_catalog.name[]) AS h(name)"
+    " WHERE pg_catalog.pg_has_role(r.oid, h.name, 'MEMBER'))"
+).format(hidden=sql.Literal([ROOT_USER]), orphans=sql.Literal(ORPHANS_ROLE), host=sql.Literal(list(HOST_ROLES)))
 _DATABASES = "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
 
 

@@ -9,7 +9,9 @@ Nothing here touches the file system. The layout under the state dir is::
           volume/                   mount point of the instance's ext4 image (or a plain dir), 0755 root
             data/                   0700 user   data_dir
             tmp/                    0700 user   TMPDIR of every command: temp files count against the volume
-          config/ log/ run/         0700 user
+            log/                    0700 user   the server's and init's output, and the engine's own logs:
+                                                what a tenant makes its server log counts against its volume
+          config/ run/              0700 user
     <socket_base>/<key>/            0700 user   socket_dir (short: unix socket paths max 107 bytes)
 
 Parents are root-owned, so a tenant who controls the instance user can change what is inside its
@@ -113,7 +115,7 @@ def layout(settings: LocalRuntimeSettings, instance_id: str) -> InstanceLayout:
         data_dir=volume_dir / "data",
         tmp_dir=volume_dir / "tmp",
         config_dir=instance_dir / "config",
-        log_dir=instance_dir / "log",
+        log_dir=volume_dir / "log",
         run_dir=instance_dir / "run",
         socket_dir=settings.effective_socket_base / key,
     )

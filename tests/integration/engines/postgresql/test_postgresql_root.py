@@ -310,6 +310,36 @@ def test_root_superuser_setting_gives_a_real_superuser(server: Server, accounts:
         assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'root'").fetchone() == (False,)
 
 
+def test_roles_left_by_a_superuser_root_hand_none_of_their_powers_back(
+    server: Server, accounts: PostgresqlAccounts
+) -> None:
+    """An instance whose root was a real superuser (the operator setting, or an older Reddwarf) may hold
+    roles with host powers that root made then; enabling the managed root again must not make root their
+    member (review finding: membership handed COPY ... TO PROGRAM back)."""
+    leftovers = ("leftover_shell", "leftover_maker", "leftover_inner", "leftover_outer")
+    vm_like = PostgresqlEngine(PostgresqlSettings(root_superuser=True)).accounts(
+        server.placement, server.admin_password
+    )
+    try:
+        vm_like.enable_root(ROOT_PASSWORD)
+        with as_root(server) as conn:
+            conn.execute("CREATE ROLE leftover_shell LOGIN IN ROLE pg_execute_server_program")
+            conn.execute("CREATE ROLE leftover_maker LOGIN CREATEROLE")
+            conn.execute("CREATE ROLE leftover_inner NOLOGIN IN ROLE pg_read_server_files")
+            conn.execute("CREATE ROLE leftover_outer LOGIN IN ROLE leftover_inner")
+    finally:
+        accounts.enable_root(ROOT_PASSWORD)
+    try:
+        with as_root(server) as conn:
+            for role in leftovers:
+                assert refused(conn, f"SET ROLE {role}"), role
+            assert refused(conn, "COPY (SELECT 1) TO PROGRAM 'true'")
+    finally:
+        with as_admin(server) as conn:
+            for role in leftovers:
+                conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
 # Last: it restarts the server.
 def test_the_command_line_pins_address_port_socket_and_hba(server: Server, accounts: PostgresqlAccounts) -> None:
     # Even a postgresql.auto.conf that says otherwise (written here by the superuser admin) moves nothing.
