@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from local_runtime_support import Instances
+from tests.support.server import wait_for
 
 from reddwarf.domain.workload import CommandSpec, FileSpec, Resources, WorkloadSpec
 from reddwarf.runtimes.local.cgroups import Cgroups
@@ -142,3 +143,23 @@ def test_a_server_started_before_the_pids_limit_existed_is_moved_under_it(instan
     pids_line = next(line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
                      if line.split(":")[1] == "pids")
     assert pids_line.endswith(f"/{instances.cgroup_parent}/{placement.os_user}")
+
+
+def test_what_a_server_logs_lands_on_its_own_volume(instances: Instances, port: int) -> None:
+    """A tenant can make its server log without bound (PostgreSQL logs a 100 MB value in one ERROR line):
+    the server's output goes to a log directory on the instance's volume, so it fills that volume only,
+    never the host's filesystem that the store and the other instances' images live on."""
+    runtime = instances.runtime()
+    placement = instances.prepare(runtime, RESOURCES, port)
+    marker = "logged-" + os.urandom(4).hex()
+    script = f"import sys, time\nprint({marker!r}, flush=True)\ntime.sleep(60)\n"
+    runtime.start(placement, _server(placement.instance_id, ("/usr/bin/python3", "-c", script)))
+    log_dir = Path(placement.log_dir)
+
+    def logged() -> list[Path]:
+        return [p for p in log_dir.iterdir() if marker in p.read_text(errors="replace")] if log_dir.is_dir() else []
+
+    found: list[Path] = wait_for(logged, 30, f"the server's output to reach {log_dir}")
+    assert log_dir.parent == Path(placement.data_dir).parent  # beside data/ and tmp/, on the volume
+    if runtime.isolation_report()["volumes"] == "loop":
+        assert os.stat(found[0]).st_dev == os.stat(placement.data_dir).st_dev != os.stat(placement.config_dir).st_dev
