@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     health_interval: float = Field(default=0.5, gt=0)
     # Seconds between two login-free pings of an instance's endpoint: a hung server is seen within about this
     # plus the ping's timeout.
-    health_ping_interval: float = Field(default=1.0, gt=0)
+    health_ping_interval: float = Field(default=2.0, gt=0)
     # Instances checked at once by the health observer: a hung server holds one of them until its probe times out.
     health_concurrency: int = Field(default=8, gt=0)
     operation_deadline: float = Field(default=900.0, gt=0)

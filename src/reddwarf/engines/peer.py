@@ -5,9 +5,11 @@ unix socket (its directory is 0700 and owned by the instance's OS user), and che
 connection's peer with `SO_PEERCRED` before the first byte of a login: a socket file planted by anyone
 else, or a server run by another user, is refused. The tenant endpoint (TCP to the instance's address and
 port) is only ever pinged without a credential, and a ping counts only when the listener that accepted
-the connection belongs to the instance's OS user: on this host both ends of a loopback connection appear
-in `/proc/net/tcp` (or `tcp6`), and the server-side socket, the mirror of ours, carries the uid of the
-process that made the listener.
+the connection belongs to the instance's OS user: on this host both ends of a loopback connection are
+sockets of this kernel, and the server-side socket, the mirror of ours, carries the uid of the process that
+made the listener. The kernel is asked for that one socket by its four-tuple over `NETLINK_SOCK_DIAG` (what
+`ss` uses; a hash lookup, whatever the number of sockets on the host); `/proc/net/tcp` (or `tcp6`), a table
+of every socket that costs more to read the more connections the host has, is the fallback.
 
 Standard library only, so that every engine can share it; engines never import runtimes.
 """
@@ -104,6 +106,55 @@ def _normal(host: str) -> Address:
     return address
 
 
+# NETLINK_SOCK_DIAG exact lookup of one TCP socket (linux/inet_diag.h, linux/sock_diag.h).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_DIAG_REQ = struct.Struct("=BBBBI")  # inet_diag_req_v2 head: family, protocol, ext, pad, states
+_SOCKID = struct.Struct(">HH16s16s")  # inet_diag_sockid head: sport, dport, src, dst (network order)
+_SOCKID_TAIL = struct.Struct("=III")  # if, cookie[2]
+_NOCOOKIE = 0xFFFFFFFF
+_DIAG_MSG_HEAD = struct.Struct("=BBBB")  # inet_diag_msg: family, state, timer, retrans
+_DIAG_MSG_TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode (after the 48-byte sockid)
+_SOCKID_SIZE = _SOCKID.size + _SOCKID_TAIL.size
+
+
+def _diag_address(address: Address, family: int) -> bytes:
+    if family == socket.AF_INET6 and isinstance(address, ipaddress.IPv4Address):
+        address = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
+    return address.packed.ljust(16, b"\0")
+
+
+def diag_socket_uid(local: tuple[Address, int], remote: tuple[Address, int], family: int) -> int | None:
+    """The uid of the TCP socket of `family` whose local end is `local` and remote end `remote`, asked of the
+    kernel over NETLINK_SOCK_DIAG; None when it has no such socket. `OSError` when the host refuses the
+    query (no sock_diag): the caller falls back to /proc/net/tcp."""
+    sockid = _SOCKID.pack(local[1], remote[1], _diag_address(local[0], family), _diag_address(remote[0], family))
+    request = (
+        _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF)
+        + sockid + _SOCKID_TAIL.pack(0, _NOCOOKIE, _NOCOOKIE)
+    )
+    message = _NLMSG.pack(_NLMSG.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0) + request
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(1.0)
+        nl.sendto(message, (0, 0))
+        reply = nl.recv(8192)
+    length, kind, _flags, _seq, _pid = _NLMSG.unpack_from(reply)
+    if kind == _NLMSG_ERROR:
+        (error,) = struct.unpack_from("=i", reply, _NLMSG.size)
+        if error == 0:
+            return None
+        if -error in (2, 22):  # ENOENT: no such socket; EINVAL: not this family
+            return None
+        raise OSError(-error, "sock_diag query refused")
+    if kind != _SOCK_DIAG_BY_FAMILY or length < _NLMSG.size + _DIAG_MSG_HEAD.size + _SOCKID_SIZE:
+        return None
+    tail = _DIAG_MSG_TAIL.unpack_from(reply, _NLMSG.size + _DIAG_MSG_HEAD.size + _SOCKID_SIZE)
+    return int(tail[3])
+
+
 def socket_owners(
     local: tuple[Address, int], remote: tuple[Address, int], tables: Iterable[Path] = PROC_NET_TCP
 ) -> set[int]:
@@ -132,7 +183,13 @@ def tcp_listener_uid(sock: socket.socket) -> int | None:
     local = (_normal(theirs_host), int(theirs_port))
     remote = (_normal(ours_host), int(ours_port))
     for attempt in range(_LOOKUP_ATTEMPTS):
-        owners = socket_owners(local, remote)
+        try:
+            uid = diag_socket_uid(local, remote, sock.family)
+        except OSError as exc:
+            log.debug("sock_diag lookup unavailable (%s); reading /proc/net/tcp", exc)
+            owners = socket_owners(local, remote)
+        else:
+            owners = set() if uid is None else {uid}
         if len(owners) == 1:
             return owners.pop()
         if len(owners) > 1:

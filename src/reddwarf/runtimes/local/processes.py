@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -128,7 +129,9 @@ def parse_boot_time(stat_text: str) -> float:
     raise ValueError("no btime line in /proc/stat")
 
 
+@functools.cache
 def boot_time(proc: Path = PROC) -> float:
+    """When the host booted (read once: it does not move while this process runs)."""
     return parse_boot_time((proc / "stat").read_text())
 
 
@@ -221,7 +224,19 @@ def write_record(pidfile: Path, record: ServerRecord) -> None:
 
 def judge(record: ServerRecord, proc: Path = PROC) -> tuple[bool, str]:
     """Is the recorded server alive? Returns (alive, reason when not)."""
+    alive, reason, _ = inspect(record, proc)
+    return alive, reason
+
+
+def inspect(record: ServerRecord, proc: Path = PROC) -> tuple[bool, str, bool]:
+    """One read of /proc/<pid>/stat: is the recorded server alive (with the reason when not), and is it
+    stopped by a signal."""
     stat = read_stat(record.pid, proc)
+    alive, reason = _judge_stat(record, stat)
+    return alive, reason, alive and stat is not None and stat.stopped
+
+
+def _judge_stat(record: ServerRecord, stat: ProcStat | None) -> tuple[bool, str]:
     if stat is None:
         return False, f"process {record.pid} has exited"
     if stat.start_ticks != record.start_ticks:
@@ -229,12 +244,6 @@ def judge(record: ServerRecord, proc: Path = PROC) -> tuple[bool, str]:
     if stat.dead:
         return False, f"process {record.pid} has exited (zombie)"
     return True, ""
-
-
-def stopped(record: ServerRecord, proc: Path = PROC) -> bool:
-    """The recorded server (alive, as `judge` said) is stopped by a signal."""
-    stat = read_stat(record.pid, proc)
-    return stat is not None and stat.start_ticks == record.start_ticks and stat.stopped
 
 
 def started_at(record: ServerRecord, proc: Path = PROC) -> float:
@@ -270,6 +279,9 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+REAP_EVERY = 0.25
+
+
 class Reaper:
     """Keeps the `Popen` of every server this process started and polls them, so no zombie piles up.
 
@@ -280,15 +292,22 @@ class Reaper:
         self._lock = threading.Lock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._exit_codes: dict[int, int] = {}
+        self._last_reap = 0.0
 
     def adopt(self, child: subprocess.Popen[bytes]) -> None:
         with self._lock:
             self._children[child.pid] = child
             self._exit_codes.pop(child.pid, None)
 
-    def reap(self) -> None:
-        """Poll every child; forget the ones that exited (remembering their exit code)."""
+    def reap(self, *, force: bool = True) -> None:
+        """Poll every child; forget the ones that exited (remembering their exit code). With `force` False
+        (the health observer's frequent calls) it polls at most every `REAP_EVERY` seconds: one poll per
+        child, for every observation of every instance, would cost the square of the number of servers."""
         with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last_reap < REAP_EVERY:
+                return
+            self._last_reap = now
             for pid, child in list(self._children.items()):
                 code = child.poll()
                 if code is not None:

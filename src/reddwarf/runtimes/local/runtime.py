@@ -66,6 +66,7 @@ class LocalRuntime:
         # Per instance: when observe() last did its slow part (volume usage, the cgroup sweep), and the usage.
         self._slow_lock = threading.Lock()
         self._slow: dict[str, tuple[float, int | None, int | None]] = {}
+        self._records: dict[str, tuple[tuple[int, int, int], processes.ServerRecord]] = {}
 
     # -- construction: which isolation this host gives --------------------------------------------
 
@@ -404,16 +405,16 @@ class LocalRuntime:
         The slow part (the volume's usage from the mount table, the sweep of the OS user's processes into the
         cgroups, a scan of all of /proc) runs at most every `SLOW_OBSERVE_EVERY` seconds per instance."""
         paths = self._layout(placement)
-        self._reaper.reap()
+        self._reaper.reap(force=False)
         slow_due, used, size = self._slow_part_due(paths)
         if slow_due:
             used, size = self._usage(paths)
-        record = processes.read_record(paths.pidfile)
+        record = self._recorded(paths)
         if record is None:
             return ProcessObservation(
                 running=False, exit_reason="not started", volume_used_bytes=used, volume_size_bytes=size
             )
-        alive, reason = processes.judge(record)
+        alive, reason, stopped = processes.inspect(record)
         if not alive:
             self._reaper.reap()
             code = self._reaper.exit_code(record.pid)
@@ -430,7 +431,7 @@ class LocalRuntime:
                 self._slow[paths.instance_id] = (time.monotonic(), used, size)
         return ProcessObservation(
             running=True,
-            stopped=processes.stopped(record),
+            stopped=stopped,
             pid=record.pid,
             started_at=processes.started_at(record),
             volume_used_bytes=used,
@@ -532,6 +533,23 @@ class LocalRuntime:
         env.update(dict(command.env))
         return env
 
+    def _recorded(self, paths: InstanceLayout) -> processes.ServerRecord | None:
+        """The pidfile's record, parsed again only when the file changed (a stat instead of a read)."""
+        try:
+            info = paths.pidfile.stat()
+        except FileNotFoundError:
+            return None
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        with self._slow_lock:
+            cached = self._records.get(paths.instance_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        record = processes.read_record(paths.pidfile)
+        if record is not None:
+            with self._slow_lock:
+                self._records[paths.instance_id] = (key, record)
+        return record
+
     def _slow_part_due(self, paths: InstanceLayout) -> tuple[bool, int | None, int | None]:
         """Whether observe() must redo its slow part now, else the usage it found last time."""
         with self._slow_lock:
@@ -543,6 +561,7 @@ class LocalRuntime:
     def _forget_observed(self, instance_id: str) -> None:
         with self._slow_lock:
             self._slow.pop(instance_id, None)
+            self._records.pop(instance_id, None)
 
     def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":

@@ -74,6 +74,8 @@ class HealthSweep:
         self.admin_every = admin_every
         self._clock = clock
         self._round: _Round | None = None
+        # The last list of watched instances, and the store's instance fingerprint it was read at.
+        self._listed: tuple[tuple[int, float | None], list[tuple[str, Instance]]] | None = None
         self._pinged: dict[str, tuple[float, bool]] = {}
         self._admin_checked: dict[str, tuple[float, bool]] = {}
         # Instances whose server was seen dead during an operation, already told (an event once, not per pass).
@@ -93,10 +95,13 @@ class HealthSweep:
     def watched(self) -> list[tuple[str, Instance]]:
         """The instances to observe, keyed by id: running or stopped ones with an endpoint, not being deleted."""
         with self.deps.db.unit_of_work(write=False) as uow:
-            watched = [
-                (i.id, i) for i in uow.instances.list(None)
-                if i.status in WATCHED and not i.deleting and i.endpoint is not None
-            ]
+            fingerprint = uow.instances.fingerprint()
+            if self._listed is None or self._listed[0] != fingerprint:
+                self._listed = (fingerprint, [
+                    (i.id, i) for i in uow.instances.list(None)
+                    if i.status in WATCHED and not i.deleting and i.endpoint is not None
+                ])
+            watched = self._listed[1]
             self._round = _Round(busy=uow.operations.active_kinds(), root=frozenset(uow.instances.with_root_history()))
         ids = {key for key, _ in watched}
         for cache in (self._pinged, self._admin_checked):
