@@ -557,9 +557,8 @@ def _live(target: _Target) -> Iterator[Accounts]:
     except TemporaryError as exc:
         gate.went_silent(instance.id, _HOLD_OFF)
         logger.warning("instance %s: the database server did not answer: %s", instance.id, exc.message)
-        raise ServiceUnavailable(
-            f"The database server of instance {instance.id} did not answer; try again. ({exc.message})"
-        ) from exc
+        # The engine's message names host paths (the socket's); the log has it, the tenant gets none of it.
+        raise ServiceUnavailable(f"The database server of instance {instance.id} did not answer; try again.") from exc
     except PermanentError as exc:
         raise UnprocessableEntity(exc.message) from exc
     finally:

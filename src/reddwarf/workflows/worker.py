@@ -62,7 +62,7 @@ def build_health(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observ
         lease="health", interval=settings.health_interval, concurrency=settings.health_concurrency,
         lease_ttl=max(5.0, 3 * settings.health_interval),
     )
-    return Observer(deps.db, observer_settings, owner, sweep.watched, sweep.check)
+    return Observer(deps.db, observer_settings, owner, sweep.watched, sweep.first_look)
 
 
 def _worker(

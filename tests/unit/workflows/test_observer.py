@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from tests.support.server import wait_for
@@ -25,11 +25,13 @@ class Checks:
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
 
-    def __call__(self, item: str) -> None:
+    def __call__(self, item: str) -> Callable[[], None] | None:
+        """The first look (in the observer's thread): items in `hung` get a follow-up that blocks."""
         with self.lock:
             self.counts[item] += 1
         if item in self.hung:
-            self.release.wait(30)
+            return lambda: self.release.wait(30) and None
+        return None
 
     def seen(self, item: str) -> int:
         with self.lock:

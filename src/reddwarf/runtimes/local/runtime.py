@@ -67,6 +67,7 @@ class LocalRuntime:
         self._slow_lock = threading.Lock()
         self._slow: dict[str, tuple[float, int | None, int | None]] = {}
         self._records: dict[str, tuple[tuple[int, int, int], processes.ServerRecord]] = {}
+        self._scan: tuple[float, dict[int, list[int]]] | None = None
 
     # -- construction: which isolation this host gives --------------------------------------------
 
@@ -533,6 +534,18 @@ class LocalRuntime:
         env.update(dict(command.env))
         return env
 
+    def _pids_of(self, uid: int) -> list[int]:
+        """The live processes of `uid`, from one scan of /proc shared by every instance's observation for
+        `SLOW_OBSERVE_EVERY` seconds (a scan reads every process of the host: one per instance would cost
+        the square of the number of instances)."""
+        with self._slow_lock:
+            scanned = self._scan
+        if scanned is None or time.monotonic() - scanned[0] >= SLOW_OBSERVE_EVERY:
+            scanned = (time.monotonic(), processes.live_pids_by_uid())
+            with self._slow_lock:
+                self._scan = scanned
+        return scanned[1].get(uid, [])
+
     def _recorded(self, paths: InstanceLayout) -> processes.ServerRecord | None:
         """The pidfile's record, parsed again only when the file changed (a stat instead of a read)."""
         try:
@@ -562,13 +575,12 @@ class LocalRuntime:
         with self._slow_lock:
             self._slow.pop(instance_id, None)
             self._records.pop(instance_id, None)
+            self._scan = None  # the next sweep looks at the processes as they are now
 
     def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":
             return
-        missing = sorted(
-            set(processes.live_pids_of_user(user.uid)) - self._cgroups.members_of_every_hierarchy(paths.os_user)
-        )
+        missing = sorted(set(self._pids_of(user.uid)) - self._cgroups.members_of_every_hierarchy(paths.os_user))
         if missing:
             self._cgroups.attach(paths.os_user, missing)
 

@@ -6,9 +6,11 @@ an operation never waits on the health pass). `Observer.run` is the loop of one 
 - It runs only while this process holds the store's named lease (`leases` table): with several API and
   worker processes on one store, one of them observes; when it dies, another takes over once the lease
   expires (`lease_ttl`, a few intervals).
-- Every `interval` seconds it submits `check(item)` for each current item to a pool of `concurrency`
-  threads. A check that is still running (a probe stuck on a hung server until its timeout) keeps its
-  item out of the next rounds until it ends: one slow item costs one thread, never the other items' turn.
+- Every `interval` seconds it calls `check(item)` for each current item, in its own thread: the check's
+  first look must be cheap and never block (at rest, most checks end there). When more is due (a probe,
+  a store write) the check returns it, and it runs on a pool of `concurrency` threads. A follow-up that
+  is still running (a probe stuck on a hung server until its timeout) keeps its item out of the next
+  rounds until it ends: one slow item costs one thread, never the other items' turn.
   The time from a change to its detection is thus at most `interval` plus one check's own timeout, as long
   as fewer than `concurrency` checks are stuck at once.
 - A check raising is logged and the loop goes on (the loop boundary); a store outage skips a round.
@@ -46,7 +48,7 @@ class Observer(Generic[K, T]):
 
     def __init__(
         self, db: Database, settings: ObserverSettings, owner: str, items: Callable[[], Iterable[tuple[K, T]]],
-        check: Callable[[T], None],
+        check: Callable[[T], Callable[[], None] | None],
     ) -> None:
         self.db = db
         self.settings = settings
@@ -86,8 +88,8 @@ class Observer(Generic[K, T]):
             log.info("%s observer %s stopped", self.settings.lease, self.owner)
 
     def round(self, pool: ThreadPoolExecutor) -> int:
-        """One round: renew the lease, then submit a check for every item not still being checked. Returns
-        how many checks were submitted (0 when another process holds the lease)."""
+        """One round: renew the lease, then look at every item not still being followed up. Returns how many
+        follow-ups were submitted (0 when another process holds the lease)."""
         with self.db.unit_of_work() as uow:
             holding = uow.leases.hold(self.settings.lease, self.owner, self.settings.lease_ttl)
         if holding != self._holding:
@@ -108,13 +110,21 @@ class Observer(Generic[K, T]):
         for key, item in self._items():
             if key in self._in_flight:
                 continue
-            self._in_flight[key] = (pool.submit(self._guarded, key, item), now)
-            submitted += 1
+            try:
+                follow_up = self._check(item)
+            except StoreUnavailable:
+                raise  # the whole round waits for the store
+            except Exception:  # loop boundary: one broken item must not stop the others
+                log.exception("%s check of %s failed", self.settings.lease, key)
+                continue
+            if follow_up is not None:
+                self._in_flight[key] = (pool.submit(self._guarded, key, follow_up), now)
+                submitted += 1
         return submitted
 
-    def _guarded(self, key: K, item: T) -> None:
+    def _guarded(self, key: K, follow_up: Callable[[], None]) -> None:
         try:
-            self._check(item)
+            follow_up()
         except StoreUnavailable:
             pass  # logged by the store
         except Exception:  # loop boundary: one broken item must not stop the others

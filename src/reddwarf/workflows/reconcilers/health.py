@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reddwarf.domain.instance import Instance
+from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
-from reddwarf.domain.workload import Placement
+from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.instances import CREATE, DELETE, REPAIR, RESTART, endpoint_answers
@@ -78,6 +78,7 @@ class HealthSweep:
         self._listed: tuple[tuple[int, float | None], list[tuple[str, Instance]]] | None = None
         self._pinged: dict[str, tuple[float, bool]] = {}
         self._admin_checked: dict[str, tuple[float, bool]] = {}
+        self._placements: dict[str, tuple[Endpoint | None, Placement]] = {}
         # Instances whose server was seen dead during an operation, already told (an event once, not per pass).
         self._told: set[str] = set()
 
@@ -104,37 +105,83 @@ class HealthSweep:
             watched = self._listed[1]
             self._round = _Round(busy=uow.operations.active_kinds(), root=frozenset(uow.instances.with_root_history()))
         ids = {key for key, _ in watched}
-        for cache in (self._pinged, self._admin_checked):
+        for cache in (self._pinged, self._admin_checked, self._placements):
             for gone in set(cache) - ids:
                 cache.pop(gone, None)
         return watched
 
     def check(self, instance: Instance) -> None:
-        deps = self.deps
-        placement = deps.placement(instance)
-        observation = deps.runtime.observe(placement)
+        """Observe one instance and record what changed (`first_look`, then its follow-up if any)."""
+        follow_up = self.first_look(instance)
+        if follow_up is not None:
+            follow_up()
+
+    def first_look(self, instance: Instance) -> Callable[[], None] | None:
+        """What costs nothing and never blocks: the runtime's observation and this round's store view. Returns
+        the rest of the check (a ping, an admin login, a store write) when one is due or something changed,
+        else None: at rest most looks end here, in the observer's own thread."""
+        placement = self._placement(instance)
+        observation = self.deps.runtime.observe(placement)
         busy, root = self._store_view(instance.id)
         if busy is not None:
-            self._during(instance, busy, observation.running, observation.exit_reason)
-            return
+            if observation.running or busy in STARTS_AND_STOPS or instance.id in self._told:
+                return None
+            return lambda: self._during(instance, busy, observation.running, observation.exit_reason)
         self._told.discard(instance.id)
         if not observation.running:
-            with deps.db.unit_of_work() as uow:
-                if not _unchanged(uow, instance):
-                    return
-                uow.instances.set_status(
-                    instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN,
-                    volume_used_bytes=observation.volume_used_bytes,
-                )
-                uow.events.add(instance.id, "SHUTDOWN", f"server not running: {observation.exit_reason}")
-                uow.operations.enqueue(REPAIR, instance.id)
-            log.warning("instance %s: server not running (%s); repair enqueued", instance.id,
-                        observation.exit_reason)
-            return
+            return lambda: self._record_dead(instance, observation)
         if observation.stopped:
-            self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
-                                   "server is stopped (suspended by a signal) and answers nothing")
-            return
+            if (instance.operating_status is OperatingStatus.ERROR
+                    and observation.volume_used_bytes == instance.volume_used_bytes):
+                return None
+            return lambda: self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
+                                                  "server is stopped (suspended by a signal) and answers nothing")
+        if self._settled(instance, observation, root):
+            return None
+        return lambda: self._judge(instance, placement, observation, root)
+
+    def _placement(self, instance: Instance) -> Placement:
+        endpoint = instance.endpoint
+        cached = self._placements.get(instance.id)
+        if cached is not None and cached[0] == endpoint:
+            return cached[1]
+        placement = self.deps.placement(instance)
+        self._placements[instance.id] = (endpoint, placement)
+        return placement
+
+    def _settled(self, instance: Instance, observation: ProcessObservation, root: bool) -> bool:
+        """No ping or admin login is due and their last answers change nothing of what the store says."""
+        now = self._clock()
+        pinged = self._pinged.get(instance.id)
+        if pinged is None or now - pinged[0] >= self.ping_every:
+            return False
+        lost_before = instance.fault is not None and instance.fault.message == ADMIN_LOST
+        if root:
+            checked = self._admin_checked.get(instance.id)
+            if checked is None or now - checked[0] >= self.admin_every:
+                return False
+            if checked[1]:  # still lost: settled once the store says so
+                return lost_before and instance.operating_status is OperatingStatus.ERROR
+        operating = OperatingStatus.HEALTHY if pinged[1] else OperatingStatus.ERROR
+        return (not lost_before and operating == instance.operating_status
+                and observation.volume_used_bytes == instance.volume_used_bytes)
+
+    def _record_dead(self, instance: Instance, observation: ProcessObservation) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work() as uow:
+            if not _unchanged(uow, instance):
+                return
+            uow.instances.set_status(
+                instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN,
+                volume_used_bytes=observation.volume_used_bytes,
+            )
+            uow.events.add(instance.id, "SHUTDOWN", f"server not running: {observation.exit_reason}")
+            uow.operations.enqueue(REPAIR, instance.id)
+        log.warning("instance %s: server not running (%s); repair enqueued", instance.id, observation.exit_reason)
+
+    def _judge(self, instance: Instance, placement: Placement, observation: ProcessObservation, root: bool) -> None:
+        """The endpoint's ping and, where root was ever enabled, the admin's login; record what changed."""
+        deps = self.deps
         healthy = self._answers(instance, placement)
         if root and self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
