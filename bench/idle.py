@@ -135,6 +135,9 @@ def main() -> None:
     disk = shutil.disk_usage(SCRATCH.parent if SCRATCH.parent.exists() else "/")
     needed_gb = args.instances + 2
     overcommit = max(1.0, round(needed_gb * 1024**3 / disk.free * 1.2, 2))
+    mounted = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(SCRATCH) in line]
+    if mounted:
+        raise SystemExit(f"volumes of an earlier run are still mounted under {SCRATCH}; delete its instances first")
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir(mode=0o755, parents=True)
     SCRATCH.chmod(0o755)
@@ -247,8 +250,9 @@ def _teardown(client: httpx.Client, server: subprocess.Popen[bytes], ids: list[s
     try:
         for instance_id in ids:
             client.delete(f"/instances/{instance_id}")
-        poll(lambda: all(client.get(f"/instances/{i}").status_code == 404 for i in ids), 60 + 2 * len(ids),
-             "every instance to be deleted", interval=1.0)
+        # One worker deletes them one after the other (stop, unmount, remove the OS user): seconds each.
+        poll(lambda: all(client.get(f"/instances/{i}").status_code == 404 for i in ids), 60 + 10 * len(ids),
+             "every instance to be deleted", interval=2.0)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
