@@ -197,11 +197,16 @@ def run(
           f"the instances {instances_cpu_pct:.2f} % of one core ({instances_cpu_pct / len(ids):.3f} % each)")
 
     dead, hung = [], []
+    reads: list[tuple[float, float]] = []
     for n in range(min(args.kills, len(views) // 2)):
         dead.append(_detect(client, views[2 * n], signal.SIGKILL, lambda v: v["status"] == "SHUTDOWN"))
-        hung.append(_detect(client, views[2 * n + 1], signal.SIGSTOP, lambda v: v["operating_status"] == "ERROR"))
+        hung.append(_detect(client, views[2 * n + 1], signal.SIGSTOP, lambda v: v["operating_status"] == "ERROR",
+                            reads))
     print(f"detection of a dead server: median {statistics.median(dead):.2f} s, max {max(dead):.2f} s; "
           f"of a hung (SIGSTOP) one: median {statistics.median(hung):.2f} s, max {max(hung):.2f} s")
+    first, again = [r[0] for r in reads], [r[1] for r in reads]
+    print(f"live reads of a hung server (503): the first {statistics.median(first):.2f} s (the admin connection's "
+          f"timeout), the next {statistics.median(again) * 1000:.0f} ms (median)")
     return {
         "instances": len(ids), "version": args.version, "window_s": round(elapsed, 1),
         "storage_overcommit_ratio": overcommit,
@@ -209,10 +214,17 @@ def run(
         "instances_cpu_pct": round(instances_cpu_pct, 3),
         "detect_dead_s": {"median": round(statistics.median(dead), 3), "max": round(max(dead), 3)},
         "detect_hung_s": {"median": round(statistics.median(hung), 3), "max": round(max(hung), 3)},
+        "hung_live_read_s": {"first": round(statistics.median(first), 3), "next": round(statistics.median(again), 4)},
     }
 
 
-def _detect(client: httpx.Client, view: dict[str, Any], signum: int, seen: Callable[[dict[str, Any]], bool]) -> float:
+def _detect(
+    client: httpx.Client, view: dict[str, Any], signum: int, seen: Callable[[dict[str, Any]], bool],
+    live_reads: list[tuple[float, float]] | None = None,
+) -> float:
+    """Seconds from the signal until the API shows `seen`; with `live_reads`, also time two live reads (list
+    users) of the then hung server: the first waits out the admin connection's timeout, the second should
+    answer 503 at once."""
     address = view["addresses"][0]["address"]
     pid = server_pid_of(address)
     if pid is None:
@@ -222,10 +234,21 @@ def _detect(client: httpx.Client, view: dict[str, Any], signum: int, seen: Calla
     try:
         poll(lambda: seen(client.get(f"/instances/{view['id']}").json()["instance"]), 60,
              f"instance {view['id']} to be seen after signal {signum}")
-        return time.monotonic() - started
+        detected = time.monotonic() - started
+        if live_reads is not None:
+            live_reads.append((_timed_read(client, view["id"]), _timed_read(client, view["id"])))
+        return detected
     finally:
         if signum == signal.SIGSTOP:
             os.kill(pid, signal.SIGCONT)
+
+
+def _timed_read(client: httpx.Client, instance_id: str) -> float:
+    started = time.monotonic()
+    response = client.get(f"/instances/{instance_id}/users")
+    if response.status_code != 503:
+        raise SystemExit(f"a live read of a hung server answered {response.status_code}, not 503")
+    return time.monotonic() - started
 
 
 def _answers(port: int) -> bool:

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,13 +165,26 @@ def _growing(image: Path) -> Path:
     return image.with_name(image.name + ".growing")
 
 
+UNMOUNT_PATIENCE = 5.0
+
+
 def release(image: Path, mountpoint: Path) -> None:
     """Unmount the volume (if mounted) and delete its image. TemporaryError while it is busy."""
     if mount_at(mountpoint) is not None:
-        try:
-            _run(["umount", str(mountpoint)], "umount")
-        except TemporaryError:
-            raise TemporaryError(f"volume at {mountpoint} is busy; retrying unmount", delay=2.0) from None
+        # A server just killed may still hold the filesystem for a moment (the kernel releases files queued
+        # for asynchronous I/O, MariaDB's io_uring, after the process has gone): try again for a few seconds
+        # before the caller's retry.
+        deadline = time.monotonic() + UNMOUNT_PATIENCE
+        pause = 0.05
+        while True:
+            try:
+                _run(["umount", str(mountpoint)], "umount")
+                break
+            except TemporaryError:
+                if time.monotonic() + pause > deadline:
+                    raise TemporaryError(f"volume at {mountpoint} is busy; retrying unmount", delay=2.0) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
         log.info("unmounted volume at %s", mountpoint)
     if mount_at(mountpoint) is not None:
         raise TemporaryError(f"volume at {mountpoint} is still mounted", delay=2.0)
