@@ -47,6 +47,7 @@ from typing import Generic, TypeVar
 from reddwarf.domain import operations as ops
 from reddwarf.domain.accounts import RootHistory, UserInfo
 from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import (
     BadRequest,
     Forbidden,
@@ -456,9 +457,15 @@ _CAPABILITY_WORDS = {
 }
 
 
+def _version(target: _Target) -> DatastoreVersion | None:
+    """The installed version the instance runs, or None when it is no longer installed."""
+    wanted = target.instance.spec.datastore_version
+    return next((v for v in target.engine.versions() if v.name == wanted), None)
+
+
 def _require(target: _Target, capability: Capability, what: str | None = None) -> None:
     spec = target.instance.spec
-    version = next((v for v in target.engine.versions() if v.name == spec.datastore_version), None)
+    version = _version(target)
     if version is None:
         raise UnprocessableEntity(
             f"Datastore {spec.datastore} version {spec.datastore_version} is no longer installed on this server."
@@ -521,8 +528,7 @@ def _view(target: _Target) -> AccountView:
 
 
 def _offers(target: _Target, capability: Capability) -> bool:
-    spec = target.instance.spec
-    version = next((v for v in target.engine.versions() if v.name == spec.datastore_version), None)
+    version = _version(target)
     return version is not None and target.engine.capabilities(version).has(capability)
 
 

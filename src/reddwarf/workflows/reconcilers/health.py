@@ -30,17 +30,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reddwarf.domain.instance import Endpoint, Instance
+from reddwarf.domain.operations import KINDS_BY_LANE, Lane
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.instances import CREATE, DELETE, REPAIR, RESTART, endpoint_answers
+from reddwarf.workflows.reconcilers.instances import REPAIR, endpoint_answers
 
 log = logging.getLogger(__name__)
 
 WATCHED = frozenset({InstanceStatus.ACTIVE, InstanceStatus.SHUTDOWN})
-# Operations that stop and start the server themselves: a server down during one of them is expected.
-STARTS_AND_STOPS = frozenset({CREATE, DELETE, RESTART, REPAIR})
+# Operations that stop and start the server themselves (the lifecycle lane): a server down during one of
+# them is expected.
+STARTS_AND_STOPS = KINDS_BY_LANE[Lane.LIFECYCLE]
 ADMIN_LOST = (
     "Reddwarf's admin access to this instance was lost; root is enabled, so a root user may have changed "
     "or dropped it"
@@ -126,7 +128,7 @@ class HealthSweep:
         if busy is not None:
             if observation.running or busy in STARTS_AND_STOPS or instance.id in self._told:
                 return None
-            return lambda: self._during(instance, busy, observation.running, observation.exit_reason)
+            return lambda: self._during(instance, busy, observation.exit_reason)
         self._told.discard(instance.id)
         if not observation.running:
             return lambda: self._record_dead(instance, observation)
@@ -227,10 +229,9 @@ class HealthSweep:
         self._pinged[instance.id] = (now, answered)
         return answered
 
-    def _during(self, instance: Instance, kind: str, running: bool, reason: str) -> None:
-        """An operation works on the instance: note a dead server once, write no status."""
-        if running or kind in STARTS_AND_STOPS or instance.id in self._told:
-            return
+    def _during(self, instance: Instance, kind: str, reason: str) -> None:
+        """An operation that does not stop and start the server works on the instance and its server is dead:
+        say so once (`first_look` decided it is due), write no status."""
         self._told.add(instance.id)
         with self.deps.db.unit_of_work() as uow:
             uow.events.add(instance.id, "health", f"server not running during {kind}: {reason}")
