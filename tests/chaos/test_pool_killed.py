@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.chaos.test_worker_killed import crash_and_recover, store
+from tests.chaos.test_worker_killed import crash_and_recover, steps_of, store
 from tests.support.server import ReddwarfProcesses, instance_users, processes_of, running_plane, wait_for
 
-BUILD_STEPS = ["allocate_address", "prepare", "initialise", "start", "ready"]
+BUILD_STEPS = ["allocate_address", "prepare", "initialise", "start", "answers", "ready"]
 POOL_ON = {
     "REDDWARF_WARM_POOL_SIZE": "1", "REDDWARF_WARM_POOL_DATASTORES": json.dumps(["redis"]),
     "REDDWARF_WARM_POOL_INTERVAL": "0.2",
@@ -48,7 +48,7 @@ def build_journal(plane: ReddwarfProcesses, slot_id: str) -> list[str] | None:
                 return None
             (build,) = builds
             assert build.state == "done", (build.state, build.last_error)
-            return [step for step, _ in uow.operations.list_steps(build.id)]
+            return steps_of(uow, build.id)
     finally:
         db.dispose()
 

@@ -116,6 +116,11 @@ class NotYet(TemporaryError):
     deadline still bounds the wait (CloudNativePG's "requeue", not a failure)."""
 
 
+class LeaseLost(ReddwarfError):
+    """Another worker owns the operation now (this worker's lease expired, or the operation was superseded):
+    whatever the step was doing is abandoned, uncommitted (`reddwarf.fencing`)."""
+
+
 class PermanentError(ReddwarfError):
     """A step failed for good: the worker records a fault on the resource and stops the operation."""
 

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from reddwarf.domain.errors import LeaseLost
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
-from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext
+from reddwarf.workflows.kernel.context import LeaseKeeper, OperationContext
 
 WORKER = "worker-1"
 

@@ -19,6 +19,7 @@ the instance user.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from reddwarf import fencing
 from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.workload import (
     CommandSpec,
@@ -216,7 +218,10 @@ class LocalRuntime:
         # useradd and the volume (mkfs, mount) are independent and each mostly waits on a tool: run the
         # first in a helper thread meanwhile. Both are idempotent, so a failed or interrupted prepare re-runs.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-user") as pool:
-            creating = pool.submit(users.ensure, paths.os_user, paths.instance_id, str(paths.data_dir))
+            # In the step's context: its fence kills useradd too when the lease is lost.
+            creating = pool.submit(
+                contextvars.copy_context().run, users.ensure, paths.os_user, paths.instance_id, str(paths.data_dir)
+            )
             self._ensure_volume(paths, resources)
             self._cgroups.ensure(paths.os_user, resources.memory_mb, resources.vcpus, self._settings.pids_max)
             user = creating.result()
@@ -233,6 +238,13 @@ class LocalRuntime:
     # -- initialise -------------------------------------------------------------------------------
 
     def initialise(self, placement: Placement, workload: WorkloadSpec) -> None:
+        """Run the engine's init commands into the empty data directory, then write the init marker.
+
+        Fenced (`reddwarf.fencing`): the init commands are the step's children, killed when its lease is
+        lost. A worker paused past its lease cannot kill its own, so the holder that took over kills every
+        process of the instance's OS user before it wipes the data directory: no server runs (checked), so
+        they can only be a stale holder's init commands. The marker is the commit: written only after the
+        store confirms the lease, and it names the attempt that wrote it."""
         paths = self._layout(placement)
         if paths.init_marker.exists():
             return
@@ -240,6 +252,7 @@ class LocalRuntime:
         self._require_volume(paths)
         if self._live_record(paths) is not None:
             raise PermanentError(f"instance {paths.instance_id} is running; refusing to initialise it")
+        self._kill_stale_init(paths, user)
         if any(paths.data_dir.iterdir()):
             log.warning("instance %s: wiping a half-initialised data dir before re-running init", paths.instance_id)
             self._wipe_contents(paths.data_dir)
@@ -258,7 +271,9 @@ class LocalRuntime:
             # What init wrote is on disk before the marker says so (one syncfs: init tools may skip their
             # own per-file fsyncs, e.g. `initdb --no-sync`, which costs several times more on a loop volume).
             volumes.sync_filesystem(paths.data_dir)
-        files.write_private(paths.init_marker, "initialised\n")
+        fence = fencing.current()
+        fence.confirm()
+        files.write_private(paths.init_marker, f"initialised by {fence.tag}\n")
         log.info("initialised instance %s", paths.instance_id)
 
     def _wipe_contents(self, directory: Path) -> None:
@@ -267,6 +282,17 @@ class LocalRuntime:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+
+    def _kill_stale_init(self, paths: InstanceLayout, user: users.OsUser) -> None:
+        stale = processes.live_pids_of_user(user.uid)
+        if not stale:
+            return
+        log.warning("instance %s: killing processes %s of %s left by an earlier initialisation",
+                    paths.instance_id, stale, paths.os_user)
+        processes.signal_pids(stale, signal.SIGKILL)
+        if not processes.wait_until(lambda: not processes.live_pids_of_user(user.uid), self._settings.kill_timeout,
+                                    self._reaper.reap):
+            raise TemporaryError(f"processes of {paths.os_user} survived SIGKILL; initialisation waits", delay=2.0)
 
     def _run_init(self, paths: InstanceLayout, user: users.OsUser, command: CommandSpec, hidden: list[str]) -> None:
         program = os.path.basename(command.argv[0])
@@ -284,7 +310,9 @@ class LocalRuntime:
             close_fds=True,
             umask=0o077,
         )
+        fence = fencing.current()
         try:
+            fence.adopt(child)
             output, _ = child.communicate(timeout=command.timeout)
         except subprocess.TimeoutExpired:
             processes.signal_group(child.pid, signal.SIGKILL)
@@ -293,7 +321,14 @@ class LocalRuntime:
             raise TemporaryError(
                 f"init command {program} of instance {paths.instance_id} timed out after {command.timeout:g}s"
             ) from None
+        except BaseException:
+            processes.signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+            raise
+        finally:
+            fence.release(child)
         self._append_log(paths, user, output)
+        fence.check()  # a lost lease killed it: say so, not that the command failed
         if child.returncode != 0:
             text = output.decode("utf-8", "replace")
             for secret in hidden:

@@ -12,6 +12,7 @@ import pwd
 import subprocess
 from dataclasses import dataclass
 
+from reddwarf import fencing
 from reddwarf.domain.errors import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def require(name: str) -> OsUser:
 
 def _run(argv: list[str], what: str) -> None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+        done = fencing.run(argv, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise TemporaryError(f"{what} timed out", delay=5.0) from None
     if done.returncode in _LOCKED:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reddwarf import fencing
 from reddwarf.domain.errors import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def loop_support() -> tuple[bool, str]:
 
 def _run(argv: list[str], what: str) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+        done = fencing.run(argv, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise TemporaryError(f"{what} timed out", delay=5.0) from None
     if done.returncode != 0:

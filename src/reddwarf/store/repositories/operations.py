@@ -17,7 +17,7 @@ import logging
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -263,6 +263,16 @@ class OperationRepository:
         self._session.execute(
             statement, {"operation_id": op_id, "step": step, "result": dict(result or {}), "completed_at": _now()}
         )
+
+    def forget_steps(self, op_id: str, steps: Collection[str]) -> None:
+        """Take `steps` out of the journal: the next attempt runs them again (a wait that timed out rewinds
+        to the step that started what it waited for)."""
+        if steps:
+            self._session.execute(
+                delete(OperationStepRow)
+                .where(OperationStepRow.operation_id == op_id, OperationStepRow.step.in_(list(steps)))
+                .execution_options(synchronize_session=False)
+            )
 
     def list_steps(self, op_id: str) -> list[tuple[str, float]]:
         """(step, completed_at) in the order the steps first completed."""

@@ -1,11 +1,22 @@
-"""What a handler sees while it runs one operation: the journal-backed `step()` and the lease keeper.
+"""What a handler sees while it runs one operation: the journal-backed `step()`, `wait_until()` and the
+lease keeper.
 
 The lease is confirmed (renewed with a conditional UPDATE that only matches while this worker holds a
-RUNNING operation) by the keeper thread every third of the TTL and, at the end of every step, in the same
-transaction that journals the step: a step is journaled only while the lease is held, and a superseded or
-expired operation is noticed at that step boundary (`LeaseLost`), before its next step starts. A step
-starts without a store round trip when the lease was confirmed less than a third of the TTL ago (the
-keeper's own cadence), otherwise it renews first.
+RUNNING operation whose lease has not expired) by the keeper thread every third of the TTL and, at the end
+of every step, in the same transaction that journals the step: a step is journaled only while the lease is
+held. A step starts without a store round trip when the lease was confirmed less than a third of the TTL
+ago (the keeper's own cadence), otherwise it renews first.
+
+A lost lease stops the work, not only its journaling: the keeper cancels the step's `Fence`
+(`reddwarf.fencing`), which kills the step's child processes, within a third of the TTL of the loss (a
+renewal refused: the operation was superseded or taken) or at once when the keeper finds the lease older
+than its TTL (the worker was paused, or cut off from the store, past its lease). The step itself then
+fails with `LeaseLost` at its next fenced commit or step boundary.
+
+A step that waits for the world (`wait_until`: a server becoming ready; later a replica catching up, a
+backup finishing) looks for at most `hold` seconds in place, then raises `NotYet`: the worker requeues the
+operation with its lease released (no attempt counted) and is free for other work. The wait's start is
+journaled, so its timeout counts from the first look whichever worker looks next.
 """
 
 from __future__ import annotations
@@ -13,11 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reddwarf.domain.errors import ReddwarfError
+from reddwarf import fencing
+from reddwarf.domain.errors import LeaseLost, NotYet, TemporaryError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
 from reddwarf.store.uow import UnitOfWork
@@ -27,9 +39,11 @@ log = logging.getLogger(__name__)
 
 StepResult = dict[str, Any]
 
-
-class LeaseLost(ReddwarfError):
-    """Another worker owns the operation now (our lease expired or the operation was superseded)."""
+# How long `wait_until` looks in place before it frees the worker: most servers start within it, and a
+# requeue costs two store transactions (the release and the next claim).
+WAIT_IN_PLACE = 1.0
+# How often it looks in place.
+WAIT_POLL = 0.005
 
 
 class LeaseKeeper:
@@ -40,7 +54,8 @@ class LeaseKeeper:
     `confirmed_at`)."""
 
     def __init__(
-        self, db: Database, op_id: str, worker_id: str, ttl: float, *, confirmed_at: float | None = None
+        self, db: Database, op_id: str, worker_id: str, ttl: float, *, confirmed_at: float | None = None,
+        tag: str | None = None, on_adopt: Callable[[fencing.Fence], None] | None = None,
     ) -> None:
         self._db = db
         self._op_id = op_id
@@ -52,6 +67,10 @@ class LeaseKeeper:
         self._confirmed_wall = wall if confirmed_at is None else min(wall, confirmed_at)
         self._confirmed = time.monotonic() - (wall - self._confirmed_wall)
         self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
+        # What the steps run under: cancelled (their children killed) the moment the lease is known lost.
+        self.fence = fencing.Fence(
+            tag or op_id, confirm=self._confirm, expired=lambda: self.confirmed_age() >= ttl, on_adopt=on_adopt
+        )
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -72,6 +91,17 @@ class LeaseKeeper:
     def check(self) -> None:
         if self._lost.is_set():
             raise LeaseLost(f"lease on operation {self._op_id} lost")
+
+    def _confirm(self) -> None:
+        """The fence's commit check: a store round trip, whatever the keeper's cadence."""
+        self.renew_now()
+        self.check()
+
+    def _lose(self, why: str) -> None:
+        if not self._lost.is_set():
+            self._lost.set()
+            log.warning("operation %s: lease of %s lost (%s); stopping its work", self._op_id, self._worker_id, why)
+        self.fence.cancel()
 
     def confirmed_age(self) -> float:
         """Seconds since the store last confirmed the lease (claim or successful renewal), by whichever of
@@ -96,12 +126,17 @@ class LeaseKeeper:
             self._confirmed = max(self._confirmed, started)
             self._confirmed_wall = max(self._confirmed_wall, time.time() - (time.monotonic() - started))
         else:
-            self._lost.set()
+            self._lose("the store refused the renewal: superseded, or expired and taken")
 
     def _loop(self) -> None:
         # Every third of the TTL after the last confirmation (a handed-over lease may be older than the
         # keeper), and not in a tight loop while the store fails.
         while not self._stop.wait(max(self._ttl / 10, self._ttl / 3 - self.confirmed_age())):
+            if self.confirmed_age() >= self._ttl:
+                # Paused (SIGSTOP, a VM freeze) or cut off from the store past the lease: another worker may
+                # run the step now. No store round trip needed to know it, nor to kill this one's children.
+                self._lose(f"not confirmed for {self.confirmed_age():.1f}s, past its TTL of {self._ttl:g}s")
+                return
             try:
                 self.renew_now()
             except Exception:  # loop boundary: a store hiccup must not kill the renewer
@@ -132,7 +167,9 @@ class OperationContext:
         self.lease.check()
         crash_point(self.op.kind, name, "before")
         log.info("operation %s (%s %s): step %s", self.op.id, self.op.kind, self.op.resource_id, name)
-        result = fn() or {}
+        self.lease.fence.step = name
+        with fencing.fenced(self.lease.fence):
+            result = fn() or {}
         crash_point(self.op.kind, name, "after")
         self.lease.check()
         # One transaction: renew the lease and, only if it is still ours, journal the step.
@@ -145,3 +182,55 @@ class OperationContext:
         self.lease.check()
         self.journal[name] = result
         return result
+
+    def wait_until(
+        self, name: str, check: Callable[[], bool], *, timeout: float, expired: str,
+        rewind: Sequence[str] = (), hold: float = WAIT_IN_PLACE, poll: float = WAIT_POLL,
+    ) -> None:
+        """A step that waits until `check()` is true: journaled as `name` once it is.
+
+        Looks every `poll` seconds for at most `hold` seconds, then raises `NotYet` (the worker requeues the
+        operation, lease released, and looks again later: module docstring). `timeout` counts from the
+        first look that found it not ready (journaled as `<name>.since`); past it the wait fails with
+        TemporaryError(`expired`), as does a `check` raising TemporaryError, and both rewind the journal:
+        the wait and the steps in `rewind` (what started the thing waited for) run again on the retry."""
+        if name in self.journal:
+            return
+        since_step = f"{name}.since"
+        stop_holding = time.monotonic() + hold
+        while True:
+            self.lease.check()
+            try:
+                self.lease.fence.step = name
+                with fencing.fenced(self.lease.fence):
+                    ready = check()
+            except NotYet:
+                raise
+            except TemporaryError:
+                self._rewind((since_step, *rewind))
+                raise
+            if ready:
+                break
+            # Not at the first look: from now on the wait has a start, whichever worker looks next. (A wait
+            # that ends at its first look costs no journal write.)
+            since = float(self.step(since_step, lambda: {"at": time.time()})["at"])
+            waited = time.time() - since
+            if waited > timeout:
+                self._rewind((since_step, *rewind))
+                raise TemporaryError(expired)
+            if time.monotonic() >= stop_holding:
+                raise NotYet(f"waiting for {name} ({waited:.1f}s so far)", delay=min(1.0, max(0.05, waited / 4)))
+            time.sleep(poll)
+        self.step(name, lambda: None)
+
+    def _rewind(self, steps: Sequence[str]) -> None:
+        """Take `steps` out of the journal (under the lease, like a journal write)."""
+        started = time.monotonic()
+        with self.db.unit_of_work() as uow:
+            held = self.lease.renew_in(uow)
+            if held:
+                uow.operations.forget_steps(self.op.id, steps)
+        self.lease.settle(held, started)
+        self.lease.check()
+        for step in steps:
+            self.journal.pop(step, None)

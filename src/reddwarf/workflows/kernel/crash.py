@@ -1,7 +1,11 @@
-"""Test-only crash points: `REDDWARF_TEST_CRASH_AT=<kind>:<step>:<before|after>` kills the worker with SIGKILL.
+"""Test-only crash points: `REDDWARF_TEST_CRASH_AT=<kind>:<step>:<before|after|child>` kills the worker with
+SIGKILL.
 
 `before` dies just before the step runs (the journal holds every earlier step); `after` dies once the step's
-work is done but before it is journaled, so the step runs again on recovery and must be idempotent.
+work is done but before it is journaled, so the step runs again on recovery and must be idempotent; `child`
+right after the step started a child process (`reddwarf.fencing`), which goes on running.
+`REDDWARF_TEST_CRASH_ACTION=pause` stops the worker (SIGSTOP) instead of killing it: a worker paused past
+its lease, that a test resumes with SIGCONT.
 An optional fourth field `once` makes the crash happen only if the marker file named by
 `REDDWARF_TEST_CRASH_MARKER` does not exist yet (the crash creates it), so the restarted worker goes on.
 """
@@ -16,6 +20,7 @@ from typing import Final
 
 ENV_CRASH_AT: Final = "REDDWARF_TEST_CRASH_AT"
 ENV_CRASH_MARKER: Final = "REDDWARF_TEST_CRASH_MARKER"
+ENV_CRASH_ACTION: Final = "REDDWARF_TEST_CRASH_ACTION"
 
 log = logging.getLogger(__name__)
 
@@ -33,5 +38,9 @@ def crash_point(kind: str, step: str, when: str) -> None:
         if path.exists():
             return
         path.write_text(f"{kind}:{step}:{when}\n")
+    if os.environ.get(ENV_CRASH_ACTION) == "pause":
+        log.warning("test crash point reached: %s %s %s; pausing this worker", kind, step, when)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     log.warning("test crash point reached: %s %s %s; killing this worker", kind, step, when)
     os.kill(os.getpid(), signal.SIGKILL)

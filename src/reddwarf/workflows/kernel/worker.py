@@ -15,15 +15,17 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reddwarf.domain.errors import NotYet, PermanentError, StoreUnavailable, TemporaryError
+from reddwarf.domain.errors import LeaseLost, NotYet, PermanentError, StoreUnavailable, TemporaryError
 from reddwarf.domain.operations import registered
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation
-from reddwarf.workflows.kernel.context import LeaseKeeper, LeaseLost, OperationContext, StepResult
+from reddwarf.workflows.kernel.context import LeaseKeeper, OperationContext, StepResult
+from reddwarf.workflows.kernel.crash import crash_point
 from reddwarf.workflows.kernel.dispatch import Dispatcher, Handed
 from reddwarf.workflows.kernel.retry import backoff
 
@@ -50,6 +52,12 @@ class Periodic:
     name: str
     interval: float
     fn: Callable[[], None]
+
+
+def attempt_tag(op: Operation, owner: str) -> str:
+    """Names one holding of `op`'s lease, for what its steps write outside the store (`reddwarf.fencing`):
+    two holders (a paused worker and the one that took over) have different owners."""
+    return f"{op.id[:8]}-a{op.attempts}-{zlib.crc32(owner.encode()):08x}"
 
 
 def new_worker_id() -> str:
@@ -87,6 +95,8 @@ class Worker:
         self.only_kinds = only_kinds
         self.skip_kinds = skip_kinds
         self._next_run = {p.name: 0.0 for p in self.periodic}
+        # When an operation this worker requeued (a wait, a retry) is due again: its wait ends by then.
+        self._due_again: float | None = None
         if dispatcher is not None and wake is not None:
             raise ValueError("a worker waits on its dispatcher or on a wake-up event, not both")
         # This process's use cases hand operations over to the worker while it waits (`kernel.dispatch`).
@@ -128,9 +138,13 @@ class Worker:
         return kind not in self.skip_kinds
 
     def _wait(self, seen: int) -> Handed | None:
+        timeout = self.poll_interval
+        if self._due_again is not None:
+            timeout = min(timeout, max(0.0, self._due_again - time.monotonic()))
+            self._due_again = None
         if self._dispatcher is not None:
-            return self._dispatcher.wait(self.accepts, self.poll_interval, since=seen)
-        self._wake.wait(self.poll_interval)
+            return self._dispatcher.wait(self.accepts, timeout, since=seen)
+        self._wake.wait(timeout)
         # A wake-up that lands after the wait is not lost: the next round looks at the store.
         self._wake.clear()
         return None
@@ -173,7 +187,10 @@ class Worker:
             with self.db.unit_of_work() as uow:
                 uow.operations.fail(op.id, owner, f"unknown operation kind {op.kind}")
             return
-        with LeaseKeeper(self.db, op.id, owner, ttl, confirmed_at=confirmed_at) as lease:
+        with LeaseKeeper(
+            self.db, op.id, owner, ttl, confirmed_at=confirmed_at, tag=attempt_tag(op, owner),
+            on_adopt=lambda fence: crash_point(op.kind, fence.step, "child"),
+        ) as lease:
             if lease.confirmed_age() >= ttl / 3:
                 # Not confirmed lately (a hand-over that waited): nothing of the handler, not even its failure
                 # handling at the deadline, runs on an operation that another worker may have by now.
@@ -237,6 +254,8 @@ class Worker:
     def _release(self, ctx: OperationContext, delay: float, error: str, *, count_attempt: bool = True) -> None:
         with self.db.unit_of_work() as uow:
             uow.operations.release(ctx.op.id, ctx.worker_id, delay=delay, error=error, count_attempt=count_attempt)
+        due = time.monotonic() + delay
+        self._due_again = due if self._due_again is None else min(self._due_again, due)
 
     def _give_up(self, handler: Handler, ctx: OperationContext, error: PermanentError) -> None:
         log.error("operation %s (%s %s) failed: %s", ctx.op.id, ctx.op.kind, ctx.op.resource_id, error.message)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from reddwarf.domain.errors import NotYet, PermanentError, TemporaryError
+from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolTarget
@@ -20,7 +20,7 @@ from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers import pool
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
-from reddwarf.workflows.reconcilers.lifecycle import READY_POLL, allocate_address, start_and_wait
+from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +128,23 @@ class CreateInstance:
         # interval, so the first attempt goes straight to bootstrap: a server that died meanwhile makes
         # bootstrap fail with a temporary error, and the retry starts it first.
         if not warm or ctx.op.attempts > 1 or "start" in ctx.journal:
-            ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement, admin))
+            start_server(ctx, deps, instance.spec, instance.id, placement, admin)
         ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
         # Root on create: only when the create stored a root password (`Settings.root_on_create`); the step
         # forgets it once root is enabled, so a re-run after that finds nothing to do.
         if root_pending or "root" in ctx.journal:
             ctx.step("root", lambda: self._root(instance, placement, admin))
-        ctx.step("verify", lambda: self._verify(instance, placement))
+        # The login goes first: it is over the unix socket, and it fails (quietly) until the server is up.
+        ctx.wait_until(
+            "verify",
+            lambda: tenant_login(deps, instance, placement) and endpoint_answers(deps, instance, placement),
+            timeout=deps.ready_timeout,
+            expired="The instance endpoint does not answer yet (or its address is held by another program).",
+        )
+        ctx.step("active", lambda: _set_status(
+            deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
+            event="endpoint answers; instance is ready", clear_fault=True,
+        ))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -152,20 +162,6 @@ class CreateInstance:
             uow.instances.record_root_enabled(instance.id, instance.project_id)
             uow.secrets.delete(instance.id, ROOT_SECRET)
             uow.events.add(instance.id, "root", f"root ({name}) enabled on create")
-
-    def _verify(self, instance: Instance, placement: Placement) -> None:
-        deadline = time.monotonic() + self.deps.ready_timeout
-        # The login goes first: it is over the unix socket, and it fails (quietly) until the server is up.
-        while not (tenant_login(self.deps, instance, placement) and endpoint_answers(self.deps, instance, placement)):
-            if time.monotonic() > deadline:
-                raise TemporaryError(
-                    "The instance endpoint does not answer yet (or its address is held by another program)."
-                )
-            time.sleep(READY_POLL)
-        _set_status(
-            self.deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
-            event="endpoint answers; instance is ready", clear_fault=True,
-        )
 
 
 class DeleteInstance:
@@ -218,7 +214,7 @@ class RestartInstance:
         ctx.step("mark", lambda: _set_status(
             deps, instance.id, InstanceStatus.REBOOT, OperatingStatus.NONE, event="restart requested"))
         ctx.step("stop", lambda: deps.runtime.stop(placement, deps.workload(instance, placement)))
-        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement))
+        start_server(ctx, deps, instance.spec, instance.id, placement)
         ctx.step("ready", lambda: _set_status(
             deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY, event="restarted",
             clear_fault=True))
@@ -239,7 +235,7 @@ class RepairInstance:
         if instance.deleting or instance.endpoint is None:
             return
         placement = deps.placement(instance)
-        ctx.step("start", lambda: start_and_wait(deps, instance.spec, instance.id, placement))
+        start_server(ctx, deps, instance.spec, instance.id, placement)
         ctx.step("ready", lambda: _set_status(
             deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
             event="server restarted after it stopped", clear_fault=True))

@@ -8,10 +8,9 @@ from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.instance import Endpoint, InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
-from reddwarf.workflows.kernel.context import StepResult
+from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
-READY_POLL = 0.005
 OBSERVE_EVERY = 0.25
 
 
@@ -39,31 +38,41 @@ def allocate_address(
     raise TemporaryError(f"No free address for port {standard_port} in the runtime's pool.", delay=5.0)
 
 
-def start_and_wait(
-    deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement, password: Secret | None = None
+def start_server(
+    ctx: OperationContext, deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement,
+    password: Secret | None = None,
 ) -> None:
-    """Start the server (idempotent) and wait, within `ready_timeout`, until the admin logs in over the
-    instance's unix socket (its server checked to run as the instance's OS user) and the tenant endpoint's
-    listener answers and belongs to that user too (no credential over TCP).
+    """The steps `start` (start the server; idempotent) and `answers`: wait, within `ready_timeout`, until
+    the admin logs in over the instance's unix socket (its server checked to run as the instance's OS user)
+    and the tenant endpoint's listener answers and belongs to that user too (no credential over TCP).
+
+    The wait frees the worker after a moment (`OperationContext.wait_until`); a server that exits during
+    start-up, or does not answer in time, rewinds to `start`, which the retry runs again.
 
     `owner_id` holds the admin password (the instance, or the warm-pool slot being built), unless the
     caller already read it (`password`)."""
-    if password is None:
-        password = deps.admin_password(owner_id)
-    workload = deps.workload_with(spec, placement, password)
-    deps.runtime.start(placement, workload)
+    admin = password if password is not None else deps.admin_password(owner_id)
     engine = deps.engine_for(spec)
-    deadline = time.monotonic() + deps.ready_timeout
-    next_observe = time.monotonic() + OBSERVE_EVERY
-    while time.monotonic() < deadline:
-        if engine.probe(placement, engine.admin_user, password, timeout=2.0) and engine.ping(placement, timeout=2.0):
-            return
+
+    def launch() -> None:
+        deps.runtime.start(placement, deps.workload_with(spec, placement, admin))
+
+    observed = [time.monotonic() + OBSERVE_EVERY]
+
+    def answers() -> bool:
+        if engine.probe(placement, engine.admin_user, admin, timeout=2.0) and engine.ping(placement, timeout=2.0):
+            return True
         # The probe is cheap (a refused connect); observing the process is not (it reads /proc), so a
-        # server that died during start-up is noticed within OBSERVE_EVERY rather than on every poll.
-        if time.monotonic() >= next_observe:
+        # server that died during start-up is noticed within OBSERVE_EVERY rather than on every look.
+        if time.monotonic() >= observed[0]:
             observation = deps.runtime.observe(placement)
             if not observation.running:
                 raise TemporaryError(f"The database server exited during start-up: {observation.exit_reason}")
-            next_observe = time.monotonic() + OBSERVE_EVERY
-        time.sleep(READY_POLL)
-    raise TemporaryError(f"The database server did not answer within {deps.ready_timeout:.0f} seconds.")
+            observed[0] = time.monotonic() + OBSERVE_EVERY
+        return False
+
+    ctx.step("start", launch)
+    ctx.wait_until(
+        "answers", answers, timeout=deps.ready_timeout, rewind=("start",),
+        expired=f"The database server did not answer within {deps.ready_timeout:.0f} seconds.",
+    )

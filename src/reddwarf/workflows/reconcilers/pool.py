@@ -37,7 +37,7 @@ from reddwarf.store.records import OperationState
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
-from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_and_wait
+from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class BuildSlot:
         placement = deps.runtime.placement(slot.id, str(endpoint["address"]), int(endpoint["port"]))
         ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources_for(spec)))
         ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload_for(spec, slot.id, placement)))
-        ctx.step("start", lambda: start_and_wait(deps, spec, slot.id, placement))
+        start_server(ctx, deps, spec, slot.id, placement)
         ctx.step("ready", lambda: self._ready(slot, placement))
 
     def _ready(self, slot: PoolSlot, placement: Placement) -> None:

@@ -1,0 +1,162 @@
+"""The lease a step runs under, as the code below the kernel (engines, runtimes) sees it.
+
+A worker that loses its lease (it expired while the worker was paused or cut off from the store, or a
+delete superseded the operation) must stop doing the operation's work on the host, not only stop
+journaling it: another worker now runs the same step. The kernel (`workflows.kernel.context`) makes a
+`Fence` current for the thread that runs a step; the code that does the work outside the store uses it:
+
+- `run` / `Fence.adopt`: every child process a step starts (mkfs, useradd, initdb, later pg_basebackup) is
+  adopted by the fence, in its own process group; when the lease is lost the kernel's lease keeper calls
+  `Fence.cancel`, which kills those groups at once (the keeper notices within a third of the TTL, see
+  `LeaseKeeper`), and a child started after that is killed as it is adopted.
+- `Fence.tag`: the attempt, for anything a step writes outside the store (a staging directory, a backup's
+  artifacts, a marker): two holders of one operation never write to the same name.
+- `Fence.confirm`: the commit point of such a write (a rename into place, a marker) is preceded by a store
+  round trip that renews the lease; it raises `LeaseLost` when the lease is no longer this worker's, so a
+  stale writer never commits over a newer one. Between the confirmation and the commit the lease has a
+  whole TTL to run; only a delete superseding the operation can end it sooner, and a delete waits for the
+  lease to be let go (`live_leases`) before it touches the host.
+
+Outside a step (the CLI, a test calling a runtime directly) `current()` is an unfenced no-op fence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from reddwarf.domain.errors import LeaseLost
+
+log = logging.getLogger(__name__)
+
+
+class Fence:
+    """One holding of one operation's lease (module docstring). Thread-safe."""
+
+    def __init__(
+        self, tag: str, confirm: Callable[[], None] | None = None, *,
+        expired: Callable[[], bool] | None = None, on_adopt: Callable[[Fence], None] | None = None,
+    ) -> None:
+        """`confirm` asks the store (raises `LeaseLost`); `expired` says, without a round trip, whether the
+        lease has outlived its TTL since it was last confirmed (a worker resumed after a pause knows it
+        before its keeper thread gets to run)."""
+        self.tag = tag
+        self._expired = expired
+        # The step running under the fence (set by the kernel), for logs and the test-only crash points.
+        self.step = ""
+        self._confirm = confirm
+        self._on_adopt = on_adopt
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def check(self) -> None:
+        """Raise `LeaseLost` if the lease is known lost or past its TTL (no store round trip)."""
+        if not self._cancelled and self._expired is not None and self._expired():
+            self.cancel()
+        if self._cancelled:
+            raise LeaseLost(f"lease of attempt {self.tag} lost")
+
+    def confirm(self) -> None:
+        """Raise `LeaseLost` unless the store confirms, now, that the lease is still held."""
+        self.check()
+        if self._confirm is not None:
+            self._confirm()
+
+    def adopt(self, child: subprocess.Popen[bytes]) -> None:
+        """Track a child started in a session of its own (`start_new_session=True`); killed on `cancel`."""
+        expired = self._expired is not None and self._expired()
+        with self._lock:
+            adopted = not (self._cancelled or expired)
+            if adopted:
+                self._children[child.pid] = child
+        if adopted:
+            if self._on_adopt is not None:
+                self._on_adopt(self)
+            return
+        _kill_group(child.pid)
+        self.cancel()
+        raise LeaseLost(f"lease of attempt {self.tag} lost; child process {child.pid} killed")
+
+    def release(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children.pop(child.pid, None)
+
+    def cancel(self) -> int:
+        """The lease is lost: kill every adopted child's process group. Returns how many were running."""
+        with self._lock:
+            self._cancelled = True
+            children = list(self._children.values())
+            self._children.clear()
+        running = [child for child in children if child.poll() is None]
+        for child in running:
+            _kill_group(child.pid)
+        if running:
+            log.warning("attempt %s: lease lost; killed child processes %s", self.tag,
+                        ", ".join(str(child.pid) for child in running))
+        return len(running)
+
+
+UNFENCED = Fence("direct")
+
+_current: contextvars.ContextVar[Fence] = contextvars.ContextVar("reddwarf_fence", default=UNFENCED)
+
+
+def current() -> Fence:
+    """The fence of the step running in this thread (or context), else the unfenced one."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def fenced(fence: Fence) -> Iterator[Fence]:
+    """Make `fence` current for the code run inside (the kernel does this around a step)."""
+    token = _current.set(fence)
+    try:
+        yield fence
+    finally:
+        _current.reset(token)
+
+
+def run(argv: Sequence[str], *, timeout: float, **options: Any) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run(argv, capture_output=True, text=True)` under the current fence: the child gets a
+    session (process group) of its own, is killed with it when the lease is lost (`LeaseLost` is raised
+    then) or at `timeout` (`subprocess.TimeoutExpired`, as `subprocess.run`)."""
+    fence = current()
+    child: subprocess.Popen[bytes] = subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True, **options,
+    )
+    try:
+        fence.adopt(child)
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(child.pid)
+            child.communicate()
+            raise
+    except BaseException:
+        _kill_group(child.pid)
+        child.communicate()  # reaps it and closes the pipes
+        raise
+    finally:
+        fence.release(child)
+    fence.check()  # a lost lease killed it: say so, not that the command failed
+    return subprocess.CompletedProcess(
+        list(argv), child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
