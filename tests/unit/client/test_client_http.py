@@ -6,7 +6,7 @@ import logging
 
 import httpx
 import pytest
-from client_fakes import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response, instance_body
+from tests.fakes.api import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response, instance_body
 
 from reddwarf.client import (
     InstanceFaulted,
