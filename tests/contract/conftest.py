@@ -12,20 +12,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 
+from reddwarf.client import Instance as View
+from reddwarf.client import ReddwarfAPIError, ReddwarfClient, ReddwarfClientError, UserRequest
+from reddwarf.domain.secret import Secret
 from tests.contract import host
 from tests.contract.targets import Target, discover
-from tests.support.server import ReddwarfProcesses, running_plane, wait_for
+from tests.support.server import ACTIVE_TIMEOUT, DELETE_TIMEOUT, ReddwarfProcesses, running_plane
 from tests.support.skips import not_applicable
 
 ADDRESS_POOL = "127.0.93.0/24"
 LIFECYCLE = "lifecycle"
 TARGETS = discover()
-ACTIVE_TIMEOUT = 120
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,32 +72,24 @@ class Account:
 
 @dataclass
 class Instance:
-    """An instance created for the suite and what the tenant knows about it."""
+    """An instance created for the suite and what the tenant knows about it (`client`: the tenant's typed
+    client)."""
 
     id: str
-    client: httpx.Client
+    client: ReddwarfClient
     accounts: tuple[Account, ...]
     databases: tuple[str, ...]
 
-    def view(self) -> dict[str, Any]:
-        response = self.client.get(f"/instances/{self.id}")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()["instance"]
-        return body
+    def view(self) -> View:
+        return self.client.get_instance(self.id)
 
-    def wait_status(self, status: str, timeout: float = ACTIVE_TIMEOUT) -> dict[str, Any]:
-        def current() -> dict[str, Any] | None:
-            view = self.view()
-            if view["status"] == "ERROR" and status != "ERROR":
-                raise AssertionError(f"instance {self.id} went to ERROR: {view.get('fault')}")
-            return view if view["status"] == status else None
-
-        found: dict[str, Any] = wait_for(current, timeout, f"instance {self.id} to be {status}", interval=0.1)
-        return found
+    def wait_active(self) -> View:
+        return self.client.wait_for_instance(self.id, timeout=ACTIVE_TIMEOUT)
 
     def endpoint(self) -> tuple[str, int]:
         view = self.view()
-        return view["addresses"][0]["address"], int(view["port"])
+        assert view.address is not None and view.port is not None, f"instance {self.id} has no endpoint yet"
+        return view.address, view.port
 
     def server_pid(self) -> int | None:
         return host.listener_pid(*self.endpoint())
@@ -113,32 +105,23 @@ def accounts_for(target: Target) -> tuple[tuple[Account, ...], tuple[str, ...]]:
     return (), ()
 
 
-def create_instance(client: httpx.Client, target: Target, name: str) -> Instance:
+def create_instance(client: ReddwarfClient, target: Target, name: str) -> Instance:
     accounts, databases = accounts_for(target)
-    body: dict[str, Any] = {
-        "name": name, "flavorRef": "1", "volume": {"size": 1},
-        "datastore": {"type": target.engine, "version": target.version},
-    }
-    if databases:
-        body["databases"] = [{"name": d} for d in databases]
-    if accounts:
-        body["users"] = [
-            {"name": a.user, "password": a.password, **({"databases": [{"name": a.database}]} if a.database else {})}
-            for a in accounts
-        ]
-    response = client.post("/instances", json={"instance": body})
-    assert response.status_code == 200, response.text
-    instance = response.json()["instance"]
-    assert instance["status"] == "BUILD"
-    return Instance(instance["id"], client, accounts, databases)
+    users = [UserRequest(name=a.user, password=Secret(a.password), databases=(a.database,) if a.database else ())
+             for a in accounts]
+    created = client.create_instance(name, "1", 1, datastore=target.engine, version=target.version,
+                                     databases=databases, users=users)
+    assert created.status == "BUILD"
+    return Instance(created.id, client, accounts, databases)
 
 
 def delete_instance(instance: Instance) -> None:
-    if instance.client.get(f"/instances/{instance.id}").status_code == 404:
-        return
-    instance.client.delete(f"/instances/{instance.id}")
-    wait_for(lambda: instance.client.get(f"/instances/{instance.id}").status_code == 404, 60,
-             f"instance {instance.id} to be deleted")
+    try:
+        instance.client.delete_instance(instance.id)
+    except ReddwarfAPIError as exc:
+        if exc.status != 404:
+            raise
+    instance.client.wait_for_delete(instance.id, timeout=DELETE_TIMEOUT)
 
 
 @dataclass
@@ -152,7 +135,7 @@ class Pair:
 
 @pytest.fixture(scope="session")
 def pair(reddwarf: ReddwarfProcesses, target: Target) -> Iterator[Pair]:
-    with reddwarf.client() as client:
+    with reddwarf.tenant() as client:
         tag = f"{target.engine}-{target.version}".replace(".", "-")
         created = Pair(create_instance(client, target, f"contract-{tag}"),
                        create_instance(client, target, f"contract-{tag}-spare"))
@@ -167,7 +150,7 @@ def pair(reddwarf: ReddwarfProcesses, target: Target) -> Iterator[Pair]:
 def shared(pair: Pair, reddwarf: ReddwarfProcesses) -> Instance:
     """The target's shared instance, ACTIVE (the server log tail explains a failure)."""
     try:
-        pair.shared.wait_status("ACTIVE")
-    except AssertionError as exc:
+        pair.shared.wait_active()
+    except ReddwarfClientError as exc:
         raise AssertionError(f"{exc}\n{reddwarf.log_tail()}") from None
     return pair.shared

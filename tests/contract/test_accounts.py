@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from reddwarf.domain.secret import Secret
 from tests.contract.clients import ADAPTERS, Refused
 from tests.contract.conftest import Instance
 from tests.contract.escapes import ESCAPES
@@ -45,15 +46,13 @@ def test_enabled_root_logs_in_and_disabled_root_is_refused(shared: Instance, tar
     address, port = shared.endpoint()
     adapter = ADAPTERS[target.engine]
 
-    response = shared.client.post(f"/instances/{shared.id}/root")
+    root = shared.client.accounts.enable_root(shared.id)
 
-    assert response.status_code == 200, response.text
-    user = response.json()["user"]
-    assert shared.client.get(f"/instances/{shared.id}/root").json()["rootEnabled"] is True
-    adapter.use(address, port, user["name"], user["password"], None)
-    assert shared.client.delete(f"/instances/{shared.id}/root").status_code == 204
+    assert shared.client.accounts.root_enabled(shared.id) is True
+    adapter.use(address, port, root.name, root.password.reveal(), None)
+    shared.client.accounts.disable_root(shared.id)
     with pytest.raises(Refused):
-        adapter.use(address, port, user["name"], user["password"], None)
+        adapter.use(address, port, root.name, root.password.reveal(), None)
 
 
 @pytest.mark.capability("databases")
@@ -64,44 +63,38 @@ def test_account_writes_sent_without_pause_apply_in_order_before_their_answer(
     create-user-with-access-to-it, revoke and then connects, with no pause, is refused at the end."""
     address, port = shared.endpoint()
     adapter = ADAPTERS[target.engine]
-    client, base = shared.client, f"/instances/{shared.id}"
+    accounts, iid = shared.client.accounts, shared.id
     database, user, password = "ordered_db", "ordered_user", "no pause 'at all'"
 
-    assert client.post(f"{base}/databases", json={"databases": [{"name": database}]}).status_code == 202
-    created = client.post(f"{base}/users", json={"users": [
-        {"name": user, "password": password, "databases": [{"name": database}]}]})
-    assert created.status_code == 202, created.text
+    accounts.create_databases(iid, [database])
+    accounts.create_user(iid, user, Secret(password), databases=[database])
     adapter.use(address, port, user, password, database)
-    assert client.delete(f"{base}/users/{user}/databases/{database}").status_code == 202
+    accounts.revoke(iid, user, database)
     with pytest.raises(Refused):
         adapter.use(address, port, user, password, database)
-    granted = client.put(f"{base}/users/{user}/databases", json={"databases": [{"name": database}]})
-    assert granted.status_code == 202, granted.text
+    accounts.grant(iid, user, [database])
     adapter.use(address, port, user, password, database)
-    assert client.delete(f"{base}/users/{user}").status_code == 202
+    accounts.delete_user(iid, user)
     with pytest.raises(Refused):
         adapter.use(address, port, user, password, database)
-    assert client.delete(f"{base}/databases/{database}").status_code == 202
+    accounts.delete_database(iid, database)
 
 
 @pytest.mark.capability("users")
 def test_user_writes_sent_without_pause_apply_before_their_answer(shared: Instance, target: Target) -> None:
     address, port = shared.endpoint()
     adapter = ADAPTERS[target.engine]
-    client, base = shared.client, f"/instances/{shared.id}"
+    accounts, iid = shared.client.accounts, shared.id
     user, first, second = "quick_user", "first 'password'", "second password"
     database = shared.databases[0] if shared.databases else None
-    access = {"databases": [{"name": database}]} if database else {}
 
-    created = client.post(f"{base}/users", json={"users": [{"name": user, "password": first, **access}]})
-    assert created.status_code == 202, created.text
+    accounts.create_user(iid, user, Secret(first), databases=[database] if database else [])
     adapter.use(address, port, user, first, database)
-    changed = client.put(f"{base}/users", json={"users": [{"name": user, "password": second}]})
-    assert changed.status_code == 202, changed.text
+    accounts.update_user(iid, user, password=Secret(second))
     with pytest.raises(Refused):
         adapter.use(address, port, user, first, database)
     adapter.use(address, port, user, second, database)
-    assert client.delete(f"{base}/users/{user}").status_code == 202
+    accounts.delete_user(iid, user)
     with pytest.raises(Refused):
         adapter.use(address, port, user, second, database)
 
@@ -110,11 +103,9 @@ def test_user_writes_sent_without_pause_apply_before_their_answer(shared: Instan
 def test_root_has_no_host_power_and_none_over_the_admin(shared: Instance, target: Target) -> None:
     address, port = shared.endpoint()
 
-    response = shared.client.post(f"/instances/{shared.id}/root")
+    root = shared.client.accounts.enable_root(shared.id)
 
-    assert response.status_code == 200, response.text
-    user = response.json()["user"]
     try:
-        assert ESCAPES[target.engine](address, port, user["name"], user["password"]) == []
+        assert ESCAPES[target.engine](address, port, root.name, root.password.reveal()) == []
     finally:
-        assert shared.client.delete(f"/instances/{shared.id}/root").status_code == 204
+        shared.client.accounts.disable_root(shared.id)

@@ -10,11 +10,13 @@ import time
 
 import pytest
 
+from reddwarf.client import ReddwarfAPIError, UserRequest
+from reddwarf.domain.secret import Secret
 from tests.contract import host
 from tests.contract.clients import ADAPTERS
 from tests.contract.conftest import Instance, Pair
 from tests.contract.targets import Target
-from tests.support.server import ReddwarfProcesses, wait_for
+from tests.support.server import DELETE_TIMEOUT, ReddwarfProcesses, wait_for
 
 pytestmark = pytest.mark.capability("lifecycle")
 
@@ -30,11 +32,11 @@ def tenant_connects(instance: Instance, target: Target) -> None:
 def test_create_becomes_active_and_healthy_on_the_standard_port(shared: Instance, target: Target) -> None:
     view = shared.view()
 
-    assert view["status"] == "ACTIVE" and view["operating_status"] == "HEALTHY"
-    assert view["datastore"] == {"type": target.engine, "version": target.version,
-                                 "version_number": target.installed.number if target.installed else ""}
-    assert view["addresses"][0]["address"].startswith("127.0.93.")
-    assert view["port"] == target.default_port
+    assert view.status == "ACTIVE" and view.operating_status == "HEALTHY"
+    assert view.wire()["datastore"] == {"type": target.engine, "version": target.version,
+                                        "version_number": target.installed.number if target.installed else ""}
+    assert view.address is not None and view.address.startswith("127.0.93.")
+    assert view.port == target.default_port
     pid = shared.server_pid()
     assert pid is not None, "nothing listens on the instance's endpoint"
     assert host.owner(pid) != "root"
@@ -42,46 +44,50 @@ def test_create_becomes_active_and_healthy_on_the_standard_port(shared: Instance
 
 
 def test_the_api_shows_and_enforces_what_the_version_declares(reddwarf: ReddwarfProcesses, target: Target) -> None:
-    with reddwarf.client() as client:
+    with reddwarf.client() as wire, reddwarf.tenant() as client:
+        # Reddwarf's own extension of the version view (capabilities, classification): read off the wire.
         base = f"/datastores/{target.engine}/versions/{target.version}"
-        version = client.get(base).json()["version"]
-        listed = client.get(f"{base}/capabilities").json()["capabilities"]
+        version = wire.get(base).json()["version"]
+        listed = wire.get(f"{base}/capabilities").json()["capabilities"]
         declared = sorted(d for d in target.declared if ":" not in d)
 
         assert version["capabilities"] == declared
         assert version["classification"] in {"experimental", "technical_preview", "stable"}
         assert sorted(c["name"] for c in listed if c["enabled"]) == declared
-        before = len(client.get("/instances").json()["instances"])
-        for capability, extra in (("users", {"users": [{"name": "zed", "password": "pw-zed"}]}),
-                                  ("databases", {"databases": [{"name": "zed"}]})):
+        before = len(client.list_instances(all=True))
+        for capability in ("users", "databases"):
             if target.declares(capability):
                 continue
-            response = client.post("/instances", json={"instance": {
-                "name": "refused", "flavorRef": "1", "volume": {"size": 1},
-                "datastore": {"type": target.engine, "version": target.version}, **extra}})
-            assert response.status_code == 400, response.text
-            assert capability in response.json()["badRequest"]["message"]
-        assert len(client.get("/instances").json()["instances"]) == before
+            users = [UserRequest(name="zed", password=Secret("pw-zed"))] if capability == "users" else []
+            databases = ["zed"] if capability == "databases" else []
+            with pytest.raises(ReddwarfAPIError) as refused:
+                client.create_instance("refused", "1", 1, datastore=target.engine, version=target.version,
+                                       databases=databases, users=users)
+            assert (refused.value.status, refused.value.fault_name) == (400, "badRequest")
+            assert capability in refused.value.message
+        assert len(client.list_instances(all=True)) == before
 
 
 def test_restart_action_restarts_the_server(shared: Instance, target: Target) -> None:
     before = shared.server_pid()
     assert before is not None
 
-    response = shared.client.post(f"/instances/{shared.id}/action", json={"restart": {}})
+    shared.client.restart_instance(shared.id)
 
-    assert response.status_code == 202, response.text
     wait_for(lambda: shared.server_pid() not in (None, before), 60, "a new server process")
-    view = shared.wait_status("ACTIVE")
-    assert view["operating_status"] == "HEALTHY"
+    view = shared.wait_active()
+    assert view.operating_status == "HEALTHY"
     tenant_connects(shared, target)
 
 
-def test_killed_server_is_restarted_by_the_health_sweep(shared: Instance, target: Target) -> None:
+def test_killed_server_is_restarted_by_the_health_sweep(
+    shared: Instance, target: Target, reddwarf: ReddwarfProcesses
+) -> None:
     before = shared.server_pid()
     assert before is not None
     def repairs() -> int:
-        events = shared.client.get(f"/instances/{shared.id}/events").json()["events"]
+        with reddwarf.client() as wire:
+            events = wire.get(f"/instances/{shared.id}/events").json()["events"]
         return sum("restarted after it stopped" in e["message"] for e in events)
 
     repaired = repairs()
@@ -90,7 +96,7 @@ def test_killed_server_is_restarted_by_the_health_sweep(shared: Instance, target
     os.kill(before, signal.SIGKILL)
 
     wait_for(lambda: shared.server_pid() not in (None, before), 60, "the health sweep to restart the server")
-    shared.wait_status("ACTIVE")
+    shared.wait_active()
     tenant_connects(shared, target)
     assert repairs() == repaired + 1
     assert time.monotonic() - killed_at < 60
@@ -98,14 +104,14 @@ def test_killed_server_is_restarted_by_the_health_sweep(shared: Instance, target
 
 def test_delete_leaves_nothing_behind(pair: Pair, reddwarf: ReddwarfProcesses, target: Target) -> None:
     spare = pair.spare
-    spare.wait_status("ACTIVE")
+    spare.wait_active()
     pid = spare.server_pid()
     assert pid is not None
     user = host.owner(pid)
     assert user.startswith(reddwarf.user_prefix)
     assert host.leftovers(user, spare.id, reddwarf.state_dir), "the instance should exist on the host"
 
-    assert spare.client.delete(f"/instances/{spare.id}").status_code == 202
+    spare.client.delete_instance(spare.id)
 
-    wait_for(lambda: spare.client.get(f"/instances/{spare.id}").status_code == 404, 60, "the instance to go")
+    spare.client.wait_for_delete(spare.id, timeout=DELETE_TIMEOUT)
     assert host.leftovers(user, spare.id, reddwarf.state_dir) == []

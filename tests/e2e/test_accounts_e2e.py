@@ -1,7 +1,12 @@
-"""python-troveclient's `databases`, `users` and `root` managers against real servers, proven by real logins."""
+"""python-troveclient's `databases`, `users` and `root` managers against real servers, proven by real logins.
+
+The account calls go through troveclient on purpose (its wire compatibility is what is tested); the
+instances they run on are created, awaited and deleted with Reddwarf's typed client.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -9,27 +14,29 @@ import pymysql
 import pytest
 import redis
 
-from tests.e2e.test_instance_lifecycle import create, wait_gone, wait_status
+from reddwarf.client import Instance
 from tests.e2e.test_trove_clients import trove
-from tests.support.server import ReddwarfProcesses, wait_for
+from tests.support.server import DELETE_TIMEOUT, ReddwarfProcesses, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
-def sql_instance(request: pytest.FixtureRequest, reddwarf: ReddwarfProcesses, unique_name: str) -> Any:
+def sql_instance(
+    request: pytest.FixtureRequest, reddwarf: ReddwarfProcesses, unique_name: str
+) -> Iterator[tuple[str, Instance]]:
     datastore = request.param
     version = {"postgresql": "15", "mariadb": "10.11"}[datastore]
-    with reddwarf.client() as client:
-        instance = create(client, unique_name, datastore={"type": datastore, "version": version})
-        view = wait_status(client, instance["id"], "ACTIVE", timeout=180)
+    with reddwarf.tenant() as client:
+        created = client.create_instance(unique_name, "1", 1, datastore=datastore, version=version)
+        view = client.wait_for_instance(created.id, timeout=180)
         yield datastore, view
-        client.delete(f"/instances/{view['id']}")
-        wait_gone(client, view["id"])
+        client.delete_instance(view.id)
+        client.wait_for_delete(view.id, timeout=DELETE_TIMEOUT)
 
 
-def login(datastore: str, view: dict[str, Any], user: str, password: str, database: str | None = None) -> Any:
-    host, port = view["addresses"][0]["address"], view["port"]
+def login(datastore: str, view: Instance, user: str, password: str, database: str | None = None) -> Any:
+    host, port = view.address, view.port
     if datastore == "postgresql":
         return psycopg.connect(host=host, port=port, user=user, password=password, dbname=database or "postgres",
                                connect_timeout=5)
@@ -39,7 +46,7 @@ def login(datastore: str, view: dict[str, Any], user: str, password: str, databa
                            connect_timeout=5)
 
 
-def can_login(datastore: str, view: dict[str, Any], user: str, password: str, database: str | None = None) -> bool:
+def can_login(datastore: str, view: Instance, user: str, password: str, database: str | None = None) -> bool:
     try:
         login(datastore, view, user, password, database).close()
     except (psycopg.OperationalError, pymysql.err.OperationalError):
@@ -47,10 +54,12 @@ def can_login(datastore: str, view: dict[str, Any], user: str, password: str, da
     return True
 
 
-def test_databases_users_grants_and_root_with_troveclient(reddwarf: ReddwarfProcesses, sql_instance: Any) -> None:
+def test_databases_users_grants_and_root_with_troveclient(
+    reddwarf: ReddwarfProcesses, sql_instance: tuple[str, Instance]
+) -> None:
     datastore, view = sql_instance
     tc = trove(reddwarf)
-    iid = view["id"]
+    iid = view.id
 
     tc.databases.create(iid, [{"name": "app"}, {"name": "other"}])
     wait_for(lambda: {"app", "other"} <= {d.name for d in tc.databases.list(iid)}, 60, "the databases")
@@ -93,21 +102,21 @@ def test_redis_users_and_root_without_databases(reddwarf: ReddwarfProcesses, uni
     from troveclient import exceptions
 
     tc = trove(reddwarf)
-    with reddwarf.client() as client:
-        instance = create(client, unique_name, datastore={"type": "redis", "version": "7.0"})
-        view = wait_status(client, instance["id"], "ACTIVE", timeout=120)
-        iid = view["id"]
+    with reddwarf.tenant() as client:
+        created = client.create_instance(unique_name, "1", 1, datastore="redis", version="7.0")
+        view = client.wait_for_instance(created.id, timeout=120)
+        iid = view.id
         try:
             with pytest.raises(exceptions.BadRequest, match="not supported by redis"):
                 tc.databases.create(iid, [{"name": "app"}])
             tc.users.create(iid, [{"name": "bob", "password": "s3cr'et"}])
             wait_for(lambda: "bob" in [u.name for u in tc.users.list(iid)], 60, "bob")
-            conn = redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username="bob",
-                               password="s3cr'et", socket_timeout=5)
+            conn = redis.Redis(host=view.address, port=view.port, username="bob", password="s3cr'et",
+                               socket_timeout=5)
             assert conn.ping()
             name, password = tc.root.create(iid)
-            assert redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username=name,
-                               password=password, socket_timeout=5).ping()
+            assert redis.Redis(host=view.address, port=view.port, username=name, password=password,
+                               socket_timeout=5).ping()
         finally:
-            client.delete(f"/instances/{iid}")
-            wait_gone(client, iid)
+            client.delete_instance(iid)
+            client.wait_for_delete(iid, timeout=DELETE_TIMEOUT)

@@ -10,12 +10,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.server import ReddwarfProcesses, running_plane, wait_for
+from tests.support.server import ACTIVE_TIMEOUT, ReddwarfProcesses, running_plane
 
 # A script run as the instance's OS user: for each path, the errno of listing (directory) or opening it.
 _TRY = """
@@ -41,22 +39,6 @@ def plane() -> Iterator[ReddwarfProcesses]:
         yield procs
 
 
-def _create_redis(client: httpx.Client, name: str) -> dict[str, Any]:
-    body = {"instance": {"name": name, "flavorRef": "1", "volume": {"size": 1},
-                         "datastore": {"type": "redis", "version": "7.0"}}}
-    response = client.post("/instances", json=body)
-    assert response.status_code == 200, response.text
-    instance_id = response.json()["instance"]["id"]
-
-    def active() -> dict[str, Any] | None:
-        view: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
-        assert view["status"] != "ERROR", view.get("fault")
-        return view if view["status"] == "ACTIVE" else None
-
-    result: dict[str, Any] = wait_for(active, 120, f"instance {instance_id} to be ACTIVE")
-    return result
-
-
 def _as_user(user: str, paths: list[Path]) -> dict[str, int]:
     entry = pwd.getpwnam(user)
     setpriv = shutil.which("setpriv")
@@ -71,9 +53,10 @@ def _as_user(user: str, paths: list[Path]) -> dict[str, int]:
 
 
 def test_an_instance_user_can_neither_read_nor_list_the_control_plane_files(plane: ReddwarfProcesses) -> None:
-    with plane.client() as client:
-        view = _create_redis(client, "ctl-probe")
-    os_user = plane.user_prefix + view["id"].replace("-", "")[:12]
+    with plane.tenant() as client:
+        created = client.create_instance("ctl-probe", "1", 1, datastore="redis", version="7.0")
+        view = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
+    os_user = plane.user_prefix + view.id.replace("-", "")[:12]
     control = plane.state_dir / "control"
     targets = [control / name for name in CONTROL_FILES]
     for target in targets:  # the store is in WAL mode and in use: its -wal and -shm exist too
@@ -86,4 +69,4 @@ def test_an_instance_user_can_neither_read_nor_list_the_control_plane_files(plan
     leftovers = {path: code for path, code in _as_user(os_user, legacy).items() if code != errno.ENOENT}
     assert leftovers == {}
     # The instance's own directories stay reachable for their user (the server runs and answers).
-    assert view["operating_status"] == "HEALTHY"
+    assert view.operating_status == "HEALTHY"

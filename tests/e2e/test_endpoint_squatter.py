@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
+from reddwarf.client import Instance, ReddwarfClient, UserRequest
+from reddwarf.domain.secret import Secret
 from tests.support.engine_harness import OsUser, throwaway_os_user
-from tests.support.server import ReddwarfProcesses, processes_of, wait_for
+from tests.support.server import ACTIVE_TIMEOUT, DELETE_TIMEOUT, ReddwarfProcesses, processes_of, wait_for
 from tests.support.squatter import start_squatter
 
 TENANT_PASSWORD = "squat-tenant-pa55"
@@ -33,25 +33,12 @@ def squatter_user() -> Iterator[OsUser]:
         yield user
 
 
-def _create(client: httpx.Client, name: str, datastore: str) -> dict[str, Any]:
+def _create(client: ReddwarfClient, name: str, datastore: str) -> Instance:
     version, has_databases = ENGINES[datastore]
-    user: dict[str, Any] = {"name": "alice", "password": TENANT_PASSWORD}
-    body: dict[str, Any] = {
-        "name": name, "flavorRef": "1", "volume": {"size": 1},
-        "datastore": {"type": datastore, "version": version}, "users": [user],
-    }
-    if has_databases:
-        body["databases"] = [{"name": "app"}]
-        user["databases"] = [{"name": "app"}]
-    response = client.post("/instances", json={"instance": body})
-    assert response.status_code == 200, response.text
-    instance: dict[str, Any] = response.json()["instance"]
-    return instance
-
-
-def _view(client: httpx.Client, instance_id: str) -> dict[str, Any]:
-    view: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
-    return view
+    databases = ("app",) if has_databases else ()
+    alice = UserRequest(name="alice", password=Secret(TENANT_PASSWORD), databases=databases)
+    return client.create_instance(name, "1", 1, datastore=datastore, version=version, databases=databases,
+                                  users=[alice])
 
 
 def _bind_failures(reddwarf: ReddwarfProcesses, instance_id: str) -> int:
@@ -68,12 +55,12 @@ def _bind_failures(reddwarf: ReddwarfProcesses, instance_id: str) -> int:
 def test_a_squatter_on_a_dead_servers_address_gets_nothing_and_the_instance_is_not_active(
     reddwarf: ReddwarfProcesses, unique_name: str, squatter_user: OsUser, datastore: str
 ) -> None:
-    with reddwarf.client() as client:
+    with reddwarf.tenant() as client:
         instance = _create(client, unique_name, datastore)
-        view = wait_for(lambda: (v := _view(client, instance["id"]))["status"] == "ACTIVE" and v, 120,
-                        f"{datastore} instance to be ACTIVE")
-        address, port = view["addresses"][0]["address"], view["port"]
-        os_user = reddwarf.user_prefix + instance["id"].replace("-", "")[:12]
+        view = client.wait_for_instance(instance.id, timeout=ACTIVE_TIMEOUT)
+        address, port = view.address, view.port
+        assert address is not None and port is not None
+        os_user = reddwarf.user_prefix + instance.id.replace("-", "")[:12]
         squatter = start_squatter(squatter_user, datastore, tcp=(address, port), bind_for=60)
         seen: list[tuple[str, str]] = []
         try:
@@ -82,21 +69,20 @@ def test_a_squatter_on_a_dead_servers_address_gets_nothing_and_the_instance_is_n
             squatter.wait_listening(30)
 
             def observe() -> tuple[str, str]:
-                current = _view(client, instance["id"])
-                seen.append((current["status"], current["operating_status"]))
+                current = client.get_instance(instance.id)
+                seen.append((current.status, current.operating_status))
                 return seen[-1]
 
             wait_for(lambda: observe()[0] == "SHUTDOWN", 60, "the health sweep to see the server gone")
             start = len(seen)
             # Two restarts that found the address taken: each would have probed whatever listens there.
-            wait_for(lambda: observe() and _bind_failures(reddwarf, instance["id"]) >= 2, 120,
+            wait_for(lambda: observe() and _bind_failures(reddwarf, instance.id) >= 2, 120,
                      "two restarts to fail on the squatted address")
             assert all(status != "ACTIVE" and operating != "HEALTHY" for status, operating in seen[start:]), seen
         finally:
             squatter.stop()
         assert squatter.received == b"", "a credential or a login reached the squatter"
         # The address is free again: the next repair brings the instance back.
-        wait_for(lambda: _view(client, instance["id"])["status"] == "ACTIVE", 180,
-                 "the instance to come back once the squatter is gone")
-        client.delete(f"/instances/{instance['id']}")
-        wait_for(lambda: client.get(f"/instances/{instance['id']}").status_code == 404, 60, "the delete")
+        client.wait_for_instance(instance.id, timeout=180)
+        client.delete_instance(instance.id)
+        client.wait_for_delete(instance.id, timeout=DELETE_TIMEOUT)

@@ -13,13 +13,20 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
+from reddwarf.client import Instance, ReddwarfAPIError, ReddwarfClient
 from tests.conftest import SCRATCH_BASE
-from tests.support.server import REDDWARF, ReddwarfProcesses, instance_users, sweep_test_users, unmount_under, wait_for
+from tests.support.server import (
+    ACTIVE_TIMEOUT,
+    DELETE_TIMEOUT,
+    REDDWARF,
+    ReddwarfProcesses,
+    instance_users,
+    sweep_test_users,
+    unmount_under,
+)
 
 GIB = 1024**3
 HOST_SIZE = 5 * GIB // 2
@@ -29,27 +36,16 @@ HOST_SIZE = 5 * GIB // 2
 class Host:
     plane: ReddwarfProcesses
     mount: Path
-    tenants: list[httpx.Client]
-    instances: list[dict[str, Any]]
+    tenants: list[ReddwarfClient]
+    instances: list[Instance]
 
 
-def _create(client: httpx.Client, name: str) -> httpx.Response:
-    body = {"instance": {"name": name, "flavorRef": "1", "volume": {"size": 1},
-                         "datastore": {"type": "redis", "version": "7.0"}}}
-    return client.post("/instances", json=body)
+def _create_active(client: ReddwarfClient, name: str) -> Instance:
+    created = client.create_instance(name, "1", 1, datastore="redis", version="7.0")
+    return client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
 
 
-def _active(client: httpx.Client, instance_id: str) -> dict[str, Any]:
-    def view() -> dict[str, Any] | None:
-        found: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
-        assert found["status"] != "ERROR", found.get("fault")
-        return found if found["status"] == "ACTIVE" else None
-
-    result: dict[str, Any] = wait_for(view, 120, f"instance {instance_id} to be ACTIVE")
-    return result
-
-
-def _second_tenant(plane: ReddwarfProcesses) -> httpx.Client:
+def _second_tenant(plane: ReddwarfProcesses) -> ReddwarfClient:
     env = plane.env()
     made = subprocess.run([REDDWARF, "project", "create", "tenant-b", "--json"], env=env, check=True,
                           capture_output=True, text=True)
@@ -57,7 +53,7 @@ def _second_tenant(plane: ReddwarfProcesses) -> httpx.Client:
     issued = subprocess.run([REDDWARF, "token", "create", "--project", project, "--json"], env=env, check=True,
                             capture_output=True, text=True)
     token = json.loads(issued.stdout)["token"]
-    return httpx.Client(base_url=f"{plane.url}/v1.0/{project}", headers={"X-Auth-Token": token}, timeout=30)
+    return plane.tenant(project, token)
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +70,11 @@ def host() -> Iterator[Host]:
     state = mount / "state"
     state.mkdir(mode=0o755)
     plane = ReddwarfProcesses(state_dir=state, address_pool="127.0.172.0/24")
-    tenants: list[httpx.Client] = []
+    tenants: list[ReddwarfClient] = []
     try:
         plane.start_server()
-        tenants = [plane.client(), _second_tenant(plane)]
-        instances = []
-        for number, tenant in enumerate(tenants):
-            response = _create(tenant, f"cap-{number}")
-            assert response.status_code == 200, response.text
-            instances.append(_active(tenant, response.json()["instance"]["id"]))
+        tenants = [plane.tenant(), _second_tenant(plane)]
+        instances = [_create_active(tenant, f"cap-{number}") for number, tenant in enumerate(tenants)]
         yield Host(plane, mount, tenants, instances)
     finally:
         for tenant in tenants:
@@ -93,8 +85,8 @@ def host() -> Iterator[Host]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _data_dir(host: Host, view: dict[str, Any]) -> Path:
-    return host.plane.state_dir / "instances" / view["id"] / "volume" / "data"
+def _data_dir(host: Host, view: Instance) -> Path:
+    return host.plane.state_dir / "instances" / view.id / "volume" / "data"
 
 
 def _fill_as_owner(directory: Path) -> tuple[int, str]:
@@ -113,11 +105,12 @@ def test_a_create_the_host_storage_cannot_hold_is_refused_and_creates_nothing(ho
     users_before = set(instance_users(host.plane.user_prefix))
     dirs_before = set((host.plane.state_dir / "instances").iterdir())
 
-    response = _create(host.tenants[0], "one-too-many")
+    with pytest.raises(ReddwarfAPIError) as refused:
+        host.tenants[0].create_instance("one-too-many", "1", 1, datastore="redis", version="7.0")
 
-    assert response.status_code == 503, response.text
-    assert "not enough storage" in response.json()["serviceUnavailable"]["message"]
-    names = [i["name"] for i in host.tenants[0].get("/instances").json()["instances"]]
+    assert (refused.value.status, refused.value.fault_name) == (503, "serviceUnavailable")
+    assert "not enough storage" in refused.value.message
+    names = [i.name for i in host.tenants[0].list_instances(all=True)]
     assert names == ["cap-0"]
     assert set(instance_users(host.plane.user_prefix)) == users_before
     assert set((host.plane.state_dir / "instances").iterdir()) == dirs_before
@@ -126,10 +119,11 @@ def test_a_create_the_host_storage_cannot_hold_is_refused_and_creates_nothing(ho
 def test_a_full_volume_does_not_make_another_tenants_writes_fail(host: Host) -> None:
     # Each tenant asks for one more volume: whatever the control plane admits must be fillable to its size.
     for number, tenant in enumerate(host.tenants):
-        response = _create(tenant, f"extra-{number}")
-        if response.status_code == 200:
-            _active(tenant, response.json()["instance"]["id"])
-    admitted = [(tenant, view) for tenant in host.tenants for view in tenant.get("/instances").json()["instances"]]
+        try:
+            _create_active(tenant, f"extra-{number}")
+        except ReddwarfAPIError as exc:
+            assert exc.status == 503, exc
+    admitted = [(tenant, view) for tenant in host.tenants for view in tenant.list_instances(all=True)]
     assert len(admitted) >= 2
 
     filled = []
@@ -138,7 +132,7 @@ def test_a_full_volume_does_not_make_another_tenants_writes_fail(host: Host) -> 
         written, error = _fill_as_owner(directory)
         filled.append(directory / "filler")
         assert "No space left on device" in error
-        assert written > 0.9 * GIB, f"{view['name']} got only {written} bytes: the host ran out first"
+        assert written > 0.9 * GIB, f"{view.name} got only {written} bytes: the host ran out first"
     assert os.statvfs(host.mount).f_bavail > 0  # it was each volume that filled, never the host
     for path in filled:
         path.unlink()
@@ -146,10 +140,7 @@ def test_a_full_volume_does_not_make_another_tenants_writes_fail(host: Host) -> 
 
 def test_deleting_an_instance_gives_its_storage_back(host: Host) -> None:
     tenant, view = host.tenants[0], host.instances[0]
-    assert tenant.delete(f"/instances/{view['id']}").status_code == 202
-    wait_for(lambda: tenant.get(f"/instances/{view['id']}").status_code == 404, 60, "the delete to finish")
+    tenant.delete_instance(view.id)
+    tenant.wait_for_delete(view.id, timeout=DELETE_TIMEOUT)
 
-    response = _create(tenant, "fits-again")
-
-    assert response.status_code == 200, response.text
-    _active(tenant, response.json()["instance"]["id"])
+    assert _create_active(tenant, "fits-again").status == "ACTIVE"

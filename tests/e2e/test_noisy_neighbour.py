@@ -14,13 +14,13 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
+from reddwarf.client import ReddwarfAPIError, ReddwarfClient, ReddwarfClientError, UserRequest
+from reddwarf.domain.secret import Secret
 from tests.contract.host import listener_pid
-from tests.support.server import REDDWARF, ReddwarfProcesses, running_plane, wait_for
+from tests.support.server import ACTIVE_TIMEOUT, REDDWARF, ReddwarfProcesses, running_plane, wait_for
 
 SUSPENDED = 8
 # A Redis create answers in ~0.1 s and is ACTIVE well under a second here; the old sweep held the only
@@ -34,73 +34,70 @@ def plane() -> Iterator[ReddwarfProcesses]:
         yield procs
 
 
-def second_tenant(plane: ReddwarfProcesses) -> httpx.Client:
+def second_tenant(plane: ReddwarfProcesses) -> ReddwarfClient:
     env = plane.env()
     subprocess.run([REDDWARF, "project", "create", "quiet-tenant", "--id", "pquiet"], env=env, check=True,
                    capture_output=True)
     issued = subprocess.run([REDDWARF, "token", "create", "--project", "pquiet", "--json"], env=env, check=True,
                             capture_output=True, text=True)
     token = json.loads(issued.stdout)["token"]
-    return httpx.Client(base_url=f"{plane.url}/v1.0/pquiet", headers={"X-Auth-Token": token}, timeout=30)
+    return plane.tenant("pquiet", token)
 
 
-def create_redis(client: httpx.Client, name: str) -> str:
-    body = {"instance": {"name": name, "flavorRef": "1", "volume": {"size": 1},
-                         "datastore": {"type": "redis", "version": "7.0"},
-                         "users": [{"name": "app", "password": "app password"}]}}
-    response = client.post("/instances", json=body)
-    assert response.status_code == 200, response.text
-    return str(response.json()["instance"]["id"])
+def create_redis(client: ReddwarfClient, name: str) -> str:
+    user = UserRequest(name="app", password=Secret("app password"))
+    return client.create_instance(name, "1", 1, datastore="redis", version="7.0", users=[user]).id
 
 
-def view(client: httpx.Client, instance_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
-    return found
+def operating(client: ReddwarfClient, instance_id: str) -> str:
+    return client.get_instance(instance_id).operating_status
 
 
-def active(client: httpx.Client, instance_id: str, timeout: float = 120) -> dict[str, Any]:
-    shown: dict[str, Any] = wait_for(lambda: (v := view(client, instance_id))["status"] == "ACTIVE" and v,
-                                     timeout, f"instance {instance_id} to be ACTIVE")
-    return shown
+def live_read_refusal(client: ReddwarfClient, instance_id: str) -> ReddwarfAPIError | None:
+    """The error of a live read of the instance's users (None when it answers)."""
+    try:
+        client.accounts.list_users(instance_id)
+    except ReddwarfAPIError as exc:
+        return exc
+    return None
 
 
 def test_suspended_servers_of_one_tenant_stall_no_other(plane: ReddwarfProcesses) -> None:
-    with plane.client() as noisy:
+    with plane.tenant() as noisy:
         _scenario(plane, noisy)
 
 
-def _scenario(plane: ReddwarfProcesses, noisy: httpx.Client) -> None:
+def _scenario(plane: ReddwarfProcesses, noisy: ReddwarfClient) -> None:
     ids = [create_redis(noisy, f"noisy-{n}") for n in range(SUSPENDED)]
     suspended = []
     try:
         for instance_id in ids:
-            shown = active(noisy, instance_id)
-            pid = listener_pid(shown["addresses"][0]["address"], int(shown["port"]))
+            shown = noisy.wait_for_instance(instance_id, timeout=ACTIVE_TIMEOUT)
+            assert shown.address is not None and shown.port is not None
+            pid = listener_pid(shown.address, shown.port)
             assert pid is not None
             os.kill(pid, signal.SIGSTOP)
             suspended.append(pid)
-        wait_for(lambda: all(view(noisy, i)["operating_status"] == "ERROR" for i in ids), 30,
+        wait_for(lambda: all(operating(noisy, i) == "ERROR" for i in ids), 30,
                  "the suspended servers to be seen not answering")
 
         with second_tenant(plane) as quiet:
             instance_id = create_redis(quiet, "quiet")
             try:
-                active(quiet, instance_id, timeout=CREATE_DEADLINE)
-            except AssertionError as exc:
+                quiet.wait_for_instance(instance_id, timeout=CREATE_DEADLINE)
+            except ReddwarfClientError as exc:
                 raise AssertionError(f"{exc}\n{plane.log_tail()}") from None
-            users = quiet.get(f"/instances/{instance_id}/users")
-            assert users.status_code == 200, users.text
-            assert [u["name"] for u in users.json()["users"]] == ["app"]
+            assert [u.name for u in quiet.accounts.list_users(instance_id)] == ["app"]
 
-        first = noisy.get(f"/instances/{ids[0]}/users")  # waits out the admin connection's timeout
-        assert first.status_code == 503, first.text
-        again = noisy.get(f"/instances/{ids[0]}/users")  # answered at once: the server just did not answer
-        assert again.status_code == 503, again.text
-        assert "not answering" in again.json()["serviceUnavailable"]["message"]
+        first = live_read_refusal(noisy, ids[0])  # waits out the admin connection's timeout
+        assert first is not None and first.status == 503, first
+        again = live_read_refusal(noisy, ids[0])  # answered at once: the server just did not answer
+        assert again is not None and (again.status, again.fault_name) == (503, "serviceUnavailable"), again
+        assert "not answering" in again.message
     finally:
         for pid in suspended:
             os.kill(pid, signal.SIGCONT)
-    wait_for(lambda: all(view(noisy, i)["operating_status"] == "HEALTHY" for i in ids), 30,
+    wait_for(lambda: all(operating(noisy, i) == "HEALTHY" for i in ids), 30,
              "the resumed servers to be seen healthy again")
-    wait_for(lambda: noisy.get(f"/instances/{ids[0]}/users").status_code == 200, 30,
+    wait_for(lambda: live_read_refusal(noisy, ids[0]) is None, 30,
              "live reads of a resumed server to answer again")

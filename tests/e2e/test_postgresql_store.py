@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_instance_lifecycle import wait_gone, wait_status
+from reddwarf.client import UserRequest
+from reddwarf.domain.secret import Secret
 from tests.e2e.test_warm_pool import redis_login
 from tests.support.metadata_postgres import create_database, drop_database, metadata_postgres, unavailable
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
@@ -46,20 +47,15 @@ def test_a_separate_worker_builds_and_deletes_what_the_api_records(plane: Reddwa
     worker = plane.start_worker()
     wait_for(lambda: listening(plane.state_dir), 60, "the worker process to listen for new operations")
     password = "pw-" + secrets.token_hex(8)
-    with plane.client() as client:
-        response = client.post("/instances", json={"instance": {
-            "name": "pgstore", "flavorRef": "1", "volume": {"size": 1},
-            "datastore": {"type": "redis", "version": "7.0"},
-            "users": [{"name": "app", "password": password}],
-        }})
-        assert response.status_code == 200, response.text
-        instance_id = response.json()["instance"]["id"]
-        view = wait_status(client, instance_id, "ACTIVE", timeout=60)
+    with plane.tenant() as client:
+        created = client.create_instance("pgstore", "1", 1, datastore="redis", version="7.0",
+                                         users=[UserRequest(name="app", password=Secret(password))])
+        view = client.wait_for_instance(created.id, timeout=60)
         tenant = redis_login(view, "app", password)
         try:
             assert tenant.ping()
         finally:
             tenant.close()
-        assert client.delete(f"/instances/{instance_id}").status_code == 202
-        wait_gone(client, instance_id, timeout=60)
+        client.delete_instance(view.id)
+        client.wait_for_delete(view.id, timeout=60)
     assert worker.poll() is None, plane.log_tail()

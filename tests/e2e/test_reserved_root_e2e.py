@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from reddwarf.client import ReddwarfAPIError, UserRequest
+from reddwarf.domain.secret import Secret
 from tests.support.server import ReddwarfProcesses, running_plane
 
 ENGINES = [("postgresql", "15"), ("mariadb", "10.11"), ("redis", "7.0")]
@@ -27,13 +29,11 @@ def reddwarf() -> Iterator[ReddwarfProcesses]:
 def test_a_user_named_root_is_refused_at_create(
     reddwarf: ReddwarfProcesses, datastore: str, version: str, name: str
 ) -> None:
-    body = {"instance": {"name": f"rootname-{datastore}", "flavorRef": "1", "volume": {"size": 1},
-                         "datastore": {"type": datastore, "version": version},
-                         "users": [{"name": name, "password": "a-long-enough-password-1"}]}}
-    with reddwarf.client() as client:
-        response = client.post("/instances", json=body)
-        assert response.status_code == 400, response.text
-        message = response.json()["badRequest"]["message"]
-        assert "reserved" in message, message
-        listed = client.get("/instances").json()["instances"]
-    assert f"rootname-{datastore}" not in [item["name"] for item in listed]
+    user = UserRequest(name=name, password=Secret("a-long-enough-password-1"))
+    with reddwarf.tenant() as client:
+        with pytest.raises(ReddwarfAPIError) as refused:
+            client.create_instance(f"rootname-{datastore}", "1", 1, datastore=datastore, version=version, users=[user])
+        assert (refused.value.status, refused.value.fault_name) == (400, "badRequest")
+        assert "reserved" in refused.value.message, refused.value.message
+        listed = client.list_instances(all=True)
+    assert f"rootname-{datastore}" not in [item.name for item in listed]

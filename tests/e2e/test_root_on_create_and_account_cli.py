@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.test_instance_lifecycle import create, wait_gone, wait_status
-from tests.support.server import ReddwarfProcesses, running_plane, wait_for
+from reddwarf.client import Instance
+from tests.support.server import ACTIVE_TIMEOUT, DELETE_TIMEOUT, ReddwarfProcesses, running_plane, wait_for
 
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
 
@@ -34,10 +34,10 @@ def cli(plane: ReddwarfProcesses, *args: str, stdin: str | None = None) -> Any:
     return json.loads(result.stdout) if result.stdout.strip() else None
 
 
-def login(view: dict[str, Any], user: str, password: str, dbname: str = "postgres") -> bool:
+def login(view: Instance, user: str, password: str, dbname: str = "postgres") -> bool:
     try:
-        with psycopg.connect(host=view["addresses"][0]["address"], port=view["port"], user=user,
-                             password=password, dbname=dbname, connect_timeout=5) as conn:
+        with psycopg.connect(host=view.address, port=view.port, user=user, password=password, dbname=dbname,
+                             connect_timeout=5) as conn:
             conn.execute("select 1")
     except psycopg.OperationalError:
         return False
@@ -45,22 +45,22 @@ def login(view: dict[str, Any], user: str, password: str, dbname: str = "postgre
 
 
 def test_root_on_create_and_account_cli(root_plane: ReddwarfProcesses) -> None:
-    with root_plane.client() as client:
-        created = create(client, "rooted", databases=[{"name": "app"}])
-        password = created["password"]
-        assert password, "root_on_create returns the root password in the create response"
-        view = wait_status(client, created["id"], "ACTIVE")
-        assert "password" not in view, "the root password is shown once, never again"
-        assert client.get(f"/instances/{created['id']}/root").json() == {"rootEnabled": True}
+    with root_plane.tenant() as client:
+        created = client.create_instance("rooted", "1", 1, datastore="postgresql", version="15", databases=["app"])
+        assert created.root_password is not None, "root_on_create returns the root password in the create response"
+        password = created.root_password.reveal()
+        view = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
+        assert view.root_password is None, "the root password is shown once, never again"
+        assert client.accounts.root_enabled(created.id) is True
         assert login(view, "root", password)
 
-        cli(root_plane, "user", "create", created["id"], "gina", "--database", "app", "--password-stdin",
+        cli(root_plane, "user", "create", created.id, "gina", "--database", "app", "--password-stdin",
             "--wait", stdin="gina's pw\n")
-        users = cli(root_plane, "user", "list", created["id"])
+        users = cli(root_plane, "user", "list", created.id)
         assert "gina" in [u["name"] for u in users]
         assert login(view, "gina", "gina's pw", "app")
-        cli(root_plane, "root", "disable", created["id"])
+        cli(root_plane, "root", "disable", created.id)
         wait_for(lambda: not login(view, "root", password), 30, "root to be disabled")
-        assert cli(root_plane, "root", "status", created["id"])["rootEnabled"] is False
-        client.delete(f"/instances/{created['id']}")
-        wait_gone(client, created["id"])
+        assert cli(root_plane, "root", "status", created.id)["rootEnabled"] is False
+        client.delete_instance(created.id)
+        client.wait_for_delete(created.id, timeout=DELETE_TIMEOUT)

@@ -16,9 +16,18 @@ import psycopg
 import pytest
 import redis
 
+from reddwarf.client import Instance, ReddwarfClient, UserRequest
+from reddwarf.domain.secret import Secret
 from reddwarf.runtimes.local.paths import instance_key
-from tests.e2e.test_instance_lifecycle import wait_gone, wait_status
-from tests.support.server import ReddwarfProcesses, instance_users, processes_of, running_plane, wait_for
+from tests.support.server import (
+    ACTIVE_TIMEOUT,
+    DELETE_TIMEOUT,
+    ReddwarfProcesses,
+    instance_users,
+    processes_of,
+    running_plane,
+    wait_for,
+)
 
 POOL_ENV = {
     "REDDWARF_WARM_POOL_SIZE": "1", "REDDWARF_WARM_POOL_FLAVOR": "1", "REDDWARF_WARM_POOL_VOLUME_GB": "1",
@@ -50,33 +59,29 @@ def ready_slot(client: httpx.Client, datastore: str) -> dict[str, Any]:
     return found
 
 
-def create_view(client: httpx.Client, datastore: str, version: str, flavor: str = "1", **extra: Any) -> dict[str, Any]:
-    body = {"name": "pool-" + secrets.token_hex(3), "flavorRef": flavor, "volume": {"size": 1},
-            "datastore": {"type": datastore, "version": version}, **extra}
-    response = client.post("/instances", json={"instance": body})
-    assert response.status_code == 200, response.text
-    view: dict[str, Any] = response.json()["instance"]
-    assert view["status"] == "BUILD"
-    return view
-
-
-def create(client: httpx.Client, datastore: str, version: str, flavor: str = "1", **extra: Any) -> str:
-    instance_id: str = create_view(client, datastore, version, flavor, **extra)["id"]
-    return instance_id
+def create_active(
+    tenant: ReddwarfClient, datastore: str, version: str, user: UserRequest, *, flavor: str = "1",
+    databases: tuple[str, ...] = (),
+) -> tuple[Instance, Instance]:
+    """The create's answer and the instance once ACTIVE."""
+    created = tenant.create_instance("pool-" + secrets.token_hex(3), flavor, 1, datastore=datastore,
+                                     version=version, databases=databases, users=[user])
+    assert created.status == "BUILD"
+    return created, tenant.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
 
 
 def events(client: httpx.Client, instance_id: str) -> list[str]:
+    """The instance's events (Reddwarf's extension, read off the wire)."""
     return [event["message"] for event in client.get(f"/instances/{instance_id}/events").json()["events"]]
 
 
-def redis_login(view: dict[str, Any], username: str, password: str) -> redis.Redis:
-    return redis.Redis(host=view["addresses"][0]["address"], port=view["port"], username=username,
-                       password=password, socket_timeout=5)
+def redis_login(view: Instance, username: str, password: str) -> redis.Redis:
+    return redis.Redis(host=view.address, port=view.port, username=username, password=password, socket_timeout=5)
 
 
-def delete(client: httpx.Client, instance_id: str) -> None:
-    assert client.delete(f"/instances/{instance_id}").status_code == 202
-    wait_gone(client, instance_id)
+def delete(tenant: ReddwarfClient, instance_id: str) -> None:
+    tenant.delete_instance(instance_id)
+    tenant.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
 
 
 def slot_user(plane: ReddwarfProcesses, slot_id: str) -> str:
@@ -84,19 +89,18 @@ def slot_user(plane: ReddwarfProcesses, slot_id: str) -> str:
 
 
 def test_a_create_of_the_pool_profile_takes_the_ready_server_and_the_pool_refills(plane: ReddwarfProcesses) -> None:
-    with plane.client() as client:
+    with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "postgresql")
         owner = slot_user(plane, slot["id"])
         assert processes_of(owner), "a ready slot's server runs"
-        created = create_view(client, "postgresql", "15", databases=[{"name": "app"}],
-                              users=[{"name": "alice", "password": "pool pass 1", "databases": [{"name": "app"}]}])
-        instance_id = created["id"]
-        view = wait_status(client, instance_id, "ACTIVE")
+        alice = UserRequest(name="alice", password=Secret("pool pass 1"), databases=("app",))
+        created, view = create_active(tenant, "postgresql", "15", alice, databases=("app",))
+        instance_id = view.id
         # The server was taken when the create was recorded: the create's answer already had its address.
-        assert created["addresses"] == view["addresses"] and created["port"] == view["port"]
+        assert created.addresses == view.addresses and created.port == view.port
         assert any("warm-pool" in message for message in events(client, instance_id))
         assert slot["id"] not in {s["id"] for s in slots(client)}
-        with psycopg.connect(host=view["addresses"][0]["address"], port=view["port"], user="alice",
+        with psycopg.connect(host=view.address, port=view.port, user="alice",
                              password="pool pass 1", dbname="app", connect_timeout=5) as conn:
             conn.execute("CREATE TABLE t (x int)")
             conn.execute("INSERT INTO t VALUES (1)")
@@ -105,25 +109,25 @@ def test_a_create_of_the_pool_profile_takes_the_ready_server_and_the_pool_refill
         refill = ready_slot(client, "postgresql")
         assert refill["id"] != slot["id"]
 
-        delete(client, instance_id)
+        delete(tenant, instance_id)
         assert owner not in instance_users(plane.user_prefix)
         assert not processes_of(owner)
 
 
 def test_a_create_of_another_flavor_is_built_cold_and_leaves_the_pool_alone(plane: ReddwarfProcesses) -> None:
-    with plane.client() as client:
+    with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
-        instance_id = create(client, "redis", "7.0", flavor="2", users=[{"name": "bob", "password": "pool pass 2"}])
-        view = wait_status(client, instance_id, "ACTIVE")
-        assert not any("warm-pool" in message for message in events(client, instance_id))
+        bob = UserRequest(name="bob", password=Secret("pool pass 2"))
+        _, view = create_active(tenant, "redis", "7.0", bob, flavor="2")
+        assert not any("warm-pool" in message for message in events(client, view.id))
         assert slot["id"] in {s["id"] for s in slots(client) if s["state"] == "ready"}
-        with redis_login(view, "bob", "pool pass 2") as tenant:
-            assert tenant.ping()
-        delete(client, instance_id)
+        with redis_login(view, "bob", "pool pass 2") as server:
+            assert server.ping()
+        delete(tenant, view.id)
 
 
 def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: ReddwarfProcesses) -> None:
-    with plane.client() as client:
+    with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
         owner = slot_user(plane, slot["id"])
         for pid in processes_of(owner):
@@ -137,27 +141,25 @@ def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: R
         wait_for(lambda: slot["id"] not in {s["id"] for s in slots(client, failed_ok=True)}, 60, "the tombstone to go")
         replacement = ready_slot(client, "redis")
         assert replacement["id"] != slot["id"]
-        instance_id = create(client, "redis", "7.0", users=[{"name": "carol", "password": "pool pass 3"}])
-        view = wait_status(client, instance_id, "ACTIVE")
-        assert any("warm-pool" in message for message in events(client, instance_id))
-        with redis_login(view, "carol", "pool pass 3") as tenant:
-            assert tenant.set("k", "v") and tenant.get("k") == b"v"
-        delete(client, instance_id)
+        _, view = create_active(tenant, "redis", "7.0", UserRequest(name="carol", password=Secret("pool pass 3")))
+        assert any("warm-pool" in message for message in events(client, view.id))
+        with redis_login(view, "carol", "pool pass 3") as server:
+            assert server.set("k", "v") and server.get("k") == b"v"
+        delete(tenant, view.id)
 
 
 def test_a_create_that_takes_a_server_that_just_died_still_gets_a_working_one(plane: ReddwarfProcesses) -> None:
     """The server dies a moment before the create takes it, before the keeper's next check: the create's
     first attempt skips `start`, its bootstrap fails, and the retry starts the server again. (Should the
     keeper notice first, the create is built cold: a working server either way, which is what is asserted.)"""
-    with plane.client() as client:
+    with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
         for pid in processes_of(slot_user(plane, slot["id"])):
             os.kill(pid, signal.SIGKILL)
-        instance_id = create(client, "redis", "7.0", users=[{"name": "dave", "password": "pool pass 5"}])
-        view = wait_status(client, instance_id, "ACTIVE")
-        with redis_login(view, "dave", "pool pass 5") as tenant:
-            assert tenant.set("k", "v") and tenant.get("k") == b"v"
-        delete(client, instance_id)
+        _, view = create_active(tenant, "redis", "7.0", UserRequest(name="dave", password=Secret("pool pass 5")))
+        with redis_login(view, "dave", "pool pass 5") as server:
+            assert server.set("k", "v") and server.get("k") == b"v"
+        delete(tenant, view.id)
         # If the keeper won, the slot failed: its tombstone goes after the pause (the next tests want none).
         wait_for(lambda: not [s for s in slots(client, failed_ok=True) if s["state"] == "failed"], 60,
                  "no failed slot left")

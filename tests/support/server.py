@@ -23,9 +23,14 @@ from typing import Any
 
 import httpx
 
+from reddwarf.client import ReddwarfClient
 from tests.conftest import SCRATCH_BASE
 
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
+# Deadlines of the tests' waits on real servers, and how often they poll (a create settles in seconds).
+ACTIVE_TIMEOUT = 120.0
+DELETE_TIMEOUT = 60.0
+POLL_INTERVAL = 0.2
 
 
 def new_user_prefix() -> str:
@@ -114,7 +119,13 @@ class ReddwarfProcesses:
             parts.append(f"--- {log.name}\n" + "\n".join(text))
         return "\n".join(parts)
 
+    def tenant(self, project_id: str | None = None, token: str | None = None) -> ReddwarfClient:
+        """The typed client (`reddwarf.client`) of the bootstrap project, or of another project and token."""
+        return tenant_client(self.url, project_id or self.project_id, token or self.token)
+
     def client(self) -> httpx.Client:
+        """A bare HTTP client under the project's prefix, for what the typed client does not cover (the
+        management API, events, a route's exact status code)."""
         return httpx.Client(base_url=self.endpoint, headers={"X-Auth-Token": self.token}, timeout=30)
 
     def stop_all(self) -> None:
@@ -128,6 +139,11 @@ class ReddwarfProcesses:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+
+
+def tenant_client(url: str, project_id: str, token: str) -> ReddwarfClient:
+    """A typed client that polls as often as the tests' waits want."""
+    return ReddwarfClient(url, token, project_id, poll_interval=POLL_INTERVAL)
 
 
 def instance_users(prefix: str) -> list[str]:

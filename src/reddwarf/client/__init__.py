@@ -15,6 +15,7 @@ from reddwarf.client.errors import (
 )
 from reddwarf.client.http import ReddwarfClient
 from reddwarf.client.models import (
+    DatabaseRequest,
     Datastore,
     DatastoreVersion,
     Fault,
@@ -25,6 +26,7 @@ from reddwarf.client.models import (
 )
 
 __all__ = [
+    "DatabaseRequest",
     "Datastore",
     "DatastoreVersion",
     "Fault",

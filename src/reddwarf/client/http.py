@@ -26,6 +26,7 @@ from reddwarf.client.errors import (
     fault_from_response,
 )
 from reddwarf.client.models import (
+    DatabaseRequest,
     Datastore,
     DatastoreVersion,
     Flavor,
@@ -66,8 +67,9 @@ class ReddwarfClient:
     """A tenant's view of the API: `/v1.0/{project_id}/...` with `X-Auth-Token`.
 
     `endpoint` is the API root (`http://127.0.0.1:8779`); a Trove-style endpoint that already ends in
-    `/v1.0` or `/v1.0/{project_id}` is accepted too. `transport` lets tests plug an in-process transport.
-    Use it as a context manager, or call `close()`.
+    `/v1.0` or `/v1.0/{project_id}` is accepted too. `poll_interval` is the longest pause between two polls
+    of a wait (a program that waits for many short operations polls more often than a person at a terminal).
+    `transport` lets tests plug an in-process transport. Use it as a context manager, or call `close()`.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class ReddwarfClient:
         project_id: str,
         *,
         timeout: float = 30,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not project_id:
@@ -86,6 +89,7 @@ class ReddwarfClient:
             raise ValueError("token must not be empty")
         self.endpoint = _api_root(endpoint, project_id)
         self.project_id = project_id
+        self.poll_interval = poll_interval
         self._base_path = f"/{API_VERSION}/{quote(project_id, safe='')}"
         self._http = httpx.Client(
             base_url=self.endpoint,
@@ -172,10 +176,11 @@ class ReddwarfClient:
         *,
         datastore: str | None = None,
         version: str | None = None,
-        databases: Sequence[str] = (),
+        databases: Sequence[str | DatabaseRequest] = (),
         users: Sequence[UserRequest] = (),
     ) -> Instance:
-        """Ask for a new instance; the answer is its detail view in status BUILD (Trove answers 200)."""
+        """Ask for a new instance; the answer is its detail view in status BUILD (Trove answers 200).
+        A database is a name, or a `DatabaseRequest` with its character set and collation."""
         instance: dict[str, Any] = {"name": name, "flavorRef": flavor, "volume": {"size": volume_size}}
         if datastore is not None or version is not None:
             store: dict[str, str] = {}
@@ -185,7 +190,9 @@ class ReddwarfClient:
                 store["version"] = version
             instance["datastore"] = store
         if databases:
-            instance["databases"] = [{"name": db} for db in databases]
+            instance["databases"] = [
+                DatabaseRequest(name=db).body() if isinstance(db, str) else db.body() for db in databases
+            ]
         if users:
             instance["users"] = [user.body() for user in users]
         body = self._request("POST", "/instances", json={"instance": instance})
@@ -209,15 +216,16 @@ class ReddwarfClient:
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_poll: PollCallback | None = None,
         *,
-        interval: float = DEFAULT_POLL_INTERVAL,
+        interval: float | None = None,
     ) -> Instance:
-        """Poll until the instance has one of `statuses`; return it.
+        """Poll until the instance has one of `statuses`; return it. Polls at most `interval` seconds apart
+        (the client's `poll_interval` if None).
 
         Raises `InstanceFaulted` when it reaches ERROR (unless ERROR is awaited), `WaitTimeout` after
         `timeout` seconds, `ReddwarfAPIError` for a 4xx (404: the instance is gone).
         """
         deadline = time.monotonic() + timeout
-        delays = _backoff(interval)
+        delays = _backoff(self.poll_interval if interval is None else interval)
         last: Instance | None = None
         last_error: Exception | None = None
         while True:
@@ -245,11 +253,11 @@ class ReddwarfClient:
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_poll: PollCallback | None = None,
         *,
-        interval: float = DEFAULT_POLL_INTERVAL,
+        interval: float | None = None,
     ) -> None:
         """Poll until the instance is gone (404); `InstanceFaulted` if a new fault appears meanwhile."""
         deadline = time.monotonic() + timeout
-        delays = _backoff(interval)
+        delays = _backoff(self.poll_interval if interval is None else interval)
         last: Instance | None = None
         first_fault: object = None
         first = True

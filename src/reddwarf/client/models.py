@@ -100,6 +100,13 @@ class Instance(WireModel):
             return self.addresses[0].address
         return self.ip[0] if self.ip else None
 
+    @property
+    def root_password(self) -> Secret | None:
+        """The root password of a create's answer when the server enables root on create (Trove's
+        `root_on_create`); it is shown once, so every later view has None."""
+        value = (self.model_extra or {}).get("password")
+        return Secret(value) if isinstance(value, str) and value else None
+
 
 class InstancePage(BaseModel):
     """One page of `GET /instances`; `next_marker` is set when the server says more exist."""
@@ -152,6 +159,21 @@ class Flavor(WireModel):
     @classmethod
     def _id_as_text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) else value
+
+
+class DatabaseRequest(BaseModel):
+    """A database to create with an instance, with the character set and collation where the engine has them
+    (MariaDB); a plain name is enough otherwise."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    name: str
+    character_set: str | None = None
+    collate: str | None = None
+
+    def body(self) -> dict[str, str]:
+        """Trove's database object for the create body."""
+        return self.model_dump(exclude_none=True)
 
 
 class UserRequest(BaseModel):

@@ -1,8 +1,8 @@
 """Helpers for the API integration tests: the real app on a real store (SQLite file) with a fake engine.
 
-No database server is needed: the fake engine implements the Engine protocol with a fixed catalogue
-(postgresql 16 and 15 active, 14 inactive) and refuses the reserved user name "postgres", so that the
-API's pass-through of an engine's own validation is exercised.
+No database server is needed: `tests.fakes.engines.FakeEngine` has a fixed catalogue (postgresql 16 and 15
+active, 14 inactive) and refuses the reserved user name "postgres", so that the API's pass-through of an
+engine's own validation is exercised.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,81 +21,14 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from fastapi.testclient import TestClient
 
+from tests.fakes.clock import FakeClock
+from tests.fakes.engines import FakeEngine
+
 from reddwarf.api.app import create_app
-from reddwarf.domain.capabilities import Capabilities, Capability
-from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.errors import BadRequest
-from reddwarf.domain.instance import InstanceSpec, UserSpec
-from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, WorkloadSpec
 from reddwarf.identity.tokens import issue_token
 from reddwarf.services.context import ServiceContext
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
-
-
-class FakeEngine:
-    """A pure stand-in for an engine: a catalogue and validation rules, no servers."""
-
-    def __init__(self, name: str = "postgresql", versions: list[DatastoreVersion] | None = None) -> None:
-        self._name = name
-        self._versions = versions if versions is not None else [
-            DatastoreVersion(datastore=name, name="15", number="15.8", bin_dir="/nonexistent/15"),
-            DatastoreVersion(datastore=name, name="16", number="16.4", bin_dir="/nonexistent/16"),
-            DatastoreVersion(datastore=name, name="14", number="14.13", bin_dir="/nonexistent/14", active=False),
-        ]
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def default_port(self) -> int:
-        return 5432
-
-    @property
-    def admin_user(self) -> str:
-        return "reddwarf_admin"
-
-    def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES}))
-
-    def versions(self) -> list[DatastoreVersion]:
-        return list(self._versions)
-
-    def validate_spec(self, spec: InstanceSpec) -> None:
-        for index, user in enumerate(spec.users):
-            if user.name == "postgres":
-                raise BadRequest(f"users[{index}].name: postgres is a reserved user name.", f"users[{index}].name")
-
-    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
-        """The users API's rules: `root` belongs to the root API (as on every real engine)."""
-        for index, user in enumerate(users):
-            if user.name.lower() == "root":
-                raise BadRequest(f"The user name {user.name!r} is reserved.", field=f"{field}[{index}].name")
-
-    def workload(
-        self, spec: InstanceSpec, version: DatastoreVersion, flavor: Flavor, placement: Placement,
-        admin_password: Secret,
-    ) -> WorkloadSpec:
-        raise NotImplementedError
-
-    def probe(self, placement: Placement, user: str, password: Secret, timeout: float = 2.0) -> bool:
-        return False
-
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
-        return False
-
-    def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
-        raise NotImplementedError
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_795_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

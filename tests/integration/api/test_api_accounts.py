@@ -11,7 +11,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from test_api_accounts_support import ADMIN, AccountsApi, FakeAccounts, build_accounts_api
+from test_api_accounts_support import AccountsApi, build_accounts_api
+from tests.fakes.engines import ADMIN, FakeAccounts
 
 from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.errors import PermanentError

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import Api, FakeEngine, build_api
+from api_support import Api, build_api
+from tests.fakes.engines import FakeEngine
 
 from reddwarf.domain.catalog import datastore_id, datastore_version_id
 

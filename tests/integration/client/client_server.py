@@ -1,5 +1,6 @@
-"""The real API app served over HTTP by uvicorn in a thread, on a real SQLite store, with a fake engine and
-a fake worker that settles operations the way a reconciler would (no database servers needed).
+"""The real API app served over HTTP by uvicorn in a thread, on a real SQLite store, with a fake engine
+(`tests.fakes.engines.FakeEngine`, PostgreSQL 15 only); tests that need operations settled start
+`tests.fakes.worker.FakeWorker` (no database servers needed).
 """
 
 from __future__ import annotations
@@ -7,108 +8,24 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from tests.fakes.engines import FakeEngine
 
 from reddwarf.api.app import create_app
-from reddwarf.domain.capabilities import Capabilities, Capability
-from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.errors import BadRequest
-from reddwarf.domain.instance import InstanceSpec, UserSpec
-from reddwarf.domain.secret import Secret
-from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
-from reddwarf.domain.workload import Placement, WorkloadSpec
+from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.identity.bootstrap import ensure_bootstrap
 from reddwarf.services.context import ServiceContext
 from reddwarf.settings import Settings
 from reddwarf.store.database import Database
 
 STARTUP_DEADLINE = 10.0
-FAILING_NAME_PREFIX = "doomed"
-FAULT_MESSAGE = "initdb failed: No space left on device"
-
-
-class FakeEngine:
-    """PostgreSQL 15 as the catalogue shows it; never runs anything."""
-
-    name = "postgresql"
-    default_port = 5432
-    admin_user = "reddwarf_admin"
-
-    def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES}))
-
-    def versions(self) -> list[DatastoreVersion]:
-        return [DatastoreVersion(datastore="postgresql", name="15", number="15.18", bin_dir="/nonexistent")]
-
-    def validate_spec(self, spec: InstanceSpec) -> None:
-        for user in spec.users:
-            if user.name == "postgres":
-                raise BadRequest("User name postgres is reserved.", field="users.name")
-
-    def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None:
-        """The users API's rules: `root` belongs to the root API (as on every real engine)."""
-        for index, user in enumerate(users):
-            if user.name.lower() == "root":
-                raise BadRequest(f"The user name {user.name!r} is reserved.", field=f"{field}[{index}].name")
-
-    def workload(
-        self,
-        spec: InstanceSpec,
-        version: DatastoreVersion,
-        flavor: Flavor,
-        placement: Placement,
-        admin_password: Secret,
-    ) -> WorkloadSpec:
-        raise NotImplementedError
-
-    def probe(self, placement: Placement, user: str, password: Secret, timeout: float = 2.0) -> bool:
-        return False
-
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
-        return False
-
-    def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
-        raise NotImplementedError
-
-
-class FakeWorker:
-    """Claims operations and settles them at once: create -> ACTIVE (ERROR with a fault for names
-    starting with "doomed"), delete -> deleted, restart -> done. Started only by tests that wait."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fake-worker", daemon=True)
-
-    def __enter__(self) -> FakeWorker:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            with self._db.unit_of_work() as uow:
-                op = uow.operations.claim("fake-worker", lease_ttl=30)
-                if op is None:
-                    continue
-                instance = uow.instances.get(op.resource_id)
-                if instance is not None and op.kind == "instance.create":
-                    if instance.spec.name.startswith(FAILING_NAME_PREFIX):
-                        fault = Fault(message=FAULT_MESSAGE, details="", created=time.time())
-                        uow.instances.set_status(instance.id, InstanceStatus.ERROR, OperatingStatus.ERROR, fault=fault)
-                    else:
-                        uow.instances.set_status(instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
-                elif instance is not None and op.kind == "instance.delete":
-                    uow.instances.mark_deleted(instance.id)
-                uow.operations.complete(op.id, "fake-worker")
+# The one version the served catalogue has (what the CLI tests list and create).
+VERSIONS = [DatastoreVersion(datastore="postgresql", name="15", number="15.18", bin_dir="/nonexistent")]
 
 
 @dataclass(frozen=True)
@@ -131,7 +48,7 @@ def serve_api(base: Path) -> Iterator[ApiServer]:
     assert boot.project_id is not None
     (state_dir / "control" / "admin-project").write_text(boot.project_id + "\n")
     admin_token = boot.token_file.read_text().strip()
-    app = create_app(ServiceContext.build(settings, db, {"postgresql": FakeEngine()}))
+    app = create_app(ServiceContext.build(settings, db, {"postgresql": FakeEngine(versions=VERSIONS)}))
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import typer
-from client_server import FAULT_MESSAGE, ApiServer, FakeWorker
+from client_server import ApiServer
+from tests.fakes.worker import FAULT_MESSAGE, FakeWorker
 from typer.testing import CliRunner
 
 from reddwarf.cli import tenant

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+from tests.fakes.runtime import FakeRuntime
+
 from reddwarf.domain.capacity import GIB
 from reddwarf.domain.pool import PoolProfile, PoolTarget, SlotState
 from reddwarf.domain.secret import Secret
@@ -69,20 +71,10 @@ def test_a_tombstone_with_nothing_left_needs_nothing(db: Database) -> None:
     assert destroys(db, slot_id) == []
 
 
-class _FullHost:
-    """A runtime whose host storage holds `capacity` bytes for volumes (the keeper asks nothing else here)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-
-    def storage_capacity(self) -> int:
-        return self.capacity
-
-
 def test_the_pool_builds_no_slot_the_host_storage_cannot_hold(db: Database) -> None:
     with db.unit_of_work() as uow:  # a tenant's instance already holds most of the host
         assert uow.reservations.reserve("tenant-instance", "instance", 2 * GIB, None)
-    deps = ReconcilerDeps(db=db, engines={}, runtime=cast(Any, _FullHost(3 * GIB - 1)), flavors={})
+    deps = ReconcilerDeps(db=db, engines={}, runtime=FakeRuntime(capacity=3 * GIB - 1), flavors={})
     pool_keeper = PoolKeeper(deps, PoolTarget(size=1, failure_pause=60))
 
     with db.unit_of_work() as uow:
@@ -91,7 +83,7 @@ def test_the_pool_builds_no_slot_the_host_storage_cannot_hold(db: Database) -> N
         assert uow.pool.list() == []
         assert uow.reservations.total() == 2 * GIB
 
-    deps = ReconcilerDeps(db=db, engines={}, runtime=cast(Any, _FullHost(3 * GIB)), flavors={})
+    deps = ReconcilerDeps(db=db, engines={}, runtime=FakeRuntime(capacity=3 * GIB), flavors={})
     with db.unit_of_work() as uow:
         PoolKeeper(deps, PoolTarget(size=1, failure_pause=60))._apply(uow, Plan(add=(PG15,)))
     with db.unit_of_work(write=False) as uow:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from client_fakes import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response
+from tests.fakes.api import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response
 
 from reddwarf.client import ReddwarfClient
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from client_fakes import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response, instance_body
+from tests.fakes.api import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response, instance_body
 from typer.testing import CliRunner
 
 from reddwarf.cli import tenant

@@ -6,9 +6,11 @@ import logging
 
 import httpx
 import pytest
-from client_fakes import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response, instance_body
+from tests.fakes.api import ENDPOINT, PROJECT, TOKEN, FakeApi, fault_response, instance_body
 
 from reddwarf.client import (
+    DatabaseRequest,
+    Instance,
     InstanceFaulted,
     ReddwarfAPIError,
     ReddwarfClient,
@@ -73,6 +75,27 @@ def test_create_sends_trove_create_body(client: ReddwarfClient, fake_api: FakeAp
             "users": [{"name": "alice", "password": "s3cret", "databases": [{"name": "app"}]}],
         }
     }
+
+
+def test_create_sends_a_databases_character_set_and_collation(client: ReddwarfClient, fake_api: FakeApi) -> None:
+    fake_api.handler = lambda request: httpx.Response(200, json={"instance": instance_body("i1")})
+    shop = DatabaseRequest(name="shop", character_set="utf8mb4", collate="utf8mb4_unicode_ci")
+
+    client.create_instance("db1", "1", 1, datastore="mariadb", databases=[shop, "plain"])
+
+    assert fake_api.bodies()[0]["instance"]["databases"] == [
+        {"name": "shop", "character_set": "utf8mb4", "collate": "utf8mb4_unicode_ci"}, {"name": "plain"},
+    ]
+
+
+def test_the_root_password_of_a_create_answer_is_a_secret(client: ReddwarfClient, fake_api: FakeApi) -> None:
+    fake_api.handler = lambda request: httpx.Response(200, json={"instance": instance_body("i1", password="r00t")})
+
+    created = client.create_instance("db1", "1", 1)
+
+    assert created.root_password is not None and created.root_password.reveal() == "r00t"
+    assert "r00t" not in repr(created.root_password)
+    assert Instance.model_validate(instance_body("i1")).root_password is None
 
 
 def test_create_without_datastore_lets_the_server_choose(client: ReddwarfClient, fake_api: FakeApi) -> None:
@@ -185,6 +208,19 @@ def test_wait_returns_when_active_and_reports_each_poll() -> None:
     instance = client.wait_for_instance("i1", timeout=10, on_poll=lambda i: seen.append(i.status), interval=0)
     assert instance.status == "ACTIVE"
     assert seen == ["BUILD", "BUILD", "ACTIVE"]
+
+
+def test_waits_poll_at_most_the_clients_poll_interval_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("reddwarf.client.http.time.sleep", pauses.append)
+    api = _scripted(*[_instance("BUILD")] * 4, _instance("ACTIVE"), _instance("SHUTDOWN"),
+                    fault_response(404, "itemNotFound", "gone"))
+    client = ReddwarfClient(ENDPOINT, TOKEN, PROJECT, poll_interval=0.5, transport=httpx.MockTransport(api))
+
+    client.wait_for_instance("i1", timeout=10)
+    client.wait_for_delete("i1", timeout=10)
+
+    assert pauses == [0.25, 0.5, 0.5, 0.5, 0.25]
 
 
 def test_wait_raises_with_the_fault_on_error() -> None:

@@ -6,6 +6,7 @@ import signal
 
 import pytest
 import redis
+from tests.fakes.redis_client import FakeRedisClient
 
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
@@ -143,41 +144,24 @@ def test_user_matches_exactly_what_the_rules_set() -> None:
         assert not admin.user_matches(getuser_reply(**override), digest, config.TENANT_COMMANDS), override
 
 
-class FakeClient:
-    """Stands in for redis.Redis: answers GETUSER with None and fails SETUSER / SAVE as told."""
-
-    def __init__(self, setuser_error: Exception | None = None, save_error: Exception | None = None) -> None:
-        self.setuser_error = setuser_error
-        self.save_error = save_error
-        self.calls: list[tuple[str, ...]] = []
-
-    def execute_command(self, *args: str) -> object:
-        self.calls.append(args)
-        if args[:2] == ("ACL", "SETUSER") and self.setuser_error:
-            raise self.setuser_error
-        if args[:2] == ("ACL", "SAVE") and self.save_error:
-            raise self.save_error
-        return None if args[:2] == ("ACL", "GETUSER") else b"OK"
-
-
 def test_a_refused_user_is_permanent_and_the_hash_is_masked() -> None:
     digest = config.password_hash("pw")
-    fake = FakeClient(setuser_error=redis.ResponseError(f"Error in ACL SETUSER modifier '#{digest}': bad"))
+    fake = FakeRedisClient(setuser_error=redis.ResponseError(f"Error in ACL SETUSER modifier '#{digest}': bad"))
     with pytest.raises(PermanentError) as caught:
-        admin.ensure_user(fake, UserSpec("alice", Secret("pw")))  # type: ignore[arg-type]
+        admin.ensure_user(fake, UserSpec("alice", Secret("pw")))
     assert digest not in caught.value.message and "pw" not in caught.value.message
     assert "alice" in caught.value.message
 
 
 def test_a_lost_connection_is_temporary() -> None:
-    fake = FakeClient(setuser_error=redis.ConnectionError("Connection reset by peer"))
+    fake = FakeRedisClient(setuser_error=redis.ConnectionError("Connection reset by peer"))
     with pytest.raises(TemporaryError):
-        admin.ensure_user(fake, UserSpec("alice", Secret("pw")))  # type: ignore[arg-type]
+        admin.ensure_user(fake, UserSpec("alice", Secret("pw")))
 
 
 def test_setuser_sends_only_the_hash() -> None:
-    fake = FakeClient()
-    assert admin.ensure_user(fake, UserSpec("alice", Secret("pw")))  # type: ignore[arg-type]
+    fake = FakeRedisClient()
+    assert admin.ensure_user(fake, UserSpec("alice", Secret("pw")))
     setuser = fake.calls[-1]
     assert setuser[:3] == ("ACL", "SETUSER", "alice")
     assert "pw" not in setuser and "#" + config.password_hash("pw") in setuser
@@ -185,5 +169,5 @@ def test_setuser_sends_only_the_hash() -> None:
 
 def test_a_failing_acl_save_is_temporary() -> None:
     with pytest.raises(TemporaryError):
-        fake = FakeClient(save_error=redis.ResponseError("There was an error trying to save the ACLs"))
-        admin.save_acl(fake)  # type: ignore[arg-type]
+        fake = FakeRedisClient(save_error=redis.ResponseError("There was an error trying to save the ACLs"))
+        admin.save_acl(fake)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from keystone_fakes import FakeKeystone
+from tests.fakes.keystone import FakeKeystone
 
 from reddwarf.domain.errors import Forbidden, ServiceUnavailable, Unauthorized
 from reddwarf.identity.context import AuthContext

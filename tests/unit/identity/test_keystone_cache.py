@@ -5,20 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from tests.fakes.clock import FakeClock
 
 from reddwarf.identity.keystone.cache import ValidationCache, token_key
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_entry_lives_for_the_ttl_when_the_token_outlives_it() -> None:
-    clock = Clock()
+    clock = FakeClock(now=1000.0)
     cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=clock)
     cache.put("tok", "ctx", expires_at=clock.now + 3600)
 
@@ -29,7 +22,7 @@ def test_an_entry_lives_for_the_ttl_when_the_token_outlives_it() -> None:
 
 
 def test_an_entry_ends_with_the_token_when_the_token_expires_first() -> None:
-    clock = Clock()
+    clock = FakeClock(now=1000.0)
     cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=clock)
     cache.put("tok", "ctx", expires_at=clock.now + 5)
 
@@ -40,7 +33,7 @@ def test_an_entry_ends_with_the_token_when_the_token_expires_first() -> None:
 
 
 def test_an_already_expired_token_is_not_stored() -> None:
-    clock = Clock()
+    clock = FakeClock(now=1000.0)
     cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=clock)
     cache.put("tok", "ctx", expires_at=clock.now - 1)
 
@@ -49,7 +42,7 @@ def test_an_already_expired_token_is_not_stored() -> None:
 
 
 def test_the_cache_is_bounded_and_drops_the_least_recently_used() -> None:
-    cache: ValidationCache[int] = ValidationCache(ttl=60, max_size=3, clock=Clock())
+    cache: ValidationCache[int] = ValidationCache(ttl=60, max_size=3, clock=FakeClock(now=1000.0))
     for n in range(3):
         cache.put(f"t{n}", n, expires_at=10_000)
     assert cache.get("t0") == 0  # t0 is now the most recently used
@@ -62,7 +55,7 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used() -> None:
 
 
 def test_keys_are_sha256_of_the_token_never_the_token() -> None:
-    cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=Clock())
+    cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=FakeClock(now=1000.0))
     token = "gAAAAABsecret-token-value"
     cache.put(token, "ctx", expires_at=10_000)
 
@@ -72,7 +65,7 @@ def test_keys_are_sha256_of_the_token_never_the_token() -> None:
 
 
 def test_discard_forgets_a_token() -> None:
-    cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=Clock())
+    cache: ValidationCache[str] = ValidationCache(ttl=60, max_size=10, clock=FakeClock(now=1000.0))
     cache.put("tok", "ctx", expires_at=10_000)
     cache.discard("tok")
     assert cache.get("tok") is None

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from keystone_fakes import AUTH_URL, FakeKeystone
+from tests.fakes.keystone import AUTH_URL, FakeKeystone
 
 from reddwarf.domain.secret import Secret
 from reddwarf.identity.keystone.client import KeystoneClient, KeystoneRefused, TokenInfo, parse_time

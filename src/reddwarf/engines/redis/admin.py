@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import cast
+from typing import Any, Protocol, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -167,7 +167,14 @@ def session(where: Target) -> Iterator[redis.Redis]:
         _close(client)
 
 
-def command(client: redis.Redis, *args: str) -> object:
+class CommandClient(Protocol):
+    """What the raw commands below need of a connection: redis-py's `execute_command` (a `redis.Redis`, or
+    a unit test's double, which mypy then checks against this)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+
+def command(client: CommandClient, *args: str) -> object:
     """Run one raw command (redis-py leaves `execute_command` untyped)."""
     execute = cast(Callable[..., object], client.execute_command)
     return execute(*args)
@@ -211,7 +218,7 @@ def retryable(exc: redis.RedisError) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
-def ensure_user(client: redis.Redis, user: UserSpec) -> bool:
+def ensure_user(client: CommandClient, user: UserSpec) -> bool:
     """Make ACL user `user` on, with this password and the tenant rights; True when something changed."""
     digest = config.password_hash(user.password.reveal())
     try:
@@ -228,7 +235,7 @@ def ensure_user(client: redis.Redis, user: UserSpec) -> bool:
     return True
 
 
-def save_acl(client: redis.Redis) -> None:
+def save_acl(client: CommandClient) -> None:
     """Write the server's ACL users to its aclfile (so they survive a restart)."""
     try:
         command(client, "ACL", "SAVE")

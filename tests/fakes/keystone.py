@@ -1,4 +1,8 @@
-"""A fake Keystone v3 behind httpx.MockTransport, for unit tests of the client and the authenticator."""
+"""A fake Keystone v3 behind `httpx.MockTransport`, for unit tests of the Keystone client and the authenticator.
+
+It knows the tokens a test gives it, issues service tokens for the password "service-pw", and counts what it
+was asked; `down` makes every request fail to connect.
+"""
 
 from __future__ import annotations
 

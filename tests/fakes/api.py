@@ -1,4 +1,8 @@
-"""A scripted stand-in for the v1.0 API behind `httpx.MockTransport`, for pure client and CLI tests."""
+"""A scripted stand-in for the v1.0 API behind `httpx.MockTransport`, for pure client and CLI tests.
+
+`FakeApi` records every request and lets the test's `handler` answer it; `instance_body` and `fault_response`
+build the answers in Trove's wire format.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,68 @@
+"""A fake runtime: placements under a path that does not exist, every server running, nothing started.
+
+It records the lifecycle calls it gets (`calls`, as `(method, instance_id)`) so that a test can say what a
+reconciler asked of the runtime; `storage_capacity` is what the test sets (None: no host storage to account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from reddwarf.domain.workload import Placement, ProcessObservation, Resources, WorkloadSpec
+from reddwarf.runtimes.base import Runtime
+
+ROOT = "/nonexistent/fake-runtime"
+
+
+class FakeRuntime:
+    """Stands in for a `Runtime`; every server it is asked about runs and uses 1 KiB of its volume."""
+
+    def __init__(self, capacity: int | None = None, addresses: tuple[str, ...] = ("127.0.1.9",)) -> None:
+        self.capacity = capacity
+        self.addresses = addresses
+        self.calls: list[tuple[str, str]] = []
+
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    def placement(self, instance_id: str, address: str, port: int) -> Placement:
+        home = f"{ROOT}/{instance_id}"
+        return Placement(instance_id=instance_id, os_user="nobody", address=address, port=port,
+                         data_dir=f"{home}/data", config_dir=f"{home}/config", log_dir=f"{home}/log",
+                         run_dir=f"{home}/run", socket_dir=f"{home}/run")
+
+    def endpoint_candidates(self, standard_port: int) -> Iterator[tuple[str, int]]:
+        for address in self.addresses:
+            yield address, standard_port
+
+    def bindable(self, address: str, port: int) -> bool:
+        return True
+
+    def prepare(self, placement: Placement, resources: Resources) -> None:
+        self.calls.append(("prepare", placement.instance_id))
+
+    def initialise(self, placement: Placement, workload: WorkloadSpec) -> None:
+        self.calls.append(("initialise", placement.instance_id))
+
+    def start(self, placement: Placement, workload: WorkloadSpec) -> None:
+        self.calls.append(("start", placement.instance_id))
+
+    def observe(self, placement: Placement) -> ProcessObservation:
+        return ProcessObservation(running=True, pid=1, volume_used_bytes=1024)
+
+    def stop(self, placement: Placement, workload: WorkloadSpec) -> None:
+        self.calls.append(("stop", placement.instance_id))
+
+    def destroy(self, placement: Placement) -> None:
+        self.calls.append(("destroy", placement.instance_id))
+
+    def storage_capacity(self) -> int | None:
+        return self.capacity
+
+    def isolation_report(self) -> dict[str, str]:
+        return {"isolation": "none (fake runtime)"}
+
+
+# The protocol check: mypy fails here when the fake drifts from `Runtime`.
+_RUNTIME: Runtime = FakeRuntime()

@@ -1,0 +1,60 @@
+"""A fake worker for tests of the API and the CLI that need operations to finish but no database server.
+
+It claims operations from the real store and settles them the way the reconcilers would, at once:
+instance.create -> ACTIVE and HEALTHY (ERROR with `FAULT_MESSAGE` for names starting with
+`FAILING_NAME_PREFIX`), instance.delete -> deleted, anything else -> done.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from reddwarf.domain.operations import Kind
+from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.store.database import Database
+
+FAILING_NAME_PREFIX = "doomed"
+FAULT_MESSAGE = "initdb failed: No space left on device"
+OWNER = "fake-worker"
+POLL_INTERVAL_S = 0.05
+JOIN_TIMEOUT_S = 10.0
+
+
+class FakeWorker:
+    """A thread that settles every operation it claims; a context manager (started on enter)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=OWNER, daemon=True)
+
+    def __enter__(self) -> FakeWorker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=JOIN_TIMEOUT_S)
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_INTERVAL_S):
+            self.settle_one()
+
+    def settle_one(self) -> bool:
+        """Claim one operation and settle it; False when there was none."""
+        with self._db.unit_of_work() as uow:
+            op = uow.operations.claim(OWNER, lease_ttl=30)
+            if op is None:
+                return False
+            instance = uow.instances.get(op.resource_id)
+            if instance is not None and op.kind == Kind.INSTANCE_CREATE:
+                if instance.spec.name.startswith(FAILING_NAME_PREFIX):
+                    fault = Fault(message=FAULT_MESSAGE, details="", created=time.time())
+                    uow.instances.set_status(instance.id, InstanceStatus.ERROR, OperatingStatus.ERROR, fault=fault)
+                else:
+                    uow.instances.set_status(instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
+            elif instance is not None and op.kind == Kind.INSTANCE_DELETE:
+                uow.instances.mark_deleted(instance.id)
+            uow.operations.complete(op.id, OWNER)
+            return True
