@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.chaos.test_worker_killed import crash_and_recover, steps_of, store
+from tests.chaos.test_worker_killed import crash_and_recover, every_step, steps_of, store
 from tests.support.server import ReddwarfProcesses, instance_users, processes_of, running_plane, wait_for
 
 BUILD_STEPS = ["allocate_address", "prepare", "initialise", "start", "answers", "ready"]
@@ -73,8 +73,7 @@ def empty_pool_after(plane: ReddwarfProcesses) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("empty_pool_after")
-@pytest.mark.parametrize("when", ["before", "after"])
-@pytest.mark.parametrize("step", BUILD_STEPS)
+@pytest.mark.parametrize(("step", "when"), every_step(BUILD_STEPS))
 def test_a_build_survives_a_worker_killed_at_every_step(plane: ReddwarfProcesses, step: str, when: str) -> None:
     marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
     plane.extra_env.update(POOL_ON)

@@ -26,6 +26,16 @@ DELETE_STEPS = ["shutdown", "destroy", "forget"]
 pytestmark = pytest.mark.slow
 
 
+def every_step(steps: list[str]) -> list[Any]:
+    """(step, when) for every step: each step once in the default run, `before` and `after` alternating
+    from one step to the next; the other half of the pairs is marked `matrix` (`.ci/run` deselects it,
+    `./dev.sh test` runs it)."""
+    return [
+        pytest.param(step, when, id=f"{step}-{when}", marks=() if (i + j) % 2 == 0 else (pytest.mark.matrix,))
+        for i, step in enumerate(steps) for j, when in enumerate(("before", "after"))
+    ]
+
+
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ReddwarfProcesses]:
     with running_plane("chaos", "127.0.91.0/24", REDDWARF_EMBEDDED_WORKERS="0", REDDWARF_LEASE_TTL="1") as procs:
@@ -72,8 +82,7 @@ def crash_and_recover(plane: ReddwarfProcesses, kind: str, step: str, when: str,
     plane.start_worker(REDDWARF_TEST_CRASH_AT=f"{kind}:{step}:{when}", REDDWARF_TEST_CRASH_MARKER=str(marker))
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
-@pytest.mark.parametrize("step", CREATE_STEPS)
+@pytest.mark.parametrize(("step", "when"), every_step(CREATE_STEPS))
 def test_create_survives_a_worker_killed_at_every_step(plane: ReddwarfProcesses, step: str, when: str) -> None:
     marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
     with plane.client() as client:
@@ -100,8 +109,7 @@ def test_create_survives_a_worker_killed_at_every_step(plane: ReddwarfProcesses,
             plane.start_server()
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
-@pytest.mark.parametrize("step", DELETE_STEPS)
+@pytest.mark.parametrize(("step", "when"), every_step(DELETE_STEPS))
 def test_delete_survives_a_worker_killed_at_every_step(plane: ReddwarfProcesses, step: str, when: str) -> None:
     marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
     with plane.client() as client:
