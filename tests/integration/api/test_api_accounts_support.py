@@ -20,10 +20,10 @@ from api_support import Api, FakeEngine, build_api, create_body
 from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import BadRequest, Conflict, NotFound, TemporaryError
 from reddwarf.domain.instance import DatabaseSpec, Endpoint, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.status import InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.workflows.kernel.worker import Worker
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -213,7 +213,7 @@ class AccountsApi:
             for op in uow.operations.active_for(instance_id):
                 uow.operations.supersede(instance_id, (op.kind,))
             uow.instances.set_endpoint(instance_id, Endpoint("127.0.1.9", 5432))
-            uow.instances.set_status(instance_id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
+            uow.instances.record(instance_id, Observation.READY, "ready", generation=0)
         return instance_id
 
 

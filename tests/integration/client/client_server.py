@@ -17,10 +17,11 @@ import uvicorn
 from reddwarf.api.app import create_app
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.instance import InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement, WorkloadSpec
 from reddwarf.identity.bootstrap import ensure_bootstrap
 from reddwarf.services.context import ServiceContext
@@ -103,9 +104,9 @@ class FakeWorker:
                 if instance is not None and op.kind == "instance.create":
                     if instance.spec.name.startswith(FAILING_NAME_PREFIX):
                         fault = Fault(message=FAULT_MESSAGE, details="", created=time.time())
-                        uow.instances.set_status(instance.id, InstanceStatus.ERROR, OperatingStatus.ERROR, fault=fault)
+                        uow.instances.record(instance.id, Observation.FAILED, FAULT_MESSAGE, generation=0, fault=fault)
                     else:
-                        uow.instances.set_status(instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
+                        uow.instances.record(instance.id, Observation.READY, "ready", generation=0)
                 elif instance is not None and op.kind == "instance.delete":
                     uow.instances.mark_deleted(instance.id)
                 uow.operations.complete(op.id, "fake-worker")
