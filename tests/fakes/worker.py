@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.operations import Kind
-from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.status import Fault
 from reddwarf.store.database import Database
 
 FAILING_NAME_PREFIX = "doomed"
@@ -51,9 +52,9 @@ class FakeWorker:
             if instance is not None and op.kind == Kind.INSTANCE_CREATE:
                 if instance.spec.name.startswith(FAILING_NAME_PREFIX):
                     fault = Fault(message=FAULT_MESSAGE, details="", created=time.time())
-                    uow.instances.set_status(instance.id, InstanceStatus.ERROR, OperatingStatus.ERROR, fault=fault)
+                    uow.instances.record(instance.id, Observation.FAILED, FAULT_MESSAGE, generation=0, fault=fault)
                 else:
-                    uow.instances.set_status(instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
+                    uow.instances.record(instance.id, Observation.READY, "ready", generation=0)
             elif instance is not None and op.kind == Kind.INSTANCE_DELETE:
                 uow.instances.mark_deleted(instance.id)
             uow.operations.complete(op.id, OWNER)

@@ -50,7 +50,8 @@ class Endpoint:
 
 @dataclass(slots=True)
 class Instance:
-    """The recorded instance. `status` and friends are written by the reconciler only."""
+    """The recorded instance. `status` and friends are written by the reconciler only: `conditions`, and the
+    `status`/`operating_status` derived from them when they are written (`domain.conditions`)."""
 
     id: str
     project_id: str
@@ -65,6 +66,10 @@ class Instance:
     updated: float = 0.0
     deleting: bool = False
     generation: int = 0
+    # The spec generation the latest status write was based on, and the count of status writes: the version a
+    # compare-and-swap of the conditions expects (see `domain.conditions`).
+    observed_generation: int = 0
+    status_version: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     # The runtime's id of the server: the warm-pool slot the instance was made from, else None (the id).
     workload_id: str | None = None

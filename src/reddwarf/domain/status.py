@@ -1,6 +1,7 @@
 """Statuses as Trove shows them on the wire, and the conditions Reddwarf keeps beside them.
 
-The reconciler alone writes status; services write the initial status of a resource they create.
+The reconciler alone writes status; services write the initial status of a resource they create. An
+instance's statuses are derived from its conditions when they are written (`domain.conditions`).
 """
 
 from __future__ import annotations

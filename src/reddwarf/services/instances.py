@@ -19,6 +19,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
+from reddwarf.domain import conditions
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, OverLimit, UnprocessableEntity
 from reddwarf.domain.events import Event
@@ -125,11 +126,15 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     if spec.users:
         engine.validate_users(spec.users, "instance.users")
     now = ctx.clock()
+    initial = conditions.created("create requested", now)
+    status, operating = conditions.derive(initial)  # BUILD: the reconcilers write every later status
     instance = Instance(
         id=str(uuid.uuid4()),
         project_id=auth.project_id,
         spec=spec,
-        status=InstanceStatus.BUILD,
+        status=status,
+        operating_status=operating,
+        conditions=initial,
         created=now,
         updated=now,
     )

@@ -61,6 +61,10 @@ class InstanceRow(Base):
     volume_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
     generation: Mapped[int] = mapped_column(Integer)
+    # The spec generation the latest status write was based on; the number of status writes, which the
+    # conditions' compare-and-swap expects (`repositories.instances.transition`).
+    observed_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    status_version: Mapped[int] = mapped_column(Integer, server_default="0")
     deleting: Mapped[bool] = mapped_column(Boolean)
     deleted_at: Mapped[float | None] = mapped_column(Double)
     created: Mapped[float] = mapped_column(Double)

@@ -15,10 +15,10 @@ from test_api_accounts_support import AccountsApi, build_accounts_api
 from tests.fakes.engines import ADMIN, FakeAccounts
 
 from reddwarf.domain.accounts import UserInfo
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.status import InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement
 
 
@@ -99,7 +99,7 @@ def test_database_refusals(acc: AccountsApi) -> None:
 def test_instance_not_active_is_422(acc: AccountsApi) -> None:
     api, iid = acc.api, acc.active_instance()
     with api.db.unit_of_work() as uow:
-        uow.instances.set_status(iid, InstanceStatus.BUILD, OperatingStatus.NONE)
+        uow.instances.record(iid, Observation.CREATING, "built again", generation=0)
     for response in (
         api.get(f"/instances/{iid}/databases"),
         api.post(f"/instances/{iid}/databases", {"databases": [{"name": "a"}]}),

@@ -18,8 +18,8 @@ from tests.fakes.runtime import FakeRuntime
 
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import DatastoreVersion
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.instance import Endpoint
-from reddwarf.domain.status import InstanceStatus, OperatingStatus
 from reddwarf.workflows.kernel.worker import Worker
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.worker import handlers
@@ -59,7 +59,7 @@ class AccountsApi:
             for op in uow.operations.active_for(instance_id):
                 uow.operations.supersede(instance_id, (op.kind,))
             uow.instances.set_endpoint(instance_id, Endpoint("127.0.1.9", 5432))
-            uow.instances.set_status(instance_id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
+            uow.instances.record(instance_id, Observation.READY, "ready", generation=0)
         return instance_id
 
 

@@ -6,12 +6,15 @@ from urllib.parse import urlsplit
 
 from api_support import Api, create_body
 
-from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.conditions import Observation
+from reddwarf.domain.status import Fault, InstanceStatus
 
 
 def _set_status(api: Api, instance_id: str, status: InstanceStatus, fault: Fault | None = None) -> None:
+    """What a reconciler would record for the instance to be ACTIVE (ready) or ERROR (failed, with `fault`)."""
+    observation = {InstanceStatus.ACTIVE: Observation.READY, InstanceStatus.ERROR: Observation.FAILED}[status]
     with api.db.unit_of_work() as uow:
-        uow.instances.set_status(instance_id, status, OperatingStatus.HEALTHY, fault=fault)
+        uow.instances.record(instance_id, observation, "set by the test", generation=0, fault=fault)
 
 
 def test_show_returns_the_detail_view(api: Api, new_instance: str) -> None:
@@ -28,8 +31,8 @@ def test_show_includes_fault_used_volume_and_address_once_recorded(api: Api, new
     from reddwarf.domain.instance import Endpoint
 
     with api.db.unit_of_work() as uow:
-        uow.instances.set_status(
-            new_instance, InstanceStatus.ERROR, OperatingStatus.ERROR,
+        uow.instances.record(
+            new_instance, Observation.FAILED, "initdb failed", generation=0,
             fault=Fault(message="initdb failed", details="exit 1", created=api.clock.now),
             volume_used_bytes=512 * 1024 * 1024,
         )

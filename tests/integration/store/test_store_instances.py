@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import BadRequest, NotFound
 from reddwarf.domain.instance import DatabaseSpec, Endpoint, Instance, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.status import Condition, ConditionType, Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.status import ConditionType, Fault, InstanceStatus, OperatingStatus
 from reddwarf.store import ADMIN_SECRET, Database
 
 PASSWORD = "Tr0ub4dor-and-3-horses"
@@ -70,41 +71,49 @@ def test_status_endpoint_fault_and_conditions_are_recorded(db: Database) -> None
     instance = make_instance()
     with db.unit_of_work() as uow:
         uow.instances.add(instance)
-    ready = Condition(ConditionType.READY, False, "Starting", "server starting", since=12.5)
     with db.unit_of_work() as uow:
-        uow.instances.set_status(
-            instance.id,
-            InstanceStatus.ERROR,
-            OperatingStatus.ERROR,
-            fault=Fault("disk full", "no space left on device", 99.0),
-            conditions=(ready,),
-            volume_used_bytes=1234,
+        recorded = uow.instances.record(
+            instance.id, Observation.FAILED, "initdb failed", generation=0,
+            fault=Fault("disk full", "no space left on device", 99.0), volume_used_bytes=1234,
         )
         uow.instances.set_endpoint(instance.id, Endpoint("127.0.1.7", 5432))
+    assert recorded == (InstanceStatus.ERROR, OperatingStatus.ERROR)
     with db.unit_of_work(write=False) as uow:
         stored = uow.instances.get(instance.id)
     assert stored is not None
     assert (stored.status, stored.operating_status) == (InstanceStatus.ERROR, OperatingStatus.ERROR)
     assert stored.fault == Fault("disk full", "no space left on device", 99.0)
-    assert stored.conditions == (ready,)
+    ready = stored.conditions[0]
+    assert (ready.type, ready.status, ready.reason, ready.message) == (
+        ConditionType.READY, False, "OperationFailed", "initdb failed"
+    )
     assert stored.volume_used_bytes == 1234
     assert stored.endpoint == Endpoint("127.0.1.7", 5432)
     assert stored.updated >= stored.created
 
     with db.unit_of_work() as uow:
-        uow.instances.set_status(instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY, clear_fault=True)
+        uow.instances.record(instance.id, Observation.READY, "ready", generation=0, clear_fault=True)
         uow.instances.set_endpoint(instance.id, None)
     with db.unit_of_work(write=False) as uow:
         stored = uow.instances.get(instance.id)
     assert stored is not None
+    assert (stored.status, stored.operating_status) == (InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
     assert stored.fault is None and stored.endpoint is None
-    assert stored.conditions == (ready,)  # untouched when not given
-    assert stored.volume_used_bytes == 1234
+    assert stored.volume_used_bytes == 1234  # untouched when not given
 
 
-def test_updates_to_an_unknown_instance_raise_not_found(db: Database) -> None:
+def test_status_writes_to_an_unknown_instance_raise_not_found_or_lose(db: Database) -> None:
     with pytest.raises(NotFound), db.unit_of_work() as uow:
-        uow.instances.set_status("nope", InstanceStatus.ACTIVE, OperatingStatus.HEALTHY)
+        uow.instances.record("nope", Observation.READY, "ready", generation=0)
+    with db.unit_of_work() as uow:
+        assert not uow.instances.transition("nope", 0, (), observed_generation=0)
+
+
+def test_an_instance_is_recorded_only_with_the_status_its_conditions_give(db: Database) -> None:
+    instance = make_instance()
+    instance.status = InstanceStatus.ACTIVE  # its conditions (none) say BUILD
+    with pytest.raises(ValueError, match="not the one its conditions give"), db.unit_of_work() as uow:
+        uow.instances.add(instance)
 
 
 def test_rename_and_update_spec_bump_the_generation(db: Database) -> None:

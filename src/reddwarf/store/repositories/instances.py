@@ -1,5 +1,8 @@
 """Instances: the spec a tenant asked for and the status the reconciler observed.
 
+Status is written by compare-and-swap only (`transition`, and `record` which retries it): the conditions, the
+statuses derived from them and a version move together in one conditional UPDATE.
+
 The spec is stored as JSON without user passwords; each `UserSpec.password` is written encrypted through
 `SecretRepository` under (instance id, "user:<name>@<host>") and put back as a `Secret` on read. Deletion is soft:
 `mark_deleted` sets `deleted_at` and the instance disappears from `get`/`list`/`count` unless asked for.
@@ -11,11 +14,12 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.accounts import RootHistory
-from reddwarf.domain.errors import BadRequest, NotFound
+from reddwarf.domain.conditions import Observation, advance, derive
+from reddwarf.domain.errors import BadRequest, NotFound, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
@@ -32,6 +36,23 @@ _BY_ID = select(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance_id"))
 # SET takes the columns named by the parameters (everything but "instance_id_"). A Core UPDATE: it does not
 # refresh an InstanceRow loaded earlier in the same unit of work (no method here keeps one across it).
 _UPDATE_BY_ID = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance_id_"))
+# The conditions' compare-and-swap: SET takes the observed generation (never moved back) and the columns named
+# by the parameters, WHERE the version is still the one the writer read.
+_TRANSITION = (
+    update(_INSTANCES)
+    .where(_INSTANCES.c.id == bindparam("instance_id_"), _INSTANCES.c.status_version == bindparam("expected_"))
+    .values(
+        observed_generation=case(
+            (_INSTANCES.c.observed_generation > bindparam("observed_"), _INSTANCES.c.observed_generation),
+            else_=bindparam("observed_"),
+        )
+    )
+)
+_STATUS_BY_ID = select(_INSTANCES.c.conditions, _INSTANCES.c.status_version).where(
+    _INSTANCES.c.id == bindparam("instance_id")
+)
+# How many times `record` reads and tries again when another writer changed the status in between.
+CAS_ATTEMPTS = 8
 
 
 class InstanceRepository:
@@ -41,7 +62,13 @@ class InstanceRepository:
 
     def add(self, instance: Instance) -> None:
         """Record a new instance (its id must be new: a duplicate is an IntegrityError); `created`/`updated`
-        default to now when the instance leaves them at 0."""
+        default to now when the instance leaves them at 0. Its statuses must be those its conditions give
+        (`domain.conditions.derive`; BUILD for none): a ValueError otherwise."""
+        if (instance.status, instance.operating_status) != derive(instance.conditions):
+            raise ValueError(
+                f"Instance {instance.id}: status {instance.status}/{instance.operating_status!r} is not the one "
+                f"its conditions give, {derive(instance.conditions)}."
+            )
         timestamp = now()
         created = instance.created or timestamp
         values = dict(
@@ -60,6 +87,8 @@ class InstanceRepository:
             volume_used_bytes=instance.volume_used_bytes,
             labels=dict(instance.labels),
             generation=instance.generation,
+            observed_generation=instance.observed_generation,
+            status_version=instance.status_version,
             deleting=instance.deleting,
             deleted_at=None,
             created=created,
@@ -147,33 +176,77 @@ class InstanceRepository:
         )
         return self._session.scalars(query.limit(1)).first() is not None
 
-    def set_status(
+    def transition(
         self,
         instance_id: str,
-        status: InstanceStatus,
-        operating_status: OperatingStatus,
+        expected_version: int,
+        conditions: tuple[Condition, ...],
         *,
+        observed_generation: int,
         fault: Fault | None = None,
         clear_fault: bool = False,
-        conditions: tuple[Condition, ...] | None = None,
         volume_used_bytes: int | None = None,
-    ) -> None:
-        """Write the observed status (reconcilers only). A `fault` replaces the recorded one; `clear_fault`
-        removes it; `conditions`/`volume_used_bytes` are left alone when None."""
+    ) -> bool:
+        """Compare-and-swap of the instance's status (reconcilers only): if its `status_version` is still
+        `expected_version`, write `conditions`, the `status`/`operating_status` derived from them
+        (`domain.conditions.derive`), the observed generation (never moved back) and the next version, in ONE
+        conditional UPDATE; True if it won, False if another writer got there first.
+
+        Atomic on PostgreSQL too: a concurrent writer's uncommitted UPDATE holds the row, this one waits for
+        its commit and then finds the version moved. A `fault` replaces the recorded one, `clear_fault`
+        removes it; `volume_used_bytes` is left alone when None."""
+        status, operating = derive(conditions)
         values: dict[str, object] = {
+            "conditions": conditions_to_json(conditions),
             "status": status.value,
-            "operating_status": operating_status.value,
+            "operating_status": operating.value,
+            "status_version": expected_version + 1,
             "updated": now(),
         }
         if fault is not None:
             values.update(fault_message=fault.message, fault_details=fault.details, fault_created=fault.created)
         elif clear_fault:
             values.update(fault_message=None, fault_details=None, fault_created=None)
-        if conditions is not None:
-            values["conditions"] = conditions_to_json(conditions)
         if volume_used_bytes is not None:
             values["volume_used_bytes"] = volume_used_bytes
-        self._update(instance_id, values)
+        parameters = {"instance_id_": instance_id, "expected_": expected_version, "observed_": observed_generation}
+        result = self._session.execute(_TRANSITION, {**parameters, **values})
+        return rowcount(result) == 1
+
+    def record(
+        self,
+        instance_id: str,
+        observation: Observation | None,
+        message: str = "",
+        *,
+        generation: int,
+        fault: Fault | None = None,
+        clear_fault: bool = False,
+        volume_used_bytes: int | None = None,
+        attempts: int = CAS_ATTEMPTS,
+    ) -> tuple[InstanceStatus, OperatingStatus]:
+        """Apply `observation` (None: conditions unchanged, e.g. a fault alone) on top of whatever the store
+        holds now: read the conditions and their version, compute the new ones (`domain.conditions.advance`),
+        `transition`; on a lost race read again, at most `attempts` times. Returns the derived statuses.
+
+        For a writer that owns the instance (an operation holding its lease): its observation holds whatever
+        another writer did meanwhile. A writer whose view may be stale (the health sweep) calls `transition`
+        with the version it saw instead, and gives up when it lost. NotFound for an unknown instance;
+        TemporaryError when every attempt lost (the step is retried)."""
+        for _ in range(attempts):
+            current = self._session.execute(_STATUS_BY_ID, {"instance_id": instance_id}).first()
+            if current is None:
+                raise NotFound("Instance", instance_id)
+            conditions = conditions_from_json(current.conditions)
+            if observation is not None:
+                conditions = advance(conditions, observation, message, now())
+            if self.transition(
+                instance_id, current.status_version, conditions,
+                observed_generation=generation,
+                fault=fault, clear_fault=clear_fault, volume_used_bytes=volume_used_bytes,
+            ):
+                return derive(conditions)
+        raise TemporaryError(f"The status of instance {instance_id} kept changing under this write; retrying.")
 
     def set_endpoint(self, instance_id: str, endpoint: Endpoint | None) -> None:
         self._update(
@@ -300,6 +373,8 @@ def _instance(row: InstanceRow | Row[Any], secrets: dict[str, Secret]) -> Instan
         updated=row.updated,
         deleting=row.deleting,
         generation=row.generation,
+        observed_generation=row.observed_generation,
+        status_version=row.status_version,
         labels=dict(row.labels),
         workload_id=row.workload_id,
     )

@@ -16,7 +16,9 @@ one while an older conflicting operation on the instance is pending or running (
 `accounts` lane), and the operation's payload is read through its kind's model. An operation on an
 instance being deleted ends without touching it. A refusal (the engine's `PermanentError`, or a request
 error such as `NotFound`) fails the operation and records a fault on the instance WITHOUT changing its
-status: the instance still runs; the fault says which change did not happen and why.
+status: the instance still runs; the fault says which change did not happen and why. Both that fault and the
+observed generation of a mirrored spec are written by the status compare-and-swap
+(`InstanceRepository.record`), conditions unchanged.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class AccountOperation:
                 return
             what = spec_of(ctx.op.kind).description
             fault = Fault(message=f"{what} failed: {error.message}", details=error.details, created=time.time())
-            uow.instances.set_status(instance.id, instance.status, instance.operating_status, fault=fault)
+            # The fault alone: the conditions (and so the statuses) stay as they are.
+            uow.instances.record(instance.id, None, generation=instance.generation, fault=fault)
             uow.events.add(instance.id, "fault", fault.message)
 
     # -- steps --------------------------------------------------------------------------------------
@@ -96,7 +99,9 @@ class AccountOperation:
             passwords = _secrets(uow, ctx.op.id)
             spec = mirror_spec(instance.spec, ctx.op.kind, ctx.op.payload, passwords)
             if spec != instance.spec:
-                uow.instances.update_spec(instance_id, spec)
+                # This operation applied the new spec itself: the status is based on it from now on.
+                generation = uow.instances.update_spec(instance_id, spec)
+                uow.instances.record(instance_id, None, generation=generation)
             uow.events.add(instance_id, ctx.op.kind.removeprefix("instance."), "done")
 
     def _forget(self, ctx: OperationContext) -> None:

@@ -10,7 +10,8 @@ Every instance is observed whatever operation runs on it, but the sweep writes s
 operation works on the instance (the operation owns its status then); a server found dead during an
 operation gets an event, once, so that it is noticed. A server stopped by a signal (SIGSTOP: alive, but it
 answers nothing) is seen from /proc without a probe and reported as not answering. The store is written
-only on a change.
+only on a change: an `Observation` on the conditions the sweep read, by compare-and-swap against the status
+version it read (`domain.conditions`), so a stale view never overwrites a reconciler's newer status.
 
 Health is a login-free protocol ping of the tenant endpoint whose listener must belong to the instance's OS
 user (`endpoint_answers`): the sweep never sends a tenant's credential anywhere.
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from reddwarf.domain.conditions import Observation, advance, derive
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.operations import KINDS_BY_LANE, Lane
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
@@ -170,14 +172,14 @@ class HealthSweep:
 
     def _record_dead(self, instance: Instance, observation: ProcessObservation) -> None:
         deps = self.deps
+        message = f"server not running: {observation.exit_reason}"
         with deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
-            uow.instances.set_status(
-                instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN,
-                volume_used_bytes=observation.volume_used_bytes,
-            )
-            uow.events.add(instance.id, "SHUTDOWN", f"server not running: {observation.exit_reason}")
+            recorded = _swap(uow, instance, Observation.SERVER_DOWN, message, observation.volume_used_bytes)
+            if recorded is None:
+                return
+            uow.events.add(instance.id, recorded[0].value, message)
             uow.operations.enqueue(REPAIR, instance.id)
         log.warning("instance %s: server not running (%s); repair enqueued", instance.id, observation.exit_reason)
 
@@ -193,18 +195,19 @@ class HealthSweep:
         changed = operating != instance.operating_status or observation.volume_used_bytes != instance.volume_used_bytes
         if not (changed or admin_back):
             return
+        observed = Observation.ENDPOINT_ANSWERS if healthy else Observation.ENDPOINT_SILENT
+        message = "endpoint answers" if healthy else "endpoint does not answer"
         with deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
-            uow.instances.set_status(
-                instance.id, instance.status, operating, volume_used_bytes=observation.volume_used_bytes,
-                clear_fault=admin_back,
-            )
+            recorded = _swap(uow, instance, observed, message, observation.volume_used_bytes, clear_fault=admin_back)
+            if recorded is None:
+                return
+            operating = recorded[1]
             if admin_back:
                 uow.events.add(instance.id, "admin", "Reddwarf's admin access works again")
             if operating != instance.operating_status:
-                uow.events.add(instance.id, operating.value or "UNKNOWN",
-                               "endpoint answers" if healthy else "endpoint does not answer")
+                uow.events.add(instance.id, operating.value or "UNKNOWN", message)
         if admin_back:
             log.info("instance %s: admin access works again; fault cleared", instance.id)
 
@@ -245,7 +248,8 @@ class HealthSweep:
         with self.deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
-            uow.instances.set_status(instance.id, instance.status, operating, volume_used_bytes=volume_used_bytes)
+            if _swap(uow, instance, Observation.SERVER_SUSPENDED, message, volume_used_bytes) is None:
+                return
             if operating != instance.operating_status:
                 uow.events.add(instance.id, operating.value or "UNKNOWN", message)
         log.warning("instance %s: %s", instance.id, message)
@@ -270,21 +274,31 @@ class HealthSweep:
             if not _unchanged(uow, instance):
                 return
             fault = None if known else Fault(message=ADMIN_LOST, details="", created=time.time())
-            uow.instances.set_status(
-                instance.id, instance.status, OperatingStatus.ERROR, fault=fault, volume_used_bytes=volume_used_bytes
-            )
+            if _swap(uow, instance, Observation.ADMIN_LOST, ADMIN_LOST, volume_used_bytes, fault=fault) is None:
+                return
             uow.events.add(instance.id, OperatingStatus.ERROR.value, ADMIN_LOST)
         log.warning("instance %s: %s", instance.id, ADMIN_LOST)
 
 
 def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
-    """Compare-and-swap guard for the sweep's writes: nothing wrote the instance since the sweep read it
-    (its `updated` stamp moves with every status write) and no operation is working on it now, so the
-    sweep's view is still the truth and cannot overwrite a reconciler's newer status."""
+    """Guard of the sweep's writes: the instance is not being deleted and no operation is working on it now
+    (the operation owns its status then). That nothing wrote its status since the sweep read it is the
+    compare-and-swap's part (`_swap`)."""
     current = uow.instances.get(seen.id)
-    return (
-        current is not None
-        and not current.deleting
-        and current.updated == seen.updated
-        and not uow.operations.active_for(seen.id)
-    )
+    return current is not None and not current.deleting and not uow.operations.active_for(seen.id)
+
+
+def _swap(
+    uow: UnitOfWork, seen: Instance, observation: Observation, message: str, volume_used_bytes: int | None,
+    *, fault: Fault | None = None, clear_fault: bool = False,
+) -> tuple[InstanceStatus, OperatingStatus] | None:
+    """Record `observation` on the conditions the sweep read, by compare-and-swap against the status version
+    it read: the derived statuses, or None when another writer got there first (the sweep's view is stale
+    and the next round looks again; it never overwrites a reconciler's newer status)."""
+    conditions = advance(seen.conditions, observation, message, time.time())
+    if not uow.instances.transition(
+        seen.id, seen.status_version, conditions, observed_generation=seen.generation,
+        fault=fault, clear_fault=clear_fault, volume_used_bytes=volume_used_bytes,
+    ):
+        return None
+    return derive(conditions)

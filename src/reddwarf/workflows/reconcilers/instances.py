@@ -1,8 +1,9 @@
 """The instance operations: create, delete, restart, repair, each a sequence of journaled, idempotent steps.
 
 Every step may run twice (a worker can die after doing a step's work and before journaling it), so each
-one checks the world before it changes it. Status is written here and nowhere else (apart from the
-initial BUILD a service writes when it records the create).
+one checks the world before it changes it. Status is written here (and by the health sweep) and nowhere else
+apart from the initial BUILD a service writes when it records the create: as an `Observation` on the
+instance's conditions, from which the store derives Trove's statuses (`domain.conditions`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolTarget
 from reddwarf.domain.secret import ROOT_SECRET, Secret
-from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers import pool
@@ -39,23 +41,29 @@ def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
     return instance
 
 
-def _set_status(
-    deps: ReconcilerDeps, instance_id: str, status: InstanceStatus, operating: OperatingStatus,
-    *, event: str | None = None, fault: Fault | None = None, clear_fault: bool = False,
+def _record(
+    deps: ReconcilerDeps, instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False
 ) -> None:
+    """Record what the operation did on the instance's conditions (a compare-and-swap on top of whatever the
+    store holds, `InstanceRepository.record`), with an event named after the status derived from them."""
     with deps.db.unit_of_work() as uow:
-        uow.instances.set_status(instance_id, status, operating, fault=fault, clear_fault=clear_fault)
-        if event:
-            uow.events.add(instance_id, status.value, event)
+        status, _ = uow.instances.record(
+            instance.id, observation, message, generation=instance.generation, clear_fault=clear_fault
+        )
+        uow.events.add(instance.id, status.value, message)
 
 
 def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: PermanentError) -> None:
     with deps.db.unit_of_work() as uow:
-        if uow.instances.get(ctx.resource_id) is None:
+        instance = uow.instances.get(ctx.resource_id)
+        if instance is None:
             return
         fault = Fault(message=error.message, details=error.details, created=time.time())
-        uow.instances.set_status(ctx.resource_id, InstanceStatus.ERROR, OperatingStatus.ERROR, fault=fault)
-        uow.events.add(ctx.resource_id, "ERROR", f"{ctx.op.kind} failed: {error.message}")
+        message = f"{ctx.op.kind} failed: {error.message}"
+        status, _ = uow.instances.record(
+            instance.id, Observation.FAILED, message, generation=instance.generation, fault=fault
+        )
+        uow.events.add(instance.id, status.value, message)
 
 
 def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
@@ -141,10 +149,8 @@ class CreateInstance:
             timeout=deps.ready_timeout,
             expired="The instance endpoint does not answer yet (or its address is held by another program).",
         )
-        ctx.step("active", lambda: _set_status(
-            deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
-            event="endpoint answers; instance is ready", clear_fault=True,
-        ))
+        ctx.step("active", lambda: _record(
+            deps, instance, Observation.READY, "endpoint answers; instance is ready", clear_fault=True))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -182,8 +188,7 @@ class DeleteInstance:
         with deps.db.unit_of_work(write=False) as uow:
             held = uow.addresses.get(instance.id)
         placement = deps.runtime.placement(instance.runtime_id, *(held or ("", 0)))
-        ctx.step("shutdown", lambda: _set_status(
-            deps, instance.id, InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN, event="deleting"))
+        ctx.step("shutdown", lambda: _record(deps, instance, Observation.DELETING, "deleting"))
         ctx.step("destroy", lambda: deps.runtime.destroy(placement))
         ctx.step("forget", lambda: self._forget(instance.id))
 
@@ -211,13 +216,10 @@ class RestartInstance:
         if instance.deleting:
             return
         placement = deps.placement(instance)
-        ctx.step("mark", lambda: _set_status(
-            deps, instance.id, InstanceStatus.REBOOT, OperatingStatus.NONE, event="restart requested"))
+        ctx.step("mark", lambda: _record(deps, instance, Observation.REBOOTING, "restart requested"))
         ctx.step("stop", lambda: deps.runtime.stop(placement, deps.workload(instance, placement)))
         start_server(ctx, deps, instance.spec, instance.id, placement)
-        ctx.step("ready", lambda: _set_status(
-            deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY, event="restarted",
-            clear_fault=True))
+        ctx.step("ready", lambda: _record(deps, instance, Observation.READY, "restarted", clear_fault=True))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -236,9 +238,8 @@ class RepairInstance:
             return
         placement = deps.placement(instance)
         start_server(ctx, deps, instance.spec, instance.id, placement)
-        ctx.step("ready", lambda: _set_status(
-            deps, instance.id, InstanceStatus.ACTIVE, OperatingStatus.HEALTHY,
-            event="server restarted after it stopped", clear_fault=True))
+        ctx.step("ready", lambda: _record(
+            deps, instance, Observation.READY, "server restarted after it stopped", clear_fault=True))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
