@@ -13,9 +13,11 @@ journaling it: another worker now runs the same step. The kernel (`workflows.ker
   artifacts, a marker): two holders of one operation never write to the same name.
 - `Fence.confirm`: the commit point of such a write (a rename into place, a marker) is preceded by a store
   round trip that renews the lease; it raises `LeaseLost` when the lease is no longer this worker's, so a
-  stale writer never commits over a newer one. Between the confirmation and the commit the lease has a
-  whole TTL to run; only a delete superseding the operation can end it sooner, and a delete waits for the
-  lease to be let go (`live_leases`) before it touches the host.
+  stale writer does not commit over a newer one. The confirmation leaves the lease a whole TTL to run (a
+  delete superseding the operation waits for the lease to be let go, `live_leases`, before it touches the
+  host); only a pause of the worker longer than that between the confirmation and the commit, a few
+  statements later, escapes it. A write that must be exact whatever happens (a backup's manifest) goes
+  to a name carrying the tag and is committed by a store transaction under the lease.
 
 Outside a step (the CLI, a test calling a runtime directly) `current()` is an unfenced no-op fence.
 """
@@ -108,7 +110,14 @@ class Fence:
         return len(running)
 
 
-UNFENCED = Fence("direct")
+class _Unfenced(Fence):
+    """Outside any step: nothing to cancel, and one stray `cancel` must not fence every later `run`."""
+
+    def cancel(self) -> int:
+        return 0
+
+
+UNFENCED: Fence = _Unfenced("direct")
 
 _current: contextvars.ContextVar[Fence] = contextvars.ContextVar("reddwarf_fence", default=UNFENCED)
 
@@ -139,15 +148,9 @@ def run(argv: Sequence[str], *, timeout: float, **options: Any) -> subprocess.Co
     )
     try:
         fence.adopt(child)
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(child.pid)
-            child.communicate()
-            raise
-    except BaseException:
-        _kill_group(child.pid)
-        child.communicate()  # reaps it and closes the pipes
+        out, err = child.communicate(timeout=timeout)
+    except BaseException:  # the timeout, a lost lease, an interrupt: the whole group goes
+        _end(child)
         raise
     finally:
         fence.release(child)
@@ -155,6 +158,20 @@ def run(argv: Sequence[str], *, timeout: float, **options: Any) -> subprocess.Co
     return subprocess.CompletedProcess(
         list(argv), child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     )
+
+
+def _end(child: subprocess.Popen[bytes]) -> None:
+    """Kill `child`'s group, close its pipes and reap it, never waiting long on a descendant that left the
+    group (setsid) and holds a pipe open."""
+    if child.returncode is None:
+        _kill_group(child.pid)
+    for pipe in (child.stdout, child.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log.error("child process %d survived SIGKILL of its group", child.pid)
 
 
 def _kill_group(pgid: int) -> None:

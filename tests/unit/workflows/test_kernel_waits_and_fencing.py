@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from reddwarf import fencing
 from reddwarf.domain.errors import LeaseLost, PermanentError, TemporaryError
 from reddwarf.store.database import Database
 from reddwarf.store.records import Operation, OperationState
-from reddwarf.workflows.kernel.context import OperationContext
+from reddwarf.workflows.kernel.context import LeaseKeeper, OperationContext
 from reddwarf.workflows.kernel.worker import Handler, Worker
 
 KIND = "instance.restart"
@@ -224,3 +225,69 @@ def _alive(pid: int) -> bool:
         return False
     return state != "Z"
 
+
+
+def _claimed(db: Database, ttl: float, **keeper: Any) -> tuple[Operation, LeaseKeeper]:
+    with db.unit_of_work() as uow:
+        uow.operations.enqueue(KIND, "res-1")
+        op = uow.operations.claim("worker-1", ttl)
+    assert op is not None
+    return op, LeaseKeeper(db, op.id, "worker-1", ttl, **keeper)
+
+
+def _child_under(fence: fencing.Fence, pidfile: Path) -> list[BaseException]:
+    """Run `sleep 60` under `fence` in a thread; the list gets what the run raised."""
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        with fencing.fenced(fence):
+            try:
+                fencing.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], timeout=120)
+            except BaseException as exc:
+                outcome.append(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the child to start")
+    return outcome
+
+
+def test_a_renewal_hanging_on_the_store_does_not_keep_the_children_past_the_lease(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ttl = 1.5
+    _, keeper = _claimed(db, ttl)
+    hang = threading.Event()
+    monkeypatch.setattr(keeper, "renew_now", lambda: hang.wait(30))  # a store that does not answer
+    with keeper:
+        started = time.monotonic()
+        outcome = _child_under(keeper.fence, tmp_path / "child.pid")
+        pid = int((tmp_path / "child.pid").read_text())
+        wait_for(lambda: not _alive(pid), 10, "the child to be killed")
+        # Killed before the lease could expire and be claimed by another worker (the watchdog's margin).
+        assert time.monotonic() - started < ttl
+        wait_for(lambda: bool(outcome), 10, "the run to end")
+        hang.set()
+    assert isinstance(outcome[0], LeaseLost)
+
+
+def test_past_its_deadline_a_step_is_stopped_and_its_lease_no_longer_renewed(db: Database, tmp_path: Path) -> None:
+    _, keeper = _claimed(db, 30.0, deadline=time.time() + 0.5)
+    with keeper:
+        outcome = _child_under(keeper.fence, tmp_path / "child.pid")
+        pid = int((tmp_path / "child.pid").read_text())
+        wait_for(lambda: not _alive(pid), 10, "the child to be killed at the deadline")
+        wait_for(lambda: bool(outcome), 10, "the run to end")
+    assert isinstance(outcome[0], LeaseLost)
+    assert keeper.lost
+
+
+def test_a_status_write_of_an_operation_that_lost_its_lease_is_not_made(db: Database) -> None:
+    op, keeper = _claimed(db, 30.0)
+    ctx = OperationContext(db, op, "worker-1", keeper)
+    with db.unit_of_work() as uow:  # a delete took over
+        assert uow.operations.supersede("res-1", [KIND]) == 1
+    written: list[str] = []
+    with pytest.raises(LeaseLost):
+        ctx.store_step("active", lambda uow: written.append("ACTIVE"))
+    assert written == []
+    assert journaled(db, op.id) == []

@@ -284,10 +284,20 @@ def wait_until(condition: Callable[[], bool], timeout: float, tick: Callable[[],
         interval = min(interval * 2, _POLL_INTERVAL)
 
 
-def signal_pids(pids: list[int], signum: int) -> None:
+def kill_of_user(uid: int, pids: list[int], proc: Path = PROC) -> None:
+    """SIGKILL those of `pids` that are processes of `uid`, through a pidfd opened before the uid is checked
+    (a pid that was reused meanwhile, by any process of the host, is not signalled)."""
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            continue
+        try:
+            if read_real_uid(pid, proc) == uid:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            os.close(fd)
 
 
 def signal_group(pgid: int, signum: int) -> None:

@@ -242,9 +242,10 @@ class LocalRuntime:
 
         Fenced (`reddwarf.fencing`): the init commands are the step's children, killed when its lease is
         lost. A worker paused past its lease cannot kill its own, so the holder that took over kills every
-        process of the instance's OS user before it wipes the data directory: no server runs (checked), so
-        they can only be a stale holder's init commands. The marker is the commit: written only after the
-        store confirms the lease, and it names the attempt that wrote it."""
+        process of the instance's OS user (after the store confirmed its lease) before it wipes the data
+        directory: no server runs (checked), so they can only be a stale holder's init commands. The marker
+        is the commit: written right after the store confirms the lease, and it names the attempt that
+        wrote it."""
         paths = self._layout(placement)
         if paths.init_marker.exists():
             return
@@ -252,7 +253,9 @@ class LocalRuntime:
         self._require_volume(paths)
         if self._live_record(paths) is not None:
             raise PermanentError(f"instance {paths.instance_id} is running; refusing to initialise it")
-        self._kill_stale_init(paths, user)
+        # Not a stale holder's: confirmed in the store before anything of the instance is killed or wiped.
+        fencing.current().confirm()
+        self._kill_user_processes(paths, user)
         if any(paths.data_dir.iterdir()):
             log.warning("instance %s: wiping a half-initialised data dir before re-running init", paths.instance_id)
             self._wipe_contents(paths.data_dir)
@@ -282,17 +285,6 @@ class LocalRuntime:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-
-    def _kill_stale_init(self, paths: InstanceLayout, user: users.OsUser) -> None:
-        stale = processes.live_pids_of_user(user.uid)
-        if not stale:
-            return
-        log.warning("instance %s: killing processes %s of %s left by an earlier initialisation",
-                    paths.instance_id, stale, paths.os_user)
-        processes.signal_pids(stale, signal.SIGKILL)
-        if not processes.wait_until(lambda: not processes.live_pids_of_user(user.uid), self._settings.kill_timeout,
-                                    self._reaper.reap):
-            raise TemporaryError(f"processes of {paths.os_user} survived SIGKILL; initialisation waits", delay=2.0)
 
     def _run_init(self, paths: InstanceLayout, user: users.OsUser, command: CommandSpec, hidden: list[str]) -> None:
         program = os.path.basename(command.argv[0])
@@ -383,7 +375,10 @@ class LocalRuntime:
             stat_now = processes.read_stat(child.pid)
             if stat_now is None:
                 raise TemporaryError(f"server of instance {paths.instance_id} exited at once; see {paths.server_log}")
-            # Processes of the user left by an older control plane or a tenant: never run two servers.
+            # Processes of the user left by an older control plane or a tenant: never run two servers. Only
+            # while this step's lease holds: a stale holder resumed after a pause must not kill the server
+            # that the holder after it started.
+            fencing.current().confirm()
             self._kill_user_processes(paths, user)
             for spec in workload.files:
                 self._write_file(paths, spec, user, mode=spec.mode)
@@ -506,7 +501,7 @@ class LocalRuntime:
 
         def gone() -> bool:
             remaining = processes.live_pids_of_user(user.uid)
-            processes.signal_pids(remaining, signal.SIGKILL)
+            processes.kill_of_user(user.uid, remaining)
             return not remaining
 
         if not processes.wait_until(gone, self._settings.kill_timeout, self._reaper.reap):

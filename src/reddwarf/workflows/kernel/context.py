@@ -39,11 +39,17 @@ log = logging.getLogger(__name__)
 
 StepResult = dict[str, Any]
 
-# How long `wait_until` looks in place before it frees the worker: most servers start within it, and a
-# requeue costs two store transactions (the release and the next claim).
+# How long `wait_until` looks in place, the first time, before it frees the worker: most servers start
+# within it, and a requeue costs two store transactions (the release and the next claim).
 WAIT_IN_PLACE = 1.0
-# How often it looks in place.
+# How often it looks in place: at first, and at most (the interval doubles in between).
 WAIT_POLL = 0.005
+WAIT_POLL_MAX = 0.05
+# The longest a requeued wait sleeps before its next look (the delay grows with the wait).
+WAIT_REQUEUE_MAX = 2.0
+# The share of the TTL after which a worker whose renewals did not get through stops the step's work on its
+# own (the watchdog): before the lease can expire and be claimed, even while a renewal hangs on the store.
+STOP_AT = 0.9
 
 
 class LeaseKeeper:
@@ -56,6 +62,7 @@ class LeaseKeeper:
     def __init__(
         self, db: Database, op_id: str, worker_id: str, ttl: float, *, confirmed_at: float | None = None,
         tag: str | None = None, on_adopt: Callable[[fencing.Fence], None] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._db = db
         self._op_id = op_id
@@ -66,19 +73,29 @@ class LeaseKeeper:
         wall = time.time()
         self._confirmed_wall = wall if confirmed_at is None else min(wall, confirmed_at)
         self._confirmed = time.monotonic() - (wall - self._confirmed_wall)
+        # The operation's deadline (wall clock): past it the lease is no longer renewed.
+        self._deadline = deadline
         self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name=f"watch-{op_id[:8]}", daemon=True)
         # What the steps run under: cancelled (their children killed) the moment the lease is known lost.
-        self.fence = fencing.Fence(
-            tag or op_id, confirm=self._confirm, expired=lambda: self.confirmed_age() >= ttl, on_adopt=on_adopt
-        )
+        self.fence = fencing.Fence(tag or op_id, confirm=self._confirm, expired=self.stale, on_adopt=on_adopt)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
+        self._watchdog.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._watchdog.join()
+
+    def stale(self) -> bool:
+        """Whether the work must stop without asking the store: the lease was not confirmed for `STOP_AT`
+        of its TTL (it may be claimed by another worker any moment), or the operation's deadline passed."""
+        if self._deadline is not None and time.time() > self._deadline:
+            return True
+        return self.confirmed_age() >= STOP_AT * self._ttl
 
     @property
     def ttl(self) -> float:
@@ -128,14 +145,27 @@ class LeaseKeeper:
         else:
             self._lose("the store refused the renewal: superseded, or expired and taken")
 
+    def _watch(self) -> None:
+        """The watchdog: apart from the renewals (which may hang on the store), stop the work once `stale`.
+        After a pause (SIGSTOP, a VM freeze) it fires as soon as the process runs again."""
+        while not self._stop.wait(self._ttl / 10):
+            if self.stale():
+                self._lose(self._staleness())
+                return
+
+    def _staleness(self) -> str:
+        if self._deadline is not None and time.time() > self._deadline:
+            return "the operation's deadline passed"
+        return f"not confirmed for {self.confirmed_age():.1f}s of its TTL of {self._ttl:g}s"
+
     def _loop(self) -> None:
         # Every third of the TTL after the last confirmation (a handed-over lease may be older than the
         # keeper), and not in a tight loop while the store fails.
         while not self._stop.wait(max(self._ttl / 10, self._ttl / 3 - self.confirmed_age())):
-            if self.confirmed_age() >= self._ttl:
-                # Paused (SIGSTOP, a VM freeze) or cut off from the store past the lease: another worker may
-                # run the step now. No store round trip needed to know it, nor to kill this one's children.
-                self._lose(f"not confirmed for {self.confirmed_age():.1f}s, past its TTL of {self._ttl:g}s")
+            if self.stale():
+                # Paused or cut off from the store past the lease, or past the deadline: no store round trip
+                # needed to know it, nor to kill this one's children.
+                self._lose(self._staleness())
                 return
             try:
                 self.renew_now()
@@ -183,13 +213,36 @@ class OperationContext:
         self.journal[name] = result
         return result
 
+    def store_step(self, name: str, write: Callable[[UnitOfWork], StepResult | None]) -> StepResult:
+        """A step that only writes the store (a status, an event): `write` runs in the transaction that
+        renews the lease and journals the step, and only if the lease is still held, so a worker that lost
+        its lease (a paused create resumed after a delete took over) writes nothing."""
+        if name in self.journal:
+            return self.journal[name]
+        self.lease.check()
+        crash_point(self.op.kind, name, "before")
+        log.info("operation %s (%s %s): step %s", self.op.id, self.op.kind, self.op.resource_id, name)
+        started = time.monotonic()
+        result: StepResult = {}
+        with self.db.unit_of_work() as uow:
+            held = self.lease.renew_in(uow)
+            if held:
+                result = write(uow) or {}
+                uow.operations.record_step(self.op.id, name, result)
+        self.lease.settle(held, started)
+        self.lease.check()
+        crash_point(self.op.kind, name, "after")
+        self.journal[name] = result
+        return result
+
     def wait_until(
         self, name: str, check: Callable[[], bool], *, timeout: float, expired: str,
         rewind: Sequence[str] = (), hold: float = WAIT_IN_PLACE, poll: float = WAIT_POLL,
     ) -> None:
         """A step that waits until `check()` is true: journaled as `name` once it is.
 
-        Looks every `poll` seconds for at most `hold` seconds, then raises `NotYet` (the worker requeues the
+        Looks every `poll` seconds (doubling up to `WAIT_POLL_MAX`) for at most `hold` seconds the first
+        time, once per claim after that, then raises `NotYet` (the worker requeues the
         operation, lease released, and looks again later: module docstring). `timeout` counts from the
         first look that found it not ready (journaled as `<name>.since`); past it the wait fails with
         TemporaryError(`expired`), as does a `check` raising TemporaryError, and both rewind the journal:
@@ -197,7 +250,9 @@ class OperationContext:
         if name in self.journal:
             return
         since_step = f"{name}.since"
-        stop_holding = time.monotonic() + hold
+        # In place only before the first requeue: a wait that outlasts it costs one look per claim.
+        stop_holding = time.monotonic() + (hold if since_step not in self.journal else 0.0)
+        interval = poll
         while True:
             self.lease.check()
             try:
@@ -219,8 +274,10 @@ class OperationContext:
                 self._rewind((since_step, *rewind))
                 raise TemporaryError(expired)
             if time.monotonic() >= stop_holding:
-                raise NotYet(f"waiting for {name} ({waited:.1f}s so far)", delay=min(1.0, max(0.05, waited / 4)))
-            time.sleep(poll)
+                delay = min(WAIT_REQUEUE_MAX, max(0.05, waited / 4))
+                raise NotYet(f"waiting for {name} ({waited:.1f}s so far)", delay=delay)
+            time.sleep(interval)
+            interval = min(2 * interval, WAIT_POLL_MAX)
         self.step(name, lambda: None)
 
     def _rewind(self, steps: Sequence[str]) -> None:

@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,10 +53,10 @@ class Periodic:
     fn: Callable[[], None]
 
 
-def attempt_tag(op: Operation, owner: str) -> str:
+def attempt_tag(op: Operation) -> str:
     """Names one holding of `op`'s lease, for what its steps write outside the store (`reddwarf.fencing`):
-    two holders (a paused worker and the one that took over) have different owners."""
-    return f"{op.id[:8]}-a{op.attempts}-{zlib.crc32(owner.encode()):08x}"
+    the attempt, and a nonce (a wait gives its attempt back, so two holdings may share the number)."""
+    return f"{op.id[:8]}-a{op.attempts}-{uuid.uuid4().hex[:8]}"
 
 
 def new_worker_id() -> str:
@@ -188,8 +187,9 @@ class Worker:
                 uow.operations.fail(op.id, owner, f"unknown operation kind {op.kind}")
             return
         with LeaseKeeper(
-            self.db, op.id, owner, ttl, confirmed_at=confirmed_at, tag=attempt_tag(op, owner),
+            self.db, op.id, owner, ttl, confirmed_at=confirmed_at, tag=attempt_tag(op),
             on_adopt=lambda fence: crash_point(op.kind, fence.step, "child"),
+            deadline=op.created + self.deadline_of(op.kind),
         ) as lease:
             if lease.confirmed_age() >= ttl / 3:
                 # Not confirmed lately (a hand-over that waited): nothing of the handler, not even its failure

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import NotYet, PermanentError
@@ -19,6 +20,7 @@ from reddwarf.domain.pool import PoolTarget
 from reddwarf.domain.secret import ROOT_SECRET, Secret
 from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
+from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers import pool
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
@@ -42,21 +44,26 @@ def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
 
 
 def _record(
-    deps: ReconcilerDeps, instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False
-) -> None:
-    """Record what the operation did on the instance's conditions (a compare-and-swap on top of whatever the
-    store holds, `InstanceRepository.record`), with an event named after the status derived from them."""
-    with deps.db.unit_of_work() as uow:
+    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False
+) -> Callable[[UnitOfWork], None]:
+    """A `store_step` write: record what the operation did on the instance's conditions (a compare-and-swap
+    on top of whatever the store holds, `InstanceRepository.record`), with an event named after the status
+    derived from them; in the transaction that confirms the operation's lease."""
+
+    def write(uow: UnitOfWork) -> None:
         status, _ = uow.instances.record(
             instance.id, observation, message, generation=instance.generation, clear_fault=clear_fault
         )
         uow.events.add(instance.id, status.value, message)
 
+    return write
+
 
 def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: PermanentError) -> None:
     with deps.db.unit_of_work() as uow:
         instance = uow.instances.get(ctx.resource_id)
-        if instance is None:
+        # Not after the lease was lost: the operation that took over (a delete) owns the status now.
+        if instance is None or not ctx.lease.renew_in(uow):
             return
         fault = Fault(message=error.message, details=error.details, created=time.time())
         message = f"{ctx.op.kind} failed: {error.message}"
@@ -74,9 +81,12 @@ def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placem
     return deps.engine(instance).ping(placement, timeout=2.0)
 
 
-def tenant_login(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
+def tenant_login(
+    deps: ReconcilerDeps, instance: Instance, placement: Placement, admin: Secret | None = None
+) -> bool:
     """A tenant can log in: as the first tenant user if the create named one, over the instance's unix socket
-    (the engine checks that its server runs as the instance's OS user before sending the password)."""
+    (the engine checks that its server runs as the instance's OS user before sending the password).
+    `admin`: the admin password when the caller holds it already (else it is read from the store)."""
     engine = deps.engine(instance)
     # Over the unix socket a MariaDB client comes from `localhost`: only a user whose host admits it can log
     # in (a MariaDB `app@10.0.0.%` cannot); without one, the admin login says whether the server answers.
@@ -84,7 +94,8 @@ def tenant_login(deps: ReconcilerDeps, instance: Instance, placement: Placement)
         if user.host in SOCKET_HOSTS:
             dbname = user.databases[0] if user.databases else None
             return engine.probe(placement, user.name, user.password, timeout=2.0, dbname=dbname)
-    return engine.probe(placement, engine.admin_user, deps.admin_password(instance.id), timeout=2.0)
+    password = admin if admin is not None else deps.admin_password(instance.id)
+    return engine.probe(placement, engine.admin_user, password, timeout=2.0)
 
 
 class CreateInstance:
@@ -145,12 +156,14 @@ class CreateInstance:
         # The login goes first: it is over the unix socket, and it fails (quietly) until the server is up.
         ctx.wait_until(
             "verify",
-            lambda: tenant_login(deps, instance, placement) and endpoint_answers(deps, instance, placement),
+            lambda: tenant_login(deps, instance, placement, admin) and endpoint_answers(deps, instance, placement),
             timeout=deps.ready_timeout,
             expired="The instance endpoint does not answer yet (or its address is held by another program).",
+            # A server that died since it answered: the retry starts it again.
+            rewind=("start", "answers", "answers.since"),
         )
-        ctx.step("active", lambda: _record(
-            deps, instance, Observation.READY, "endpoint answers; instance is ready", clear_fault=True))
+        ctx.store_step("active", _record(
+            instance, Observation.READY, "endpoint answers; instance is ready", clear_fault=True))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -188,7 +201,7 @@ class DeleteInstance:
         with deps.db.unit_of_work(write=False) as uow:
             held = uow.addresses.get(instance.id)
         placement = deps.runtime.placement(instance.runtime_id, *(held or ("", 0)))
-        ctx.step("shutdown", lambda: _record(deps, instance, Observation.DELETING, "deleting"))
+        ctx.store_step("shutdown", _record(instance, Observation.DELETING, "deleting"))
         ctx.step("destroy", lambda: deps.runtime.destroy(placement))
         ctx.step("forget", lambda: self._forget(instance.id))
 
@@ -216,10 +229,10 @@ class RestartInstance:
         if instance.deleting:
             return
         placement = deps.placement(instance)
-        ctx.step("mark", lambda: _record(deps, instance, Observation.REBOOTING, "restart requested"))
+        ctx.store_step("mark", _record(instance, Observation.REBOOTING, "restart requested"))
         ctx.step("stop", lambda: deps.runtime.stop(placement, deps.workload(instance, placement)))
         start_server(ctx, deps, instance.spec, instance.id, placement)
-        ctx.step("ready", lambda: _record(deps, instance, Observation.READY, "restarted", clear_fault=True))
+        ctx.store_step("ready", _record(instance, Observation.READY, "restarted", clear_fault=True))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -238,8 +251,8 @@ class RepairInstance:
             return
         placement = deps.placement(instance)
         start_server(ctx, deps, instance.spec, instance.id, placement)
-        ctx.step("ready", lambda: _record(
-            deps, instance, Observation.READY, "server restarted after it stopped", clear_fault=True))
+        ctx.store_step("ready", _record(
+            instance, Observation.READY, "server restarted after it stopped", clear_fault=True))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
