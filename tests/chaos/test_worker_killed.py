@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from reddwarf.store.database import Database
@@ -100,12 +101,7 @@ def test_create_survives_a_worker_killed_at_every_step(plane: ReddwarfProcesses,
             assert steps == CREATE_STEPS, steps
             assert client.get(f"/instances/{instance_id}").json()["instance"]["status"] == "ACTIVE"
         finally:
-            plane.stop_all()
-            plane.start_server()
-            plane.start_worker()
-            client.delete(f"/instances/{instance_id}")
-            wait_for(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 60, "clean-up")
-            plane.stop_all()
+            clean_up(plane, client, instance_id)
             plane.start_server()
 
 
@@ -138,6 +134,16 @@ def test_delete_survives_a_worker_killed_at_every_step(plane: ReddwarfProcesses,
     assert instance_id not in Path("/proc/mounts").read_text()
     plane.stop_all()
     plane.start_server()
+
+
+def clean_up(plane: ReddwarfProcesses, client: httpx.Client, instance_id: str) -> None:
+    """Whatever the test left running: a fresh server and worker delete the instance; then all stop."""
+    plane.stop_all()
+    plane.start_server()
+    plane.start_worker()
+    client.delete(f"/instances/{instance_id}")
+    wait_for(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 60, "clean-up")
+    plane.stop_all()
 
 
 def _owner_of_instance_files(plane: ReddwarfProcesses, instance_id: str) -> str:

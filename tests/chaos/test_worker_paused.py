@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.test_worker_killed import CREATE_STEPS, _owner_of_instance_files, finished
+from tests.chaos.test_worker_killed import CREATE_STEPS, _owner_of_instance_files, clean_up, finished
 from tests.support.server import ReddwarfProcesses, processes_of, running_plane, wait_for
 
 pytestmark = pytest.mark.slow
@@ -87,9 +87,4 @@ def test_a_worker_paused_past_its_lease_leaves_the_other_to_finish_alone(plane: 
         finally:
             if paused.poll() is None:
                 os.kill(paused.pid, signal.SIGCONT)
-            plane.stop_all()
-            plane.start_server()
-            plane.start_worker()
-            client.delete(f"/instances/{instance_id}")
-            wait_for(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 60, "clean-up")
-            plane.stop_all()
+            clean_up(plane, client, instance_id)
