@@ -111,7 +111,10 @@ def server_pid_of(address: str) -> int | None:
             stat = (entry / "stat").read_text().rpartition(")")[2].split()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if argv and argv[0].endswith(b"postgres") and address.encode() in b" ".join(argv):
+        # The address as a whole argument (`-c listen_addresses=<address>`): 127.0.96.1 is also a prefix of
+        # 127.0.96.10 to 127.0.96.199, whose servers must not be the ones signalled.
+        wanted = address.encode()
+        if argv and argv[0].endswith(b"postgres") and any(a == wanted or a.endswith(b"=" + wanted) for a in argv):
             ppid = int(stat[1])
             parent = Path(f"/proc/{ppid}/cmdline")
             try:

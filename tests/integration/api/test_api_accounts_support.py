@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,9 @@ class FakeRuntime:
 
     def observe(self, placement: Placement) -> ProcessObservation:
         return ProcessObservation(running=True, pid=1, volume_used_bytes=1024)
+
+    def watch_exits(self, listener: Callable[[str], None]) -> None:
+        """Its servers never exit."""
 
     def placement(self, instance_id: str, address: str, port: int) -> Placement:
         return Placement(instance_id=instance_id, os_user="nobody", address=address, port=port, data_dir="/x",

@@ -40,6 +40,8 @@ from reddwarf.workflows.reconcilers.instances import REPAIR, endpoint_answers
 log = logging.getLogger(__name__)
 
 WATCHED = frozenset({InstanceStatus.ACTIVE, InstanceStatus.SHUTDOWN})
+# The smallest change of a volume's usage that the sweep writes (the API shows it in GB).
+USAGE_STEP = 1024 * 1024
 # Operations that stop and start the server themselves (the lifecycle lane): a server down during one of
 # them is expected.
 STARTS_AND_STOPS = KINDS_BY_LANE[Lane.LIFECYCLE]
@@ -81,6 +83,10 @@ class HealthSweep:
         self._pinged: dict[str, tuple[float, bool]] = {}
         self._admin_checked: dict[str, tuple[float, bool]] = {}
         self._placements: dict[str, tuple[Endpoint | None, Placement]] = {}
+        # The runtime names a server by its placement's id (a warm-pool slot's, for an adopted one): which
+        # instance that is, and what to call to have it looked at now (the observer's `wake`).
+        self._by_runtime_id: dict[str, str] = {}
+        self.wake: Callable[[str], None] | None = None
         # Instances whose server was seen dead during an operation, already told (an event once, not per pass).
         self._told: set[str] = set()
 
@@ -110,6 +116,9 @@ class HealthSweep:
         for cache in (self._pinged, self._admin_checked, self._placements):
             for gone in set(cache) - ids:
                 cache.pop(gone, None)
+        for runtime_id, instance_id in list(self._by_runtime_id.items()):
+            if instance_id not in ids:
+                self._by_runtime_id.pop(runtime_id, None)
         return watched
 
     def check(self, instance: Instance) -> None:
@@ -134,7 +143,7 @@ class HealthSweep:
             return lambda: self._record_dead(instance, observation)
         if observation.stopped:
             if (instance.operating_status is OperatingStatus.ERROR
-                    and observation.volume_used_bytes == instance.volume_used_bytes):
+                    and not _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes)):
                 return None
             return lambda: self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
                                                   "server is stopped (suspended by a signal) and answers nothing")
@@ -149,7 +158,15 @@ class HealthSweep:
             return cached[1]
         placement = self.deps.placement(instance)
         self._placements[instance.id] = (endpoint, placement)
+        self._by_runtime_id[placement.instance_id] = instance.id
         return placement
+
+    def server_exited(self, runtime_id: str) -> None:
+        """The runtime saw the server of `runtime_id` exit (from its thread): have its instance looked at now."""
+        instance_id = self._by_runtime_id.get(runtime_id)
+        wake = self.wake
+        if instance_id is not None and wake is not None:
+            wake(instance_id)
 
     def _settled(self, instance: Instance, observation: ProcessObservation, root: bool) -> bool:
         """No ping or admin login is due and their last answers change nothing of what the store says."""
@@ -166,7 +183,7 @@ class HealthSweep:
                 return lost_before and instance.operating_status is OperatingStatus.ERROR
         operating = OperatingStatus.HEALTHY if pinged[1] else OperatingStatus.ERROR
         return (not lost_before and operating == instance.operating_status
-                and observation.volume_used_bytes == instance.volume_used_bytes)
+                and not _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
 
     def _record_dead(self, instance: Instance, observation: ProcessObservation) -> None:
         deps = self.deps
@@ -190,7 +207,8 @@ class HealthSweep:
             return
         admin_back = instance.fault is not None and instance.fault.message == ADMIN_LOST
         operating = OperatingStatus.HEALTHY if healthy else OperatingStatus.ERROR
-        changed = operating != instance.operating_status or observation.volume_used_bytes != instance.volume_used_bytes
+        changed = (operating != instance.operating_status
+                   or _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
         if not (changed or admin_back):
             return
         with deps.db.unit_of_work() as uow:
@@ -240,7 +258,7 @@ class HealthSweep:
     def _record_operating(
         self, instance: Instance, operating: OperatingStatus, volume_used_bytes: int | None, message: str
     ) -> None:
-        if operating == instance.operating_status and volume_used_bytes == instance.volume_used_bytes:
+        if operating == instance.operating_status and not _usage_moved(volume_used_bytes, instance.volume_used_bytes):
             return
         with self.deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
@@ -275,6 +293,15 @@ class HealthSweep:
             )
             uow.events.add(instance.id, OperatingStatus.ERROR.value, ADMIN_LOST)
         log.warning("instance %s: %s", instance.id, ADMIN_LOST)
+
+
+def _usage_moved(observed: int | None, stored: int | None) -> bool:
+    """Whether the volume's usage moved enough to be written: by `USAGE_STEP` or more. An idle PostgreSQL
+    writes and removes its statistics files all the time: recording each few-kilobyte wobble would write
+    the store every few seconds at rest (and make every reader of the instances list again)."""
+    if observed is None or stored is None:
+        return observed != stored
+    return abs(observed - stored) >= USAGE_STEP
 
 
 def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
