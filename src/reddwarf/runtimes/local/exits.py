@@ -14,8 +14,9 @@ For the first, each watch also holds the server's /proc/<pid>/stat open: `state`
 `pread` (no path look-up, no open or close), and a descriptor opened on a process never shows another one.
 A watch thus holds two descriptors per server.
 
-Where the kernel has no pidfd (`ENOSYS`) or refuses it, `watch` says so (False) and the caller's own polling
-is the only way deaths are noticed.
+Where the kernel has no pidfd (`ENOSYS`) or refuses it, or the process has no descriptor left, `watch` says so
+(False) and the caller's own polling is the only way deaths are noticed. The first watch raises the process's
+soft limit of open descriptors to its hard limit (often 1024 and 524288): two per server add up.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import select
 import threading
 from collections.abc import Callable
@@ -59,6 +61,7 @@ class ExitWatcher:
         self._watched: dict[str, _Watch] = {}
         self._keys: dict[int, str] = {}
         self._unavailable: str | None = None
+        self._out_of_descriptors = False
 
     @property
     def unavailable(self) -> str | None:
@@ -110,6 +113,12 @@ class ExitWatcher:
                     self._unavailable = f"pidfd_open: {exc.strerror}"
                     log.warning("servers' exits are seen by polling only: %s", self._unavailable)
                     return False
+                if exc.errno in (errno.EMFILE, errno.ENFILE):  # two descriptors per server: raise RLIMIT_NOFILE
+                    if not self._out_of_descriptors:
+                        self._out_of_descriptors = True
+                        log.warning("no descriptor left to watch the server of instance %s (%s): its exit is "
+                                    "seen by the health rounds only", key, exc.strerror)
+                    return False
                 raise
             # After the opens: the descriptors refer to whatever process had the pid then; if that is the
             # recorded server now, it was then too (start times only grow), else the pid was reused.
@@ -154,6 +163,7 @@ class ExitWatcher:
 
     def _running_epoll(self) -> select.epoll:
         if self._epoll is None:
+            _raise_descriptor_limit()
             self._epoll = select.epoll()
             self._thread = threading.Thread(target=self._run, args=(self._epoll,), name="server-exits", daemon=True)
             self._thread.start()
@@ -183,6 +193,13 @@ class ExitWatcher:
                         listener(key)
                     except Exception:  # loop boundary: a broken listener must not stop the others' news
                         log.exception("a listener of server exits failed for instance %s", key)
+
+
+def _raise_descriptor_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _readable(fd: int) -> bool:
