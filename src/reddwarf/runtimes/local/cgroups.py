@@ -65,7 +65,7 @@ def _write(path: Path, value: str) -> None:
 
 
 def _read(path: Path) -> bytes:
-    """A small control file's bytes (no text layer: the health loop reads one per instance often)."""
+    """A small control file's bytes, without a text layer (the health loop reads them for every instance)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []

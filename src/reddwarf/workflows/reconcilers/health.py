@@ -64,8 +64,10 @@ class HealthSweep:
     """Checks one instance at a time (`check`); `watched()` lists the instances of a round and reads, in one
     transaction, what their checks need from the store.
 
-    Cost at rest, per instance and round: the runtime's observation (the pidfile and /proc; its slow part
-    every 30 s) and no store access. The login-free ping of the endpoint runs every `ping_every` seconds,
+    Cost at rest, per instance and round: the runtime's observation (for a server the local runtime watches
+    by pidfd, one read of its /proc stat; its slow part every 30 s) and no store access. A server's exit
+    reaches `server_exited` from the runtime at once, which wakes the instance in the observer (`wake`).
+    The login-free ping of the endpoint runs every `ping_every` seconds,
     the admin login (only where root was ever enabled) every `admin_every` seconds; in between a check
     reuses their last answer. The store is written only on a change."""
 
