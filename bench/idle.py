@@ -11,9 +11,12 @@ HEALTHY, lets the plane settle, and then, over `--window` seconds at rest, measu
   including the backends a health ping makes, which their postmaster has reaped): what health checking
   costs the servers themselves;
 
-then the detection bound, `--kills` times each: SIGKILL of a server until the API shows status SHUTDOWN
-(dead), and SIGSTOP of another until the API shows operating_status ERROR (hung; the server is resumed
-after). The figures are the API's view, so they include the store write and a poll of the API (~10 ms).
+then the detection bounds, `--kills` times each: SIGKILL of a server until the API shows status SHUTDOWN
+(dead: seen by pidfd at once), SIGSTOP of another until the API shows operating_status ERROR (hung: its state
+T in /proc, read every round; the server is resumed after), and a freeze of a third (cgroup v1 freezer: it
+still accepts TCP, answers nothing, and its state is not T) until ERROR (silent: seen by the login-free ping,
+within ping interval + ping timeout + round; thawed after). The figures are the API's view, so they include
+the store write and a poll of the API (~10 ms).
 
 Each volume reserves its 1 GB against the host's storage; N volumes may need more than the disk holds, so
 the benchmark sets `REDDWARF_STORAGE_OVERCOMMIT_RATIO` (printed with the figures) to what N needs. Prints
@@ -43,10 +46,23 @@ from typing import Any
 
 import httpx
 
+from reddwarf.settings import Settings
+
 SCRATCH = Path("/var/tmp/reddwarf-bench-idle")
 POOL = "127.0.96.0/24"
 USER_PREFIX = "rdidle-"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FREEZER = Path("/sys/fs/cgroup/freezer")
+
+
+def _setting(name: str) -> float:
+    """The server's `name` setting: from the environment it inherits, else its default."""
+    return float(os.environ.get(f"REDDWARF_{name.upper()}", Settings.model_fields[name].default))
+
+
+# A server that runs but answers nothing is seen within the sum of these: the interval between two pings of
+# an endpoint, the ping's timeout (`workflows/reconcilers/instances.py`), and the interval between rounds.
+PING_INTERVAL_S, PING_TIMEOUT_S, ROUND_S = _setting("health_ping_interval"), 2.0, _setting("health_interval")
 
 
 def free_port() -> int:
@@ -111,7 +127,10 @@ def server_pid_of(address: str) -> int | None:
             stat = (entry / "stat").read_text().rpartition(")")[2].split()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if argv and argv[0].endswith(b"postgres") and address.encode() in b" ".join(argv):
+        # The address as a whole argument (`-c listen_addresses=<address>`): 127.0.96.1 is also a prefix of
+        # 127.0.96.10 to 127.0.96.199, whose servers must not be the ones signalled.
+        wanted = address.encode()
+        if argv and argv[0].endswith(b"postgres") and any(a == wanted or a.endswith(b"=" + wanted) for a in argv):
             ppid = int(stat[1])
             parent = Path(f"/proc/{ppid}/cmdline")
             try:
@@ -207,6 +226,17 @@ def run(
     first, again = [r[0] for r in reads], [r[1] for r in reads]
     print(f"live reads of a hung server (503): the first {statistics.median(first):.2f} s (the admin connection's "
           f"timeout), the next {statistics.median(again) * 1000:.0f} ms (median)")
+    silent = [_detect_silent(client, views[-(n + 1)]) for n in range(min(args.kills, len(views) // 2))]
+    bound = PING_INTERVAL_S + PING_TIMEOUT_S + ROUND_S
+    if all(s is not None for s in silent):
+        measured = [s for s in silent if s is not None]
+        print(f"detection of a silent server (frozen: it accepts TCP, answers nothing, its state is not T): median "
+              f"{statistics.median(measured):.2f} s, max {max(measured):.2f} s (bound: ping interval "
+              f"{PING_INTERVAL_S:g} s + ping timeout {PING_TIMEOUT_S:g} s + round {ROUND_S:g} s = {bound:g} s)")
+    else:
+        print(f"a silent server (accepts TCP, answers nothing) is not measured here (no cgroup v1 freezer); its "
+              f"bound: ping interval {PING_INTERVAL_S:g} s + ping timeout {PING_TIMEOUT_S:g} s + round "
+              f"{ROUND_S:g} s = {bound:g} s")
     return {
         "instances": len(ids), "version": args.version, "window_s": round(elapsed, 1),
         "storage_overcommit_ratio": overcommit,
@@ -215,6 +245,11 @@ def run(
         "detect_dead_s": {"median": round(statistics.median(dead), 3), "max": round(max(dead), 3)},
         "detect_hung_s": {"median": round(statistics.median(hung), 3), "max": round(max(hung), 3)},
         "hung_live_read_s": {"first": round(statistics.median(first), 3), "next": round(statistics.median(again), 4)},
+        "detect_silent_s": None if None in silent else {
+            "median": round(statistics.median([s for s in silent if s is not None]), 3),
+            "max": round(max(s for s in silent if s is not None), 3),
+        },
+        "detect_silent_bound_s": bound,
     }
 
 
@@ -241,6 +276,36 @@ def _detect(
     finally:
         if signum == signal.SIGSTOP:
             os.kill(pid, signal.SIGCONT)
+
+
+def _detect_silent(client: httpx.Client, view: dict[str, Any]) -> float | None:
+    """Seconds from freezing a server (cgroup v1 freezer: its listener still completes TCP handshakes, its
+    state in /proc is not T, it answers nothing) until the API shows operating_status ERROR; None without a
+    v1 freezer. The server is thawed and back in its place after."""
+    if not FREEZER.is_dir():
+        return None
+    address = view["addresses"][0]["address"]
+    pid = server_pid_of(address)
+    if pid is None:
+        raise SystemExit(f"no postmaster found for {address}")
+    group = FREEZER / f"reddwarf-bench-idle-{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        started = time.monotonic()
+        (group / "freezer.state").write_text("FROZEN")
+        try:
+            poll(lambda: client.get(f"/instances/{view['id']}").json()["instance"]["operating_status"] == "ERROR",
+                 60, f"instance {view['id']} to be seen silent")
+            detected = time.monotonic() - started
+        finally:
+            (group / "freezer.state").write_text("THAWED")
+            (FREEZER / "cgroup.procs").write_text(str(pid))
+        poll(lambda: client.get(f"/instances/{view['id']}").json()["instance"]["operating_status"] == "HEALTHY",
+             60, f"instance {view['id']} to answer again once thawed")
+        return detected
+    finally:
+        group.rmdir()
 
 
 def _timed_read(client: httpx.Client, instance_id: str) -> float:

@@ -56,11 +56,12 @@ class Settings(BaseSettings):
     embedded_workers: int = Field(default=1, ge=0)
     lease_ttl: float = Field(default=30.0, gt=0)
     worker_poll_interval: float = Field(default=0.2, gt=0)
-    # Seconds between two health rounds: a server's death is seen within about this (one /proc read each).
-    health_interval: float = Field(default=0.5, gt=0)
-    # Seconds between two login-free pings of an instance's endpoint: a hung server is seen within about this
-    # plus the ping's timeout.
-    health_ping_interval: float = Field(default=2.0, gt=0)
+    # Seconds between two health rounds. A server's death is seen at once (the runtime watches it: pidfd);
+    # a server stopped by a signal (state T in /proc) within this, plus a store write.
+    health_interval: float = Field(default=1.0, gt=0)
+    # Seconds between two login-free pings of an instance's endpoint: a server that runs but answers nothing
+    # is seen within this plus the ping's timeout (2 s) plus `health_interval`.
+    health_ping_interval: float = Field(default=5.0, gt=0)
     # Instances checked at once by the health observer: a hung server holds one of them until its probe times out.
     health_concurrency: int = Field(default=8, gt=0)
     operation_deadline: float = Field(default=900.0, gt=0)

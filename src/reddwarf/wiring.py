@@ -11,7 +11,7 @@ import os
 import stat
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +200,7 @@ class Components:
     _dispatcher: Dispatcher = field(init=False)
     _pool_wake: threading.Event = field(default_factory=threading.Event)
     _listener: WorkListener | None = None
+    _interrupts: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Operations this process's API records go straight to its waiting embedded workers (if it runs any).
@@ -238,6 +239,7 @@ class Components:
             self._threads.append(thread)
         if workers:  # health is observed apart from the workers, by one process of those sharing the store
             health = build_health(self.reconciler_deps(), self.settings, new_worker_id())
+            self._interrupts.append(health.interrupt)  # it waits on its own alarm, not on the stop event
             thread = threading.Thread(target=health.run, args=(self._stop,), name="health", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -254,6 +256,9 @@ class Components:
 
     def stop_workers(self) -> None:
         self._stop.set()
+        for interrupt in self._interrupts:
+            interrupt()
+        self._interrupts.clear()
         self._dispatcher.close()  # no more hand-overs; one already promised is let go, claimable at once
         self._pool_wake.set()
         if self._listener is not None:

@@ -6,7 +6,7 @@ reconciler asked of the runtime; `storage_capacity` is what the test sets (None:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from reddwarf.domain.workload import Placement, ProcessObservation, Resources, WorkloadSpec
 from reddwarf.runtimes.base import Runtime
@@ -50,6 +50,9 @@ class FakeRuntime:
 
     def observe(self, placement: Placement) -> ProcessObservation:
         return ProcessObservation(running=True, pid=1, volume_used_bytes=1024)
+
+    def watch_exits(self, listener: Callable[[str], None]) -> None:
+        """Its servers never exit."""
 
     def stop(self, placement: Placement, workload: WorkloadSpec) -> None:
         self.calls.append(("stop", placement.instance_id))

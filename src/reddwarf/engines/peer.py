@@ -47,12 +47,50 @@ class WrongPeer(ConnectionRefusedError):
         self.uid = uid
 
 
+PASSWD = Path("/etc/passwd")
+
+
+class _Uids:
+    """Uids by user name, remembered while /etc/passwd is unchanged (same file, size and time: useradd and
+    userdel replace it, and then every answer is forgotten). Thread-safe: the (version, answers) pair is
+    replaced as a whole."""
+
+    def __init__(self) -> None:
+        self._known: tuple[tuple[int, int, int] | None, dict[str, int]] = (None, {})
+
+    def lookup(self, os_user: str) -> int | None:
+        try:
+            info = PASSWD.stat()
+            version = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except OSError:
+            version = None
+        known_version, answers = self._known
+        if version is None or known_version != version:
+            answers = {}
+        uid = answers.get(os_user)
+        if uid is not None:
+            return uid
+        try:
+            uid = pwd.getpwnam(os_user).pw_uid
+        except KeyError:
+            return None
+        if version is not None:
+            self._known = (version, {**answers, os_user: uid})
+        return uid
+
+
+_UIDS = _Uids()
+
+
 def uid_of(os_user: str) -> int:
-    """The uid of `os_user`; `WrongPeer` when no such user exists (its instance is gone or not made yet)."""
-    try:
-        return pwd.getpwnam(os_user).pw_uid
-    except KeyError:
-        raise WrongPeer(f"no OS user {os_user!r} owns this instance") from None
+    """The uid of `os_user`; `WrongPeer` when no such user exists (its instance is gone or not made yet).
+
+    Remembered while /etc/passwd is unchanged (`_Uids`): a look-up parses the whole file, and health pings
+    every instance every few seconds."""
+    uid = _UIDS.lookup(os_user)
+    if uid is None:
+        raise WrongPeer(f"no OS user {os_user!r} owns this instance")
+    return uid
 
 
 def peer_uid(sock: socket.socket) -> int:

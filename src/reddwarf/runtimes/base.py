@@ -14,7 +14,11 @@ Obligations of an implementation:
   makes what init wrote durable before it writes the marker (init commands may skip their own fsyncs), and
   removes secret init files. `start()` writes `files` and starts `server` unless it already runs; it does
   not wait for readiness (the engine's probe does).
-- `observe()` never raises for a dead server: it reports `running=False` with a reason.
+- `observe()` never raises for a dead server: it reports `running=False` with a reason. It is called every
+  second or so for every instance by the health loop: it must be cheap (no subprocess, no scan).
+- `watch_exits(listener)` calls `listener(instance_id)` (from any thread; it returns at once) as soon as a
+  server that `observe()` saw running exits, so a death is seen without waiting for the next observation.
+  A runtime that cannot tell calls nothing: the health loop's interval is then the bound.
 - `stop()` stops the server (its whole process group), waiting up to `workload.stop_timeout`, then kills.
 - `destroy()` removes everything `prepare()` made: process, files, volume, limits, OS user.
 - `storage_capacity()` is read-only and cheap enough to call per create: the bytes the runtime's volumes
@@ -25,7 +29,7 @@ Obligations of an implementation:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from reddwarf.domain.workload import Placement, ProcessObservation, Resources, WorkloadSpec
@@ -50,6 +54,8 @@ class Runtime(Protocol):
     def start(self, placement: Placement, workload: WorkloadSpec) -> None: ...
 
     def observe(self, placement: Placement) -> ProcessObservation: ...
+
+    def watch_exits(self, listener: Callable[[str], None]) -> None: ...
 
     def stop(self, placement: Placement, workload: WorkloadSpec) -> None: ...
 

@@ -56,13 +56,17 @@ def build_workers(
 
 def build_health(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observer[str, Instance]:
     """The health observer of a process: runs `HealthSweep.check` over every watched instance while this
-    process holds the store's `health` lease (see `kernel.observer`)."""
+    process holds the store's `health` lease (see `kernel.observer`), and at once on an instance whose
+    server the runtime saw exit."""
     sweep = HealthSweep(deps, ping_every=settings.health_ping_interval, admin_every=ADMIN_CHECK_EVERY)
     observer_settings = ObserverSettings(
         lease="health", interval=settings.health_interval, concurrency=settings.health_concurrency,
         lease_ttl=max(5.0, 3 * settings.health_interval),
     )
-    return Observer(deps.db, observer_settings, owner, sweep.watched, sweep.first_look)
+    observer = Observer(deps.db, observer_settings, owner, sweep.watched, sweep.first_look)
+    sweep.wake = observer.wake
+    deps.runtime.watch_exits(sweep.server_exited)
+    return observer
 
 
 def _worker(

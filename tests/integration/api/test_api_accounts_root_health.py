@@ -9,7 +9,7 @@ import pytest
 from test_api_accounts_support import AccountsApi, build_accounts_api
 
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement
+from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.services import accounts
 from reddwarf.workflows.reconcilers.health import ADMIN_LOST, HealthSweep
 from reddwarf.workflows.reconcilers.instances import CreateInstance
@@ -119,3 +119,47 @@ def test_health_at_rest_pings_each_endpoint_once_per_ping_interval_and_logs_in_o
     now[0] += 60.0
     sweep()
     assert logins == [rooted, rooted]
+
+
+def test_a_server_exit_told_by_the_runtime_wakes_its_instance(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    woken: list[str] = []
+    sweep = HealthSweep(acc.deps)
+    sweep.wake = woken.append
+    for _key, instance in sweep.watched():
+        sweep.first_look(instance)
+    with acc.api.db.unit_of_work(write=False) as uow:
+        found = uow.instances.get(iid)
+    assert found is not None
+    sweep.server_exited("not-a-server-of-ours")
+    sweep.server_exited(acc.deps.placement(found).instance_id)  # the runtime names it by its placement
+    assert woken == [iid]
+
+
+def test_the_sweep_writes_a_volume_usage_that_moved_a_megabyte_not_a_few_kilobytes(
+    acc: AccountsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iid = acc.active_instance()
+    sweep = HealthSweep(acc.deps)
+    runtime = acc.deps.runtime
+
+    def stored() -> tuple[int | None, float]:
+        with acc.api.db.unit_of_work(write=False) as uow:
+            instance = uow.instances.get(iid)
+        assert instance is not None
+        return instance.volume_used_bytes, instance.updated
+
+    sweep()
+    used, updated = stored()
+    assert used is not None
+
+    def using(used_bytes: int) -> None:
+        seen = ProcessObservation(running=True, pid=1, volume_used_bytes=used_bytes)
+        monkeypatch.setattr(runtime, "observe", lambda placement: seen)
+
+    using(used + 28 * 1024)  # an idle PostgreSQL's statistics files come and go
+    sweep()
+    assert stored() == (used, updated)  # nothing written
+    using(used + 2 * 1024 * 1024)
+    sweep()
+    assert stored()[0] == used + 2 * 1024 * 1024

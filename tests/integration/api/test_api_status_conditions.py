@@ -4,6 +4,7 @@ generation of the spec it mirrored."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,20 @@ def test_an_account_write_that_changes_the_spec_records_the_generation_it_applie
     acc.drain()
     instance = _get(acc, iid)
     assert (instance.generation, instance.observed_generation) == (1, 1)
+
+
+def test_the_sweep_lists_afresh_after_a_write_whose_stamp_is_older_than_the_newest(acc: AccountsApi) -> None:
+    """A writer that stamped `updated` before another but committed after it does not move the newest stamp:
+    the sweep's cached list must still see its write (the status version moved)."""
+    first, second = acc.active_instance(), acc.active_instance()
+    sweep = HealthSweep(acc.deps)
+    listed = dict(sweep.watched())
+    assert listed[first].status_version == _get(acc, first).status_version
+    newest = max(_get(acc, iid).updated for iid in (first, second))
+    with acc.api.db.unit_of_work() as uow:
+        uow.instances.record(first, Observation.SERVER_DOWN, "server not running: killed", generation=0)
+    # As if this write had been stamped before the newest one and committed after it.
+    with sqlite3.connect(acc.api.db_path) as raw:
+        raw.execute("UPDATE instances SET updated = ? WHERE id = ?", (newest - 10, first))
+    relisted = dict(sweep.watched())
+    assert relisted[first].status_version == _get(acc, first).status_version

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,6 +160,31 @@ def test_kill_9_is_seen_as_not_running_and_leaves_no_zombie(instances: Instances
     runtime.start(placement, workload(placement))  # the reconciler restarts what died
     assert eventually(lambda: greeting(placement) is not None)
     assert runtime.observe(placement).pid != pid
+
+
+def test_a_server_exit_is_told_at_once_and_a_stopped_server_seen_without_a_probe(
+    instances: Instances, port: int
+) -> None:
+    runtime = instances.runtime()
+    placement = instances.prepare(runtime, RESOURCES, port)
+    runtime.start(placement, workload(placement))
+    told: list[str] = []
+    heard = threading.Event()
+    runtime.watch_exits(lambda instance_id: (told.append(instance_id), heard.set()))
+    seen = runtime.observe(placement)  # the first look watches the server
+    assert seen.running and not seen.stopped and seen.pid is not None
+
+    os.kill(seen.pid, signal.SIGSTOP)
+    assert eventually(lambda: runtime.observe(placement).stopped)
+    os.kill(seen.pid, signal.SIGCONT)
+    assert eventually(lambda: not runtime.observe(placement).stopped)
+
+    os.kill(seen.pid, signal.SIGKILL)
+    assert heard.wait(10), "the exit was never told"
+    assert told == [placement.instance_id]
+    after = runtime.observe(placement)
+    assert not after.running and "SIGKILL" in after.exit_reason  # reaped as it was told
+    assert proc_state(seen.pid) is None
 
 
 def test_stop_signals_the_whole_process_group(instances: Instances, port: int) -> None:

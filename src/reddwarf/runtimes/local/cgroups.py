@@ -64,6 +64,18 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
+def _read(path: Path) -> bytes:
+    """A small control file's bytes, without a text layer (the health loop reads them for every instance)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 class Cgroups:
     """Creates, limits, fills and removes per-instance cgroups. Every method is idempotent."""
 
@@ -179,7 +191,7 @@ class Cgroups:
         found: set[int] | None = None
         for path in self._dirs(name).values():
             try:
-                pids = {int(line) for line in (path / "cgroup.procs").read_text().split()}
+                pids = {int(line) for line in _read(path / "cgroup.procs").split()}
             except FileNotFoundError:
                 pids = set()
             found = pids if found is None else found & pids

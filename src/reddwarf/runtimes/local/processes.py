@@ -32,6 +32,11 @@ _POLL_INTERVAL = 0.05
 _FIRST_POLL_INTERVAL = 0.002
 
 
+# State letters (field 3 of /proc/<pid>/stat) of a process that has exited, and of one stopped by a signal.
+DEAD_STATES = frozenset("ZXx")
+STOPPED_STATES = frozenset("Tt")
+
+
 @dataclass(frozen=True, slots=True)
 class ProcStat:
     """The fields of /proc/<pid>/stat the runtime needs."""
@@ -47,13 +52,13 @@ class ProcStat:
     @property
     def dead(self) -> bool:
         """Zombie (Z) or dead (X): the process runs no more, whatever `kill(pid, 0)` says."""
-        return self.state in ("Z", "X", "x")
+        return self.state in DEAD_STATES
 
     @property
     def stopped(self) -> bool:
         """Stopped by a signal (T: SIGSTOP, SIGTSTP) or under a tracer (t): alive, but it answers no one.
         The kernel still completes TCP handshakes on its listening socket, so a probe would only time out."""
-        return self.state in ("T", "t")
+        return self.state in STOPPED_STATES
 
 
 def parse_stat(text: str) -> ProcStat:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from reddwarf.domain.workload import (
 )
 from reddwarf.runtimes.local import addresses, files, launch, processes, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
+from reddwarf.runtimes.local.exits import ExitWatcher
 from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
 
@@ -70,6 +72,11 @@ class LocalRuntime:
         self._slow: dict[str, tuple[float, int | None, int | None]] = {}
         self._records: dict[str, tuple[tuple[int, int, int], processes.ServerRecord]] = {}
         self._scan: tuple[float, dict[int, list[int]]] | None = None
+        self._layouts: dict[Placement, InstanceLayout] = {}
+        # Per instance: the server last seen running and what observe() said of it (see `_still_running`).
+        self._last_seen: dict[str, tuple[processes.ServerRecord, ProcessObservation]] = {}
+        self._exits = ExitWatcher()
+        self._exits.listen(self._server_exited)
 
     # -- construction: which isolation this host gives --------------------------------------------
 
@@ -432,12 +439,20 @@ class LocalRuntime:
         return child
 
     def observe(self, placement: Placement) -> ProcessObservation:
-        """Cheap enough to call every fraction of a second per instance: the pidfile and /proc/<pid>/stat.
-        The slow part (the volume's usage from the mount table, the sweep of the OS user's processes into the
-        cgroups, a scan of all of /proc) runs at most every `SLOW_OBSERVE_EVERY` seconds per instance."""
+        """Cheap enough to call every second per instance. Its first sight of a running server watches it by
+        pidfd (`exits`): the server's exit then reaches `watch_exits`' listeners at once, and until then the
+        pidfile still names it, so an observation at rest is one `pread` of the server's /proc stat (is it
+        stopped by a signal? no pidfd tells that) and the last observation again. Otherwise: a stat of the
+        pidfile and a read of /proc/<pid>/stat. The slow part (the volume's usage, the sweep of the OS
+        user's processes into the cgroups, a scan of all of /proc) runs at most every `SLOW_OBSERVE_EVERY`
+        seconds per instance."""
         paths = self._layout(placement)
-        self._reaper.reap(force=False)
         slow_due, used, size = self._slow_part_due(paths)
+        if not slow_due:
+            seen = self._still_running(paths.instance_id)
+            if seen is not None:
+                return seen
+        self._reaper.reap(force=False)
         if slow_due:
             used, size = self._usage(paths)
         record = self._recorded(paths)
@@ -446,6 +461,9 @@ class LocalRuntime:
                 running=False, exit_reason="not started", volume_used_bytes=used, volume_size_bytes=size
             )
         alive, reason, stopped = processes.inspect(record)
+        if (alive and not self._exits.watching(paths.instance_id, record)
+                and not self._exits.watch(paths.instance_id, record) and self._exits.unavailable is None):
+            alive, reason, stopped = processes.inspect(record)  # it exited meanwhile (or its pid was reused)
         if not alive:
             self._reaper.reap()
             code = self._reaper.exit_code(record.pid)
@@ -460,7 +478,7 @@ class LocalRuntime:
                 self._sweep_into_cgroup(paths, user)
             with self._slow_lock:
                 self._slow[paths.instance_id] = (time.monotonic(), used, size)
-        return ProcessObservation(
+        observation = ProcessObservation(
             running=True,
             stopped=stopped,
             pid=record.pid,
@@ -468,6 +486,34 @@ class LocalRuntime:
             volume_used_bytes=used,
             volume_size_bytes=size,
         )
+        self._last_seen[paths.instance_id] = (record, observation)
+        return observation
+
+    def _still_running(self, instance_id: str) -> ProcessObservation | None:
+        """The last observation again, if its server is still watched (it has not exited) and alive; with
+        whether it is stopped read anew. None: look properly."""
+        last = self._last_seen.get(instance_id)
+        if last is None:
+            return None
+        record, observation = last
+        state = self._exits.state(instance_id, record)
+        if state is None or state in processes.DEAD_STATES:
+            return None
+        stopped = state in processes.STOPPED_STATES
+        if stopped != observation.stopped:
+            observation = dataclasses.replace(observation, stopped=stopped)
+            self._last_seen[instance_id] = (record, observation)
+        return observation
+
+    def _server_exited(self, _instance_id: str) -> None:
+        """First of the exit listeners: reap it (if it is our child), so its exit status is known when it is
+        observed (observe() itself no longer polls the children at rest)."""
+        self._reaper.reap()
+
+    def watch_exits(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(instance_id)` as soon as a server that `observe()` saw running exits (from the
+        watcher's thread: it must return quickly). Nothing is called on a host without pidfds."""
+        self._exits.listen(listener)
 
     def stop(self, placement: Placement, workload: WorkloadSpec) -> None:
         paths = self._layout(placement)
@@ -511,7 +557,7 @@ class LocalRuntime:
 
     def destroy(self, placement: Placement) -> None:
         paths = self._layout(placement)
-        self._forget_observed(paths.instance_id)
+        self._forget_instance(paths.instance_id)
         self._stop(paths, signal.SIGKILL, self._settings.kill_timeout)
         volumes.release(paths.volume_image, paths.volume_dir)
         self._cgroups.remove(paths.os_user)
@@ -527,9 +573,14 @@ class LocalRuntime:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _layout(self, placement: Placement) -> InstanceLayout:
+        """The instance's layout, derived once per placement (paths are built anew by nothing at rest)."""
+        paths = self._layouts.get(placement)
+        if paths is not None:
+            return paths
         paths = layout(self._settings, placement.instance_id)
         if paths.os_user != placement.os_user or str(paths.data_dir) != placement.data_dir:
             raise PermanentError(f"placement of instance {placement.instance_id} was made with other settings")
+        self._layouts[placement] = paths
         return paths
 
     def _live_record(self, paths: InstanceLayout) -> processes.ServerRecord | None:
@@ -605,7 +656,15 @@ class LocalRuntime:
         with self._slow_lock:
             self._slow.pop(instance_id, None)
             self._records.pop(instance_id, None)
+            self._last_seen.pop(instance_id, None)
             self._scan = None  # the next sweep looks at the processes as they are now
+
+    def _forget_instance(self, instance_id: str) -> None:
+        """Destroyed: nothing of the instance is kept (its layouts, its exit watch)."""
+        self._forget_observed(instance_id)
+        self._exits.forget(instance_id)
+        for placement in [p for p in list(self._layouts) if p.instance_id == instance_id]:
+            self._layouts.pop(placement, None)
 
     def _sweep_into_cgroup(self, paths: InstanceLayout, user: users.OsUser) -> None:
         if self._cgroups.mode == "none":
@@ -615,7 +674,7 @@ class LocalRuntime:
             self._cgroups.attach(paths.os_user, missing)
 
     def _usage(self, paths: InstanceLayout) -> tuple[int | None, int | None]:
-        if self._loop and volumes.mount_at(paths.volume_dir) is not None:
+        if self._loop and volumes.is_mounted(paths.volume_dir):
             found = volumes.usage(paths.volume_dir)
             return found.used_bytes, found.size_bytes
         if not paths.data_dir.is_dir():

@@ -42,6 +42,8 @@ class MountEntry:
 
 def _unescape(field: str) -> str:
     r"""Mount fields escape space, tab, newline and backslash as octal (`\040`)."""
+    if "\\" not in field:
+        return field  # the usual case: nothing to decode, character by character
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
@@ -74,6 +76,16 @@ def mount_at(target: Path) -> MountEntry | None:
         if entry.target == str(target):
             found = entry
     return found
+
+
+def is_mounted(target: Path) -> bool:
+    """Whether a filesystem is mounted at `target` (a directory the runtime made in a root-owned one): its
+    device differs from its parent's. Two stats, for the frequent checks; `mount_at` reads the whole mount
+    table, which holds every instance's volume."""
+    try:
+        return os.stat(target).st_dev != os.stat(target.parent).st_dev
+    except FileNotFoundError:
+        return False
 
 
 def loop_support() -> tuple[bool, str]:

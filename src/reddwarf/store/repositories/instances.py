@@ -318,11 +318,17 @@ class InstanceRepository:
         )
         return [RootHistory(enabled_at=row.enabled_at, user_id=row.user_id) for row in rows]
 
-    def fingerprint(self) -> tuple[int, float | None]:
-        """How many instance rows there are and the newest `updated` stamp: it moves whenever any instance is
-        added, written or removed, so a reader may keep its last `list` while it stays the same."""
-        count, newest = self._session.execute(select(func.count(InstanceRow.id), func.max(InstanceRow.updated))).one()
-        return int(count), None if newest is None else float(newest)
+    def fingerprint(self) -> tuple[int, int, float | None]:
+        """How many instance rows there are, the sum of their status versions and generations, and the newest
+        `updated` stamp: it moves whenever any instance is added, written or removed, so a reader may keep
+        its last `list` while it stays the same. The sums do not depend on the order in which writers
+        committed (a stamp taken before a later-committing writer's stamp would not move the newest one)."""
+        count, versions, newest = self._session.execute(select(
+            func.count(InstanceRow.id),
+            func.coalesce(func.sum(InstanceRow.status_version + InstanceRow.generation), 0),
+            func.max(InstanceRow.updated),
+        )).one()
+        return int(count), int(versions), None if newest is None else float(newest)
 
     def with_root_history(self) -> set[str]:
         """The ids of the instances on which root was ever enabled (one query, for the health observer)."""

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # How long a worker waits before it looks again after the metadata store was unavailable.
 STORE_RETRY_S = 1.0
+# The longest an idle worker waits between two looks at the store (unless its `poll_interval` is longer).
+IDLE_POLL_MAX_S = 1.0
 
 
 class Handler(Protocol):
@@ -106,6 +108,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.worker_id)
         handed: Handed | None = None
+        idle_polls = 0
         while not stop.is_set():
             # Before looking for work: a notification after this point makes the wait below return at once.
             seen = self._dispatcher.generation if self._dispatcher is not None else 0
@@ -122,8 +125,9 @@ class Worker:
             except Exception:  # loop boundary: log, back off, go on
                 log.exception("worker %s: unexpected error in the loop", self.worker_id)
                 busy, handed = False, None
+            idle_polls = 0 if busy else idle_polls + 1
             if not busy and not stop.is_set():
-                handed = self._wait(seen)
+                handed = self._wait(seen, idle_polls)
         if handed is not None:  # handed over as the worker was told to stop: claimable at once, attempt back
             # (in a store outage, when its lease runs out instead)
             with contextlib.suppress(StoreUnavailable), self.db.unit_of_work() as uow:
@@ -136,8 +140,14 @@ class Worker:
             return kind in self.only_kinds
         return kind not in self.skip_kinds
 
-    def _wait(self, seen: int) -> Handed | None:
-        timeout = self.poll_interval
+    def _wait(self, seen: int, idle_polls: int) -> Handed | None:
+        """Wait for work: `poll_interval` after a busy round, then twice as long after each idle one, up to
+        `IDLE_POLL_MAX_S`, and never past the time an operation this worker requeued is due again. Work
+        recorded in this process is handed over or wakes the worker at once, and so does, on a PostgreSQL
+        store, work of other processes (LISTEN/NOTIFY); the poll is for the rest (work of another process on
+        SQLite, a retry's delay or a dead worker's lease running out), which an idle worker thus finds
+        within a second, at the cost of one look at the store a second at rest."""
+        timeout = min(self.poll_interval * 2 ** min(idle_polls - 1, 16), max(self.poll_interval, IDLE_POLL_MAX_S))
         if self._due_again is not None:
             timeout = min(timeout, max(0.0, self._due_again - time.monotonic()))
             self._due_again = None

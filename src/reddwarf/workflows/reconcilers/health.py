@@ -42,6 +42,8 @@ from reddwarf.workflows.reconcilers.instances import REPAIR, endpoint_answers
 log = logging.getLogger(__name__)
 
 WATCHED = frozenset({InstanceStatus.ACTIVE, InstanceStatus.SHUTDOWN})
+# The smallest change of a volume's usage that the sweep writes (the API shows it in GB).
+USAGE_STEP = 1024 * 1024
 # Operations that stop and start the server themselves (the lifecycle lane): a server down during one of
 # them is expected.
 STARTS_AND_STOPS = KINDS_BY_LANE[Lane.LIFECYCLE]
@@ -64,8 +66,10 @@ class HealthSweep:
     """Checks one instance at a time (`check`); `watched()` lists the instances of a round and reads, in one
     transaction, what their checks need from the store.
 
-    Cost at rest, per instance and round: the runtime's observation (the pidfile and /proc; its slow part
-    every 30 s) and no store access. The login-free ping of the endpoint runs every `ping_every` seconds,
+    Cost at rest, per instance and round: the runtime's observation (for a server the local runtime watches
+    by pidfd, one read of its /proc stat; its slow part every 30 s) and no store access. A server's exit
+    reaches `server_exited` from the runtime at once, which wakes the instance in the observer (`wake`).
+    The login-free ping of the endpoint runs every `ping_every` seconds,
     the admin login (only where root was ever enabled) every `admin_every` seconds; in between a check
     reuses their last answer. The store is written only on a change."""
 
@@ -79,10 +83,14 @@ class HealthSweep:
         self._clock = clock
         self._round: _Round | None = None
         # The last list of watched instances, and the store's instance fingerprint it was read at.
-        self._listed: tuple[tuple[int, float | None], list[tuple[str, Instance]]] | None = None
+        self._listed: tuple[tuple[int, int, float | None], list[tuple[str, Instance]]] | None = None
         self._pinged: dict[str, tuple[float, bool]] = {}
         self._admin_checked: dict[str, tuple[float, bool]] = {}
         self._placements: dict[str, tuple[Endpoint | None, Placement]] = {}
+        # The runtime names a server by its placement's id (a warm-pool slot's, for an adopted one): which
+        # instance that is, and what to call to have it looked at now (the observer's `wake`).
+        self._by_runtime_id: dict[str, str] = {}
+        self.wake: Callable[[str], None] | None = None
         # Instances whose server was seen dead during an operation, already told (an event once, not per pass).
         self._told: set[str] = set()
 
@@ -96,6 +104,23 @@ class HealthSweep:
                     log.exception("health check of instance %s failed", instance.id)
         finally:
             self._round = None  # a check called on its own reads the store again
+
+    def _swap(
+        self, uow: UnitOfWork, seen: Instance, observation: Observation, message: str,
+        volume_used_bytes: int | None, *, fault: Fault | None = None, clear_fault: bool = False,
+    ) -> tuple[InstanceStatus, OperatingStatus] | None:
+        """Record `observation` on the conditions the sweep read, by compare-and-swap against the status version
+        it read: the derived statuses, or None when another writer got there first (the sweep's view is stale:
+        the next round lists the instances afresh and looks again; it never overwrites a reconciler's newer
+        status)."""
+        conditions = advance(seen.conditions, observation, message, time.time())
+        if not uow.instances.transition(
+            seen.id, seen.status_version, conditions, observed_generation=seen.generation,
+            fault=fault, clear_fault=clear_fault, volume_used_bytes=volume_used_bytes,
+        ):
+            self._listed = None
+            return None
+        return derive(conditions)
 
     def watched(self) -> list[tuple[str, Instance]]:
         """The instances to observe, keyed by id: running or stopped ones with an endpoint, not being deleted."""
@@ -112,6 +137,9 @@ class HealthSweep:
         for cache in (self._pinged, self._admin_checked, self._placements):
             for gone in set(cache) - ids:
                 cache.pop(gone, None)
+        for runtime_id, instance_id in list(self._by_runtime_id.items()):
+            if instance_id not in ids:
+                self._by_runtime_id.pop(runtime_id, None)
         return watched
 
     def check(self, instance: Instance) -> None:
@@ -136,7 +164,7 @@ class HealthSweep:
             return lambda: self._record_dead(instance, observation)
         if observation.stopped:
             if (instance.operating_status is OperatingStatus.ERROR
-                    and observation.volume_used_bytes == instance.volume_used_bytes):
+                    and not _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes)):
                 return None
             return lambda: self._record_operating(instance, OperatingStatus.ERROR, observation.volume_used_bytes,
                                                   "server is stopped (suspended by a signal) and answers nothing")
@@ -151,7 +179,15 @@ class HealthSweep:
             return cached[1]
         placement = self.deps.placement(instance)
         self._placements[instance.id] = (endpoint, placement)
+        self._by_runtime_id[placement.instance_id] = instance.id
         return placement
+
+    def server_exited(self, runtime_id: str) -> None:
+        """The runtime saw the server of `runtime_id` exit (from its thread): have its instance looked at now."""
+        instance_id = self._by_runtime_id.get(runtime_id)
+        wake = self.wake
+        if instance_id is not None and wake is not None:
+            wake(instance_id)
 
     def _settled(self, instance: Instance, observation: ProcessObservation, root: bool) -> bool:
         """No ping or admin login is due and their last answers change nothing of what the store says."""
@@ -168,7 +204,7 @@ class HealthSweep:
                 return lost_before and instance.operating_status is OperatingStatus.ERROR
         operating = OperatingStatus.HEALTHY if pinged[1] else OperatingStatus.ERROR
         return (not lost_before and operating == instance.operating_status
-                and observation.volume_used_bytes == instance.volume_used_bytes)
+                and not _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
 
     def _record_dead(self, instance: Instance, observation: ProcessObservation) -> None:
         deps = self.deps
@@ -176,7 +212,7 @@ class HealthSweep:
         with deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
-            recorded = _swap(uow, instance, Observation.SERVER_DOWN, message, observation.volume_used_bytes)
+            recorded = self._swap(uow, instance, Observation.SERVER_DOWN, message, observation.volume_used_bytes)
             if recorded is None:
                 return
             uow.events.add(instance.id, recorded[0].value, message)
@@ -192,7 +228,8 @@ class HealthSweep:
             return
         admin_back = instance.fault is not None and instance.fault.message == ADMIN_LOST
         operating = OperatingStatus.HEALTHY if healthy else OperatingStatus.ERROR
-        changed = operating != instance.operating_status or observation.volume_used_bytes != instance.volume_used_bytes
+        changed = (operating != instance.operating_status
+                   or _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
         if not (changed or admin_back):
             return
         observed = Observation.ENDPOINT_ANSWERS if healthy else Observation.ENDPOINT_SILENT
@@ -200,7 +237,8 @@ class HealthSweep:
         with deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
-            recorded = _swap(uow, instance, observed, message, observation.volume_used_bytes, clear_fault=admin_back)
+            recorded = self._swap(
+                uow, instance, observed, message, observation.volume_used_bytes, clear_fault=admin_back)
             if recorded is None:
                 return
             operating = recorded[1]
@@ -243,12 +281,12 @@ class HealthSweep:
     def _record_operating(
         self, instance: Instance, operating: OperatingStatus, volume_used_bytes: int | None, message: str
     ) -> None:
-        if operating == instance.operating_status and volume_used_bytes == instance.volume_used_bytes:
+        if operating == instance.operating_status and not _usage_moved(volume_used_bytes, instance.volume_used_bytes):
             return
         with self.deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
-            if _swap(uow, instance, Observation.SERVER_SUSPENDED, message, volume_used_bytes) is None:
+            if self._swap(uow, instance, Observation.SERVER_SUSPENDED, message, volume_used_bytes) is None:
                 return
             if operating != instance.operating_status:
                 uow.events.add(instance.id, operating.value or "UNKNOWN", message)
@@ -274,10 +312,19 @@ class HealthSweep:
             if not _unchanged(uow, instance):
                 return
             fault = None if known else Fault(message=ADMIN_LOST, details="", created=time.time())
-            if _swap(uow, instance, Observation.ADMIN_LOST, ADMIN_LOST, volume_used_bytes, fault=fault) is None:
+            if self._swap(uow, instance, Observation.ADMIN_LOST, ADMIN_LOST, volume_used_bytes, fault=fault) is None:
                 return
             uow.events.add(instance.id, OperatingStatus.ERROR.value, ADMIN_LOST)
         log.warning("instance %s: %s", instance.id, ADMIN_LOST)
+
+
+def _usage_moved(observed: int | None, stored: int | None) -> bool:
+    """Whether the volume's usage moved enough to be written: by `USAGE_STEP` or more. An idle PostgreSQL
+    writes and removes its statistics files all the time: recording each few-kilobyte wobble would write
+    the store every few seconds at rest (and make every reader of the instances list again)."""
+    if observed is None or stored is None:
+        return observed != stored
+    return abs(observed - stored) >= USAGE_STEP
 
 
 def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
@@ -287,18 +334,3 @@ def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
     current = uow.instances.get(seen.id)
     return current is not None and not current.deleting and not uow.operations.active_for(seen.id)
 
-
-def _swap(
-    uow: UnitOfWork, seen: Instance, observation: Observation, message: str, volume_used_bytes: int | None,
-    *, fault: Fault | None = None, clear_fault: bool = False,
-) -> tuple[InstanceStatus, OperatingStatus] | None:
-    """Record `observation` on the conditions the sweep read, by compare-and-swap against the status version
-    it read: the derived statuses, or None when another writer got there first (the sweep's view is stale
-    and the next round looks again; it never overwrites a reconciler's newer status)."""
-    conditions = advance(seen.conditions, observation, message, time.time())
-    if not uow.instances.transition(
-        seen.id, seen.status_version, conditions, observed_generation=seen.generation,
-        fault=fault, clear_fault=clear_fault, volume_used_bytes=volume_used_bytes,
-    ):
-        return None
-    return derive(conditions)
