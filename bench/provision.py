@@ -317,6 +317,8 @@ def main() -> None:
                 for i, mode in enumerate(modes)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        # The raw runs' user owns nothing once the scratch directory is gone: leave no account behind.
+        subprocess.run(["userdel", RAW_USER], capture_output=True, check=False)
     figures: dict[str, Any] = {"benchmark": "provision", "runs": args.runs, "engines": {}}
     for key, raw_timings in raw.items():
         row: dict[str, float] = {
