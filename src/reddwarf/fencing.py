@@ -38,6 +38,10 @@ from reddwarf.domain.errors import LeaseLost
 
 log = logging.getLogger(__name__)
 
+# How long a killed child's output is read, and the child waited for, before it is given up on (a
+# descendant that left its group may hold its pipes open).
+_REAP_WAIT = 5.0
+
 
 class Fence:
     """One holding of one operation's lease (module docstring). Thread-safe."""
@@ -141,23 +145,37 @@ def run(argv: Sequence[str], *, timeout: float, **options: Any) -> subprocess.Co
     """`subprocess.run(argv, capture_output=True, text=True)` under the current fence: the child gets a
     session (process group) of its own, is killed with it when the lease is lost (`LeaseLost` is raised
     then) or at `timeout` (`subprocess.TimeoutExpired`, as `subprocess.run`)."""
-    fence = current()
     child: subprocess.Popen[bytes] = subprocess.Popen(
         list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True, **options,
     )
+    out, err = communicate(child, timeout=timeout)
+    return subprocess.CompletedProcess(
+        list(argv), child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    )
+
+
+def communicate(child: subprocess.Popen[bytes], *, timeout: float) -> tuple[bytes, bytes]:
+    """`child.communicate(timeout=...)` for a child started in a session of its own, under the current
+    fence: adopted while it runs, its group killed when the lease is lost (`LeaseLost`), at `timeout`
+    (`subprocess.TimeoutExpired`, carrying what it wrote until then) or on any other exception."""
+    fence = current()
     try:
         fence.adopt(child)
-        out, err = child.communicate(timeout=timeout)
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as expired:
+            _kill_group(child.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                expired.output, expired.stderr = child.communicate(timeout=_REAP_WAIT)
+            raise
     except BaseException:  # the timeout, a lost lease, an interrupt: the whole group goes
         _end(child)
         raise
     finally:
         fence.release(child)
     fence.check()  # a lost lease killed it: say so, not that the command failed
-    return subprocess.CompletedProcess(
-        list(argv), child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    )
+    return out or b"", err or b""
 
 
 def _end(child: subprocess.Popen[bytes]) -> None:
@@ -169,7 +187,7 @@ def _end(child: subprocess.Popen[bytes]) -> None:
         if pipe is not None:
             pipe.close()
     try:
-        child.wait(timeout=5)
+        child.wait(timeout=_REAP_WAIT)
     except subprocess.TimeoutExpired:
         log.error("child process %d survived SIGKILL of its group", child.pid)
 

@@ -309,25 +309,14 @@ class LocalRuntime:
             close_fds=True,
             umask=0o077,
         )
-        fence = fencing.current()
         try:
-            fence.adopt(child)
-            output, _ = child.communicate(timeout=command.timeout)
-        except subprocess.TimeoutExpired:
-            processes.signal_group(child.pid, signal.SIGKILL)
-            output, _ = child.communicate()
-            self._append_log(paths, user, output)
+            output, _ = fencing.communicate(child, timeout=command.timeout)
+        except subprocess.TimeoutExpired as expired:
+            self._append_log(paths, user, expired.output or b"")
             raise TemporaryError(
                 f"init command {program} of instance {paths.instance_id} timed out after {command.timeout:g}s"
             ) from None
-        except BaseException:
-            processes.signal_group(child.pid, signal.SIGKILL)
-            child.wait()
-            raise
-        finally:
-            fence.release(child)
         self._append_log(paths, user, output)
-        fence.check()  # a lost lease killed it: say so, not that the command failed
         if child.returncode != 0:
             text = output.decode("utf-8", "replace")
             for secret in hidden:

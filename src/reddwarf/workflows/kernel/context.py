@@ -9,14 +9,16 @@ ago (the keeper's own cadence), otherwise it renews first.
 
 A lost lease stops the work, not only its journaling: the keeper cancels the step's `Fence`
 (`reddwarf.fencing`), which kills the step's child processes, within a third of the TTL of the loss (a
-renewal refused: the operation was superseded or taken) or at once when the keeper finds the lease older
-than its TTL (the worker was paused, or cut off from the store, past its lease). The step itself then
-fails with `LeaseLost` at its next fenced commit or step boundary.
+renewal refused: the operation was superseded or taken); a watchdog thread does it, without a store round
+trip, once the lease has gone unconfirmed for `STOP_AT` of its TTL (the worker was paused, or a renewal
+hangs on the store) or the operation's deadline has passed. The step itself then fails with `LeaseLost` at
+its next fenced commit or step boundary.
 
 A step that waits for the world (`wait_until`: a server becoming ready; later a replica catching up, a
-backup finishing) looks for at most `hold` seconds in place, then raises `NotYet`: the worker requeues the
-operation with its lease released (no attempt counted) and is free for other work. The wait's start is
-journaled, so its timeout counts from the first look whichever worker looks next.
+backup finishing) looks for at most `hold` seconds in place, the first time, then raises `NotYet`: the
+worker requeues the operation with its lease released (no attempt counted) and is free for other work.
+The wait's first look that failed is journaled, so its timeout counts from there whichever worker looks
+next.
 """
 
 from __future__ import annotations

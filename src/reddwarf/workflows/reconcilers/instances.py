@@ -44,7 +44,8 @@ def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
 
 
 def _record(
-    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False
+    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False,
+    fault: Fault | None = None,
 ) -> Callable[[UnitOfWork], None]:
     """A `store_step` write: record what the operation did on the instance's conditions (a compare-and-swap
     on top of whatever the store holds, `InstanceRepository.record`), with an event named after the status
@@ -52,7 +53,8 @@ def _record(
 
     def write(uow: UnitOfWork) -> None:
         status, _ = uow.instances.record(
-            instance.id, observation, message, generation=instance.generation, clear_fault=clear_fault
+            instance.id, observation, message, generation=instance.generation, clear_fault=clear_fault,
+            fault=fault,
         )
         uow.events.add(instance.id, status.value, message)
 
@@ -66,11 +68,7 @@ def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: Permanen
         if instance is None or not ctx.lease.renew_in(uow):
             return
         fault = Fault(message=error.message, details=error.details, created=time.time())
-        message = f"{ctx.op.kind} failed: {error.message}"
-        status, _ = uow.instances.record(
-            instance.id, Observation.FAILED, message, generation=instance.generation, fault=fault
-        )
-        uow.events.add(instance.id, status.value, message)
+        _record(instance, Observation.FAILED, f"{ctx.op.kind} failed: {error.message}", fault=fault)(uow)
 
 
 def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
