@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 
 from reddwarf.settings import Settings
+from reddwarf.workflows.reconcilers.instances import PING_TIMEOUT
 
 SCRATCH = Path("/var/tmp/reddwarf-bench-idle")
 POOL = "127.0.96.0/24"
@@ -55,14 +56,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FREEZER = Path("/sys/fs/cgroup/freezer")
 
 
-def _setting(name: str) -> float:
-    """The server's `name` setting: from the environment it inherits, else its default."""
-    return float(os.environ.get(f"REDDWARF_{name.upper()}", Settings.model_fields[name].default))
-
-
 # A server that runs but answers nothing is seen within the sum of these: the interval between two pings of
-# an endpoint, the ping's timeout (`workflows/reconcilers/instances.py`), and the interval between rounds.
-PING_INTERVAL_S, PING_TIMEOUT_S, ROUND_S = _setting("health_ping_interval"), 2.0, _setting("health_interval")
+# an endpoint, the ping's timeout, and the interval between rounds (the server's settings, read from the
+# environment it inherits, as the server reads them).
+_SETTINGS = Settings()
+PING_INTERVAL_S, PING_TIMEOUT_S, ROUND_S = _SETTINGS.health_ping_interval, PING_TIMEOUT, _SETTINGS.health_interval
 
 
 def free_port() -> int:

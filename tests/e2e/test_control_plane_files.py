@@ -56,7 +56,7 @@ def test_an_instance_user_can_neither_read_nor_list_the_control_plane_files(plan
     with plane.tenant() as client:
         created = client.create_instance("ctl-probe", "1", 1, datastore="redis", version="7.0")
         view = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
-    os_user = plane.user_prefix + view.id.replace("-", "")[:12]
+    os_user = plane.os_user(view.id)
     control = plane.state_dir / "control"
     targets = [control / name for name in CONTROL_FILES]
     for target in targets:  # the store is in WAL mode and in use: its -wal and -shm exist too

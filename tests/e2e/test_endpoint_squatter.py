@@ -60,7 +60,7 @@ def test_a_squatter_on_a_dead_servers_address_gets_nothing_and_the_instance_is_n
         view = client.wait_for_instance(instance.id, timeout=ACTIVE_TIMEOUT)
         address, port = view.address, view.port
         assert address is not None and port is not None
-        os_user = reddwarf.user_prefix + instance.id.replace("-", "")[:12]
+        os_user = reddwarf.os_user(instance.id)
         squatter = start_squatter(squatter_user, datastore, tcp=(address, port), bind_for=60)
         seen: list[tuple[str, str]] = []
         try:

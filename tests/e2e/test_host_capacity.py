@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reddwarf.client import Instance, ReddwarfAPIError, ReddwarfClient
+from reddwarf.domain.capacity import GIB
 from tests.conftest import SCRATCH_BASE
 from tests.support.server import (
     ACTIVE_TIMEOUT,
@@ -28,7 +29,6 @@ from tests.support.server import (
     unmount_under,
 )
 
-GIB = 1024**3
 HOST_SIZE = 5 * GIB // 2
 
 

@@ -16,16 +16,14 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.server import ReddwarfProcesses, running_plane
+from tests.support.server import REDDWARF, ReddwarfProcesses, running_plane
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
 PASSWORD = "alice's walk-through password"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

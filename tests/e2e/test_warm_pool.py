@@ -18,7 +18,6 @@ import redis
 
 from reddwarf.client import Instance, ReddwarfClient, UserRequest
 from reddwarf.domain.secret import Secret
-from reddwarf.runtimes.local.paths import instance_key
 from tests.support.server import (
     ACTIVE_TIMEOUT,
     DELETE_TIMEOUT,
@@ -84,14 +83,10 @@ def delete(tenant: ReddwarfClient, instance_id: str) -> None:
     tenant.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
 
 
-def slot_user(plane: ReddwarfProcesses, slot_id: str) -> str:
-    return plane.user_prefix + instance_key(slot_id)
-
-
 def test_a_create_of_the_pool_profile_takes_the_ready_server_and_the_pool_refills(plane: ReddwarfProcesses) -> None:
     with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "postgresql")
-        owner = slot_user(plane, slot["id"])
+        owner = plane.os_user(slot["id"])
         assert processes_of(owner), "a ready slot's server runs"
         alice = UserRequest(name="alice", password=Secret("pool pass 1"), databases=("app",))
         created, view = create_active(tenant, "postgresql", "15", alice, databases=("app",))
@@ -129,7 +124,7 @@ def test_a_create_of_another_flavor_is_built_cold_and_leaves_the_pool_alone(plan
 def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: ReddwarfProcesses) -> None:
     with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
-        owner = slot_user(plane, slot["id"])
+        owner = plane.os_user(slot["id"])
         for pid in processes_of(owner):
             os.kill(pid, signal.SIGKILL)
         # It fails like a build (its error says why) and is destroyed; its tombstone goes after the pause.
@@ -154,7 +149,7 @@ def test_a_create_that_takes_a_server_that_just_died_still_gets_a_working_one(pl
     keeper notice first, the create is built cold: a working server either way, which is what is asserted.)"""
     with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
-        for pid in processes_of(slot_user(plane, slot["id"])):
+        for pid in processes_of(plane.os_user(slot["id"])):
             os.kill(pid, signal.SIGKILL)
         _, view = create_active(tenant, "redis", "7.0", UserRequest(name="dave", password=Secret("pool pass 5")))
         with redis_login(view, "dave", "pool pass 5") as server:

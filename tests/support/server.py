@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from reddwarf.client import ReddwarfClient
+from reddwarf.runtimes.local.paths import instance_key
 from tests.conftest import SCRATCH_BASE
 
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
@@ -110,6 +111,10 @@ class ReddwarfProcesses:
             return httpx.get(f"{self.url}/healthcheck", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def os_user(self, instance_id: str) -> str:
+        """The OS user the local runtime gives the instance (or warm-pool slot) `instance_id`."""
+        return self.user_prefix + instance_key(instance_id)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of every server and worker log, for a failing assertion's message."""

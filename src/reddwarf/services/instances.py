@@ -36,10 +36,6 @@ from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-OP_CREATE = Kind.INSTANCE_CREATE
-OP_DELETE = Kind.INSTANCE_DELETE
-OP_RESTART = Kind.INSTANCE_RESTART
-OP_RECONCILE = Kind.INSTANCE_REPAIR
 MAX_NAME_LENGTH = 255
 
 
@@ -155,7 +151,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         if taken is None:
             uow.secrets.put(instance.id, ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))
         root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
-        op_id = ctx.enqueue(uow, OP_CREATE, instance.id)
+        op_id = ctx.enqueue(uow, Kind.INSTANCE_CREATE, instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
         if taken is not None:
             uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {taken.address}:{taken.port}")
@@ -230,12 +226,12 @@ def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
     """
     with ctx.db.unit_of_work() as uow:
         instance = _load(uow, auth, instance_id)
-        if instance.deleting and any(op.kind == OP_DELETE for op in uow.operations.active_for(instance_id)):
+        if instance.deleting and any(op.kind == Kind.INSTANCE_DELETE for op in uow.operations.active_for(instance_id)):
             logger.info("instance %s is already being deleted", instance_id)
             return
         uow.instances.mark_deleting(instance_id)
-        superseded = uow.operations.supersede(instance_id, REGISTRY[OP_DELETE].supersedes)
-        op_id = ctx.enqueue(uow, OP_DELETE, instance_id)
+        superseded = uow.operations.supersede(instance_id, REGISTRY[Kind.INSTANCE_DELETE].supersedes)
+        op_id = ctx.enqueue(uow, Kind.INSTANCE_DELETE, instance_id)
         uow.events.add(instance_id, "deleting", "delete requested")
     logger.info(
         "instance %s delete requested; operation %s, %d pending operation(s) superseded",
@@ -252,10 +248,10 @@ def restart(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             raise UnprocessableEntity(
                 f"Instance {instance_id} is not ready for a restart (status {state}); it must be ACTIVE."
             )
-        if any(op.kind == OP_RESTART for op in uow.operations.active_for(instance_id)):
+        if any(op.kind == Kind.INSTANCE_RESTART for op in uow.operations.active_for(instance_id)):
             logger.info("instance %s already has a restart pending", instance_id)
             return
-        op_id = ctx.enqueue(uow, OP_RESTART, instance_id)
+        op_id = ctx.enqueue(uow, Kind.INSTANCE_RESTART, instance_id)
         uow.events.add(instance_id, "restart", "restart requested")
     logger.info("instance %s restart requested; operation %s", instance_id, op_id)
 
@@ -275,8 +271,10 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
             raise UnprocessableEntity(f"Instance {instance_id} is being deleted.")
         if uow.operations.active_for(instance_id):
             return
-        created = any(op.kind == OP_CREATE and op.state == "done" for op in uow.operations.history_for(instance_id))
-        kind = OP_RECONCILE if created else OP_CREATE
+        created = any(
+            op.kind == Kind.INSTANCE_CREATE and op.state == "done" for op in uow.operations.history_for(instance_id)
+        )
+        kind = Kind.INSTANCE_REPAIR if created else Kind.INSTANCE_CREATE
         op_id = ctx.enqueue(uow, kind, instance_id)
         uow.events.add(instance_id, "reset_status", f"an admin asked for a reset ({kind})")
     logger.info("instance %s reset_status: %s requested; operation %s", instance_id, kind, op_id)

@@ -152,15 +152,7 @@ def live_pids_of_user(uid: int, proc: Path = PROC) -> list[int]:
     One read of /proc/<pid>/status per process (its State and Uid lines), across every process of the host.
     The real uid, not the owner of /proc/<pid>, so that a setuid program run by the instance's user is
     still found."""
-    found = []
-    for pid in all_pids(proc):
-        try:
-            data = _read_proc_file(f"{proc}/{pid}/status")
-        except OSError:
-            continue
-        if data is not None and _status_real_uid(data) == uid and not _status_dead(data):
-            found.append(pid)
-    return found
+    return live_pids_by_uid(proc).get(uid, [])
 
 
 def live_pids_by_uid(proc: Path = PROC) -> dict[int, list[int]]:

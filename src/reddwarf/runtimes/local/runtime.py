@@ -450,8 +450,8 @@ class LocalRuntime:
                 running=False, exit_reason="not started", volume_used_bytes=used, volume_size_bytes=size
             )
         alive, reason, stopped = processes.inspect(record)
-        if (alive and not self._exits.watching(paths.instance_id, record)
-                and not self._exits.watch(paths.instance_id, record) and self._exits.unavailable is None):
+        # `watch` is a no-op (True) for the server it already watches.
+        if alive and not self._exits.watch(paths.instance_id, record) and self._exits.unavailable is None:
             alive, reason, stopped = processes.inspect(record)  # it exited meanwhile (or its pid was reused)
         if not alive:
             self._reaper.reap()

@@ -14,7 +14,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.accounts import RootHistory
@@ -26,7 +26,7 @@ from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingSt
 from reddwarf.store.clock import now
 from reddwarf.store.codec import conditions_from_json, conditions_to_json, spec_from_json, spec_to_json
 from reddwarf.store.repositories.secrets import SecretRepository, user_secret_name
-from reddwarf.store.rows import rowcount, table
+from reddwarf.store.rows import rowcount, table, xact_lock
 from reddwarf.store.tables import InstanceRow, RootHistoryRow
 
 _USER_PREFIX = user_secret_name("")
@@ -148,15 +148,12 @@ class InstanceRepository:
         SQLite write units of work are already serial (BEGIN IMMEDIATE). On PostgreSQL, READ COMMITTED
         lets two concurrent creates both count N < limit and both insert; a transaction-scoped advisory
         lock keyed by the project makes the second wait for the first's commit and count it."""
-        if self._session.get_bind().dialect.name == "postgresql":
-            self._session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"quota:{project_id}"}
-            )
+        xact_lock(self._session, f"quota:{project_id}")
         return self.count(project_id)
 
     def quota_usage(self, project_id: str) -> tuple[int, int]:
         """(live instances, their total volume GB) of `project_id`, serialised like `count_for_quota`."""
-        self.count_for_quota(project_id)  # takes the project's quota lock on PostgreSQL
+        xact_lock(self._session, f"quota:{project_id}")
         query = select(InstanceRow.spec).where(InstanceRow.project_id == project_id, InstanceRow.deleted_at.is_(None))
         sizes = [int(spec.get("volume_size_gb") or 0) for spec in self._session.scalars(query)]
         return len(sizes), sum(sizes)

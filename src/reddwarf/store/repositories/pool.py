@@ -13,14 +13,14 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.pool import PoolProfile, PoolSlot, SlotState
 from reddwarf.store.clock import new_id, now
 from reddwarf.store.repositories.reservations import ReservationRepository
 from reddwarf.store.repositories.secrets import ADMIN_SECRET
-from reddwarf.store.rows import rowcount, table
+from reddwarf.store.rows import rowcount, table, xact_lock
 from reddwarf.store.tables import AddressRow, PoolSlotRow, SecretRow
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ class PoolRepository:
     def serialise(self) -> None:
         """Hold the pool's lock until the unit of work ends, so that two workers comparing the pool with its
         target cannot both top it up. On SQLite the write transaction (BEGIN IMMEDIATE) already is one."""
-        if self._session.get_bind().dialect.name == "postgresql":
-            self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('reddwarf:pool', 0))"))
+        xact_lock(self._session, "reddwarf:pool")
 
     def add(self, profile: PoolProfile) -> str:
         """A new `building` slot of `profile`; returns its id."""

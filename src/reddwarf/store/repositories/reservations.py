@@ -10,11 +10,11 @@ transaction; PostgreSQL: a transaction-scoped advisory lock).
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reddwarf.store.clock import now
-from reddwarf.store.rows import rowcount
+from reddwarf.store.rows import rowcount, xact_lock
 from reddwarf.store.tables import StorageReservationRow
 
 
@@ -23,8 +23,7 @@ class ReservationRepository:
         self._session = session
 
     def _serialise(self) -> None:
-        if self._session.get_bind().dialect.name == "postgresql":
-            self._session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('reddwarf:storage', 0))"))
+        xact_lock(self._session, "reddwarf:storage")
 
     def reserve(self, holder_id: str, kind: str, size_bytes: int, limit_bytes: int | None) -> bool:
         """Hold `size_bytes` for `holder_id` unless all reservations would then exceed `limit_bytes` (None: no

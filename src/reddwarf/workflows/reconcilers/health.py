@@ -195,7 +195,7 @@ class HealthSweep:
         pinged = self._pinged.get(instance.id)
         if pinged is None or now - pinged[0] >= self.ping_every:
             return False
-        lost_before = instance.fault is not None and instance.fault.message == ADMIN_LOST
+        lost_before = _admin_lost_recorded(instance)
         if root:
             checked = self._admin_checked.get(instance.id)
             if checked is None or now - checked[0] >= self.admin_every:
@@ -226,7 +226,7 @@ class HealthSweep:
         if root and self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return
-        admin_back = instance.fault is not None and instance.fault.message == ADMIN_LOST
+        admin_back = _admin_lost_recorded(instance)
         operating = OperatingStatus.HEALTHY if healthy else OperatingStatus.ERROR
         changed = (operating != instance.operating_status
                    or _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
@@ -305,7 +305,7 @@ class HealthSweep:
         return lost
 
     def _record_admin_lost(self, instance: Instance, volume_used_bytes: int | None) -> None:
-        known = instance.fault is not None and instance.fault.message == ADMIN_LOST
+        known = _admin_lost_recorded(instance)
         if known and instance.operating_status is OperatingStatus.ERROR:
             return
         with self.deps.db.unit_of_work() as uow:
@@ -334,3 +334,7 @@ def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
     current = uow.instances.get(seen.id)
     return current is not None and not current.deleting and not uow.operations.active_for(seen.id)
 
+
+def _admin_lost_recorded(instance: Instance) -> bool:
+    """The instance carries the fault that says Reddwarf's admin access was lost."""
+    return instance.fault is not None and instance.fault.message == ADMIN_LOST

@@ -33,6 +33,8 @@ DELETE = Kind.INSTANCE_DELETE
 RESTART = Kind.INSTANCE_RESTART
 REPAIR = Kind.INSTANCE_REPAIR
 SOCKET_HOSTS = frozenset({"%", "localhost"})
+# Seconds a login-free ping of the tenant endpoint waits for an answer (part of health's detection bound).
+PING_TIMEOUT = 2.0
 
 
 def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
@@ -76,7 +78,7 @@ def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placem
 
     Login-free: no credential ever goes over TCP, where anyone on the host could have bound the address
     while the server was down (the engine logs a listener of another user, naming its uid)."""
-    return deps.engine(instance).ping(placement, timeout=2.0)
+    return deps.engine(instance).ping(placement, timeout=PING_TIMEOUT)
 
 
 def tenant_login(
