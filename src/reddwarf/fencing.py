@@ -91,7 +91,7 @@ class Fence:
             if self._on_adopt is not None:
                 self._on_adopt(self)
             return
-        _kill_group(child.pid)
+        kill_group(child.pid)
         self.cancel()
         raise LeaseLost(f"lease of attempt {self.tag} lost; child process {child.pid} killed")
 
@@ -107,7 +107,7 @@ class Fence:
             self._children.clear()
         running = [child for child in children if child.poll() is None]
         for child in running:
-            _kill_group(child.pid)
+            kill_group(child.pid)
         if running:
             log.warning("attempt %s: lease lost; killed child processes %s", self.tag,
                         ", ".join(str(child.pid) for child in running))
@@ -165,7 +165,7 @@ def communicate(child: subprocess.Popen[bytes], *, timeout: float) -> tuple[byte
         try:
             out, err = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as expired:
-            _kill_group(child.pid)
+            kill_group(child.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 expired.output, expired.stderr = child.communicate(timeout=_REAP_WAIT)
             raise
@@ -182,7 +182,7 @@ def _end(child: subprocess.Popen[bytes]) -> None:
     """Kill `child`'s group, close its pipes and reap it, never waiting long on a descendant that left the
     group (setsid) and holds a pipe open."""
     if child.returncode is None:
-        _kill_group(child.pid)
+        kill_group(child.pid)
     for pipe in (child.stdout, child.stderr):
         if pipe is not None:
             pipe.close()
@@ -192,6 +192,7 @@ def _end(child: subprocess.Popen[bytes]) -> None:
         log.error("child process %d survived SIGKILL of its group", child.pid)
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
+    """SIGKILL the process group `pgid` (gone already: nothing)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -30,7 +30,7 @@ class FakeRuntime:
         home = f"{ROOT}/{instance_id}"
         return Placement(instance_id=instance_id, os_user="nobody", address=address, port=port,
                          data_dir=f"{home}/data", config_dir=f"{home}/config", log_dir=f"{home}/log",
-                         run_dir=f"{home}/run", socket_dir=f"{home}/run")
+                         run_dir=f"{home}/run", socket_dir=f"{home}/run", scratch_dir=f"{home}/run-tmp")
 
     def endpoint_candidates(self, standard_port: int) -> Iterator[tuple[str, int]]:
         for address in self.addresses:

@@ -25,7 +25,8 @@ class Placement:
     """Where an instance lives, decided by the runtime before the engine renders anything.
 
     Every path is absolute and owned by `os_user`; `socket_dir` is short enough for a unix socket path
-    (under 107 bytes with the engine's socket file name).
+    (under 107 bytes with the engine's socket file name). `scratch_dir` is a private directory on the
+    instance's volume (its temp directory), where a restore stages what it extracts.
     """
 
     instance_id: str
@@ -37,6 +38,7 @@ class Placement:
     log_dir: str
     run_dir: str
     socket_dir: str
+    scratch_dir: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,31 @@ class CommandSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     timeout: float = 120.0
+
+
+WORK_DIR = "{work}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool run for one operation on an instance (a backup, a restore) with its stdin and stdout piped to
+    the control plane (`Runtime.open_tool`).
+
+    `as_instance`: run as the instance's OS user (anything that reads or writes the instance's files), or,
+    False, as the control plane: only a client of the server's own unix socket that touches no file of the
+    instance (`pg_basebackup` to stdout). `{work}` in `argv` and in `env` values is replaced by a private
+    directory of this run (0700, owned by whoever runs the tool) that holds `files` (written before the tool
+    starts; secret ones are how a password reaches it, never argv) and whatever the tool writes there;
+    `collect` names files in it read back when the tool has exited (at most 16 MiB each). The directory is
+    removed afterwards. `stdin`: the caller feeds the tool's stdin (else it is /dev/null)."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    files: tuple[FileSpec, ...] = ()
+    as_instance: bool = True
+    stdin: bool = False
+    collect: tuple[str, ...] = ()
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,19 +26,22 @@ Obligations of an implementation:
   `validate_spec()` to the databases and users of the accounts API; `field` prefixes the field named in
   the `BadRequest` (e.g. `databases[0].name`).
 - `accounts()` returns an `Accounts` bound to one running instance (see its docstring).
+- `backups()` returns the `Backups` of one version (see its docstring); `capabilities()` lists its
+  strategies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from reddwarf.domain.accounts import UserInfo
+from reddwarf.domain.backup import BackupResult, BackupStrategies, ChainLink, ParentBackup, RestorePlan
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, WorkloadSpec
+from reddwarf.domain.workload import Placement, ToolSpec, WorkloadSpec
 
 
 class Engine(Protocol):
@@ -85,6 +88,8 @@ class Engine(Protocol):
     def validate_users(self, users: Sequence[UserSpec], field: str = "users") -> None: ...
 
     def accounts(self, placement: Placement, admin_password: Secret) -> Accounts: ...
+
+    def backups(self, version: DatastoreVersion) -> Backups: ...
 
 
 class Accounts(Protocol):
@@ -136,3 +141,51 @@ class Accounts(Protocol):
         ...
 
     def disable_root(self) -> None: ...
+
+
+class Backups(Protocol):
+    """Backups and restores of one engine version with the engine's own tools.
+
+    Obligations of an implementation:
+
+    - A backup is one byte stream written by one tool (`BackupRun.tool`) to its stdout; the control plane
+      compresses, checksums, encrypts and stores it (`reddwarf.storage`), and feeds it back, verified, to
+      the restore's extract tools. Nothing of the engine ever writes to storage itself.
+    - Tools that read or write the instance's files run as the instance's OS user (`ToolSpec.as_instance`);
+      a tool run as the control plane touches no file of the instance (a tenant can plant symlinks there).
+      Tools log in over the instance's unix socket only, and only to a server that runs as the instance's OS
+      user (libpq's `requirepeer`, or an account that authenticates the OS user itself, so that no secret
+      exists); passwords reach a tool in a secret `ToolSpec.files` entry, never argv.
+    - `incremental_blocker()` is a live read (short timeout, over the unix socket): None when an incremental
+      can be taken now, else the reason a tenant can act on (no incremental strategy; a setting that needs a
+      restart first). `prepare()` may wait for the engine (a BGSAVE) and raises `TemporaryError` or
+      `PermanentError` (with a tenant-readable message) as usual.
+    - `restore()` is pure; `adopt()` runs once the restored server answers, over the unix socket: it makes
+      the server the new instance's own (the admin credential rotated from `old_admin` to `new_admin`;
+      accounts that authenticated the source's OS user replaced by the new one's). It is idempotent: run
+      again after it succeeded, it logs in with `new_admin` and changes nothing.
+    """
+
+    def strategies(self) -> BackupStrategies: ...
+
+    def incremental_blocker(self, placement: Placement, admin_password: Secret) -> str | None: ...
+
+    def backup(self, placement: Placement, admin_password: Secret, parent: ParentBackup | None) -> BackupRun: ...
+
+    def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan: ...
+
+    def adopt(self, placement: Placement, old_admin: Secret, new_admin: Secret) -> None: ...
+
+
+class BackupRun(Protocol):
+    """One backup being taken: `prepare()`, then `tool` runs with every byte of its stdout passed through
+    `observe()` (in order, as it is stored), then `finish()` with the files the tool left to collect."""
+
+    @property
+    def tool(self) -> ToolSpec: ...
+
+    def prepare(self) -> None: ...
+
+    def observe(self, data: bytes) -> None: ...
+
+    def finish(self, collected: Mapping[str, bytes]) -> BackupResult: ...

@@ -21,6 +21,10 @@ Obligations of an implementation:
   A runtime that cannot tell calls nothing: the health loop's interval is then the bound.
 - `stop()` stops the server (its whole process group), waiting up to `workload.stop_timeout`, then kills.
 - `destroy()` removes everything `prepare()` made: process, files, volume, limits, OS user.
+- `open_tool(placement, tool)` runs a backup's or a restore's tool (`ToolSpec`) in a process group of its
+  own under the current fence, and yields a `ToolRun`; leaving the context kills whatever of it still
+  runs and removes its work directory. An instance-user tool runs with no new privileges and never as
+  root; a control-plane tool gets no file of the instance.
 - `storage_capacity()` is read-only and cheap enough to call per create: the bytes the runtime's volumes
   may occupy on the host (free space of the storage holding them plus what its volumes occupy there now),
   or None when it has no host storage to account (the control plane then reserves nothing against it).
@@ -29,10 +33,11 @@ Obligations of an implementation:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import BinaryIO, Protocol
 
-from reddwarf.domain.workload import Placement, ProcessObservation, Resources, WorkloadSpec
+from reddwarf.domain.workload import Placement, ProcessObservation, Resources, ToolSpec, WorkloadSpec
 
 
 class Runtime(Protocol):
@@ -63,6 +68,23 @@ class Runtime(Protocol):
 
     def storage_capacity(self) -> int | None: ...
 
+    def open_tool(self, placement: Placement, tool: ToolSpec) -> AbstractContextManager[ToolRun]: ...
+
     def isolation_report(self) -> dict[str, str]:
         """What isolation this host gives (cgroups version, loop volumes) or why it falls back."""
+        ...
+
+
+class ToolRun(Protocol):
+    """A running tool: write its stdin (when `ToolSpec.stdin`), read its stdout, then `finish()`."""
+
+    @property
+    def stdin(self) -> BinaryIO | None: ...
+
+    @property
+    def stdout(self) -> BinaryIO: ...
+
+    def finish(self, timeout: float) -> Mapping[str, bytes]:
+        """Close stdin, wait for the exit; the `collect`ed files by name. `PermanentError` naming the tool,
+        its exit and the tail of its stderr when it failed; `LeaseLost` when the fence killed it."""
         ...

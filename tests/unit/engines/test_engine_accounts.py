@@ -31,7 +31,7 @@ NOWHERE = Placement(
     config_dir="/nonexistent/config",
     log_dir="/nonexistent/log",
     run_dir="/nonexistent/run",
-    socket_dir="/nonexistent/s",
+    socket_dir="/nonexistent/s", scratch_dir="/nonexistent/s-tmp",
 )
 ENGINES: list[Engine] = [PostgresqlEngine(), MariadbEngine(), RedisEngine()]
 

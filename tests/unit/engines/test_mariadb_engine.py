@@ -27,7 +27,7 @@ PLACEMENT = Placement(
     config_dir="/srv/i/config",
     log_dir="/srv/i/log",
     run_dir="/srv/i/run",
-    socket_dir="/run/rd/i",
+    socket_dir="/run/rd/i", scratch_dir="/run/rd/i-tmp",
 )
 
 

@@ -20,7 +20,7 @@ def _placement(address: str = "127.0.1.7") -> Placement:
         config_dir="/var/lib/reddwarf/instances/inst-1/config",
         log_dir="/var/lib/reddwarf/instances/inst-1/log",
         run_dir="/var/lib/reddwarf/instances/inst-1/run",
-        socket_dir="/run/reddwarf/i1",
+        socket_dir="/run/reddwarf/i1", scratch_dir="/run/reddwarf/i1-tmp",
     )
 
 

@@ -28,7 +28,7 @@ PLACEMENT = Placement(
     config_dir="/srv/i/config",
     log_dir="/srv/i/log",
     run_dir="/srv/i/run",
-    socket_dir="/srv/i/sock",
+    socket_dir="/srv/i/sock", scratch_dir="/srv/i/sock-tmp",
 )
 
 

@@ -18,7 +18,7 @@ PLACEMENT = Placement(
     config_dir="/srv/i/config",
     log_dir="/srv/i/log",
     run_dir="/srv/i/run",
-    socket_dir="/srv/i/sock",
+    socket_dir="/srv/i/sock", scratch_dir="/srv/i/sock-tmp",
 )
 RESOURCES = Resources(memory_mb=1024, vcpus=1, volume_gb=2)
 
@@ -88,7 +88,7 @@ def test_paths_are_quoted_and_line_breaks_refused() -> None:
             config.quote(bad)
     broken = Placement(
         instance_id="inst-1", os_user="u", address="127.0.1.9", port=6379, data_dir="/d\nmaxmemory 0",
-        config_dir="/c", log_dir="/l", run_dir="/r", socket_dir="/s",
+        config_dir="/c", log_dir="/l", run_dir="/r", socket_dir="/s", scratch_dir="/s-tmp",
     )
     with pytest.raises(ValueError):
         config.render_redis_conf(broken, RESOURCES)

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,59 @@ def remove(anchor: Path, path: Path) -> None:
 def write_private(path: Path, content: str) -> None:
     """Atomically write a root-only (0600) file in a root-owned directory (pidfile, markers)."""
     write_owned(path.parent, path, content.encode(), 0, 0, 0o600)
+
+
+def make_dir(anchor: Path, path: Path, uid: int, gid: int) -> None:
+    """Create the new directory `path` under `anchor` (0700, owned by uid:gid) without following a symlink;
+    FileExistsError when something already has its name."""
+    parts = _relative_parts(anchor, path)
+    with _open_parent(anchor, parts, uid, gid) as dir_fd:
+        os.mkdir(parts[-1], 0o700, dir_fd=dir_fd)
+        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+def read_limited(anchor: Path, path: Path, limit: int) -> bytes | None:
+    """The content of the regular file `path` under `anchor`, read without following a symlink; None when
+    it is missing. ValueError when it is not a regular file or larger than `limit` bytes."""
+    parts = _relative_parts(anchor, path)
+    try:
+        with _open_parent(anchor, parts, 0, 0, create=False) as dir_fd:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path} is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while piece := os.read(fd, 1 << 16):
+            size += len(piece)
+            if size > limit:
+                raise ValueError(f"{path} is larger than {limit} bytes")
+            chunks.append(piece)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(anchor: Path, path: Path) -> None:
+    """Remove the directory `path` under `anchor` and everything in it, never following a symlink (not in
+    its parents either: they are walked from `anchor` with `O_NOFOLLOW`)."""
+    parts = _relative_parts(anchor, path)
+    try:
+        with _open_parent(anchor, parts, 0, 0, create=False) as dir_fd:
+            shutil.rmtree(parts[-1], dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return
+        raise

@@ -97,6 +97,7 @@ class InstanceLayout:
             log_dir=str(self.log_dir),
             run_dir=str(self.run_dir),
             socket_dir=str(self.socket_dir),
+            scratch_dir=str(self.tmp_dir),
         )
 
 

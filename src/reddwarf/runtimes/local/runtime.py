@@ -42,9 +42,11 @@ from reddwarf.domain.workload import (
     Placement,
     ProcessObservation,
     Resources,
+    ToolSpec,
     WorkloadSpec,
 )
-from reddwarf.runtimes.local import addresses, files, launch, processes, users, volumes
+from reddwarf.runtimes.base import ToolRun
+from reddwarf.runtimes.local import addresses, files, launch, processes, tools, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
 from reddwarf.runtimes.local.exits import ExitWatcher
 from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
@@ -558,6 +560,12 @@ class LocalRuntime:
             shutil.rmtree(paths.socket_dir)
         users.remove(paths.os_user, paths.instance_id)
         log.info("destroyed instance %s", paths.instance_id)
+
+    # -- tools ------------------------------------------------------------------------------------
+
+    def open_tool(self, placement: Placement, tool: ToolSpec) -> contextlib.AbstractContextManager[ToolRun]:
+        """A backup's or a restore's tool for the instance (`tools`)."""
+        return tools.open_tool(self._layout(placement), tool, self._setpriv, self._settings.command_path)
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def make_placement(root: Path, user: OsUser, address: str, name: str | None = No
         config_dir=str(base / "config"),
         log_dir=str(base / "log"),
         run_dir=str(base / "run"),
-        socket_dir=str(base / "s"),
+        socket_dir=str(base / "s"), scratch_dir=str(base / "t"),
     )
 
 

@@ -1,0 +1,1 @@
+"""Backup targets: byte streams and small objects under keys, nothing engine-specific (see `base`)."""
