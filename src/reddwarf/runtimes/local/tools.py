@@ -111,7 +111,9 @@ class LocalToolRun:
             try:
                 content = files.read_limited(self._anchor, self._work / name, COLLECT_LIMIT)
             except (ValueError, OSError) as exc:
-                raise PermanentError(f"{self.name} of instance {self._instance_id} left no usable {name}: {exc}") from None
+                raise PermanentError(
+                    f"{self.name} of instance {self._instance_id} left no usable {name}: {exc}"
+                ) from None
             if content is None:
                 raise PermanentError(f"{self.name} of instance {self._instance_id} did not write {name}")
             collected[name] = content
