@@ -23,7 +23,8 @@ from reddwarf.domain.errors import BadRequest, Conflict, NotFound, TemporaryErro
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, WorkloadSpec
-from reddwarf.engines.base import Accounts, Engine
+from reddwarf.engines.base import Accounts, Backups, Engine
+from tests.fakes.backups import FakeBackups
 
 ADMIN = "reddwarf_admin"
 DEFAULT_OFFERED = frozenset({Capability.USERS, Capability.DATABASES})
@@ -50,6 +51,7 @@ class FakeEngine:
         self._name = name
         self._versions = versions if versions is not None else postgresql_versions(name)
         self.offered = offered
+        self.fake_backups = FakeBackups()
 
     @property
     def name(self) -> str:
@@ -102,6 +104,9 @@ class FakeEngine:
 
     def accounts(self, placement: Placement, admin_password: Secret) -> Accounts:
         raise NotImplementedError("FakeEngine runs no servers")
+
+    def backups(self, version: DatastoreVersion) -> Backups:
+        return self.fake_backups
 
 
 @dataclass

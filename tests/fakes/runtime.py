@@ -2,14 +2,19 @@
 
 It records the lifecycle calls it gets (`calls`, as `(method, instance_id)`) so that a test can say what a
 reconciler asked of the runtime; `storage_capacity` is what the test sets (None: no host storage to account).
+A tool it is asked to run (`open_tool`) writes `tool_output` to its stdout; what is fed to a tool's stdin is
+kept in `tool_inputs`, by the tool's argv.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import io
+from collections.abc import Callable, Iterator, Mapping
+from typing import BinaryIO
 
-from reddwarf.domain.workload import Placement, ProcessObservation, Resources, WorkloadSpec
-from reddwarf.runtimes.base import Runtime
+from reddwarf.domain.workload import Placement, ProcessObservation, Resources, ToolSpec, WorkloadSpec
+from reddwarf.runtimes.base import Runtime, ToolRun
 
 ROOT = "/nonexistent/fake-runtime"
 
@@ -21,6 +26,9 @@ class FakeRuntime:
         self.capacity = capacity
         self.addresses = addresses
         self.calls: list[tuple[str, str]] = []
+        self.initialised_ids: set[str] = set()
+        self.tool_output = b""
+        self.tool_inputs: dict[tuple[str, ...], bytes] = {}
 
     @property
     def name(self) -> str:
@@ -44,6 +52,10 @@ class FakeRuntime:
 
     def initialise(self, placement: Placement, workload: WorkloadSpec) -> None:
         self.calls.append(("initialise", placement.instance_id))
+        self.initialised_ids.add(placement.instance_id)
+
+    def initialised(self, placement: Placement) -> bool:
+        return placement.instance_id in self.initialised_ids
 
     def start(self, placement: Placement, workload: WorkloadSpec) -> None:
         self.calls.append(("start", placement.instance_id))
@@ -63,9 +75,38 @@ class FakeRuntime:
     def storage_capacity(self) -> int | None:
         return self.capacity
 
+    @contextlib.contextmanager
+    def open_tool(self, placement: Placement, tool: ToolSpec) -> Iterator[ToolRun]:
+        self.calls.append(("tool:" + tool.argv[0], placement.instance_id))
+        run = FakeToolRun(self.tool_output, tool.stdin)
+        try:
+            yield run
+        finally:
+            if run.input is not None:
+                self.tool_inputs[tool.argv] = run.input.getvalue()
+
     def isolation_report(self) -> dict[str, str]:
         return {"isolation": "none (fake runtime)"}
 
 
 # The protocol check: mypy fails here when the fake drifts from `Runtime`.
 _RUNTIME: Runtime = FakeRuntime()
+
+
+class FakeToolRun:
+    """A tool that wrote `output` and kept its input."""
+
+    def __init__(self, output: bytes, reads_stdin: bool) -> None:
+        self._output = io.BytesIO(output)
+        self.input = io.BytesIO() if reads_stdin else None
+
+    @property
+    def stdin(self) -> BinaryIO | None:
+        return self.input
+
+    @property
+    def stdout(self) -> BinaryIO:
+        return self._output
+
+    def finish(self, timeout: float) -> Mapping[str, bytes]:
+        return {}

@@ -14,7 +14,7 @@ import reddwarf
 from reddwarf.api.errors import install_error_handlers
 from reddwarf.api.guard import RequestGuard
 from reddwarf.api.middleware import RequestBoundary
-from reddwarf.api.routers.v1 import databases, datastores, flavors, instances, mgmt, root, users, versions
+from reddwarf.api.routers.v1 import backups, databases, datastores, flavors, instances, mgmt, root, users, versions
 from reddwarf.services.context import ServiceContext
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     project.include_router(users.router)
     project.include_router(root.router)
     project.include_router(mgmt.router)
+    project.include_router(backups.router)
     app.include_router(project)
 
     if ctx.settings.identity == "noauth":

@@ -10,10 +10,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from reddwarf.domain.backup import Backup
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import REDDWARF_NAMESPACE, DatastoreVersion, Flavor
 from reddwarf.domain.events import Event
 from reddwarf.domain.instance import Instance
+from reddwarf.services.backups import Strategy
 from reddwarf.services.catalog import Datastore
 from reddwarf.services.classification import Level, VersionStatus
 
@@ -199,3 +201,43 @@ def capabilities_view(version: DatastoreVersion, status: VersionStatus) -> JSON:
 def event_view(event: Event) -> JSON:
     """One entry of an instance's history (extension route `/instances/{id}/events`)."""
     return {"created": isotime(event.created), "kind": event.kind, "message": event.message}
+
+
+def _gb(size: int | None) -> float | None:
+    return None if size is None else round(size / _GB, 6)
+
+
+def backup_view(backup: Backup) -> JSON:
+    """Trove's backup view, plus `progress`, `uncompressed_size` and `fault` (extensions)."""
+    body: JSON = {
+        "id": backup.id,
+        "name": backup.name,
+        "description": backup.description,
+        "locationRef": backup.location or None,
+        "instance_id": backup.instance_id,
+        "created": isotime(backup.created),
+        "updated": isotime(backup.updated),
+        "size": _gb(backup.size_bytes),
+        "status": backup.status.value,
+        "parent_id": backup.parent_id,
+        "project_id": backup.project_id,
+        "storage_driver": "swift",
+        "datastore": {
+            "type": backup.datastore, "version": backup.datastore_version, "version_id": backup.datastore_version_id,
+        },
+        "progress": {"bytes_done": backup.bytes_done, "phase": backup.phase.value},
+        "uncompressed_size": _gb(backup.raw_bytes),
+    }
+    if backup.fault is not None:
+        body["fault"] = {
+            "message": backup.fault.message, "details": backup.fault.details, "created": isotime(backup.fault.created)
+        }
+    return body
+
+
+def strategy_view(strategy: Strategy) -> JSON:
+    """Trove's backup strategy: the default container of a project (`instance_id` empty) or an instance."""
+    return {
+        "project_id": strategy.project_id, "instance_id": strategy.instance_id or None,
+        "backend": strategy.backend, "swift_container": strategy.container,
+    }

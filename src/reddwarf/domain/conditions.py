@@ -31,8 +31,11 @@ write; "=" keeps a condition as it is):
 | ENDPOINT_SILENT  | =                    | =                 | T EndpointNotAnswering | (Ready) / ERROR     |
 | ADMIN_LOST       | =                    | =                 | T AdminAccessLost      | (Ready) / ERROR     |
 | ENDPOINT_ANSWERS | T Available (1)      | =                 | F EndpointAnswers      | (Ready) / HEALTHY   |
+| BACKING_UP       | =                    | T BackingUp       | =                      | BACKUP / (2)        |
+| BACKUP_ENDED     | =                    | F Settled         | =                      | (Ready) / (2)       |
 
 (1) only when it was False for ServerNotRunning; else =.
+(2) a backup does not stop the server: operating_status is what Ready and Degraded say, as when nothing runs.
 
 "(Ready)" is ACTIVE when Ready is True, SHUTDOWN when it is False because the server was found not running
 (the health sweep's view of a dead server until `instance.reconcile` starts it again). A server seen
@@ -64,6 +67,7 @@ class Reason(StrEnum):
     SERVER_SUSPENDED = "ServerSuspended"
     ENDPOINT_NOT_ANSWERING = "EndpointNotAnswering"
     ADMIN_ACCESS_LOST = "AdminAccessLost"
+    BACKING_UP = "BackingUp"
 
 
 class Observation(StrEnum):
@@ -79,6 +83,8 @@ class Observation(StrEnum):
     ENDPOINT_SILENT = "endpoint_silent"
     ADMIN_LOST = "admin_lost"
     ENDPOINT_ANSWERS = "endpoint_answers"
+    BACKING_UP = "backing_up"
+    BACKUP_ENDED = "backup_ended"
 
 
 # (status, reason) a condition takes; None keeps it as it is.
@@ -98,6 +104,8 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.ENDPOINT_SILENT: (None, None, (True, Reason.ENDPOINT_NOT_ANSWERING)),
     Observation.ADMIN_LOST: (None, None, (True, Reason.ADMIN_ACCESS_LOST)),
     Observation.ENDPOINT_ANSWERS: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
+    Observation.BACKING_UP: (None, (True, Reason.BACKING_UP), None),
+    Observation.BACKUP_ENDED: (None, (False, Reason.SETTLED), None),
 }
 
 # While Progressing is True, its reason alone says the statuses.
@@ -156,12 +164,15 @@ def derive(conditions: tuple[Condition, ...]) -> tuple[InstanceStatus, Operating
     writer's) is ERROR / UNKNOWN rather than a guess."""
     by_type = {condition.type: condition for condition in conditions}
     progressing = by_type.get(ConditionType.PROGRESSING)
-    if progressing is not None and progressing.status:
+    backing_up = progressing is not None and progressing.status and progressing.reason == Reason.BACKING_UP
+    if progressing is not None and progressing.status and not backing_up:
         return _PROGRESS_STATUS.get(progressing.reason, (InstanceStatus.ERROR, OperatingStatus.UNKNOWN))
     ready = by_type.get(ConditionType.READY)
     if ready is None:
         return InstanceStatus.BUILD, OperatingStatus.NONE
-    if ready.status:
+    if backing_up:
+        status = InstanceStatus.BACKUP
+    elif ready.status:
         status = InstanceStatus.ACTIVE
     elif ready.reason in _NOT_READY_STATUS:
         status = _NOT_READY_STATUS[ready.reason]
@@ -172,7 +183,7 @@ def derive(conditions: tuple[Condition, ...]) -> tuple[InstanceStatus, Operating
         if degraded.reason == Reason.SERVER_NOT_RUNNING:
             return status, OperatingStatus.SHUTDOWN
         return status, OperatingStatus.ERROR
-    return status, OperatingStatus.HEALTHY if ready.status else OperatingStatus.NONE
+    return status, OperatingStatus.HEALTHY if ready.status else OperatingStatus.NONE  # (a backup needs Ready)
 
 
 def created(message: str, now: float) -> tuple[Condition, ...]:

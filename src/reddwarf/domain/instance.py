@@ -27,7 +27,8 @@ class UserSpec:
 
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """The desired state of an instance. Written by services; read by reconcilers."""
+    """The desired state of an instance. Written by services; read by reconcilers. `restore_backup_id`: the
+    backup (the newest of its chain) whose data the instance is created with, instead of an empty server."""
 
     name: str
     flavor_id: str
@@ -38,6 +39,7 @@ class InstanceSpec:
     users: tuple[UserSpec, ...] = ()
     availability_zone: str | None = None
     region_name: str | None = None
+    restore_backup_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,9 @@ Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to
   account writes apply one at a time, in the order they were accepted). Later kinds such as a backup
   belong to lanes that conflict with the lifecycle but not with account writes, as in Trove.
 - `POOL` (warm-pool slot build and destroy): only ever on a slot, never on an instance.
+- `BACKUP` (taking a backup, on the instance): conflicts with the lifecycle and with another backup, not with
+  account writes (as Trove: accounts can change while a backup runs; only other actions wait).
+- `BACKUP_FILES` (deleting a backup's artifacts, on the backup): only with itself.
 
 The claim never starts an operation while an operation accepted before it on the same resource, and still
 pending or running, conflicts with it: conflicting operations run in the order they were accepted, and one
@@ -44,6 +47,8 @@ class Kind(StrEnum):
     USERS_DELETE = "instance.users.delete"
     USERS_GRANT = "instance.users.grant"
     USERS_REVOKE = "instance.users.revoke"
+    BACKUP_CREATE = "backup.create"
+    BACKUP_DELETE = "backup.delete"
     POOL_BUILD = "pool.build"
     POOL_DESTROY = "pool.destroy"
 
@@ -52,6 +57,8 @@ class Lane(StrEnum):
     LIFECYCLE = "lifecycle"
     ACCOUNTS = "accounts"
     POOL = "pool"
+    BACKUP = "backup"
+    BACKUP_FILES = "backup_files"
 
 
 # -- payloads -------------------------------------------------------------------------------------------
@@ -123,6 +130,12 @@ class Revoke(UserRef):
     database: str
 
 
+class BackupCreate(Payload):
+    """Take the backup `backup_id` of the operation's instance."""
+
+    backup_id: str
+
+
 PASSWORD_SECRET = "password"
 
 
@@ -167,6 +180,9 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.USERS_DELETE, UserDelete, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Deleting a user"),
         KindSpec(Kind.USERS_GRANT, Grant, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Granting database access"),
         KindSpec(Kind.USERS_REVOKE, Revoke, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Revoking database access"),
+        # A backup streams the whole data set: an hour covers ~1 TB at the tools' speed on two cores.
+        KindSpec(Kind.BACKUP_CREATE, BackupCreate, 60 * MINUTE, Lane.BACKUP, "Taking a backup"),
+        KindSpec(Kind.BACKUP_DELETE, NoPayload, 15 * MINUTE, Lane.BACKUP_FILES, "Deleting a backup"),
         KindSpec(Kind.POOL_BUILD, NoPayload, 15 * MINUTE, Lane.POOL, "Building a warm-pool server"),
         KindSpec(Kind.POOL_DESTROY, NoPayload, 10 * MINUTE, Lane.POOL, "Destroying a warm-pool server"),
     )
@@ -175,9 +191,11 @@ REGISTRY: Mapping[Kind, KindSpec] = {
 # Which lanes may not run together on one resource (symmetric). A lane absent from another's set runs
 # beside it.
 _CONFLICTS: Mapping[Lane, frozenset[Lane]] = {
-    Lane.LIFECYCLE: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.POOL}),
+    Lane.LIFECYCLE: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.POOL, Lane.BACKUP}),
     Lane.ACCOUNTS: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS}),
     Lane.POOL: frozenset({Lane.LIFECYCLE, Lane.POOL}),
+    Lane.BACKUP: frozenset({Lane.LIFECYCLE, Lane.BACKUP}),
+    Lane.BACKUP_FILES: frozenset({Lane.BACKUP_FILES}),
 }
 
 KINDS_BY_LANE: Mapping[Lane, frozenset[Kind]] = {

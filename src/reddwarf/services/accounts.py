@@ -52,17 +52,15 @@ from reddwarf.domain.errors import (
     BadRequest,
     Forbidden,
     NotFound,
-    PermanentError,
-    ServiceUnavailable,
-    TemporaryError,
     UnprocessableEntity,
 )
 from reddwarf.domain.instance import DatabaseSpec, Instance, UserSpec
 from reddwarf.domain.operations import REGISTRY, Kind, password_secret
-from reddwarf.domain.secret import ADMIN_SECRET, ROOT_SECRET, Secret, generate_secret
+from reddwarf.domain.secret import ROOT_SECRET, Secret, generate_secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.engines.base import Accounts, Engine
 from reddwarf.identity.context import AuthContext
+from reddwarf.services import live
 from reddwarf.services.account_view import ACCOUNT_OPERATIONS, AccountView
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import load_instance
@@ -539,40 +537,8 @@ def _find_database(accounts: Accounts, name: str) -> DatabaseSpec | None:
 @contextmanager
 def _live(target: _Target) -> Iterator[Accounts]:
     """The engine's accounts of the target, connected as Reddwarf's admin; engine errors become 503/422."""
-    ctx, instance = target.ctx, target.instance
-    if ctx.placement_for is None or instance.endpoint is None:
-        raise ServiceUnavailable(f"Instance {instance.id} cannot be reached from this API server.")
-    gate = ctx.live_reads
-    if gate.silent(instance.id):
-        # It just timed out on an earlier request: answer now rather than hold a thread for another timeout.
-        raise ServiceUnavailable(
-            f"The database server of instance {instance.id} is not answering; try again in a few seconds."
-        )
-    project = instance.project_id
-    if not gate.enter(project, ctx.settings.live_reads_per_project):
-        raise ServiceUnavailable(
-            f"Too many requests to database servers of project {project} are in flight; try again."
-        )
-    try:
-        with ctx.db.unit_of_work(write=False) as uow:
-            admin_password = uow.secrets.get(instance.id, ADMIN_SECRET)
-        if admin_password is None:
-            raise UnprocessableEntity(f"Instance {instance.id} has lost its admin credential.")
-        yield target.engine.accounts(ctx.placement_for(instance), admin_password)
-        gate.answered(instance.id)
-    except TemporaryError as exc:
-        gate.went_silent(instance.id, _HOLD_OFF)
-        logger.warning("instance %s: the database server did not answer: %s", instance.id, exc.message)
-        # The engine's message names host paths (the socket's); the log has it, the tenant gets none of it.
-        raise ServiceUnavailable(f"The database server of instance {instance.id} did not answer; try again.") from exc
-    except PermanentError as exc:
-        raise UnprocessableEntity(exc.message) from exc
-    finally:
-        gate.leave(project)
-
-
-# Seconds a server that did not answer a live request is not asked again (requests answer 503 at once).
-_HOLD_OFF = 5.0
+    with live.reach(target.ctx, target.instance) as (placement, admin_password):
+        yield target.engine.accounts(placement, admin_password)
 
 
 def _who(auth: AuthContext) -> str:

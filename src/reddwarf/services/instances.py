@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from reddwarf.domain import conditions
 from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, OverLimit, UnprocessableEntity
 from reddwarf.domain.events import Event
 from reddwarf.domain.instance import DatabaseSpec, Endpoint, Instance, InstanceSpec, UserSpec
@@ -29,7 +30,7 @@ from reddwarf.domain.pool import profile_of
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import accounts, capacity, catalog
+from reddwarf.services import accounts, backups, capacity, catalog
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import is_instance_id, load_instance
 from reddwarf.store.uow import UnitOfWork
@@ -94,10 +95,17 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     name = validate_name(request.name)
     flavor = catalog.get_flavor(ctx, request.flavor_ref)
     volume_size = _validate_volume_size(ctx, request.volume_size)
+    restore = None if request.restore_point is None else backups.restore_source(ctx, auth, request.restore_point)
+    datastore, version_name = request.datastore_type, request.datastore_version
+    if restore is not None:  # by default, the backup's own datastore version
+        datastore = datastore or restore.backup.datastore
+        version_name = version_name or restore.backup.datastore_version
     version = catalog.resolve_version(
-        ctx, request.datastore_type, request.datastore_version, request.datastore_version_number,
-        admin=auth.is_admin,
+        ctx, datastore, version_name, request.datastore_version_number, admin=auth.is_admin
     )
+    if restore is not None:
+        _check_restore_version(restore, version)
+        backups.check_restore_volume(restore, volume_size)
     engine = ctx.engines[version.datastore]
     _validate_users_and_databases(request)
     capabilities = engine.capabilities(version)
@@ -115,6 +123,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         users=request.users,
         availability_zone=request.availability_zone,
         region_name=request.region_name,
+        restore_backup_id=None if restore is None else restore.backup.id,
     )
     engine.validate_spec(spec)
     # A user made with the instance obeys the users API's rules too: among them, the name of the engine's
@@ -134,7 +143,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         created=now,
         updated=now,
     )
-    pooled = ctx.settings.warm_pool.covers(spec)
+    # A warm-pool server is a fresh one: a restore builds its own from the backup.
+    pooled = restore is None and ctx.settings.warm_pool.covers(spec)
     storage_limit = capacity.limit(
         None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
     )
@@ -286,7 +296,6 @@ _load = load_instance
 def _refuse_unsupported(request: CreateInstanceRequest) -> None:
     """Fields Trove accepts whose meaning Reddwarf cannot honour yet: refuse them by name."""
     unsupported: list[tuple[str, bool]] = [
-        ("restorePoint", request.restore_point is not None),
         ("replica_of", request.replica_of is not None),
         ("replica_count", request.replica_count is not None),
         ("configuration", request.configuration is not None),
@@ -296,6 +305,16 @@ def _refuse_unsupported(request: CreateInstanceRequest) -> None:
     for field, present in unsupported:
         if present:
             raise BadRequest(f"{field} is not supported yet by Reddwarf.", field=field)
+
+
+def _check_restore_version(restore: backups.RestoreSource, version: DatastoreVersion) -> None:
+    """A backup restores only into its own datastore version (an upgrade is a later issue's)."""
+    backup = restore.backup
+    if (version.datastore, version.name) != (backup.datastore, backup.datastore_version):
+        raise BadRequest(
+            f"Backup {backup.id} is of {backup.datastore} {backup.datastore_version}; it can only be restored "
+            f"into that datastore version, not {version.datastore} {version.name}.", field="datastore.version",
+        )
 
 
 def _validate_volume_size(ctx: ServiceContext, size: int | None) -> int:

@@ -30,6 +30,7 @@ def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
         "users": [{"name": user.name, "host": user.host, "databases": list(user.databases)} for user in spec.users],
         "availability_zone": spec.availability_zone,
         "region_name": spec.region_name,
+        "restore_backup_id": spec.restore_backup_id,
     }
 
 
@@ -64,6 +65,7 @@ def spec_from_json(data: Mapping[str, Any], passwords: Mapping[str, Secret]) -> 
         users=tuple(users),
         availability_zone=data.get("availability_zone"),
         region_name=data.get("region_name"),
+        restore_backup_id=data.get("restore_backup_id"),
     )
 
 

@@ -210,3 +210,58 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(REF)
     expires: Mapped[float] = mapped_column(Double)
+
+
+class BackupRow(Base):
+    """A backup (see `reddwarf.domain.backup`). Soft-deleted (`deleted_at`) so that a list never shows a
+    backup whose artifacts are gone while its id stays unique."""
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        Index(None, "project_id", "created", "id"),
+        Index(None, "instance_id", "created"),
+        Index(None, "parent_id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(REF)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    instance_id: Mapped[str] = mapped_column(ID)
+    parent_id: Mapped[str | None] = mapped_column(ID)
+    incremental: Mapped[bool] = mapped_column(Boolean)
+    datastore: Mapped[str] = mapped_column(String(64))
+    datastore_version: Mapped[str] = mapped_column(String(64))
+    datastore_version_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))
+    strategy: Mapped[str] = mapped_column(String(64))
+    container: Mapped[str] = mapped_column(String(255))
+    location: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    raw_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_done: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String(32))
+    # The engine's metadata (LSNs, GTID) and the storage manifest (chunks, checksums, key id): written once,
+    # when the backup completes.
+    backup_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fault_message: Mapped[str | None] = mapped_column(Text)
+    fault_details: Mapped[str | None] = mapped_column(Text)
+    fault_created: Mapped[float | None] = mapped_column(Double)
+    deleting: Mapped[bool] = mapped_column(Boolean)
+    deleted_at: Mapped[float | None] = mapped_column(Double)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
+
+
+class BackupStrategyRow(Base):
+    """Trove's backup strategy: a default container (a storage prefix here) for a project, or for one of its
+    instances (`instance_id` "" for the project's)."""
+
+    __tablename__ = "backup_strategies"
+
+    project_id: Mapped[str] = mapped_column(REF, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(32))
+    container: Mapped[str] = mapped_column(String(255))
+    created: Mapped[float] = mapped_column(Double)

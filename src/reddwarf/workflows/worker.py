@@ -16,7 +16,7 @@ from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
-from reddwarf.workflows.reconcilers import accounts, instances, pool
+from reddwarf.workflows.reconcilers import accounts, backups, instances, pool
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
 
@@ -27,7 +27,10 @@ POOL_KINDS = frozenset({pool.BUILD, pool.DESTROY})
 
 def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[str, Handler]:
     """Every operation kind a worker runs, with its handler."""
-    return {**instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps)}
+    return {
+        **instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps),
+        **backups.handlers(deps),
+    }
 
 
 def build_workers(

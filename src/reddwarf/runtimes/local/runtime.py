@@ -288,6 +288,9 @@ class LocalRuntime:
         files.write_private(paths.init_marker, f"initialised by {fence.tag}\n")
         log.info("initialised instance %s", paths.instance_id)
 
+    def initialised(self, placement: Placement) -> bool:
+        return self._layout(placement).init_marker.exists()
+
     def _wipe_contents(self, directory: Path) -> None:
         for entry in directory.iterdir():
             if entry.is_dir() and not entry.is_symlink():

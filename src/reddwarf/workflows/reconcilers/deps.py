@@ -13,9 +13,21 @@ from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.workload import Placement, Resources, WorkloadSpec
 from reddwarf.engines.base import Engine
 from reddwarf.runtimes.base import Runtime
+from reddwarf.storage.artifact import ArtifactOptions, Keyring
+from reddwarf.storage.base import Storage
 from reddwarf.store.database import Database
 
-__all__ = ["ADMIN_SECRET", "ReconcilerDeps"]
+__all__ = ["ADMIN_SECRET", "BackupFiles", "ReconcilerDeps"]
+
+
+@dataclass(frozen=True)
+class BackupFiles:
+    """Where backups are stored and how: the storage target, the artifact options, and the keyring (always
+    given where encrypted backups may exist: it reads them; `options.encrypt` says whether new ones are)."""
+
+    storage: Storage
+    options: ArtifactOptions
+    keyring: Keyring | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,7 @@ class ReconcilerDeps:
     flavors: Mapping[str, Flavor]
     ready_timeout: float = 60.0
     storage_overcommit_ratio: float = 1.0
+    backups: BackupFiles | None = None
 
     def storage_limit(self) -> int | None:
         """What all volume reservations together may hold (see `services.capacity`, the same rule)."""

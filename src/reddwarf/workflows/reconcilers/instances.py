@@ -22,7 +22,7 @@ from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers import pool
+from reddwarf.workflows.reconcilers import pool, restore
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 
@@ -123,7 +123,9 @@ class CreateInstance:
             warm = {"slot": instance.workload_id, "address": instance.endpoint.address,
                     "port": instance.endpoint.port}
         # None was ready then: one may be now. A create that started cold (its address is journaled) stays cold.
-        elif "allocate_address" not in ctx.journal and (self.pool.covers(instance.spec) or "claim" in ctx.journal):
+        elif "allocate_address" not in ctx.journal and instance.spec.restore_backup_id is None and (
+            self.pool.covers(instance.spec) or "claim" in ctx.journal
+        ):
             warm = ctx.step("claim", lambda: pool.claim(deps, instance))
             if warm:  # the slot's admin password moved to the instance after `owned` was read
                 with deps.db.unit_of_work(write=False) as uow:
@@ -136,9 +138,13 @@ class CreateInstance:
                 deps, instance.id, engine.default_port, instance=True))
         instance.endpoint = Endpoint(str(endpoint["address"]), int(endpoint["port"]))
         placement = deps.placement(instance)
+        restoring = instance.spec.restore_backup_id
         if not warm:
             ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
-            ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
+            if restoring is not None:
+                ctx.step("restore", lambda: restore.restore_volume(deps, instance, placement))
+            else:
+                ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
         admin = owned.get(ADMIN_SECRET)
         root_pending = ROOT_SECRET in owned
         if admin is None:
@@ -146,7 +152,13 @@ class CreateInstance:
         # A warm-pool server was answering when its build ended and the keeper checks it every health
         # interval, so the first attempt goes straight to bootstrap: a server that died meanwhile makes
         # bootstrap fail with a temporary error, and the retry starts it first.
-        if not warm or ctx.op.attempts > 1 or "start" in ctx.journal:
+        if restoring is not None:
+            # The restored server knows its source's admin password until `adopt` rotates it to this one's.
+            source = restore.source_admin(deps, restoring)
+            start_server(ctx, deps, instance.spec, instance.id, placement, admin, alternate=source)
+            version = deps.version_for(instance.spec)
+            ctx.step("adopt", lambda: engine.backups(version).adopt(placement, source, admin))
+        elif not warm or ctx.op.attempts > 1 or "start" in ctx.journal:
             start_server(ctx, deps, instance.spec, instance.id, placement, admin)
         ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
         # Root on create: only when the create stored a root password (`Settings.root_on_create`); the step

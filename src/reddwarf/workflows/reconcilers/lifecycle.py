@@ -40,7 +40,7 @@ def allocate_address(
 
 def start_server(
     ctx: OperationContext, deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement,
-    password: Secret | None = None,
+    password: Secret | None = None, alternate: Secret | None = None,
 ) -> None:
     """The steps `start` (start the server; idempotent) and `answers`: wait, within `ready_timeout`, until
     the admin logs in over the instance's unix socket (its server checked to run as the instance's OS user)
@@ -50,7 +50,8 @@ def start_server(
     start-up, or does not answer in time, rewinds to `start`, which the retry runs again.
 
     `owner_id` holds the admin password (the instance, or the warm-pool slot being built), unless the
-    caller already read it (`password`)."""
+    caller already read it (`password`). `alternate`: another admin password that also counts as an answer
+    (a restored server knows its source's until the create's `adopt` step rotates it)."""
     admin = password if password is not None else deps.admin_password(owner_id)
     engine = deps.engine_for(spec)
 
@@ -59,8 +60,13 @@ def start_server(
 
     observed = [time.monotonic() + OBSERVE_EVERY]
 
+    def logs_in() -> bool:
+        if engine.probe(placement, engine.admin_user, admin, timeout=2.0):
+            return True
+        return alternate is not None and engine.probe(placement, engine.admin_user, alternate, timeout=2.0)
+
     def answers() -> bool:
-        if engine.probe(placement, engine.admin_user, admin, timeout=2.0) and engine.ping(placement, timeout=2.0):
+        if logs_in() and engine.ping(placement, timeout=2.0):
             return True
         # The probe is cheap (a refused connect); observing the process is not (it reads /proc), so a
         # server that died during start-up is noticed within OBSERVE_EVERY rather than on every look.

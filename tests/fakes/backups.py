@@ -1,0 +1,76 @@
+"""Fake backups of an engine: a tool that "dumps" fixed bytes and an extract that takes them back, so that the
+backup and restore workflows (storage, artifacts, steps, statuses) run without a database server.
+
+`FakeBackups.dumped` is what the fake tool writes to stdout (the `FakeRuntime` plays it); `adopted` records
+the credential rotations asked for; `blocker` is what `incremental_blocker` answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reddwarf.domain.backup import BackupResult, BackupStrategies, ChainLink, ParentBackup, RestorePlan
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import Placement, ToolSpec
+from reddwarf.engines.base import BackupRun, Backups
+
+DUMP = "fake-dump"
+EXTRACT = "fake-extract"
+
+
+@dataclass
+class FakeBackupRun:
+    parent: ParentBackup | None
+    seen: bytearray = field(default_factory=bytearray)
+    prepared: bool = False
+
+    @property
+    def tool(self) -> ToolSpec:
+        return ToolSpec((DUMP,), as_instance=True, description="fake dump")
+
+    def prepare(self) -> None:
+        self.prepared = True
+
+    def observe(self, data: bytes) -> None:
+        self.seen.extend(data)
+
+    def finish(self, collected: Mapping[str, bytes]) -> BackupResult:
+        return BackupResult(
+            metadata={"bytes": len(self.seen), "parent": None if self.parent is None else self.parent.backup_id},
+            side_files={"label": b"fake label " + bytes(str(len(self.seen)), "ascii")},
+        )
+
+
+@dataclass
+class FakeBackups:
+    incremental: bool = True
+    blocker: str | None = None
+    adopted: list[tuple[str, str]] = field(default_factory=list)
+    runs: list[FakeBackupRun] = field(default_factory=list)
+
+    def strategies(self) -> BackupStrategies:
+        if self.incremental:
+            return BackupStrategies(full="fake_dump", incremental="fake_dump_incremental")
+        return BackupStrategies(full="fake_dump", reason="the fake engine has no incrementals")
+
+    def incremental_blocker(self, placement: Placement, admin_password: Secret) -> str | None:
+        return self.blocker
+
+    def backup(self, placement: Placement, admin_password: Secret, parent: ParentBackup | None) -> BackupRun:
+        run = FakeBackupRun(parent)
+        self.runs.append(run)
+        return run
+
+    def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan:
+        extract = tuple(
+            ToolSpec((EXTRACT, str(index)), stdin=True, description=f"fake extract {index}")
+            for index, _ in enumerate(chain)
+        )
+        return RestorePlan(extract=extract, init=())
+
+    def adopt(self, placement: Placement, old_admin: Secret, new_admin: Secret) -> None:
+        self.adopted.append((placement.instance_id, old_admin.reveal()))
+
+
+_BACKUPS: Backups = FakeBackups()
