@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # Instances checked at once by the health observer: a hung server holds one of them until its probe times out.
     health_concurrency: int = Field(default=8, gt=0)
     operation_deadline: float = Field(default=900.0, gt=0)
+    # Seconds between two looks for log files servers archived (PostgreSQL's WAL), shipped to backup storage.
+    archive_ship_interval: float = Field(default=5.0, gt=0)
     # Live reads (list users, databases...) one project may have in flight at once; more answer 503 at once.
     live_reads_per_project: int = Field(default=4, gt=0)
     # How long an account write (database, user, grant) waits to be applied before it answers 202 anyway.

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reddwarf.domain.backup import BackupResult, BackupStrategies, ChainLink, ParentBackup, RestorePlan
+from reddwarf.domain.backup import (
+    ArchivePiece,
+    ArchiveSpec,
+    BackupResult,
+    BackupStrategies,
+    ChainLink,
+    ParentBackup,
+    RestorePlan,
+)
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, ToolSpec
 from reddwarf.engines.base import BackupRun, Backups
@@ -31,6 +39,9 @@ class FakeBackupRun:
 
     def prepare(self) -> None:
         self.prepared = True
+
+    def pieces(self, shipped: Sequence[str]) -> Sequence[ArchivePiece]:
+        return ()
 
     def observe(self, data: bytes) -> None:
         self.seen.extend(data)
@@ -61,6 +72,9 @@ class FakeBackups:
         run = FakeBackupRun(parent)
         self.runs.append(run)
         return run
+
+    def archive(self, placement: Placement) -> ArchiveSpec | None:
+        return None
 
     def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan:
         extract = tuple(

@@ -22,7 +22,7 @@ from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import BadRequest, Conflict, NotFound, TemporaryError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, WorkloadSpec
+from reddwarf.domain.workload import CommandSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.base import Accounts, Backups, Engine
 from tests.fakes.backups import FakeBackups
 
@@ -238,6 +238,20 @@ class AccountsEngine(FakeEngine):
 
     def accounts(self, placement: Placement, admin_password: Secret) -> FakeAccounts:
         return FakeAccounts(self.server(placement.instance_id), admin_password)
+
+    def workload(
+        self, spec: InstanceSpec, version: DatastoreVersion, flavor: Flavor, placement: Placement,
+        admin_password: Secret,
+    ) -> WorkloadSpec:
+        """A server that the fake runtime never really runs (its `start` only records the call)."""
+        resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)
+        return WorkloadSpec(instance_id=placement.instance_id, init=(), server=CommandSpec(("fake-server",)),
+                            resources=resources)
+
+    def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
+        accounts = self.accounts(placement, admin_password)
+        accounts.create_databases(spec.databases)
+        accounts.create_users(spec.users)
 
     def probe(
         self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None

@@ -3,7 +3,7 @@
 It records the lifecycle calls it gets (`calls`, as `(method, instance_id)`) so that a test can say what a
 reconciler asked of the runtime; `storage_capacity` is what the test sets (None: no host storage to account).
 A tool it is asked to run (`open_tool`) writes `tool_output` to its stdout; what is fed to a tool's stdin is
-kept in `tool_inputs`, by the tool's argv.
+kept in `tool_inputs`, by the tool's argv. `archive` holds, per instance, the files its server archived.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class FakeRuntime:
         self.initialised_ids: set[str] = set()
         self.tool_output = b""
         self.tool_inputs: dict[tuple[str, ...], bytes] = {}
+        self.archive: dict[str, dict[str, bytes]] = {}
 
     @property
     def name(self) -> str:
@@ -84,6 +85,15 @@ class FakeRuntime:
         finally:
             if run.input is not None:
                 self.tool_inputs[tool.argv] = run.input.getvalue()
+
+    def archived(self, placement: Placement, directory: str) -> list[str]:
+        return sorted(self.archive.get(placement.instance_id, {}))
+
+    def read_archived(self, placement: Placement, directory: str, name: str, limit: int) -> bytes:
+        return self.archive[placement.instance_id][name]
+
+    def remove_archived(self, placement: Placement, directory: str, name: str) -> None:
+        self.archive.get(placement.instance_id, {}).pop(name, None)
 
     def isolation_report(self) -> dict[str, str]:
         return {"isolation": "none (fake runtime)"}

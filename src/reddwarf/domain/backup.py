@@ -116,6 +116,28 @@ class ChainLink:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSpec:
+    """Where an instance's server archives its log files (PostgreSQL's WAL) for the control plane to ship to
+    backup storage: a directory of the instance's own on its volume (the server writes there and nowhere
+    else), the names of finished files (a regular expression matched whole; anything else there, such as a
+    file being written, is left alone) and the largest size one may have."""
+
+    directory: str
+    pattern: str
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivePiece:
+    """Bytes `start`..`end` (end None: to the end) of one shipped archive file, as a WAL-based incremental
+    backup takes them; in the backup's stream as a tar member named `<name>.<start>`."""
+
+    name: str
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RestorePlan:
     """How an engine restores a chain into a new instance's empty volume.
 

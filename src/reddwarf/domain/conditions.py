@@ -33,8 +33,12 @@ write; "=" keeps a condition as it is):
 | ENDPOINT_ANSWERS | T Available (1)      | =                 | F EndpointAnswers      | (Ready) / HEALTHY   |
 | BACKING_UP       | =                    | T BackingUp       | =                      | BACKUP / (2)        |
 | BACKUP_ENDED     | =                    | F Settled         | =                      | (Ready) / (2)       |
+| ARCHIVE_STALLED  | =                    | =                 | T ArchiveNotShipping   | (Ready) / ERROR     |
+| ARCHIVE_SHIPPING | =                    | =                 | F EndpointAnswers (3)  | (Ready) / HEALTHY   |
 
 (1) only when it was False for ServerNotRunning; else =.
+(3) only when it was True for ArchiveNotShipping; else =. And ENDPOINT_ANSWERS leaves a Degraded that is True
+    for ArchiveNotShipping alone: only the shipper, which saw the archive stall, says it ships again.
 (2) a backup does not stop the server: operating_status is what Ready and Degraded say, as when nothing runs.
 
 "(Ready)" is ACTIVE when Ready is True, SHUTDOWN when it is False because the server was found not running
@@ -68,6 +72,7 @@ class Reason(StrEnum):
     ENDPOINT_NOT_ANSWERING = "EndpointNotAnswering"
     ADMIN_ACCESS_LOST = "AdminAccessLost"
     BACKING_UP = "BackingUp"
+    ARCHIVE_NOT_SHIPPING = "ArchiveNotShipping"
 
 
 class Observation(StrEnum):
@@ -85,6 +90,8 @@ class Observation(StrEnum):
     ENDPOINT_ANSWERS = "endpoint_answers"
     BACKING_UP = "backing_up"
     BACKUP_ENDED = "backup_ended"
+    ARCHIVE_STALLED = "archive_stalled"
+    ARCHIVE_SHIPPING = "archive_shipping"
 
 
 # (status, reason) a condition takes; None keeps it as it is.
@@ -106,6 +113,8 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.ENDPOINT_ANSWERS: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
     Observation.BACKING_UP: (None, (True, Reason.BACKING_UP), None),
     Observation.BACKUP_ENDED: (None, (False, Reason.SETTLED), None),
+    Observation.ARCHIVE_STALLED: (None, None, (True, Reason.ARCHIVE_NOT_SHIPPING)),
+    Observation.ARCHIVE_SHIPPING: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
 }
 
 # While Progressing is True, its reason alone says the statuses.
@@ -135,13 +144,19 @@ def advance(
     can skip a write that would change nothing."""
     by_type = {condition.type: condition for condition in conditions}
     effects = _EFFECTS[observation]
-    ready_effect = effects[0]
+    ready_effect, degraded_effect = effects[0], effects[2]
+    degraded = by_type.get(ConditionType.DEGRADED)
+    archive_stalled = degraded is not None and degraded.status and degraded.reason == Reason.ARCHIVE_NOT_SHIPPING
+    if observation is Observation.ENDPOINT_ANSWERS and archive_stalled:
+        degraded_effect = None
+    if observation is Observation.ARCHIVE_SHIPPING and not archive_stalled:
+        degraded_effect = None
     if observation is Observation.ENDPOINT_ANSWERS:
         ready = by_type.get(ConditionType.READY)
         if ready is not None and not ready.status and ready.reason == Reason.SERVER_NOT_RUNNING:
             ready_effect = (True, Reason.AVAILABLE)
     result = []
-    for kind, effect in zip(ORDER, (ready_effect, effects[1], effects[2]), strict=True):
+    for kind, effect in zip(ORDER, (ready_effect, effects[1], degraded_effect), strict=True):
         previous = by_type.get(kind)
         if effect is None:
             if previous is not None:

@@ -36,7 +36,15 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from reddwarf.domain.accounts import UserInfo
-from reddwarf.domain.backup import BackupResult, BackupStrategies, ChainLink, ParentBackup, RestorePlan
+from reddwarf.domain.backup import (
+    ArchivePiece,
+    ArchiveSpec,
+    BackupResult,
+    BackupStrategies,
+    ChainLink,
+    ParentBackup,
+    RestorePlan,
+)
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
@@ -160,6 +168,8 @@ class Backups(Protocol):
       can be taken now, else the reason a tenant can act on (no incremental strategy; a setting that needs a
       restart first). `prepare()` may wait for the engine (a BGSAVE) and raises `TemporaryError` or
       `PermanentError` (with a tenant-readable message) as usual.
+    - `archive()` is pure: where the server archives log files for the control plane to ship (None: it
+      archives nothing). The control plane ships each finished file to backup storage, then removes it.
     - `restore()` is pure; `adopt()` runs once the restored server answers, over the unix socket: it makes
       the server the new instance's own (the admin credential rotated from `old_admin` to `new_admin`;
       accounts that authenticated the source's OS user replaced by the new one's). It is idempotent: run
@@ -172,6 +182,8 @@ class Backups(Protocol):
 
     def backup(self, placement: Placement, admin_password: Secret, parent: ParentBackup | None) -> BackupRun: ...
 
+    def archive(self, placement: Placement) -> ArchiveSpec | None: ...
+
     def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan: ...
 
     def adopt(self, placement: Placement, old_admin: Secret, new_admin: Secret) -> None: ...
@@ -179,10 +191,17 @@ class Backups(Protocol):
 
 class BackupRun(Protocol):
     """One backup being taken: `prepare()`, then `tool` runs with every byte of its stdout passed through
-    `observe()` (in order, as it is stored), then `finish()` with the files the tool left to collect."""
+    `observe()` (in order, as it is stored), then `finish()` with the files the tool left to collect.
+
+    A WAL-based incremental has no tool (`tool` is None): after `prepare()` (which makes the server archive
+    everything up to the backup's end) the control plane ships what is archived, asks `pieces()` which
+    shipped files (and which byte ranges of them) the backup is made of, and streams them as a tar
+    (members `<name>.<start>`) through `observe()`; `finish({})` follows."""
 
     @property
-    def tool(self) -> ToolSpec: ...
+    def tool(self) -> ToolSpec | None: ...
+
+    def pieces(self, shipped: Sequence[str]) -> Sequence[ArchivePiece]: ...
 
     def prepare(self) -> None: ...
 

@@ -25,6 +25,10 @@ Obligations of an implementation:
   own under the current fence, and yields a `ToolRun`; leaving the context kills whatever of it still
   runs and removes its work directory. An instance-user tool runs with no new privileges and never as
   root; a control-plane tool gets no file of the instance.
+- `archived(placement, directory)`, `read_archived(...)`, `remove_archived(...)`: the files a server archives
+  (PostgreSQL's WAL segments) in a directory of the instance's own on its volume, read by the control plane
+  to ship them to backup storage. Never follow a symlink a tenant planted; a file that is not regular, or
+  larger than `limit`, is a `PermanentError`.
 - `storage_capacity()` is read-only and cheap enough to call per create: the bytes the runtime's volumes
   may occupy on the host (free space of the storage holding them plus what its volumes occupy there now),
   or None when it has no host storage to account (the control plane then reserves nothing against it).
@@ -73,6 +77,12 @@ class Runtime(Protocol):
     def storage_capacity(self) -> int | None: ...
 
     def open_tool(self, placement: Placement, tool: ToolSpec) -> AbstractContextManager[ToolRun]: ...
+
+    def archived(self, placement: Placement, directory: str) -> list[str]: ...
+
+    def read_archived(self, placement: Placement, directory: str, name: str, limit: int) -> bytes: ...
+
+    def remove_archived(self, placement: Placement, directory: str, name: str) -> None: ...
 
     def isolation_report(self) -> dict[str, str]:
         """What isolation this host gives (cgroups version, loop volumes) or why it falls back."""

@@ -265,3 +265,18 @@ class BackupStrategyRow(Base):
     backend: Mapped[str] = mapped_column(String(32))
     container: Mapped[str] = mapped_column(String(255))
     created: Mapped[float] = mapped_column(Double)
+
+
+class ArchivedLogRow(Base):
+    """A log file an instance's server archived (a PostgreSQL WAL segment), shipped to backup storage by the
+    control plane (`workflows/reconcilers/archive.py`); a WAL-based incremental backup and, later,
+    point-in-time restore read them back. `manifest` is the storage's (checksums, key id)."""
+
+    __tablename__ = "archived_logs"
+
+    instance_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    shipped_at: Mapped[float] = mapped_column(Double)

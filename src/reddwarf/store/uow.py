@@ -12,7 +12,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from reddwarf.store.repositories.addresses import AddressRepository
-from reddwarf.store.repositories.backups import BackupRepository
+from reddwarf.store.repositories.backups import ArchivedLogRepository, BackupRepository
 from reddwarf.store.repositories.events import EventRepository
 from reddwarf.store.repositories.identity import IdentityRepository
 from reddwarf.store.repositories.instances import InstanceRepository
@@ -41,6 +41,7 @@ class UnitOfWork:
         self.leases = LeaseRepository(session)
         self.reservations = ReservationRepository(session)
         self.backups = BackupRepository(session)
+        self.archived_logs = ArchivedLogRepository(session)
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []
 

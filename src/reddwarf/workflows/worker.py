@@ -15,8 +15,9 @@ from reddwarf.domain.pool import PoolTarget
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
-from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker
+from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker, new_worker_id
 from reddwarf.workflows.reconcilers import accounts, backups, instances, pool
+from reddwarf.workflows.reconcilers.archive import ArchiveShipper
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
 
@@ -50,10 +51,16 @@ def build_workers(
         "warm-pool", settings.warm_pool_interval,
         pool.PoolKeeper(deps, settings.warm_pool, check_every=settings.health_interval),
     )
+    # One worker per process ships what servers archived (a store lease per instance keeps processes apart).
+    shipper = Periodic("archive", settings.archive_ship_interval, ArchiveShipper(deps, new_worker_id()).run)
     if settings.warm_pool.size <= 0:
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
-        return [_worker(deps, settings, (keeper,), dispatcher=dispatcher) for _ in range(count)]
-    tenants = [_worker(deps, settings, (), dispatcher=dispatcher, skip_kinds=POOL_KINDS) for _ in range(count)]
+        return [_worker(deps, settings, (keeper, shipper) if n == 0 else (keeper,), dispatcher=dispatcher)
+                for n in range(count)]
+    tenants = [
+        _worker(deps, settings, (shipper,) if n == 0 else (), dispatcher=dispatcher, skip_kinds=POOL_KINDS)
+        for n in range(count)
+    ]
     return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]
 
 

@@ -168,3 +168,18 @@ def remove_tree(anchor: Path, path: Path) -> None:
         if exc.errno == errno.ELOOP:
             return
         raise
+
+
+def list_files(anchor: Path, directory: Path) -> list[str]:
+    """The names of the regular files in `directory` under `anchor` (walked without following a symlink);
+    [] when it does not exist."""
+    parts = _relative_parts(anchor, directory / "_")
+    try:
+        with _open_parent(anchor, parts, 0, 0, create=False) as dir_fd, os.scandir(dir_fd) as entries:
+            return sorted(entry.name for entry in entries if entry.is_file(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return []
+        raise

@@ -570,6 +570,33 @@ class LocalRuntime:
         """A backup's or a restore's tool for the instance (`tools`)."""
         return tools.open_tool(self._layout(placement), tool, self._setpriv, self._settings.command_path)
 
+    # -- archived logs ----------------------------------------------------------------------------
+
+    def _archive_dir(self, paths: InstanceLayout, directory: str) -> Path:
+        path = Path(directory)
+        if not path.is_relative_to(paths.volume_dir) or path == paths.volume_dir:
+            raise PermanentError(f"archive directory {directory} is not on the volume of instance {paths.instance_id}")
+        return path
+
+    def archived(self, placement: Placement, directory: str) -> list[str]:
+        paths = self._layout(placement)
+        return files.list_files(paths.volume_dir, self._archive_dir(paths, directory))
+
+    def read_archived(self, placement: Placement, directory: str, name: str, limit: int) -> bytes:
+        paths = self._layout(placement)
+        target = self._archive_dir(paths, directory) / name
+        try:
+            content = files.read_limited(paths.volume_dir, target, limit)
+        except ValueError as exc:
+            raise PermanentError(f"instance {paths.instance_id}: archived file {name}: {exc}") from None
+        if content is None:
+            raise PermanentError(f"instance {paths.instance_id}: archived file {name} is gone")
+        return content
+
+    def remove_archived(self, placement: Placement, directory: str, name: str) -> None:
+        paths = self._layout(placement)
+        files.remove(paths.volume_dir, self._archive_dir(paths, directory) / name)
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _layout(self, placement: Placement) -> InstanceLayout:

@@ -18,7 +18,7 @@ from reddwarf.domain.backup import Backup, BackupPhase, BackupStatus
 from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.status import Fault
 from reddwarf.store.clock import now
-from reddwarf.store.tables import BackupRow, BackupStrategyRow
+from reddwarf.store.tables import ArchivedLogRow, BackupRow, BackupStrategyRow
 
 # Statuses of a backup that is still being taken.
 RUNNING = (BackupStatus.NEW.value, BackupStatus.BUILDING.value)
@@ -196,6 +196,34 @@ class BackupRepository:
             if row is not None:
                 return row.container
         return None
+
+
+class ArchivedLogRepository:
+    """Log files (WAL segments) shipped from instances to backup storage, by instance and name."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def record(self, instance_id: str, name: str, key: str, size_bytes: int, manifest: dict[str, Any]) -> None:
+        """Record (or re-record, after a re-ship) one shipped file."""
+        row = self._session.get(ArchivedLogRow, (instance_id, name))
+        if row is None:
+            self._session.add(ArchivedLogRow(
+                instance_id=instance_id, name=name, key=key, size_bytes=size_bytes, manifest=manifest,
+                shipped_at=now(),
+            ))
+        else:
+            row.key, row.size_bytes, row.manifest, row.shipped_at = key, size_bytes, manifest, now()
+        self._session.flush()
+
+    def names(self, instance_id: str) -> builtins.list[str]:
+        query = select(ArchivedLogRow.name).where(ArchivedLogRow.instance_id == instance_id)
+        return sorted(self._session.scalars(query))
+
+    def get(self, instance_id: str, name: str) -> tuple[str, dict[str, Any]] | None:
+        """(storage key, manifest) of one shipped file."""
+        row = self._session.get(ArchivedLogRow, (instance_id, name))
+        return None if row is None else (row.key, dict(row.manifest))
 
 
 def _after(created: float, backup_id: str) -> ColumnElement[bool]:

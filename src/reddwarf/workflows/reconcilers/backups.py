@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from reddwarf import fencing
 from reddwarf.domain.backup import SOURCE_ADMIN_SECRET, Backup, BackupPhase, BackupResult, BackupStatus, ParentBackup
 from reddwarf.domain.conditions import Observation
-from reddwarf.domain.errors import PermanentError
+from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import BackupCreate, Kind, payload_of
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
@@ -31,6 +32,7 @@ from reddwarf.storage.artifact import ArtifactWriter, Manifest, get_side_file, p
 from reddwarf.storage.base import ArtifactError
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
+from reddwarf.workflows.reconcilers import archive
 from reddwarf.workflows.reconcilers.deps import BackupFiles, ReconcilerDeps
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ class CreateBackup:
                     raise PermanentError(f"The parent backup {backup.parent_id} is gone or not completed.")
                 parent_view = ParentBackup(parent.id, parent.metadata, side_files(files, parent))
             run = engine.backups(version).backup(placement, admin, parent_view)
-            return self._stream(files, backup, placement, run)
+            return self._stream(files, backup, instance, placement, run)
 
         result = ctx.step("stream", stream)
         ctx.store_step("complete", lambda uow: self._complete(uow, files, instance, backup, result, admin))
@@ -115,7 +117,9 @@ class CreateBackup:
         )
         uow.events.add(instance.id, status.value, f"backup {backup.id} started")
 
-    def _stream(self, files: BackupFiles, backup: Backup, placement: Placement, run: BackupRun) -> StepResult:
+    def _stream(
+        self, files: BackupFiles, backup: Backup, instance: Instance, placement: Placement, run: BackupRun
+    ) -> StepResult:
         deps = self.deps
         attempt = _attempt_name(fencing.current().tag)
         key = f"{prefix_of(backup)}{attempt}/data"
@@ -125,13 +129,24 @@ class CreateBackup:
         report(0, BackupPhase.STREAMING, force=True)
         writer = ArtifactWriter(files.storage, key, files.options, files.keyring)
         try:
-            with deps.runtime.open_tool(placement, run.tool) as tool:
-                stdout = tool.stdout
-                while piece := stdout.read1(PIECE) if hasattr(stdout, "read1") else stdout.read(PIECE):
+            if run.tool is None:  # WAL-based: what the server archived, shipped first
+                if archive.ArchiveShipper(deps, fencing.current().tag).ship(instance) is None:
+                    raise TemporaryError("The instance's archived logs are being shipped; the backup goes on next.",
+                                         delay=1.0)
+                pieces = run.pieces(archive.shipped_names(deps, instance.id))
+                for piece in archive.stream_pieces(deps, instance.id, pieces):
                     run.observe(piece)
                     writer.write(piece)
                     report(writer.raw_bytes, BackupPhase.STREAMING)
-                collected = tool.finish(TOOL_EXIT_TIMEOUT)
+                collected: Mapping[str, bytes] = {}
+            else:
+                with deps.runtime.open_tool(placement, run.tool) as tool:
+                    stdout = tool.stdout
+                    while piece := stdout.read1(PIECE) if hasattr(stdout, "read1") else stdout.read(PIECE):
+                        run.observe(piece)
+                        writer.write(piece)
+                        report(writer.raw_bytes, BackupPhase.STREAMING)
+                    collected = tool.finish(TOOL_EXIT_TIMEOUT)
             report(writer.raw_bytes, BackupPhase.FINISHING, force=True)
             result: BackupResult = run.finish(collected)
             for name, data in result.side_files.items():

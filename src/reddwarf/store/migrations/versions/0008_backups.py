@@ -1,4 +1,4 @@
-"""Backups and backup strategies.
+"""Backups, backup strategies and archived logs (WAL shipped to backup storage).
 
 Revision ID: 0008
 Revises: 0007
@@ -62,9 +62,20 @@ def upgrade() -> None:
         sa.Column("created", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("project_id", "instance_id", name=op.f("pk_backup_strategies")),
     )
+    op.create_table(
+        "archived_logs",
+        sa.Column("instance_id", sa.String(36), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("manifest", sa.JSON(), nullable=False),
+        sa.Column("shipped_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("instance_id", "name", name=op.f("pk_archived_logs")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("archived_logs")
     op.drop_table("backup_strategies")
     op.drop_index(op.f("ix_backups_parent_id"), table_name="backups")
     op.drop_index(op.f("ix_backups_instance_id_created"), table_name="backups")

@@ -1,0 +1,252 @@
+"""The backups API and workflow with a fake engine and runtime and the real filesystem storage: Trove's routes
+and fields, every refusal of bad input (and that it writes nothing), the BACKUP status while one runs, chains
+of incrementals, deletes of a parent with its children, restores (what the extract tool is fed is exactly
+what was dumped; a corrupted, truncated or missing artifact fails the restore with a fault naming the backup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reddwarf.storage.artifact import ArtifactOptions, Manifest
+from reddwarf.storage.filesystem import FilesystemStorage
+from test_api_accounts_support import AccountsApi, build_accounts_api
+from tests.fakes.backups import EXTRACT
+from tests.fakes.engines import AccountsEngine
+
+from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.conditions import Observation
+from reddwarf.workflows.kernel.worker import Worker
+from reddwarf.workflows.reconcilers.deps import BackupFiles
+from reddwarf.workflows.worker import handlers
+
+DUMP = bytes(range(256)) * 4096 + b"the end"  # ~1 MiB: several chunks
+
+
+@pytest.fixture
+def acc(tmp_path: Path, store_template: Path) -> Iterator[AccountsApi]:
+    for built in build_accounts_api(tmp_path, store_template):
+        for engine in built.engines.values():
+            engine.offered = engine.offered | {Capability.BACKUP}
+        files = BackupFiles(FilesystemStorage(tmp_path / "backups"), ArtifactOptions(chunk_bytes=64 << 10))
+        deps = dataclasses.replace(built.deps, backups=files)
+        built.deps = deps
+        built.worker = Worker(built.api.db, handlers(deps), lease_ttl=30, poll_interval=0.01, deadline=900)
+        runtime: Any = deps.runtime
+        runtime.tool_output = DUMP
+        yield built
+
+
+def _backup(acc: AccountsApi, instance_id: str, **fields: Any) -> Any:
+    body = {"backup": {"name": "nightly", "instance": instance_id, **fields}}
+    return acc.api.post("/backups", body)
+
+
+def _completed(acc: AccountsApi, instance_id: str, **fields: Any) -> dict[str, Any]:
+    response = _backup(acc, instance_id, **fields)
+    assert response.status_code == 202, response.text
+    acc.drain()
+    shown = acc.api.get(f"/backups/{response.json()['backup']['id']}").json()["backup"]
+    assert shown["status"] == "COMPLETED", shown
+    return dict(shown)
+
+
+def test_a_backup_completes_with_troves_fields_and_the_instance_is_backup_while_it_runs(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    response = _backup(acc, iid, description="before the migration")
+    assert response.status_code == 202, response.text
+    created = response.json()["backup"]
+    assert created["status"] == "NEW" and created["instance_id"] == iid and created["parent_id"] is None
+    assert created["datastore"]["type"] == "postgresql" and created["datastore"]["version_id"]
+    acc.drain()
+    shown = acc.api.get(f"/backups/{created['id']}").json()["backup"]
+    assert shown["status"] == "COMPLETED"
+    assert shown["uncompressed_size"] == pytest.approx(len(DUMP) / 1024**3)
+    assert 0 < shown["size"] < shown["uncompressed_size"]  # compressed
+    assert shown["locationRef"].startswith("file://") and "/database_backups/" in shown["locationRef"]
+    assert shown["progress"] == {"bytes_done": len(DUMP), "phase": "done"}
+    assert shown["description"] == "before the migration" and shown["project_id"] == acc.api.project
+    instance = acc.api.get(f"/instances/{iid}").json()["instance"]
+    assert instance["status"] == "ACTIVE"
+    statuses = [event["kind"] for event in acc.api.get(f"/instances/{iid}/events").json()["events"]]
+    assert "BACKUP" in statuses  # written by the reconciler while it ran
+    assert [b["id"] for b in acc.api.get(f"/instances/{iid}/backups").json()["backups"]] == [created["id"]]
+
+
+def test_refused_backups_name_the_field_and_write_nothing(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"name": "x" * 256, "instance": iid}, 400, "255"),
+        ({"instance": iid}, 400, "name"),
+        ({"name": "b", "instance": "0" * 8 + "-0000-0000-0000-" + "0" * 12}, 404, "Instance"),
+        ({"name": "b", "instance": iid, "parent_id": "1" * 8 + "-1111-1111-1111-" + "1" * 12}, 404, "Backup"),
+        ({"name": "b", "instance": iid, "restore_from": {"remote_location": "x"}}, 400, "restore_from"),
+        ({"name": "b", "instance": iid, "storage_driver": "tape"}, 400, "storage_driver"),
+        ({"name": "b", "instance": iid, "swift_container": "../etc"}, 400, "swift_container"),
+        ({"name": "b", "instance": iid, "bogus": 1}, 400, "bogus"),
+    ]
+    for fields, status, word in cases:
+        response = acc.api.post("/backups", {"backup": fields})
+        assert response.status_code == status, (fields, response.text)
+        assert word in response.text, (fields, response.text)
+    assert acc.api.count("backups") == 0 and acc.api.operations(iid) == []
+    # Another project sees neither the instance nor its backup.
+    assert acc.api.post("/backups", {"backup": {"name": "b", "instance": iid}}, who="other").status_code == 404
+    mine = _completed(acc, iid)
+    assert acc.api.get(f"/backups/{mine['id']}", who="other").status_code == 404
+    assert acc.api.delete(f"/backups/{mine['id']}", who="other").status_code == 404
+
+
+def test_a_parent_of_another_instance_is_refused_and_one_backup_runs_at_a_time(acc: AccountsApi) -> None:
+    first, second = acc.active_instance(), acc.active_instance()
+    parent = _completed(acc, first)
+    response = _backup(acc, second, parent_id=parent["id"])
+    assert response.status_code == 400 and "another instance" in response.text
+    assert _backup(acc, second).status_code == 202
+    again = _backup(acc, second)
+    assert again.status_code == 422 and "already being backed up" in again.text
+
+
+def test_a_backup_of_an_instance_that_is_not_active_is_422(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    with acc.api.db.unit_of_work() as uow:
+        uow.instances.record(iid, Observation.REBOOTING, "restarting", generation=0)
+    response = _backup(acc, iid)
+    assert response.status_code == 422 and "ACTIVE" in response.text
+    assert acc.api.count("backups") == 0
+
+
+def test_incrementals_chain_to_their_parent_and_a_delete_removes_the_children_first(
+    acc: AccountsApi, tmp_path: Path
+) -> None:
+    iid = acc.active_instance()
+    full = _completed(acc, iid)
+    incremental = _completed(acc, iid, incremental=1)
+    assert incremental["parent_id"] == full["id"]
+    explicit = _completed(acc, iid, parent_id=incremental["id"])
+    assert explicit["parent_id"] == incremental["id"]
+    engine: AccountsEngine = acc.engines["postgresql"]
+    assert [run.parent.backup_id if run.parent else None for run in engine.fake_backups.runs] == [
+        None, full["id"], incremental["id"]]
+    assert acc.api.delete(f"/backups/{full['id']}").status_code == 202
+    acc.drain()
+    for gone in (full, incremental, explicit):
+        assert acc.api.get(f"/backups/{gone['id']}").status_code == 404
+    assert not [p for p in (tmp_path / "backups").rglob("*") if p.is_file()]
+
+
+def test_redis_has_no_incrementals_and_says_so(acc: AccountsApi) -> None:
+    engine = acc.engines["redis"]
+    engine.fake_backups.incremental = False
+    iid = acc.active_instance("redis")
+    _completed(acc, iid)
+    response = _backup(acc, iid, incremental=1)
+    assert response.status_code == 400 and "no incrementals" in response.text
+
+
+def test_a_restore_feeds_the_extract_exactly_what_was_dumped_and_rotates_the_credential(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    full = _completed(acc, iid)
+    response = acc.api.post("/instances", {"instance": {
+        "name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"backupRef": full["id"]}}})
+    assert response.status_code == 200, response.text
+    copy = response.json()["instance"]
+    assert copy["datastore"]["version"] == full["datastore"]["version"]
+    acc.drain()
+    shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
+    assert shown["status"] == "ACTIVE", shown
+    runtime: Any = acc.deps.runtime
+    assert runtime.tool_inputs[(EXTRACT, "0")] == DUMP
+    assert [adopted for adopted, _ in acc.engines["postgresql"].fake_backups.adopted] == [copy["id"]]
+
+
+def test_restore_refusals_write_nothing(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    full = _completed(acc, iid)
+    before = acc.api.count("instances")
+
+    def restore(**fields: Any) -> Any:
+        body = {"name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"backupRef": full["id"]}}
+        body.update(fields)
+        return acc.api.post("/instances", {"instance": body})
+
+    wrong_version = restore(datastore={"type": "postgresql", "version": "16"})
+    assert wrong_version.status_code == 400 and "only be restored into" in wrong_version.text
+    unknown = restore(restorePoint={"backupRef": "2" * 8 + "-2222-2222-2222-" + "2" * 12})
+    assert unknown.status_code == 404
+    assert acc.api.post("/instances", {"instance": {
+        "name": "c", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"backupRef": full["id"]}}},
+        who="other").status_code == 404
+    assert acc.api.count("instances") == before
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate", "delete"])
+def test_a_damaged_artifact_fails_the_restore_with_a_fault_naming_the_backup(
+    acc: AccountsApi, tmp_path: Path, damage: str
+) -> None:
+    iid = acc.active_instance()
+    full = _completed(acc, iid)
+    with acc.api.db.unit_of_work(write=False) as uow:
+        record = uow.backups.get(full["id"])
+    assert record is not None
+    manifest = Manifest.from_dict(record.manifest)
+    data = next(p for p in (tmp_path / "backups").rglob("*") if p.is_file() and p.name == manifest.key.rsplit("/")[-1])
+    if damage == "corrupt":
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    else:
+        data.unlink()
+    response = acc.api.post("/instances", {"instance": {
+        "name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"backupRef": full["id"]}}})
+    copy = response.json()["instance"]
+    acc.drain()
+    shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
+    assert shown["status"] == "ERROR"
+    assert full["id"] in shown["fault"]["message"], shown["fault"]
+    # The backup itself is untouched by a failed restore.
+    assert acc.api.get(f"/backups/{full['id']}").json()["backup"]["status"] == "COMPLETED"
+
+
+def test_backup_strategies_set_the_default_container(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    created = acc.api.post("/backup_strategies", {"backup_strategy": {"swift_container": "team-backups"}})
+    assert created.status_code == 200, created.text
+    assert created.json()["backup_strategy"] == {
+        "project_id": acc.api.project, "instance_id": None, "backend": "swift", "swift_container": "team-backups"}
+    listed = acc.api.get("/backup_strategies").json()["backup_strategies"]
+    assert [s["swift_container"] for s in listed] == ["team-backups"]
+    backup = _completed(acc, iid)
+    assert "/team-backups/" in backup["locationRef"]
+    deleted = acc.api.client.delete(acc.api.url("/backup_strategies"), headers=acc.api.headers())
+    assert deleted.status_code == 202
+    assert acc.api.get("/backup_strategies").json()["backup_strategies"] == []
+
+
+def test_lists_filter_and_page(acc: AccountsApi) -> None:
+    first, second = acc.active_instance(), acc.active_instance()
+    ids = [_completed(acc, first)["id"], _completed(acc, second)["id"], _completed(acc, first)["id"]]
+    page = acc.api.get("/backups?limit=2").json()
+    assert [b["id"] for b in page["backups"]] == ids[:2]
+    next_href = page["links"][0]["href"]
+    assert "marker=" in next_href
+    rest = acc.api.get(f"/backups?limit=2&marker={ids[1]}").json()
+    assert [b["id"] for b in rest["backups"]] == ids[2:]
+    assert [b["id"] for b in acc.api.get(f"/backups?instance_id={first}").json()["backups"]] == [ids[0], ids[2]]
+    assert acc.api.get("/backups?datastore=redis").json()["backups"] == []
+    assert acc.api.get("/backups", who="other").json()["backups"] == []
+    assert len(acc.api.get("/backups?all_projects=1", who="admin").json()["backups"]) == 3
+
+
+def test_a_backup_outlives_its_instance(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    full = _completed(acc, iid)
+    assert acc.api.delete(f"/instances/{iid}").status_code == 202
+    acc.drain()
+    assert acc.api.get(f"/backups/{full['id']}").json()["backup"]["status"] == "COMPLETED"
