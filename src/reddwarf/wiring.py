@@ -35,12 +35,17 @@ from reddwarf.runtimes.local.settings import LocalRuntimeSettings
 from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import DATABASE_FILE_NAME, Settings
+from reddwarf.storage.artifact import Keyring
+from reddwarf.storage.base import Storage
+from reddwarf.storage.filesystem import FilesystemStorage
+from reddwarf.storage.s3 import S3Storage
+from reddwarf.storage.settings import BackupStorageSettings
 from reddwarf.store.database import Database
 from reddwarf.store.listen import WorkListener
 from reddwarf.store.secrets import KeyFileError
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.worker import new_worker_id
-from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.deps import BackupFiles, ReconcilerDeps
 from reddwarf.workflows.worker import POOL_KINDS, build_health, build_workers
 
 log = logging.getLogger(__name__)
@@ -178,6 +183,21 @@ def runtime(settings: Settings) -> Runtime:
     return LocalRuntime(local)
 
 
+def backup_files(settings: Settings) -> BackupFiles:
+    """Where backups go (`REDDWARF_BACKUP_*`): a directory of the control plane by default, or S3; and the
+    keyring of the control-plane backup keys (always loaded: it reads encrypted backups even once new ones
+    are no longer encrypted)."""
+    config = BackupStorageSettings()
+    storage: Storage
+    if config.target == "s3":
+        storage = S3Storage.from_settings(config)
+    else:
+        storage = FilesystemStorage(config.directory(settings.state_dir))
+    keyring = Keyring.load_or_create(config.keys(settings.state_dir)) if config.encrypt else Keyring.load_existing(
+        config.keys(settings.state_dir))
+    return BackupFiles(storage=storage, options=config.artifact_options(), keyring=keyring)
+
+
 def scratch_runtime(state_dir: Path, address_pool: str, user_prefix: str) -> Runtime:
     """A runtime for throwaway servers (`reddwarf engines verify`): the operator's runtime settings with
     its own state dir, address pool and OS user prefix, so nothing it makes touches real instances."""
@@ -195,6 +215,7 @@ class Components:
     engines: dict[str, Engine]
     runtime: Runtime
     flavors: dict[str, Flavor]
+    backup_files: BackupFiles | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _dispatcher: Dispatcher = field(init=False)
@@ -224,7 +245,7 @@ class Components:
     def reconciler_deps(self) -> ReconcilerDeps:
         return ReconcilerDeps(
             db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors,
-            storage_overcommit_ratio=self.settings.storage_overcommit_ratio,
+            storage_overcommit_ratio=self.settings.storage_overcommit_ratio, backups=self.backup_files,
         )
 
     def start_workers(self, count: int) -> None:
@@ -277,6 +298,7 @@ def build(settings: Settings) -> Components:
         raise StartupRefused(str(exc)) from None
     return Components(
         settings=settings, db=database, engines=engines(), runtime=runtime(settings), flavors=flavors(settings),
+        backup_files=backup_files(settings),
     )
 
 

@@ -74,3 +74,44 @@ def test_openstack_cli(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
     assert subprocess.run(command, capture_output=True, timeout=120, check=False).returncode == 0
     wait_for(lambda: instance_id not in [i["ID"] for i in openstack(reddwarf, "instance", "list")], 60,
              "the instance to go away")
+
+
+def test_troveclient_backups_and_a_restore(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
+    tc = trove(reddwarf)
+    source = tc.instances.create(unique_name, flavor_id="1", volume={"size": 1},
+                                 datastore="postgresql", datastore_version="15")
+    wait_for(lambda: tc.instances.get(source.id).status == "ACTIVE", 120, "the source to be ACTIVE")
+    backup = tc.backups.create(f"{unique_name}-b", source.id, description="troveclient")
+    assert backup.status == "NEW" and backup.instance_id == source.id
+    wait_for(lambda: tc.backups.get(backup.id).status == "COMPLETED", 180, "the backup to complete")
+    shown = tc.backups.get(backup.id)
+    assert shown.size > 0 and shown.datastore["type"] == "postgresql" and shown.locationRef
+    assert backup.id in [b.id for b in tc.backups.list()]
+    assert [b.id for b in tc.instances.backups(source.id)] == [backup.id]
+    copy = tc.instances.create(f"{unique_name}-copy", flavor_id="1", volume={"size": 1},
+                               restorePoint={"backupRef": backup.id})
+    wait_for(lambda: tc.instances.get(copy.id).status == "ACTIVE", 120, "the restore to be ACTIVE")
+    for instance_id in (source.id, copy.id):
+        tc.instances.delete(instance_id)
+    tc.backups.delete(backup.id)
+    wait_for(lambda: backup.id not in [b.id for b in tc.backups.list()], 60, "the backup to go away")
+    wait_for(lambda: not {source.id, copy.id} & {i.id for i in tc.instances.list()}, 60, "the instances to go")
+
+
+def test_openstack_cli_backups(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
+    created = openstack(reddwarf, "instance", "create", unique_name, "--flavor", "1", "--size", "1",
+                        "--datastore", "postgresql", "--datastore-version", "15")
+    instance_id = created["id"]
+    wait_for(lambda: openstack(reddwarf, "instance", "show", instance_id)["status"] == "ACTIVE", 120,
+             "the instance to be ACTIVE")
+    backup = openstack(reddwarf, "backup", "create", f"{unique_name}-b", "--instance", instance_id)
+    backup_id = backup["id"]
+    wait_for(lambda: openstack(reddwarf, "backup", "show", backup_id)["status"] == "COMPLETED", 180,
+             "the backup to complete")
+    assert backup_id in [b["ID"] for b in openstack(reddwarf, "backup", "list")]
+    openstack(reddwarf, "backup", "delete", backup_id)
+    wait_for(lambda: backup_id not in [b["ID"] for b in openstack(reddwarf, "backup", "list")], 60,
+             "the backup to go away")
+    openstack(reddwarf, "instance", "delete", instance_id)
+    wait_for(lambda: instance_id not in [i["ID"] for i in openstack(reddwarf, "instance", "list")], 60,
+             "the instance to go away")
