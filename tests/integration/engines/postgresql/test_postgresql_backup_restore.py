@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backup_harness import ArgvWatch, Fleet, Instance, admin_sql, tenant_sql
+from pg_backup_harness import ArgvWatch, Fleet, Instance, admin_sql, tenant_sql
 from tests.contract.host import listener_pid
 from tests.integration.runtime.local_runtime_support import Instances
 
