@@ -185,13 +185,13 @@ def link(backup_id: str, strategy: str, major: int = 18) -> ChainLink:
     return ChainLink(backup_id, strategy, {"major": major}, {})
 
 
-def test_restoring_one_full_backup_moves_it_into_place_and_verifies_it() -> None:
+def test_restoring_one_full_backup_links_it_into_place_and_verifies_it() -> None:
     plan = PostgresqlBackups(PG15, "a").restore(PLACEMENT, [link("b-1", FULL_STRATEGY, 15)])
     (extract,) = plan.extract
     assert extract.as_instance and extract.stdin
     assert extract.argv[-2:] == ("/v/i/tmp/restore", "/v/i/tmp/restore/0")  # the first empties the staging area
-    move, verify, clean = plan.init
-    assert move.argv[:2] == ("find", "/v/i/tmp/restore/0") and "/v/i/data" in move.argv
+    link_in, verify, clean = plan.init
+    assert link_in.argv[0] == "cp" and link_in.argv[-2:] == ("/v/i/tmp/restore/0", "/v/i/data")
     assert verify.argv == ("/usr/lib/postgresql/15/bin/pg_verifybackup", "/v/i/data")
     assert clean.argv == ("rm", "-rf", "--", "/v/i/tmp/restore")
 

@@ -16,8 +16,8 @@ the parent was taken (config.py renders it for those versions; a server started 
 `incremental_blocker()` with the restart it needs). PostgreSQL 15 and 16 have full backups only, for now.
 
 Restoring: each link of the chain is extracted by `tar -x`, as the new instance's OS user, into
-`<scratch_dir>/restore/<i>`; the instance's init commands then move the one full backup into the data
-directory, or `pg_combinebackup` the chain into it, check the result with `pg_verifybackup` against the
+`<scratch_dir>/restore/<i>`; the instance's init commands then hard-link the one full backup into the data
+directory, or `pg_combinebackup --link` the chain into it, check the result with `pg_verifybackup` against the
 manifest, and remove the staging area. The restored server starts as the new instance's: address, port,
 socket directory and hba file are on its command line (`config.pinned_arguments`), above anything the
 tenant's `postgresql.auto.conf` carried; `adopt()` then rotates the admin password to the new instance's.
@@ -358,19 +358,21 @@ class PostgresqlBackups:
         )
         data_dir = placement.data_dir
         if len(chain) == 1:
-            # Same file system (the instance's volume): each top-level entry is renamed, nothing copied.
+            # Hard links on the same file system (the instance's volume): nothing is copied, and the staged
+            # backup stays whole until the last command removes it, so init re-run after a crash (the runtime
+            # wipes the data directory first) starts from it again. No server runs before then, so nothing
+            # writes through the shared inodes.
             into_place = CommandSpec(
-                argv=("find", staged[0], "-mindepth", "1", "-maxdepth", "1",
-                      "-exec", "mv", "-t", data_dir, "--", "{}", "+"),
+                argv=("cp", "-a", "--link", "--no-target-directory", staged[0], data_dir),
                 timeout=RESTORE_COMMAND_TIMEOUT,
-            )  # fmt: skip
+            )
         else:
             into_place = CommandSpec(
                 argv=(
                     str(self._bin / "pg_combinebackup"),
                     # The runtime syncs the volume once after init; hard links to the staged files rather
-                    # than copies (the staging area is removed right after, so nothing else sees them):
-                    # a restore needs the room of the chain, not twice that.
+                    # than copies (as above: the staging area is removed before any server starts), so a
+                    # restore needs the room of the chain, not twice that.
                     "--no-sync",
                     "--link",
                     *staged,

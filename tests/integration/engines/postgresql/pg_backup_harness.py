@@ -24,9 +24,10 @@ from tests.integration.runtime.local_runtime_support import Instances
 
 from reddwarf.domain.backup import BackupResult, ChainLink, ParentBackup
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import InstanceSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, Resources, WorkloadSpec
+from reddwarf.domain.workload import CommandSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.postgresql import PostgresqlEngine
 from reddwarf.engines.postgresql.backup import PostgresqlBackupRun
 from reddwarf.runtimes.local import LocalRuntime
@@ -122,8 +123,14 @@ class Fleet:
         result = run.finish(collected)
         return Taken(backup_id, strategy, path, run.raw_bytes, result, time.monotonic() - started)
 
-    def restore(self, spec: InstanceSpec, flavor: Flavor, chain: Sequence[Taken], source_admin: Secret) -> Instance:
-        """A new instance from `chain` as the restore workflow does: extract each link, init, start, adopt."""
+    def restore(
+        self, spec: InstanceSpec, flavor: Flavor, chain: Sequence[Taken], source_admin: Secret, *,
+        crash_before_marker: bool = False,
+    ) -> Instance:
+        """A new instance from `chain` as the restore workflow does: extract each link, init, start, adopt.
+
+        `crash_before_marker`: the first init runs every command but the last, then fails (as a worker killed
+        before the init marker), and init is run again, alone."""
         placement = self.instances.prepare(self.runtime, _resources(spec, flavor), PORT)
         plan = self.engine.backups(self.version).restore(placement, [taken.link() for taken in chain])
         for tool_spec, taken in zip(plan.extract, chain, strict=True):
@@ -135,6 +142,11 @@ class Fleet:
         admin = Secret(secrets.token_urlsafe(24))
         workload = self.engine.workload(spec, self.version, flavor, placement, admin)
         workload = dataclasses.replace(workload, init=plan.init, init_files=())
+        if crash_before_marker:
+            crashing = dataclasses.replace(workload, init=(*plan.init[:-1], CommandSpec(("false",))))
+            with contextlib.suppress(PermanentError):
+                self.runtime.initialise(placement, crashing)
+            assert any(Path(placement.data_dir).iterdir()), "the first init left nothing to wipe"
         self.runtime.initialise(placement, workload)
         self.runtime.start(placement, workload)
         wait_for(lambda: self.engine.ping(placement), f"restored instance {placement.instance_id} to listen")

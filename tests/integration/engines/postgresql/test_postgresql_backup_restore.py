@@ -196,6 +196,25 @@ def test_an_incremental_is_small_and_its_chain_restores_exactly(
         )
 
 
+@pytest.mark.parametrize("links", [1, 2])
+def test_a_restore_whose_init_is_rerun_after_a_crash_starts_again_from_the_staged_backups(
+    instances: Instances, engine: PostgresqlEngine, pg18: DatastoreVersion, scratch_root: Path, links: int
+) -> None:
+    fleet = fleet_of(instances, engine, pg18, scratch_root)
+    spec = spec_of("18")
+    source = fleet.create(spec, FLAVOR)
+    create = "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 5000) g"
+    tenant_sql(source, "alice", TENANT_PASSWORD, "shop", create)
+    chain = [fleet.backup(source)]
+    if links == 2:
+        tenant_sql(source, "alice", TENANT_PASSWORD, "shop", "UPDATE t SET id = -id WHERE id <= 100")
+        chain.append(fleet.backup(source, parent=chain[0]))
+    expected = checksum(source, "t")
+    restored = fleet.restore(spec, FLAVOR, chain, source.admin, crash_before_marker=True)
+    assert checksum(restored, "t") == expected
+    assert not (Path(restored.placement.scratch_dir) / "restore").exists()
+
+
 def test_a_restore_from_a_damaged_stream_fails_before_any_server_starts(
     instances: Instances, engine: PostgresqlEngine, pg18: DatastoreVersion, scratch_root: Path
 ) -> None:
