@@ -107,11 +107,22 @@ def test_admin_password_with_a_line_break_is_refused(engine: PostgresqlEngine) -
     assert "two" not in str(caught.value)
 
 
-def test_capabilities_are_users_and_databases_only_for_now(engine: PostgresqlEngine) -> None:
+def test_capabilities_are_accounts_and_backups_with_incrementals_from_17(engine: PostgresqlEngine) -> None:
     capabilities = engine.capabilities(VERSION)
-    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT}
-    assert capabilities.backup_strategies == ()
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}
+    assert capabilities.backup_strategies == ("pg_basebackup",)
     assert capabilities.replication_strategies == ()
+    newer = engine.capabilities(DatastoreVersion("postgresql", "18", "18.6", "/opt/pg/18/bin"))
+    assert newer.backup_strategies == ("pg_basebackup", "pg_basebackup_incremental")
+
+
+def test_summarize_wal_is_rendered_only_where_the_version_has_it(engine: PostgresqlEngine) -> None:
+    def conf(version: DatastoreVersion) -> str:
+        workload = engine.workload(SPEC, version, FLAVOR, PLACEMENT, Secret(PASSWORD))
+        return next(f.content for f in workload.files if f.path.endswith("/postgresql.conf"))
+
+    assert "summarize_wal" not in conf(VERSION)
+    assert "\nsummarize_wal = on\n" in conf(DatastoreVersion("postgresql", "18", "18.6", "/opt/pg/18/bin"))
 
 
 @pytest.mark.parametrize(

@@ -322,3 +322,13 @@ def bootstrap(spec: InstanceSpec, where: Target) -> None:
     for database in spec.databases:
         grantees = [user.name for user in spec.users if database.name in user.databases]
         grant_database(where, database.name, grantees, admin_user=where.user)
+
+
+def set_password(conn: psycopg.Connection[TupleRow], role: str, password: Secret) -> None:
+    """Give `role` `password`, sent as a client-side SCRAM verifier (the plain password never leaves here)."""
+    with refusals(f"set the password of role {role!r}"):
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(scram.verifier(password.reveal()))
+            )
+        )

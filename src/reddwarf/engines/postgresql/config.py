@@ -97,8 +97,11 @@ def pinned_arguments(placement: Placement) -> tuple[str, ...]:
     return tuple(arguments)
 
 
-def render_postgresql_conf(placement: Placement, resources: Resources) -> str:
-    """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`."""
+def render_postgresql_conf(placement: Placement, resources: Resources, *, summarize_wal: bool = False) -> str:
+    """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`.
+
+    `summarize_wal` (PostgreSQL 17 and later only: older servers refuse to start with an unknown setting)
+    keeps summaries of the blocks each stretch of WAL changed, which incremental backups are made of."""
     memory = memory_settings(resources.memory_mb)
     min_wal, max_wal = wal_settings(resources.volume_gb)
     vcpus = max(1, resources.vcpus)
@@ -141,6 +144,8 @@ def render_postgresql_conf(placement: Placement, resources: Resources) -> str:
         ("lc_time", quote("C")),
         ("default_text_search_config", quote("pg_catalog.english")),
     ]
+    if summarize_wal:
+        settings.append(("summarize_wal", "on"))
     lines = [
         "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
         *(f"{name} = {value}" for name, value in settings),

@@ -15,8 +15,9 @@ from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.postgresql import admin, config, validation
+from reddwarf.engines.postgresql import admin, backup, config, validation
 from reddwarf.engines.postgresql.accounts import PostgresqlAccounts
+from reddwarf.engines.postgresql.backup import PostgresqlBackups
 from reddwarf.engines.postgresql.discovery import VersionScanner
 from reddwarf.engines.postgresql.settings import PostgresqlSettings
 
@@ -50,8 +51,12 @@ class PostgresqlEngine:
         return self._settings
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        # Backup ("pg_basebackup") and replication ("streaming") strategies are declared once implemented.
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT}))
+        # The replication strategy ("streaming") is declared once implemented.
+        strategies = self.backups(version).strategies()
+        return Capabilities(
+            offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}),
+            backup_strategies=tuple(s for s in (strategies.full, strategies.incremental) if s is not None),
+        )
 
     def versions(self) -> list[DatastoreVersion]:
         """Installed majors (Debian's and Reddwarf-installed), ascending; never raises."""
@@ -114,7 +119,12 @@ class PostgresqlEngine:
             env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
         )
         files = (
-            FileSpec(str(config_dir / config.CONF_FILE), config.render_postgresql_conf(placement, resources)),
+            FileSpec(
+                str(config_dir / config.CONF_FILE),
+                # Incrementals need the WAL summarized from before their parent was taken: always on where
+                # the version has it.
+                config.render_postgresql_conf(placement, resources, summarize_wal=backup.has_incrementals(version)),
+            ),
             FileSpec(
                 str(config_dir / config.HBA_FILE),
                 config.render_pg_hba(placement, ADMIN_USER, self._settings.allowed_networks),
@@ -160,3 +170,7 @@ class PostgresqlEngine:
             admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout),
             root_superuser=self._settings.root_superuser,
         )
+
+    def backups(self, version: DatastoreVersion) -> PostgresqlBackups:
+        """Full backups with pg_basebackup; block-level incrementals where the version has them (17+)."""
+        return PostgresqlBackups(version, ADMIN_USER)

@@ -55,6 +55,12 @@ class _StderrTail:
                 while self._size > _STDERR_TAIL and len(self._kept) > 1:
                     self._size -= len(self._kept.popleft())
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Once the child is gone: let the drain reach EOF, then close the pipe (else it leaks, unclosed)."""
+        self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self._pipe.close()
+
     def text(self, timeout: float = 5.0) -> str:
         self._thread.join(timeout)
         lines = b"".join(self._kept).decode("utf-8", "replace").splitlines()
@@ -122,6 +128,9 @@ class LocalToolRun:
     def stderr_tail(self) -> str:
         return self._stderr.text(timeout=0.5)
 
+    def close_stderr(self) -> None:
+        self._stderr.close()
+
 
 @contextlib.contextmanager
 def open_tool(
@@ -153,10 +162,11 @@ def open_tool(
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True, umask=0o077,
         )
         fence = fencing.current()
+        run = LocalToolRun(child, spec, work, anchor, paths.instance_id)
         try:
             fence.adopt(child)
             log.info("instance %s: running %s (pid %d)", paths.instance_id, spec.description or argv[0], child.pid)
-            yield LocalToolRun(child, spec, work, anchor, paths.instance_id)
+            yield run
         finally:
             fence.release(child)
             if child.poll() is None:
@@ -167,6 +177,7 @@ def open_tool(
                         pipe.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5.0)
+            run.close_stderr()
     finally:
         try:
             files.remove_tree(anchor, work)
