@@ -13,7 +13,8 @@ backup's metadata and which an incremental child names as its parent.
 Incrementals (PostgreSQL 17 and later): `--incremental=<the parent's manifest>` sends only the blocks changed
 since the parent, found from the server's WAL summaries; `summarize_wal = on` must have been on since before
 the parent was taken (config.py renders it for those versions; a server started before that answers
-`incremental_blocker()` with the restart it needs). PostgreSQL 15 and 16 have full backups only, for now.
+`incremental_blocker()` with the restart it needs). PostgreSQL 15 and 16: the WAL written since the parent,
+from the archive every server keeps (`walbackup`, `wal`).
 
 Restoring: each link of the chain is extracted by `tar -x`, as the new instance's OS user, into
 `<scratch_dir>/restore/<i>`; the instance's init commands then hard-link the one full backup into the data
@@ -33,12 +34,20 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from reddwarf.domain.backup import BackupResult, BackupStrategies, ChainLink, ParentBackup, RestorePlan
+from reddwarf.domain.backup import (
+    ArchivePiece,
+    ArchiveSpec,
+    BackupResult,
+    BackupStrategies,
+    ChainLink,
+    ParentBackup,
+    RestorePlan,
+)
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import WORK_DIR, CommandSpec, FileSpec, Placement, ToolSpec
-from reddwarf.engines.postgresql import admin
+from reddwarf.engines.postgresql import admin, wal, walbackup
 from reddwarf.engines.postgresql.tartap import TarError, TarMemberTap
 
 log = logging.getLogger(__name__)
@@ -73,8 +82,6 @@ def has_incrementals(version: DatastoreVersion) -> bool:
     return major_of(version) >= FIRST_INCREMENTAL_MAJOR
 
 
-def no_incrementals_reason(major: int) -> str:
-    return f"PostgreSQL {major} incremental backups (WAL since the parent) are not available yet"
 
 
 def _conninfo_value(value: str) -> str:
@@ -217,8 +224,11 @@ class PostgresqlBackupRun:
         self._tool = self._build_tool()
 
     @property
-    def tool(self) -> ToolSpec:
+    def tool(self) -> ToolSpec | None:
         return self._tool
+
+    def pieces(self, shipped: Sequence[str]) -> Sequence[ArchivePiece]:
+        return ()  # a tool's stream, not the archive
 
     def _build_tool(self) -> ToolSpec:
         argv = [
@@ -259,7 +269,7 @@ class PostgresqlBackupRun:
         if parent is None:
             return
         if not has_incrementals(self._version):
-            raise PermanentError(no_incrementals_reason(self._major))
+            raise PermanentError(f"PostgreSQL {self._major} has no block-level incremental backups")
         if not facts.summarize_wal:
             raise PermanentError(RESTART_REASON)
         if parent.metadata.get("system_identifier") not in (None, facts.system_identifier):
@@ -330,18 +340,27 @@ class PostgresqlBackups:
     def strategies(self) -> BackupStrategies:
         if has_incrementals(self._version):
             return BackupStrategies(full=FULL_STRATEGY, incremental=INCREMENTAL_STRATEGY)
-        return BackupStrategies(full=FULL_STRATEGY, reason=no_incrementals_reason(self._major))
+        return BackupStrategies(full=FULL_STRATEGY, incremental=walbackup.STRATEGY)
 
     def incremental_blocker(self, placement: Placement, admin_password: Secret) -> str | None:
-        strategies = self.strategies()
-        if strategies.incremental is None:
-            return strategies.reason
+        if not has_incrementals(self._version):
+            facts = walbackup.archive_facts(placement, self._admin_user, admin_password)
+            return None if facts.archiving else walbackup.ARCHIVE_RESTART_REASON
         if not server_facts(placement, self._admin_user, admin_password).summarize_wal:
             return RESTART_REASON
         return None
 
-    def backup(self, placement: Placement, admin_password: Secret, parent: ParentBackup | None) -> PostgresqlBackupRun:
+    def backup(
+        self, placement: Placement, admin_password: Secret, parent: ParentBackup | None
+    ) -> PostgresqlBackupRun | walbackup.WalIncrementalRun:
+        if parent is not None and not has_incrementals(self._version):
+            return walbackup.WalIncrementalRun(self._version, placement, self._admin_user, admin_password, parent)
         return PostgresqlBackupRun(self._version, placement, self._admin_user, admin_password, parent)
+
+    def archive(self, placement: Placement) -> ArchiveSpec | None:
+        """Every server archives its WAL into the instance's own directory (`wal`), shipped by the control
+        plane: the WAL-based incrementals and, later, point-in-time restore read it."""
+        return wal.archive_spec(placement)
 
     def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan:
         self._check_chain(chain)
@@ -357,6 +376,8 @@ class PostgresqlBackups:
             for index, link in enumerate(chain)
         )
         data_dir = placement.data_dir
+        if len(chain) > 1 and chain[1].strategy == walbackup.STRATEGY:
+            return self._restore_wal(root, staged, extract, data_dir, chain)
         if len(chain) == 1:
             # Hard links on the same file system (the instance's volume): nothing is copied, and the staged
             # backup stays whole until the last command removes it, so init re-run after a crash (the runtime
@@ -387,13 +408,30 @@ class PostgresqlBackups:
         clean = CommandSpec(argv=("rm", "-rf", "--", str(root)), timeout=RESTORE_COMMAND_TIMEOUT)
         return RestorePlan(extract=extract, init=(into_place, verify, clean))
 
+    def _restore_wal(
+        self, root: PurePosixPath, staged: list[str], extract: tuple[ToolSpec, ...], data_dir: str,
+        chain: Sequence[ChainLink],
+    ) -> RestorePlan:
+        """The full backup as above, checked against its manifest; then every incremental's WAL pieces written
+        at their offsets into its pg_wal (replayed by the first start's crash recovery)."""
+        segment_bytes = int(chain[-1].metadata.get("segment_bytes", wal.DEFAULT_SEGMENT))
+        script = wal.apply_pieces_script(staged[1:], str(PurePosixPath(data_dir) / "pg_wal"), segment_bytes)
+        return RestorePlan(extract=extract, init=(
+            CommandSpec(argv=("cp", "-a", "--link", "--no-target-directory", staged[0], data_dir),
+                        timeout=RESTORE_COMMAND_TIMEOUT),
+            CommandSpec(argv=(str(self._bin / "pg_verifybackup"), data_dir), timeout=RESTORE_COMMAND_TIMEOUT),
+            CommandSpec(argv=("sh", "-c", script), timeout=RESTORE_COMMAND_TIMEOUT),
+            CommandSpec(argv=("rm", "-rf", "--", str(root)), timeout=RESTORE_COMMAND_TIMEOUT),
+        ))
+
     def _check_chain(self, chain: Sequence[ChainLink]) -> None:
         if not chain:
             raise PermanentError("a restore needs at least one backup")
         if chain[0].strategy != FULL_STRATEGY:
             raise PermanentError(f"backup {chain[0].backup_id} is not a full backup: a chain starts with one")
+        wanted = INCREMENTAL_STRATEGY if has_incrementals(self._version) else walbackup.STRATEGY
         for link in chain[1:]:
-            if link.strategy != INCREMENTAL_STRATEGY or not has_incrementals(self._version):
+            if link.strategy != wanted:
                 raise PermanentError(
                     f"backup {link.backup_id} is not an incremental PostgreSQL {self._major} can apply"
                 )

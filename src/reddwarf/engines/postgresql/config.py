@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from reddwarf.domain.workload import Placement, Resources
+from reddwarf.engines.postgresql import wal
 
 CONF_FILE = "postgresql.conf"
 HBA_FILE = "pg_hba.conf"
@@ -72,7 +73,8 @@ def quote(value: str) -> str:
 
 
 def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
-    """Settings no tenant may move: the address, port, socket directory and client authentication files.
+    """Settings no tenant may move: the address, port, socket directory, client authentication files and
+    the WAL archive.
 
     They are given on the server's command line (`pinned_arguments`), which takes precedence over both
     postgresql.conf and postgresql.auto.conf (`ALTER SYSTEM`), as well as in postgresql.conf for readers.
@@ -85,6 +87,10 @@ def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
         ("unix_socket_permissions", "0700"),
         ("hba_file", str(config_dir / HBA_FILE)),
         ("ident_file", str(config_dir / IDENT_FILE)),
+        # WAL archiving into the instance's own directory, shipped by the control plane (`wal`): pinned,
+        # so that no tenant setting stops it or runs another command.
+        ("archive_mode", "on"),
+        ("archive_command", wal.archive_command(placement)),
     ]
 
 
