@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from tests.integration.storage.conftest import Target
+from storage_support import Target
 
 from reddwarf.storage.artifact import (
     ArtifactOptions,
