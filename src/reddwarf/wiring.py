@@ -35,7 +35,7 @@ from reddwarf.runtimes.local.settings import LocalRuntimeSettings
 from reddwarf.services import classification
 from reddwarf.services.context import ServiceContext, TokenAuthenticator
 from reddwarf.settings import DATABASE_FILE_NAME, Settings
-from reddwarf.storage.artifact import Keyring
+from reddwarf.storage.artifact import ArtifactOptions, Keyring
 from reddwarf.storage.base import Storage
 from reddwarf.storage.filesystem import FilesystemStorage
 from reddwarf.storage.s3 import S3Storage
@@ -185,17 +185,17 @@ def runtime(settings: Settings) -> Runtime:
 
 def backup_files(settings: Settings) -> BackupFiles:
     """Where backups go (`REDDWARF_BACKUP_*`): a directory of the control plane by default, or S3; and the
-    keyring of the control-plane backup keys (always loaded: it reads encrypted backups even once new ones
-    are no longer encrypted)."""
+    keyring of the control plane's backup keys, made when encryption is on and loaded whenever it exists
+    (it reads encrypted backups after encryption was turned off again)."""
     config = BackupStorageSettings()
     storage: Storage
     if config.target == "s3":
         storage = S3Storage.from_settings(config)
     else:
-        storage = FilesystemStorage(config.directory(settings.state_dir))
-    keyring = Keyring.load_or_create(config.keys(settings.state_dir)) if config.encrypt else Keyring.load_existing(
-        config.keys(settings.state_dir))
-    return BackupFiles(storage=storage, options=config.artifact_options(), keyring=keyring)
+        storage = FilesystemStorage(config.backup_dir(settings.state_dir))
+    keys = config.key_directory(settings.state_dir)
+    keyring = Keyring.load_or_create(keys) if config.encrypt or keys.is_dir() else None
+    return BackupFiles(storage=storage, options=ArtifactOptions.from_settings(config), keyring=keyring)
 
 
 def scratch_runtime(state_dir: Path, address_pool: str, user_prefix: str) -> Runtime:

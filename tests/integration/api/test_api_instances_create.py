@@ -110,7 +110,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("user password missing", {"users": [{"name": "alice"}]}, 400, "badRequest", "instance.users[0].password"),
     ("user password empty", {"users": [{"name": "alice", "password": ""}]}, 400, "badRequest",
      "users[0].password"),
-    ("restorePoint", {"restorePoint": {"backupRef": "b1"}}, 400, "badRequest", "restorePoint"),
+    ("restorePoint of no backup", {"restorePoint": {"backupRef": "b1"}}, 404, "itemNotFound", "Backup b1"),
     ("replica_of", {"replica_of": "i1"}, 400, "badRequest", "replica_of"),
     ("replica_count", {"replica_count": 2}, 400, "badRequest", "replica_count"),
     ("configuration", {"configuration": "c1"}, 400, "badRequest", "configuration"),

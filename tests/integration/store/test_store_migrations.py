@@ -26,6 +26,9 @@ EXPECTED_TABLES = {
     "leases",
     "events",
     "storage_reservations",
+    "backups",
+    "backup_strategies",
+    "archived_logs",
 }
 
 

@@ -14,6 +14,7 @@ from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import WORK_DIR, Placement
+from reddwarf.engines.postgresql import walbackup
 from reddwarf.engines.postgresql.backup import (
     FULL_STRATEGY,
     INCREMENTAL_STRATEGY,
@@ -177,8 +178,20 @@ def test_a_stream_without_a_manifest_is_a_permanent_error() -> None:
 def test_strategies_per_version() -> None:
     assert PostgresqlBackups(PG18, "a").strategies().incremental == INCREMENTAL_STRATEGY
     old = PostgresqlBackups(PG15, "a").strategies()
-    assert old.full == FULL_STRATEGY and old.incremental is None
-    assert old.reason == "PostgreSQL 15 incremental backups (WAL since the parent) are not available yet"
+    assert old.full == FULL_STRATEGY and old.incremental == walbackup.STRATEGY
+
+
+def test_a_postgresql_15_incremental_has_no_tool_and_restores_its_wal_into_pg_wal() -> None:
+    parent = ParentBackup("b-1", {"end_lsn": "0/3000100", "timeline": 1}, {})
+    run = PostgresqlBackups(PG15, "a").backup(PLACEMENT, Secret(PASSWORD), parent)
+    assert run.tool is None
+    chain = [link("b-1", FULL_STRATEGY, 15), ChainLink("b-2", walbackup.STRATEGY, {"segment_bytes": 1 << 24}, {})]
+    plan = PostgresqlBackups(PG15, "a").restore(PLACEMENT, chain)
+    assert len(plan.extract) == 2
+    link_in, verify, apply, clean = plan.init
+    assert link_in.argv[0] == "cp" and verify.argv[0].endswith("pg_verifybackup")
+    assert "/v/i/tmp/restore/1" in apply.argv[-1] and "/v/i/data/pg_wal" in apply.argv[-1]
+    assert clean.argv == ("rm", "-rf", "--", "/v/i/tmp/restore")
 
 
 def link(backup_id: str, strategy: str, major: int = 18) -> ChainLink:
@@ -215,6 +228,7 @@ def test_restoring_a_chain_combines_it_into_the_data_directory() -> None:
         (PG18, [], "at least one"),
         (PG18, [link("b-2", INCREMENTAL_STRATEGY)], "not a full backup"),
         (PG15, [link("b-1", FULL_STRATEGY, 15), link("b-2", INCREMENTAL_STRATEGY, 15)], "not an incremental"),
+        (PG18, [link("b-1", FULL_STRATEGY), link("b-2", walbackup.STRATEGY)], "not an incremental"),
         (PG18, [link("b-1", FULL_STRATEGY, 15)], "of PostgreSQL 15"),
     ],
 )

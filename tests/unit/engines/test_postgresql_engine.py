@@ -11,7 +11,7 @@ from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
-from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings
+from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings, wal
 from reddwarf.engines.postgresql.discovery import parse_version
 from reddwarf.engines.postgresql.install import InstallError, archive_member, installed
 
@@ -83,7 +83,8 @@ def test_server_command_files_and_stop_signal(engine: PostgresqlEngine) -> None:
         # Pinned on the command line: postgresql.auto.conf (ALTER SYSTEM) cannot move the server.
         *("-c", "listen_addresses=127.0.1.7", "-c", "port=5432", "-c", "unix_socket_directories=/srv/i/sock"),
         *("-c", "unix_socket_permissions=0700", "-c", "hba_file=/srv/i/config/pg_hba.conf"),
-        *("-c", "ident_file=/srv/i/config/pg_ident.conf"),
+        *("-c", "ident_file=/srv/i/config/pg_ident.conf", "-c", "archive_mode=on"),
+        "-c", f"archive_command={wal.archive_command(PLACEMENT)}",
     )
     assert workload.stop_signal == signal.SIGINT
     assert {f.path for f in workload.files} == {
@@ -110,7 +111,7 @@ def test_admin_password_with_a_line_break_is_refused(engine: PostgresqlEngine) -
 def test_capabilities_are_accounts_and_backups_with_incrementals_from_17(engine: PostgresqlEngine) -> None:
     capabilities = engine.capabilities(VERSION)
     assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}
-    assert capabilities.backup_strategies == ("pg_basebackup",)
+    assert capabilities.backup_strategies == ("pg_basebackup", "pg_wal_incremental")
     assert capabilities.replication_strategies == ()
     newer = engine.capabilities(DatastoreVersion("postgresql", "18", "18.6", "/opt/pg/18/bin"))
     assert newer.backup_strategies == ("pg_basebackup", "pg_basebackup_incremental")

@@ -12,6 +12,7 @@ removed. The instance keeps serving throughout: only its status says BACKUP.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -149,13 +150,17 @@ class CreateBackup:
                     collected = tool.finish(TOOL_EXIT_TIMEOUT)
             report(writer.raw_bytes, BackupPhase.FINISHING, force=True)
             result: BackupResult = run.finish(collected)
-            for name, data in result.side_files.items():
-                put_side_file(writer, f"{prefix_of(backup)}{attempt}/{name}", name, data)
             manifest = writer.close()
         except BaseException:
             writer.abort()
             raise
-        files.storage.put(f"{prefix_of(backup)}{attempt}/manifest.json", manifest.to_json())
+        for name, data in result.side_files.items():
+            manifest = put_side_file(
+                files.storage, manifest, name, f"{prefix_of(backup)}{attempt}/{name}", data, files.keyring
+            )
+        # The manifest beside the artifact too: storage alone says what each object is (the store's copy is
+        # the one a restore trusts).
+        files.storage.put(f"{prefix_of(backup)}{attempt}/manifest.json", json.dumps(manifest.to_dict()).encode())
         return {"attempt": attempt, "key": key, "manifest": manifest.to_dict(), "metadata": dict(result.metadata)}
 
     def _complete(
