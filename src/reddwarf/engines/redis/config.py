@@ -165,7 +165,7 @@ def render_redis_conf(
         # the child is killed (the save fails, the backup says so), not the server.
         ("maxmemory", str(maxmemory_bytes(resources.memory_mb, maxmemory_percent))),
         ("maxmemory-policy", "noeviction"),
-        ("oom-score-adj", "yes"),
+        ("oom-score-adj", "relative"),
         ("oom-score-adj-values", quote(OOM_SCORE_ADJ_VALUES)),
         # Persistence: RDB snapshots and the append-only file, both in the data directory.
         ("dir", quote(placement.data_dir)),

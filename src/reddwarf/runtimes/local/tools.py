@@ -167,6 +167,9 @@ def open_tool(
                         pipe.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5.0)
+            if child.stderr is not None:  # its drain thread stops at EOF, or at this close
+                with contextlib.suppress(OSError):
+                    child.stderr.close()
     finally:
         try:
             files.remove_tree(anchor, work)
