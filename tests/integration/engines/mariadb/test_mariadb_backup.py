@@ -131,8 +131,12 @@ def admin_hosts(running: Running) -> list[tuple[str, str]]:
 
 
 def socket_accounts(running: Running) -> list[tuple[str, str]]:
+    """The accounts that log in through unix_socket and are not locked."""
     rows = admin_sql(running, "SELECT User, Host, Priv FROM mysql.global_priv")
-    return sorted((str(u), str(h)) for u, h, priv in rows if json.loads(priv).get("plugin") == "unix_socket")
+    return sorted(
+        (str(user), str(host)) for user, host, text in rows
+        if json.loads(text).get("plugin") == "unix_socket" and not json.loads(text).get("account_locked")
+    )
 
 
 def test_full_backup_restores_exactly_into_a_new_instance_that_is_its_own(
