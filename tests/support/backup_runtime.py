@@ -77,9 +77,9 @@ class EngineInstances:
         self.resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=volume_gb)
         self.started: list[tuple[Placement, WorkloadSpec]] = []
 
-    def _placed(self, spec: InstanceSpec) -> tuple[Placement, WorkloadSpec, Secret]:
+    def _placed(self, spec: InstanceSpec, admin: Secret | None = None) -> tuple[Placement, WorkloadSpec, Secret]:
         placement = self.instances.prepare(self.runtime, self.resources, self.engine.default_port)
-        admin = Secret(secrets.token_urlsafe(24))
+        admin = admin or Secret(secrets.token_urlsafe(24))
         workload = self.engine.workload(spec, self.version, self.flavor, placement, admin)
         return placement, workload, admin
 
@@ -96,9 +96,12 @@ class EngineInstances:
         self.engine.bootstrap(spec, placement, admin)
         return Running(placement, workload, admin)
 
-    def restore(self, spec: InstanceSpec, chain: Sequence[TakenBackup], source_admin: Secret) -> Running:
-        """A new instance from `chain` (the full backup first), as the restore workflow builds it."""
-        placement, workload, admin = self._placed(spec)
+    def restore(
+        self, spec: InstanceSpec, chain: Sequence[TakenBackup], source_admin: Secret, admin: Secret | None = None
+    ) -> Running:
+        """A new instance from `chain` (the full backup first), as the restore workflow builds it; `admin` is
+        its own admin password (a new one when None)."""
+        placement, workload, admin = self._placed(spec, admin)
         backups = self.engine.backups(self.version)
         plan = backups.restore(placement, [taken.link() for taken in chain])
         assert len(plan.extract) == len(chain)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,8 +170,9 @@ def test_full_backup_restores_exactly_into_a_new_instance_that_is_its_own(
 
     tenant_sql(source, "INSERT INTO ledger VALUES (999999, 'after', 1, NOW(), 'not in the backup')")
 
-    with ArgvWatch([source.admin.reveal()]).running() as restore_watch:
-        restored = servers.restore(SPEC, [full], source.admin)
+    new_admin = Secret(secrets.token_urlsafe(24))
+    with ArgvWatch([source.admin.reveal(), new_admin.reveal()]).running() as restore_watch:
+        restored = servers.restore(SPEC, [full], source.admin, new_admin)
     assert fingerprint(restored) == before
     assert tenant_sql(restored, "SELECT CURRENT_USER()")[0][0] == "app_user@%"
 
@@ -189,6 +191,12 @@ def test_full_backup_restores_exactly_into_a_new_instance_that_is_its_own(
     assert not watch.leaks and not restore_watch.leaks
     assert "mariadb-backup" in watch.seen
     assert {"mbstream", "mariadb-backup"} <= restore_watch.seen
+
+    # An incremental can be taken while the server answers; a stopped one gets a reason.
+    backups = engine.backups(servers.version)
+    assert backups.incremental_blocker(source.placement, source.admin) is None
+    servers.runtime.stop(source.placement, source.workload)
+    assert "does not answer" in str(backups.incremental_blocker(source.placement, source.admin))
 
 
 def test_incremental_of_a_100mb_table_is_small_and_its_chain_restores_exactly(

@@ -10,6 +10,7 @@ on a command line.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,9 @@ def test_snapshot_and_users_restore_exactly_into_a_server_that_is_the_new_instan
     assert taken.result.metadata["version"] == "7.0"
     as_admin(source, "SET", "written:after", "not in the backup")
 
-    with ArgvWatch([source.admin.reveal()]).running() as restore_watch:
-        restored = servers.restore(SPEC, [taken], source.admin)
+    new_admin = Secret(secrets.token_urlsafe(24))
+    with ArgvWatch([source.admin.reveal(), new_admin.reveal()]).running() as restore_watch:
+        restored = servers.restore(SPEC, [taken], source.admin, new_admin)
     assert dataset(restored) == before
     assert acl_users(restored) == users
     for user in (TENANT, LATER):
