@@ -99,7 +99,7 @@ def test_an_empty_admin_password_is_refused(engine: MariadbEngine) -> None:
 def test_capabilities_are_accounts_root_and_backups(engine: MariadbEngine) -> None:
     capabilities = engine.capabilities(VERSION)
     assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}
-    assert capabilities.backup_strategies == ("mariadb-backup", "mariadb-backup-incremental")
+    assert capabilities.backup_strategies == ("mariadb_backup", "mariadb_backup_incremental")
     assert capabilities.replication_strategies == ()
 
 

@@ -50,8 +50,8 @@ from reddwarf.engines.mariadb.settings import MariadbSettings
 
 logger = logging.getLogger(__name__)
 
-FULL_STRATEGY = "mariadb-backup"
-INCREMENTAL_STRATEGY = "mariadb-backup-incremental"
+FULL_STRATEGY = "mariadb_backup"
+INCREMENTAL_STRATEGY = "mariadb_backup_incremental"
 # What mariadb-backup 10.11 needs, measured: RELOAD (BACKUP STAGE, FLUSH), PROCESS (InnoDB status, the
 # processlist), BINLOG MONITOR (SHOW MASTER STATUS, for the binlog position and GTID when binlogging is on).
 # LOCK TABLES is not needed (backup locks replaced it); SLAVE MONITOR only with --slave-info.

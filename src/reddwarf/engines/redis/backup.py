@@ -42,7 +42,7 @@ from reddwarf.engines.redis.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
 
-FULL_STRATEGY = "bgsave"
+FULL_STRATEGY = "redis_rdb"
 NO_INCREMENTALS = "Redis has no incremental backups: take a full backup"
 RESTORE_DIR = "restore"
 LIVE_TIMEOUT = 5.0
