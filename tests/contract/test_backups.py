@@ -139,13 +139,13 @@ def _round_trip(reddwarf: ReddwarfProcesses, target: Target, incremental: bool) 
         try:
             data.write(address, port, 1, 200)
             points = [data.read(address, port)]
-            full = client.create_backup(f"bk-{tag}-full", source)
-            backups = [client.wait_for_backup(full.id, timeout=BACKUP_TIMEOUT)]
+            full = client.backups.create_backup(f"bk-{tag}-full", source)
+            backups = [client.backups.wait_for_backup(full.id, timeout=BACKUP_TIMEOUT)]
             if incremental:
                 data.write(address, port, 201, 100)
                 points.append(data.read(address, port))
-                step = client.create_backup(f"bk-{tag}-inc", source, incremental=True)
-                backups.append(client.wait_for_backup(step.id, timeout=BACKUP_TIMEOUT))
+                step = client.backups.create_backup(f"bk-{tag}-inc", source, incremental=True)
+                backups.append(client.backups.wait_for_backup(step.id, timeout=BACKUP_TIMEOUT))
                 assert backups[-1].parent_id == full.id
             data.write(address, port, 301, 50)  # after the last backup: must not come back
             for index, (backup, expected) in enumerate(zip(backups, points, strict=True)):
@@ -158,8 +158,8 @@ def _round_trip(reddwarf: ReddwarfProcesses, target: Target, incremental: bool) 
             for instance_id in made:
                 client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
         # A backup outlives its instance; deleting the full one takes its incremental with it.
-        client.delete_backup(full.id)
-        client.wait_for_backup_delete(full.id, timeout=DELETE_TIMEOUT)
+        client.backups.delete_backup(full.id)
+        client.backups.wait_for_backup_delete(full.id, timeout=DELETE_TIMEOUT)
 
 
 @pytest.mark.parametrize("strategy", [pytest.param(name, marks=pytest.mark.capability(f"backup:{name}"))

@@ -83,10 +83,10 @@ def test_no_secret_on_any_command_line_during_a_backup_and_a_restore(
         restored: list[str] = []
         try:
             with _argv_watch(secrets) as leaked:
-                full = client.create_backup(f"{unique_name}-full", source.id)
-                client.wait_for_backup(full.id, timeout=BACKUP_TIMEOUT)
-                incremental = client.create_backup(f"{unique_name}-inc", source.id, incremental=True)
-                client.wait_for_backup(incremental.id, timeout=BACKUP_TIMEOUT)
+                full = client.backups.create_backup(f"{unique_name}-full", source.id)
+                client.backups.wait_for_backup(full.id, timeout=BACKUP_TIMEOUT)
+                incremental = client.backups.create_backup(f"{unique_name}-inc", source.id, incremental=True)
+                client.backups.wait_for_backup(incremental.id, timeout=BACKUP_TIMEOUT)
                 copy_id, _ = _restore(client, f"{unique_name}-r", incremental.id)
                 restored.append(copy_id)
             assert leaked == []
@@ -95,15 +95,15 @@ def test_no_secret_on_any_command_line_during_a_backup_and_a_restore(
                 client.delete_instance(instance_id)
             for instance_id in [source.id, *restored]:
                 client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
-            client.delete_backup(full.id)
+            client.backups.delete_backup(full.id)
 
 
 def test_an_instance_user_reads_no_backup(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
     with reddwarf.tenant() as client:
         created = client.create_instance(unique_name, "1", 1, datastore="postgresql", version="15")
         view = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
-        backup = client.create_backup(unique_name, view.id)
-        client.wait_for_backup(backup.id, timeout=BACKUP_TIMEOUT)
+        backup = client.backups.create_backup(unique_name, view.id)
+        client.backups.wait_for_backup(backup.id, timeout=BACKUP_TIMEOUT)
         try:
             user = reddwarf.os_user(view.id)
             artifacts = [p for p in (reddwarf.state_dir / "control" / "backups").rglob("*") if p.is_file()]
@@ -115,4 +115,4 @@ def test_an_instance_user_reads_no_backup(reddwarf: ReddwarfProcesses, unique_na
         finally:
             client.delete_instance(view.id)
             client.wait_for_delete(view.id, timeout=DELETE_TIMEOUT)
-            client.delete_backup(backup.id)
+            client.backups.delete_backup(backup.id)
