@@ -84,7 +84,13 @@ class CreateBackup:
             backup = uow.backups.get(payload.backup_id)
             found = uow.instances.get_with_secrets(ctx.resource_id)
             parent = None if backup is None or backup.parent_id is None else uow.backups.get(backup.parent_id)
-        if backup is None or backup.status is BackupStatus.COMPLETED:
+        if backup is None:
+            return
+        if backup.status is BackupStatus.COMPLETED:
+            # Completed by this operation (journaled): a retry still tidies up what earlier attempts left.
+            if "complete" in ctx.journal and self.deps.backups is not None:
+                keep = str(ctx.journal["stream"]["attempt"])
+                ctx.step("tidy", lambda: _tidy(files_of(deps), backup, keep=keep))
             return
         if found is None or found[0].deleting:
             raise PermanentError(f"Instance {ctx.resource_id} no longer exists or is being deleted.")
