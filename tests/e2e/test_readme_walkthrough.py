@@ -1,4 +1,5 @@
-"""The README's "Using it" walk-through, run as written against a real server, down to its `psql` step.
+"""The README's "Using it" walk-through, run as written against a real server, down to its `psql` step, and
+its "Backups and restores" block.
 
 The commands are read from README.md itself (the first bash block of "## Using it"), so the documentation and
 this test cannot drift apart. Only what the README leaves to the reader is filled in: `.venv/bin/reddwarf` is
@@ -34,9 +35,9 @@ def reddwarf() -> Iterator[ReddwarfProcesses]:
         yield procs
 
 
-def readme_commands() -> list[list[str]]:
-    """The shell commands of the README's first "Using it" bash block, continuation lines joined."""
-    section = README.read_text(encoding="utf-8").split("## Using it", 1)[1]
+def readme_commands(heading: str = "## Using it") -> list[list[str]]:
+    """The shell commands of the first bash block under `heading` in the README, continuation lines joined."""
+    section = README.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     lines = block.replace("\\\n", " ").splitlines()
     return [words for words in (shlex.split(line, comments=True) for line in lines) if words]
@@ -87,3 +88,37 @@ def test_the_readme_commands_work_as_written(reddwarf: ReddwarfProcesses, tmp_pa
     listed = json.loads(subprocess.run([REDDWARF, "instance", "list", "--json"], capture_output=True, text=True,
                                        env=env, timeout=60, check=True).stdout)
     assert instance_id not in [item["id"] for item in listed]
+
+
+# Instances the backups block creates, by name, and the placeholder that stands for each one's id.
+BACKUP_BLOCK_INSTANCES = {"db2": "<id>", "db2-copy": "<copy-id>"}
+
+
+def test_the_readme_backup_commands_work_as_written(reddwarf: ReddwarfProcesses) -> None:
+    """`<id>`/`<copy-id>` are the ids `instance create` printed, `<NAME-id>` the id `backup create NAME`
+    printed (the first id each table shows)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDDWARF_TOKEN", "REDDWARF_PROJECT")}
+    env.update(REDDWARF_ENDPOINT=reddwarf.url, REDDWARF_STATE_DIR=str(reddwarf.state_dir), COLUMNS="200")
+    commands = readme_commands("### Backups and restores")
+    assert [w[1:3] for w in commands if w[0] == ".venv/bin/reddwarf"].count(["backup", "create"]) >= 2, commands
+    ids: dict[str, str] = {}
+    for words in commands:
+        assert words[0] == ".venv/bin/reddwarf", words
+        argv = [REDDWARF, *words[1:]]
+        for placeholder, value in ids.items():
+            argv = [w.replace(placeholder, value) for w in argv]
+        assert not any("<" in w for w in argv), f"a placeholder the block did not fill: {argv}"
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, start_new_session=True,
+                                check=False)
+        assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stdout}\n{result.stderr}"
+        if words[1:3] in (["instance", "create"], ["backup", "create"]):
+            found = UUID.search(result.stdout)
+            assert found, result.stdout
+            name = words[3]
+            ids[BACKUP_BLOCK_INSTANCES[name] if words[1] == "instance" else f"<{name}-id>"] = found.group(0)
+            assert ("ACTIVE" if words[1] == "instance" else "COMPLETED") in result.stdout, result.stdout
+    assert {"<id>", "<copy-id>", "<nightly-id>", "<hourly-id>"} <= ids.keys()
+    listed = json.loads(subprocess.run([REDDWARF, "backup", "list", "--json"], capture_output=True, text=True,
+                                       env=env, timeout=60, check=True).stdout)
+    # Deleting nightly deleted hourly, its incremental, first.
+    assert {ids["<nightly-id>"], ids["<hourly-id>"]}.isdisjoint(item["id"] for item in listed)

@@ -45,15 +45,16 @@ def test_troveclient_instance_lifecycle(reddwarf: ReddwarfProcesses, unique_name
     wait_for(lambda: created.id not in [i.id for i in tc.instances.list()], 60, "the instance to go away")
 
 
-def openstack(reddwarf: ReddwarfProcesses, *args: str) -> Any:
-    """`openstack database ...` (or `openstack datastore ...`, where troveclient's OSC plugin puts it)."""
+def openstack(reddwarf: ReddwarfProcesses, *args: str, output: bool = True) -> Any:
+    """`openstack database ...` (or `openstack datastore ...`, where troveclient's OSC plugin puts it); its
+    JSON output, or (`output` False: a command that prints nothing, such as a delete) None."""
     prefix = [] if args[0] == "datastore" else ["database"]
     command = [OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", reddwarf.endpoint, *prefix, *args,
-               "-f", "json"]
+               *(("-f", "json") if output else ())]
     env = {**os.environ, "OS_TOKEN": reddwarf.token}  # as the README shows: never a token on a command line
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout) if result.stdout.strip() else None
+    return json.loads(result.stdout) if output and result.stdout.strip() else None
 
 
 def test_openstack_cli(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
@@ -109,9 +110,9 @@ def test_openstack_cli_backups(reddwarf: ReddwarfProcesses, unique_name: str) ->
     wait_for(lambda: openstack(reddwarf, "backup", "show", backup_id)["status"] == "COMPLETED", 180,
              "the backup to complete")
     assert backup_id in [b["ID"] for b in openstack(reddwarf, "backup", "list")]
-    openstack(reddwarf, "backup", "delete", backup_id)
+    openstack(reddwarf, "backup", "delete", backup_id, output=False)
     wait_for(lambda: backup_id not in [b["ID"] for b in openstack(reddwarf, "backup", "list")], 60,
              "the backup to go away")
-    openstack(reddwarf, "instance", "delete", instance_id)
+    openstack(reddwarf, "instance", "delete", instance_id, output=False)
     wait_for(lambda: instance_id not in [i["ID"] for i in openstack(reddwarf, "instance", "list")], 60,
              "the instance to go away")

@@ -2,11 +2,11 @@
 only when it runs.
 
 Tenant commands (`instance`, `datastore`, `flavor` in `tenant.py`; `database`, `user`, `root` in
-`accounts.py`) import Typer, Rich, httpx and `reddwarf.client`. Operator commands (`server`, `worker`,
-`db`, `project`, `token`, `engines` in `operator.py`; `openstack` in `openstack.py`) import the whole
-control plane (SQLAlchemy, FastAPI, the engines), about a second of imports. `LazyGroup` imports a
-command's module, and turns its Typer app into click commands, only when that command is resolved to run;
-`reddwarf --help` lists them all from the help lines written here (a unit test keeps them equal to the
+`accounts.py`; `backup` in `backups.py`) import Typer, Rich, httpx and `reddwarf.client`. Operator commands
+(`server`, `worker`, `db`, `project`, `token`, `engines` in `operator.py`; `openstack` in `openstack.py`)
+import the whole control plane (SQLAlchemy, FastAPI, the engines), about a second of imports. `LazyGroup`
+imports a command's module, and turns its Typer app into click commands, only when that command is resolved to
+run; `reddwarf --help` lists them all from the help lines written here (a unit test keeps them equal to the
 commands' own). A tenant command thus starts in the time of its own imports (bench/cli_startup.py).
 """
 
@@ -50,6 +50,8 @@ COMMANDS: dict[str, LazyCommand] = {
                         "Manage the users of an instance and their database access.", TENANT_PANEL),
     "root": LazyCommand(_ACCOUNTS, "root_app", "Enable, disable and show the superuser of an instance.",
                         TENANT_PANEL),
+    "backup": LazyCommand("reddwarf.cli.backups", "backup_app", "Create, list, show and delete backups of instances.",
+                          TENANT_PANEL),
     "server": LazyCommand(_OPERATOR, "server",
                           "Run the API with embedded workers on the embedded defaults (SQLite, local runtime).",
                           OPERATOR_PANEL),

@@ -264,6 +264,15 @@ def create_instance(
             help="Read the users' passwords from stdin, one line each, in the order of --user (instead of asking).",
         ),
     ] = False,
+    backup: Annotated[
+        str | None,
+        typer.Option(
+            "--backup",
+            metavar="ID",
+            help="Restore this backup (with its incremental chain) into the new instance. --datastore and "
+            "--version default to the backup's.",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the instance is ACTIVE.")] = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
@@ -272,7 +281,8 @@ def create_instance(
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a database instance; with --wait, wait until it is ACTIVE (exit 1 if it fails)."""
+    """Create a database instance, empty or restored from a backup (--backup); with --wait, wait until it is
+    ACTIVE (exit 1 if it fails)."""
     users = [parse_user_option(value) for value in user or ()]
     with _client(endpoint, token_file, project, state_dir) as client:
         user_requests = _users_with_passwords(users, database or (), password_stdin)
@@ -284,9 +294,10 @@ def create_instance(
             version=version,
             databases=database or (),
             users=user_requests,
+            backup_id=backup,
         )
         if wait:
-            with output.wait_display("Creating", instance.name) as display:
+            with output.wait_display("Restoring" if backup else "Creating", instance.name) as display:
                 instance = client.wait_for_instance(instance.id, timeout=timeout, on_poll=display.update)
         if json_output:
             output.print_json(instance.wire())

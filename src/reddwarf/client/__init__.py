@@ -1,12 +1,14 @@
 """The typed HTTP client of Reddwarf's public API (OpenStack Trove's v1.0 wire format).
 
 `ReddwarfClient` (in `http.py`) speaks to `/v1.0/{project_id}/...` with `X-Auth-Token` and returns the
-pydantic models of `models.py`; every refusal of the server becomes a `ReddwarfAPIError` parsed from Trove's
-fault body (`errors.py`). The tenant commands of the `reddwarf` CLI and the end-to-end tests use it; it
-imports nothing of the house but `reddwarf.domain` (for `Secret`), so any program may import it.
+pydantic models of `models.py` (backups through `ReddwarfClient.backups`, in `backups.py`); every refusal
+of the server becomes a `ReddwarfAPIError` parsed from Trove's fault body (`errors.py`). The tenant
+commands of the `reddwarf` CLI and the end-to-end tests use it; it imports nothing of the house but
+`reddwarf.domain` (for `Secret`), so any program may import it.
 """
 
 from reddwarf.client.errors import (
+    BackupFailed,
     InstanceFaulted,
     ReddwarfAPIError,
     ReddwarfClientError,
@@ -15,6 +17,8 @@ from reddwarf.client.errors import (
 )
 from reddwarf.client.http import ReddwarfClient
 from reddwarf.client.models import (
+    Backup,
+    BackupPage,
     DatabaseRequest,
     Datastore,
     DatastoreVersion,
@@ -26,6 +30,9 @@ from reddwarf.client.models import (
 )
 
 __all__ = [
+    "Backup",
+    "BackupFailed",
+    "BackupPage",
     "DatabaseRequest",
     "Datastore",
     "DatastoreVersion",

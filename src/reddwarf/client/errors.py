@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from reddwarf.client.models import Instance
+    from reddwarf.client.models import Backup, Instance
 
 # Longest piece of a non-fault body quoted in an error message: enough to recognise a proxy page.
 _MAX_RAW_MESSAGE = 200
@@ -44,6 +44,16 @@ class InstanceFaulted(ReddwarfClientError):
         reason = instance.fault.message if instance.fault is not None else "no fault recorded"
         super().__init__(f"instance {instance.id} ({instance.name}) is {instance.status}: {reason}")
         self.instance = instance
+
+
+class BackupFailed(ReddwarfClientError):
+    """A backup being waited for reached FAILED (or DELETE_FAILED while waiting for its delete); `backup.fault`
+    says why when the server recorded it."""
+
+    def __init__(self, backup: Backup) -> None:
+        reason = backup.fault.message if backup.fault is not None else "no fault recorded"
+        super().__init__(f"backup {backup.id} ({backup.name}) is {backup.status}: {reason}")
+        self.backup = backup
 
 
 class WaitTimeout(ReddwarfClientError):

@@ -38,6 +38,7 @@ from reddwarf.domain.secret import Secret
 
 if TYPE_CHECKING:
     from reddwarf.client.accounts import AccountsClient
+    from reddwarf.client.backups import BackupsClient
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,13 @@ class ReddwarfClient:
 
         return AccountsClient(self._request)
 
+    @property
+    def backups(self) -> BackupsClient:
+        """Backups of the project's instances and the waits on them (see `reddwarf.client.backups`)."""
+        from reddwarf.client.backups import BackupsClient
+
+        return BackupsClient(self._request, self.poll_interval)
+
     # Instances
 
     def list_instances(
@@ -178,9 +186,12 @@ class ReddwarfClient:
         version: str | None = None,
         databases: Sequence[str | DatabaseRequest] = (),
         users: Sequence[UserRequest] = (),
+        backup_id: str | None = None,
     ) -> Instance:
         """Ask for a new instance; the answer is its detail view in status BUILD (Trove answers 200).
-        A database is a name, or a `DatabaseRequest` with its character set and collation."""
+        A database is a name, or a `DatabaseRequest` with its character set and collation. `backup_id`
+        restores that backup (its whole incremental chain) into the new instance (Trove's `restorePoint`);
+        the datastore and version default to the backup's."""
         instance: dict[str, Any] = {"name": name, "flavorRef": flavor, "volume": {"size": volume_size}}
         if datastore is not None or version is not None:
             store: dict[str, str] = {}
@@ -195,6 +206,8 @@ class ReddwarfClient:
             ]
         if users:
             instance["users"] = [user.body() for user in users]
+        if backup_id is not None:
+            instance["restorePoint"] = {"backupRef": backup_id}
         body = self._request("POST", "/instances", json={"instance": instance})
         created = Instance.model_validate(_object_field(body, "instance"))
         logger.info("instance %s (%s) requested", created.id, created.name)

@@ -117,6 +117,52 @@ class InstancePage(BaseModel):
     next_marker: str | None = None
 
 
+class BackupDatastore(WireModel):
+    """The datastore version a backup was taken of (and a restore from it gets by default)."""
+
+    type: str
+    version: str
+    version_id: str | None = None
+
+
+class BackupProgress(WireModel):
+    """Reddwarf's extension of the backup view: bytes of the tool's stream stored so far, and the phase
+    (queued, preparing, streaming, finishing, done; deleting while a delete runs)."""
+
+    bytes_done: int = 0
+    phase: str = ""
+
+
+class Backup(WireModel):
+    """A backup (Trove's view). `size` and `uncompressed_size` are GB (floats) once it completed; `progress`,
+    `uncompressed_size` and `fault` are Reddwarf's extensions (None from a plain Trove server)."""
+
+    id: str
+    name: str
+    status: str
+    description: str | None = None
+    instance_id: str | None = None
+    parent_id: str | None = None
+    project_id: str | None = None
+    size: float | None = None
+    uncompressed_size: float | None = None
+    progress: BackupProgress | None = None
+    datastore: BackupDatastore | None = None
+    locationRef: str | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    fault: Fault | None = None
+
+
+class BackupPage(BaseModel):
+    """One page of `GET /backups`; `next_marker` is set when the server says more exist."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    backups: list[Backup]
+    next_marker: str | None = None
+
+
 class DatastoreVersion(WireModel):
     """A datastore version; in a datastore's `versions` list only id, name and links are guaranteed."""
 

@@ -1,5 +1,5 @@
 """The real API app served over HTTP by uvicorn in a thread, on a real SQLite store, with a fake engine
-(`tests.fakes.engines.FakeEngine`, PostgreSQL 15 only); tests that need operations settled start
+(`tests.fakes.engines.FakeEngine`, PostgreSQL 15 only, with backups); tests that need operations settled start
 `tests.fakes.worker.FakeWorker` (no database servers needed).
 """
 
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
-from tests.fakes.engines import FakeEngine
+from tests.fakes.engines import DEFAULT_OFFERED, FakeEngine
 
 from reddwarf.api.app import create_app
+from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.identity.bootstrap import ensure_bootstrap
 from reddwarf.services.context import ServiceContext
@@ -48,7 +49,8 @@ def serve_api(base: Path) -> Iterator[ApiServer]:
     assert boot.project_id is not None
     (state_dir / "control" / "admin-project").write_text(boot.project_id + "\n")
     admin_token = boot.token_file.read_text().strip()
-    app = create_app(ServiceContext.build(settings, db, {"postgresql": FakeEngine(versions=VERSIONS)}))
+    engine = FakeEngine(versions=VERSIONS, offered=DEFAULT_OFFERED | {Capability.BACKUP})
+    app = create_app(ServiceContext.build(settings, db, {"postgresql": engine}))
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

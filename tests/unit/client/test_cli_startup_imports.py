@@ -26,7 +26,7 @@ PROBE = textwrap.dedent("""
     class Stub(BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"instances": [], "databases": [], "users": [], "flavors": [],
-                               "datastores": []}).encode()
+                               "datastores": [], "backups": []}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -65,7 +65,7 @@ def _loaded(modules: set[str], library: str) -> bool:
 
 
 @pytest.mark.parametrize("args", [("instance", "list"), ("flavor", "list"), ("database", "list", "i1"),
-                                  ("user", "list", "i1")])
+                                  ("user", "list", "i1"), ("backup", "list")])
 def test_tenant_commands_import_no_server_library(args: tuple[str, ...]) -> None:
     modules = _imports_of(*args)
     assert "reddwarf.client" in modules  # the probe did run the command

@@ -76,7 +76,7 @@ def test_no_option_takes_a_secret() -> None:
     """Any local user reads /proc/*/cmdline: no tenant command has --token or an inline password."""
     from reddwarf.cli import root
 
-    for name in ("instance", "datastore", "flavor", "database", "user", "root"):
+    for name in ("instance", "datastore", "flavor", "database", "user", "root", "backup"):
         group = root.load_command(name)
         for command in group.commands.values():
             options = {opt for param in command.params for opt in param.opts}

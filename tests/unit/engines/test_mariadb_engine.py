@@ -96,10 +96,11 @@ def test_an_empty_admin_password_is_refused(engine: MariadbEngine) -> None:
         engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(""))
 
 
-def test_capabilities_are_users_and_databases_only_for_now(engine: MariadbEngine) -> None:
+def test_capabilities_are_accounts_root_and_backups(engine: MariadbEngine) -> None:
     capabilities = engine.capabilities(VERSION)
-    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT}
-    assert capabilities.backup_strategies == () and capabilities.replication_strategies == ()
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}
+    assert capabilities.backup_strategies == ("mariadb_backup", "mariadb_backup_incremental")
+    assert capabilities.replication_strategies == ()
 
 
 @pytest.mark.parametrize(

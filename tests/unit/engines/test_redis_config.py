@@ -59,7 +59,16 @@ def test_redis_conf_persists_with_rdb_and_aof_and_never_evicts() -> None:
     assert conf["appendfsync"] == "everysec"
     assert conf["save"] == "3600 1 300 100 60 10000"
     assert conf["maxmemory-policy"] == "noeviction"
-    assert conf["maxmemory"] == str(1024 * 1024 * 1024 * 75 // 100)
+    assert conf["maxmemory"] == str(1024 * 1024 * 1024 // 2)
+
+
+def test_a_snapshots_fork_has_headroom_and_is_the_oom_victim_not_the_server() -> None:
+    """Half the flavor is the dataset's, the other half the fork's copy-on-write; past it the child dies."""
+    conf = directives(config.render_redis_conf(PLACEMENT, RESOURCES))
+    assert int(conf["maxmemory"]) * 2 <= RESOURCES.memory_mb * 1024 * 1024
+    assert conf["oom-score-adj"] == "relative"
+    master, replica, child = (int(value) for value in conf["oom-score-adj-values"].strip('"').split())
+    assert child > max(master, replica)
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,8 @@ def engine() -> RedisEngine:
 
 def test_identity_and_capabilities(engine: RedisEngine) -> None:
     assert (engine.name, engine.default_port, engine.admin_user) == ("redis", 6379, "reddwarf_admin")
-    assert engine.capabilities(VERSION).offered == frozenset({Capability.USERS, Capability.ROOT})
+    assert engine.capabilities(VERSION).offered == frozenset({Capability.USERS, Capability.ROOT, Capability.BACKUP})
+    assert engine.capabilities(VERSION).backup_strategies == ("redis_rdb",)
 
 
 def test_server_runs_in_the_foreground_on_the_rendered_config(engine: RedisEngine) -> None:

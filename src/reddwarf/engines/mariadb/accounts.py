@@ -19,9 +19,10 @@ The model (Trove's MySQL model):
   tenant database, kept in step: enabling root grants every database there is, creating a database while
   root exists grants it that one, deleting a database revokes every grant on it. The operator setting
   `root_superuser` gives ALL ON *.* instead. Disabling root drops it and ends root's sessions.
-- Reddwarf's admin, `root`, `mariadb.sys`, anonymous accounts, roles and the system databases (`mysql`,
+- Reddwarf's admin, `root`, `mariadb.sys`, anonymous accounts, roles, the backup account (named after the
+  instance's OS user, `backup.ensure_backup_account`) and the system databases (`mysql`,
   `information_schema`, `performance_schema`, `sys`) are invisible: listings skip them and every method
-  given one answers as if it did not exist.
+  given one answers as if it did not exist; a tenant user may not take the backup account's name.
 """
 
 from __future__ import annotations
@@ -63,12 +64,18 @@ class MariadbAccounts:
         self._read = where
         self._write = replace(where, timeout=max(where.timeout, write_timeout))
         self._admin = where.user
+        self._os_user = where.os_user
         self._root_superuser = root_superuser
 
     # -- what is invisible ------------------------------------------------------------------------
 
     def _hidden_user(self, name: str) -> bool:
-        return name in (self._admin, ROOT_USER, SYSTEM_ACCOUNT[0], "") or "\0" in name
+        return name in (self._admin, self._os_user, ROOT_USER, SYSTEM_ACCOUNT[0], "") or "\0" in name
+
+    def _name_problem(self, name: str) -> str | None:
+        if name == self._os_user:
+            return f"The user name {name!r} is reserved."
+        return validation.user_name_problem(name)
 
     @staticmethod
     def _hidden_database(name: str) -> bool:
@@ -158,7 +165,7 @@ class MariadbAccounts:
     def create_users(self, users: Sequence[UserSpec]) -> None:
         """Create (or make match) each account, then grant it its databases; all databases must exist."""
         for index, user in enumerate(users):
-            _check(validation.user_name_problem(user.name), f"users[{index}].name")
+            _check(self._name_problem(user.name), f"users[{index}].name")
             _check(validation.host_problem(user.host), f"users[{index}].host")
             _check(validation.password_problem(user.password.reveal()), f"users[{index}].password")
         with session(self._write) as cursor:
@@ -182,7 +189,7 @@ class MariadbAccounts:
             raise NotFound("User", f"{name}@{host}")
         target = (new_name if new_name is not None else name, new_host if new_host is not None else host)
         if new_name is not None:
-            _check(validation.user_name_problem(new_name), "user.name")
+            _check(self._name_problem(new_name), "user.name")
         if new_host is not None:
             _check(validation.host_problem(new_host), "user.host")
         if new_password is not None:

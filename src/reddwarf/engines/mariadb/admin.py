@@ -5,7 +5,7 @@ the instance's OS user before PyMySQL reads the greeting, and refuses authentica
 send the password in clear text; the tenant endpoint over TCP is only pinged, without a credential
 (`ping`, see `reddwarf.engines.peer`).
 
-This module and `accounts.py` (which builds on it) are the only ones of the engine that use PyMySQL.
+This module, `accounts.py` and `backup.py` (which build on it) are the only ones of the engine that use PyMySQL.
 Identifiers are validated names in backticks (backticks doubled); a database name in a GRANT also has its `_`
 and `%` wildcards escaped, so a grant on `app_1` never covers `appX1`. Passwords travel only as client-side
 `mysql_native_password` hashes bound as parameters (`passwords.py`): the plain password never crosses the
@@ -253,11 +253,28 @@ def logs_in_without_password(priv: dict[str, Any]) -> bool:
     return False
 
 
-def secure_accounts(cursor: Cursor) -> list[str]:
+SOCKET_PLUGIN = "unix_socket"
+BACKUP_ACCOUNT_HOST = "localhost"  # with skip_name_resolve: the unix socket only, never TCP
+
+
+def socket_only(priv: dict[str, Any]) -> bool:
+    """True when an account (its `mysql.global_priv.Priv` JSON) logs in through `unix_socket` alone: only a
+    process of the OS user of the account's name passes."""
+    return priv.get("plugin") == SOCKET_PLUGIN and not priv.get("auth_or")
+
+
+def is_backup_account(user: str, host: str, priv: dict[str, Any], os_user: str | None) -> bool:
+    """The one passwordless account Reddwarf keeps: the instance's own OS user, over the socket, through
+    `unix_socket` only (`backup.ensure_backup_account` says why it is safe)."""
+    return os_user is not None and (user, host) == (os_user, BACKUP_ACCOUNT_HOST) and socket_only(priv)
+
+
+def secure_accounts(cursor: Cursor, os_user: str | None = None) -> list[str]:
     """Drop anonymous accounts and lock every other account that logs in without a password.
 
     `mariadb-install-db` makes socket-authenticated accounts that the install SQL drops; this is the
-    check that nothing of the kind survived or appeared since. Returns the accounts it changed.
+    check that nothing of the kind survived or appeared since. The one exception is the backup account of
+    `os_user` (`is_backup_account`). Returns the accounts it changed.
     """
     with refusals("list accounts"):
         cursor.execute("SELECT User, Host, Priv FROM mysql.global_priv")
@@ -270,6 +287,10 @@ def secure_accounts(cursor: Cursor) -> list[str]:
             priv = json.loads(priv_text) if priv_text else {}
         except ValueError:
             priv = {}
+        if not isinstance(priv, dict):
+            priv = {}
+        if is_backup_account(user, host, priv, os_user):
+            continue
         who = account(user, host)
         if user == "":
             with refusals(f"drop the anonymous account @{host!r}"):
@@ -353,7 +374,7 @@ def grant_database(cursor: Cursor, user: UserSpec, database: str) -> None:
 def bootstrap(spec: InstanceSpec, where: Target) -> None:
     """Secure the accounts, then create the spec's databases, users and grants; idempotent."""
     with session(where) as cursor:
-        secure_accounts(cursor)
+        secure_accounts(cursor, where.os_user)
         for database in spec.databases:
             ensure_database(cursor, database)
         for user in spec.users:

@@ -23,8 +23,9 @@ from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.mariadb import admin, config, passwords, validation
+from reddwarf.engines.mariadb import admin, backup, config, passwords, validation
 from reddwarf.engines.mariadb.accounts import MariadbAccounts
+from reddwarf.engines.mariadb.backup import MariadbBackups
 from reddwarf.engines.mariadb.discovery import VersionScanner
 from reddwarf.engines.mariadb.settings import MariadbSettings
 
@@ -59,8 +60,11 @@ class MariadbEngine:
         return self._settings
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        # Root ("enable root"), backup ("mariadb-backup") and replication are declared once implemented.
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT}))
+        # Replication is declared once implemented.
+        return Capabilities(
+            offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}),
+            backup_strategies=(backup.FULL_STRATEGY, backup.INCREMENTAL_STRATEGY),
+        )
 
     def versions(self) -> list[DatastoreVersion]:
         """The installed server (Debian's mariadb-server by default), if any; never raises."""
@@ -164,3 +168,7 @@ class MariadbEngine:
             admin.target(placement, ADMIN_USER, admin_password, timeout=self._settings.accounts_timeout),
             root_superuser=self._settings.root_superuser,
         )
+
+    def backups(self, version: DatastoreVersion) -> MariadbBackups:
+        """mariadb-backup full and incremental backups of `version`, restores and adoption (`backup`)."""
+        return MariadbBackups(self._settings, version, ADMIN_USER)

@@ -23,6 +23,13 @@ ACL_FILE = "users.acl"
 SOCKET_FILE = "redis.sock"
 PID_FILE = "redis.pid"
 LOG_FILE = "redis.log"
+RDB_FILE = "dump.rdb"
+AOF_FILE = "appendonly.aof"
+AOF_DIR = "appendonlydir"
+# A fork child (BGSAVE, AOF rewrite) is the first victim of an out-of-memory kill in the instance's cgroup,
+# never the server: values relative to the server's own oom_score_adj (raising one needs no privilege).
+OOM_SCORE_ADJ_VALUES = "0 200 800"
+DEFAULT_MAXMEMORY_PERCENT = 50
 
 DEFAULT_USER = "default"
 # What every account may reach: all keys and pub/sub channels.
@@ -131,7 +138,9 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_redis_conf(placement: Placement, resources: Resources, maxmemory_percent: int = 75) -> str:
+def render_redis_conf(
+    placement: Placement, resources: Resources, maxmemory_percent: int = DEFAULT_MAXMEMORY_PERCENT
+) -> str:
     """The server's only configuration file, passed as `redis-server <config_dir>/redis.conf`."""
     config_dir = PurePosixPath(placement.config_dir)
     pinned = pinned_settings(placement)
@@ -150,19 +159,24 @@ def render_redis_conf(placement: Placement, resources: Resources, maxmemory_perc
         ("aclfile", quote(str(config_dir / ACL_FILE))),
         ("acl-pubsub-default", "resetchannels"),
         *pinned[4:],
-        # Memory, from the flavor; a database answers OOM errors rather than evicting keys.
+        # Memory, from the flavor; a database answers OOM errors rather than evicting keys. The rest of the
+        # flavor's memory is the fork's: a BGSAVE child shares the dataset's pages until the server writes
+        # them, so a save under heavy writes can double resident memory. Should the cgroup run out anyway,
+        # the child is killed (the save fails, the backup says so), not the server.
         ("maxmemory", str(maxmemory_bytes(resources.memory_mb, maxmemory_percent))),
         ("maxmemory-policy", "noeviction"),
+        ("oom-score-adj", "relative"),
+        ("oom-score-adj-values", quote(OOM_SCORE_ADJ_VALUES)),
         # Persistence: RDB snapshots and the append-only file, both in the data directory.
         ("dir", quote(placement.data_dir)),
-        ("dbfilename", quote("dump.rdb")),
+        ("dbfilename", quote(RDB_FILE)),
         ("save", SAVE_RULES),
         ("stop-writes-on-bgsave-error", "yes"),
         ("rdbcompression", "yes"),
         ("rdbchecksum", "yes"),
         ("appendonly", "yes"),
-        ("appendfilename", quote("appendonly.aof")),
-        ("appenddirname", quote("appendonlydir")),
+        ("appendfilename", quote(AOF_FILE)),
+        ("appenddirname", quote(AOF_DIR)),
         ("appendfsync", "everysec"),
         ("aof-use-rdb-preamble", "yes"),
         ("auto-aof-rewrite-percentage", "100"),

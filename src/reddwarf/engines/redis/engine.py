@@ -20,8 +20,9 @@ from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.redis import admin, config, validation
+from reddwarf.engines.redis import admin, backup, config, validation
 from reddwarf.engines.redis.accounts import RedisAccounts
+from reddwarf.engines.redis.backup import RedisBackups
 from reddwarf.engines.redis.discovery import SERVER_BINARY, VersionScanner
 from reddwarf.engines.redis.settings import RedisSettings
 
@@ -54,8 +55,11 @@ class RedisEngine:
         return self._settings
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        # Backup ("bgsave") and replication ("replicaof") strategies are declared once implemented.
-        return Capabilities(offered=frozenset({Capability.USERS, Capability.ROOT}))
+        # Replication ("replicaof") is declared once implemented.
+        return Capabilities(
+            offered=frozenset({Capability.USERS, Capability.ROOT, Capability.BACKUP}),
+            backup_strategies=(backup.FULL_STRATEGY,),
+        )
 
     def versions(self) -> list[DatastoreVersion]:
         """Installed major.minor versions found in the configured bin dirs, ascending; never raises."""
@@ -135,3 +139,7 @@ class RedisEngine:
             version,
             root_superuser=self._settings.root_superuser,
         )
+
+    def backups(self, version: DatastoreVersion) -> RedisBackups:
+        """RDB snapshot backups of `version` with the ACL file, restores and adoption (`backup`)."""
+        return RedisBackups(self._settings, version, ADMIN_USER)

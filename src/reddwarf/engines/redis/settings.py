@@ -16,8 +16,12 @@ class RedisSettings(BaseSettings):
     - `bin_dirs`: directories searched, in order, for `redis-server` (REDDWARF_REDIS_BIN_DIRS, a JSON list;
       Debian's package puts it in /usr/bin). Where two hold the same major.minor, the first wins.
     - `maxmemory_percent`: `maxmemory` as a percentage of the flavor's RAM (REDDWARF_REDIS_MAXMEMORY_PERCENT,
-      default 75). The rest is headroom for the copy-on-write of RDB snapshots and AOF rewrites, client
-      buffers and fragmentation, so that the flavor's memory limit is not hit by the server's own forks.
+      default 50). The rest is headroom for the copy-on-write of RDB snapshots (backups) and AOF rewrites,
+      which can double resident memory when the whole dataset is written during a save, client buffers and
+      fragmentation, so that the flavor's memory limit is not hit by the server's own forks (should it be
+      anyway, `oom-score-adj` makes the fork child the one killed, not the server).
+    - `bgsave_timeout`: seconds a backup waits for the BGSAVE it asked for (REDDWARF_REDIS_BGSAVE_TIMEOUT).
+    - `tar_binary`: GNU tar, which packs the snapshot and the ACL file (REDDWARF_REDIS_TAR_BINARY).
     - `version_probe_timeout`: seconds allowed to `redis-server --version` during discovery.
     - `accounts_timeout`: seconds a live accounts call (list users, create a user, ...) may take to connect
       and per command (REDDWARF_REDIS_ACCOUNTS_TIMEOUT).
@@ -29,7 +33,9 @@ class RedisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDDWARF_REDIS_", extra="ignore")
 
     bin_dirs: list[Path] = Field(default_factory=lambda: list(DEFAULT_BIN_DIRS))
-    maxmemory_percent: int = Field(default=75, ge=10, le=90)
+    maxmemory_percent: int = Field(default=50, ge=10, le=90)
+    bgsave_timeout: float = Field(default=3600.0, gt=0)
+    tar_binary: Path = Path("/bin/tar")
     version_probe_timeout: float = Field(default=10.0, gt=0)
     accounts_timeout: float = Field(default=5.0, gt=0)
     root_superuser: bool = False
@@ -40,4 +46,11 @@ class RedisSettings(BaseSettings):
         for path in value:
             if not path.is_absolute():
                 raise ValueError(f"must hold absolute paths, got {path}")
+        return value
+
+    @field_validator("tar_binary")
+    @classmethod
+    def _absolute_binary(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {value}")
         return value

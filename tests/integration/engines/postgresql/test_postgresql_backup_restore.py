@@ -118,18 +118,19 @@ def test_a_full_backup_restores_exactly_as_the_new_instances_own_server(
     assert engine.probe(restored.placement, engine.admin_user, restored.admin)
 
 
-def test_pg15_has_no_incrementals_and_says_why(
+def test_pg15_incrementals_are_wal_based_and_its_server_archives(
     instances: Instances, engine: PostgresqlEngine, scratch_root: Path
 ) -> None:
     version = next((v for v in engine.versions() if v.name == "15"), None)
     if version is None:
         pytest.skip("PostgreSQL 15 is not installed")
     backups = engine.backups(version)
-    assert backups.strategies().incremental is None
+    assert backups.strategies().incremental == "pg_wal_incremental"
     fleet = fleet_of(instances, engine, version, scratch_root)
     source = fleet.create(spec_of("15"), FLAVOR)
-    reason = backups.incremental_blocker(source.placement, source.admin)
-    assert reason == "PostgreSQL 15 incremental backups (WAL since the parent) are not available yet"
+    # Archiving is pinned on the command line: a server started with it can take incrementals at once.
+    assert backups.incremental_blocker(source.placement, source.admin) is None
+    assert admin_sql(source, "SELECT current_setting('archive_mode')") == [("on",)]
     assert admin_sql(source, "SELECT current_setting('summarize_wal', true)") == [(None,)]
 
 
