@@ -4,7 +4,9 @@ Runs a real `reddwarf server` (the default filesystem backup target, under its s
 scratch directory under /var/tmp and a private address sub-pool. For each engine version it:
 
 1. creates an instance (flavor 4, a 5 GB volume) with a tenant user and database, and loads ~1 GB into it
-   as the tenant (PostgreSQL: the version's `pgbench -i -s 70` over TCP);
+   as the tenant over TCP: PostgreSQL, the version's `pgbench -i -s 70`; MariaDB, an InnoDB table of 7 M
+   rows of ~150 bytes (INSERT ... SELECT from `seq_1_to_N`); Redis, 1 M keys of 1000-byte values
+   (pipelined SETs);
 2. builds the raw side on the same file system (the scratch directory, beside the state directory): the
    same engine version's server, run as an unprivileged OS user, loaded with the same data the same way;
 3. takes one untimed backup on each side (the checkpoint that follows the load, and the shipping of the
@@ -12,8 +14,9 @@ scratch directory under /var/tmp and a private address sub-pool. For each engine
    - raw backup: the engine's tool with the options Reddwarf uses (`engines/*/backup.py`) as the raw user,
      piped through `zstd -1 -T2` into a file, then `sync` of that file (Reddwarf fsyncs what it stores);
    - Reddwarf backup: POST /backups until the API shows COMPLETED;
-   - raw restore: `zstd -d` of that file piped into the extraction (`tar -x`) into a new data directory,
-     then the server started on it until a first connection answers;
+   - raw restore: `zstd -d` of that file piped into the extraction (`tar -x`, `mbstream -x`), the steps
+     Reddwarf's restore plan runs after it (MariaDB: `--prepare`, `--move-back`), then the server started
+     on it until a first connection answers (Redis: PING, which answers only once the keyspace is loaded);
    - Reddwarf restore: POST /instances with `restorePoint` (the same flavor and volume) until ACTIVE; the
      restored instance and both backups are deleted before the next round (untimed).
 
@@ -25,10 +28,11 @@ the rounds' own ratios (paired: a drift of the machine's speed moves both sides 
 of the medians is in the JSON too). The last line is one JSON object with every figure (each run's too).
 
 Run as root (OS users, volumes) from a checkout with its venv (`python3 -m venv .venv &&
-.venv/bin/pip install -e '.[dev]'`), PostgreSQL 15 and 18 and zstd installed:
+.venv/bin/pip install -e '.[dev]'`), the engines (PostgreSQL 15 and 18, MariaDB 10.11 with mariadb-backup,
+Redis 7.0) and zstd installed; `--engine` runs a subset:
 
     .venv/bin/python bench/backup.py --runs 3
-    .venv/bin/python bench/backup.py --runs 1 --engine postgresql:18
+    .venv/bin/python bench/backup.py --runs 1 --engine postgresql:18 --engine redis:7.0
 
 Nothing is left behind: instances are deleted through the API, the server is stopped, and whatever a failed
 run left (processes and OS users of the bench's user prefix, mounts under the scratch directory, the raw
@@ -57,15 +61,20 @@ from typing import Any
 
 import httpx
 import psycopg
+import pymysql
+import redis
 
 SCRATCH = Path("/var/tmp/reddwarf-bench")
 RAW_USER = "rdbench-bkraw"
 USER_PREFIX = "rdbk-"
 ADDRESS_POOL = "127.0.97.0/24"
-ENGINES = ("postgresql:15", "postgresql:18")
+ENGINES = ("postgresql:15", "postgresql:18", "mariadb:10.11", "redis:7.0")
 FLAVOR = "4"
 VOLUME_GB = 5
 PGBENCH_SCALE = 70
+INNODB_ROWS = 7_000_000
+REDIS_KEYS = 1_000_000
+REDIS_VALUE = 1000
 PG_BIN = {"15": Path("/usr/lib/postgresql/15/bin"), "18": Path("/opt/reddwarf/engines/postgresql/18/bin")}
 ZSTD = ("zstd", "-1", "-T2", "-q")
 MB = 1_000_000
@@ -206,14 +215,189 @@ class Postgresql:
         return server
 
 
-Engine = Postgresql
+class Mariadb:
+    """MariaDB: one InnoDB table of ~1 GB (`INNODB_ROWS` rows of ~150 bytes, pgbench_accounts-like), filled by
+    INSERT ... SELECT from the Sequence engine's `seq_1_to_N`; `mariadb-backup --backup --stream=xbstream` as
+    Reddwarf runs it (over the unix socket, as the server's OS user); restore = `mbstream -x`, `--prepare`,
+    `--move-back`, then `mariadbd`."""
+
+    name = "mariadb"
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def tenant_body(self, password: str) -> dict[str, Any]:
+        return {"users": [{"name": "app", "password": password, "databases": [{"name": "app"}]}],
+                "databases": [{"name": "app"}]}
+
+    def load_tenant(self, host: str, port: int, password: str) -> None:
+        self._load(pymysql.connect(host=host, port=port, user="app", password=password, database="app",
+                                   autocommit=True, read_timeout=LOAD_TIMEOUT))
+
+    def _load(self, conn: pymysql.Connection) -> None:  # type: ignore[type-arg]
+        try:
+            with conn.cursor() as cur:
+                cur.execute("create table accounts (id int primary key, k int not null, filler char(120) not null)"
+                            " engine=InnoDB")
+                step = INNODB_ROWS // 10
+                for first in range(0, INNODB_ROWS, step):
+                    cur.execute(f"insert into accounts select seq, seq mod 100000, concat(md5(seq), repeat(' ', 88))"
+                                f" from seq_{first + 1}_to_{first + step}")
+        finally:
+            conn.close()
+
+    def raw_setup(self, work: Path, entry: pwd.struct_passwd) -> RawServer:
+        server = RawServer(work=work, data=work / "db", port=free_port())
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={server.data}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"], check=True,
+                       capture_output=True, **_as(entry))
+        self.raw_start(server, entry)
+        conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", password="", autocommit=True,
+                               read_timeout=LOAD_TIMEOUT)
+        with conn.cursor() as cur:
+            cur.execute("create database app")
+        conn.select_db("app")
+        self._load(conn)
+        return server
+
+    def raw_start(self, server: RawServer, entry: pwd.struct_passwd) -> None:
+        server.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={server.data}", f"--port={server.port}",
+             "--bind-address=127.0.0.1", f"--socket={server.work / 'my.sock'}", f"--pid-file={server.work / 'my.pid'}"],
+            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **_as(entry))
+        poll(lambda: self.connects(server.port), 300, 0.002)
+
+    def raw_stop(self, server: RawServer) -> None:
+        if server.proc is not None:
+            stop(server.proc)
+
+    def connects(self, port: int) -> bool:
+        try:
+            pymysql.connect(host="127.0.0.1", port=port, user="root", password="", connect_timeout=2).close()
+            return True
+        except pymysql.err.OperationalError:
+            return False
+
+    def raw_backup(self, server: RawServer, out: Path, entry: pwd.struct_passwd) -> None:
+        script = ('set -eo pipefail; t=$(mktemp -d -p "$1"); mariadb-backup --no-defaults --backup --stream=xbstream'
+                  ' --user=root --socket="$1/my.sock" --datadir="$2" --target-dir="$t/target"'
+                  ' --extra-lsndir="$t/lsn" --tmpdir="$t" 2>"$t/log" | zstd -1 -T2 -q -o "$3"; sync "$3";'
+                  ' rm -rf -- "$t"')
+        subprocess.run(["bash", "-c", script, "bash", str(server.work), str(server.data), str(out)], check=True,
+                       timeout=STEP_TIMEOUT, **_as(entry))
+
+    def raw_restore(self, artifact: Path, work: Path, entry: pwd.struct_passwd) -> RawServer:
+        server = RawServer(work=work, data=work / "db", port=free_port())
+        script = ('set -eo pipefail; s="$2/stage"; mkdir -m 0700 -- "$s" "$3";'
+                  ' zstd -dc -q -- "$1" | mbstream -x -C "$s";'
+                  ' mariadb-backup --no-defaults --prepare --target-dir="$s" --tmpdir="$2" 2>/dev/null;'
+                  ' mariadb-backup --no-defaults --move-back --target-dir="$s" --datadir="$3" 2>/dev/null;'
+                  ' rm -rf -- "$s"')
+        subprocess.run(["bash", "-c", script, "bash", str(artifact), str(work), str(server.data)], check=True,
+                       timeout=STEP_TIMEOUT, **_as(entry))
+        self.raw_start(server, entry)
+        return server
+
+
+class Redis:
+    """Redis: `REDIS_KEYS` keys of `REDIS_VALUE` bytes (hex text: zstd halves it, as it does a table), set in
+    pipelines; the raw backup does what Reddwarf's does (`ACL SAVE`, `BGSAVE` waited for, then `tar` of
+    dump.rdb and the ACL file); restore = `tar -x`, then `redis-server` until PING answers (the keyspace is
+    loaded: Redis answers LOADING until then)."""
+
+    name = "redis"
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def tenant_body(self, password: str) -> dict[str, Any]:
+        return {"users": [{"name": "app", "password": password}]}
+
+    def load_tenant(self, host: str, port: int, password: str) -> None:
+        self._load(redis.Redis(host=host, port=port, username="app", password=password, socket_timeout=60))
+
+    def _load(self, client: redis.Redis) -> None:
+        try:
+            batch = 2000
+            for first in range(0, REDIS_KEYS, batch):
+                blob = os.urandom(REDIS_VALUE // 2 * batch).hex()
+                pipe = client.pipeline(transaction=False)
+                for i in range(batch):
+                    pipe.set(f"key:{first + i}", blob[i * REDIS_VALUE:(i + 1) * REDIS_VALUE])
+                pipe.execute()
+        finally:
+            client.close()
+
+    def raw_setup(self, work: Path, entry: pwd.struct_passwd) -> RawServer:
+        server = RawServer(work=work, data=work, port=free_port())
+        (work / "users.acl").touch(mode=0o600)
+        os.chown(work / "users.acl", entry.pw_uid, entry.pw_gid)
+        self.raw_start(server, entry)
+        self._load(self._client(server.port))
+        return server
+
+    def raw_start(self, server: RawServer, entry: pwd.struct_passwd) -> None:
+        server.proc = subprocess.Popen(
+            ["redis-server", "--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(server.data),
+             "--dbfilename", "dump.rdb", "--aclfile", str(server.data / "users.acl"), "--save", "",
+             "--appendonly", "no"],
+            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **_as(entry))
+        poll(lambda: self.connects(server.port), 300, 0.002)
+
+    def raw_stop(self, server: RawServer) -> None:
+        if server.proc is not None:
+            stop(server.proc)
+
+    def _client(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=60)
+
+    def connects(self, port: int) -> bool:
+        client = self._client(port)
+        try:
+            return bool(client.ping())
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def raw_backup(self, server: RawServer, out: Path, entry: pwd.struct_passwd) -> None:
+        client = self._client(server.port)
+        try:
+            client.acl_save()
+            before = client.lastsave()
+            client.bgsave()
+            poll(lambda: self._saved(client, before), STEP_TIMEOUT, 0.01)
+        finally:
+            client.close()
+        script = 'set -eo pipefail; tar -c -f - -C "$1" dump.rdb users.acl | zstd -1 -T2 -q -o "$2"; sync "$2"'
+        subprocess.run(["bash", "-c", script, "bash", str(server.data), str(out)], check=True, timeout=STEP_TIMEOUT,
+                       **_as(entry))
+
+    def _saved(self, client: redis.Redis, before: Any) -> bool:
+        info: dict[str, Any] = client.info("persistence")  # type: ignore[assignment]
+        return (info["rdb_bgsave_in_progress"] == 0 and info["rdb_last_bgsave_status"] == "ok"
+                and client.lastsave() != before)
+
+    def raw_restore(self, artifact: Path, work: Path, entry: pwd.struct_passwd) -> RawServer:
+        server = RawServer(work=work, data=work, port=free_port())
+        script = 'set -eo pipefail; zstd -dc -q -- "$1" | tar -x -f - -C "$2"'
+        subprocess.run(["bash", "-c", script, "bash", str(artifact), str(work)], check=True, timeout=STEP_TIMEOUT,
+                       **_as(entry))
+        self.raw_start(server, entry)
+        return server
+
+
+Engine = Postgresql | Mariadb | Redis
 
 
 def engine_for(spec: str) -> Engine:
     name, _, version = spec.partition(":")
-    if name == "postgresql":
-        return Postgresql(version)
-    raise SystemExit(f"unknown engine {spec!r}: one of {', '.join(ENGINES)}")
+    kinds: dict[str, type[Postgresql] | type[Mariadb] | type[Redis]] = {
+        "postgresql": Postgresql, "mariadb": Mariadb, "redis": Redis,
+    }
+    if name not in kinds or not version:
+        raise SystemExit(f"unknown engine {spec!r}: one of {', '.join(ENGINES)}")
+    return kinds[name](version)
 
 
 # --- Reddwarf ---------------------------------------------------------------------------------------------
