@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     health_ping_interval: float = Field(default=5.0, gt=0)
     # Instances checked at once by the health observer: a hung server holds one of them until its probe times out.
     health_concurrency: int = Field(default=8, gt=0)
-    operation_deadline: float = Field(default=900.0, gt=0)
+    # The operator's cap on every operation's deadline (each kind has its own, `domain/operations.py`).
+    operation_deadline: float = Field(default=6 * 3600.0, gt=0)
     # Seconds between two looks for log files servers archived (PostgreSQL's WAL), shipped to backup storage.
     archive_ship_interval: float = Field(default=5.0, gt=0)
     # Live reads (list users, databases...) one project may have in flight at once; more answer 503 at once.

@@ -118,5 +118,9 @@ class FakeToolRun:
     def stdout(self) -> BinaryIO:
         return self._output
 
+    def output(self, piece: int, idle_timeout: float) -> Iterator[bytes]:
+        while data := self._output.read(piece):
+            yield data
+
     def finish(self, timeout: float) -> Mapping[str, bytes]:
         return {}

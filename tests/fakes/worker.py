@@ -1,7 +1,7 @@
 """A fake worker for tests of the API and the CLI that need operations to finish but no database server.
 
 It claims operations from the real store and settles them the way the reconcilers would, at once:
-instance.create -> ACTIVE and HEALTHY (ERROR with `FAULT_MESSAGE` for names starting with
+instance.create and instance.restore -> ACTIVE and HEALTHY (ERROR with `FAULT_MESSAGE` for names starting with
 `FAILING_NAME_PREFIX`), instance.delete -> deleted, backup.create -> COMPLETED with `BACKUP_BYTES` of data
 (FAILED with `BACKUP_FAULT_MESSAGE` for names starting with `FAILING_NAME_PREFIX`), backup.delete -> the
 backup and its incremental descendants deleted, anything else -> done.
@@ -55,7 +55,7 @@ class FakeWorker:
             if op is None:
                 return False
             instance = uow.instances.get(op.resource_id)
-            if instance is not None and op.kind == Kind.INSTANCE_CREATE:
+            if instance is not None and op.kind in (Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE):
                 if instance.spec.name.startswith(FAILING_NAME_PREFIX):
                     fault = Fault(message=FAULT_MESSAGE, details="", created=time.time())
                     uow.instances.record(instance.id, Observation.FAILED, FAULT_MESSAGE, generation=0, fault=fault)

@@ -6,7 +6,7 @@ written and where it is read. `workflows` holds one handler per kind (a test fai
 
 Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to a `Lane`:
 
-- `LIFECYCLE` (create, delete, restart, repair): owns the server; conflicts with every other operation on
+- `LIFECYCLE` (create, restore, delete, restart, repair): owns the server; conflicts with every other operation on
   the resource.
 - `ACCOUNTS` (databases, users, grants): conflict with the lifecycle and with each other (a tenant's
   account writes apply one at a time, in the order they were accepted). Later kinds such as a backup
@@ -36,6 +36,7 @@ ANY_HOST = "%"
 
 class Kind(StrEnum):
     INSTANCE_CREATE = "instance.create"
+    INSTANCE_RESTORE = "instance.restore"
     INSTANCE_DELETE = "instance.delete"
     INSTANCE_RESTART = "instance.restart"
     INSTANCE_REPAIR = "instance.reconcile"
@@ -161,6 +162,7 @@ class KindSpec:
 
 
 MINUTE = 60.0
+HOUR = 60 * MINUTE
 _ACCOUNT_DEADLINE = 5 * MINUTE
 
 REGISTRY: Mapping[Kind, KindSpec] = {
@@ -168,8 +170,11 @@ REGISTRY: Mapping[Kind, KindSpec] = {
     for spec in (
         # A create may build a data directory and start a cold server; a 1 GB volume takes seconds to make.
         KindSpec(Kind.INSTANCE_CREATE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Creating the instance"),
+        # A create from a backup streams, verifies and prepares the whole chain: hours for a large one.
+        KindSpec(Kind.INSTANCE_RESTORE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Restoring the instance from a backup"),
         KindSpec(Kind.INSTANCE_DELETE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Deleting the instance",
-                 supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTART, Kind.INSTANCE_REPAIR})),
+                 supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE, Kind.INSTANCE_RESTART,
+                                       Kind.INSTANCE_REPAIR})),
         KindSpec(Kind.INSTANCE_RESTART, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Restarting the instance"),
         KindSpec(Kind.INSTANCE_REPAIR, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Repairing the instance"),
         KindSpec(Kind.DATABASES_CREATE, DatabasesCreate, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Creating databases"),
@@ -180,8 +185,8 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.USERS_DELETE, UserDelete, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Deleting a user"),
         KindSpec(Kind.USERS_GRANT, Grant, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Granting database access"),
         KindSpec(Kind.USERS_REVOKE, Revoke, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Revoking database access"),
-        # A backup streams the whole data set: an hour covers ~1 TB at the tools' speed on two cores.
-        KindSpec(Kind.BACKUP_CREATE, BackupCreate, 60 * MINUTE, Lane.BACKUP, "Taking a backup"),
+        # A backup streams the whole data set (~1 TB an hour at the tools' speed on two cores).
+        KindSpec(Kind.BACKUP_CREATE, BackupCreate, 6 * HOUR, Lane.BACKUP, "Taking a backup"),
         KindSpec(Kind.BACKUP_DELETE, NoPayload, 15 * MINUTE, Lane.BACKUP_FILES, "Deleting a backup"),
         KindSpec(Kind.POOL_BUILD, NoPayload, 15 * MINUTE, Lane.POOL, "Building a warm-pool server"),
         KindSpec(Kind.POOL_DESTROY, NoPayload, 10 * MINUTE, Lane.POOL, "Destroying a warm-pool server"),

@@ -46,7 +46,7 @@ class FileSpec:
     """A file the runtime writes for the engine. `secret` files are 0600 and removed once init has run."""
 
     path: str
-    content: str
+    content: str = field(repr=False)  # a secret file's content must not reach a log through a repr
     mode: int = 0o600
     secret: bool = False
 

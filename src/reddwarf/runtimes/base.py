@@ -98,6 +98,12 @@ class ToolRun(Protocol):
     @property
     def stdout(self) -> BinaryIO: ...
 
+    def output(self, piece: int, idle_timeout: float) -> Iterator[bytes]:
+        """The tool's stdout in pieces of at most `piece` bytes, never blocking for long: it ends at EOF;
+        `LeaseLost` when the fence is cancelled; `PermanentError` after `idle_timeout` seconds without a byte,
+        or when the output goes on after the tool exited (another process holds it)."""
+        ...
+
     def finish(self, timeout: float) -> Mapping[str, bytes]:
         """Close stdin, wait for the exit; the `collect`ed files by name. `PermanentError` naming the tool,
         its exit and the tail of its stderr when it failed; `LeaseLost` when the fence killed it."""

@@ -87,6 +87,14 @@ def validate_name(name: str, field: str = "name") -> str:
     return name
 
 
+# A create from a backup is its own kind: the same steps, with a deadline for a whole chain's restore.
+CREATE_KINDS = frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE})
+
+
+def create_kind(spec: InstanceSpec) -> Kind:
+    return Kind.INSTANCE_RESTORE if spec.restore_backup_id is not None else Kind.INSTANCE_CREATE
+
+
 def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> tuple[Instance, Secret | None]:
     """Validate everything, then write the instance (status BUILD), its admin password and an
     "instance.create" operation in one unit of work. A refused request writes nothing. With
@@ -161,7 +169,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         if taken is None:
             uow.secrets.put(instance.id, ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))
         root_password = accounts.root_password_on_create(ctx, uow, instance, engine)
-        op_id = ctx.enqueue(uow, Kind.INSTANCE_CREATE, instance.id)
+        op_id = ctx.enqueue(uow, create_kind(spec), instance.id)
         uow.events.add(instance.id, "created", f"create requested ({version.datastore} {version.name})")
         if taken is not None:
             uow.events.add(instance.id, "BUILD", f"took a warm-pool server, {taken.address}:{taken.port}")
@@ -282,9 +290,9 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
         if uow.operations.active_for(instance_id):
             return
         created = any(
-            op.kind == Kind.INSTANCE_CREATE and op.state == "done" for op in uow.operations.history_for(instance_id)
+            op.kind in CREATE_KINDS and op.state == "done" for op in uow.operations.history_for(instance_id)
         )
-        kind = Kind.INSTANCE_REPAIR if created else Kind.INSTANCE_CREATE
+        kind = Kind.INSTANCE_REPAIR if created else create_kind(instance.spec)
         op_id = ctx.enqueue(uow, kind, instance_id)
         uow.events.add(instance_id, "reset_status", f"an admin asked for a reset ({kind})")
     logger.info("instance %s reset_status: %s requested; operation %s", instance_id, kind, op_id)

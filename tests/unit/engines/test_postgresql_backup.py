@@ -188,7 +188,8 @@ def test_a_postgresql_15_incremental_has_no_tool_and_restores_its_wal_into_pg_wa
     chain = [link("b-1", FULL_STRATEGY, 15), ChainLink("b-2", walbackup.STRATEGY, {"segment_bytes": 1 << 24}, {})]
     plan = PostgresqlBackups(PG15, "a").restore(PLACEMENT, chain)
     assert len(plan.extract) == 2
-    link_in, verify, apply, clean = plan.init
+    link_in, verify, disarm, apply, clean = plan.init
+    assert disarm.argv[:3] == ("rm", "-f", "--") and "/v/i/data/standby.signal" in disarm.argv
     assert link_in.argv[0] == "cp" and verify.argv[0].endswith("pg_verifybackup")
     assert "/v/i/tmp/restore/1" in apply.argv[-1] and "/v/i/data/pg_wal" in apply.argv[-1]
     assert clean.argv == ("rm", "-rf", "--", "/v/i/tmp/restore")
@@ -203,7 +204,8 @@ def test_restoring_one_full_backup_links_it_into_place_and_verifies_it() -> None
     (extract,) = plan.extract
     assert extract.as_instance and extract.stdin
     assert extract.argv[-2:] == ("/v/i/tmp/restore", "/v/i/tmp/restore/0")  # the first empties the staging area
-    link_in, verify, clean = plan.init
+    link_in, verify, disarm, clean = plan.init
+    assert "/v/i/data/recovery.signal" in disarm.argv
     assert link_in.argv[0] == "cp" and link_in.argv[-2:] == ("/v/i/tmp/restore/0", "/v/i/data")
     assert verify.argv == ("/usr/lib/postgresql/15/bin/pg_verifybackup", "/v/i/data")
     assert clean.argv == ("rm", "-rf", "--", "/v/i/tmp/restore")

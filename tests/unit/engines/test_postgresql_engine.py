@@ -83,8 +83,8 @@ def test_server_command_files_and_stop_signal(engine: PostgresqlEngine) -> None:
         # Pinned on the command line: postgresql.auto.conf (ALTER SYSTEM) cannot move the server.
         *("-c", "listen_addresses=127.0.1.7", "-c", "port=5432", "-c", "unix_socket_directories=/srv/i/sock"),
         *("-c", "unix_socket_permissions=0700", "-c", "hba_file=/srv/i/config/pg_hba.conf"),
-        *("-c", "ident_file=/srv/i/config/pg_ident.conf", "-c", "archive_mode=on"),
-        "-c", f"archive_command={wal.archive_command(PLACEMENT)}",
+        *("-c", "ident_file=/srv/i/config/pg_ident.conf", "-c", "wal_level=replica", "-c", "archive_mode=on"),
+        "-c", f"archive_command={wal.archive_command(PLACEMENT)}", "-c", "archive_library=",
     )
     assert workload.stop_signal == signal.SIGINT
     assert {f.path for f in workload.files} == {

@@ -328,6 +328,17 @@ class PostgresqlBackupRun:
 _EXTRACT = 'set -e; rm -rf -- "$1"; mkdir -p -m 0700 -- "$2"; exec tar -x -f - -C "$2"'
 
 
+def _disarm(data_dir: str) -> CommandSpec:
+    """pg_basebackup leaves the signal files out, but the tar came from a server the tenant could have
+    replaced: a restored server never starts as a standby or in archive recovery, whatever the backup held."""
+    root = PurePosixPath(data_dir)
+    return CommandSpec(
+        argv=("rm", "-f", "--", str(root / "standby.signal"), str(root / "recovery.signal"),
+              str(root / "postmaster.pid")),
+        timeout=RESTORE_COMMAND_TIMEOUT,
+    )
+
+
 class PostgresqlBackups:
     """`reddwarf.engines.base.Backups` for one PostgreSQL version (module docstring)."""
 
@@ -406,7 +417,7 @@ class PostgresqlBackups:
         # consistent parsed with pg_waldump: a backup that would not start is refused here, before any server.
         verify = CommandSpec(argv=(str(self._bin / "pg_verifybackup"), data_dir), timeout=RESTORE_COMMAND_TIMEOUT)
         clean = CommandSpec(argv=("rm", "-rf", "--", str(root)), timeout=RESTORE_COMMAND_TIMEOUT)
-        return RestorePlan(extract=extract, init=(into_place, verify, clean))
+        return RestorePlan(extract=extract, init=(into_place, verify, _disarm(data_dir), clean))
 
     def _restore_wal(
         self, root: PurePosixPath, staged: list[str], extract: tuple[ToolSpec, ...], data_dir: str,
@@ -420,6 +431,7 @@ class PostgresqlBackups:
             CommandSpec(argv=("cp", "-a", "--link", "--no-target-directory", staged[0], data_dir),
                         timeout=RESTORE_COMMAND_TIMEOUT),
             CommandSpec(argv=(str(self._bin / "pg_verifybackup"), data_dir), timeout=RESTORE_COMMAND_TIMEOUT),
+            _disarm(data_dir),
             CommandSpec(argv=("sh", "-c", script), timeout=RESTORE_COMMAND_TIMEOUT),
             CommandSpec(argv=("rm", "-rf", "--", str(root)), timeout=RESTORE_COMMAND_TIMEOUT),
         ))

@@ -89,8 +89,11 @@ def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
         ("ident_file", str(config_dir / IDENT_FILE)),
         # WAL archiving into the instance's own directory, shipped by the control plane (`wal`): pinned,
         # so that no tenant setting stops it or runs another command.
+        ("wal_level", "replica"),
         ("archive_mode", "on"),
         ("archive_command", wal.archive_command(placement)),
+        # PostgreSQL 15 and later: a library would take precedence over the command.
+        ("archive_library", ""),
     ]
 
 

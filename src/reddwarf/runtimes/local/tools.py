@@ -18,8 +18,10 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +35,10 @@ from reddwarf.runtimes.local.paths import InstanceLayout
 log = logging.getLogger(__name__)
 
 COLLECT_LIMIT = 16 << 20
+# How often `output()` looks at the fence and the tool between reads, and how long a tool's output may go on
+# after the tool exited.
+POLL_MS = 250
+EXIT_GRACE = 5.0
 _STDERR_TAIL = 64 << 10
 _TAIL_LINES = 20
 
@@ -56,8 +62,14 @@ class _StderrTail:
                     self._size -= len(self._kept.popleft())
 
     def close(self, timeout: float = 5.0) -> None:
-        """Once the child is gone: let the drain reach EOF, then close the pipe (else it leaks, unclosed)."""
+        """Once the child is gone: let the drain reach EOF, then close the pipe (else it leaks, unclosed). A
+        pipe some other process still holds open (a tenant's process can take a copy of a descriptor of a tool
+        of its own OS user) never reaches EOF: it is left to its daemon thread, never waited on (closing a
+        reader another thread is blocked in would block too)."""
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("a tool's stderr is still held open by another process; not waiting for it")
+            return
         with contextlib.suppress(OSError):
             self._pipe.close()
 
@@ -130,6 +142,41 @@ class LocalToolRun:
 
     def close_stderr(self) -> None:
         self._stderr.close()
+
+    def output(self, piece: int, idle_timeout: float) -> Iterator[bytes]:
+        """The tool's stdout, read from its descriptor without ever blocking for long: the fence is checked
+        between reads (a lost lease ends it), `idle_timeout` seconds without a byte fail it, and so does an
+        output that goes on more than `EXIT_GRACE` seconds after the tool exited (another process, which a
+        tenant can make of its own OS user's tool, holds the pipe open)."""
+        stdout = self._child.stdout
+        assert stdout is not None
+        fd = stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        fence = fencing.current()
+        last = time.monotonic()
+        exited: float | None = None
+        while True:
+            fence.check()
+            if poller.poll(POLL_MS):
+                data = os.read(fd, piece)
+                if not data:
+                    return
+                last = time.monotonic()
+                yield data
+                continue
+            now = time.monotonic()
+            if exited is None and self._child.poll() is not None:
+                exited = now
+            if exited is not None and now - exited > EXIT_GRACE:
+                raise PermanentError(
+                    f"{self.name} of instance {self._instance_id} exited but its output did not end: another "
+                    "process holds it open"
+                )
+            if now - last > idle_timeout:
+                raise PermanentError(
+                    f"{self.name} of instance {self._instance_id} wrote nothing for {idle_timeout:g} seconds"
+                )
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from reddwarf.domain.backup import Backup, BackupPhase, BackupStatus
@@ -215,6 +215,10 @@ class ArchivedLogRepository:
         else:
             row.key, row.size_bytes, row.manifest, row.shipped_at = key, size_bytes, manifest, now()
         self._session.flush()
+
+    def forget(self, instance_id: str) -> None:
+        """The instance is gone, and its shipped archive with it."""
+        self._session.execute(delete(ArchivedLogRow).where(ArchivedLogRow.instance_id == instance_id))
 
     def names(self, instance_id: str) -> builtins.list[str]:
         query = select(ArchivedLogRow.name).where(ArchivedLogRow.instance_id == instance_id)

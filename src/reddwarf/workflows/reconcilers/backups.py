@@ -22,7 +22,7 @@ from typing import Any
 from reddwarf import fencing
 from reddwarf.domain.backup import SOURCE_ADMIN_SECRET, Backup, BackupPhase, BackupResult, BackupStatus, ParentBackup
 from reddwarf.domain.conditions import Observation
-from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import BackupCreate, Kind, payload_of
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
@@ -44,8 +44,17 @@ DELETE = Kind.BACKUP_DELETE
 PROGRESS_EVERY = 1.0
 # Read size from the tool's stdout.
 PIECE = 1 << 20
-# How long a tool may take to exit once its stdout has ended.
+# How long a tool may take to exit once its stdout has ended; how long it may write nothing at all.
 TOOL_EXIT_TIMEOUT = 300.0
+TOOL_IDLE_TIMEOUT = 600.0
+GIB = 1 << 30
+
+
+def _stream_limit(instance: Instance) -> int:
+    """The most a backup's stream may hold: twice the instance's volume (a tool's stream is the files on it,
+    plus some WAL or framing), and never less than a GiB more than it."""
+    volume = instance.spec.volume_size_gb * GIB
+    return max(2 * volume, volume + GIB)
 
 
 def prefix_of(backup: Backup) -> str:
@@ -138,8 +147,8 @@ class CreateBackup:
         try:
             if run.tool is None:  # WAL-based: what the server archived, shipped first
                 if archive.ArchiveShipper(deps, fencing.current().tag).ship(instance) is None:
-                    raise TemporaryError("The instance's archived logs are being shipped; the backup goes on next.",
-                                         delay=1.0)
+                    raise NotYet("the instance's archived logs are being shipped; the backup goes on next",
+                                 delay=1.0)
                 pieces = run.pieces(archive.shipped_names(deps, instance.id))
                 for piece in archive.stream_pieces(deps, instance.id, pieces):
                     run.observe(piece)
@@ -147,11 +156,16 @@ class CreateBackup:
                     report(writer.raw_bytes, BackupPhase.STREAMING)
                 collected: Mapping[str, bytes] = {}
             else:
+                limit = _stream_limit(instance)
                 with deps.runtime.open_tool(placement, run.tool) as tool:
-                    stdout = tool.stdout
-                    while piece := stdout.read1(PIECE) if hasattr(stdout, "read1") else stdout.read(PIECE):
+                    for piece in tool.output(PIECE, TOOL_IDLE_TIMEOUT):
                         run.observe(piece)
                         writer.write(piece)
+                        if writer.raw_bytes > limit:
+                            raise PermanentError(
+                                f"The backup stream passed {limit} bytes, more than the instance's volume can "
+                                "hold: something other than the database's files is being read."
+                            )
                         report(writer.raw_bytes, BackupPhase.STREAMING)
                     collected = tool.finish(TOOL_EXIT_TIMEOUT)
             report(writer.raw_bytes, BackupPhase.FINISHING, force=True)

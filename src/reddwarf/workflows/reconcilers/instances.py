@@ -22,17 +22,20 @@ from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers import pool, restore
+from reddwarf.workflows.reconcilers import archive, pool, restore
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 
 log = logging.getLogger(__name__)
 
 CREATE = Kind.INSTANCE_CREATE
+RESTORE = Kind.INSTANCE_RESTORE
 DELETE = Kind.INSTANCE_DELETE
 RESTART = Kind.INSTANCE_RESTART
 REPAIR = Kind.INSTANCE_REPAIR
 SOCKET_HOSTS = frozenset({"%", "localhost"})
+# Seconds a restored server's first start is waited for in place (it replays WAL or loads a snapshot).
+RESTORE_START_HOLD = 30.0
 # Seconds a login-free ping of the tenant endpoint waits for an answer (part of health's detection bound).
 PING_TIMEOUT = 2.0
 
@@ -155,7 +158,8 @@ class CreateInstance:
         if restoring is not None:
             # The restored server knows its source's admin password until `adopt` rotates it to this one's.
             source = restore.source_admin(deps, restoring)
-            start_server(ctx, deps, instance.spec, instance.id, placement, admin, alternate=source)
+            start_server(ctx, deps, instance.spec, instance.id, placement, admin, alternate=source,
+                         hold=RESTORE_START_HOLD)
             version = deps.version_for(instance.spec)
             ctx.step("adopt", lambda: engine.backups(version).adopt(placement, source, admin))
         elif not warm or ctx.op.attempts > 1 or "start" in ctx.journal:
@@ -214,8 +218,15 @@ class DeleteInstance:
             held = uow.addresses.get(instance.id)
         placement = deps.runtime.placement(instance.runtime_id, *(held or ("", 0)))
         ctx.store_step("shutdown", _record(instance, Observation.DELETING, "deleting"))
-        ctx.step("destroy", lambda: deps.runtime.destroy(placement))
+        ctx.step("destroy", lambda: self._destroy(instance, placement))
         ctx.step("forget", lambda: self._forget(instance.id))
+
+    def _destroy(self, instance: Instance, placement: Placement) -> None:
+        """Everything of the instance on the host, and the WAL it archived to backup storage (its backups
+        keep what they took of it: they outlive it)."""
+        self.deps.runtime.destroy(placement)
+        if self.deps.backups is not None:
+            self.deps.backups.storage.delete_prefix(archive.archive_prefix(instance))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -226,6 +237,7 @@ class DeleteInstance:
             uow.secrets.delete_owner(instance_id)
             uow.instances.mark_deleted(instance_id)
             uow.reservations.release(instance_id)  # its volume is gone: the host's storage is free again
+            uow.archived_logs.forget(instance_id)
             uow.events.add(instance_id, "DELETED", "instance deleted")
 
 
@@ -273,8 +285,10 @@ class RepairInstance:
 def handlers(
     deps: ReconcilerDeps, warm_pool: PoolTarget | None = None
 ) -> dict[str, CreateInstance | DeleteInstance | RestartInstance | RepairInstance]:
+    create = CreateInstance(deps, warm_pool)
     return {
-        CREATE: CreateInstance(deps, warm_pool),
+        CREATE: create,
+        RESTORE: create,
         DELETE: DeleteInstance(deps),
         RESTART: RestartInstance(deps),
         REPAIR: RepairInstance(deps),

@@ -8,7 +8,7 @@ from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.instance import Endpoint, InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
-from reddwarf.workflows.kernel.context import OperationContext, StepResult
+from reddwarf.workflows.kernel.context import WAIT_IN_PLACE, OperationContext, StepResult
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
 OBSERVE_EVERY = 0.25
@@ -40,7 +40,7 @@ def allocate_address(
 
 def start_server(
     ctx: OperationContext, deps: ReconcilerDeps, spec: InstanceSpec, owner_id: str, placement: Placement,
-    password: Secret | None = None, alternate: Secret | None = None,
+    password: Secret | None = None, alternate: Secret | None = None, hold: float = WAIT_IN_PLACE,
 ) -> None:
     """The steps `start` (start the server; idempotent) and `answers`: wait, within `ready_timeout`, until
     the admin logs in over the instance's unix socket (its server checked to run as the instance's OS user)
@@ -51,7 +51,9 @@ def start_server(
 
     `owner_id` holds the admin password (the instance, or the warm-pool slot being built), unless the
     caller already read it (`password`). `alternate`: another admin password that also counts as an answer
-    (a restored server knows its source's until the create's `adopt` step rotates it)."""
+    (a restored server knows its source's until the create's `adopt` step rotates it). `hold`: how long the
+    wait looks in place before it frees the worker (a restored server replays or loads its data first: each
+    requeue would notice it up to a couple of seconds late)."""
     admin = password if password is not None else deps.admin_password(owner_id)
     engine = deps.engine_for(spec)
 
@@ -79,6 +81,6 @@ def start_server(
 
     ctx.step("start", launch)
     ctx.wait_until(
-        "answers", answers, timeout=deps.ready_timeout, rewind=("start",),
+        "answers", answers, timeout=deps.ready_timeout, rewind=("start",), hold=hold,
         expired=f"The database server did not answer within {deps.ready_timeout:.0f} seconds.",
     )
