@@ -28,16 +28,9 @@ from reddwarf.cli.tenant import (
     ProjectOption,
     StateDirOption,
     TokenFileOption,
-    resolve_connection,
+    connected,
 )
-from reddwarf.client import (
-    Backup,
-    BackupFailed,
-    ReddwarfAPIError,
-    ReddwarfClient,
-    ReddwarfConnectionError,
-    WaitTimeout,
-)
+from reddwarf.client import Backup
 from reddwarf.client.backups import BackupsClient
 
 if TYPE_CHECKING:
@@ -58,32 +51,10 @@ TimeoutOption = Annotated[float, typer.Option("--timeout", min=1.0, help="Second
 def _backups(
     endpoint: str, token_file: Path | None, project: str | None, state_dir: Path
 ) -> Iterator[BackupsClient]:
-    """The backups client for one command; API and connection errors, failed backups and timeouts become
-    exit code 1 with the message on stderr."""
-    endpoint, secret, project = resolve_connection(endpoint, token_file, project, state_dir)
-    try:
-        client = ReddwarfClient(endpoint, secret, project)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
-    with client, _errors_exit():
+    """The backups client for one command (`tenant.connected`: errors, failed backups and timeouts become exit
+    code 1 with the message on stderr)."""
+    with connected(endpoint, token_file, project, state_dir) as client:
         yield client.backups
-
-
-@contextmanager
-def _errors_exit() -> Iterator[None]:
-    try:
-        yield
-    except ReddwarfAPIError as exc:
-        output.print_error(f"Error ({exc.status} {exc.fault_name}): {exc.message}")
-        raise typer.Exit(1) from exc
-    except BackupFailed as exc:
-        output.print_error(f"Error: {exc}")
-        if exc.backup.fault is not None and exc.backup.fault.details:
-            output.print_error(exc.backup.fault.details)
-        raise typer.Exit(1) from exc
-    except (ReddwarfConnectionError, WaitTimeout) as exc:
-        output.print_error(f"Error: {exc}")
-        raise typer.Exit(1) from exc
 
 
 # -- rendering ----------------------------------------------------------------------------------------

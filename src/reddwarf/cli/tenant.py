@@ -24,6 +24,7 @@ import typer
 
 from reddwarf.cli import output
 from reddwarf.client import (
+    BackupFailed,
     Flavor,
     InstanceFaulted,
     ReddwarfAPIError,
@@ -160,10 +161,11 @@ def _read_state_file(path: Path) -> str | None:
 
 
 @contextmanager
-def _client(
+def connected(
     endpoint: str, token_file: Path | None, project: str | None, state_dir: Path
 ) -> Iterator[ReddwarfClient]:
-    """A connected client for one command; API and connection errors become exit code 1."""
+    """A connected client for one command; API and connection errors, faults and timeouts of waits become
+    exit code 1 with the message on stderr."""
     endpoint, secret, project = resolve_connection(endpoint, token_file, project, state_dir)
     try:
         client = ReddwarfClient(endpoint, secret, project)
@@ -184,6 +186,11 @@ def _errors_exit() -> Iterator[None]:
         output.print_error(f"Error: {exc}")
         if exc.instance.fault is not None and exc.instance.fault.details:
             output.print_error(exc.instance.fault.details)
+        raise typer.Exit(1) from exc
+    except BackupFailed as exc:
+        output.print_error(f"Error: {exc}")
+        if exc.backup.fault is not None and exc.backup.fault.details:
+            output.print_error(exc.backup.fault.details)
         raise typer.Exit(1) from exc
     except (ReddwarfConnectionError, WaitTimeout) as exc:
         output.print_error(f"Error: {exc}")
@@ -284,7 +291,7 @@ def create_instance(
     """Create a database instance, empty or restored from a backup (--backup); with --wait, wait until it is
     ACTIVE (exit 1 if it fails)."""
     users = [parse_user_option(value) for value in user or ()]
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         user_requests = _users_with_passwords(users, database or (), password_stdin)
         instance = client.create_instance(
             name,
@@ -317,7 +324,7 @@ def list_instances(
     json_output: JsonOption = False,
 ) -> None:
     """List the project's instances (every page, unless --limit or --marker is given)."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         single_page = limit is not None or marker is not None
         instances = client.list_instances(limit, marker, all=not single_page)
         if json_output:
@@ -337,7 +344,7 @@ def show_instance(
     json_output: JsonOption = False,
 ) -> None:
     """Show one instance, with its fault when the last operation failed."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         instance = client.get_instance(instance_id)
         if json_output:
             output.print_json(instance.wire())
@@ -358,7 +365,7 @@ def delete_instance(
     json_output: JsonOption = False,
 ) -> None:
     """Delete an instance and its data. With --json, prints {"id", "action", "accepted", "deleted"}."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         client.delete_instance(instance_id)
         if wait:
             with output.wait_display("Deleting", instance_id) as display:
@@ -382,7 +389,7 @@ def restart_instance(
     json_output: JsonOption = False,
 ) -> None:
     """Restart the database server of an ACTIVE instance."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         client.restart_instance(instance_id)
         if json_output:
             output.print_json(_accepted(instance_id, "restart"))
@@ -402,7 +409,7 @@ def rename_instance(
     json_output: JsonOption = False,
 ) -> None:
     """Rename an instance."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         client.rename_instance(instance_id, name)
         if json_output:
             output.print_json(_accepted(instance_id, "rename", name=name))
@@ -420,7 +427,7 @@ def list_datastores(
     json_output: JsonOption = False,
 ) -> None:
     """List the datastores and their versions."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         datastores = client.list_datastores()
         if json_output:
             output.print_json([datastore.wire() for datastore in datastores])
@@ -439,7 +446,7 @@ def list_datastore_versions(
     json_output: JsonOption = False,
 ) -> None:
     """List the versions of one datastore."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         versions = client.list_datastore_versions(datastore)
         if json_output:
             output.print_json([version.wire() for version in versions])
@@ -457,7 +464,7 @@ def list_flavors(
     json_output: JsonOption = False,
 ) -> None:
     """List the flavors."""
-    with _client(endpoint, token_file, project, state_dir) as client:
+    with connected(endpoint, token_file, project, state_dir) as client:
         flavors = client.list_flavors()
         if json_output:
             output.print_json([flavor.wire() for flavor in flavors])

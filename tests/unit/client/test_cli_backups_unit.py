@@ -36,7 +36,6 @@ def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     def make_client(endpoint: str, token: Any, project_id: str) -> ReddwarfClient:
         return ReddwarfClient(endpoint, token, project_id, poll_interval=0.01, transport=httpx.MockTransport(fake))
 
-    monkeypatch.setattr(backups_cli, "ReddwarfClient", make_client)
     monkeypatch.setattr(tenant, "ReddwarfClient", make_client)
     monkeypatch.setenv("REDDWARF_ENDPOINT", ENDPOINT)
     monkeypatch.setenv("REDDWARF_TOKEN", TOKEN)
