@@ -2,7 +2,8 @@
 backup and restore workflows (storage, artifacts, steps, statuses) run without a database server.
 
 `FakeBackups.dumped` is what the fake tool writes to stdout (the `FakeRuntime` plays it); `adopted` records
-the credential rotations asked for; `blocker` is what `incremental_blocker` answers.
+the credential rotations asked for; `blocker` is what `incremental_blocker` answers; `archive_spec` is
+where its servers archive (None: nowhere).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class FakeBackups:
     blocker: str | None = None
     adopted: list[tuple[str, str]] = field(default_factory=list)
     runs: list[FakeBackupRun] = field(default_factory=list)
+    archive_spec: ArchiveSpec | None = None
 
     def strategies(self) -> BackupStrategies:
         if self.incremental:
@@ -74,7 +76,7 @@ class FakeBackups:
         return run
 
     def archive(self, placement: Placement) -> ArchiveSpec | None:
-        return None
+        return self.archive_spec
 
     def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan:
         extract = tuple(

@@ -7,7 +7,9 @@ what was dumped; a corrupted, truncated or missing artifact fails the restore wi
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,15 @@ from test_api_accounts_support import AccountsApi, build_accounts_api
 from tests.fakes.backups import EXTRACT
 from tests.fakes.engines import AccountsEngine
 
+from reddwarf.domain.backup import ArchivePiece, ArchiveSpec
 from reddwarf.domain.capabilities import Capability
-from reddwarf.domain.conditions import Observation
+from reddwarf.domain.conditions import Observation, Reason
+from reddwarf.domain.errors import TemporaryError
+from reddwarf.domain.status import ConditionType
 from reddwarf.storage.artifact import ArtifactOptions, Manifest
 from reddwarf.storage.filesystem import FilesystemStorage
 from reddwarf.workflows.kernel.worker import Worker
+from reddwarf.workflows.reconcilers.archive import ArchiveShipper, shipped_names, stream_pieces
 from reddwarf.workflows.reconcilers.deps import BackupFiles
 from reddwarf.workflows.worker import handlers
 
@@ -257,3 +263,56 @@ def test_a_backup_outlives_its_instance(acc: AccountsApi) -> None:
     assert acc.api.delete(f"/instances/{iid}").status_code == 202
     acc.drain()
     assert acc.api.get(f"/backups/{full['id']}").json()["backup"]["status"] == "COMPLETED"
+
+
+def _archiving(acc: AccountsApi) -> tuple[str, Any]:
+    engine = acc.engines["postgresql"]
+    engine.fake_backups.archive_spec = ArchiveSpec("/nonexistent/archive", r"[0-9A-F]{24}", 1 << 20)
+    iid = acc.active_instance()
+    runtime: Any = acc.deps.runtime
+    return iid, runtime
+
+
+def _instance(acc: AccountsApi, iid: str) -> Any:
+    with acc.api.db.unit_of_work(write=False) as uow:
+        return uow.instances.get(iid)
+
+
+def test_the_shipper_moves_archived_segments_to_storage_and_streams_pieces_back(acc: AccountsApi) -> None:
+    iid, runtime = _archiving(acc)
+    segment = "000000010000000000000004"
+    runtime.archive[iid] = {segment: bytes(range(256)) * 64, "000000010000000000000004.part": b"half",
+                            "junk": b"x"}
+    shipper = ArchiveShipper(acc.deps, "test")
+    assert shipper.ship(_instance(acc, iid)) == 1
+    assert sorted(runtime.archive[iid]) == ["000000010000000000000004.part", "junk"]  # only finished ones go
+    assert shipped_names(acc.deps, iid) == [segment]
+    stream = b"".join(stream_pieces(acc.deps, iid, [ArchivePiece(segment, 256, 1024)]))
+    with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+        (member,) = archive.getmembers()
+        assert member.name == f"{segment}.256"
+        assert archive.extractfile(member).read() == (bytes(range(256)) * 64)[256:1024]  # type: ignore[union-attr]
+
+
+def test_an_archive_that_cannot_ship_degrades_the_instance_until_it_ships_again(
+    acc: AccountsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iid, runtime = _archiving(acc)
+    runtime.archive[iid] = {"000000010000000000000005": b"wal"}
+    storage = acc.deps.backups.storage  # type: ignore[union-attr]
+
+    def refuse(key: str) -> Any:
+        raise TemporaryError("the bucket is unreachable")
+
+    monkeypatch.setattr(storage, "open_write", refuse)
+    with pytest.raises(TemporaryError):
+        ArchiveShipper(acc.deps, "test").ship(_instance(acc, iid))
+    stalled = _instance(acc, iid)
+    degraded = {c.type: c for c in stalled.conditions}[ConditionType.DEGRADED]
+    assert (degraded.status, degraded.reason) == (True, Reason.ARCHIVE_NOT_SHIPPING)
+    assert "the bucket is unreachable" in degraded.message
+    assert runtime.archive[iid]  # nothing removed that was not shipped
+    monkeypatch.undo()
+    assert ArchiveShipper(acc.deps, "test").ship(stalled) == 1
+    healthy = {c.type: c for c in _instance(acc, iid).conditions}[ConditionType.DEGRADED]
+    assert healthy.status is False

@@ -32,8 +32,9 @@ from reddwarf.workflows.reconcilers.deps import BackupFiles, ReconcilerDeps
 
 log = logging.getLogger(__name__)
 
-# How long one process may hold an instance's shipping lease without renewing it.
+# How long one process may hold an instance's shipping lease without renewing it; files shipped per look.
 LEASE_TTL = 120.0
+BATCH = 64
 # Instances whose servers are expected to archive (a server being built or deleted is left alone).
 _SHIPPING = frozenset({InstanceStatus.ACTIVE, InstanceStatus.BACKUP, InstanceStatus.REBOOT})
 
@@ -79,7 +80,8 @@ class ArchiveShipper:
             return 0
         placement = deps.placement(instance)
         pattern = re.compile(spec.pattern)
-        names = [n for n in deps.runtime.archived(placement, spec.directory) if pattern.fullmatch(n)]
+        # At most `BATCH` files per look: one instance's backlog (or a tenant's junk) never starves the others.
+        names = [n for n in deps.runtime.archived(placement, spec.directory) if pattern.fullmatch(n)][:BATCH]
         if not names:
             return 0
         lease = f"archive:{instance.id}"
@@ -89,7 +91,11 @@ class ArchiveShipper:
         shipped = 0
         try:
             for name in names:
-                data = deps.runtime.read_archived(placement, spec.directory, name, spec.max_bytes)
+                try:
+                    data = deps.runtime.read_archived(placement, spec.directory, name, spec.max_bytes)
+                except PermanentError as exc:  # not a regular file, too large: it would block every later one
+                    self._stalled(instance, f"archived log {name} cannot be read: {exc.message}")
+                    raise
                 try:
                     manifest = _store(deps.backups, archive_prefix(instance) + name, data)
                 except (TemporaryError, PermanentError, OSError) as exc:

@@ -146,7 +146,10 @@ class CreateBackup:
         writer = ArtifactWriter(files.storage, key, files.options, files.keyring)
         try:
             if run.tool is None:  # WAL-based: what the server archived, shipped first
-                if archive.ArchiveShipper(deps, fencing.current().tag).ship(instance) is None:
+                shipper = archive.ArchiveShipper(deps, fencing.current().tag)
+                while (shipped := shipper.ship(instance)) == archive.BATCH:
+                    fencing.current().check()
+                if shipped is None:
                     raise NotYet("the instance's archived logs are being shipped; the backup goes on next",
                                  delay=1.0)
                 pieces = run.pieces(archive.shipped_names(deps, instance.id))
