@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+
 from reddwarf.client import UserRequest
 from reddwarf.client.http import ReddwarfClient
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
@@ -103,4 +105,43 @@ def test_no_secret_on_a_command_line_and_no_backup_readable_by_an_instance_user(
                 client.delete_instance(instance_id)
             for instance_id in [source.id, *restored]:
                 client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+            client.backups.delete_backup(full.id)
+
+
+def test_a_postgresql_15_incremental_is_the_wal_since_its_parent_and_small(
+    reddwarf: ReddwarfProcesses, unique_name: str
+) -> None:
+    """~100 MB table; 1 % new rows and a contiguous 1 % of the keys updated: the WAL-based incremental's
+    uncompressed size is at most 20 % of its parent's (the block-level ones are asserted per engine in
+    tests/integration/engines)."""
+    with reddwarf.tenant() as client:
+        created = client.create_instance(
+            unique_name, "1", 2, datastore="postgresql", version="15", databases=["app"],
+            users=[UserRequest(name="alice", password=Secret(PASSWORD), databases=("app",))],
+        )
+        source = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
+        assert source.address is not None
+        rows = 1_000_000
+
+        def sql(statement: str) -> None:
+            with psycopg.connect(host=source.address, port=5432, user="alice", password=PASSWORD, dbname="app",
+                                 autocommit=True, connect_timeout=5) as conn:
+                conn.execute(statement)
+
+        try:
+            sql("create table t (id int primary key, v text)")
+            sql(f"insert into t select g, md5(g::text) from generate_series(1, {rows}) g")
+            full = client.backups.wait_for_backup(client.backups.create_backup("full", source.id).id, timeout=300)
+            sql(f"insert into t select g, md5(g::text) from generate_series({rows + 1}, {rows + rows // 100}) g")
+            sql(f"update t set v = v || 'x' where id between 400000 and {400000 + rows // 100 - 1}")
+            step = client.backups.create_backup("inc", source.id, incremental=True)
+            incremental = client.backups.wait_for_backup(step.id, timeout=300)
+            assert full.uncompressed_size is not None and incremental.uncompressed_size is not None
+            ratio = incremental.uncompressed_size / full.uncompressed_size
+            print(f"\n[pg15 wal incremental] full {full.uncompressed_size * 1024:.1f} MB, "
+                  f"incremental {incremental.uncompressed_size * 1024:.1f} MB ({ratio:.1%})")
+            assert ratio <= 0.20
+        finally:
+            client.delete_instance(source.id)
+            client.wait_for_delete(source.id, timeout=DELETE_TIMEOUT)
             client.backups.delete_backup(full.id)

@@ -316,3 +316,18 @@ def test_an_archive_that_cannot_ship_degrades_the_instance_until_it_ships_again(
     assert ArchiveShipper(acc.deps, "test").ship(stalled) == 1
     healthy = {c.type: c for c in _instance(acc, iid).conditions}[ConditionType.DEGRADED]
     assert healthy.status is False
+
+
+def test_a_volume_too_small_for_the_backup_is_refused_before_anything_is_built(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    full = _completed(acc, iid)
+    with acc.api.db.unit_of_work() as uow:  # as if the source had held 3.5 GB
+        record = uow.backups.get(full["id"])
+        assert record is not None
+        uow.backups.complete(full["id"], location=record.location, size_bytes=1 << 30, raw_bytes=int(3.5 * (1 << 30)),
+                             metadata=record.metadata, manifest=record.manifest)
+    before = acc.api.count("instances")
+    response = acc.api.post("/instances", {"instance": {
+        "name": "copy", "flavorRef": "1", "volume": {"size": 2}, "restorePoint": {"backupRef": full["id"]}}})
+    assert response.status_code == 400 and "volume.size" in response.text and "at least 4 GB" in response.text
+    assert acc.api.count("instances") == before
