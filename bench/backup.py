@@ -15,7 +15,9 @@ scratch directory under /var/tmp and a private address sub-pool. For each engine
      piped through `zstd -1 -T2` into a file, then `sync` of that file (Reddwarf fsyncs what it stores);
    - Reddwarf backup: POST /backups until the API shows COMPLETED;
    - raw restore: `zstd -d` of that file piped into the extraction (`tar -x`, `mbstream -x`), the steps
-     Reddwarf's restore plan runs after it (MariaDB: `--prepare`, `--move-back`), then the server started
+     Reddwarf's restore plan runs after it (MariaDB: `--prepare`, `--move-back`), a `sync -f` of what it
+     wrote (a restore is on disk before its server starts, as Reddwarf's: Redis would otherwise be the only
+     side never flushing ~1 GB; PostgreSQL flushes its data directory at start anyway), then the server started
      on it until a first connection answers (Redis: PING, which answers only once the keyspace is loaded);
    - Reddwarf restore: POST /instances with `restorePoint` (the same flavor and volume) until ACTIVE; the
      restored instance and both backups are deleted before the next round (untimed).
@@ -208,7 +210,7 @@ class Postgresql:
 
     def raw_restore(self, artifact: Path, work: Path, entry: pwd.struct_passwd) -> RawServer:
         server = RawServer(work=work, data=work / "pg", port=free_port())
-        script = 'set -eo pipefail; mkdir -m 0700 -- "$2"; zstd -dc -q -- "$1" | tar -x -f - -C "$2"'
+        script = 'set -eo pipefail; mkdir -m 0700 -- "$2"; zstd -dc -q -- "$1" | tar -x -f - -C "$2"; sync -f "$2"'
         subprocess.run(["bash", "-c", script, "bash", str(artifact), str(server.data)], check=True,
                        timeout=STEP_TIMEOUT, **_as(entry))
         self.raw_start(server, entry)
@@ -292,7 +294,7 @@ class Mariadb:
                   ' zstd -dc -q -- "$1" | mbstream -x -C "$s";'
                   ' mariadb-backup --no-defaults --prepare --target-dir="$s" --tmpdir="$2" 2>/dev/null;'
                   ' mariadb-backup --no-defaults --move-back --target-dir="$s" --datadir="$3" 2>/dev/null;'
-                  ' rm -rf -- "$s"')
+                  ' rm -rf -- "$s"; sync -f "$3"')
         subprocess.run(["bash", "-c", script, "bash", str(artifact), str(work), str(server.data)], check=True,
                        timeout=STEP_TIMEOUT, **_as(entry))
         self.raw_start(server, entry)
@@ -380,7 +382,7 @@ class Redis:
 
     def raw_restore(self, artifact: Path, work: Path, entry: pwd.struct_passwd) -> RawServer:
         server = RawServer(work=work, data=work, port=free_port())
-        script = 'set -eo pipefail; zstd -dc -q -- "$1" | tar -x -f - -C "$2"'
+        script = 'set -eo pipefail; zstd -dc -q -- "$1" | tar -x -f - -C "$2"; sync -f "$2"'
         subprocess.run(["bash", "-c", script, "bash", str(artifact), str(work)], check=True, timeout=STEP_TIMEOUT,
                        **_as(entry))
         self.raw_start(server, entry)
