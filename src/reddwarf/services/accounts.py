@@ -2,7 +2,7 @@
 
 Every use case checks, in this order and before any work: the instance is the caller's (404 otherwise,
 admins reach any), the engine offers the capability (400 naming it, e.g. databases on Redis), the instance
-is ACTIVE (422 `unprocessableEntity`, as Trove's `load_and_verify`).
+is ACTIVE, or BACKUP (422 `unprocessableEntity` otherwise, as Trove's `load_and_verify`).
 
 Reads (list and show databases and users, a user's grants, root status) go live to the engine through
 `Engine.accounts()` with the engine's own short timeout: an unreachable server is 503, a refusal 422.
@@ -442,10 +442,14 @@ def _target(
     _require(target, capability, what)
     if also is not None:
         _require(target, also, what)
-    if instance.deleting or instance.status is not InstanceStatus.ACTIVE:
+    # A backup does not stop the server: accounts can be read and written meanwhile, as in Trove.
+    if instance.deleting or instance.status not in SERVING:
         state = "DELETING" if instance.deleting else instance.status.value
         raise UnprocessableEntity(f"Instance {instance_id} is not ready (status {state}); it must be ACTIVE.")
     return target
+
+
+SERVING = frozenset({InstanceStatus.ACTIVE, InstanceStatus.BACKUP})
 
 
 _CAPABILITY_WORDS = {

@@ -331,3 +331,20 @@ def test_a_volume_too_small_for_the_backup_is_refused_before_anything_is_built(a
         "name": "copy", "flavorRef": "1", "volume": {"size": 2}, "restorePoint": {"backupRef": full["id"]}}})
     assert response.status_code == 400 and "volume.size" in response.text and "at least 4 GB" in response.text
     assert acc.api.count("instances") == before
+
+
+def test_while_a_backup_runs_account_writes_are_accepted_and_other_actions_are_422(acc: AccountsApi) -> None:
+    iid = acc.active_instance()
+    assert _backup(acc, iid).status_code == 202
+    with acc.api.db.unit_of_work() as uow:  # the reconciler's `start` step, as it writes it
+        uow.instances.record(iid, Observation.BACKING_UP, "backup running", generation=0)
+    shown = acc.api.get(f"/instances/{iid}").json()["instance"]
+    assert (shown["status"], shown["operating_status"]) == ("BACKUP", "HEALTHY")
+    assert acc.api.post(f"/instances/{iid}/databases", {"databases": [{"name": "during"}]}).status_code == 202
+    restart = acc.api.post(f"/instances/{iid}/action", {"restart": {}})
+    assert restart.status_code == 422 and "BACKUP" in restart.text
+    again = _backup(acc, iid)
+    assert again.status_code == 422
+    acc.drain()  # the account write is applied beside the backup, which completes
+    assert "during" in [d["name"] for d in acc.api.get(f"/instances/{iid}/databases").json()["databases"]]
+    assert acc.api.get(f"/instances/{iid}").json()["instance"]["status"] == "ACTIVE"
