@@ -77,7 +77,7 @@ def test_openstack_cli(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
              "the instance to go away")
 
 
-def test_troveclient_backups_and_a_restore(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
+def test_troveclient_and_the_openstack_cli_back_up_and_restore(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
     tc = trove(reddwarf)
     source = tc.instances.create(unique_name, flavor_id="1", volume={"size": 1},
                                  datastore="postgresql", datastore_version="15")
@@ -89,6 +89,15 @@ def test_troveclient_backups_and_a_restore(reddwarf: ReddwarfProcesses, unique_n
     assert shown.size > 0 and shown.datastore["type"] == "postgresql" and shown.locationRef
     assert backup.id in [b.id for b in tc.backups.list()]
     assert [b.id for b in tc.instances.backups(source.id)] == [backup.id]
+    # The OpenStack CLI sees the same backups (and takes one of its own, deleted at once).
+    assert openstack(reddwarf, "backup", "show", backup.id)["status"] == "COMPLETED"
+    assert backup.id in [b["ID"] for b in openstack(reddwarf, "backup", "list")]
+    second = openstack(reddwarf, "backup", "create", f"{unique_name}-osc", "--instance", source.id)["id"]
+    wait_for(lambda: openstack(reddwarf, "backup", "show", second)["status"] == "COMPLETED", 180,
+             "the OpenStack CLI's backup to complete")
+    openstack(reddwarf, "backup", "delete", second, output=False)
+    wait_for(lambda: second not in [b["ID"] for b in openstack(reddwarf, "backup", "list")], 60,
+             "the OpenStack CLI's backup to go away")
     copy = tc.instances.create(f"{unique_name}-copy", flavor_id="1", volume={"size": 1},
                                restorePoint={"backupRef": backup.id})
     wait_for(lambda: tc.instances.get(copy.id).status == "ACTIVE", 120, "the restore to be ACTIVE")
@@ -97,22 +106,3 @@ def test_troveclient_backups_and_a_restore(reddwarf: ReddwarfProcesses, unique_n
     tc.backups.delete(backup.id)
     wait_for(lambda: backup.id not in [b.id for b in tc.backups.list()], 60, "the backup to go away")
     wait_for(lambda: not {source.id, copy.id} & {i.id for i in tc.instances.list()}, 60, "the instances to go")
-
-
-def test_openstack_cli_backups(reddwarf: ReddwarfProcesses, unique_name: str) -> None:
-    created = openstack(reddwarf, "instance", "create", unique_name, "--flavor", "1", "--size", "1",
-                        "--datastore", "postgresql", "--datastore-version", "15")
-    instance_id = created["id"]
-    wait_for(lambda: openstack(reddwarf, "instance", "show", instance_id)["status"] == "ACTIVE", 120,
-             "the instance to be ACTIVE")
-    backup = openstack(reddwarf, "backup", "create", f"{unique_name}-b", "--instance", instance_id)
-    backup_id = backup["id"]
-    wait_for(lambda: openstack(reddwarf, "backup", "show", backup_id)["status"] == "COMPLETED", 180,
-             "the backup to complete")
-    assert backup_id in [b["ID"] for b in openstack(reddwarf, "backup", "list")]
-    openstack(reddwarf, "backup", "delete", backup_id, output=False)
-    wait_for(lambda: backup_id not in [b["ID"] for b in openstack(reddwarf, "backup", "list")], 60,
-             "the backup to go away")
-    openstack(reddwarf, "instance", "delete", instance_id, output=False)
-    wait_for(lambda: instance_id not in [i["ID"] for i in openstack(reddwarf, "instance", "list")], 60,
-             "the instance to go away")
