@@ -12,11 +12,12 @@ removed. The instance keeps serving throughout: only its status says BACKUP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reddwarf import fencing
@@ -144,33 +145,21 @@ class CreateBackup:
         run.prepare()
         report(0, BackupPhase.STREAMING, force=True)
         writer = ArtifactWriter(files.storage, key, files.options, files.keyring)
+        limit = _stream_limit(instance)
         try:
-            if run.tool is None:  # WAL-based: what the server archived, shipped first
-                shipper = archive.ArchiveShipper(deps, fencing.current().tag)
-                while (shipped := shipper.ship(instance)) == archive.BATCH:
-                    fencing.current().check()
-                if shipped is None:
-                    raise NotYet("the instance's archived logs are being shipped; the backup goes on next",
-                                 delay=1.0)
-                pieces = run.pieces(archive.shipped_names(deps, instance.id))
-                for piece in archive.stream_pieces(deps, instance.id, pieces):
+            with contextlib.ExitStack() as stack:
+                tool = None if run.tool is None else stack.enter_context(deps.runtime.open_tool(placement, run.tool))
+                source = self._archived(instance, run) if tool is None else tool.output(PIECE, TOOL_IDLE_TIMEOUT)
+                for piece in source:
                     run.observe(piece)
                     writer.write(piece)
+                    if writer.raw_bytes > limit:
+                        raise PermanentError(
+                            f"The backup stream passed {limit} bytes, more than the instance's volume can "
+                            "hold: something other than the database's files is being read."
+                        )
                     report(writer.raw_bytes, BackupPhase.STREAMING)
-                collected: Mapping[str, bytes] = {}
-            else:
-                limit = _stream_limit(instance)
-                with deps.runtime.open_tool(placement, run.tool) as tool:
-                    for piece in tool.output(PIECE, TOOL_IDLE_TIMEOUT):
-                        run.observe(piece)
-                        writer.write(piece)
-                        if writer.raw_bytes > limit:
-                            raise PermanentError(
-                                f"The backup stream passed {limit} bytes, more than the instance's volume can "
-                                "hold: something other than the database's files is being read."
-                            )
-                        report(writer.raw_bytes, BackupPhase.STREAMING)
-                    collected = tool.finish(TOOL_EXIT_TIMEOUT)
+                collected: Mapping[str, bytes] = {} if tool is None else tool.finish(TOOL_EXIT_TIMEOUT)
             report(writer.raw_bytes, BackupPhase.FINISHING, force=True)
             result: BackupResult = run.finish(collected)
             manifest = writer.close()
@@ -185,6 +174,17 @@ class CreateBackup:
         # the one a restore trusts).
         files.storage.put(f"{prefix_of(backup)}{attempt}/manifest.json", json.dumps(manifest.to_dict()).encode())
         return {"attempt": attempt, "key": key, "manifest": manifest.to_dict(), "metadata": dict(result.metadata)}
+
+    def _archived(self, instance: Instance, run: BackupRun) -> Iterator[bytes]:
+        """A WAL-based backup's stream: what the server archived, shipped first, then the run's pieces of it."""
+        deps = self.deps
+        shipper = archive.ArchiveShipper(deps, fencing.current().tag)
+        while (shipped := shipper.ship(instance)) == archive.BATCH:
+            fencing.current().check()
+        if shipped is None:
+            raise NotYet("the instance's archived logs are being shipped; the backup goes on next", delay=1.0)
+        pieces = run.pieces(archive.shipped_names(deps, instance.id))
+        return archive.stream_pieces(deps, instance.id, pieces)
 
     def _complete(
         self, uow: UnitOfWork, files: BackupFiles, instance: Instance, backup: Backup, result: StepResult,
