@@ -14,21 +14,18 @@ asked of the client's own endpoint, never followed to another host.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from reddwarf.client.accounts import Requester
-from reddwarf.client.errors import BackupFailed, ReddwarfAPIError, ReddwarfConnectionError, WaitTimeout
+from reddwarf.client.errors import BackupFailed, ReddwarfAPIError, WaitTimeout
 from reddwarf.client.http import (
     DEFAULT_WAIT_TIMEOUT,
-    _backoff,
     _list_field,
     _next_marker,
     _object_field,
-    _pause,
     _segment,
-    _transient,
+    poll,
 )
 from reddwarf.client.models import Backup, BackupPage, Fault
 
@@ -138,28 +135,21 @@ class BackupsClient:
         Raises `BackupFailed` (with the server's fault) when it reaches FAILED, `WaitTimeout` after `timeout`
         seconds, `ReddwarfAPIError` for a 4xx (404: the backup is gone). A brief outage of the API is retried.
         """
-        deadline = time.monotonic() + timeout
-        delays = _backoff(self._poll_interval if interval is None else interval)
-        last: Backup | None = None
-        last_error: Exception | None = None
-        while True:
-            try:
-                last = self.get_backup(backup_id)
-            except (ReddwarfConnectionError, ReddwarfAPIError) as exc:
-                if not _transient(exc):
-                    raise
-                last_error = exc
-                logger.warning("backup %s: API unavailable while waiting (%s); retrying", backup_id, exc)
-            else:
-                last_error = None
-                if on_progress is not None:
-                    on_progress(last)
-                if last.status == COMPLETED:
-                    return last
-                if last.status in (FAILED, DELETE_FAILED):
-                    raise BackupFailed(last)
-            if not _pause(deadline, next(delays)):
-                raise WaitTimeout(_timeout_message(backup_id, COMPLETED, timeout, last, last_error), None)
+
+        def settled(view: Backup) -> bool:
+            if on_progress is not None:
+                on_progress(view)
+            if view.status == COMPLETED:
+                return True
+            if view.status in (FAILED, DELETE_FAILED):
+                raise BackupFailed(view)
+            return False
+
+        end = poll(lambda: self.get_backup(backup_id), settled, timeout=timeout,
+                   interval=self._poll_interval if interval is None else interval, label=f"backup {backup_id}")
+        if end.view is None or end.expired:
+            raise WaitTimeout(_timeout_message(backup_id, COMPLETED, timeout, end.view, end.error), None)
+        return end.view
 
     def wait_for_backup_delete(
         self, backup_id: str, timeout: float = DEFAULT_WAIT_TIMEOUT, on_progress: ProgressCallback | None = None,
@@ -168,32 +158,23 @@ class BackupsClient:
         """Poll until the backup is gone (404). `BackupFailed` when the delete fails (DELETE_FAILED with a
         new fault). `old_fault` is the fault the backup had before the delete was asked (a delete retried
         after a DELETE_FAILED keeps showing it until it ends); by default, the one the first poll sees."""
-        deadline = time.monotonic() + timeout
-        delays = _backoff(self._poll_interval if interval is None else interval)
-        last: Backup | None = None
-        last_error: Exception | None = None
         known_fault = old_fault
-        while True:
-            try:
-                last = self.get_backup(backup_id)
-            except ReddwarfAPIError as exc:
-                if exc.status == 404:
-                    return
-                if not _transient(exc):
-                    raise
-                last_error = exc
-            except ReddwarfConnectionError as exc:
-                last_error = exc
-            else:
-                last_error = None
-                if on_progress is not None:
-                    on_progress(last)
-                if known_fault is _FIRST_POLL:
-                    known_fault = last.fault
-                elif last.status == DELETE_FAILED and last.fault is not None and last.fault != known_fault:
-                    raise BackupFailed(last)
-            if not _pause(deadline, next(delays)):
-                raise WaitTimeout(_timeout_message(backup_id, "deleted", timeout, last, last_error), None)
+
+        def settled(view: Backup) -> bool:
+            nonlocal known_fault
+            if on_progress is not None:
+                on_progress(view)
+            if known_fault is _FIRST_POLL:
+                known_fault = view.fault
+            elif view.status == DELETE_FAILED and view.fault is not None and view.fault != known_fault:
+                raise BackupFailed(view)
+            return False
+
+        end = poll(lambda: self.get_backup(backup_id), settled, timeout=timeout,
+                   interval=self._poll_interval if interval is None else interval, label=f"backup {backup_id}",
+                   until_gone=True)
+        if end.expired:
+            raise WaitTimeout(_timeout_message(backup_id, "deleted", timeout, end.view, end.error), None)
 
 
 def _timeout_message(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -237,28 +238,21 @@ class ReddwarfClient:
         Raises `InstanceFaulted` when it reaches ERROR (unless ERROR is awaited), `WaitTimeout` after
         `timeout` seconds, `ReddwarfAPIError` for a 4xx (404: the instance is gone).
         """
-        deadline = time.monotonic() + timeout
-        delays = _backoff(self.poll_interval if interval is None else interval)
-        last: Instance | None = None
-        last_error: Exception | None = None
-        while True:
-            try:
-                last = self.get_instance(instance_id)
-            except (ReddwarfConnectionError, ReddwarfAPIError) as exc:
-                if not _transient(exc):
-                    raise
-                last_error = exc
-                logger.warning("instance %s: API unavailable while waiting (%s); retrying", instance_id, exc)
-            else:
-                last_error = None
-                if on_poll is not None:
-                    on_poll(last)
-                if last.status in statuses:
-                    return last
-                if last.status == ERROR_STATUS:
-                    raise InstanceFaulted(last)
-            if not _pause(deadline, next(delays)):
-                raise WaitTimeout(_timeout_message(instance_id, statuses, timeout, last, last_error), last)
+
+        def settled(view: Instance) -> bool:
+            if on_poll is not None:
+                on_poll(view)
+            if view.status in statuses:
+                return True
+            if view.status == ERROR_STATUS:
+                raise InstanceFaulted(view)
+            return False
+
+        end = poll(lambda: self.get_instance(instance_id), settled, timeout=timeout,
+                   interval=self.poll_interval if interval is None else interval, label=f"instance {instance_id}")
+        if end.view is None or end.expired:
+            raise WaitTimeout(_timeout_message(instance_id, statuses, timeout, end.view, end.error), end.view)
+        return end.view
 
     def wait_for_delete(
         self,
@@ -269,35 +263,26 @@ class ReddwarfClient:
         interval: float | None = None,
     ) -> None:
         """Poll until the instance is gone (404); `InstanceFaulted` if a new fault appears meanwhile."""
-        deadline = time.monotonic() + timeout
-        delays = _backoff(self.poll_interval if interval is None else interval)
-        last: Instance | None = None
         first_fault: object = None
         first = True
-        last_error: Exception | None = None
-        while True:
-            try:
-                last = self.get_instance(instance_id)
-            except ReddwarfAPIError as exc:
-                if exc.status == 404:
-                    return
-                if not _transient(exc):
-                    raise
-                last_error = exc
-            except ReddwarfConnectionError as exc:
-                last_error = exc
-            else:
-                last_error = None
-                if on_poll is not None:
-                    on_poll(last)
-                if first:
-                    # An instance in ERROR before the delete keeps its old fault; only a new one is a failure.
-                    first_fault, first = last.fault, False
-                elif last.status == ERROR_STATUS and last.fault is not None and last.fault != first_fault:
-                    raise InstanceFaulted(last)
-            if not _pause(deadline, next(delays)):
-                message = _timeout_message(instance_id, ("deleted",), timeout, last, last_error)
-                raise WaitTimeout(message, last)
+
+        def settled(view: Instance) -> bool:
+            nonlocal first, first_fault
+            if on_poll is not None:
+                on_poll(view)
+            if first:
+                # An instance in ERROR before the delete keeps its old fault; only a new one is a failure.
+                first_fault, first = view.fault, False
+            elif view.status == ERROR_STATUS and view.fault is not None and view.fault != first_fault:
+                raise InstanceFaulted(view)
+            return False
+
+        end = poll(lambda: self.get_instance(instance_id), settled, timeout=timeout,
+                   interval=self.poll_interval if interval is None else interval, label=f"instance {instance_id}",
+                   until_gone=True)
+        if end.expired:
+            message = _timeout_message(instance_id, ("deleted",), timeout, end.view, end.error)
+            raise WaitTimeout(message, end.view)
 
     # Catalogue
 
@@ -397,6 +382,49 @@ def _backoff(interval: float) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, interval)
+
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class PollEnd(Generic[V]):
+    """How a `poll` ended: the view it settled on, or the resource gone (404, when waited for), or the deadline
+    passed (`expired`, with the last view and the last transient error seen)."""
+
+    view: V | None = None
+    gone: bool = False
+    expired: bool = False
+    error: Exception | None = None
+
+
+def poll(
+    fetch: Callable[[], V], settled: Callable[[V], bool], *, timeout: float, interval: float, label: str,
+    until_gone: bool = False,
+) -> PollEnd[V]:
+    """Fetch until `settled(view)` (which may raise to end the wait as a failure), at most `interval` seconds
+    apart (quicker at first), for `timeout` seconds. A brief outage of the API (`_transient`) is retried; any
+    other error propagates, except a 404 when `until_gone`, which ends the wait."""
+    deadline = time.monotonic() + timeout
+    delays = _backoff(interval)
+    last: V | None = None
+    last_error: Exception | None = None
+    while True:
+        try:
+            last = fetch()
+        except (ReddwarfConnectionError, ReddwarfAPIError) as exc:
+            if until_gone and isinstance(exc, ReddwarfAPIError) and exc.status == 404:
+                return PollEnd(gone=True)
+            if not _transient(exc):
+                raise
+            last_error = exc
+            logger.warning("%s: API unavailable while waiting (%s); retrying", label, exc)
+        else:
+            last_error = None
+            if settled(last):
+                return PollEnd(view=last)
+        if not _pause(deadline, next(delays)):
+            return PollEnd(view=last, expired=True, error=last_error)
 
 
 def _pause(deadline: float, interval: float) -> bool:
