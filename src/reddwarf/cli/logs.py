@@ -8,7 +8,10 @@ import time
 
 class _UTCFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return time.strftime(datefmt or "%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        if datefmt is not None:
+            return time.strftime(datefmt, time.gmtime(record.created))
+        # Milliseconds: the steps of one operation are often less than a second apart.
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 def configure(level: str = "INFO") -> None:

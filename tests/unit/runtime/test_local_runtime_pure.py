@@ -12,7 +12,7 @@ from reddwarf.runtimes.local.addresses import pool_candidates, routable_candidat
 from reddwarf.runtimes.local.paths import instance_key, layout
 from reddwarf.runtimes.local.processes import ServerRecord, parse_boot_time, parse_real_uid, parse_stat
 from reddwarf.runtimes.local.settings import MAX_SOCKET_PATH, LocalRuntimeSettings
-from reddwarf.runtimes.local.volumes import parse_mountinfo
+from reddwarf.runtimes.local.volumes import flush, parse_mountinfo
 
 INSTANCE = "3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b"
 
@@ -110,3 +110,12 @@ def test_mountinfo_parsing_unescapes_paths() -> None:
     assert entries[0].target == "/mnt/with space"
     assert (entries[0].source, entries[0].fstype) == ("/dev/loop3", "ext4")
     assert entries[1].fstype == "proc"
+
+
+def test_write_behind_flush_syncs_a_directory_and_names_one_it_cannot_open(tmp_path: Path) -> None:
+    (tmp_path / "data").write_bytes(b"x" * 4096)
+    flush(tmp_path)  # syncfs(2) of the file system holding it: no error
+    with pytest.raises(FileNotFoundError):
+        flush(tmp_path / "gone")
+    with pytest.raises(NotADirectoryError):
+        flush(tmp_path / "data")

@@ -29,7 +29,7 @@ from typing import BinaryIO
 from reddwarf import fencing
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.workload import WORK_DIR, ToolSpec
-from reddwarf.runtimes.local import files, launch, processes, users
+from reddwarf.runtimes.local import files, launch, processes, users, volumes
 from reddwarf.runtimes.local.paths import InstanceLayout
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,36 @@ POLL_MS = 250
 EXIT_GRACE = 5.0
 _STDERR_TAIL = 64 << 10
 _TAIL_LINES = 20
+# Seconds between two write-behind flushes of a volume an extract fills.
+WRITE_BEHIND_PAUSE = 0.5
+
+
+class _WriteBehind:
+    """Flushes the volume an extract tool fills while it runs (syncfs every `WRITE_BEHIND_PAUSE`), so most of
+    its writeback overlaps the decompression and the extract instead of waiting in the page cache for the sync
+    that ends the restore's init. Measured on a 1 GB PostgreSQL 18 restore: that sync took ~2.2 s of ~5.5 s,
+    spent after everything else; with this, ~1 s and a restore of ~4.5 s (every 0.2 s instead: the flushes
+    themselves slowed the extract by 2 s). Best effort: a failed flush stops it; the final sync still makes
+    the data durable."""
+
+    def __init__(self, volume: Path, instance_id: str) -> None:
+        self._volume = volume
+        self._instance_id = instance_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._flush, name="write-behind", daemon=True)
+        self._thread.start()
+
+    def _flush(self) -> None:
+        while not self._stop.wait(WRITE_BEHIND_PAUSE):
+            try:
+                volumes.flush(self._volume)
+            except OSError as exc:
+                log.info("instance %s: write-behind stopped: %s", self._instance_id, exc)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _StderrTail:
@@ -210,11 +240,15 @@ def open_tool(
         )
         fence = fencing.current()
         run = LocalToolRun(child, spec, work, anchor, paths.instance_id)
+        # A tool fed by the control plane as the instance's user is an extract into its volume.
+        write_behind = _WriteBehind(paths.volume_dir, paths.instance_id) if spec.as_instance and spec.stdin else None
         try:
             fence.adopt(child)
             log.info("instance %s: running %s (pid %d)", paths.instance_id, spec.description or argv[0], child.pid)
             yield run
         finally:
+            if write_behind is not None:
+                write_behind.stop()
             fence.release(child)
             if child.poll() is None:
                 fencing.kill_group(child.pid)

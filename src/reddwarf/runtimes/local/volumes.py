@@ -9,6 +9,7 @@ volume is a plain directory and usage is counted file by file.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -207,6 +208,20 @@ def release(image: Path, mountpoint: Path) -> None:
     image.unlink(missing_ok=True)
     image.with_name(image.name + ".new").unlink(missing_ok=True)
     _growing(image).unlink(missing_ok=True)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def flush(path: Path) -> None:
+    """syncfs(2) of the filesystem holding the directory `path`, in this process (OSError on failure)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs of {path}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
 
 
 def sync_filesystem(path: Path) -> None:
