@@ -3,9 +3,10 @@
 
 It writes one JSON object: `{"targets": [{"engine", "version", "runtime", "number", "declared",
 "counts": {capability: {"passed", "failed", "skipped"}}}], "selected_all": bool}`. A test counts for its
-`capability` marker; a test marked `kind:strategy` also counts for `kind`. A failed setup or teardown is a
-failure of the test's capability; a skipped test leaves it untested. Targets whose engine version is not
-installed are left out (no entry: experimental).
+`capability` marker and for the names in its `also=` (a test that proves more than one: an incremental
+chain's test restores its full backup too); a test marked `kind:strategy` also counts for `kind`. A failed
+setup or teardown is a failure of the test's capability; a skipped test leaves it untested. Targets whose
+engine version is not installed are left out (no entry: experimental).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Recorder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.targets: dict[str, Any] = {}
-        self.outcomes: dict[tuple[str, str], dict[str, str]] = {}
+        self.outcomes: dict[tuple[str, str], dict[str, Any]] = {}
         self.deselected = 0
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
@@ -45,7 +46,7 @@ class Recorder:
             return
         self.targets[target.id] = target
         key = (target.id, item.nodeid)
-        capability = str(marker.args[0])
+        capabilities = [str(marker.args[0]), *(str(name) for name in marker.kwargs.get("also", ()))]
         previous = self.outcomes.get(key, {}).get("outcome")
         if report.failed or previous == "failed":
             result = "failed"
@@ -55,16 +56,15 @@ class Recorder:
             result = "passed"
         else:
             result = previous or "pending"
-        self.outcomes[key] = {"capability": capability, "outcome": result}
+        self.outcomes[key] = {"capabilities": capabilities, "outcome": result}
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
         for (target_id, _node), record in self.outcomes.items():
             outcome = record["outcome"] if record["outcome"] in OUTCOMES else "failed"
-            names = [record["capability"]]
-            if ":" in names[0]:
-                names.append(names[0].split(":", 1)[0])
-            for name in names:
+            names = set(record["capabilities"])
+            names |= {name.split(":", 1)[0] for name in names if ":" in name}
+            for name in sorted(names):
                 per = counts[target_id].setdefault(name, dict.fromkeys(OUTCOMES, 0))
                 per[outcome] += 1
         result = {
