@@ -236,8 +236,10 @@ def ensure_user(client: CommandClient, user: UserSpec) -> bool:
 
 
 def save_acl(client: CommandClient) -> None:
-    """Write the server's ACL users to its aclfile (so they survive a restart)."""
+    """Write the server's ACL users to its aclfile (so they survive a restart), `default` as it must be
+    (`config.DEFAULT_USER_RULES`: servers made before that rule get it with their next save)."""
     try:
+        command(client, "ACL", "SETUSER", config.DEFAULT_USER, "reset", *config.DEFAULT_USER_RULES)
         command(client, "ACL", "SAVE")
     except redis.RedisError as exc:
         raise TemporaryError(f"Redis could not save its ACL file: {exc}", delay=5.0) from exc
@@ -255,12 +257,11 @@ def bootstrap(spec: InstanceSpec, where: Target) -> None:
     # Connects even without users: a server that is gone fails here, with a temporary error (a create that
     # took a warm-pool server relies on it: its first attempt skips `start`).
     with session(where) as client:
-        if not spec.users:
-            return
         pipe = client.pipeline(transaction=False)
         queue = cast(Callable[..., object], pipe.execute_command)  # redis-py leaves it untyped
         for user in spec.users:
             queue("ACL", "SETUSER", user.name, *config.user_rules(digests[user.name], config.TENANT_COMMANDS))
+        queue("ACL", "SETUSER", config.DEFAULT_USER, "reset", *config.DEFAULT_USER_RULES)
         queue("ACL", "SAVE")
         try:
             replies = pipe.execute(raise_on_error=False)
@@ -270,6 +271,7 @@ def bootstrap(spec: InstanceSpec, where: Target) -> None:
         if isinstance(reply, redis.RedisError):  # an error reply: Redis refused this user's rules
             message = masked(str(reply), digests[user.name])
             raise PermanentError(f"Redis refused to create user {user.name!r}: {message}")
-    if isinstance(replies[-1], redis.RedisError):
-        raise TemporaryError(f"Redis could not save its ACL file: {replies[-1]}", delay=5.0)
+    for reply in replies[len(spec.users):]:
+        if isinstance(reply, redis.RedisError):
+            raise TemporaryError(f"Redis could not save its ACL file: {reply}", delay=5.0)
     logger.info("redis ACL users %s set up and saved", [user.name for user in spec.users])

@@ -37,7 +37,7 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.redis import admin, config
-from reddwarf.engines.redis.admin import command, session, text
+from reddwarf.engines.redis.admin import command, save_acl, session, text
 from reddwarf.engines.redis.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class RedisBackupRun:
         """ACL SAVE, then a BGSAVE waited for (`snapshot`)."""
         with session(self._where) as client:
             try:
-                command(client, "ACL", "SAVE")
+                save_acl(client)
                 self._saved_at = snapshot(client, self._settings.bgsave_timeout)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 raise TemporaryError(f"Redis went away while taking a snapshot: {exc}") from exc
@@ -216,6 +216,7 @@ class RedisBackups:
             pipe = client.pipeline(transaction=True)
             queue = cast(Callable[..., object], pipe.execute_command)
             queue("ACL", "SETUSER", self._admin_user, *rules)
+            queue("ACL", "SETUSER", config.DEFAULT_USER, "reset", *config.DEFAULT_USER_RULES)
             queue("ACL", "SAVE")
             try:
                 pipe.execute()

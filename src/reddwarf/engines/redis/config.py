@@ -103,15 +103,24 @@ def admin_rules(password: str) -> tuple[str, ...]:
     return user_rules(password_hash(password), ADMIN_COMMANDS)
 
 
+# The `default` user: off (nobody can log in as it: no password, and a connection is never given it), yet
+# with every right. Redis 7.0 replays a MULTI/EXEC from the append-only file as `default` and checks its ACL
+# rights at EXEC: with none, every transaction (and every script's writes, which the AOF wraps in one) was
+# refused on load and lost at the next restart, the restart's log full of NOPERM. A user that is off cannot
+# be used by a client, so its rights are reachable only by the server's own replay.
+DEFAULT_USER_RULES = ("off", "resetpass", "~*", "&*", "+@all")
+
+
 def render_aclfile(admin_user: str, admin_password: str) -> str:
-    """The initial ACL file: `default` off with no password and no rights, the admin with every right.
+    """The initial ACL file: `default` off with no password (`DEFAULT_USER_RULES`), the admin with every
+    right.
 
     Redis recreates a `default` user that is on with no password when the file does not name one, so the
     file always does. Only the admin password's hash is written.
     """
     _check_acl_name(admin_user)
     lines = [
-        f"user {DEFAULT_USER} off resetpass resetkeys resetchannels -@all",
+        " ".join(("user", DEFAULT_USER, *DEFAULT_USER_RULES)),
         " ".join(("user", admin_user, *admin_rules(admin_password))),
     ]
     return "\n".join(lines) + "\n"

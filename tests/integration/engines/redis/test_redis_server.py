@@ -123,6 +123,27 @@ def test_data_survives_a_crash_through_the_append_only_file(server: Server) -> N
     assert (Path(server.placement.data_dir) / "appendonlydir").is_dir()
 
 
+def test_transactions_and_scripts_survive_a_crash_through_the_append_only_file(server: Server) -> None:
+    """The AOF holds a MULTI/EXEC (and a script's writes, which it wraps in one) replayed as `default`: Redis
+    7.0 checks that user's rights at EXEC, and a `default` without any lost them all on the restart."""
+    conn = tenant(server)
+    for i in range(50):
+        pipe = conn.pipeline(transaction=True)
+        pipe.incr("counter")
+        pipe.rpush("log", i)
+        pipe.execute()
+    conn.eval("redis.call('set', 'scripted', 'yes'); return redis.call('incr', 'counter')", 0)
+    conn.close()
+    server.restart(signal.SIGKILL)
+    conn = tenant(server)
+    assert conn.get("counter") == b"51"
+    assert conn.llen("log") == 50
+    assert conn.get("scripted") == b"yes"
+    conn.close()
+    log = Path(server.placement.log_dir, "redis.log").read_text(errors="replace")
+    assert "NOPERM" not in log
+
+
 def test_no_plain_password_on_disk_or_in_the_log(server: Server) -> None:
     # Failed logins too: nothing the server writes may hold a password.
     bad = client(server.placement, TENANT, "wrong-" + TENANT_PASSWORD)
