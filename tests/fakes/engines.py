@@ -23,7 +23,7 @@ from reddwarf.domain.errors import BadRequest, Conflict, NotFound, TemporaryErro
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.base import Accounts, Backups, Engine
+from reddwarf.engines.base import Accounts, Backups, Engine, Snapshots
 from tests.fakes.backups import FakeBackups
 
 ADMIN = "reddwarf_admin"
@@ -107,6 +107,9 @@ class FakeEngine:
 
     def backups(self, version: DatastoreVersion) -> Backups:
         return self.fake_backups
+
+    def snapshots(self, version: DatastoreVersion) -> Snapshots:
+        raise NotImplementedError("FakeEngine runs no servers")
 
 
 @dataclass

@@ -67,10 +67,11 @@ class EngineInstances:
     """Instances of one engine version on one local runtime (torn down by the `Instances` they come from)."""
 
     def __init__(
-        self, instances: Instances, engine: Engine, version: DatastoreVersion, flavor: Flavor, volume_gb: int = 1
+        self, instances: Instances, engine: Engine, version: DatastoreVersion, flavor: Flavor, volume_gb: int = 1,
+        **runtime_settings: object,
     ) -> None:
         self.instances = instances
-        self.runtime: LocalRuntime = instances.runtime()
+        self.runtime: LocalRuntime = instances.runtime(**runtime_settings)
         self.engine = engine
         self.version = version
         self.flavor = flavor
@@ -116,6 +117,28 @@ class EngineInstances:
         wait_for(lambda: self.engine.probe(placement, self.engine.admin_user, source_admin), READY_TIMEOUT,
                  f"restored instance {placement.instance_id} to answer its source's admin")
         backups.adopt(placement, source_admin, admin)
+        self.engine.bootstrap(spec, placement, admin)
+        return Running(placement, workload, admin)
+
+    def branch(self, source: Running, spec: InstanceSpec, admin: Secret | None = None) -> Running:
+        """A new instance on a snapshot of `source`'s volume taken while it runs (the runtime needs its
+        copy-on-write pool on), made its own as the branch workflow does: quiesce, snapshot, branch with the
+        engine's fix-ups, start, adopt. `spec` names no users or databases: they come with the copy."""
+        snapshot_id = secrets.token_hex(8)
+        snapshots = self.engine.snapshots(self.version)
+        with snapshots.quiesced(source.placement, source.admin):
+            self.runtime.snapshot(source.placement, snapshot_id, snapshots.carried())
+        placement = self.instances.place(self.runtime, self.engine.default_port)
+        admin = admin or Secret(secrets.token_urlsafe(24))
+        workload = self.engine.workload(spec, self.version, self.flavor, placement, admin)
+        fixed = dataclasses.replace(workload, init=snapshots.fix_ups(placement), init_files=())
+        self.runtime.branch(placement, self.resources, snapshot_id, fixed)
+        self.runtime.remove_snapshot(snapshot_id)
+        self.runtime.start(placement, workload)
+        self.started.append((placement, workload))
+        wait_for(lambda: self.engine.probe(placement, self.engine.admin_user, source.admin), READY_TIMEOUT,
+                 f"branch {placement.instance_id} to answer its source's admin")
+        self.engine.backups(self.version).adopt(placement, source.admin, admin)
         self.engine.bootstrap(spec, placement, admin)
         return Running(placement, workload, admin)
 

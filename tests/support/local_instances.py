@@ -4,6 +4,7 @@ runtime's integration tests and the engines' backup tests share it)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import pwd
 import secrets
 import subprocess
@@ -40,14 +41,19 @@ class Instances:
     def runtime(self, **overrides: object) -> LocalRuntime:
         return LocalRuntime(self.settings(**overrides))
 
-    def prepare(self, runtime: LocalRuntime, resources: Resources, port: int) -> Placement:
-        """Allocate an address the way the control plane does (first bindable, not taken), then prepare."""
+    def place(self, runtime: LocalRuntime, port: int) -> Placement:
+        """Allocate an address the way the control plane does (first bindable, not taken): a placement that
+        cleanup destroys, not prepared yet."""
         taken = {(p.address, p.port) for _, p in self.placements}
         address = next(
             a for a in runtime.address_candidates(port) if (a, port) not in taken and runtime.bindable(a, port)
         )
         placement = runtime.placement(str(uuid.uuid4()), address, port)
         self.placements.append((runtime, placement))
+        return placement
+
+    def prepare(self, runtime: LocalRuntime, resources: Resources, port: int) -> Placement:
+        placement = self.place(runtime, port)
         runtime.prepare(placement, resources)
         return placement
 
@@ -57,6 +63,10 @@ class Instances:
                 runtime.destroy(placement)
             except Exception:
                 _force_cleanup(runtime, placement)
+        pool = self.state_dir / "pool"  # a copy-on-write pool some tests turn on
+        mounted = pool.is_dir() and os.stat(pool).st_dev != os.stat(self.state_dir).st_dev
+        if mounted and subprocess.run(["umount", str(pool)], check=False, capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(pool)], check=False, capture_output=True)
         for controller in ("memory", "cpu", "pids", "unified"):
             with contextlib.suppress(OSError):
                 (Path("/sys/fs/cgroup") / controller / self.cgroup_parent).rmdir()

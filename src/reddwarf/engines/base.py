@@ -33,6 +33,7 @@ Obligations of an implementation:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from reddwarf.domain.accounts import UserInfo
@@ -49,7 +50,7 @@ from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, ToolSpec, WorkloadSpec
+from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec, WorkloadSpec
 
 
 class Engine(Protocol):
@@ -98,6 +99,8 @@ class Engine(Protocol):
     def accounts(self, placement: Placement, admin_password: Secret) -> Accounts: ...
 
     def backups(self, version: DatastoreVersion) -> Backups: ...
+
+    def snapshots(self, version: DatastoreVersion) -> Snapshots: ...
 
 
 class Accounts(Protocol):
@@ -187,6 +190,28 @@ class Backups(Protocol):
     def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan: ...
 
     def adopt(self, placement: Placement, old_admin: Secret, new_admin: Secret) -> None: ...
+
+
+class Snapshots(Protocol):
+    """How a running server of one engine version is copied by a crash-consistent snapshot of its volume
+    (the runtime freezes the filesystem and reflinks it) and made to run as the copy's own.
+
+    - `quiesced()` holds the server as ready for a snapshot as it can be for the body of the context (the
+      runtime's freeze and copy, a fraction of a second): what it wrote is on disk as far as the engine can
+      say so (PostgreSQL: a CHECKPOINT first, so the copy's crash recovery replays little), and what it needs
+      consistent across files is held (MariaDB: `BACKUP STAGE BLOCK_COMMIT`, the non-transactional tables
+      flushed). Over the unix socket, short timeouts; TemporaryError when the server does not answer.
+    - `fix_ups()` is pure: commands run as the copy's OS user in its data directory before its first start
+      (a lock file of the source's server removed). `carried()` is pure: files of the instance's config
+      directory the copy needs besides its volume (state kept beside the configuration: Redis's ACL file).
+    - A copy is made the new instance's own by `Backups.adopt`, as a restore is.
+    """
+
+    def quiesced(self, placement: Placement, admin_password: Secret) -> AbstractContextManager[None]: ...
+
+    def fix_ups(self, placement: Placement) -> tuple[CommandSpec, ...]: ...
+
+    def carried(self) -> tuple[str, ...]: ...
 
 
 class BackupRun(Protocol):

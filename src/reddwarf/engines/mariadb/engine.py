@@ -28,6 +28,7 @@ from reddwarf.engines.mariadb.accounts import MariadbAccounts
 from reddwarf.engines.mariadb.backup import MariadbBackups
 from reddwarf.engines.mariadb.discovery import VersionScanner
 from reddwarf.engines.mariadb.settings import MariadbSettings
+from reddwarf.engines.mariadb.snapshot import MariadbSnapshots
 
 DATASTORE = "mariadb"
 ADMIN_USER = "reddwarf_admin"
@@ -172,3 +173,7 @@ class MariadbEngine:
     def backups(self, version: DatastoreVersion) -> MariadbBackups:
         """mariadb-backup full and incremental backups of `version`, restores and adoption (`backup`)."""
         return MariadbBackups(self._settings, version, ADMIN_USER)
+
+    def snapshots(self, version: DatastoreVersion) -> MariadbSnapshots:
+        """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
+        return MariadbSnapshots(ADMIN_USER)

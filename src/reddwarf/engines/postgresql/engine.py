@@ -20,6 +20,7 @@ from reddwarf.engines.postgresql.accounts import PostgresqlAccounts
 from reddwarf.engines.postgresql.backup import PostgresqlBackups
 from reddwarf.engines.postgresql.discovery import VersionScanner
 from reddwarf.engines.postgresql.settings import PostgresqlSettings
+from reddwarf.engines.postgresql.snapshot import PostgresqlSnapshots
 
 DATASTORE = "postgresql"
 ADMIN_USER = "reddwarf_admin"
@@ -174,3 +175,7 @@ class PostgresqlEngine:
     def backups(self, version: DatastoreVersion) -> PostgresqlBackups:
         """Full backups with pg_basebackup; block-level incrementals where the version has them (17+)."""
         return PostgresqlBackups(version, ADMIN_USER)
+
+    def snapshots(self, version: DatastoreVersion) -> PostgresqlSnapshots:
+        """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
+        return PostgresqlSnapshots(ADMIN_USER)

@@ -25,6 +25,7 @@ from reddwarf.engines.redis.accounts import RedisAccounts
 from reddwarf.engines.redis.backup import RedisBackups
 from reddwarf.engines.redis.discovery import SERVER_BINARY, VersionScanner
 from reddwarf.engines.redis.settings import RedisSettings
+from reddwarf.engines.redis.snapshot import RedisSnapshots
 
 DATASTORE = "redis"
 ADMIN_USER = "reddwarf_admin"
@@ -143,3 +144,7 @@ class RedisEngine:
     def backups(self, version: DatastoreVersion) -> RedisBackups:
         """RDB snapshot backups of `version` with the ACL file, restores and adoption (`backup`)."""
         return RedisBackups(self._settings, version, ADMIN_USER)
+
+    def snapshots(self, version: DatastoreVersion) -> RedisSnapshots:
+        """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
+        return RedisSnapshots(ADMIN_USER)

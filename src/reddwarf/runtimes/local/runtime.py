@@ -46,10 +46,12 @@ from reddwarf.domain.workload import (
     WorkloadSpec,
 )
 from reddwarf.runtimes.base import ToolRun
-from reddwarf.runtimes.local import addresses, files, launch, processes, tools, users, volumes
+from reddwarf.runtimes.local import addresses, files, launch, processes, snapshots, tools, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
 from reddwarf.runtimes.local.exits import ExitWatcher
 from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
+from reddwarf.runtimes.local.pool import Pool
+from reddwarf.runtimes.local.pool import support as pool_support
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class LocalRuntime:
         self._reaper = processes.Reaper()
         self._cgroups = Cgroups(self._choose_cgroups(), settings.cgroup_root, settings.cgroup_parent)
         self._loop, self._loop_reason = self._choose_volumes()
+        self._pool, self._pool_reason = self._choose_pool()
         self._setpriv = launch.find_setpriv(settings.command_path)
         # Per instance: when observe() last did its slow part (volume usage, the cgroup sweep), and the usage.
         self._slow_lock = threading.Lock()
@@ -100,6 +103,21 @@ class LocalRuntime:
             raise PermanentError(f"REDDWARF_LOCAL_USE_LOOP_VOLUMES=true but {reason}")
         return available, reason
 
+    def _choose_pool(self) -> tuple[Pool | None, str]:
+        wanted = self._settings.use_cow_pool
+        if wanted == "false":
+            return None, "disabled by REDDWARF_LOCAL_USE_COW_POOL=false"
+        if not self._loop:
+            reason = f"volumes are not loop images ({self._loop_reason})"
+        else:
+            available, reason = pool_support(self._settings.pool_dir)
+            if available:
+                settings = self._settings
+                return Pool(settings.state_dir, settings.pool_dir, settings.pool_gb), reason
+        if wanted == "true":
+            raise PermanentError(f"REDDWARF_LOCAL_USE_COW_POOL=true but {reason}")
+        return None, reason
+
     @property
     def name(self) -> str:
         return "local"
@@ -115,6 +133,8 @@ class LocalRuntime:
             "volumes_detail": self._loop_reason
             if self._loop
             else f"plain directories, usage accounting only: {self._loop_reason}",
+            "volume_pool": "copy-on-write" if self._pool is not None else "none",
+            "volume_pool_detail": self._pool_reason,
             "users": "one unprivileged OS user per instance, no new privileges (setpriv --no-new-privs)",
             "pids_limit": f"{self._settings.pids_max} processes and threads per instance"
             if cgroups.mode != "none" and cgroups.pids
@@ -133,6 +153,9 @@ class LocalRuntime:
     def storage_capacity(self) -> int | None:
         """Free bytes of the file system holding the volumes, plus the bytes the volumes already take there
         (sparse images count what they have allocated; plain-directory volumes what their files take)."""
+        if self._pool is not None:
+            self._pool.ensure()
+            return self._pool.capacity()
         where = instances_dir(self._settings)
         while not where.exists():
             where = where.parent
@@ -150,7 +173,7 @@ class LocalRuntime:
         paths = layout(self._settings, instance_dir.name)
         try:
             if self._loop:
-                return paths.volume_image.stat().st_blocks * 512
+                return self._image(paths).stat().st_blocks * 512
             if volumes.mount_at(paths.volume_dir) is None and paths.volume_dir.is_dir():
                 return volumes.directory_usage(paths.volume_dir)
         except (FileNotFoundError, ValueError):
@@ -239,10 +262,25 @@ class LocalRuntime:
         log.info("prepared instance %s (user %s)", paths.instance_id, paths.os_user)
 
     def _ensure_volume(self, paths: InstanceLayout, resources: Resources) -> None:
-        if self._loop:
-            volumes.ensure(paths.volume_image, paths.volume_dir, resources.volume_gb)
-        else:
+        if not self._loop:
             self._ensure_root_dir(paths.volume_dir, 0o755)
+            return
+        if self._pool is not None:
+            self._pool.ensure()
+            # An image made before the pool was on moves into it while its volume is not mounted (`pool`).
+            if paths.volume_image.exists() and not volumes.is_mounted(paths.volume_dir):
+                self._pool.adopt(paths.volume_image, paths.instance_id)
+        image = self._image(paths)
+        if paths.init_marker.exists() and not image.exists():
+            # Never a fresh, empty filesystem under an initialised instance (the pool turned off, an image lost).
+            raise PermanentError(f"the volume image of instance {paths.instance_id} is missing ({image})")
+        volumes.ensure(image, paths.volume_dir, resources.volume_gb)
+
+    def _image(self, paths: InstanceLayout) -> Path:
+        """Where the instance's volume image is: in the pool, unless one made before the pool is still in use."""
+        if self._pool is None or paths.volume_image.exists():
+            return paths.volume_image
+        return self._pool.volume_image(paths.instance_id)
 
     # -- initialise -------------------------------------------------------------------------------
 
@@ -290,6 +328,52 @@ class LocalRuntime:
 
     def initialised(self, placement: Placement) -> bool:
         return self._layout(placement).init_marker.exists()
+
+    # -- snapshots and branches (the copy-on-write pool: `snapshots`) ------------------------------
+
+    def snapshot(self, placement: Placement, snapshot_id: str, carried: tuple[str, ...] = ()) -> None:
+        """A crash-consistent snapshot of the instance's volume (the server may run), with the files
+        `carried` of its config directory; nothing if taken."""
+        paths = self._layout(placement)
+        pool = self._require_pool()
+        pool.ensure()
+        if not pool.snapshot_image(snapshot_id).exists():
+            snapshots.carry_out(pool, paths, snapshot_id, carried)
+        snapshots.take(pool, paths, self._image(paths), snapshot_id)
+
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        pool = self._require_pool()
+        pool.ensure()
+        snapshots.remove(pool, snapshot_id)
+
+    def branch(self, placement: Placement, resources: Resources, snapshot_id: str, workload: WorkloadSpec) -> None:
+        """Prepare the instance on a copy of the snapshot instead of an empty volume, give its files to its
+        own OS user, run `workload.init` (the engine's fix-ups of a copy, as that user), and write the init
+        marker: the commit, as `initialise`'s. A re-run after the marker does nothing."""
+        paths = self._layout(placement)
+        if paths.init_marker.exists():
+            return
+        pool = self._require_pool()
+        pool.ensure()
+        snapshots.clone_into(pool, snapshot_id, pool.volume_image(paths.instance_id))
+        self.prepare(placement, resources)
+        user = users.require(paths.os_user)
+        fencing.current().confirm()
+        self._kill_user_processes(paths, user)
+        snapshots.reown(paths, user)
+        snapshots.carry_in(pool, paths, user, snapshot_id)
+        for command in workload.init:
+            self._run_init(paths, user, command, [])
+        volumes.sync_filesystem(paths.data_dir)
+        fence = fencing.current()
+        fence.confirm()
+        files.write_private(paths.init_marker, f"initialised by {fence.tag} from snapshot {snapshot_id}\n")
+        log.info("instance %s: branched from snapshot %s", paths.instance_id, snapshot_id)
+
+    def _require_pool(self) -> Pool:
+        if self._pool is None:
+            raise PermanentError(f"this host keeps no volumes on a copy-on-write pool: {self._pool_reason}")
+        return self._pool
 
     def _wipe_contents(self, directory: Path) -> None:
         for entry in directory.iterdir():
@@ -553,7 +637,7 @@ class LocalRuntime:
         paths = self._layout(placement)
         self._forget_instance(paths.instance_id)
         self._stop(paths, signal.SIGKILL, self._settings.kill_timeout)
-        volumes.release(paths.volume_image, paths.volume_dir)
+        volumes.release(self._image(paths), paths.volume_dir)
         self._cgroups.remove(paths.os_user)
         if volumes.mount_at(paths.volume_dir) is not None:
             raise TemporaryError(f"volume of instance {paths.instance_id} is still mounted")

@@ -37,6 +37,12 @@ class LocalRuntimeSettings(BaseSettings):
     port_range: Annotated[tuple[int, int], NoDecode] = (20000, 20999)
     use_cgroups: Toggle = "auto"
     use_loop_volumes: Toggle = "auto"
+    # Volume images on a copy-on-write pool (`pool`): off until snapshots and branches use it by default.
+    use_cow_pool: Toggle = "false"
+    # A reflink-capable filesystem to keep the pool on, instead of an XFS image under the state directory.
+    pool_dir: Path | None = None
+    # Size of that XFS image, preallocated; 0: half the state directory's free space when it is made.
+    pool_gb: int = Field(default=0, ge=0)
     user_prefix: str = "rd-"
     cgroup_root: Path = Path("/sys/fs/cgroup")
     cgroup_parent: str = "reddwarf"
@@ -53,7 +59,7 @@ class LocalRuntimeSettings(BaseSettings):
             raise ValueError("must be an absolute path")
         return value
 
-    @field_validator("socket_base")
+    @field_validator("socket_base", "pool_dir")
     @classmethod
     def _absolute_or_none(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():

@@ -101,7 +101,8 @@ def loop_support() -> tuple[bool, str]:
     return True, "loop-mounted ext4 images (sparse, grown online with resize2fs)"
 
 
-def _run(argv: list[str], what: str) -> str:
+def run_tool(argv: list[str], what: str) -> str:
+    """Run a volume tool in the current fence; its stdout, or TemporaryError naming `what` and its stderr."""
     try:
         done = fencing.run(argv, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -112,7 +113,7 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def _loop_device(image: Path) -> str | None:
-    out = _run(["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"], "losetup")
+    out = run_tool(["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"], "losetup")
     lines = out.split()
     return lines[0] if lines else None
 
@@ -129,14 +130,14 @@ def ensure(image: Path, mountpoint: Path, size_gb: int) -> None:
             os.ftruncate(fd, size)  # sparse: no block is written
         finally:
             os.close(fd)
-        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(temp)], "mkfs.ext4")
+        run_tool(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(temp)], "mkfs.ext4")
         temp.rename(image)
         log.info("created %d GiB volume image %s", size_gb, image)
     entry = mount_at(mountpoint)
     if entry is None:
         if any(mountpoint.iterdir()):
             raise PermanentError(f"volume mount point {mountpoint} is not empty; refusing to mount over it")
-        _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(mountpoint)], "mount")
+        run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(mountpoint)], "mount")
         log.info("mounted volume %s at %s", image, mountpoint)
     elif entry.fstype != "ext4":
         raise PermanentError(f"{mountpoint} holds a {entry.fstype} mount, not the instance volume")
@@ -156,21 +157,21 @@ def grow(image: Path, mountpoint: Path, size: int) -> None:
     _growing(image).touch(mode=0o600)  # a crash after the truncate must still end in a resize
     with image.open("r+b") as handle:
         handle.truncate(max(size, image.stat().st_size))
-    _run(["losetup", "--set-capacity", device], "losetup --set-capacity")
+    run_tool(["losetup", "--set-capacity", device], "losetup --set-capacity")
     try:
-        _run(["resize2fs", device], "resize2fs")
+        run_tool(["resize2fs", device], "resize2fs")
     except TemporaryError:
         log.warning("online resize of %s refused; growing it unmounted", image)
         try:
-            _run(["umount", str(mountpoint)], "umount")
+            run_tool(["umount", str(mountpoint)], "umount")
         except TemporaryError:
             raise TemporaryError(
                 f"volume at {mountpoint} cannot grow online on this host and is in use: stop the instance",
                 delay=10.0,
             ) from None
-        _run(["e2fsck", "-f", "-p", str(image)], "e2fsck")
-        _run(["resize2fs", str(image)], "resize2fs")
-        _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(mountpoint)], "mount")
+        run_tool(["e2fsck", "-f", "-p", str(image)], "e2fsck")
+        run_tool(["resize2fs", str(image)], "resize2fs")
+        run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(mountpoint)], "mount")
     _growing(image).unlink(missing_ok=True)
     log.info("grew volume %s at %s to %d bytes", image, mountpoint, size)
 
@@ -192,7 +193,7 @@ def release(image: Path, mountpoint: Path) -> None:
         pause = 0.05
         while True:
             try:
-                _run(["umount", str(mountpoint)], "umount")
+                run_tool(["umount", str(mountpoint)], "umount")
                 break
             except TemporaryError:
                 if time.monotonic() + pause > deadline:
@@ -204,7 +205,7 @@ def release(image: Path, mountpoint: Path) -> None:
         raise TemporaryError(f"volume at {mountpoint} is still mounted", delay=2.0)
     device = _loop_device(image) if image.exists() else None
     if device is not None:
-        _run(["losetup", "--detach", device], "losetup --detach")
+        run_tool(["losetup", "--detach", device], "losetup --detach")
     image.unlink(missing_ok=True)
     image.with_name(image.name + ".new").unlink(missing_ok=True)
     _growing(image).unlink(missing_ok=True)
@@ -227,7 +228,7 @@ def flush(path: Path) -> None:
 def sync_filesystem(path: Path) -> None:
     """Flush every dirty page and inode of the filesystem holding `path` to stable storage (`sync -f`,
     i.e. syncfs(2); on a loop volume that includes flushing the image file)."""
-    _run(["sync", "--file-system", str(path)], "sync")
+    run_tool(["sync", "--file-system", str(path)], "sync")
 
 
 def usage(mountpoint: Path) -> Usage:

@@ -1,0 +1,188 @@
+"""The copy-on-write volume pool of the local runtime: where instance volume images live, so that a copy of
+one (a snapshot, a branch) is a reflink of its image, milliseconds whatever its size, not a copy.
+
+The pool is an XFS filesystem with reflinks (`mkfs.xfs -m reflink=1`) on an image under the state directory
+(`<state>/pool.img`, mounted at `<state>/pool`), or a reflink-capable filesystem the operator names
+(`REDDWARF_LOCAL_POOL_DIR`: it must exist; Reddwarf makes nothing there but its own directories). Each
+instance keeps its ext4 volume image as before (the isolation issue's limits hold unchanged); only where
+the image lives moves:
+
+    <pool>/                        0700 root; no instance user reaches it (loop devices are opened by root)
+      volumes/<instance-id>.img    each instance's ext4 volume image
+      snapshots/<snapshot-id>.img  snapshots: reflinks of a volume image taken while it was frozen
+      snapshots/<snapshot-id>.files/  what else the copy needs (`Snapshots.carried`: Redis's ACL file)
+      .probe, .probe.clone         the reflink probe, made and removed when the pool is set up
+
+The default pool image is preallocated (`posix_fallocate`), so a host disk that fills up cannot turn into
+write errors inside the pool; its size bounds every volume on it (`capacity`). It is made under a temporary
+name and renamed once formatted: a crash never leaves a half-made pool under the final name.
+
+Instances made before the pool was on keep their image in their private directory until they are next
+started with their volume unmounted (a host reboot, a restart): then the image is copied into the pool
+(sparse: only allocated blocks are read) and the old one removed (`LocalRuntime._ensure_volume`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import threading
+from pathlib import Path
+
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.runtimes.local import volumes
+
+log = logging.getLogger(__name__)
+
+_TOOLS = ("mkfs.xfs", "cp", "mount")
+_MOUNT_OPTIONS = "loop,nosuid,nodev,noexec"
+# Used when the operator gives no size: this share of the state directory's free space at creation.
+_DEFAULT_SHARE = 0.5
+
+
+def support(pool_dir: Path | None) -> tuple[bool, str]:
+    """Can this host keep volumes on a copy-on-write pool? (available, reason). A named pool directory is
+    probed when the pool is set up (`Pool.ensure`); here only what making the default pool needs."""
+    available, reason = volumes.loop_support()
+    if not available:
+        return False, reason
+    needed = ("cp",) if pool_dir is not None else _TOOLS
+    missing = [tool for tool in needed if shutil.which(tool) is None]
+    if missing:
+        return False, f"missing tools: {', '.join(missing)} (Debian: xfsprogs)"
+    where = f"the filesystem at {pool_dir}" if pool_dir is not None else "an XFS image with reflinks"
+    return True, f"volume images on {where}: snapshots and branches are reflinks"
+
+
+class Pool:
+    """The pool of one local runtime (module docstring). `ensure()` sets it up (idempotent, once per
+    process unless it went away); every path it hands out is inside it."""
+
+    def __init__(self, state_dir: Path, pool_dir: Path | None, size_gb: int) -> None:
+        self._named = pool_dir is not None
+        self.root = pool_dir if pool_dir is not None else state_dir / "pool"
+        self._image = state_dir / "pool.img"
+        self._size_gb = size_gb
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.root / "volumes"
+
+    def volume_image(self, instance_id: str) -> Path:
+        return self.volumes_dir / f"{instance_id}.img"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    def snapshot_image(self, snapshot_id: str) -> Path:
+        return self.snapshots_dir / f"{snapshot_id}.img"
+
+    def snapshot_files(self, snapshot_id: str) -> Path:
+        """The directory of the files a snapshot carries from outside the volume."""
+        return self.snapshots_dir / f"{snapshot_id}.files"
+
+    def ensure(self) -> None:
+        """Make, mount and probe the pool if that is not done yet; PermanentError if it cannot hold reflinks."""
+        with self._lock:
+            if self._ready and self._mounted_or_named():
+                return
+            if not self._named:
+                self._make_and_mount()
+            elif not self.root.is_dir():
+                raise PermanentError(f"the volume pool directory {self.root} (REDDWARF_LOCAL_POOL_DIR) is missing")
+            os.chmod(self.root, 0o700)
+            for directory in (self.volumes_dir, self.snapshots_dir):
+                directory.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(directory, 0o700)
+            self._probe()
+            self._ready = True
+
+    def _mounted_or_named(self) -> bool:
+        return self._named or volumes.is_mounted(self.root)
+
+    def _make_and_mount(self) -> None:
+        if not self._image.exists():
+            size_gb = self._size_gb or self._default_size_gb()
+            temp = self._image.with_name(f"{self._image.name}.new")
+            temp.unlink(missing_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size_gb * volumes.GIB)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                raise PermanentError(f"cannot preallocate a {size_gb} GiB pool at {self._image}: {exc}") from None
+            finally:
+                os.close(fd)
+            volumes.run_tool(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(temp)], "mkfs.xfs")
+            temp.rename(self._image)
+            log.info("created a %d GiB copy-on-write volume pool %s", size_gb, self._image)
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        entry = volumes.mount_at(self.root)
+        if entry is None:
+            if any(self.root.iterdir()):
+                raise PermanentError(f"volume pool mount point {self.root} is not empty; refusing to mount over it")
+            volumes.run_tool(["mount", "-t", "xfs", "-o", _MOUNT_OPTIONS, str(self._image), str(self.root)], "mount")
+            log.info("mounted the volume pool %s at %s", self._image, self.root)
+        elif entry.fstype != "xfs":
+            raise PermanentError(f"{self.root} holds a {entry.fstype} mount, not the volume pool")
+
+    def _default_size_gb(self) -> int:
+        stats = os.statvfs(self._image.parent)
+        size = int(stats.f_bavail * stats.f_frsize * _DEFAULT_SHARE) // volumes.GIB
+        if size < 1:
+            raise PermanentError(f"no room for a volume pool beside {self._image}: the disk is full")
+        return size
+
+    def _probe(self) -> None:
+        probe = self.root / ".probe"
+        clone = self.root / ".probe.clone"
+        probe.write_bytes(b"reddwarf reflink probe\n")
+        try:
+            self.clone(probe, clone)
+        except TemporaryError as exc:
+            raise PermanentError(f"the volume pool at {self.root} cannot make reflinks: {exc.message}") from None
+        finally:
+            probe.unlink(missing_ok=True)
+            clone.unlink(missing_ok=True)
+
+    def clone(self, source: Path, target: Path) -> None:
+        """A copy-on-write copy of `source` at `target` (both in the pool), made under a temporary name and
+        renamed: `target` is whole or absent. TemporaryError if `cp` fails (a filesystem without reflinks)."""
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+        try:
+            volumes.run_tool(["cp", "--reflink=always", "--", str(source), str(temp)], "cp --reflink")
+        except TemporaryError:
+            temp.unlink(missing_ok=True)
+            raise
+        os.chmod(temp, 0o600)
+        temp.rename(target)
+
+    def adopt(self, legacy: Path, instance_id: str) -> Path:
+        """Move an instance's image made before the pool was on into it (its volume is not mounted):
+        a sparse copy, then the old image removed. Returns the image's place in the pool."""
+        target = self.volume_image(instance_id)
+        temp = target.with_name(f".{target.name}.moving")
+        temp.unlink(missing_ok=True)
+        volumes.run_tool(["cp", "--sparse=always", "--", str(legacy), str(temp)], "cp (into the volume pool)")
+        os.chmod(temp, 0o600)
+        volumes.flush(self.root)
+        temp.rename(target)
+        legacy.unlink()
+        log.info("moved volume image %s into the volume pool as %s", legacy, target)
+        return target
+
+    def capacity(self) -> int:
+        """Free bytes of the pool plus what its volume and snapshot images already take."""
+        stats = os.statvfs(self.root)
+        taken = 0
+        for image in (*self.volumes_dir.glob("*.img"), *self.snapshots_dir.glob("*.img")):
+            try:
+                taken += image.stat().st_blocks * 512
+            except FileNotFoundError:
+                continue
+        return stats.f_bavail * stats.f_frsize + taken

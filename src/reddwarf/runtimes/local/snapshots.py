@@ -1,0 +1,102 @@
+"""Snapshots and branches of instance volumes on the copy-on-write pool (`pool`).
+
+A snapshot is a reflink of the instance's volume image taken while its filesystem is frozen (`freezer`):
+crash-consistent, as if the host had lost power at that moment, which every engine recovers from (the
+caller first asks the engine to write what it can ahead, e.g. PostgreSQL's CHECKPOINT, so that the freeze
+is short and recovery quick). Most dirty pages are flushed before the freeze (syncfs), so the freeze itself
+waits only for what was written since.
+
+A branch is a reflink of a snapshot's image as the new instance's volume image. Its files are then given to
+the new instance's OS user: `chown -R` without following a symlink (`-h -P`: the source tenant's symlinks
+to host files are re-owned themselves, never their targets), run by root on a volume no process of the
+source can reach (a different mount of a different image, and the branch's user runs nothing yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from reddwarf.domain.errors import PermanentError
+from reddwarf.runtimes.local import files, freezer, users, volumes
+from reddwarf.runtimes.local.paths import InstanceLayout
+from reddwarf.runtimes.local.pool import Pool
+
+log = logging.getLogger(__name__)
+
+# Bytes a file carried with a snapshot may have.
+CARRIED_LIMIT = 16 << 20
+# The directories of a volume that belong to its instance's user (the volume's root stays root's).
+_VOLUME_USER_DIRS = ("data", "tmp", "log")
+
+
+def take(pool: Pool, paths: InstanceLayout, image: Path, snapshot_id: str) -> None:
+    """Snapshot the mounted volume of `paths` (whose image is `image`) as `snapshot_id`; nothing if taken."""
+    target = pool.snapshot_image(snapshot_id)
+    if target.exists():
+        return
+    if not image.is_relative_to(pool.root):
+        raise PermanentError(
+            f"the volume of instance {paths.instance_id} is not on the copy-on-write pool yet: it moves there "
+            "at its next restart"
+        )
+    if not volumes.is_mounted(paths.volume_dir):
+        raise PermanentError(f"the volume of instance {paths.instance_id} is not mounted")
+    started = time.monotonic()
+    volumes.flush(paths.volume_dir)
+    with freezer.frozen(paths.volume_dir):
+        pool.clone(image, target)
+    log.info("instance %s: snapshot %s taken in %.0f ms", paths.instance_id, snapshot_id,
+             (time.monotonic() - started) * 1000)
+
+
+def carry_out(pool: Pool, paths: InstanceLayout, snapshot_id: str, names: tuple[str, ...]) -> None:
+    """Keep with the snapshot the files `names` of the instance's config directory that a copy needs (the
+    engine's state kept beside its configuration, e.g. Redis's ACL file), read without following a link."""
+    kept = pool.snapshot_files(snapshot_id)
+    kept.mkdir(mode=0o700, exist_ok=True)
+    for name in names:
+        try:
+            content = files.read_limited(paths.config_dir, paths.config_dir / name, CARRIED_LIMIT)
+        except ValueError as exc:
+            raise PermanentError(f"instance {paths.instance_id}: {name} cannot be copied: {exc}") from None
+        if content is not None:
+            files.write_private(kept / name, content.decode("utf-8", "surrogateescape"))
+
+
+def carry_in(pool: Pool, paths: InstanceLayout, user: users.OsUser, snapshot_id: str) -> None:
+    """Write the files kept with the snapshot into the copy's config directory, owned by its user."""
+    kept = pool.snapshot_files(snapshot_id)
+    if not kept.is_dir():
+        return
+    for source in kept.iterdir():
+        files.write_owned(paths.config_dir, paths.config_dir / source.name, source.read_bytes(), user.uid, user.gid,
+                          0o600)
+
+
+def remove(pool: Pool, snapshot_id: str) -> None:
+    pool.snapshot_image(snapshot_id).unlink(missing_ok=True)
+    kept = pool.snapshot_files(snapshot_id)
+    if kept.is_dir():
+        shutil.rmtree(kept)
+
+
+def clone_into(pool: Pool, snapshot_id: str, image: Path) -> None:
+    """The snapshot's image as a new volume image (nothing if that image exists: a re-run)."""
+    if image.exists():
+        return
+    source = pool.snapshot_image(snapshot_id)
+    if not source.exists():
+        raise PermanentError(f"snapshot {snapshot_id} no longer exists")
+    pool.clone(source, image)
+
+
+def reown(paths: InstanceLayout, user: users.OsUser) -> None:
+    """Give every file of the volume's user directories to `user` (module docstring)."""
+    started = time.monotonic()
+    targets = [str(paths.volume_dir / name) for name in _VOLUME_USER_DIRS if (paths.volume_dir / name).exists()]
+    if targets:
+        volumes.run_tool(["chown", "-R", "-h", "-P", f"{user.uid}:{user.gid}", "--", *targets], "chown")
+    log.info("instance %s: volume re-owned in %.0f ms", paths.instance_id, (time.monotonic() - started) * 1000)

@@ -1,0 +1,101 @@
+"""The copy-on-write volume pool: instance images on an XFS filesystem with reflinks, out of every instance
+user's reach; a copy of an image is a reflink (it takes no room until written); instances made before the
+pool move into it at their next start with an unmounted volume, their data intact; a filesystem without
+reflinks is refused with a clear error rather than used for copies."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from local_runtime_support import Instances
+
+from reddwarf.domain.errors import PermanentError
+from reddwarf.domain.workload import CommandSpec, Resources, WorkloadSpec
+from reddwarf.runtimes.local import volumes
+from reddwarf.runtimes.local.paths import layout
+
+RESOURCES = Resources(memory_mb=256, vcpus=1, volume_gb=1)
+POOL_GB = 3
+WRITTEN_MB = 200
+
+
+def _sleeper(instance_id: str) -> WorkloadSpec:
+    return WorkloadSpec(instance_id=instance_id, init=(), server=CommandSpec(argv=("/bin/sleep", "600")),
+                        resources=RESOURCES, stop_timeout=5.0)
+
+
+def _free(path: Path) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def test_volumes_live_on_the_pool_out_of_reach_and_copy_by_reflink(instances: Instances, port: int) -> None:
+    runtime = instances.runtime(use_cow_pool="true", pool_gb=POOL_GB)
+    assert runtime.isolation_report()["volume_pool"] == "copy-on-write"
+    placement = instances.prepare(runtime, RESOURCES, port)
+    pool = instances.state_dir / "pool"
+    image = pool / "volumes" / f"{placement.instance_id}.img"
+    assert volumes.mount_at(pool) is not None and volumes.mount_at(pool).fstype == "xfs"  # type: ignore[union-attr]
+    assert image.is_file() and not layout(runtime._settings, placement.instance_id).volume_image.exists()
+    assert volumes.mount_at(Path(placement.data_dir).parent) is not None
+    info = pool.stat()
+    assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o700
+    capacity = runtime.storage_capacity()
+    assert capacity is not None and 0.9 * POOL_GB * volumes.GIB < capacity <= POOL_GB * volumes.GIB
+
+    # The instance's own user (a tenant with code execution) cannot reach the images.
+    owner = Path(placement.data_dir).stat().st_uid
+    tried = subprocess.run(["setpriv", f"--reuid={owner}", f"--regid={owner}", "--clear-groups", "cat", str(image)],
+                           check=False, capture_output=True, text=True)
+    assert tried.returncode != 0 and "Permission denied" in tried.stderr
+
+    # Data written in the volume, then a copy of the image: it shares every block (no room taken).
+    with open(Path(placement.data_dir) / "rows", "wb") as out:
+        out.write(os.urandom(WRITTEN_MB << 20))
+    volumes.flush(Path(placement.data_dir))
+    before = _free(pool)
+    assert runtime._pool is not None
+    runtime._pool.clone(image, pool / "volumes" / "copy.img")
+    assert before - _free(pool) < 16 << 20  # a full copy would take over 200 MB
+    assert (pool / "volumes" / "copy.img").stat().st_size == image.stat().st_size
+    (pool / "volumes" / "copy.img").unlink()
+
+    runtime.destroy(placement)
+    assert not image.exists()
+
+
+def test_an_instance_made_before_the_pool_moves_into_it_at_its_next_start(instances: Instances, port: int) -> None:
+    older = instances.runtime()
+    placement = instances.prepare(older, RESOURCES, port)
+    paths = layout(older._settings, placement.instance_id)
+    rows = os.urandom(1 << 20)
+    (Path(placement.data_dir) / "rows").write_bytes(rows)
+    older.start(placement, _sleeper(placement.instance_id))
+    older.stop(placement, _sleeper(placement.instance_id))
+    assert paths.volume_image.exists()
+
+    pooled = instances.runtime(use_cow_pool="true", pool_gb=POOL_GB)
+    pooled.start(placement, _sleeper(placement.instance_id))  # mounted still (a restart): it stays where it is
+    assert paths.volume_image.exists()
+    pooled.stop(placement, _sleeper(placement.instance_id))
+    subprocess.run(["umount", str(paths.volume_dir)], check=True)  # what a host reboot leaves
+
+    pooled.start(placement, _sleeper(placement.instance_id))
+    moved = instances.state_dir / "pool" / "volumes" / f"{placement.instance_id}.img"
+    assert moved.is_file() and not paths.volume_image.exists()
+    assert (Path(placement.data_dir) / "rows").read_bytes() == rows
+    assert pooled.observe(placement).running
+
+
+def test_a_pool_directory_without_reflinks_is_refused_by_name(instances: Instances, port: int) -> None:
+    # An instance's own volume is ext4, which has no reflinks.
+    holder = instances.prepare(instances.runtime(), RESOURCES, port)
+    plain = Path(holder.data_dir) / "not-a-reflink-fs"
+    plain.mkdir()
+    runtime = instances.runtime(use_cow_pool="true", pool_dir=str(plain))
+    with pytest.raises(PermanentError, match=f"the volume pool at {plain} cannot make reflinks"):
+        instances.prepare(runtime, RESOURCES, port)
