@@ -234,6 +234,7 @@ class Components:
             max_volume_gb_per_project=self.settings.max_volumes_per_project,
             dispatch=self._dispatcher, authenticator=authenticator(self.settings), placement_for=self._placement,
             storage_capacity=self.runtime.storage_capacity,
+            branch_refusal=self.runtime.branch_refusal(),
         )
 
     def _placement(self, instance: Instance) -> Placement:

@@ -13,7 +13,8 @@ or user names, and `!` refused in passwords, to prove that password rules reach 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from reddwarf.domain.accounts import UserInfo
@@ -109,7 +110,7 @@ class FakeEngine:
         return self.fake_backups
 
     def snapshots(self, version: DatastoreVersion) -> Snapshots:
-        raise NotImplementedError("FakeEngine runs no servers")
+        return FakeSnapshots()
 
 
 @dataclass
@@ -272,3 +273,20 @@ class AccountsEngine(FakeEngine):
 _ENGINE: Engine = FakeEngine()
 _ACCOUNTS_ENGINE: Engine = AccountsEngine()
 _ACCOUNTS: Accounts = FakeAccounts(ServerState(), Secret("admin"))
+
+
+class FakeSnapshots:
+    """Nothing to quiesce, fix or carry."""
+
+    @contextlib.contextmanager
+    def quiesced(self, placement: Placement, admin_password: Secret) -> Iterator[None]:
+        yield
+
+    def fix_ups(self, placement: Placement) -> tuple[CommandSpec, ...]:
+        return ()
+
+    def carried(self) -> tuple[str, ...]:
+        return ()
+
+
+_SNAPSHOTS: Snapshots = FakeSnapshots()

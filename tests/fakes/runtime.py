@@ -4,6 +4,8 @@ It records the lifecycle calls it gets (`calls`, as `(method, instance_id)`) so 
 reconciler asked of the runtime; `storage_capacity` is what the test sets (None: no host storage to account).
 A tool it is asked to run (`open_tool`) writes `tool_output` to its stdout; what is fed to a tool's stdin is
 kept in `tool_inputs`, by the tool's argv. `archive` holds, per instance, the files its server archived.
+It can branch (`branch_refusal` None) unless the test sets `refuse_branches`; `snapshots` holds the ids of
+the snapshots it holds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class FakeRuntime:
         self.tool_output = b""
         self.tool_inputs: dict[tuple[str, ...], bytes] = {}
         self.archive: dict[str, dict[str, bytes]] = {}
+        self.refuse_branches: str | None = None
+        self.snapshots: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -85,6 +89,22 @@ class FakeRuntime:
         finally:
             if run.input is not None:
                 self.tool_inputs[tool.argv] = run.input.getvalue()
+
+    def branch_refusal(self) -> str | None:
+        return self.refuse_branches
+
+    def snapshot(self, placement: Placement, snapshot_id: str, carried: tuple[str, ...] = ()) -> None:
+        self.calls.append(("snapshot", placement.instance_id))
+        self.snapshots.add(snapshot_id)
+
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        self.snapshots.discard(snapshot_id)
+
+    def branch(self, placement: Placement, resources: Resources, snapshot_id: str, workload: WorkloadSpec) -> None:
+        if snapshot_id not in self.snapshots:
+            raise AssertionError(f"branch of snapshot {snapshot_id}, which the fake runtime does not hold")
+        self.calls.append(("branch", placement.instance_id))
+        self.initialised_ids.add(placement.instance_id)
 
     def archived(self, placement: Placement, directory: str) -> list[str]:
         return sorted(self.archive.get(placement.instance_id, {}))

@@ -188,11 +188,13 @@ class ReddwarfClient:
         databases: Sequence[str | DatabaseRequest] = (),
         users: Sequence[UserRequest] = (),
         backup_id: str | None = None,
+        branch_of: str | None = None,
     ) -> Instance:
         """Ask for a new instance; the answer is its detail view in status BUILD (Trove answers 200).
         A database is a name, or a `DatabaseRequest` with its character set and collation. `backup_id`
         restores that backup (its whole incremental chain) into the new instance (Trove's `restorePoint`);
-        the datastore and version default to the backup's."""
+        the datastore and version default to the backup's. `branch_of` branches that running instance
+        (`restorePoint.instanceRef`): a copy of its data at this moment, its version by default."""
         instance: dict[str, Any] = {"name": name, "flavorRef": flavor, "volume": {"size": volume_size}}
         if datastore is not None or version is not None:
             store: dict[str, str] = {}
@@ -209,6 +211,8 @@ class ReddwarfClient:
             instance["users"] = [user.body() for user in users]
         if backup_id is not None:
             instance["restorePoint"] = {"backupRef": backup_id}
+        if branch_of is not None:
+            instance["restorePoint"] = {"instanceRef": branch_of}
         body = self._request("POST", "/instances", json={"instance": instance})
         created = Instance.model_validate(_object_field(body, "instance"))
         logger.info("instance %s (%s) requested", created.id, created.name)

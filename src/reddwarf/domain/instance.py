@@ -28,7 +28,8 @@ class UserSpec:
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
     """The desired state of an instance. Written by services; read by reconcilers. `restore_backup_id`: the
-    backup (the newest of its chain) whose data the instance is created with, instead of an empty server."""
+    backup (the newest of its chain) whose data the instance is created with, instead of an empty server;
+    `branch_source_id`: the instance whose data at the create's snapshot it starts with (a branch)."""
 
     name: str
     flavor_id: str
@@ -40,6 +41,7 @@ class InstanceSpec:
     availability_zone: str | None = None
     region_name: str | None = None
     restore_backup_id: str | None = None
+    branch_source_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

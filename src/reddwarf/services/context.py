@@ -122,6 +122,8 @@ class ServiceContext:
     placement_for: Callable[[Instance], Placement] | None = None
     live_reads: LiveReadGate = field(default_factory=LiveReadGate)
     storage_capacity: Callable[[], int | None] | None = None
+    # Why this deployment cannot branch instances (`Runtime.branch_refusal`); None: it can.
+    branch_refusal: str | None = "no runtime is wired"
 
     @classmethod
     def build(

@@ -30,7 +30,7 @@ from reddwarf.domain.pool import profile_of
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import accounts, backups, capacity, catalog
+from reddwarf.services import accounts, backups, branches, capacity, catalog
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import is_instance_id, load_instance
 from reddwarf.store.uow import UnitOfWork
@@ -58,6 +58,7 @@ class CreateInstanceRequest:
     availability_zone: str | None = None
     region_name: str | None = None
     restore_point: str | None = None
+    branch_of: str | None = None
     replica_of: str | None = None
     replica_count: int | None = None
     configuration: str | None = None
@@ -92,7 +93,9 @@ CREATE_KINDS = frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE})
 
 
 def create_kind(spec: InstanceSpec) -> Kind:
-    return Kind.INSTANCE_RESTORE if spec.restore_backup_id is not None else Kind.INSTANCE_CREATE
+    """A restore or a branch has the deadline of a restore (a branch's snapshot may wait on the source)."""
+    copied = spec.restore_backup_id is not None or spec.branch_source_id is not None
+    return Kind.INSTANCE_RESTORE if copied else Kind.INSTANCE_CREATE
 
 
 def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> tuple[Instance, Secret | None]:
@@ -104,16 +107,22 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     flavor = catalog.get_flavor(ctx, request.flavor_ref)
     volume_size = _validate_volume_size(ctx, request.volume_size)
     restore = None if request.restore_point is None else backups.restore_source(ctx, auth, request.restore_point)
+    source = None if request.branch_of is None else branches.branch_source(ctx, auth, request.branch_of)
     datastore, version_name = request.datastore_type, request.datastore_version
     if restore is not None:  # by default, the backup's own datastore version
         datastore = datastore or restore.backup.datastore
         version_name = version_name or restore.backup.datastore_version
+    if source is not None:  # by default, the source's
+        datastore = datastore or source.spec.datastore
+        version_name = version_name or source.spec.datastore_version
     version = catalog.resolve_version(
         ctx, datastore, version_name, request.datastore_version_number, admin=auth.is_admin
     )
     if restore is not None:
         _check_restore_version(restore, version)
         backups.check_restore_volume(restore, volume_size)
+    if source is not None:
+        branches.check_branch(source, version, volume_size)
     engine = ctx.engines[version.datastore]
     _validate_users_and_databases(request)
     capabilities = engine.capabilities(version)
@@ -132,6 +141,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         availability_zone=request.availability_zone,
         region_name=request.region_name,
         restore_backup_id=None if restore is None else restore.backup.id,
+        branch_source_id=None if source is None else source.id,
     )
     engine.validate_spec(spec)
     # A user made with the instance obeys the users API's rules too: among them, the name of the engine's
@@ -152,7 +162,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         updated=now,
     )
     # A warm-pool server is a fresh one: a restore builds its own from the backup.
-    pooled = restore is None and ctx.settings.warm_pool.covers(spec)
+    pooled = restore is None and source is None and ctx.settings.warm_pool.covers(spec)
     storage_limit = capacity.limit(
         None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
     )

@@ -31,6 +31,7 @@ def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
         "availability_zone": spec.availability_zone,
         "region_name": spec.region_name,
         "restore_backup_id": spec.restore_backup_id,
+        "branch_source_id": spec.branch_source_id,
     }
 
 
@@ -66,6 +67,7 @@ def spec_from_json(data: Mapping[str, Any], passwords: Mapping[str, Secret]) -> 
         availability_zone=data.get("availability_zone"),
         region_name=data.get("region_name"),
         restore_backup_id=data.get("restore_backup_id"),
+        branch_source_id=data.get("branch_source_id"),
     )
 
 

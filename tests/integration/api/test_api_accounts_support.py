@@ -72,7 +72,8 @@ def build_accounts_api(tmp_path: Path, template: Path, **settings: Any) -> Itera
     settings.setdefault("account_write_wait", 0.0)
     for api in build_api(tmp_path, template=template, engines=engines, **settings):
         ctx = dataclasses.replace(
-            api.ctx, placement_for=lambda i: runtime.placement(i.id, i.endpoint.address, i.endpoint.port))
+            api.ctx, placement_for=lambda i: runtime.placement(i.id, i.endpoint.address, i.endpoint.port),
+            branch_refusal=runtime.branch_refusal())
         api.client.app.state.reddwarf = ctx  # type: ignore[attr-defined]
         api.ctx = ctx
         deps = ReconcilerDeps(db=api.db, engines=engines, runtime=runtime,

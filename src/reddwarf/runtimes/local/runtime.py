@@ -370,6 +370,9 @@ class LocalRuntime:
         files.write_private(paths.init_marker, f"initialised by {fence.tag} from snapshot {snapshot_id}\n")
         log.info("instance %s: branched from snapshot %s", paths.instance_id, snapshot_id)
 
+    def branch_refusal(self) -> str | None:
+        return None if self._pool is not None else f"no copy-on-write volume pool ({self._pool_reason})"
+
     def _require_pool(self) -> Pool:
         if self._pool is None:
             raise PermanentError(f"this host keeps no volumes on a copy-on-write pool: {self._pool_reason}")

@@ -22,7 +22,7 @@ from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers import archive, pool, restore
+from reddwarf.workflows.reconcilers import archive, branch, pool, restore
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 
@@ -38,6 +38,11 @@ SOCKET_HOSTS = frozenset({"%", "localhost"})
 RESTORE_START_HOLD = 30.0
 # Seconds a login-free ping of the tenant endpoint waits for an answer (part of health's detection bound).
 PING_TIMEOUT = 2.0
+
+
+def _copied(instance: Instance) -> bool:
+    """A restore or a branch: its server is built from a copy, never taken from the warm pool."""
+    return instance.spec.restore_backup_id is not None or instance.spec.branch_source_id is not None
 
 
 def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
@@ -126,7 +131,7 @@ class CreateInstance:
             warm = {"slot": instance.workload_id, "address": instance.endpoint.address,
                     "port": instance.endpoint.port}
         # None was ready then: one may be now. A create that started cold (its address is journaled) stays cold.
-        elif "allocate_address" not in ctx.journal and instance.spec.restore_backup_id is None and (
+        elif "allocate_address" not in ctx.journal and not _copied(instance) and (
             self.pool.covers(instance.spec) or "claim" in ctx.journal
         ):
             warm = ctx.step("claim", lambda: pool.claim(deps, instance))
@@ -142,7 +147,10 @@ class CreateInstance:
         instance.endpoint = Endpoint(str(endpoint["address"]), int(endpoint["port"]))
         placement = deps.placement(instance)
         restoring = instance.spec.restore_backup_id
-        if not warm:
+        branching = instance.spec.branch_source_id
+        if not warm and branching is not None:  # prepared by the branch itself, on the copy
+            ctx.step("branch", lambda: branch.branch_volume(deps, instance, placement))
+        elif not warm:
             ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
             if restoring is not None:
                 ctx.step("restore", lambda: restore.restore_volume(deps, instance, placement))
@@ -155,9 +163,10 @@ class CreateInstance:
         # A warm-pool server was answering when its build ended and the keeper checks it every health
         # interval, so the first attempt goes straight to bootstrap: a server that died meanwhile makes
         # bootstrap fail with a temporary error, and the retry starts it first.
-        if restoring is not None:
-            # The restored server knows its source's admin password until `adopt` rotates it to this one's.
-            source = restore.source_admin(deps, restoring)
+        if restoring is not None or branching is not None:
+            # The copied server knows its source's admin password until `adopt` rotates it to this one's.
+            source = (restore.source_admin(deps, restoring) if restoring is not None
+                      else branch.source_admin(deps, instance.id))
             start_server(ctx, deps, instance.spec, instance.id, placement, admin, alternate=source,
                          hold=RESTORE_START_HOLD)
             version = deps.version_for(instance.spec)

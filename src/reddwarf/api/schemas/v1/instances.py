@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from reddwarf.domain.instance import DatabaseSpec, UserSpec
 from reddwarf.domain.secret import Secret
@@ -81,7 +81,16 @@ class UserIn(_Lenient):
 
 
 class RestorePointIn(_Lenient):
-    backupRef: str
+    """Trove's `backupRef`, or Reddwarf's `instanceRef` (a branch of a running instance): exactly one."""
+
+    backupRef: str | None = None
+    instanceRef: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RestorePointIn:
+        if (self.backupRef is None) == (self.instanceRef is None):
+            raise ValueError("give exactly one of backupRef (a backup) and instanceRef (an instance to branch)")
+        return self
 
 
 class ModuleRef(_Lenient):
@@ -144,6 +153,7 @@ class InstanceCreate(BaseModel):
             availability_zone=self.availability_zone,
             region_name=self.region_name,
             restore_point=self.restorePoint.backupRef if self.restorePoint is not None else None,
+            branch_of=self.restorePoint.instanceRef if self.restorePoint is not None else None,
             replica_of=self.replica_of,
             replica_count=self.replica_count,
             configuration=self.configuration,

@@ -1,0 +1,51 @@
+"""Branches: a new instance created with the data of another, running one at this moment (`restorePoint:
+{"instanceRef": ...}`), by a copy-on-write snapshot of its volume (docs/branches.md).
+
+The request is checked before anything is written: the source must be the caller's (404 otherwise, as
+every instance), ACTIVE (422: a server that is building, restarting or being backed up is not copied), of
+the datastore version asked for (400: a branch is the same server, not an upgrade), and no larger than the
+volume asked for (400); and the deployment's runtime must keep volumes on a copy-on-write pool (400 naming
+why not: a full copy would freeze the source for as long as it takes, which Reddwarf never does).
+"""
+
+from __future__ import annotations
+
+from reddwarf.domain.catalog import DatastoreVersion
+from reddwarf.domain.errors import BadRequest, NotFound, UnprocessableEntity
+from reddwarf.domain.instance import Instance
+from reddwarf.domain.status import InstanceStatus
+from reddwarf.identity.context import AuthContext
+from reddwarf.services.context import ServiceContext
+
+FIELD = "restorePoint.instanceRef"
+
+
+def branch_source(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> Instance:
+    """The running instance a create branches (404 unknown or another project's; 422 not ACTIVE; 400 when
+    this deployment cannot branch)."""
+    if ctx.branch_refusal is not None:
+        raise BadRequest(f"{FIELD}: this deployment cannot branch instances: {ctx.branch_refusal}. Restore a "
+                         "backup instead (restorePoint.backupRef).", field=FIELD)
+    with ctx.db.unit_of_work(write=False) as uow:
+        source = uow.instances.get(instance_id) if instance_id else None
+    if source is None or source.project_id != auth.project_id:
+        raise NotFound("Instance", instance_id[:64])
+    if source.deleting or source.status is not InstanceStatus.ACTIVE:
+        state = "being deleted" if source.deleting else f"status {source.status.value}"
+        raise UnprocessableEntity(f"Instance {source.id} cannot be branched ({state}); it must be ACTIVE.")
+    return source
+
+
+def check_branch(source: Instance, version: DatastoreVersion, volume_gb: int) -> None:
+    """A branch is of its source's datastore version, on a volume at least as large."""
+    spec = source.spec
+    if (version.datastore, version.name) != (spec.datastore, spec.datastore_version):
+        raise BadRequest(
+            f"Instance {source.id} runs {spec.datastore} {spec.datastore_version}; a branch of it runs the same, "
+            f"not {version.datastore} {version.name}.", field="datastore.version",
+        )
+    if volume_gb < spec.volume_size_gb:
+        raise BadRequest(
+            f"volume.size {volume_gb} GB is smaller than the {spec.volume_size_gb} GB volume of instance "
+            f"{source.id}; a branch needs at least as much.", field="volume.size",
+        )

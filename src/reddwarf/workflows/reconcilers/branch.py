@@ -1,0 +1,69 @@
+"""Branching a running instance into a new one (the `branch` step of a create with `branch_source_id`,
+instead of `prepare` and `initialise`): docs/branches.md.
+
+The source's engine quiesces it (PostgreSQL a CHECKPOINT, MariaDB its backup stages), the runtime snapshots
+its volume under a freeze of a fraction of a second, and the new instance is prepared on a copy-on-write
+copy of that snapshot, its files given to its own OS user and the engine's fix-ups run; the snapshot is
+then removed (the copy shares its blocks, not its file). The source's admin password, which the copy's
+server knows until the create's `adopt` rotates it, is kept as the new instance's secret
+`SOURCE_ADMIN_SECRET`: the source may be deleted meanwhile. The snapshot's id is derived from the new
+instance's, so a re-run after a crash finds what the first run made (every call here is idempotent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from reddwarf.domain.backup import SOURCE_ADMIN_SECRET
+from reddwarf.domain.errors import PermanentError
+from reddwarf.domain.instance import Instance
+from reddwarf.domain.secret import ADMIN_SECRET, Secret
+from reddwarf.domain.workload import Placement
+from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_id_of(instance_id: str) -> str:
+    return f"branch-{instance_id}"
+
+
+def branch_volume(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> None:
+    """Snapshot the source, branch the new instance from it, remove the snapshot; nothing once initialised."""
+    source_id = instance.spec.branch_source_id
+    if source_id is None:
+        raise PermanentError(f"Instance {instance.id} is not a branch.")
+    if deps.runtime.initialised(placement):
+        return
+    with deps.db.unit_of_work(write=False) as uow:
+        found = uow.instances.get_with_secrets(source_id)
+    if found is None or found[0].deleting or found[0].endpoint is None:
+        raise PermanentError(f"Instance {source_id} cannot be branched: it no longer exists.")
+    source, owned = found
+    source_admin = owned.get(ADMIN_SECRET)
+    if source_admin is None:
+        raise PermanentError(f"Instance {source_id} cannot be branched: its admin credential is missing.")
+    with deps.db.unit_of_work() as uow:
+        uow.secrets.put(instance.id, SOURCE_ADMIN_SECRET, source_admin)
+    source_placement = deps.placement(source)
+    snapshots = deps.engine(instance).snapshots(deps.version_for(instance.spec))
+    snapshot_id = snapshot_id_of(instance.id)
+    with snapshots.quiesced(source_placement, source_admin):
+        deps.runtime.snapshot(source_placement, snapshot_id, snapshots.carried())
+    workload = deps.workload(instance, placement)
+    fixed = dataclasses.replace(workload, init=snapshots.fix_ups(placement), init_files=())
+    deps.runtime.branch(placement, deps.resources(instance), snapshot_id, fixed)
+    deps.runtime.remove_snapshot(snapshot_id)
+    with deps.db.unit_of_work() as uow:
+        uow.events.add(instance.id, "branched", f"branched from instance {source_id}")
+    log.info("instance %s: branched from instance %s", instance.id, source_id)
+
+
+def source_admin(deps: ReconcilerDeps, instance_id: str) -> Secret:
+    """The source's admin password kept by the `branch` step: the copy's server knows only that one."""
+    with deps.db.unit_of_work(write=False) as uow:
+        password = uow.secrets.get(instance_id, SOURCE_ADMIN_SECRET)
+    if password is None:
+        raise PermanentError(f"Instance {instance_id}: the credential of the instance it branches is missing.")
+    return password

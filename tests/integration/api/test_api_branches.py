@@ -1,0 +1,81 @@
+"""Branches through the API with a fake engine and runtime: `restorePoint: {"instanceRef": ...}` makes a new
+instance from a snapshot of a running one (the snapshot removed after, the copy adopted with the source's
+credential), of the source's version by default; every refusal of bad input names the field and writes
+nothing; a source deleted before the worker gets to it fails the branch with a fault naming it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_api_accounts_support import AccountsApi, build_accounts_api
+
+
+@pytest.fixture
+def acc(tmp_path: Path, store_template: Path) -> Iterator[AccountsApi]:
+    yield from build_accounts_api(tmp_path, store_template)
+
+
+def _branch(acc: AccountsApi, source: str, **fields: Any) -> Any:
+    body: dict[str, Any] = {"name": "copy", "flavorRef": "1", "volume": {"size": 2},
+                            "restorePoint": {"instanceRef": source}}
+    body.update(fields)
+    return acc.api.post("/instances", {"instance": body})
+
+
+def test_a_branch_snapshots_its_source_and_adopts_the_copy(acc: AccountsApi) -> None:
+    source = acc.active_instance(volume={"size": 2})
+    response = _branch(acc, source)
+    assert response.status_code == 200, response.text
+    copy = response.json()["instance"]
+    origin = acc.api.get(f"/instances/{source}").json()["instance"]
+    assert copy["status"] == "BUILD" and copy["datastore"]["version"] == origin["datastore"]["version"]
+    acc.drain()
+    shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
+    assert shown["status"] == "ACTIVE", shown
+    runtime: Any = acc.deps.runtime
+    assert ("snapshot", source) in runtime.calls and ("branch", copy["id"]) in runtime.calls
+    assert ("prepare", copy["id"]) not in runtime.calls  # the branch prepares on the copy itself
+    assert runtime.snapshots == set()  # removed once the copy holds its blocks
+    assert [adopted for adopted, _ in acc.engines["postgresql"].fake_backups.adopted] == [copy["id"]]
+    assert acc.api.get(f"/instances/{source}").json()["instance"]["status"] == "ACTIVE"
+
+
+def test_branch_refusals_name_the_field_and_write_nothing(acc: AccountsApi) -> None:
+    source = acc.active_instance(volume={"size": 2})
+    building = acc.api.post("/instances", {"instance": {"name": "b", "flavorRef": "1", "volume": {"size": 2}}})
+    before = acc.api.count("instances")
+
+    both = _branch(acc, source, restorePoint={"instanceRef": source, "backupRef": source})
+    assert both.status_code == 400 and "exactly one of backupRef" in both.text and "restorePoint" in both.text
+    unknown = _branch(acc, "2" * 8 + "-2222-2222-2222-" + "2" * 12)
+    assert unknown.status_code == 404
+    others = acc.api.post("/instances", {"instance": {"name": "c", "flavorRef": "1", "volume": {"size": 2},
+                                                      "restorePoint": {"instanceRef": source}}},
+                          who="other", project=acc.api.other_project)
+    assert others.status_code == 404
+    not_ready = _branch(acc, building.json()["instance"]["id"])
+    assert not_ready.status_code == 422 and "must be ACTIVE" in not_ready.text
+    wrong_version = _branch(acc, source, datastore={"type": "postgresql", "version": "15"})
+    assert wrong_version.status_code == 400 and "a branch of it runs the same" in wrong_version.text
+    smaller = _branch(acc, source, volume={"size": 1})
+    assert smaller.status_code == 400 and "volume.size" in smaller.text and "at least as much" in smaller.text
+    refusing = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
+    acc.api.client.app.state.reddwarf = refusing  # type: ignore[attr-defined]
+    refused = _branch(acc, source)
+    assert refused.status_code == 400 and "restorePoint.instanceRef" in refused.text
+    assert "cannot branch instances: no copy-on-write volume pool" in refused.text
+    assert acc.api.count("instances") == before
+
+
+def test_a_source_deleted_before_the_branch_fails_it_with_a_fault(acc: AccountsApi) -> None:
+    source = acc.active_instance(volume={"size": 2})
+    copy = _branch(acc, source).json()["instance"]
+    assert acc.api.delete(f"/instances/{source}").status_code == 202
+    acc.drain()
+    shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
+    assert shown["status"] == "ERROR"
+    assert f"Instance {source} cannot be branched: it no longer exists." in shown["fault"]["message"]
