@@ -48,7 +48,7 @@ class Fence:
 
     def __init__(
         self, tag: str, confirm: Callable[[], None] | None = None, *,
-        expired: Callable[[], bool] | None = None, on_adopt: Callable[[Fence], None] | None = None,
+        expired: Callable[[], bool] | None = None, on_point: Callable[[Fence, str], None] | None = None,
     ) -> None:
         """`confirm` asks the store (raises `LeaseLost`); `expired` says, without a round trip, whether the
         lease has outlived its TTL since it was last confirmed (a worker resumed after a pause knows it
@@ -58,7 +58,8 @@ class Fence:
         # The step running under the fence (set by the kernel), for logs and the test-only crash points.
         self.step = ""
         self._confirm = confirm
-        self._on_adopt = on_adopt
+        # Told of the points a step reaches (`reached`; "child" when it adopts one): the test crash points.
+        self._on_point = on_point
         self._lock = threading.Lock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._cancelled = False
@@ -88,12 +89,17 @@ class Fence:
             if adopted:
                 self._children[child.pid] = child
         if adopted:
-            if self._on_adopt is not None:
-                self._on_adopt(self)
+            self.reached("child")
             return
         kill_group(child.pid)
         self.cancel()
         raise LeaseLost(f"lease of attempt {self.tag} lost; child process {child.pid} killed")
+
+    def reached(self, point: str) -> None:
+        """The step has reached `point` (a moment a test may crash the worker at, e.g. "frozen": while a
+        filesystem is frozen for a snapshot); nothing outside the kernel's tests."""
+        if self._on_point is not None:
+            self._on_point(self, point)
 
     def release(self, child: subprocess.Popen[bytes]) -> None:
         with self._lock:

@@ -109,3 +109,10 @@ def test_a_freeze_that_outlived_its_deadline_fails_the_copy(instances: Instances
     with pytest.raises(TemporaryError, match="deadline"), frozen(volume, deadline=0.2):
         time.sleep(0.5)  # a copy slower than the deadline
     assert _timed_write(volume / "after-late") < 1.0
+
+
+def test_a_directory_with_no_filesystem_mounted_there_is_never_frozen(tmp_path: Path) -> None:
+    """A volume unmounted meanwhile must not make the freeze fall through to the filesystem beneath (often
+    the host's root)."""
+    with pytest.raises(TemporaryError, match="no filesystem is mounted there"), frozen(tmp_path):
+        pytest.fail("the body ran under a freeze of the wrong filesystem")

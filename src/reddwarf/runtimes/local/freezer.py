@@ -14,12 +14,19 @@ of:
 The holder answers how the freeze ended: `thawed` (asked), or `late` (the deadline passed first: whatever was
 copied during the freeze may not be consistent, so the caller discards it and raises). Thawing an already
 thawed filesystem is harmless (EINVAL, ignored).
+
+A freeze outlives the process that made it, so the holder must not die before it thaws: it ignores SIGTERM,
+SIGINT and SIGHUP (a service manager stopping the control plane signals its whole cgroup, and a session of
+its own does not leave it) and asks the OOM killer to spare it. And it freezes only the filesystem it was
+meant to: it checks that the directory it opened is on the device the caller saw mounted there (a volume
+unmounted meanwhile would otherwise make it freeze the filesystem beneath, often the host's root).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
 import subprocess
 import sys
@@ -38,10 +45,21 @@ FREEZE_START_TIMEOUT = 10.0
 
 # FIFREEZE and FITHAW: _IOWR('X', 119, int) and _IOWR('X', 120, int).
 HOLDER = r"""
-import fcntl, os, select, sys, time
+import fcntl, os, select, signal, sys, time
+for caught in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(caught, signal.SIG_IGN)
+try:
+    with open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write("-1000")
+except OSError:
+    pass
 FIFREEZE, FITHAW = 0xC0045877, 0xC0045878
-mount, deadline = sys.argv[1], float(sys.argv[2])
+mount, deadline, device = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY)
+if os.fstat(fd).st_dev != device:
+    sys.stdout.write("error not the filesystem meant (unmounted?)\n")
+    sys.stdout.flush()
+    sys.exit(1)
 def thaw():
     try:
         fcntl.ioctl(fd, FITHAW, 0)
@@ -77,8 +95,11 @@ sys.stdout.flush()
 def frozen(mountpoint: Path, deadline: float = FREEZE_DEADLINE) -> Iterator[None]:
     """Freeze the filesystem mounted at `mountpoint` for the body of the context (module docstring).
     TemporaryError if it cannot be frozen, or if the freeze ended by its deadline before the body did."""
+    device = os.stat(mountpoint).st_dev
+    if device == os.stat(mountpoint.parent).st_dev:
+        raise TemporaryError(f"cannot freeze {mountpoint}: no filesystem is mounted there")
     holder = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", HOLDER, str(mountpoint), repr(deadline)],
+        [sys.executable, "-I", "-S", "-c", HOLDER, str(mountpoint), repr(deadline), str(device)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
         start_new_session=True, close_fds=True,
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -35,6 +36,8 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.runtimes.local import volumes
 
 log = logging.getLogger(__name__)
+
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 
 _TOOLS = ("mkfs.xfs", "cp", "mount")
 _MOUNT_OPTIONS = "loop,nosuid,nodev,noexec"
@@ -73,18 +76,18 @@ class Pool:
         return self.root / "volumes"
 
     def volume_image(self, instance_id: str) -> Path:
-        return self.volumes_dir / f"{instance_id}.img"
+        return self.volumes_dir / f"{_checked(instance_id)}.img"
 
     @property
     def snapshots_dir(self) -> Path:
         return self.root / "snapshots"
 
     def snapshot_image(self, snapshot_id: str) -> Path:
-        return self.snapshots_dir / f"{snapshot_id}.img"
+        return self.snapshots_dir / f"{_checked(snapshot_id)}.img"
 
     def snapshot_files(self, snapshot_id: str) -> Path:
         """The directory of the files a snapshot carries from outside the volume."""
-        return self.snapshots_dir / f"{snapshot_id}.files"
+        return self.snapshots_dir / f"{_checked(snapshot_id)}.files"
 
     def ensure(self) -> None:
         """Make, mount and probe the pool if that is not done yet; PermanentError if it cannot hold reflinks."""
@@ -168,21 +171,27 @@ class Pool:
         target = self.volume_image(instance_id)
         temp = target.with_name(f".{target.name}.moving")
         temp.unlink(missing_ok=True)
-        volumes.run_tool(["cp", "--sparse=always", "--", str(legacy), str(temp)], "cp (into the volume pool)")
-        os.chmod(temp, 0o600)
-        volumes.flush(self.root)
-        temp.rename(target)
+        try:
+            volumes.run_tool(["cp", "--sparse=always", "--", str(legacy), str(temp)], "cp (into the volume pool)")
+            os.chmod(temp, 0o600)
+            volumes.flush(self.root)
+            temp.rename(target)
+        finally:
+            temp.unlink(missing_ok=True)
         legacy.unlink()
         log.info("moved volume image %s into the volume pool as %s", legacy, target)
         return target
 
     def capacity(self) -> int:
-        """Free bytes of the pool plus what its volume and snapshot images already take."""
+        """The pool's size: every volume's reservation is admitted against it (`services.capacity`), which
+        also bounds what a source and its branches take once their shared blocks are rewritten (counting
+        the images' blocks instead would count a shared block once per file)."""
         stats = os.statvfs(self.root)
-        taken = 0
-        for image in (*self.volumes_dir.glob("*.img"), *self.snapshots_dir.glob("*.img")):
-            try:
-                taken += image.stat().st_blocks * 512
-            except FileNotFoundError:
-                continue
-        return stats.f_bavail * stats.f_frsize + taken
+        return stats.f_blocks * stats.f_frsize
+
+
+def _checked(name: str) -> str:
+    """An instance's or a snapshot's id as a file name in the pool: lower-case letters, digits and dashes."""
+    if not _ID.fullmatch(name):
+        raise PermanentError(f"{name[:100]!r} is not a valid volume or snapshot id")
+    return name

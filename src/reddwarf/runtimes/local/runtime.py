@@ -269,7 +269,11 @@ class LocalRuntime:
             self._pool.ensure()
             # An image made before the pool was on moves into it while its volume is not mounted (`pool`).
             if paths.volume_image.exists() and not volumes.is_mounted(paths.volume_dir):
-                self._pool.adopt(paths.volume_image, paths.instance_id)
+                try:
+                    self._pool.adopt(paths.volume_image, paths.instance_id)
+                except (TemporaryError, OSError) as exc:  # it starts from where it was; the next start tries again
+                    log.warning("instance %s: its volume image stays outside the pool for now: %s",
+                                paths.instance_id, exc)
         image = self._image(paths)
         if paths.init_marker.exists() and not image.exists():
             # Never a fresh, empty filesystem under an initialised instance (the pool turned off, an image lost).
@@ -355,12 +359,16 @@ class LocalRuntime:
             return
         pool = self._require_pool()
         pool.ensure()
-        snapshots.clone_into(pool, snapshot_id, pool.volume_image(paths.instance_id))
+        image = pool.volume_image(paths.instance_id)
+        snapshots.clone_into(pool, snapshot_id, image)
+        if not volumes.is_mounted(paths.volume_dir):
+            # Its files are the branch user's before the copy is mounted where other users can traverse.
+            owner = users.ensure(paths.os_user, paths.instance_id, str(paths.data_dir))
+            snapshots.reown_privately(pool, image, owner)
         self.prepare(placement, resources)
         user = users.require(paths.os_user)
         fencing.current().confirm()
         self._kill_user_processes(paths, user)
-        snapshots.reown(paths, user)
         snapshots.carry_in(pool, paths, user, snapshot_id)
         for command in workload.init:
             self._run_init(paths, user, command, [])
@@ -640,6 +648,8 @@ class LocalRuntime:
         paths = self._layout(placement)
         self._forget_instance(paths.instance_id)
         self._stop(paths, signal.SIGKILL, self._settings.kill_timeout)
+        if self._pool is not None:
+            self._pool.ensure()  # after a reboot: its image is in the pool, which must be there to remove it
         volumes.release(self._image(paths), paths.volume_dir)
         self._cgroups.remove(paths.os_user)
         if volumes.mount_at(paths.volume_dir) is not None:

@@ -8,8 +8,9 @@ waits only for what was written since.
 
 A branch is a reflink of a snapshot's image as the new instance's volume image. Its files are then given to
 the new instance's OS user: `chown -R` without following a symlink (`-h -P`: the source tenant's symlinks
-to host files are re-owned themselves, never their targets), run by root on a volume no process of the
-source can reach (a different mount of a different image, and the branch's user runs nothing yet).
+to host files are re-owned themselves, never their targets), run by root on the copy mounted at a private
+directory inside the pool (0700 root), before it is ever mounted where other users can traverse: no process
+of the source can open a file of the copy while it still has the source's owner.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+from reddwarf import fencing
 from reddwarf.domain.errors import PermanentError
 from reddwarf.runtimes.local import files, freezer, users, volumes
 from reddwarf.runtimes.local.paths import InstanceLayout
@@ -46,8 +48,17 @@ def take(pool: Pool, paths: InstanceLayout, image: Path, snapshot_id: str) -> No
         raise PermanentError(f"the volume of instance {paths.instance_id} is not mounted")
     started = time.monotonic()
     volumes.flush(paths.volume_dir)
-    with freezer.frozen(paths.volume_dir):
-        pool.clone(image, target)
+    # Renamed into place only once the holder said the freeze lasted the whole copy: a copy that outlived
+    # the deadline was of a live filesystem, and is never kept.
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        with freezer.frozen(paths.volume_dir):
+            pool.clone(image, partial)
+            fencing.current().reached("frozen")
+        partial.rename(target)
+    finally:
+        partial.unlink(missing_ok=True)
     log.info("instance %s: snapshot %s taken in %.0f ms", paths.instance_id, snapshot_id,
              (time.monotonic() - started) * 1000)
 
@@ -93,10 +104,21 @@ def clone_into(pool: Pool, snapshot_id: str, image: Path) -> None:
     pool.clone(source, image)
 
 
-def reown(paths: InstanceLayout, user: users.OsUser) -> None:
-    """Give every file of the volume's user directories to `user` (module docstring)."""
+def reown_privately(pool: Pool, image: Path, user: users.OsUser) -> None:
+    """Give every file of the volume's user directories in `image` to `user`, the image mounted at a
+    private directory of the pool for that alone (module docstring). The caller checked that the image is
+    not mounted elsewhere (one ext4 mounted twice would be corrupted)."""
     started = time.monotonic()
-    targets = [str(paths.volume_dir / name) for name in _VOLUME_USER_DIRS if (paths.volume_dir / name).exists()]
-    if targets:
-        volumes.run_tool(["chown", "-R", "-h", "-P", f"{user.uid}:{user.gid}", "--", *targets], "chown")
-    log.info("instance %s: volume re-owned in %.0f ms", paths.instance_id, (time.monotonic() - started) * 1000)
+    work = pool.root / "work" / image.stem
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if volumes.is_mounted(work):  # a crashed earlier attempt's
+        volumes.run_tool(["umount", str(work)], "umount")
+    volumes.run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noexec", str(image), str(work)], "mount")
+    try:
+        targets = [str(work / name) for name in _VOLUME_USER_DIRS if (work / name).exists()]
+        if targets:
+            volumes.run_tool(["chown", "-R", "-h", "-P", f"{user.uid}:{user.gid}", "--", *targets], "chown")
+    finally:
+        volumes.run_tool(["umount", str(work)], "umount")
+    work.rmdir()
+    log.info("volume %s re-owned in %.0f ms", image.name, (time.monotonic() - started) * 1000)

@@ -63,7 +63,7 @@ class LeaseKeeper:
 
     def __init__(
         self, db: Database, op_id: str, worker_id: str, ttl: float, *, confirmed_at: float | None = None,
-        tag: str | None = None, on_adopt: Callable[[fencing.Fence], None] | None = None,
+        tag: str | None = None, on_point: Callable[[fencing.Fence, str], None] | None = None,
         deadline: float | None = None,
     ) -> None:
         self._db = db
@@ -80,7 +80,7 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._loop, name=f"lease-{op_id[:8]}", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name=f"watch-{op_id[:8]}", daemon=True)
         # What the steps run under: cancelled (their children killed) the moment the lease is known lost.
-        self.fence = fencing.Fence(tag or op_id, confirm=self._confirm, expired=self.stale, on_adopt=on_adopt)
+        self.fence = fencing.Fence(tag or op_id, confirm=self._confirm, expired=self.stale, on_point=on_point)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()

@@ -3,7 +3,8 @@ SIGKILL.
 
 `before` dies just before the step runs (the journal holds every earlier step); `after` dies once the step's
 work is done but before it is journaled, so the step runs again on recovery and must be idempotent; `child`
-right after the step started a child process (`reddwarf.fencing`), which goes on running.
+right after the step started a child process (`reddwarf.fencing`), which goes on running; any other word, at
+the point of that name the step reports (`Fence.reached`: `frozen`, while a snapshot's filesystem is frozen).
 `REDDWARF_TEST_CRASH_ACTION=pause` stops the worker (SIGSTOP) instead of killing it: a worker paused past
 its lease, that a test resumes with SIGCONT.
 An optional fourth field `once` makes the crash happen only if the marker file named by

@@ -198,7 +198,7 @@ class Worker:
             return
         with LeaseKeeper(
             self.db, op.id, owner, ttl, confirmed_at=confirmed_at, tag=attempt_tag(op),
-            on_adopt=lambda fence: crash_point(op.kind, fence.step, "child"),
+            on_point=lambda fence, point: crash_point(op.kind, fence.step, point),
             deadline=op.created + self.deadline_of(op.kind),
         ) as lease:
             if lease.confirmed_age() >= ttl / 3:

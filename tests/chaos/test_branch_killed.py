@@ -1,0 +1,151 @@
+"""A worker killed with SIGKILL at any step of a branch, and while the source's filesystem is frozen for the
+snapshot: nothing stays frozen (a write on the source's volume goes through within a second of the kill:
+the freeze's holder sees the worker's pipe close), a second worker finishes the branch once the short lease
+expires, the branch is ACTIVE with its source's rows, and no snapshot is left in the pool.
+
+The default run kills the worker while frozen, right after the branch step (the copy made, not journaled)
+and before `adopt` (the copy up with its source's credential): the steps a create from scratch does not
+have. Every other (step, when) pair is `matrix`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.chaos.test_worker_killed import crash_and_recover, finished
+from tests.support.server import ReddwarfProcesses, running_plane, wait_for
+
+BRANCH_STEPS = ["allocate_address", "branch", "start", "answers", "adopt", "bootstrap", "verify", "active"]
+DEFAULT_PAIRS = (("branch", "after"), ("adopt", "before"))
+USER, PASSWORD = "carol", "chaos-" + secrets.token_hex(4)
+
+
+def branch_steps() -> list[object]:
+    return [pytest.param(step, when, id=f"{step}-{when}",
+                         marks=() if (step, when) in DEFAULT_PAIRS else (pytest.mark.matrix,))
+            for step in BRANCH_STEPS for when in ("before", "after")]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ReddwarfProcesses]:
+    with running_plane("chaos-branch", "127.0.173.0/24", REDDWARF_EMBEDDED_WORKERS="0", REDDWARF_LEASE_TTL="1",
+                       REDDWARF_WARM_POOL_SIZE="0", REDDWARF_LOCAL_USE_COW_POOL="true",
+                       REDDWARF_LOCAL_POOL_GB="8") as procs:
+        yield procs
+
+
+@pytest.fixture(scope="module")
+def source(plane: ReddwarfProcesses) -> Iterator[dict[str, object]]:
+    with plane.client() as client:
+        response = client.post("/instances", json={"instance": {
+            "name": "branch-source", "flavorRef": "1", "volume": {"size": 1}, "databases": [{"name": "app"}],
+            "datastore": {"type": "postgresql", "version": "15"},
+            "users": [{"name": USER, "password": PASSWORD, "databases": [{"name": "app"}]}]}})
+        assert response.status_code == 200, response.text
+        instance_id = str(response.json()["instance"]["id"])
+        worker = plane.start_worker()
+        view = wait_for(lambda: _active(client, instance_id), 120, "the source to be ACTIVE")
+        with _tenant(view) as conn:
+            conn.execute("create table t (id int primary key)")
+            conn.execute("insert into t select generate_series(1, 1000)")
+        worker.kill()
+        worker.wait()
+        yield view
+        plane.stop_all()
+        plane.start_server()
+        plane.start_worker()
+        client.delete(f"/instances/{instance_id}")
+        wait_for(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 120, "clean-up")
+        plane.stop_all()
+        plane.start_server()
+
+
+def _active(client: httpx.Client, instance_id: str) -> dict[str, object] | None:
+    view = client.get(f"/instances/{instance_id}").json()["instance"]
+    return dict(view) if view["status"] == "ACTIVE" else None
+
+
+def _tenant(view: dict[str, object]) -> psycopg.Connection[tuple[object, ...]]:
+    addresses = view["addresses"]
+    assert isinstance(addresses, list)
+    return psycopg.connect(host=addresses[0]["address"], port=view["port"], user=USER, password=PASSWORD,
+                           dbname="app", connect_timeout=5, autocommit=True)
+
+
+def _write_seconds(volume: Path) -> float:
+    """How long a write and fsync on the volume takes (it waits while the filesystem is frozen)."""
+    started = time.monotonic()
+    fd = os.open(volume / "tmp" / "chaos-probe", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"x")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return time.monotonic() - started
+
+
+def _branch(plane: ReddwarfProcesses, client: httpx.Client, source_id: str, name: str) -> str:
+    response = client.post("/instances", json={"instance": {
+        "name": name, "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"instanceRef": source_id}}})
+    assert response.status_code == 200, response.text
+    return str(response.json()["instance"]["id"])
+
+
+def _converged(plane: ReddwarfProcesses, client: httpx.Client, branch_id: str) -> None:
+    steps = wait_for(lambda: finished(plane, branch_id, "instance.restore"), 120, "the branch to finish")
+    assert steps == BRANCH_STEPS, steps
+    view = _active(client, branch_id)
+    assert view is not None
+    with _tenant(view) as conn:
+        assert conn.execute("select count(*) from t").fetchone() == (1000,)
+    assert list((plane.state_dir / "pool" / "snapshots").iterdir()) == []
+    plane.stop_all()
+    plane.start_server()
+    plane.start_worker()
+    client.delete(f"/instances/{branch_id}")
+    wait_for(lambda: client.get(f"/instances/{branch_id}").status_code == 404, 120, "the branch's clean-up")
+    plane.stop_all()
+    plane.start_server()
+
+
+def test_a_worker_killed_while_the_source_is_frozen_leaves_nothing_frozen(
+    plane: ReddwarfProcesses, source: dict[str, object]
+) -> None:
+    source_id = str(source["id"])
+    volume = plane.state_dir / "instances" / source_id / "volume"
+    marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
+    with plane.client() as client:
+        branch_id = _branch(plane, client, source_id, "chaos-frozen")
+        crashing = plane.start_worker(REDDWARF_TEST_CRASH_AT="instance.restore:branch:frozen",
+                                      REDDWARF_TEST_CRASH_MARKER=str(marker))
+        assert crashing.wait(timeout=120) == -9, "the worker should have died by SIGKILL while frozen"
+        killed = time.monotonic()
+        assert marker.exists()
+        assert _write_seconds(volume) + (time.monotonic() - killed) < 1.0
+        with _tenant(source) as conn:  # the source's server writes as before
+            conn.execute("insert into t values (-1)")
+            conn.execute("delete from t where id = -1")
+        plane.start_worker(REDDWARF_TEST_CRASH_AT="instance.restore:branch:frozen",
+                           REDDWARF_TEST_CRASH_MARKER=str(marker))
+        _converged(plane, client, branch_id)
+
+
+@pytest.mark.parametrize(("step", "when"), branch_steps())
+def test_a_branch_survives_a_worker_killed_at_every_step(
+    plane: ReddwarfProcesses, source: dict[str, object], step: str, when: str
+) -> None:
+    marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
+    with plane.client() as client:
+        branch_id = _branch(plane, client, str(source["id"]), f"chaos-{step}-{when}")
+        crash_and_recover(plane, "instance.restore", step, when, marker)
+        _converged(plane, client, branch_id)
