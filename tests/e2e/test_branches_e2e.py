@@ -1,7 +1,9 @@
-"""Branches end to end: a real `reddwarf server` whose volumes live on the copy-on-write pool, a PostgreSQL
-instance with a tenant's rows, and `reddwarf instance branch` (the CLI, through the API's
-`restorePoint.instanceRef`): the branch is ACTIVE with exactly the source's rows, the tenant logs in with its
-own password, writes on either side stay there, and the branch outlives its deleted source."""
+"""Branches and snapshots end to end: a real `reddwarf server` whose volumes live on the copy-on-write pool, a
+PostgreSQL instance with a tenant's rows, and the CLI: `reddwarf instance branch` (the API's
+`restorePoint.instanceRef`) makes a branch ACTIVE with exactly the source's rows, the tenant logging in with
+its own password, writes on either side staying there; `reddwarf snapshot create`, more rows on the source,
+then `instance branch --snapshot` (`restorePoint.snapshotRef`) gives the rows as they were at the snapshot,
+even once the source is deleted; `snapshot delete` leaves that branch intact."""
 
 from __future__ import annotations
 
@@ -57,8 +59,21 @@ def test_a_branch_has_its_sources_data_and_a_life_of_its_own(reddwarf: ReddwarfP
         assert _rows(source.address, source.port, "select count(*) from t where id = -1") == (0,)
         assert _rows(branch.address, branch.port, "select count(*) from t where id = -2") == (0,)
 
+        snapshot = cli(reddwarf, "snapshot", "create", source.id, "before-more-rows", "--wait")
+        assert snapshot["status"] == "COMPLETED" and snapshot["instance_id"] == source.id
+        assert [s["id"] for s in cli(reddwarf, "snapshot", "list", "--instance", source.id)] == [snapshot["id"]]
+        _rows(source.address, source.port, "insert into t select g, g from generate_series(5001, 6000) g returning 1")
+
         client.delete_instance(source.id)
         client.wait_for_delete(source.id, timeout=DELETE_TIMEOUT)
         assert _rows(branch.address, branch.port, "select count(*) from t") == (5001,)
-        client.delete_instance(branch.id)
-        client.wait_for_delete(branch.id, timeout=DELETE_TIMEOUT)
+        from_snapshot = client.create_instance(f"{unique_name}-snap", "1", 1, snapshot_id=snapshot["id"])
+        later = client.wait_for_instance(from_snapshot.id, timeout=ACTIVE_TIMEOUT)
+        assert later.address is not None and later.port is not None
+        assert _rows(later.address, later.port, "select count(*) from t where id > 0") == (5000,)
+        cli(reddwarf, "snapshot", "delete", snapshot["id"], "--wait")
+        assert _rows(later.address, later.port, "select count(*) from t where id > 0") == (5000,)
+        for made in (branch.id, later.id):
+            client.delete_instance(made)
+        for made in (branch.id, later.id):
+            client.wait_for_delete(made, timeout=DELETE_TIMEOUT)

@@ -14,7 +14,18 @@ import reddwarf
 from reddwarf.api.errors import install_error_handlers
 from reddwarf.api.guard import RequestGuard
 from reddwarf.api.middleware import RequestBoundary
-from reddwarf.api.routers.v1 import backups, databases, datastores, flavors, instances, mgmt, root, users, versions
+from reddwarf.api.routers.v1 import (
+    backups,
+    databases,
+    datastores,
+    flavors,
+    instances,
+    mgmt,
+    root,
+    snapshots,
+    users,
+    versions,
+)
 from reddwarf.services.context import ServiceContext
 
 logger = logging.getLogger(__name__)
@@ -60,6 +71,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     project.include_router(root.router)
     project.include_router(mgmt.router)
     project.include_router(backups.router)
+    project.include_router(snapshots.router)
     app.include_router(project)
 
     if ctx.settings.identity == "noauth":

@@ -15,6 +15,7 @@ from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import REDDWARF_NAMESPACE, DatastoreVersion, Flavor
 from reddwarf.domain.events import Event
 from reddwarf.domain.instance import Instance
+from reddwarf.domain.snapshot import Snapshot
 from reddwarf.services.backups import Strategy
 from reddwarf.services.catalog import Datastore
 from reddwarf.services.classification import Level, VersionStatus
@@ -232,6 +233,26 @@ def backup_view(backup: Backup) -> JSON:
         body["fault"] = {
             "message": backup.fault.message, "details": backup.fault.details, "created": isotime(backup.fault.created)
         }
+    return body
+
+
+def snapshot_view(snapshot: Snapshot) -> JSON:
+    """A snapshot (Reddwarf's extension): what it is of, its status, and its fault when it failed."""
+    body: JSON = {
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "description": snapshot.description,
+        "instance_id": snapshot.instance_id,
+        "project_id": snapshot.project_id,
+        "status": snapshot.status.value,
+        "datastore": {"type": snapshot.datastore, "version": snapshot.datastore_version},
+        "volume": {"size": snapshot.volume_size_gb},
+        "created": isotime(snapshot.created),
+        "updated": isotime(snapshot.updated),
+    }
+    if snapshot.fault is not None:
+        body["fault"] = {"message": snapshot.fault.message, "details": snapshot.fault.details,
+                         "created": isotime(snapshot.fault.created)}
     return body
 
 

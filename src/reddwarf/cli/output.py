@@ -53,7 +53,7 @@ def _text(value: object) -> str:
     return "" if value is None else escape(str(value))
 
 
-def _list_table(title: str) -> Table:
+def list_table(title: str) -> Table:
     """A list table that stays readable in an 80-column terminal: light borders, no outer padding."""
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
 
@@ -79,7 +79,7 @@ def _natural_width(table: Table) -> int:
 
 
 def _instances_table(instances: Sequence[Instance], columns: Sequence[str]) -> Table:
-    table = _list_table("Instances")
+    table = list_table("Instances")
     for column in columns:
         table.add_column(column, no_wrap=column in ("ID", "Status", "Size"), overflow="fold")
     for instance in instances:
@@ -130,7 +130,7 @@ def instance_table(instance: Instance) -> Table:
 
 
 def datastores_table(datastores: Sequence[Datastore]) -> Table:
-    table = _list_table("Datastores")
+    table = list_table("Datastores")
     table.add_column("Name", no_wrap=True)
     table.add_column("Versions")
     table.add_column("Default version", no_wrap=True)
@@ -146,7 +146,7 @@ def datastores_table(datastores: Sequence[Datastore]) -> Table:
 
 
 def flavors_table(flavors: Sequence[Flavor]) -> Table:
-    table = _list_table("Flavors")
+    table = list_table("Flavors")
     table.add_column("ID", no_wrap=True)
     table.add_column("Name", no_wrap=True)
     table.add_column("RAM (MB)", justify="right")
@@ -243,7 +243,7 @@ def _address(instance: Instance) -> str | None:
 
 
 def versions_table(datastore: str, versions: Sequence[DatastoreVersion]) -> Table:
-    table = _list_table(f"Versions of {escape(datastore)}")
+    table = list_table(f"Versions of {escape(datastore)}")
     table.add_column("Name", no_wrap=True)
     table.add_column("Version", no_wrap=True)
     table.add_column("Active", no_wrap=True)

@@ -52,6 +52,8 @@ COMMANDS: dict[str, LazyCommand] = {
                         TENANT_PANEL),
     "backup": LazyCommand("reddwarf.cli.backups", "backup_app", "Create, list, show and delete backups of instances.",
                           TENANT_PANEL),
+    "snapshot": LazyCommand("reddwarf.cli.snapshots", "snapshot_app",
+                            "Take, list, show and delete snapshots of instances.", TENANT_PANEL),
     "server": LazyCommand(_OPERATOR, "server",
                           "Run the API with embedded workers on the embedded defaults (SQLite, local runtime).",
                           OPERATOR_PANEL),

@@ -30,6 +30,7 @@ from reddwarf.client import (
     ReddwarfAPIError,
     ReddwarfClient,
     ReddwarfConnectionError,
+    SnapshotFailed,
     UserRequest,
     WaitTimeout,
 )
@@ -192,6 +193,9 @@ def _errors_exit() -> Iterator[None]:
         if exc.backup.fault is not None and exc.backup.fault.details:
             output.print_error(exc.backup.fault.details)
         raise typer.Exit(1) from exc
+    except SnapshotFailed as exc:
+        output.print_error(f"Error: {exc}")
+        raise typer.Exit(1) from exc
     except (ReddwarfConnectionError, WaitTimeout) as exc:
         output.print_error(f"Error: {exc}")
         raise typer.Exit(1) from exc
@@ -323,6 +327,10 @@ def branch_instance(
     size: Annotated[
         int | None, typer.Option("--size", min=1, help="Volume size in GB, at least the source's. Default: its.")
     ] = None,
+    snapshot: Annotated[
+        str | None, typer.Option("--snapshot", metavar="ID", help="Branch this snapshot of SOURCE instead of "
+                                 "SOURCE as it is now (see `snapshot create`).")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the branch is ACTIVE.")] = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
@@ -339,7 +347,8 @@ def branch_instance(
         flavor_id = _resolve_flavor(client, flavor) if flavor is not None else (
             origin.flavor.id if origin.flavor is not None else "")
         volume = size if size is not None else (origin.volume.size if origin.volume is not None else 1)
-        instance = client.create_instance(name, flavor_id, volume, branch_of=origin.id)
+        instance = (client.create_instance(name, flavor_id, volume, snapshot_id=snapshot) if snapshot is not None
+                    else client.create_instance(name, flavor_id, volume, branch_of=origin.id))
         if wait:
             with output.wait_display("Branching", instance.name) as display:
                 instance = client.wait_for_instance(instance.id, timeout=timeout, on_poll=display.update)

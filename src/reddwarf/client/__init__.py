@@ -13,6 +13,7 @@ from reddwarf.client.errors import (
     ReddwarfAPIError,
     ReddwarfClientError,
     ReddwarfConnectionError,
+    SnapshotFailed,
     WaitTimeout,
 )
 from reddwarf.client.http import ReddwarfClient
@@ -26,6 +27,7 @@ from reddwarf.client.models import (
     Flavor,
     Instance,
     InstancePage,
+    Snapshot,
     UserRequest,
 )
 
@@ -45,6 +47,8 @@ __all__ = [
     "ReddwarfClient",
     "ReddwarfClientError",
     "ReddwarfConnectionError",
+    "Snapshot",
+    "SnapshotFailed",
     "UserRequest",
     "WaitTimeout",
 ]

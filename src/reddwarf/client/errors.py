@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from reddwarf.client.models import Backup, Instance
+    from reddwarf.client.models import Backup, Instance, Snapshot
 
 # Longest piece of a non-fault body quoted in an error message: enough to recognise a proxy page.
 _MAX_RAW_MESSAGE = 200
@@ -54,6 +54,15 @@ class BackupFailed(ReddwarfClientError):
         reason = backup.fault.message if backup.fault is not None else "no fault recorded"
         super().__init__(f"backup {backup.id} ({backup.name}) is {backup.status}: {reason}")
         self.backup = backup
+
+
+class SnapshotFailed(ReddwarfClientError):
+    """A snapshot being waited for reached FAILED; `snapshot.fault` says why."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        reason = snapshot.fault.message if snapshot.fault is not None else "no fault recorded"
+        super().__init__(f"snapshot {snapshot.id} ({snapshot.name}) is {snapshot.status}: {reason}")
+        self.snapshot = snapshot
 
 
 class WaitTimeout(ReddwarfClientError):

@@ -40,6 +40,7 @@ from reddwarf.domain.secret import Secret
 if TYPE_CHECKING:
     from reddwarf.client.accounts import AccountsClient
     from reddwarf.client.backups import BackupsClient
+    from reddwarf.client.snapshots import SnapshotsClient
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,13 @@ class ReddwarfClient:
 
         return BackupsClient(self._request, self.poll_interval)
 
+    @property
+    def snapshots(self) -> SnapshotsClient:
+        """Snapshots of the project's instances (see `reddwarf.client.snapshots`)."""
+        from reddwarf.client.snapshots import SnapshotsClient
+
+        return SnapshotsClient(self._request, self.poll_interval)
+
     # Instances
 
     def list_instances(
@@ -189,12 +197,14 @@ class ReddwarfClient:
         users: Sequence[UserRequest] = (),
         backup_id: str | None = None,
         branch_of: str | None = None,
+        snapshot_id: str | None = None,
     ) -> Instance:
         """Ask for a new instance; the answer is its detail view in status BUILD (Trove answers 200).
         A database is a name, or a `DatabaseRequest` with its character set and collation. `backup_id`
         restores that backup (its whole incremental chain) into the new instance (Trove's `restorePoint`);
         the datastore and version default to the backup's. `branch_of` branches that running instance
-        (`restorePoint.instanceRef`): a copy of its data at this moment, its version by default."""
+        (`restorePoint.instanceRef`): a copy of its data at this moment, its version by default;
+        `snapshot_id` branches that snapshot (`restorePoint.snapshotRef`)."""
         instance: dict[str, Any] = {"name": name, "flavorRef": flavor, "volume": {"size": volume_size}}
         if datastore is not None or version is not None:
             store: dict[str, str] = {}
@@ -213,6 +223,8 @@ class ReddwarfClient:
             instance["restorePoint"] = {"backupRef": backup_id}
         if branch_of is not None:
             instance["restorePoint"] = {"instanceRef": branch_of}
+        if snapshot_id is not None:
+            instance["restorePoint"] = {"snapshotRef": snapshot_id}
         body = self._request("POST", "/instances", json={"instance": instance})
         created = Instance.model_validate(_object_field(body, "instance"))
         logger.info("instance %s (%s) requested", created.id, created.name)

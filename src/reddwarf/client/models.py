@@ -242,3 +242,23 @@ class UserRequest(BaseModel):
         if self.host is not None:
             user["host"] = self.host
         return user
+
+
+class SnapshotDatastore(WireModel):
+    type: str
+    version: str
+
+
+class Snapshot(WireModel):
+    """A snapshot of an instance's volume (Reddwarf's extension: `/instances/{id}/snapshots`)."""
+
+    id: str
+    name: str
+    status: str
+    instance_id: str
+    description: str | None = None
+    datastore: SnapshotDatastore | None = None
+    volume: Volume | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    fault: Fault | None = None

@@ -29,7 +29,8 @@ class UserSpec:
 class InstanceSpec:
     """The desired state of an instance. Written by services; read by reconcilers. `restore_backup_id`: the
     backup (the newest of its chain) whose data the instance is created with, instead of an empty server;
-    `branch_source_id`: the instance whose data at the create's snapshot it starts with (a branch)."""
+    `branch_source_id`: the instance whose data at the create's snapshot it starts with (a branch);
+    `branch_snapshot_id`: the snapshot whose data it starts with (a branch of a snapshot)."""
 
     name: str
     flavor_id: str
@@ -42,6 +43,7 @@ class InstanceSpec:
     region_name: str | None = None
     restore_backup_id: str | None = None
     branch_source_id: str | None = None
+    branch_snapshot_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

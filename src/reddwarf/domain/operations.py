@@ -12,9 +12,10 @@ Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to
   account writes apply one at a time, in the order they were accepted). Later kinds such as a backup
   belong to lanes that conflict with the lifecycle but not with account writes, as in Trove.
 - `POOL` (warm-pool slot build and destroy): only ever on a slot, never on an instance.
-- `BACKUP` (taking a backup, on the instance): conflicts with the lifecycle and with another backup, not with
-  account writes (as Trove: accounts can change while a backup runs; only other actions wait).
-- `BACKUP_FILES` (deleting a backup's artifacts, on the backup): only with itself.
+- `BACKUP` (taking a backup or a snapshot, on the instance): conflicts with the lifecycle and with another
+  backup, not with account writes (as Trove: accounts can change while a backup runs; only other actions
+  wait).
+- `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, on it): only with itself.
 
 The claim never starts an operation while an operation accepted before it on the same resource, and still
 pending or running, conflicts with it: conflicting operations run in the order they were accepted, and one
@@ -50,6 +51,8 @@ class Kind(StrEnum):
     USERS_REVOKE = "instance.users.revoke"
     BACKUP_CREATE = "backup.create"
     BACKUP_DELETE = "backup.delete"
+    SNAPSHOT_CREATE = "snapshot.create"
+    SNAPSHOT_DELETE = "snapshot.delete"
     POOL_BUILD = "pool.build"
     POOL_DESTROY = "pool.destroy"
 
@@ -137,6 +140,12 @@ class BackupCreate(Payload):
     backup_id: str
 
 
+class SnapshotCreate(Payload):
+    """Take the snapshot `snapshot_id` of the operation's instance."""
+
+    snapshot_id: str
+
+
 PASSWORD_SECRET = "password"
 
 
@@ -188,6 +197,10 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         # A backup streams the whole data set (~1 TB an hour at the tools' speed on two cores).
         KindSpec(Kind.BACKUP_CREATE, BackupCreate, 6 * HOUR, Lane.BACKUP, "Taking a backup"),
         KindSpec(Kind.BACKUP_DELETE, NoPayload, 15 * MINUTE, Lane.BACKUP_FILES, "Deleting a backup"),
+        # A snapshot freezes the instance for a fraction of a second; on its lane, it never overlaps a
+        # backup or a restart (a CHECKPOINT may wait on a busy server: minutes at most).
+        KindSpec(Kind.SNAPSHOT_CREATE, SnapshotCreate, 10 * MINUTE, Lane.BACKUP, "Taking a snapshot"),
+        KindSpec(Kind.SNAPSHOT_DELETE, NoPayload, 10 * MINUTE, Lane.BACKUP_FILES, "Deleting a snapshot"),
         KindSpec(Kind.POOL_BUILD, NoPayload, 15 * MINUTE, Lane.POOL, "Building a warm-pool server"),
         KindSpec(Kind.POOL_DESTROY, NoPayload, 10 * MINUTE, Lane.POOL, "Destroying a warm-pool server"),
     )

@@ -36,16 +36,18 @@ def branch_source(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> I
     return source
 
 
-def check_branch(source: Instance, version: DatastoreVersion, volume_gb: int) -> None:
-    """A branch is of its source's datastore version, on a volume at least as large."""
-    spec = source.spec
-    if (version.datastore, version.name) != (spec.datastore, spec.datastore_version):
+def check_branch(
+    source: str, datastore: str, datastore_version: str, source_gb: int, version: DatastoreVersion, volume_gb: int
+) -> None:
+    """A branch is of its source's datastore version, on a volume at least as large (`source`: "instance
+    <id>" or "snapshot <id>", as the messages name it)."""
+    if (version.datastore, version.name) != (datastore, datastore_version):
         raise BadRequest(
-            f"Instance {source.id} runs {spec.datastore} {spec.datastore_version}; a branch of it runs the same, "
-            f"not {version.datastore} {version.name}.", field="datastore.version",
+            f"{source[:1].upper()}{source[1:]} is of {datastore} {datastore_version}; a branch of it runs the "
+            f"same, not {version.datastore} {version.name}.", field="datastore.version",
         )
-    if volume_gb < spec.volume_size_gb:
+    if volume_gb < source_gb:
         raise BadRequest(
-            f"volume.size {volume_gb} GB is smaller than the {spec.volume_size_gb} GB volume of instance "
-            f"{source.id}; a branch needs at least as much.", field="volume.size",
+            f"volume.size {volume_gb} GB is smaller than the {source_gb} GB volume of {source}; a branch needs "
+            "at least as much.", field="volume.size",
         )

@@ -30,7 +30,7 @@ from reddwarf.domain.pool import profile_of
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import accounts, backups, branches, capacity, catalog
+from reddwarf.services import accounts, backups, branches, capacity, catalog, snapshots
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import is_instance_id, load_instance
 from reddwarf.store.uow import UnitOfWork
@@ -59,6 +59,7 @@ class CreateInstanceRequest:
     region_name: str | None = None
     restore_point: str | None = None
     branch_of: str | None = None
+    branch_snapshot: str | None = None
     replica_of: str | None = None
     replica_count: int | None = None
     configuration: str | None = None
@@ -94,7 +95,8 @@ CREATE_KINDS = frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE})
 
 def create_kind(spec: InstanceSpec) -> Kind:
     """A restore or a branch has the deadline of a restore (a branch's snapshot may wait on the source)."""
-    copied = spec.restore_backup_id is not None or spec.branch_source_id is not None
+    copied = any(ref is not None for ref in (spec.restore_backup_id, spec.branch_source_id,
+                                             spec.branch_snapshot_id))
     return Kind.INSTANCE_RESTORE if copied else Kind.INSTANCE_CREATE
 
 
@@ -108,6 +110,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     volume_size = _validate_volume_size(ctx, request.volume_size)
     restore = None if request.restore_point is None else backups.restore_source(ctx, auth, request.restore_point)
     source = None if request.branch_of is None else branches.branch_source(ctx, auth, request.branch_of)
+    snapshot = (None if request.branch_snapshot is None
+                else snapshots.branch_snapshot(ctx, auth, request.branch_snapshot))
     datastore, version_name = request.datastore_type, request.datastore_version
     if restore is not None:  # by default, the backup's own datastore version
         datastore = datastore or restore.backup.datastore
@@ -115,6 +119,9 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     if source is not None:  # by default, the source's
         datastore = datastore or source.spec.datastore
         version_name = version_name or source.spec.datastore_version
+    if snapshot is not None:
+        datastore = datastore or snapshot.datastore
+        version_name = version_name or snapshot.datastore_version
     version = catalog.resolve_version(
         ctx, datastore, version_name, request.datastore_version_number, admin=auth.is_admin
     )
@@ -122,7 +129,11 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         _check_restore_version(restore, version)
         backups.check_restore_volume(restore, volume_size)
     if source is not None:
-        branches.check_branch(source, version, volume_size)
+        branches.check_branch(f"instance {source.id}", source.spec.datastore, source.spec.datastore_version,
+                              source.spec.volume_size_gb, version, volume_size)
+    if snapshot is not None:
+        branches.check_branch(f"snapshot {snapshot.id}", snapshot.datastore, snapshot.datastore_version,
+                              snapshot.volume_size_gb, version, volume_size)
     engine = ctx.engines[version.datastore]
     _validate_users_and_databases(request)
     capabilities = engine.capabilities(version)
@@ -142,6 +153,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         region_name=request.region_name,
         restore_backup_id=None if restore is None else restore.backup.id,
         branch_source_id=None if source is None else source.id,
+        branch_snapshot_id=None if snapshot is None else snapshot.id,
     )
     engine.validate_spec(spec)
     # A user made with the instance obeys the users API's rules too: among them, the name of the engine's
@@ -162,7 +174,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         updated=now,
     )
     # A warm-pool server is a fresh one: a restore builds its own from the backup.
-    pooled = restore is None and source is None and ctx.settings.warm_pool.covers(spec)
+    pooled = restore is None and source is None and snapshot is None and ctx.settings.warm_pool.covers(spec)
     storage_limit = capacity.limit(
         None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
     )

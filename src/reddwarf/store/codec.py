@@ -32,6 +32,7 @@ def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
         "region_name": spec.region_name,
         "restore_backup_id": spec.restore_backup_id,
         "branch_source_id": spec.branch_source_id,
+        "branch_snapshot_id": spec.branch_snapshot_id,
     }
 
 
@@ -68,6 +69,7 @@ def spec_from_json(data: Mapping[str, Any], passwords: Mapping[str, Secret]) -> 
         region_name=data.get("region_name"),
         restore_backup_id=data.get("restore_backup_id"),
         branch_source_id=data.get("branch_source_id"),
+        branch_snapshot_id=data.get("branch_snapshot_id"),
     )
 
 

@@ -212,6 +212,30 @@ class LeaseRow(Base):
     expires: Mapped[float] = mapped_column(Double)
 
 
+class SnapshotRow(Base):
+    """A snapshot of an instance's volume (see `reddwarf.domain.snapshot`); soft-deleted like a backup."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (Index(None, "project_id", "created", "id"), Index(None, "instance_id", "created"))
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(REF)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    instance_id: Mapped[str] = mapped_column(ID)
+    datastore: Mapped[str] = mapped_column(String(64))
+    datastore_version: Mapped[str] = mapped_column(String(64))
+    volume_size_gb: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    fault_message: Mapped[str | None] = mapped_column(Text)
+    fault_details: Mapped[str | None] = mapped_column(Text)
+    fault_created: Mapped[float | None] = mapped_column(Double)
+    deleting: Mapped[bool] = mapped_column(Boolean)
+    deleted_at: Mapped[float | None] = mapped_column(Double)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
+
+
 class BackupRow(Base):
     """A backup (see `reddwarf.domain.backup`). Soft-deleted (`deleted_at`) so that a list never shows a
     backup whose artifacts are gone while its id stays unique."""

@@ -21,6 +21,7 @@ from reddwarf.store.repositories.operations import OperationRepository
 from reddwarf.store.repositories.pool import PoolRepository
 from reddwarf.store.repositories.reservations import ReservationRepository
 from reddwarf.store.repositories.secrets import SecretRepository
+from reddwarf.store.repositories.snapshots import SnapshotRepository
 from reddwarf.store.secrets import SecretCipher
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class UnitOfWork:
         self.leases = LeaseRepository(session)
         self.reservations = ReservationRepository(session)
         self.backups = BackupRepository(session)
+        self.snapshots = SnapshotRepository(session)
         self.archived_logs = ArchivedLogRepository(session)
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []

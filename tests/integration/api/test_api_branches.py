@@ -79,3 +79,57 @@ def test_a_source_deleted_before_the_branch_fails_it_with_a_fault(acc: AccountsA
     shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
     assert shown["status"] == "ERROR"
     assert f"Instance {source} cannot be branched: it no longer exists." in shown["fault"]["message"]
+
+
+def _snapshot(acc: AccountsApi, instance_id: str, **fields: Any) -> Any:
+    return acc.api.post(f"/instances/{instance_id}/snapshots", {"snapshot": {"name": "before-migration", **fields}})
+
+
+def test_a_snapshot_is_taken_listed_branched_from_after_its_source_is_gone_and_deleted(acc: AccountsApi) -> None:
+    source = acc.active_instance(volume={"size": 2})
+    response = _snapshot(acc, source, description="the night before")
+    assert response.status_code == 202, response.text
+    made = response.json()["snapshot"]
+    assert made["status"] == "NEW" and made["instance_id"] == source and made["volume"] == {"size": 2}
+    acc.drain()
+    shown = acc.api.get(f"/snapshots/{made['id']}").json()["snapshot"]
+    assert shown["status"] == "COMPLETED" and shown["description"] == "the night before"
+    runtime: Any = acc.deps.runtime
+    assert made["id"] in runtime.snapshots
+    assert [s["id"] for s in acc.api.get(f"/instances/{source}/snapshots").json()["snapshots"]] == [made["id"]]
+    assert [s["id"] for s in acc.api.get("/snapshots").json()["snapshots"]] == [made["id"]]
+
+    assert acc.api.delete(f"/instances/{source}").status_code == 202
+    acc.drain()
+    copy = _branch(acc, "", restorePoint={"snapshotRef": made["id"]}).json()["instance"]
+    acc.drain()
+    assert acc.api.get(f"/instances/{copy['id']}").json()["instance"]["status"] == "ACTIVE"
+    assert ("branch", copy["id"]) in runtime.calls and made["id"] in runtime.snapshots  # the snapshot stays
+
+    assert acc.api.delete(f"/snapshots/{made['id']}").status_code == 202
+    acc.drain()
+    assert acc.api.get(f"/snapshots/{made['id']}").status_code == 404
+    assert runtime.snapshots == set()
+    assert acc.api.get(f"/instances/{copy['id']}").json()["instance"]["status"] == "ACTIVE"
+
+
+def test_snapshot_refusals_name_the_field_and_write_nothing(acc: AccountsApi) -> None:
+    source = acc.active_instance(volume={"size": 2})
+    building = acc.api.post("/instances", {"instance": {"name": "b", "flavorRef": "1", "volume": {"size": 1}}})
+    assert _snapshot(acc, source, name="").status_code == 400
+    too_long = _snapshot(acc, source, name="n" * 256)
+    assert too_long.status_code == 400 and "256 characters" in too_long.text
+    unknown_key = _snapshot(acc, source, incremental=1)
+    assert unknown_key.status_code == 400 and "incremental" in unknown_key.text
+    assert _snapshot(acc, "2" * 8 + "-2222-2222-2222-" + "2" * 12).status_code == 404
+    others = acc.api.post(f"/instances/{source}/snapshots", {"snapshot": {"name": "x"}}, who="other",
+                          project=acc.api.other_project)
+    assert others.status_code == 404
+    not_ready = _snapshot(acc, building.json()["instance"]["id"])
+    assert not_ready.status_code == 422 and "must be ACTIVE" in not_ready.text
+    refusing = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
+    acc.api.client.app.state.reddwarf = refusing  # type: ignore[attr-defined]
+    no_pool = _snapshot(acc, source)
+    assert no_pool.status_code == 400 and "cannot take snapshots: no copy-on-write volume pool" in no_pool.text
+    assert acc.api.get("/snapshots").json()["snapshots"] == []
+    assert acc.api.count("snapshots") == 0

@@ -30,12 +30,16 @@ def snapshot_id_of(instance_id: str) -> str:
 
 
 def branch_volume(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> None:
-    """Snapshot the source, branch the new instance from it, remove the snapshot; nothing once initialised."""
+    """Snapshot the source, branch the new instance from it, remove the snapshot (or branch from the kept
+    snapshot the create names); nothing once initialised."""
+    if deps.runtime.initialised(placement):
+        return
+    if instance.spec.branch_snapshot_id is not None:
+        _from_snapshot(deps, instance, placement, instance.spec.branch_snapshot_id)
+        return
     source_id = instance.spec.branch_source_id
     if source_id is None:
         raise PermanentError(f"Instance {instance.id} is not a branch.")
-    if deps.runtime.initialised(placement):
-        return
     with deps.db.unit_of_work(write=False) as uow:
         found = uow.instances.get_with_secrets(source_id)
     if found is None or found[0].deleting or found[0].endpoint is None:
@@ -58,6 +62,26 @@ def branch_volume(deps: ReconcilerDeps, instance: Instance, placement: Placement
     with deps.db.unit_of_work() as uow:
         uow.events.add(instance.id, "branched", f"branched from instance {source_id}")
     log.info("instance %s: branched from instance %s", instance.id, source_id)
+
+
+def _from_snapshot(deps: ReconcilerDeps, instance: Instance, placement: Placement, snapshot_id: str) -> None:
+    """Branch from a kept snapshot (its source may be gone): the snapshot stays."""
+    with deps.db.unit_of_work(write=False) as uow:
+        snapshot = uow.snapshots.get(snapshot_id)
+        source_admin = uow.secrets.get(snapshot_id, SOURCE_ADMIN_SECRET)
+    if snapshot is None or snapshot.deleting:
+        raise PermanentError(f"Snapshot {snapshot_id} cannot be branched: it no longer exists.")
+    if source_admin is None:
+        raise PermanentError(f"Snapshot {snapshot_id} cannot be branched: its source's credential is missing.")
+    with deps.db.unit_of_work() as uow:
+        uow.secrets.put(instance.id, SOURCE_ADMIN_SECRET, source_admin)
+    snapshots = deps.engine(instance).snapshots(deps.version_for(instance.spec))
+    workload = deps.workload(instance, placement)
+    fixed = dataclasses.replace(workload, init=snapshots.fix_ups(placement), init_files=())
+    deps.runtime.branch(placement, deps.resources(instance), snapshot_id, fixed)
+    with deps.db.unit_of_work() as uow:
+        uow.events.add(instance.id, "branched", f"branched from snapshot {snapshot_id}")
+    log.info("instance %s: branched from snapshot %s", instance.id, snapshot_id)
 
 
 def source_admin(deps: ReconcilerDeps, instance_id: str) -> Secret:

@@ -42,7 +42,8 @@ PING_TIMEOUT = 2.0
 
 def _copied(instance: Instance) -> bool:
     """A restore or a branch: its server is built from a copy, never taken from the warm pool."""
-    return instance.spec.restore_backup_id is not None or instance.spec.branch_source_id is not None
+    spec = instance.spec
+    return any(ref is not None for ref in (spec.restore_backup_id, spec.branch_source_id, spec.branch_snapshot_id))
 
 
 def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
@@ -147,7 +148,7 @@ class CreateInstance:
         instance.endpoint = Endpoint(str(endpoint["address"]), int(endpoint["port"]))
         placement = deps.placement(instance)
         restoring = instance.spec.restore_backup_id
-        branching = instance.spec.branch_source_id
+        branching = instance.spec.branch_source_id or instance.spec.branch_snapshot_id
         if not warm and branching is not None:  # prepared by the branch itself, on the copy
             ctx.step("branch", lambda: branch.branch_volume(deps, instance, placement))
         elif not warm:

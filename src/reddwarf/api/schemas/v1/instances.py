@@ -81,15 +81,18 @@ class UserIn(_Lenient):
 
 
 class RestorePointIn(_Lenient):
-    """Trove's `backupRef`, or Reddwarf's `instanceRef` (a branch of a running instance): exactly one."""
+    """Trove's `backupRef`, or Reddwarf's `instanceRef` (a branch of a running instance) or `snapshotRef` (a
+    branch of a snapshot): exactly one."""
 
     backupRef: str | None = None
     instanceRef: str | None = None
+    snapshotRef: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RestorePointIn:
-        if (self.backupRef is None) == (self.instanceRef is None):
-            raise ValueError("give exactly one of backupRef (a backup) and instanceRef (an instance to branch)")
+        if sum(ref is not None for ref in (self.backupRef, self.instanceRef, self.snapshotRef)) != 1:
+            raise ValueError("give exactly one of backupRef (a backup), instanceRef (an instance to branch) "
+                             "and snapshotRef (a snapshot to branch)")
         return self
 
 
@@ -154,6 +157,7 @@ class InstanceCreate(BaseModel):
             region_name=self.region_name,
             restore_point=self.restorePoint.backupRef if self.restorePoint is not None else None,
             branch_of=self.restorePoint.instanceRef if self.restorePoint is not None else None,
+            branch_snapshot=self.restorePoint.snapshotRef if self.restorePoint is not None else None,
             replica_of=self.replica_of,
             replica_count=self.replica_count,
             configuration=self.configuration,
