@@ -143,10 +143,13 @@ def datastore_view(
 
 
 def datastore_version_view(
-    version: DatastoreVersion, *, base: str, project_id: str, status: VersionStatus | None = None
+    version: DatastoreVersion, *, base: str, project_id: str, status: VersionStatus | None = None,
+    branch_refusal: str | None = None,
 ) -> JSON:
     """Trove's datastore version, plus the extension fields `capabilities` (names), `strategies`
-    (`{"backup": [{"name", "classification"}], "replication": [...]}`) and `classification`."""
+    (`{"backup": [{"name", "classification"}], "replication": [...]}`), `classification` and `branches`
+    (whether this deployment can snapshot and branch instances: `{"available", "reason"}`; a capability
+    of the runtime, the same for every version)."""
     body: JSON = {
         "id": version.id,
         "name": version.name,
@@ -167,6 +170,7 @@ def datastore_version_view(
             )
         body["strategies"] = strategies
         body["classification"] = status.classification.level.value
+        body["branches"] = {"available": branch_refusal is None, "reason": branch_refusal}
     return body
 
 

@@ -133,3 +133,13 @@ def test_snapshot_refusals_name_the_field_and_write_nothing(acc: AccountsApi) ->
     assert no_pool.status_code == 400 and "cannot take snapshots: no copy-on-write volume pool" in no_pool.text
     assert acc.api.get("/snapshots").json()["snapshots"] == []
     assert acc.api.count("snapshots") == 0
+
+
+def test_each_version_says_whether_this_deployment_can_branch(acc: AccountsApi) -> None:
+    versions = acc.api.get("/datastores/postgresql/versions").json()["versions"]
+    shown = acc.api.get(f"/datastores/versions/{versions[0]['id']}").json()["version"]
+    assert shown["branches"] == {"available": True, "reason": None}
+    refusing = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
+    acc.api.client.app.state.reddwarf = refusing  # type: ignore[attr-defined]
+    shown = acc.api.get(f"/datastores/versions/{versions[0]['id']}").json()["version"]
+    assert shown["branches"] == {"available": False, "reason": "no copy-on-write volume pool (disabled)"}

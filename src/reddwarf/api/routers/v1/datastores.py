@@ -1,7 +1,8 @@
 """`/v1.0/{project_id}/datastores`: datastores and versions, from what the engines find installed.
 
-Extension fields: each version shows its declared `capabilities`, its `strategies` and its
-`classification` (experimental / technical_preview / stable, from the conformance ledger); a datastore
+Extension fields: each version shows its declared `capabilities`, its `strategies`, its
+`classification` (experimental / technical_preview / stable, from the conformance ledger) and whether the
+deployment can snapshot and branch (`branches`: the runtime's copy-on-write pool); a datastore
 shows its default version's `classification`. `.../versions/{version}/capabilities` answers in Trove's
 legacy capabilities shape.
 """
@@ -32,7 +33,8 @@ def _datastore(ctx: ServiceContext, datastore: catalog.Datastore, base: str, pro
 
 def _version(ctx: ServiceContext, version: DatastoreVersion, base: str, project_id: str) -> dict[str, Any]:
     return views.datastore_version_view(
-        version, base=base, project_id=project_id, status=classification.version_status(ctx, version)
+        version, base=base, project_id=project_id, status=classification.version_status(ctx, version),
+        branch_refusal=ctx.branch_refusal,
     )
 
 
