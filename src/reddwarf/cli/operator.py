@@ -314,7 +314,7 @@ def engines_verify(
                           str(r["error"] or ""))
         out.print(table)
         report = Table("isolation", "mode", "detail", title=f"runtime {runtime.name}")
-        for key in ("memory_cpu_limits", "volumes"):
+        for key in ("memory_cpu_limits", "volumes", "volume_pool"):
             report.add_row(key, isolation.get(key, ""), isolation.get(f"{key}_detail", ""))
         for key in ("users", "addresses"):
             report.add_row(key, isolation.get(key, ""), "")

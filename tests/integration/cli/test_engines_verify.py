@@ -49,7 +49,7 @@ def test_verify_starts_every_installed_version_and_cleans_up(scratch_root: Path)
     assert {(v["engine"], v["version"]) for v in report["versions"]} == installed()
     assert all(v["ok"] and v["error"] is None and v["seconds"] > 0 for v in report["versions"])
     assert report["runtime"] == "local"
-    assert {"memory_cpu_limits", "volumes", "users", "addresses"} <= set(report["isolation"])
+    assert {"memory_cpu_limits", "volumes", "volume_pool", "users", "addresses"} <= set(report["isolation"])
     assert POOL in report["isolation"]["addresses"]
     assert_clean(scratch_root, before)
 
