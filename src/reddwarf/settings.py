@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     operation_deadline: float = Field(default=6 * 3600.0, gt=0)
     # Seconds between two looks for log files servers archived (PostgreSQL's WAL), shipped to backup storage.
     archive_ship_interval: float = Field(default=5.0, gt=0)
+    # Restore every completed backup into a throwaway server, run the engine's checks, record the result on the
+    # backup (`verified`), remove the server (docs/backups.md, "Verified backups").
+    verify_backups: bool = False
     # Live reads (list users, databases...) one project may have in flight at once; more answer 503 at once.
     live_reads_per_project: int = Field(default=4, gt=0)
     # How long an account write (database, user, grant) waits to be applied before it answers 202 anyway.

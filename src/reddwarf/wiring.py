@@ -247,6 +247,7 @@ class Components:
         return ReconcilerDeps(
             db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors,
             storage_overcommit_ratio=self.settings.storage_overcommit_ratio, backups=self.backup_files,
+            verify_backups=self.settings.verify_backups,
         )
 
     def start_workers(self, count: int) -> None:

@@ -2,7 +2,8 @@
 backup and restore workflows (storage, artifacts, steps, statuses) run without a database server.
 
 `FakeBackups.dumped` is what the fake tool writes to stdout (the `FakeRuntime` plays it); `adopted` records
-the credential rotations asked for; `blocker` is what `incremental_blocker` answers; `archive_spec` is
+the credential rotations asked for; `blocker` is what `incremental_blocker` answers; `check_result` what
+`check` answers (or raises); `archive_spec` is
 where its servers archive (None: nowhere).
 """
 
@@ -61,6 +62,9 @@ class FakeBackups:
     adopted: list[tuple[str, str]] = field(default_factory=list)
     runs: list[FakeBackupRun] = field(default_factory=list)
     archive_spec: ArchiveSpec | None = None
+    # What `check` answers, or (an exception) raises; `checked` records the placements it checked.
+    check_result: str | Exception = "fake check passed"
+    checked: list[str] = field(default_factory=list)
 
     def strategies(self) -> BackupStrategies:
         if self.incremental:
@@ -87,6 +91,12 @@ class FakeBackups:
 
     def adopt(self, placement: Placement, old_admin: Secret, new_admin: Secret) -> None:
         self.adopted.append((placement.instance_id, old_admin.reveal()))
+
+    def check(self, placement: Placement, admin_password: Secret, timeout: float) -> str:
+        self.checked.append(placement.instance_id)
+        if isinstance(self.check_result, Exception):
+            raise self.check_result
+        return self.check_result
 
 
 _BACKUPS: Backups = FakeBackups()

@@ -213,7 +213,8 @@ def _gb(size: int | None) -> float | None:
 
 
 def backup_view(backup: Backup) -> JSON:
-    """Trove's backup view, plus `progress`, `uncompressed_size` and `fault` (extensions)."""
+    """Trove's backup view, plus `progress`, `uncompressed_size`, `fault` and `verified`, `verified_at`,
+    `verification` (extensions; null until a verification ended: `REDDWARF_VERIFY_BACKUPS`)."""
     body: JSON = {
         "id": backup.id,
         "name": backup.name,
@@ -232,6 +233,9 @@ def backup_view(backup: Backup) -> JSON:
         },
         "progress": {"bytes_done": backup.bytes_done, "phase": backup.phase.value},
         "uncompressed_size": _gb(backup.raw_bytes),
+        "verified": backup.verified,
+        "verified_at": None if backup.verified_at is None else isotime(backup.verified_at),
+        "verification": backup.verification,
     }
     if backup.fault is not None:
         body["fault"] = {

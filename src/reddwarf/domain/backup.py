@@ -75,6 +75,11 @@ class Backup:
     created: float = 0.0
     updated: float = 0.0
     deleting: bool = False
+    # Verified backups (`REDDWARF_VERIFY_BACKUPS`): None until a verification ended; then whether the backup
+    # restored and passed the engine's checks, when, and what was checked (or why it failed).
+    verified: bool | None = None
+    verified_at: float | None = None
+    verification: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

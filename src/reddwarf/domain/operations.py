@@ -15,7 +15,8 @@ Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to
 - `BACKUP` (taking a backup or a snapshot, on the instance): conflicts with the lifecycle and with another
   backup, not with account writes (as Trove: accounts can change while a backup runs; only other actions
   wait).
-- `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, on it): only with itself.
+- `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, verifying a backup, on it): only with
+  itself.
 
 The claim never starts an operation while an operation accepted before it on the same resource, and still
 pending or running, conflicts with it: conflicting operations run in the order they were accepted, and one
@@ -51,6 +52,7 @@ class Kind(StrEnum):
     USERS_REVOKE = "instance.users.revoke"
     BACKUP_CREATE = "backup.create"
     BACKUP_DELETE = "backup.delete"
+    BACKUP_VERIFY = "backup.verify"
     SNAPSHOT_CREATE = "snapshot.create"
     SNAPSHOT_DELETE = "snapshot.delete"
     POOL_BUILD = "pool.build"
@@ -197,6 +199,9 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         # A backup streams the whole data set (~1 TB an hour at the tools' speed on two cores).
         KindSpec(Kind.BACKUP_CREATE, BackupCreate, 6 * HOUR, Lane.BACKUP, "Taking a backup"),
         KindSpec(Kind.BACKUP_DELETE, NoPayload, 15 * MINUTE, Lane.BACKUP_FILES, "Deleting a backup"),
+        # A verification restores the backup into a throwaway server (the restore's pace), checks, removes it;
+        # on the backup's files lane, a delete of the backup waits for it.
+        KindSpec(Kind.BACKUP_VERIFY, NoPayload, 6 * HOUR, Lane.BACKUP_FILES, "Verifying a backup"),
         # A snapshot freezes the instance for a fraction of a second; on its lane, it never overlaps a
         # backup or a restart (a CHECKPOINT may wait on a busy server: minutes at most).
         KindSpec(Kind.SNAPSHOT_CREATE, SnapshotCreate, 10 * MINUTE, Lane.BACKUP, "Taking a snapshot"),

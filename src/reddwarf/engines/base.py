@@ -177,6 +177,10 @@ class Backups(Protocol):
       the server the new instance's own (the admin credential rotated from `old_admin` to `new_admin`;
       accounts that authenticated the source's OS user replaced by the new one's). It is idempotent: run
       again after it succeeded, it logs in with `new_admin` and changes nothing.
+    - `check()` runs the engine's own consistency checks on a restored server that nobody else uses (a backup's
+      verification: it may write to it), as the admin over the unix socket, within `timeout` seconds per
+      statement. It returns what it checked (one line, recorded on the backup); damage found raises
+      `PermanentError` naming it; a server that does not answer raises `TemporaryError`.
     """
 
     def strategies(self) -> BackupStrategies: ...
@@ -190,6 +194,8 @@ class Backups(Protocol):
     def restore(self, placement: Placement, chain: Sequence[ChainLink]) -> RestorePlan: ...
 
     def adopt(self, placement: Placement, old_admin: Secret, new_admin: Secret) -> None: ...
+
+    def check(self, placement: Placement, admin_password: Secret, timeout: float) -> str: ...
 
 
 class Snapshots(Protocol):

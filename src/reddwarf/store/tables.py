@@ -276,6 +276,9 @@ class BackupRow(Base):
     deleted_at: Mapped[float | None] = mapped_column(Double)
     created: Mapped[float] = mapped_column(Double)
     updated: Mapped[float] = mapped_column(Double)
+    verified: Mapped[bool | None] = mapped_column(Boolean)
+    verified_at: Mapped[float | None] = mapped_column(Double)
+    verification: Mapped[str | None] = mapped_column(Text)
 
 
 class BackupStrategyRow(Base):

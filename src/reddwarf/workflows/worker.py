@@ -16,7 +16,7 @@ from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker, new_worker_id
-from reddwarf.workflows.reconcilers import accounts, backups, instances, pool, snapshots
+from reddwarf.workflows.reconcilers import accounts, backups, instances, pool, snapshots, verify
 from reddwarf.workflows.reconcilers.archive import ArchiveShipper
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
@@ -30,7 +30,7 @@ def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[
     """Every operation kind a worker runs, with its handler."""
     return {
         **instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps),
-        **backups.handlers(deps), **snapshots.handlers(deps),
+        **backups.handlers(deps), **snapshots.handlers(deps), **verify.handlers(deps),
     }
 
 

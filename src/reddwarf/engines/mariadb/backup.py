@@ -387,6 +387,29 @@ class MariadbBackups:
         logger.info("instance %s: restored server adopted (admin rotated, %d stale admin hosts dropped)",
                     placement.instance_id, len(stale))
 
+    def check(self, placement: Placement, admin_password: Secret, timeout: float) -> str:
+        """`mariadb-backup --prepare` already checked the pages it applied. Here, `CHECK TABLE` on every base
+        table (the tenant's and `mysql`'s): any `error` row, or a final status other than OK, is damage."""
+        where = admin.target(placement, self._admin_user, admin_password, timeout=timeout)
+        with session(where) as cursor:
+            with refusals("list the restored tables"):
+                cursor.execute(
+                    "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                    "AND table_schema NOT IN ('information_schema', 'performance_schema', 'sys') "
+                    "ORDER BY table_schema, table_name")
+                tables = [(str(schema), str(name)) for schema, name in cursor.fetchall()]
+            for schema, name in tables:
+                qualified = f"{config.quote_identifier(schema)}.{config.quote_identifier(name)}"
+                with refusals(f"check the table {schema}.{name}"):
+                    cursor.execute(f"CHECK TABLE {qualified}")
+                    rows = [(str(kind).lower(), str(message)) for _, _, kind, message in cursor.fetchall()]
+                damage = [message for kind, message in rows if kind == "error"]
+                status = [message for kind, message in rows if kind == "status"]
+                if damage or (status and status[-1] not in {"OK", "Table is already up to date"}):
+                    raise PermanentError(
+                        f"CHECK TABLE {schema}.{name} found damage: {'; '.join(damage or status)[:500]}")
+        return f"mariadb-backup --prepare passed; CHECK TABLE passed on {len(tables)} tables"
+
 
 def _admin_missing(cursor: Cursor, user: str, host: str) -> bool:
     with refusals("inspect the admin account"):

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from psycopg import sql
+
 from reddwarf.domain.backup import (
     ArchivePiece,
     ArchiveSpec,
@@ -469,3 +471,34 @@ class PostgresqlBackups:
                 return
             raise
         log.info("instance %s: rotated the restored server's admin password", placement.instance_id)
+
+    def check(self, placement: Placement, admin_password: Secret, timeout: float) -> str:
+        """The restore already ran `pg_verifybackup` (every file against the backup's manifest). Here, in every
+        database that accepts connections: `amcheck`'s `bt_index_check` on every valid B-tree index (system
+        and tenant; each index page read, so data checksums are checked too), the extension created in a
+        schema of its own when missing. Without amcheck installed, a `count(*)` of every catalog only."""
+        where = admin.target(placement, self._admin_user, admin_password, timeout=timeout)
+        with admin.session(where) as conn, admin.refusals("list the restored databases"):
+            names = [str(row[0]) for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname").fetchall()]
+            amcheck = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'").fetchone()
+        indexes = 0
+        for name in names:
+            there = admin.target(placement, self._admin_user, admin_password, dbname=name, timeout=timeout)
+            with admin.session(there) as conn, admin.refusals(f"check the database {name!r} of the restored server"):
+                if amcheck is None:
+                    conn.execute("SELECT count(*) FROM pg_class").fetchone()
+                    continue
+                conn.execute("CREATE SCHEMA IF NOT EXISTS reddwarf_verify")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA reddwarf_verify")
+                found = conn.execute(
+                    "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'amcheck'").fetchone()
+                schema = sql.Identifier(str(found[0]) if found else "reddwarf_verify")
+                row = conn.execute(sql.SQL(
+                    "SELECT count({}.bt_index_check(c.oid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_am am ON am.oid = c.relam WHERE am.amname = 'btree' AND i.indisvalid "
+                    "AND i.indisready AND c.relpersistence <> 't'").format(schema)).fetchone()
+                indexes += int(row[0]) if row else 0
+        checked = (f"amcheck bt_index_check on {indexes} B-tree indexes" if amcheck is not None
+                   else "the catalogs read (amcheck is not installed)")
+        return f"pg_verifybackup passed; {len(names)} databases answered; {checked}"

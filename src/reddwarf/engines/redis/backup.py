@@ -225,3 +225,19 @@ class RedisBackups:
             except redis.RedisError as exc:
                 raise TemporaryError(f"Redis could not rotate its admin password: {type(exc).__name__}") from None
         logger.info("instance %s: restored redis server adopted (admin rotated)", placement.instance_id)
+
+    def check(self, placement: Placement, admin_password: Secret, timeout: float) -> str:
+        """Redis checks the RDB's checksum as it loads it and refuses to start on a damaged one; here the
+        server has finished loading (`INFO persistence`: loading:0) and answers `DBSIZE`."""
+        where = admin.target(placement, self._admin_user, admin_password, timeout=timeout)
+        with session(where) as client:
+            try:
+                loading = _number(_persistence(client), "loading")
+                keys = int(text(command(client, "DBSIZE")))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise TemporaryError(f"Redis went away while the restored data was checked: {exc}") from exc
+            except redis.RedisError as exc:
+                raise PermanentError(f"Redis refused to check the restored data: {type(exc).__name__}") from None
+        if loading > 0:
+            raise TemporaryError("The restored Redis server is still loading its data.", delay=1.0)
+        return f"the RDB loaded (its checksum checked); DBSIZE {keys}"

@@ -149,6 +149,10 @@ class BackupRepository:
             fault_created=fault.created, deleting=False,
         )
 
+    def record_verification(self, backup_id: str, *, verified: bool, verification: str) -> None:
+        """What a verification found (`workflows.reconcilers.verify`); the backup itself is left as it is."""
+        self._update(backup_id, verified=verified, verified_at=now(), verification=verification)
+
     def mark_deleting(self, backup_id: str) -> None:
         self._update(backup_id, deleting=True, phase=BackupPhase.DELETING.value)
 
@@ -245,5 +249,6 @@ def _backup(row: BackupRow) -> Backup:
         container=row.container, location=row.location, parent_id=row.parent_id, incremental=row.incremental,
         size_bytes=row.size_bytes, raw_bytes=row.raw_bytes, bytes_done=row.bytes_done,
         phase=BackupPhase(row.phase), metadata=dict(row.backup_metadata), manifest=dict(row.manifest),
-        fault=fault, created=row.created, updated=row.updated, deleting=row.deleting,
+        fault=fault, created=row.created, updated=row.updated, deleting=row.deleting, verified=row.verified,
+        verified_at=row.verified_at, verification=row.verification,
     )

@@ -7,7 +7,8 @@ runtime; every byte of its stdout is compressed, checksummed, optionally encrypt
 never writes over the current one) -> `complete` (in the transaction that confirms the lease: the manifest,
 the engine's metadata, COMPLETED, the instance ACTIVE again) -> `tidy` (objects of earlier attempts go).
 Nothing is COMPLETED until `complete` commits; a failed backup is FAILED with a fault and its objects are
-removed. The instance keeps serving throughout: only its status says BACKUP.
+removed. The instance keeps serving throughout: only its status says BACKUP. With `REDDWARF_VERIFY_BACKUPS`
+on, `complete` also records a "backup.verify" of the backup (`reconcilers.verify`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 CREATE = Kind.BACKUP_CREATE
 DELETE = Kind.BACKUP_DELETE
+VERIFY = Kind.BACKUP_VERIFY
 # How often a running backup's progress (bytes done) is written.
 PROGRESS_EVERY = 1.0
 # Read size from the tool's stdout.
@@ -202,6 +204,8 @@ class CreateBackup:
             instance.id, Observation.BACKUP_ENDED, f"backup {backup.id} completed", generation=instance.generation
         )
         uow.events.add(instance.id, status.value, f"backup {backup.id} completed ({parsed.raw_bytes} bytes)")
+        if self.deps.verify_backups:  # in the same transaction: a completed backup is always verified
+            uow.operations.enqueue(VERIFY, backup.id)
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         deps = self.deps

@@ -39,6 +39,8 @@ class ReconcilerDeps:
     ready_timeout: float = 60.0
     storage_overcommit_ratio: float = 1.0
     backups: BackupFiles | None = None
+    # Every completed backup is restored into a throwaway server and checked (`REDDWARF_VERIFY_BACKUPS`).
+    verify_backups: bool = False
 
     def storage_limit(self) -> int | None:
         """What all volume reservations together may hold (see `services.capacity`, the same rule)."""

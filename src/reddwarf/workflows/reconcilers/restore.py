@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from reddwarf.domain.backup import SOURCE_ADMIN_SECRET, Backup, BackupStatus, ChainLink
 from reddwarf.domain.errors import PermanentError
-from reddwarf.domain.instance import Instance
+from reddwarf.domain.instance import Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, ToolSpec
+from reddwarf.domain.workload import Placement, ToolSpec, WorkloadSpec
 from reddwarf.storage.artifact import Manifest, read_artifact
 from reddwarf.storage.base import ArtifactError
 from reddwarf.workflows.reconcilers.backups import TOOL_EXIT_TIMEOUT, files_of, side_files
@@ -58,20 +59,28 @@ def restore_volume(deps: ReconcilerDeps, instance: Instance, placement: Placemen
     backup_id = instance.spec.restore_backup_id
     if backup_id is None:
         raise PermanentError(f"Instance {instance.id} is not a restore.")
+    restore_into(deps, instance.spec, backup_id, placement, lambda: deps.workload(instance, placement))
+
+
+def restore_into(
+    deps: ReconcilerDeps, spec: InstanceSpec, backup_id: str, placement: Placement,
+    workload: Callable[[], WorkloadSpec],
+) -> None:
+    """`backup_id`'s chain into the prepared volume at `placement`, for a server of `spec` (`workload` its
+    workload: the restore's init commands replace its own); nothing if the runtime's init marker is there."""
     if deps.runtime.initialised(placement):
         return
     files = files_of(deps)
     chain = chain_of(deps, backup_id)
     links = [ChainLink(b.id, b.strategy, b.metadata, side_files(files, b)) for b in chain]
-    version = deps.version_for(instance.spec)
-    plan = deps.engine(instance).backups(version).restore(placement, links)
+    version = deps.version_for(spec)
+    plan = deps.engine_for(spec).backups(version).restore(placement, links)
     if len(plan.extract) != len(chain):
         raise PermanentError(f"The engine planned {len(plan.extract)} extracts for a chain of {len(chain)}.")
     for index, (backup, tool) in enumerate(zip(chain, plan.extract, strict=True)):
         _extract(deps, files, backup, placement, index, tool)
-    workload = deps.workload(instance, placement)
-    deps.runtime.initialise(placement, dataclasses.replace(workload, init=plan.init, init_files=()))
-    log.info("instance %s: restored backup %s (a chain of %d)", instance.id, backup_id, len(chain))
+    deps.runtime.initialise(placement, dataclasses.replace(workload(), init=plan.init, init_files=()))
+    log.info("%s: restored backup %s (a chain of %d)", placement.instance_id, backup_id, len(chain))
 
 
 def _extract(
