@@ -135,7 +135,8 @@ class BackupProgress(WireModel):
 
 class Backup(WireModel):
     """A backup (Trove's view). `size` and `uncompressed_size` are GB (floats) once it completed; `progress`,
-    `uncompressed_size` and `fault` are Reddwarf's extensions (None from a plain Trove server)."""
+    `uncompressed_size`, `fault` and `verified`, `verified_at`, `verification` (a verification's verdict,
+    `REDDWARF_VERIFY_BACKUPS`) are Reddwarf's extensions (None from a plain Trove server)."""
 
     id: str
     name: str
@@ -152,6 +153,9 @@ class Backup(WireModel):
     created: datetime | None = None
     updated: datetime | None = None
     fault: Fault | None = None
+    verified: bool | None = None
+    verified_at: datetime | None = None
+    verification: str | None = None
 
 
 class BackupPage(BaseModel):
