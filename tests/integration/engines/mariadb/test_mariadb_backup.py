@@ -186,6 +186,10 @@ def test_full_backup_restores_exactly_into_a_new_instance_that_is_its_own(
     snapshot = admin_sql(restored, "SELECT User, Host, Priv FROM mysql.global_priv ORDER BY User, Host")
     engine.backups(servers.version).adopt(restored.placement, source.admin, restored.admin)
     assert admin_sql(restored, "SELECT User, Host, Priv FROM mysql.global_priv ORDER BY User, Host") == snapshot
+    # A verification's checks (`Backups.check`): CHECK TABLE passes on every table, the tenant's and mysql's.
+    checked = engine.backups(servers.version).check(restored.placement, restored.admin, 60.0)
+    tables = int(checked.split("CHECK TABLE passed on ")[1].split()[0])
+    assert tables > 20, checked  # mysql's and the tenant's (ledger)
 
     # Nobody's command line ever held an admin password, while the tools ran.
     assert not watch.leaks and not restore_watch.leaks

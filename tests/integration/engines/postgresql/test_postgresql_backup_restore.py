@@ -116,6 +116,9 @@ def test_a_full_backup_restores_exactly_as_the_new_instances_own_server(
     assert not engine.probe(restored.placement, engine.admin_user, source.admin)
     engine.backups(version).adopt(restored.placement, source.admin, restored.admin)
     assert engine.probe(restored.placement, engine.admin_user, restored.admin)
+    # A verification's checks (`Backups.check`): amcheck on every B-tree index of every database.
+    checked = engine.backups(version).check(restored.placement, restored.admin, 60.0)
+    assert "databases answered; amcheck bt_index_check on" in checked, checked
 
 
 def test_pg15_incrementals_are_wal_based_and_its_server_archives(

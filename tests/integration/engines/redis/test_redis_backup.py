@@ -145,6 +145,9 @@ def test_snapshot_and_users_restore_exactly_into_a_server_that_is_the_new_instan
     engine.backups(servers.version).adopt(restored.placement, source.admin, restored.admin)
     assert as_admin(restored, "ACL", "GETUSER", "reddwarf_admin") == rules
     assert engine.probe(restored.placement, "reddwarf_admin", restored.admin)
+    # A verification's checks (`Backups.check`): loaded, and every key counted.
+    checked = engine.backups(servers.version).check(restored.placement, restored.admin, 10.0)
+    assert checked.endswith(f"DBSIZE {len(before)}"), checked
 
     assert not watch.leaks and not restore_watch.leaks
     # The watch ran while the (short-lived) tools did: it saw at least one of their programs.
