@@ -134,6 +134,9 @@ def backup_table(backup: Backup) -> Table:
         ("created", backup.created.isoformat() if backup.created else None),
         ("updated", backup.updated.isoformat() if backup.updated else None),
         ("project_id", backup.project_id),
+        ("verified", None if backup.verified is None else ("yes" if backup.verified else "NO")),
+        ("verified_at", backup.verified_at.isoformat() if backup.verified_at else None),
+        ("verification", backup.verification),
     ]
     for field, value in rows:
         if field == "status":

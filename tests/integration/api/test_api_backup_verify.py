@@ -17,7 +17,7 @@ from test_api_accounts_support import AccountsApi, build_accounts_api
 from tests.fakes.backups import EXTRACT
 
 from reddwarf.domain.capabilities import Capability
-from reddwarf.domain.errors import PermanentError
+from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.operations import Kind
 from reddwarf.storage.artifact import ArtifactOptions, Manifest
 from reddwarf.storage.filesystem import FilesystemStorage
@@ -127,3 +127,42 @@ def test_with_the_setting_off_nothing_is_verified(acc_off: AccountsApi) -> None:
     assert backup["verified"] is None and backup["verified_at"] is None and backup["verification"] is None
     assert Kind.BACKUP_VERIFY not in _kinds(acc_off)
     assert acc_off.engines["postgresql"].fake_backups.checked == []
+
+
+def _completed_but_unverified(acc: AccountsApi) -> str:
+    iid = acc.active_instance()
+    response = acc.api.post("/backups", {"backup": {"name": "nightly", "instance": iid}})
+    backup_id = str(response.json()["backup"]["id"])
+    while acc.api.get(f"/backups/{backup_id}").json()["backup"]["status"] != "COMPLETED":
+        acc.worker.run_once()
+    return backup_id
+
+
+def test_a_retry_resumes_on_the_throwaway_an_earlier_attempt_built(acc: AccountsApi) -> None:
+    fake = acc.engines["postgresql"].fake_backups
+    fake.check_result = TemporaryError("the restored server went away", delay=0.01)
+    backup_id = _completed_but_unverified(acc)
+    while not fake.checked:
+        acc.worker.run_once()
+    with acc.api.db.unit_of_work(write=False) as uow:
+        held = uow.addresses.get(backup_id)
+    assert held is not None  # the throwaway's address outlives the failed attempt
+    fake.check_result = "fake check passed"
+    acc.drain()
+    shown = acc.api.get(f"/backups/{backup_id}").json()["backup"]
+    assert shown["verified"] is True, shown
+    runtime: Any = acc.deps.runtime
+    mine = [call for call, owner in runtime.calls if owner == backup_id]
+    # Restored once (the journal skips what the first attempt did), checked twice, destroyed once.
+    assert mine.count("prepare") == 1 and mine.count("initialise") == 1 and mine.count("destroy") == 1, mine
+    assert len(fake.checked) == 2
+
+
+def test_a_backup_deleted_before_its_verification_ran_leaves_nothing(acc: AccountsApi) -> None:
+    backup_id = _completed_but_unverified(acc)
+    assert acc.api.delete(f"/backups/{backup_id}").status_code == 202
+    acc.drain()
+    assert acc.api.get(f"/backups/{backup_id}").status_code == 404
+    assert acc.engines["postgresql"].fake_backups.checked == []
+    runtime: Any = acc.deps.runtime
+    assert [call for call, owner in runtime.calls if owner == backup_id] == ["destroy"]

@@ -144,6 +144,13 @@ def test_show_prints_the_progress_while_it_runs_and_the_fault_when_it_failed(api
     result = runner.invoke(_app(), ["backup", "show", BACKUP_ID])
     assert "FAILED" in result.stdout and "could not connect" in result.stdout and "see the log" in result.stdout
 
+    api.handler = lambda request: httpx.Response(200, json={"backup": backup_body(
+        status="COMPLETED", verified=False, verified_at="2026-12-04T17:00:00",
+        verification="verification failed: index t_pkey is corrupt")})
+    result = runner.invoke(_app(), ["backup", "show", BACKUP_ID])
+    assert result.exit_code == 0, result.output
+    assert "verified" in result.stdout and "NO" in result.stdout and "t_pkey is corrupt" in result.stdout
+
     api.handler = lambda request: fault_response(404, "itemNotFound", f"Backup {BACKUP_ID} could not be found.")
     result = runner.invoke(_app(), ["backup", "show", BACKUP_ID, "--json"])
     assert result.exit_code == 1

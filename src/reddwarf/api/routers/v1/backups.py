@@ -1,7 +1,8 @@
 """`/v1.0/{project_id}/backups`, `/instances/{id}/backups` and `/backup_strategies` (Trove's wire format).
 
 Extension fields of the backup view: `progress` (`bytes_done` of the tool's stream and the `phase`) while it
-runs, `uncompressed_size` (GB), `fault` when it failed.
+runs, `uncompressed_size` (GB), `fault` when it failed, and `verified`, `verified_at`, `verification` (the
+verdict of a verification, `REDDWARF_VERIFY_BACKUPS`; null until one ended).
 """
 
 from __future__ import annotations
