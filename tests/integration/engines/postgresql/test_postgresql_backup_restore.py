@@ -119,6 +119,18 @@ def test_a_full_backup_restores_exactly_as_the_new_instances_own_server(
     # A verification's checks (`Backups.check`): amcheck on every B-tree index of every database.
     checked = engine.backups(version).check(restored.placement, restored.admin, 60.0)
     assert "databases answered; amcheck bt_index_check on" in checked, checked
+    # An index of the tenant's damaged on disk (page 1, with the server stopped): the check fails naming it.
+    shop = ("alice", TENANT_PASSWORD, "shop")
+    tenant_sql(restored, *shop, "CREATE INDEX orders_id ON orders (id)")
+    relpath = tenant_sql(restored, *shop, "SELECT pg_relation_filepath('orders_id')")[0][0]
+    fleet.runtime.stop(restored.placement, restored.workload)
+    with open(Path(restored.placement.data_dir, relpath), "r+b") as index:
+        index.seek(8192 + 512)
+        index.write(b"\xff" * 256)
+    fleet.start(restored)
+    with pytest.raises(PermanentError, match="'shop'") as damaged:
+        engine.backups(version).check(restored.placement, restored.admin, 60.0)
+    assert "invalid page" in damaged.value.message or "checksum" in damaged.value.message, damaged.value.message
 
 
 def test_pg15_incrementals_are_wal_based_and_its_server_archives(
