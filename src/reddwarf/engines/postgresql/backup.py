@@ -476,7 +476,7 @@ class PostgresqlBackups:
         """The restore already ran `pg_verifybackup` (every file against the backup's manifest). Here, in every
         database that accepts connections: `amcheck`'s `bt_index_check` on every valid B-tree index (system
         and tenant; each index page read, so data checksums are checked too), the extension created in a
-        schema of its own when missing. Without amcheck installed, a `count(*)` of every catalog only."""
+        schema of its own when missing. Without amcheck installed, only a read of `pg_class` in each."""
         where = admin.target(placement, self._admin_user, admin_password, timeout=timeout)
         with admin.session(where) as conn, admin.refusals("list the restored databases"):
             names = [str(row[0]) for row in conn.execute(
