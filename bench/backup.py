@@ -44,19 +44,16 @@ user) is removed at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import pwd
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +63,26 @@ import psycopg
 import pymysql
 import redis
 
-SCRATCH = Path("/var/tmp/reddwarf-bench")
+from support import (
+    GIB,
+    LOAD_TIMEOUT,
+    PG_BIN,
+    SCRATCH,
+    STEP_TIMEOUT,
+    Plane,
+    create_instance,
+    delete_instance,
+    free_port,
+    instance_in,
+    load_innodb,
+    load_pgbench,
+    load_redis,
+    poll,
+    stop,
+    sweep,
+    tenant_body,
+)
+
 RAW_USER = "rdbench-bkraw"
 USER_PREFIX = "rdbk-"
 ADDRESS_POOL = "127.0.97.0/24"
@@ -77,29 +93,8 @@ PGBENCH_SCALE = 70
 INNODB_ROWS = 7_000_000
 REDIS_KEYS = 1_000_000
 REDIS_VALUE = 1000
-PG_BIN = {"15": Path("/usr/lib/postgresql/15/bin"), "18": Path("/opt/reddwarf/engines/postgresql/18/bin")}
 ZSTD = ("zstd", "-1", "-T2", "-q")
 MB = 1_000_000
-GIB = 1024**3
-# Deadlines: a ~1 GB load, backup or restore takes tens of seconds here; these only catch a hang.
-LOAD_TIMEOUT = 1800.0
-STEP_TIMEOUT = 900.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def poll(fn: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("benchmark condition not reached in time")
 
 
 def raw_user() -> pwd.struct_passwd:
@@ -131,16 +126,6 @@ def decompressed_bytes(path: Path) -> int:
     return total
 
 
-def stop(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # --- engines: the tenant's load, the raw server, the raw backup and restore -------------------------------
 
 @dataclass
@@ -163,23 +148,15 @@ class Postgresql:
         self.version = version
         self.bin = PG_BIN[version]
 
-    def tenant_body(self, password: str) -> dict[str, Any]:
-        return {"users": [{"name": "app", "password": password, "databases": [{"name": "app"}]}],
-                "databases": [{"name": "app"}]}
-
     def load_tenant(self, host: str, port: int, password: str) -> None:
-        env = {**os.environ, "PGPASSWORD": password}
-        subprocess.run([str(self.bin / "pgbench"), "-i", "-q", "-s", str(PGBENCH_SCALE), "-h", host, "-p", str(port),
-                        "-U", "app", "app"], env=env, check=True, capture_output=True, timeout=LOAD_TIMEOUT)
+        load_pgbench(self.bin, port, PGBENCH_SCALE, host=host, password=password)
 
     def raw_setup(self, work: Path, entry: pwd.struct_passwd) -> RawServer:
         server = RawServer(work=work, data=work / "pg", port=free_port())
         subprocess.run([str(self.bin / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E",
                         "UTF8", "--locale=C.UTF-8", "--data-checksums"], check=True, capture_output=True, **_as(entry))
         self.raw_start(server, entry)
-        subprocess.run([str(self.bin / "pgbench"), "-i", "-q", "-s", str(PGBENCH_SCALE), "-h", "127.0.0.1", "-p",
-                        str(server.port), "-U", "postgres", "postgres"], check=True, capture_output=True,
-                       timeout=LOAD_TIMEOUT)
+        load_pgbench(self.bin, server.port, PGBENCH_SCALE, user="postgres", dbname="postgres")
         return server
 
     def raw_start(self, server: RawServer, entry: pwd.struct_passwd) -> None:
@@ -228,25 +205,9 @@ class Mariadb:
     def __init__(self, version: str) -> None:
         self.version = version
 
-    def tenant_body(self, password: str) -> dict[str, Any]:
-        return {"users": [{"name": "app", "password": password, "databases": [{"name": "app"}]}],
-                "databases": [{"name": "app"}]}
-
     def load_tenant(self, host: str, port: int, password: str) -> None:
-        self._load(pymysql.connect(host=host, port=port, user="app", password=password, database="app",
-                                   autocommit=True, read_timeout=LOAD_TIMEOUT))
-
-    def _load(self, conn: pymysql.Connection) -> None:  # type: ignore[type-arg]
-        try:
-            with conn.cursor() as cur:
-                cur.execute("create table accounts (id int primary key, k int not null, filler char(120) not null)"
-                            " engine=InnoDB")
-                step = INNODB_ROWS // 10
-                for first in range(0, INNODB_ROWS, step):
-                    cur.execute(f"insert into accounts select seq, seq mod 100000, concat(md5(seq), repeat(' ', 88))"
-                                f" from seq_{first + 1}_to_{first + step}")
-        finally:
-            conn.close()
+        load_innodb(pymysql.connect(host=host, port=port, user="app", password=password, database="app",
+                                    autocommit=True, read_timeout=LOAD_TIMEOUT), INNODB_ROWS)
 
     def raw_setup(self, work: Path, entry: pwd.struct_passwd) -> RawServer:
         server = RawServer(work=work, data=work / "db", port=free_port())
@@ -259,7 +220,7 @@ class Mariadb:
         with conn.cursor() as cur:
             cur.execute("create database app")
         conn.select_db("app")
-        self._load(conn)
+        load_innodb(conn, INNODB_ROWS)
         return server
 
     def raw_start(self, server: RawServer, entry: pwd.struct_passwd) -> None:
@@ -312,30 +273,16 @@ class Redis:
     def __init__(self, version: str) -> None:
         self.version = version
 
-    def tenant_body(self, password: str) -> dict[str, Any]:
-        return {"users": [{"name": "app", "password": password}]}
-
     def load_tenant(self, host: str, port: int, password: str) -> None:
-        self._load(redis.Redis(host=host, port=port, username="app", password=password, socket_timeout=60))
-
-    def _load(self, client: redis.Redis) -> None:
-        try:
-            batch = 2000
-            for first in range(0, REDIS_KEYS, batch):
-                blob = os.urandom(REDIS_VALUE // 2 * batch).hex()
-                pipe = client.pipeline(transaction=False)
-                for i in range(batch):
-                    pipe.set(f"key:{first + i}", blob[i * REDIS_VALUE:(i + 1) * REDIS_VALUE])
-                pipe.execute()
-        finally:
-            client.close()
+        load_redis(redis.Redis(host=host, port=port, username="app", password=password, socket_timeout=60),
+                   REDIS_KEYS, REDIS_VALUE)
 
     def raw_setup(self, work: Path, entry: pwd.struct_passwd) -> RawServer:
         server = RawServer(work=work, data=work, port=free_port())
         (work / "users.acl").touch(mode=0o600)
         os.chown(work / "users.acl", entry.pw_uid, entry.pw_gid)
         self.raw_start(server, entry)
-        self._load(self._client(server.port))
+        load_redis(self._client(server.port), REDIS_KEYS, REDIS_VALUE)
         return server
 
     def raw_start(self, server: RawServer, entry: pwd.struct_passwd) -> None:
@@ -376,9 +323,9 @@ class Redis:
                        **_as(entry))
 
     def _saved(self, client: redis.Redis, before: Any) -> bool:
-        info: dict[str, Any] = client.info("persistence")  # type: ignore[assignment]
-        return (info["rdb_bgsave_in_progress"] == 0 and info["rdb_last_bgsave_status"] == "ok"
-                and client.lastsave() != before)
+        info: dict[str, Any] = client.info("persistence")
+        return bool(info["rdb_bgsave_in_progress"] == 0 and info["rdb_last_bgsave_status"] == "ok"
+                    and client.lastsave() != before)
 
     def raw_restore(self, artifact: Path, work: Path, entry: pwd.struct_passwd) -> RawServer:
         server = RawServer(work=work, data=work, port=free_port())
@@ -404,50 +351,6 @@ def engine_for(spec: str) -> Engine:
 
 # --- Reddwarf ---------------------------------------------------------------------------------------------
 
-@dataclass
-class Plane:
-    """The benchmark's `reddwarf server` and an API client of its bootstrap project."""
-
-    root: Path
-    port: int = field(default_factory=free_port)
-    project: str = field(default_factory=lambda: "bench" + secrets.token_hex(4))
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> httpx.Client:
-        state = self.root / "state"
-        state.mkdir(mode=0o755)
-        env = {
-            **os.environ, "REDDWARF_STATE_DIR": str(state), "REDDWARF_PORT": str(self.port),
-            "REDDWARF_BOOTSTRAP_PROJECT": self.project, "REDDWARF_BOOTSTRAP_TOKEN": self.token,
-            "REDDWARF_LOCAL_ADDRESS_POOL": ADDRESS_POOL, "REDDWARF_LOCAL_USER_PREFIX": USER_PREFIX,
-            "REDDWARF_WARM_POOL_SIZE": "0",
-        }
-        with (self.root / "server.log").open("wb") as log:
-            self.proc = subprocess.Popen([str(Path(sys.executable).with_name("reddwarf")), "server"], env=env,
-                                         stdout=log, stderr=log)
-        poll(self._healthy, 60)
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}/v1.0/{self.project}",
-                            headers={"X-Auth-Token": self.token}, timeout=60)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/healthcheck", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
-def _instance(client: httpx.Client, instance_id: str, status: str) -> dict[str, Any] | None:
-    view: dict[str, Any] = client.get(f"/instances/{instance_id}").json()["instance"]
-    if view["status"] == "ERROR":
-        raise RuntimeError(f"instance {instance_id} failed: {view.get('fault')}")
-    return view if view["status"] == status else None
-
-
 def _backup_done(client: httpx.Client, backup_id: str) -> dict[str, Any] | None:
     view: dict[str, Any] = client.get(f"/backups/{backup_id}").json()["backup"]
     if view["status"] == "FAILED":
@@ -455,22 +358,13 @@ def _backup_done(client: httpx.Client, backup_id: str) -> dict[str, Any] | None:
     return view if view["status"] == "COMPLETED" else None
 
 
-def create_instance(client: httpx.Client, engine: Engine, name: str, extra: dict[str, Any]) -> str:
-    body = {"name": name, "flavorRef": FLAVOR, "volume": {"size": VOLUME_GB},
-            "datastore": {"type": engine.name, "version": engine.version}, **extra}
-    response = client.post("/instances", json={"instance": body})
-    response.raise_for_status()
-    return str(response.json()["instance"]["id"])
-
-
-def delete_instance(client: httpx.Client, instance_id: str) -> None:
-    client.delete(f"/instances/{instance_id}")
-    poll(lambda: client.get(f"/instances/{instance_id}").status_code == 404, STEP_TIMEOUT, 0.1)
+def create(client: httpx.Client, engine: Engine, name: str, extra: dict[str, Any]) -> str:
+    return create_instance(client, (engine.name, engine.version), name, FLAVOR, VOLUME_GB, extra)
 
 
 def reddwarf_backup(client: httpx.Client, instance_id: str, name: str) -> tuple[float, str, int]:
     """Seconds from POST /backups to COMPLETED in the API, the backup's id and its uncompressed bytes."""
-    poll(lambda: _instance(client, instance_id, "ACTIVE"), STEP_TIMEOUT)
+    poll(lambda: instance_in(client, instance_id, "ACTIVE"), STEP_TIMEOUT)
     started = time.monotonic()
     response = client.post("/backups", json={"backup": {"name": name, "instance": instance_id}})
     response.raise_for_status()
@@ -483,8 +377,8 @@ def reddwarf_backup(client: httpx.Client, instance_id: str, name: str) -> tuple[
 def reddwarf_restore(client: httpx.Client, engine: Engine, backup_id: str, name: str) -> tuple[float, str]:
     """Seconds from POST /instances with the restore point to ACTIVE, and the new instance's id."""
     started = time.monotonic()
-    instance_id = create_instance(client, engine, name, {"restorePoint": {"backupRef": backup_id}})
-    poll(lambda: _instance(client, instance_id, "ACTIVE"), STEP_TIMEOUT, 0.05)
+    instance_id = create(client, engine, name, {"restorePoint": {"backupRef": backup_id}})
+    poll(lambda: instance_in(client, instance_id, "ACTIVE"), STEP_TIMEOUT, 0.05)
     return time.monotonic() - started, instance_id
 
 
@@ -509,10 +403,10 @@ def bench_engine(client: httpx.Client, engine: Engine, runs: int, root: Path, en
     key = f"{engine.name}-{engine.version}"
     password = secrets.token_urlsafe(16)
     timings = Timings()
-    source = create_instance(client, engine, f"bench-{key}", engine.tenant_body(password))
+    source = create(client, engine, f"bench-{key}", tenant_body(engine.name, password))
     raw: RawServer | None = None
     try:
-        view = poll(lambda: _instance(client, source, "ACTIVE"), STEP_TIMEOUT, 0.1)
+        view = poll(lambda: instance_in(client, source, "ACTIVE"), STEP_TIMEOUT, 0.1)
         began = time.monotonic()
         engine.load_tenant(view["addresses"][0]["address"], int(view["port"]), password)
         print(f"{key}: loaded the instance in {time.monotonic() - began:.1f}s", file=sys.stderr)
@@ -584,31 +478,6 @@ def summary(key: str, t: Timings) -> dict[str, Any]:
     return row
 
 
-# --- clean-up of what a failed run left -------------------------------------------------------------------
-
-def _pids_of(uid: int) -> Iterator[int]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid == uid:
-                    yield int(entry.name)
-
-
-def sweep(root: Path) -> None:
-    """Kill the processes of the bench's own OS users (its instance prefix and the raw user), remove those
-    users, and unmount whatever is still mounted under the scratch directory."""
-    users = [p for p in pwd.getpwall() if p.pw_name.startswith(USER_PREFIX) or p.pw_name == RAW_USER]
-    for user in users:
-        for pid in _pids_of(user.pw_uid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for target in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
-    for user in users:
-        subprocess.run(["userdel", user.pw_name], check=False, capture_output=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
@@ -618,7 +487,7 @@ def main() -> None:
     SCRATCH.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = SCRATCH / f"backup-{secrets.token_hex(4)}"
     root.mkdir(mode=0o755)
-    plane = Plane(root)
+    plane = Plane(root, ADDRESS_POOL, USER_PREFIX)
     results: dict[str, Timings] = {}
     try:
         entry = raw_user()
@@ -627,7 +496,7 @@ def main() -> None:
             results[f"{engine.name}-{engine.version}"] = bench_engine(client, engine, args.runs, root, entry)
     finally:
         plane.stop()
-        sweep(root)
+        sweep(root, USER_PREFIX, (RAW_USER,))
         shutil.rmtree(root, ignore_errors=True)
     figures: dict[str, Any] = {"benchmark": "backup", "runs": args.runs, "engines": {}}
     for key, timings in results.items():
