@@ -82,7 +82,7 @@ class Plane:
             **os.environ, "REDDWARF_STATE_DIR": str(state), "REDDWARF_PORT": str(self.port),
             "REDDWARF_BOOTSTRAP_PROJECT": self.project, "REDDWARF_BOOTSTRAP_TOKEN": self.token,
             "REDDWARF_LOCAL_ADDRESS_POOL": self.address_pool, "REDDWARF_LOCAL_USER_PREFIX": self.user_prefix,
-            "REDDWARF_WARM_POOL_SIZE": "0", **self.env,
+            "REDDWARF_WARM_POOL_SIZE": "0", "REDDWARF_LOCAL_POOL_GB": "32", **self.env,
         }
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen([str(Path(sys.executable).with_name("reddwarf")), "server"], env=env,

@@ -176,6 +176,10 @@ def authenticator(settings: Settings) -> TokenAuthenticator | None:
     return KeystoneAuthenticator.from_settings(KeystoneSettings())
 
 
+# GiB of the throwaway runtime's pool: room for one small volume at a time.
+SCRATCH_POOL_GB = 4
+
+
 def runtime(settings: Settings) -> Runtime:
     local = LocalRuntimeSettings()
     if "state_dir" not in local.model_fields_set:
@@ -198,14 +202,20 @@ def backup_files(settings: Settings) -> BackupFiles:
     return BackupFiles(storage=storage, options=ArtifactOptions.from_settings(config), keyring=keyring)
 
 
-def scratch_runtime(state_dir: Path, address_pool: str, user_prefix: str) -> Runtime:
+@contextmanager
+def scratch_runtime(state_dir: Path, address_pool: str, user_prefix: str) -> Iterator[Runtime]:
     """A runtime for throwaway servers (`reddwarf engines verify`): the operator's runtime settings with
-    its own state dir, address pool and OS user prefix, so nothing it makes touches real instances."""
+    its own state dir, address pool and OS user prefix, so nothing it makes touches real instances; its
+    copy-on-write pool (where the host has one) is a small one of its own, unmounted afterwards."""
     local = LocalRuntimeSettings(
         state_dir=state_dir, address_pool=address_pool, user_prefix=user_prefix, socket_base=None,
-        routable_address=None,
+        routable_address=None, pool_dir=None, pool_gb=SCRATCH_POOL_GB,
     )
-    return LocalRuntime(local)
+    runtime = LocalRuntime(local)
+    try:
+        yield runtime
+    finally:
+        runtime.release_pool()
 
 
 @dataclass

@@ -69,7 +69,10 @@ def host() -> Iterator[Host]:
     subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     state = mount / "state"
     state.mkdir(mode=0o755)
-    plane = ReddwarfProcesses(state_dir=state, address_pool="127.0.172.0/24")
+    # The host's own disk is the storage here (a host without the copy-on-write pool); the pool's capacity,
+    # a fixed preallocated size, is tested in tests/integration/runtime/test_local_runtime_pool.py.
+    plane = ReddwarfProcesses(state_dir=state, address_pool="127.0.172.0/24",
+                              extra_env={"REDDWARF_LOCAL_USE_COW_POOL": "false"})
     tenants: list[ReddwarfClient] = []
     try:
         plane.start_server()

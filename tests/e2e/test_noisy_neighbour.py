@@ -30,7 +30,7 @@ CREATE_DEADLINE = 10
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ReddwarfProcesses]:
-    with running_plane("noisy", "127.0.88.0/24", REDDWARF_HEALTH_INTERVAL="0.5") as procs:
+    with running_plane("noisy", "127.0.88.0/24", REDDWARF_HEALTH_INTERVAL="0.5", REDDWARF_LOCAL_POOL_GB="16") as procs:
         yield procs
 
 

@@ -186,5 +186,7 @@ def test_turning_the_pool_off_destroys_its_servers_and_leaves_nothing(plane: Red
         wait_for(lambda: slots(client) == [], 120, "the pool to be empty")
         wait_for(lambda: instance_users(plane.user_prefix) == [], 60, "the slots' OS users to be removed")
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-        assert not [m for m in mounts if m.startswith(str(plane.state_dir))]
+        pool = plane.state_dir / "pool"  # the copy-on-write volume pool stays, empty
+        assert not [m for m in mounts if m.startswith(str(plane.state_dir)) and m != str(pool)]
         assert not list((plane.state_dir / "instances").iterdir())
+        assert not pool.exists() or not list((pool / "volumes").iterdir())

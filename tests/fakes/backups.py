@@ -65,6 +65,8 @@ class FakeBackups:
     # What `check` answers, or (an exception) raises; `checked` records the placements it checked.
     check_result: str | Exception = "fake check passed"
     checked: list[str] = field(default_factory=list)
+    # Raised by `backup` when set (a backup that fails).
+    backup_error: Exception | None = None
 
     def strategies(self) -> BackupStrategies:
         if self.incremental:
@@ -75,6 +77,8 @@ class FakeBackups:
         return self.blocker
 
     def backup(self, placement: Placement, admin_password: Secret, parent: ParentBackup | None) -> BackupRun:
+        if self.backup_error is not None:
+            raise self.backup_error
         run = FakeBackupRun(parent)
         self.runs.append(run)
         return run

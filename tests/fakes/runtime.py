@@ -106,6 +106,9 @@ class FakeRuntime:
         self.calls.append(("branch", placement.instance_id))
         self.initialised_ids.add(placement.instance_id)
 
+    def upkeep(self) -> None:
+        self.calls.append(("upkeep", ""))
+
     def archived(self, placement: Placement, directory: str) -> list[str]:
         return sorted(self.archive.get(placement.instance_id, {}))
 

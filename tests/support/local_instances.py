@@ -34,6 +34,7 @@ class Instances:
             "user_prefix": USER_PREFIX,
             "cgroup_parent": self.cgroup_parent,
             "kill_timeout": 10.0,
+            "pool_gb": 8,  # the copy-on-write pool (on where the host can): small, not half the disk
         }
         values.update(overrides)
         return LocalRuntimeSettings.model_validate(values)
@@ -63,7 +64,7 @@ class Instances:
                 runtime.destroy(placement)
             except Exception:
                 _force_cleanup(runtime, placement)
-        pool = self.state_dir / "pool"  # a copy-on-write pool some tests turn on
+        pool = self.state_dir / "pool"  # the copy-on-write pool
         mounted = pool.is_dir() and os.stat(pool).st_dev != os.stat(self.state_dir).st_dev
         if mounted and subprocess.run(["umount", str(pool)], check=False, capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(pool)], check=False, capture_output=True)

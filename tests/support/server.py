@@ -32,6 +32,8 @@ REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
 ACTIVE_TIMEOUT = 120.0
 DELETE_TIMEOUT = 60.0
 POLL_INTERVAL = 0.2
+# GiB of a plane's copy-on-write volume pool (preallocated): enough for a test's volumes, not half the disk.
+POOL_GB = "8"
 
 
 def new_user_prefix() -> str:
@@ -88,6 +90,7 @@ class ReddwarfProcesses:
             "REDDWARF_LOCAL_USER_PREFIX": self.user_prefix,
             "REDDWARF_HEALTH_INTERVAL": "0.5",
             "REDDWARF_WARM_POOL_SIZE": "0",
+            "REDDWARF_LOCAL_POOL_GB": POOL_GB,
             **self.extra_env,
             **overrides,
         }

@@ -148,8 +148,10 @@ def datastore_version_view(
 ) -> JSON:
     """Trove's datastore version, plus the extension fields `capabilities` (names), `strategies`
     (`{"backup": [{"name", "classification"}], "replication": [...]}`), `classification` and `branches`
-    (whether this deployment can snapshot and branch instances: `{"available", "reason"}`; a capability
-    of the runtime, the same for every version)."""
+    (how this deployment branches instances: `{"available", "method", "snapshots", "reason"}`, method
+    `copy-on-write` (instant; snapshots available) or `backup-and-restore` (a host without reflinks: a full
+    backup of the source restored into the branch; no snapshots), `reason` why not copy-on-write; a
+    capability of the runtime, the same for every version)."""
     body: JSON = {
         "id": version.id,
         "name": version.name,
@@ -170,7 +172,10 @@ def datastore_version_view(
             )
         body["strategies"] = strategies
         body["classification"] = status.classification.level.value
-        body["branches"] = {"available": branch_refusal is None, "reason": branch_refusal}
+        body["branches"] = {
+            "available": True, "method": "copy-on-write" if branch_refusal is None else "backup-and-restore",
+            "snapshots": branch_refusal is None, "reason": branch_refusal,
+        }
     return body
 
 
@@ -214,7 +219,8 @@ def _gb(size: int | None) -> float | None:
 
 def backup_view(backup: Backup) -> JSON:
     """Trove's backup view, plus `progress`, `uncompressed_size`, `fault` and `verified`, `verified_at`,
-    `verification` (extensions; null until a verification ended: `REDDWARF_VERIFY_BACKUPS`)."""
+    `verification` (extensions; null until a verification ended: `REDDWARF_VERIFY_BACKUPS`), and
+    `snapshot_id` (the snapshot it was streamed from, null: from the instance)."""
     body: JSON = {
         "id": backup.id,
         "name": backup.name,
@@ -236,6 +242,7 @@ def backup_view(backup: Backup) -> JSON:
         "verified": backup.verified,
         "verified_at": None if backup.verified_at is None else isotime(backup.verified_at),
         "verification": backup.verification,
+        "snapshot_id": backup.snapshot_id,
     }
     if backup.fault is not None:
         body["fault"] = {

@@ -228,6 +228,11 @@ def create_backup(
         bool,
         typer.Option("--incremental", help="Take an incremental backup on the instance's latest completed backup."),
     ] = False,
+    from_snapshot: Annotated[
+        bool,
+        typer.Option("--from-snapshot", help="Take a snapshot (kept, in your snapshots) and stream a full backup "
+                     "from it in the background: the instance is held only for the snapshot's moment."),
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait until the backup is COMPLETED, showing its progress (exit 1 if it "
                            "fails).")
@@ -242,7 +247,8 @@ def create_backup(
     """Back up an instance (full, or incremental with --parent or --incremental); the instance keeps serving."""
     with _backups(endpoint, token_file, project, state_dir) as backups:
         backup = backups.create_backup(
-            name, instance, description=description, parent_id=parent, incremental=incremental
+            name, instance, description=description, parent_id=parent, incremental=incremental,
+            from_snapshot=from_snapshot,
         )
         if wait:
             with backup_progress("Backing up", backup.name) as display:

@@ -293,14 +293,14 @@ def engines_verify(
     state = Path(tempfile.mkdtemp(prefix="reddwarf-verify-", dir=scratch))
     state.chmod(0o755)  # server users traverse it to their own 0700 directories
     try:
-        runtime = wiring.scratch_runtime(state, address_pool, f"rv{secrets.token_hex(2)}-")
-        flavor = min(wiring.flavors(load_settings()).values(), key=lambda f: f.ram_mb)
-        results = [
-            _verify_one(runtime, engine, version, flavor, timeout)
-            for _, engine in sorted(wiring.engines().items())
-            for version in sorted(engine.versions(), key=lambda v: _version_key(v.name))
-        ]
-        isolation = runtime.isolation_report()
+        with wiring.scratch_runtime(state, address_pool, f"rv{secrets.token_hex(2)}-") as runtime:
+            flavor = min(wiring.flavors(load_settings()).values(), key=lambda f: f.ram_mb)
+            results = [
+                _verify_one(runtime, engine, version, flavor, timeout)
+                for _, engine in sorted(wiring.engines().items())
+                for version in sorted(engine.versions(), key=lambda v: _version_key(v.name))
+            ]
+            isolation = runtime.isolation_report()
     finally:
         shutil.rmtree(state, ignore_errors=True)
     failed = [r for r in results if not r["ok"]]

@@ -50,13 +50,14 @@ class BackupsClient:
 
     def create_backup(
         self, name: str, instance_id: str, *, description: str | None = None, parent_id: str | None = None,
-        incremental: bool = False,
+        incremental: bool = False, from_snapshot: bool = False,
     ) -> Backup:
         """Ask for a backup of an instance; the answer is the backup in status NEW.
 
         `parent_id` makes it an incremental on that backup; `incremental` without a parent makes it an
         incremental on the instance's latest completed backup (the server refuses an incremental the engine
-        cannot take, rather than taking a full copy).
+        cannot take, rather than taking a full copy). `from_snapshot` (Reddwarf's extension): a full backup
+        streamed in the background from a snapshot taken first, kept as the tenant's.
         """
         backup: dict[str, Any] = {"name": name, "instance": instance_id}
         if description is not None:
@@ -65,6 +66,8 @@ class BackupsClient:
             backup["parent_id"] = parent_id
         if incremental:
             backup["incremental"] = 1  # Trove's 0/1, as troveclient sends it
+        if from_snapshot:
+            backup["from_snapshot"] = True
         body = self._request("POST", "/backups", json={"backup": backup})
         created = Backup.model_validate(_object_field(body, "backup"))
         logger.info("backup %s (%s) of instance %s requested", created.id, created.name, instance_id)

@@ -136,7 +136,8 @@ class BackupProgress(WireModel):
 class Backup(WireModel):
     """A backup (Trove's view). `size` and `uncompressed_size` are GB (floats) once it completed; `progress`,
     `uncompressed_size`, `fault` and `verified`, `verified_at`, `verification` (a verification's verdict,
-    `REDDWARF_VERIFY_BACKUPS`) are Reddwarf's extensions (None from a plain Trove server)."""
+    `REDDWARF_VERIFY_BACKUPS`) and `snapshot_id` (the snapshot it was streamed from) are Reddwarf's extensions
+    (None from a plain Trove server)."""
 
     id: str
     name: str
@@ -156,6 +157,7 @@ class Backup(WireModel):
     verified: bool | None = None
     verified_at: datetime | None = None
     verification: str | None = None
+    snapshot_id: str | None = None
 
 
 class BackupPage(BaseModel):

@@ -80,6 +80,10 @@ class Backup:
     verified: bool | None = None
     verified_at: float | None = None
     verification: str | None = None
+    # The snapshot the backup was streamed from (`from_snapshot`): None, streamed from the running instance.
+    # Such a backup is never an incremental's parent (its server's history left the instance's at the
+    # snapshot); a restore on this host branches from the snapshot while it is kept.
+    snapshot_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

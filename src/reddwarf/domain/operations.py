@@ -15,8 +15,8 @@ Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to
 - `BACKUP` (taking a backup or a snapshot, on the instance): conflicts with the lifecycle and with another
   backup, not with account writes (as Trove: accounts can change while a backup runs; only other actions
   wait).
-- `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, verifying a backup, on it): only with
-  itself.
+- `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, verifying a backup, streaming a
+  backup from a snapshot, on it): only with itself.
 
 The claim never starts an operation while an operation accepted before it on the same resource, and still
 pending or running, conflicts with it: conflicting operations run in the order they were accepted, and one
@@ -53,6 +53,7 @@ class Kind(StrEnum):
     BACKUP_CREATE = "backup.create"
     BACKUP_DELETE = "backup.delete"
     BACKUP_VERIFY = "backup.verify"
+    BACKUP_FROM_SNAPSHOT = "backup.from_snapshot"
     SNAPSHOT_CREATE = "snapshot.create"
     SNAPSHOT_DELETE = "snapshot.delete"
     POOL_BUILD = "pool.build"
@@ -202,6 +203,10 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         # A verification restores the backup into a throwaway server (the restore's pace), checks, removes it;
         # on the backup's files lane, a delete of the backup waits for it.
         KindSpec(Kind.BACKUP_VERIFY, NoPayload, 6 * HOUR, Lane.BACKUP_FILES, "Verifying a backup"),
+        # A backup streamed from a snapshot (by a throwaway server started on a copy of it), on the backup:
+        # the instance's own lanes are held only while the snapshot is taken (`snapshot.create`).
+        KindSpec(Kind.BACKUP_FROM_SNAPSHOT, NoPayload, 6 * HOUR, Lane.BACKUP_FILES,
+                 "Taking a backup from a snapshot"),
         # A snapshot freezes the instance for a fraction of a second; on its lane, it never overlaps a
         # backup or a restart (a CHECKPOINT may wait on a busy server: minutes at most).
         KindSpec(Kind.SNAPSHOT_CREATE, SnapshotCreate, 10 * MINUTE, Lane.BACKUP, "Taking a snapshot"),

@@ -25,7 +25,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
-from reddwarf.domain.backup import DEFAULT_CONTAINER, NAME_MAX, Backup, BackupStatus
+from reddwarf.domain.backup import DEFAULT_CONTAINER, NAME_MAX, SOURCE_ADMIN_SECRET, Backup, BackupStatus
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import BadRequest, NotFound, UnprocessableEntity
@@ -34,7 +34,7 @@ from reddwarf.domain.operations import BackupCreate, Kind
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.engines.base import Engine
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import live
+from reddwarf.services import live, snapshots
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import is_instance_id, load_instance
 from reddwarf.store.uow import UnitOfWork
@@ -56,6 +56,8 @@ class CreateBackupRequest:
     swift_container: str | None = None
     storage_driver: str | None = None
     restore_from: bool = False
+    # Reddwarf's extension: take a snapshot, then stream the backup from it in the background.
+    from_snapshot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,39 +114,82 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateBackupRequest)
             f"Incremental backups are not supported by {version.datastore} {version.name}: {strategies.reason}",
             field=field,
         )
+    if request.from_snapshot:
+        _check_from_snapshot(ctx, request)
     _require_active(instance)
     if parent is not None:
         with live.reach(ctx, instance) as (placement, admin):
             blocker = engine.backups(version).incremental_blocker(placement, admin)
         if blocker is not None:
             raise BadRequest(f"An incremental backup of instance {instance.id} cannot be taken: {blocker}", field=field)
-    now = ctx.clock()
-    backup_id = str(uuid.uuid4())
+    limit = snapshots.storage_limit(ctx) if request.from_snapshot else None
     with ctx.db.unit_of_work() as uow:
-        # Checked again inside the unit of work that records it: two requests at once get one backup.
-        current = uow.instances.get(instance.id)
-        if current is None:
-            raise NotFound("Instance", instance.id)
-        _require_active(current)
-        running = uow.backups.running_for(instance.id)
-        if running is not None:
-            raise UnprocessableEntity(
-                f"Instance {instance.id} is already being backed up (backup {running.id}); one backup at a time."
-            )
-        container = request.swift_container or uow.backups.container_for(instance.project_id, instance.id)
-        backup = Backup(
-            id=backup_id, project_id=instance.project_id, name=name, description=request.description,
-            instance_id=instance.id, datastore=version.datastore, datastore_version=version.name,
-            datastore_version_id=version.id, status=BackupStatus.NEW,
-            strategy=strategies.incremental if parent is not None and strategies.incremental else strategies.full,
-            container=container or DEFAULT_CONTAINER, parent_id=None if parent is None else parent.id,
-            incremental=parent is not None, created=now, updated=now,
-        )
-        uow.backups.add(backup)
-        ctx.enqueue(uow, Kind.BACKUP_CREATE, instance.id, BackupCreate(backup_id=backup_id).model_dump(mode="json"))
-        uow.events.add(instance.id, "backup", f"backup {backup_id} requested")
-    logger.info("backup %s of instance %s requested (%s)", backup_id, instance.id, backup.strategy)
+        snapshot = None
+        if request.from_snapshot:
+            snapshot = snapshots.record(ctx, uow, instance, f"backup {name}"[:NAME_MAX],
+                                        "Taken for a backup streamed from it; deleting it does not touch the backup.",
+                                        limit)
+        backup = record(ctx, uow, instance, str(uuid.uuid4()), name, request.description, parent,
+                        swift_container=request.swift_container, snapshot_id=None if snapshot is None else snapshot.id)
+        if snapshot is not None:  # what a restore logs in with once: the backup's own, whatever becomes of it
+            source_admin = uow.secrets.get(snapshot.id, SOURCE_ADMIN_SECRET)
+            if source_admin is not None:
+                uow.secrets.put(backup.id, SOURCE_ADMIN_SECRET, source_admin)
+    logger.info("backup %s of instance %s requested (%s)", backup.id, instance.id, backup.strategy)
     return backup
+
+
+def record(
+    ctx: ServiceContext, uow: UnitOfWork, instance: Instance, backup_id: str, name: str, description: str | None,
+    parent: Backup | None, *, swift_container: str | None = None, snapshot_id: str | None = None,
+) -> Backup:
+    """Write a backup of `instance` (status NEW) and its "backup.create" operation in `uow` (with
+    `snapshot_id`, the snapshot recorded in the same `uow`: "backup.from_snapshot" on the backup); the
+    instance is checked again there (ACTIVE, no other backup running: two requests at once get one)."""
+    engine, version = _engine_version(ctx, instance)
+    if not engine.capabilities(version).has(Capability.BACKUP):
+        raise BadRequest(
+            f"Backups are not supported by datastore {version.datastore} version {version.name}.", field="instance"
+        )
+    strategies = engine.backups(version).strategies()
+    current = uow.instances.get(instance.id)
+    if current is None:
+        raise NotFound("Instance", instance.id)
+    _require_active(current)
+    running = uow.backups.running_for(instance.id)
+    if running is not None:
+        raise UnprocessableEntity(
+            f"Instance {instance.id} is already being backed up (backup {running.id}); one backup at a time."
+        )
+    container = swift_container or uow.backups.container_for(instance.project_id, instance.id)
+    now = ctx.clock()
+    backup = Backup(
+        id=backup_id, project_id=instance.project_id, name=name, description=description,
+        instance_id=instance.id, datastore=version.datastore, datastore_version=version.name,
+        datastore_version_id=version.id, status=BackupStatus.NEW,
+        strategy=strategies.incremental if parent is not None and strategies.incremental else strategies.full,
+        container=container or DEFAULT_CONTAINER, parent_id=None if parent is None else parent.id,
+        incremental=parent is not None, created=now, updated=now, snapshot_id=snapshot_id,
+    )
+    uow.backups.add(backup)
+    if snapshot_id is not None:
+        ctx.enqueue(uow, Kind.BACKUP_FROM_SNAPSHOT, backup_id)
+    else:
+        ctx.enqueue(uow, Kind.BACKUP_CREATE, instance.id, BackupCreate(backup_id=backup_id).model_dump(mode="json"))
+    uow.events.add(instance.id, "backup", f"backup {backup_id} requested")
+    return backup
+
+
+def _check_from_snapshot(ctx: ServiceContext, request: CreateBackupRequest) -> None:
+    """A backup from a snapshot is a full one, on a deployment that takes snapshots (400 otherwise)."""
+    if request.incremental or request.parent_id is not None:
+        raise BadRequest(
+            "from_snapshot: a backup streamed from a snapshot is a full backup; an incremental is streamed from "
+            "the instance (its parent must be in the instance's own history).", field="from_snapshot",
+        )
+    if ctx.branch_refusal is not None:
+        raise BadRequest(f"from_snapshot: this deployment cannot take snapshots: {ctx.branch_refusal}.",
+                         field="from_snapshot")
 
 
 def _parent(uow: UnitOfWork, auth: AuthContext, instance: Instance, request: CreateBackupRequest) -> Backup | None:
@@ -159,6 +204,12 @@ def _parent(uow: UnitOfWork, auth: AuthContext, instance: Instance, request: Cre
             raise BadRequest(
                 f"Backup {parent.id} is a backup of another instance; an incremental's parent must be a backup "
                 f"of instance {instance.id}.", field="parent_id",
+            )
+        if parent.snapshot_id is not None:
+            raise BadRequest(
+                f"parent_id: backup {parent.id} was streamed from a snapshot and cannot be an incremental's "
+                "parent: the server it was taken from left the instance's history there. Name a backup streamed "
+                "from the instance, or take a full one.", field="parent_id",
             )
         if parent.status is not BackupStatus.COMPLETED or parent.deleting:
             raise UnprocessableEntity(f"Backup {parent.id} is not completed (status {parent.status.value}).")

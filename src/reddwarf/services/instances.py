@@ -128,6 +128,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     if restore is not None:
         _check_restore_version(restore, version)
         backups.check_restore_volume(restore, volume_size)
+        # A backup streamed from a snapshot still kept here: the restore branches from the snapshot instead.
+        snapshot = snapshots.kept_for_restore(ctx, restore.backup, version.name, volume_size)
     if source is not None:
         branches.check_branch(f"instance {source.id}", source.spec.datastore, source.spec.datastore_version,
                               source.spec.volume_size_gb, version, volume_size)
@@ -141,6 +143,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         raise CapabilityMissing(version.datastore, version.name, Capability.DATABASES.value)
     if request.users and not capabilities.has(Capability.USERS):
         raise CapabilityMissing(version.datastore, version.name, Capability.USERS.value)
+    # Without a copy-on-write pool, a branch restores a backup of its source taken for it (`branches`).
+    branch_backup_id = str(uuid.uuid4()) if source is not None and branches.via_backup(ctx) else None
     spec = InstanceSpec(
         name=name,
         flavor_id=flavor.id,
@@ -151,7 +155,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         users=request.users,
         availability_zone=request.availability_zone,
         region_name=request.region_name,
-        restore_backup_id=None if restore is None else restore.backup.id,
+        restore_backup_id=branch_backup_id if restore is None else restore.backup.id,
         branch_source_id=None if source is None else source.id,
         branch_snapshot_id=None if snapshot is None else snapshot.id,
     )
@@ -187,6 +191,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
             instance.workload_id = taken.slot_id
             instance.endpoint = Endpoint(taken.address, taken.port)
         capacity.reserve_volume(uow, instance.id, "instance", volume_size, storage_limit)
+        if source is not None and branch_backup_id is not None:
+            branches.record_backup(ctx, uow, source, branch_backup_id, name)
         uow.instances.add(instance)
         if taken is None:
             uow.secrets.put(instance.id, ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))

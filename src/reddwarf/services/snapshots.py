@@ -14,8 +14,9 @@ import logging
 import unicodedata
 import uuid
 
-from reddwarf.domain.backup import NAME_MAX, SOURCE_ADMIN_SECRET
+from reddwarf.domain.backup import NAME_MAX, SOURCE_ADMIN_SECRET, Backup
 from reddwarf.domain.errors import BadRequest, NotFound, UnprocessableEntity
+from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import Kind, SnapshotCreate
 from reddwarf.domain.secret import ADMIN_SECRET
 from reddwarf.domain.snapshot import Snapshot, SnapshotStatus
@@ -24,6 +25,7 @@ from reddwarf.identity.context import AuthContext
 from reddwarf.services import capacity
 from reddwarf.services.context import ServiceContext
 from reddwarf.services.lookup import load_instance
+from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -37,33 +39,47 @@ def create(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str |
     if ctx.branch_refusal is not None:
         raise BadRequest(f"snapshot: this deployment cannot take snapshots: {ctx.branch_refusal}.",
                          field="snapshot")
-    storage_limit = capacity.limit(
-        None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
-    )
-    now = ctx.clock()
+    limit = storage_limit(ctx)
     with ctx.db.unit_of_work() as uow:
         instance = load_instance(uow, auth, instance_id)
-        if instance.deleting or instance.status is not InstanceStatus.ACTIVE:
-            state = "DELETING" if instance.deleting else instance.status.value
-            raise UnprocessableEntity(
-                f"Instance {instance.id} is not ready for a snapshot (status {state}); it must be ACTIVE."
-            )
-        admin = uow.secrets.get(instance.id, ADMIN_SECRET)
-        if admin is None:
-            raise UnprocessableEntity(f"Instance {instance.id} cannot be snapshotted: its credential is missing.")
-        spec = instance.spec
-        snapshot = Snapshot(
-            id=str(uuid.uuid4()), project_id=instance.project_id, name=name, description=description,
-            instance_id=instance.id, datastore=spec.datastore, datastore_version=spec.datastore_version,
-            volume_size_gb=spec.volume_size_gb, created=now, updated=now,
-        )
-        capacity.reserve_volume(uow, snapshot.id, "snapshot", spec.volume_size_gb, storage_limit)
-        uow.snapshots.add(snapshot)
-        # A branch of the snapshot knows this password until it is adopted; the instance may be gone by then.
-        uow.secrets.put(snapshot.id, SOURCE_ADMIN_SECRET, admin)
-        ctx.enqueue(uow, Kind.SNAPSHOT_CREATE, instance.id, SnapshotCreate(snapshot_id=snapshot.id).model_dump())
-        uow.events.add(instance.id, "snapshot", f"snapshot {snapshot.id} requested")
+        snapshot = record(ctx, uow, instance, name, description, limit)
     logger.info("snapshot %s of instance %s requested", snapshot.id, instance.id)
+    return snapshot
+
+
+def storage_limit(ctx: ServiceContext) -> int | None:
+    """What every volume reservation together may hold (read before a unit of work: the first read may set
+    up the runtime's volume pool)."""
+    return capacity.limit(
+        None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
+    )
+
+
+def record(ctx: ServiceContext, uow: UnitOfWork, instance: Instance, name: str, description: str | None,
+           storage_limit: int | None) -> Snapshot:
+    """Write a snapshot of `instance` (NEW), its storage reservation, the source's credential and its
+    "snapshot.create" in `uow` (422 unless the instance is ACTIVE; 507 when the host's storage is full)."""
+    if instance.deleting or instance.status is not InstanceStatus.ACTIVE:
+        state = "DELETING" if instance.deleting else instance.status.value
+        raise UnprocessableEntity(
+            f"Instance {instance.id} is not ready for a snapshot (status {state}); it must be ACTIVE."
+        )
+    admin = uow.secrets.get(instance.id, ADMIN_SECRET)
+    if admin is None:
+        raise UnprocessableEntity(f"Instance {instance.id} cannot be snapshotted: its credential is missing.")
+    now = ctx.clock()
+    spec = instance.spec
+    snapshot = Snapshot(
+        id=str(uuid.uuid4()), project_id=instance.project_id, name=name, description=description,
+        instance_id=instance.id, datastore=spec.datastore, datastore_version=spec.datastore_version,
+        volume_size_gb=spec.volume_size_gb, created=now, updated=now,
+    )
+    capacity.reserve_volume(uow, snapshot.id, "snapshot", spec.volume_size_gb, storage_limit)
+    uow.snapshots.add(snapshot)
+    # A branch of the snapshot knows this password until it is adopted; the instance may be gone by then.
+    uow.secrets.put(snapshot.id, SOURCE_ADMIN_SECRET, admin)
+    ctx.enqueue(uow, Kind.SNAPSHOT_CREATE, instance.id, SnapshotCreate(snapshot_id=snapshot.id).model_dump())
+    uow.events.add(instance.id, "snapshot", f"snapshot {snapshot.id} requested")
     return snapshot
 
 
@@ -95,6 +111,10 @@ def delete(ctx: ServiceContext, auth: AuthContext, snapshot_id: str) -> None:
             raise NotFound("Snapshot", snapshot_id[:64])
         if snapshot.status is SnapshotStatus.NEW:
             raise UnprocessableEntity(f"Snapshot {snapshot.id} is still being taken; delete it when it ends.")
+        streaming = uow.backups.running_from_snapshot(snapshot.id)
+        if streaming is not None:
+            raise UnprocessableEntity(f"Snapshot {snapshot.id} is being streamed into backup {streaming.id}; "
+                                      "delete it when the backup ends.")
         if snapshot.deleting and uow.operations.active_for(snapshot.id):
             return
         uow.snapshots.mark_deleting(snapshot.id)
@@ -123,3 +143,19 @@ def _validate_name(name: str | None) -> str:
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise BadRequest("The snapshot name must not contain control characters.", field="name")
     return name
+
+
+def kept_for_restore(ctx: ServiceContext, backup: Backup, datastore_version: str, volume_gb: int) -> Snapshot | None:
+    """The snapshot a backup was streamed from, if a restore of it on this host can branch from it instead
+    of streaming the backup back: still kept (COMPLETED), of the version restored, no larger than the
+    volume asked for, on a deployment that branches by copy-on-write."""
+    if backup.snapshot_id is None or ctx.branch_refusal is not None:
+        return None
+    with ctx.db.unit_of_work(write=False) as uow:
+        snapshot = uow.snapshots.get(backup.snapshot_id)
+    usable = (
+        snapshot is not None and snapshot.status is SnapshotStatus.COMPLETED and not snapshot.deleting
+        and snapshot.project_id == backup.project_id and snapshot.datastore_version == datastore_version
+        and snapshot.volume_size_gb <= volume_gb
+    )
+    return snapshot if usable else None

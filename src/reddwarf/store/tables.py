@@ -279,6 +279,7 @@ class BackupRow(Base):
     verified: Mapped[bool | None] = mapped_column(Boolean)
     verified_at: Mapped[float | None] = mapped_column(Double)
     verification: Mapped[str | None] = mapped_column(Text)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class BackupStrategyRow(Base):

@@ -16,7 +16,7 @@ from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker, new_worker_id
-from reddwarf.workflows.reconcilers import accounts, backups, instances, pool, snapshots, verify
+from reddwarf.workflows.reconcilers import accounts, backups, instances, pool, snapbackup, snapshots, verify
 from reddwarf.workflows.reconcilers.archive import ArchiveShipper
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
@@ -26,11 +26,15 @@ ADMIN_CHECK_EVERY = 60.0
 POOL_KINDS = frozenset({pool.BUILD, pool.DESTROY})
 
 
+# Seconds between two rounds of the runtime's housekeeping (`Runtime.upkeep`).
+UPKEEP_INTERVAL = 300.0
+
+
 def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[str, Handler]:
     """Every operation kind a worker runs, with its handler."""
     return {
         **instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps),
-        **backups.handlers(deps), **snapshots.handlers(deps), **verify.handlers(deps),
+        **backups.handlers(deps), **snapshots.handlers(deps), **verify.handlers(deps), **snapbackup.handlers(deps),
     }
 
 
@@ -53,12 +57,14 @@ def build_workers(
     )
     # One worker per process ships what servers archived (a store lease per instance keeps processes apart).
     shipper = Periodic("archive", settings.archive_ship_interval, ArchiveShipper(deps, new_worker_id()).run)
+    # One worker per process also does the runtime's housekeeping (re-basing fragmented volume images).
+    upkeep = Periodic("upkeep", UPKEEP_INTERVAL, deps.runtime.upkeep)
     if settings.warm_pool.size <= 0:
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
-        return [_worker(deps, settings, (keeper, shipper) if n == 0 else (keeper,), dispatcher=dispatcher)
+        return [_worker(deps, settings, (keeper, shipper, upkeep) if n == 0 else (keeper,), dispatcher=dispatcher)
                 for n in range(count)]
     tenants = [
-        _worker(deps, settings, (shipper,) if n == 0 else (), dispatcher=dispatcher, skip_kinds=POOL_KINDS)
+        _worker(deps, settings, (shipper, upkeep) if n == 0 else (), dispatcher=dispatcher, skip_kinds=POOL_KINDS)
         for n in range(count)
     ]
     return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]

@@ -22,7 +22,7 @@ from tests.fakes.engines import AccountsEngine
 from reddwarf.domain.backup import ArchivePiece, ArchiveSpec
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.conditions import Observation, Reason
-from reddwarf.domain.errors import TemporaryError
+from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.status import ConditionType
 from reddwarf.storage.artifact import ArtifactOptions, Manifest
 from reddwarf.storage.filesystem import FilesystemStorage
@@ -348,3 +348,136 @@ def test_while_a_backup_runs_account_writes_are_accepted_and_other_actions_are_4
     acc.drain()  # the account write is applied beside the backup, which completes
     assert "during" in [d["name"] for d in acc.api.get(f"/instances/{iid}/databases").json()["databases"]]
     assert acc.api.get(f"/instances/{iid}").json()["instance"]["status"] == "ACTIVE"
+
+
+def test_without_a_copy_on_write_pool_a_branch_restores_a_backup_taken_for_it(acc: AccountsApi) -> None:
+    source = acc.active_instance()
+    no_pool = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
+    acc.api.client.app.state.reddwarf = no_pool  # type: ignore[attr-defined]
+    response = acc.api.post("/instances", {"instance": {
+        "name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"instanceRef": source}}})
+    assert response.status_code == 200, response.text
+    copy = response.json()["instance"]
+    taken = acc.api.get(f"/instances/{source}/backups").json()["backups"]
+    assert [(b["name"], b["status"]) for b in taken] == [("branch copy", "NEW")]
+
+    acc.drain()
+    shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
+    assert shown["status"] == "ACTIVE", shown
+    runtime: Any = acc.deps.runtime
+    assert runtime.tool_inputs[(EXTRACT, "0")] == DUMP  # the source's data, through a full backup
+    assert not any(call[0] == "snapshot" for call in runtime.calls)
+    assert [adopted for adopted, _ in acc.engines["postgresql"].fake_backups.adopted] == [copy["id"]]
+    # The backup taken for the branch is gone once the branch is made; the source is ACTIVE again.
+    assert acc.api.get("/backups").json()["backups"] == []
+    assert acc.api.get(f"/instances/{source}").json()["instance"]["status"] == "ACTIVE"
+
+
+def test_a_branch_whose_backup_fails_fails_with_a_fault_naming_it(acc: AccountsApi) -> None:
+    source = acc.active_instance()
+    no_pool = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
+    acc.api.client.app.state.reddwarf = no_pool  # type: ignore[attr-defined]
+    acc.engines["postgresql"].fake_backups.backup_error = PermanentError("the fake dump tool exited with 3")
+    response = acc.api.post("/instances", {"instance": {
+        "name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"instanceRef": source}}})
+    assert response.status_code == 200, response.text
+    acc.drain()
+    shown = acc.api.get(f"/instances/{response.json()['instance']['id']}").json()["instance"]
+    (backup,) = acc.api.get(f"/instances/{source}/backups").json()["backups"]
+    assert shown["status"] == "ERROR" and backup["status"] == "FAILED"
+    assert f"Backup {backup['id']} cannot be restored: it failed" in shown["fault"]["message"]
+    assert acc.api.get(f"/instances/{source}").json()["instance"]["status"] == "ACTIVE"
+
+
+def _snapshot_backup(acc: AccountsApi, source: str, name: str = "from-snapshot") -> dict[str, Any]:
+    response = _backup(acc, source, name=name, from_snapshot=True)
+    assert response.status_code == 202, response.text
+    created = response.json()["backup"]
+    assert created["status"] == "NEW" and created["snapshot_id"] is not None
+    acc.drain()
+    shown = acc.api.get(f"/backups/{created['id']}").json()["backup"]
+    assert shown["status"] == "COMPLETED", shown
+    return dict(shown)
+
+
+def test_a_backup_from_a_snapshot_is_streamed_by_a_throwaway_server_on_a_copy(acc: AccountsApi) -> None:
+    source = acc.active_instance()
+    backup = _snapshot_backup(acc, source)
+    runtime: Any = acc.deps.runtime
+    # The instance was only snapshotted; the tool ran against a server on a copy of the snapshot, removed after.
+    assert ("snapshot", source) in runtime.calls
+    assert ("branch", backup["id"]) in runtime.calls and ("destroy", backup["id"]) in runtime.calls
+    assert not any(call[0].startswith("tool:") and call[1] == source for call in runtime.calls)
+    assert [run.parent for run in acc.engines["postgresql"].fake_backups.runs] == [None]
+    # The snapshot is the tenant's, kept (named after the backup); the instance is ACTIVE.
+    (snapshot,) = acc.api.get(f"/instances/{source}/snapshots").json()["snapshots"]
+    assert (snapshot["id"], snapshot["name"], snapshot["status"]) == (backup["snapshot_id"], "backup from-snapshot",
+                                                                       "COMPLETED")
+    assert acc.api.get(f"/instances/{source}").json()["instance"]["status"] == "ACTIVE"
+    assert backup["instance_id"] == source and backup["size"] is not None
+
+    # It is never an incremental's parent: `incremental` takes the latest backup streamed from the instance.
+    streamed = _completed(acc, source)
+    _snapshot_backup(acc, source, name="later")
+    incremental = _completed(acc, source, incremental=1)
+    assert incremental["parent_id"] == streamed["id"]
+    named = _backup(acc, source, parent_id=backup["id"])
+    assert named.status_code == 400 and "parent_id" in named.text and "streamed from a snapshot" in named.text
+
+
+def test_a_restore_of_a_backup_from_a_kept_snapshot_branches_from_it(acc: AccountsApi) -> None:
+    source = acc.active_instance()
+    backup = _snapshot_backup(acc, source)
+    runtime: Any = acc.deps.runtime
+    runtime.addresses = ("127.0.1.9", "127.0.1.10", "127.0.1.11")
+    body = {"name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"backupRef": backup["id"]}}
+    first = acc.api.post("/instances", {"instance": body}).json()["instance"]
+    acc.drain()
+    assert acc.api.get(f"/instances/{first['id']}").json()["instance"]["status"] == "ACTIVE"
+    assert ("branch", first["id"]) in runtime.calls and ("prepare", first["id"]) not in runtime.calls
+    assert runtime.tool_inputs == {}  # nothing streamed back
+
+    # The snapshot deleted: the next restore streams the backup.
+    assert acc.api.delete(f"/snapshots/{backup['snapshot_id']}").status_code == 202
+    acc.drain()
+    second = acc.api.post("/instances", {"instance": {**body, "name": "copy-2"}}).json()["instance"]
+    acc.drain()
+    assert acc.api.get(f"/instances/{second['id']}").json()["instance"]["status"] == "ACTIVE"
+    assert ("branch", second["id"]) not in runtime.calls
+    assert runtime.tool_inputs[(EXTRACT, "0")] == DUMP
+    adopted = [instance for instance, _ in acc.engines["postgresql"].fake_backups.adopted]
+    assert first["id"] in adopted and second["id"] in adopted
+
+
+def test_backups_from_snapshots_refuse_what_they_cannot_be(acc: AccountsApi) -> None:
+    source = acc.active_instance()
+    incremental = _backup(acc, source, from_snapshot=True, incremental=1)
+    assert incremental.status_code == 400 and "from_snapshot" in incremental.text and "full backup" in incremental.text
+    not_bool = _backup(acc, source, from_snapshot="yes")
+    assert not_bool.status_code == 400 and "from_snapshot" in not_bool.text
+    no_pool = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
+    acc.api.client.app.state.reddwarf = no_pool  # type: ignore[attr-defined]
+    refused = _backup(acc, source, from_snapshot=True)
+    assert refused.status_code == 400 and "cannot take snapshots: no copy-on-write volume pool" in refused.text
+    assert acc.api.get("/backups").json()["backups"] == [] and acc.api.count("snapshots") == 0
+
+
+def test_a_snapshot_a_backup_streams_from_cannot_be_deleted_until_it_ends(acc: AccountsApi) -> None:
+    source = acc.active_instance()
+    created = _backup(acc, source, from_snapshot=True).json()["backup"]
+    assert acc.worker.run_once()  # the snapshot is taken; the backup waits its turn
+    snapshot = acc.api.get(f"/snapshots/{created['snapshot_id']}").json()["snapshot"]
+    assert snapshot["status"] == "COMPLETED"
+    refused = acc.api.delete(f"/snapshots/{created['snapshot_id']}")
+    assert refused.status_code == 422 and f"being streamed into backup {created['id']}" in refused.text
+    acc.drain()
+    assert acc.api.get(f"/backups/{created['id']}").json()["backup"]["status"] == "COMPLETED"
+    assert acc.api.delete(f"/snapshots/{created['snapshot_id']}").status_code == 202
+    acc.drain()
+    # The backup restores without its snapshot: it kept the source's credential of its own.
+    response = acc.api.post("/instances", {"instance": {
+        "name": "copy", "flavorRef": "1", "volume": {"size": 1}, "restorePoint": {"backupRef": created["id"]}}})
+    assert response.status_code == 200, response.text
+    acc.deps.runtime.addresses = ("127.0.1.9", "127.0.1.10")  # type: ignore[attr-defined]
+    acc.drain()
+    assert acc.api.get(f"/instances/{response.json()['instance']['id']}").json()["instance"]["status"] == "ACTIVE"

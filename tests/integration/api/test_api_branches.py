@@ -63,11 +63,6 @@ def test_branch_refusals_name_the_field_and_write_nothing(acc: AccountsApi) -> N
     assert wrong_version.status_code == 400 and "a branch of it runs the same" in wrong_version.text
     smaller = _branch(acc, source, volume={"size": 1})
     assert smaller.status_code == 400 and "volume.size" in smaller.text and "at least as much" in smaller.text
-    refusing = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
-    acc.api.client.app.state.reddwarf = refusing  # type: ignore[attr-defined]
-    refused = _branch(acc, source)
-    assert refused.status_code == 400 and "restorePoint.instanceRef" in refused.text
-    assert "cannot branch instances: no copy-on-write volume pool" in refused.text
     assert acc.api.count("instances") == before
 
 
@@ -135,11 +130,12 @@ def test_snapshot_refusals_name_the_field_and_write_nothing(acc: AccountsApi) ->
     assert acc.api.count("snapshots") == 0
 
 
-def test_each_version_says_whether_this_deployment_can_branch(acc: AccountsApi) -> None:
+def test_each_version_says_how_this_deployment_branches(acc: AccountsApi) -> None:
     versions = acc.api.get("/datastores/postgresql/versions").json()["versions"]
     shown = acc.api.get(f"/datastores/versions/{versions[0]['id']}").json()["version"]
-    assert shown["branches"] == {"available": True, "reason": None}
+    assert shown["branches"] == {"available": True, "method": "copy-on-write", "snapshots": True, "reason": None}
     refusing = dataclasses.replace(acc.api.ctx, branch_refusal="no copy-on-write volume pool (disabled)")
     acc.api.client.app.state.reddwarf = refusing  # type: ignore[attr-defined]
     shown = acc.api.get(f"/datastores/versions/{versions[0]['id']}").json()["version"]
-    assert shown["branches"] == {"available": False, "reason": "no copy-on-write volume pool (disabled)"}
+    assert shown["branches"] == {"available": True, "method": "backup-and-restore", "snapshots": False,
+                                 "reason": "no copy-on-write volume pool (disabled)"}

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from api_support import Api, build_api, create_body
 
 from reddwarf import wiring
 from reddwarf.domain.capacity import GIB
+from reddwarf.runtimes.local.runtime import LocalRuntime
 from reddwarf.settings import Settings
 
 
@@ -58,7 +60,8 @@ def test_a_create_over_the_project_volume_quota_is_413_over_limit(tmp_path: Path
         assert other.status_code == 200  # another project's quota is its own
 
 
-def test_the_control_plane_has_finite_quotas_by_default(tmp_path: Path) -> None:
+def test_the_control_plane_has_finite_quotas_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDDWARF_LOCAL_POOL_GB", "1")  # the copy-on-write pool, where the host has one: small
     settings = Settings(state_dir=tmp_path / "state")
     components = wiring.build(settings)
     try:
@@ -68,3 +71,6 @@ def test_the_control_plane_has_finite_quotas_by_default(tmp_path: Path) -> None:
         assert settings.storage_overcommit_ratio == 1.0
     finally:
         components.db.dispose()
+        runtime = components.runtime
+        if isinstance(runtime, LocalRuntime):
+            runtime.release_pool()

@@ -1,22 +1,27 @@
 """The copy-on-write volume pool: instance images on an XFS filesystem with reflinks, out of every instance
 user's reach; a copy of an image is a reflink (it takes no room until written); instances made before the
-pool move into it at their next start with an unmounted volume, their data intact; a filesystem without
+pool move into it at their next restart, their data intact; a filesystem without
 reflinks is refused with a clear error rather than used for copies."""
 
 from __future__ import annotations
 
+import hashlib
+import mmap
 import os
+import random
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 from local_runtime_support import Instances
+from tests.support.server import wait_for
 
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.workload import CommandSpec, Resources, WorkloadSpec
 from reddwarf.runtimes.local import volumes
 from reddwarf.runtimes.local.paths import layout
+from reddwarf.runtimes.local.pool import extent_count
 
 RESOURCES = Resources(memory_mb=256, vcpus=1, volume_gb=1)
 POOL_GB = 3
@@ -68,27 +73,30 @@ def test_volumes_live_on_the_pool_out_of_reach_and_copy_by_reflink(instances: In
     assert not image.exists()
 
 
-def test_an_instance_made_before_the_pool_moves_into_it_at_its_next_start(instances: Instances, port: int) -> None:
-    older = instances.runtime()
+def test_an_instance_made_before_the_pool_moves_into_it_at_its_next_restart(instances: Instances, port: int) -> None:
+    older = instances.runtime(use_cow_pool="false")
     placement = instances.prepare(older, RESOURCES, port)
     paths = layout(older._settings, placement.instance_id)
     rows = os.urandom(1 << 20)
     (Path(placement.data_dir) / "rows").write_bytes(rows)
     older.start(placement, _sleeper(placement.instance_id))
-    older.stop(placement, _sleeper(placement.instance_id))
     assert paths.volume_image.exists()
 
+    # The control plane comes back with the pool on: the running server is left where it is.
     pooled = instances.runtime(use_cow_pool="true", pool_gb=POOL_GB)
-    pooled.start(placement, _sleeper(placement.instance_id))  # mounted still (a restart): it stays where it is
-    assert paths.volume_image.exists()
-    pooled.stop(placement, _sleeper(placement.instance_id))
-    subprocess.run(["umount", str(paths.volume_dir)], check=True)  # what a host reboot leaves
+    assert pooled.observe(placement).running and paths.volume_image.exists()
 
+    # Its next restart: the stop unmounts the volume kept outside the pool, the start copies it in.
+    pooled.stop(placement, _sleeper(placement.instance_id))
+    assert not volumes.is_mounted(paths.volume_dir)
     pooled.start(placement, _sleeper(placement.instance_id))
     moved = instances.state_dir / "pool" / "volumes" / f"{placement.instance_id}.img"
     assert moved.is_file() and not paths.volume_image.exists()
     assert (Path(placement.data_dir) / "rows").read_bytes() == rows
     assert pooled.observe(placement).running
+    # From now on a restart keeps it mounted where it is.
+    pooled.stop(placement, _sleeper(placement.instance_id))
+    assert volumes.is_mounted(paths.volume_dir)
 
 
 def test_a_pool_directory_without_reflinks_is_refused_by_name(instances: Instances, port: int) -> None:
@@ -99,3 +107,38 @@ def test_a_pool_directory_without_reflinks_is_refused_by_name(instances: Instanc
     runtime = instances.runtime(use_cow_pool="true", pool_dir=str(plain))
     with pytest.raises(PermanentError, match=f"the volume pool at {plain} cannot make reflinks"):
         instances.prepare(runtime, RESOURCES, port)
+
+
+def test_a_fragmented_volume_image_is_rebased_online_and_keeps_its_data(instances: Instances, port: int) -> None:
+    runtime = instances.runtime(use_cow_pool="true", pool_gb=POOL_GB, rebase_extents=256)
+    placement = instances.prepare(runtime, RESOURCES, port)
+    image = instances.state_dir / "pool" / "volumes" / f"{placement.instance_id}.img"
+    rows = Path(placement.data_dir) / "rows"
+    rows.write_bytes(os.urandom(64 << 20))
+    volumes.flush(rows.parent)
+    assert runtime._pool is not None
+    # A snapshot shares every extent; random writes after it split the image (what a busy tenant does).
+    runtime._pool.clone(image, image.with_name("shared.img"))
+    fd = os.open(rows, os.O_RDWR | os.O_DIRECT)
+    block = bytearray(os.urandom(4096))
+    with memoryview(mmap.mmap(-1, 4096)) as aligned:
+        aligned[:] = block
+        for offset in random.Random(7).sample(range((64 << 20) // 4096), 2000):
+            os.pwrite(fd, aligned, offset * 4096)
+    os.close(fd)
+    volumes.flush(rows.parent)
+    expected = hashlib.sha256(rows.read_bytes()).hexdigest()
+    fragmented = extent_count(image)
+    assert fragmented > 1000
+
+    image.with_name("shared.img").unlink()
+    runtime.upkeep()  # in a thread of its own
+    wait_for(lambda: extent_count(image) < 256, 60, "the image to be re-based")
+    assert runtime._upkeep is not None
+    runtime._upkeep.join(30)
+
+    # The mounted volume sees the same bytes; a copy of it is milliseconds again.
+    subprocess.run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"], check=True)
+    assert hashlib.sha256(rows.read_bytes()).hexdigest() == expected
+    runtime._pool.clone(image, image.with_name("copy.img"))
+    image.with_name("copy.img").unlink()

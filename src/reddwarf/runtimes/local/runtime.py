@@ -71,6 +71,7 @@ class LocalRuntime:
         self._cgroups = Cgroups(self._choose_cgroups(), settings.cgroup_root, settings.cgroup_parent)
         self._loop, self._loop_reason = self._choose_volumes()
         self._pool, self._pool_reason = self._choose_pool()
+        self._upkeep: threading.Thread | None = None
         self._setpriv = launch.find_setpriv(settings.command_path)
         # Per instance: when observe() last did its slow part (volume usage, the cgroup sweep), and the usage.
         self._slow_lock = threading.Lock()
@@ -113,7 +114,16 @@ class LocalRuntime:
             available, reason = pool_support(self._settings.pool_dir)
             if available:
                 settings = self._settings
-                return Pool(settings.state_dir, settings.pool_dir, settings.pool_gb), reason
+                pool = Pool(settings.state_dir, settings.pool_dir, settings.pool_gb)
+                if wanted == "true":
+                    return pool, reason
+                try:  # auto: a pool that cannot be made (no room, no reflinks) means none, said why
+                    pool.ensure()
+                except (PermanentError, TemporaryError, OSError) as exc:
+                    reason = f"the copy-on-write pool could not be set up: {exc}"
+                    log.warning("%s; volumes stay plain loop images", reason)
+                else:
+                    return pool, reason
         if wanted == "true":
             raise PermanentError(f"REDDWARF_LOCAL_USE_COW_POOL=true but {reason}")
         return None, reason
@@ -155,7 +165,13 @@ class LocalRuntime:
         (sparse images count what they have allocated; plain-directory volumes what their files take)."""
         if self._pool is not None:
             self._pool.ensure()
-            return self._pool.capacity()
+            # Images made before the pool was on live outside it until they move in: their sizes count
+            # beside it, so that their reservations do not take the pool's room.
+            legacy = 0
+            for image in instances_dir(self._settings).glob("*/private/volume.img"):
+                with contextlib.suppress(FileNotFoundError):  # moved in or deleted meanwhile
+                    legacy += image.stat().st_size
+            return self._pool.capacity() + legacy
         where = instances_dir(self._settings)
         while not where.exists():
             where = where.parent
@@ -380,6 +396,22 @@ class LocalRuntime:
 
     def branch_refusal(self) -> str | None:
         return None if self._pool is not None else f"no copy-on-write volume pool ({self._pool_reason})"
+
+    def upkeep(self) -> None:
+        """Between operations: re-base volume images fragmented past `rebase_extents` (`Pool.rebase`), so
+        that a snapshot's reflink stays milliseconds however the tenant writes. In a thread of its own (a
+        re-base copies an image: seconds per GiB), one round at a time; returns at once."""
+        pool = self._pool
+        if pool is None or not volumes.is_mounted(pool.root) or (self._upkeep and self._upkeep.is_alive()):
+            return
+        self._upkeep = threading.Thread(target=pool.rebase, args=(self._settings.rebase_extents,),
+                                        name="volume-rebase", daemon=True)
+        self._upkeep.start()
+
+    def release_pool(self) -> None:
+        """Unmount the pool this runtime made (a throwaway runtime's, once its instances are destroyed)."""
+        if self._pool is not None:
+            self._pool.unmount()
 
     def _require_pool(self) -> Pool:
         if self._pool is None:
@@ -607,6 +639,9 @@ class LocalRuntime:
     def stop(self, placement: Placement, workload: WorkloadSpec) -> None:
         paths = self._layout(placement)
         self._stop(paths, workload.stop_signal, workload.stop_timeout)
+        if self._pool is not None and paths.volume_image.exists():
+            # An image made before the pool was on: unmounted now, so that the start moves it in (`pool`).
+            volumes.unmount(paths.volume_image, paths.volume_dir)
 
     def _stop(self, paths: InstanceLayout, signum: int, timeout: float) -> None:
         self._reaper.reap()

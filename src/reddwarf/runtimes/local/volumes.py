@@ -101,10 +101,10 @@ def loop_support() -> tuple[bool, str]:
     return True, "loop-mounted ext4 images (sparse, grown online with resize2fs)"
 
 
-def run_tool(argv: list[str], what: str) -> str:
+def run_tool(argv: list[str], what: str, timeout: float = _TIMEOUT) -> str:
     """Run a volume tool in the current fence; its stdout, or TemporaryError naming `what` and its stderr."""
     try:
-        done = fencing.run(argv, timeout=_TIMEOUT)
+        done = fencing.run(argv, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise TemporaryError(f"{what} timed out", delay=5.0) from None
     if done.returncode != 0:
@@ -116,6 +116,21 @@ def _loop_device(image: Path) -> str | None:
     out = run_tool(["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"], "losetup")
     lines = out.split()
     return lines[0] if lines else None
+
+
+def _direct_io(image: Path) -> None:
+    """Let the volume's loop device write to its image with direct I/O: the image's pages are not cached a
+    second time under the volume's own page cache, and a synchronous write (a commit) is not copied through
+    it. Measured with 8 KiB O_DSYNC writes: 8-9 MB/s without, 11-12 MB/s with, on an image on the host's
+    ext4; 4-6 MB/s without and 9-10 MB/s with, on an image in the copy-on-write pool (docs/branches.md).
+    A backing filesystem without O_DIRECT keeps buffered I/O: slower, not wrong."""
+    device = _loop_device(image)
+    if device is None:
+        return
+    try:
+        run_tool(["losetup", "--direct-io=on", device], "losetup --direct-io")
+    except TemporaryError as exc:
+        log.warning("volume %s keeps buffered I/O: %s", image, exc.message)
 
 
 def ensure(image: Path, mountpoint: Path, size_gb: int) -> None:
@@ -139,6 +154,7 @@ def ensure(image: Path, mountpoint: Path, size_gb: int) -> None:
             raise PermanentError(f"volume mount point {mountpoint} is not empty; refusing to mount over it")
         run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(mountpoint)], "mount")
         log.info("mounted volume %s at %s", image, mountpoint)
+        _direct_io(image)
     elif entry.fstype != "ext4":
         raise PermanentError(f"{mountpoint} holds a {entry.fstype} mount, not the instance volume")
     os.chmod(mountpoint, 0o755)  # noqa: S103 - root-owned; users must traverse to their 0700 data dir
@@ -185,6 +201,15 @@ UNMOUNT_PATIENCE = 5.0
 
 def release(image: Path, mountpoint: Path) -> None:
     """Unmount the volume (if mounted) and delete its image. TemporaryError while it is busy."""
+    unmount(image, mountpoint)
+    image.unlink(missing_ok=True)
+    image.with_name(image.name + ".new").unlink(missing_ok=True)
+    _growing(image).unlink(missing_ok=True)
+
+
+def unmount(image: Path, mountpoint: Path) -> None:
+    """Unmount the volume (if mounted) and detach its loop device; the image stays. TemporaryError while
+    it is busy."""
     if mount_at(mountpoint) is not None:
         # A server just killed may still hold the filesystem for a moment (the kernel releases files queued
         # for asynchronous I/O, MariaDB's io_uring, after the process has gone): try again for a few seconds
@@ -206,9 +231,6 @@ def release(image: Path, mountpoint: Path) -> None:
     device = _loop_device(image) if image.exists() else None
     if device is not None:
         run_tool(["losetup", "--detach", device], "losetup --detach")
-    image.unlink(missing_ok=True)
-    image.with_name(image.name + ".new").unlink(missing_ok=True)
-    _growing(image).unlink(missing_ok=True)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

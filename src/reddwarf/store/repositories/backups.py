@@ -40,6 +40,7 @@ class BackupRepository:
             backup_metadata=dict(backup.metadata), manifest=dict(backup.manifest), fault_message=None,
             fault_details=None, fault_created=None, deleting=False, deleted_at=None,
             created=backup.created or timestamp, updated=backup.updated or timestamp,
+            snapshot_id=backup.snapshot_id,
         ))
         self._session.flush()
 
@@ -111,6 +112,7 @@ class BackupRepository:
             .where(
                 BackupRow.instance_id == instance_id, BackupRow.status == BackupStatus.COMPLETED.value,
                 BackupRow.deleted_at.is_(None), BackupRow.deleting.is_(False),
+                BackupRow.snapshot_id.is_(None),  # never an incremental's parent (`Backup.snapshot_id`)
             )
             .order_by(BackupRow.created.desc(), BackupRow.id.desc())
             .limit(1)
@@ -122,6 +124,14 @@ class BackupRepository:
         """The backup of `instance_id` being taken, if any (NEW or BUILDING)."""
         query = select(BackupRow).where(
             BackupRow.instance_id == instance_id, BackupRow.status.in_(RUNNING), BackupRow.deleted_at.is_(None)
+        )
+        row = self._session.scalars(query.limit(1)).first()
+        return None if row is None else _backup(row)
+
+    def running_from_snapshot(self, snapshot_id: str) -> Backup | None:
+        """The backup being streamed from `snapshot_id`, if any (NEW or BUILDING)."""
+        query = select(BackupRow).where(
+            BackupRow.snapshot_id == snapshot_id, BackupRow.status.in_(RUNNING), BackupRow.deleted_at.is_(None)
         )
         row = self._session.scalars(query.limit(1)).first()
         return None if row is None else _backup(row)
@@ -250,5 +260,5 @@ def _backup(row: BackupRow) -> Backup:
         size_bytes=row.size_bytes, raw_bytes=row.raw_bytes, bytes_done=row.bytes_done,
         phase=BackupPhase(row.phase), metadata=dict(row.backup_metadata), manifest=dict(row.manifest),
         fault=fault, created=row.created, updated=row.updated, deleting=row.deleting, verified=row.verified,
-        verified_at=row.verified_at, verification=row.verification,
+        verified_at=row.verified_at, verification=row.verification, snapshot_id=row.snapshot_id,
     )

@@ -102,7 +102,7 @@ class CreateBackup:
             # Completed by this operation (journaled): a retry still tidies up what earlier attempts left.
             if "complete" in ctx.journal and self.deps.backups is not None:
                 keep = str(ctx.journal["stream"]["attempt"])
-                ctx.step("tidy", lambda: _tidy(files_of(deps), backup, keep=keep))
+                ctx.step("tidy", lambda: tidy(files_of(deps), backup, keep=keep))
             return
         if found is None or found[0].deleting:
             raise PermanentError(f"Instance {ctx.resource_id} no longer exists or is being deleted.")
@@ -123,11 +123,11 @@ class CreateBackup:
                     raise PermanentError(f"The parent backup {backup.parent_id} is gone or not completed.")
                 parent_view = ParentBackup(parent.id, parent.metadata, side_files(files, parent))
             run = engine.backups(version).backup(placement, admin, parent_view)
-            return self._stream(files, backup, instance, placement, run)
+            return self.stream(files, backup, instance, placement, run)
 
         result = ctx.step("stream", stream)
         ctx.store_step("complete", lambda uow: self._complete(uow, files, instance, backup, result, admin))
-        ctx.step("tidy", lambda: _tidy(files, backup, keep=str(result["attempt"])))
+        ctx.step("tidy", lambda: tidy(files, backup, keep=str(result["attempt"])))
 
     def _start(self, uow: UnitOfWork, instance: Instance, backup: Backup) -> None:
         uow.backups.start(backup.id)
@@ -136,7 +136,7 @@ class CreateBackup:
         )
         uow.events.add(instance.id, status.value, f"backup {backup.id} started")
 
-    def _stream(
+    def stream(
         self, files: BackupFiles, backup: Backup, instance: Instance, placement: Placement, run: BackupRun
     ) -> StepResult:
         deps = self.deps
@@ -246,7 +246,7 @@ class _Progress:
             uow.backups.progress(self._backup_id, done, phase)
 
 
-def _tidy(files: BackupFiles, backup: Backup, keep: str) -> None:
+def tidy(files: BackupFiles, backup: Backup, keep: str) -> None:
     """Remove what earlier attempts of the backup left (their own prefixes), keeping attempt `keep`'s."""
     prefix = prefix_of(backup)
     attempts = {key.removeprefix(prefix).split("/", 1)[0] for key in files.storage.keys(prefix)}

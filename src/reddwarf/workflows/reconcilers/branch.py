@@ -19,6 +19,7 @@ from reddwarf.domain.backup import SOURCE_ADMIN_SECRET
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
+from reddwarf.domain.snapshot import SnapshotStatus
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
@@ -82,6 +83,15 @@ def _from_snapshot(deps: ReconcilerDeps, instance: Instance, placement: Placemen
     with deps.db.unit_of_work() as uow:
         uow.events.add(instance.id, "branched", f"branched from snapshot {snapshot_id}")
     log.info("instance %s: branched from snapshot %s", instance.id, snapshot_id)
+
+
+def snapshot_kept(deps: ReconcilerDeps, snapshot_id: str | None) -> bool:
+    """Is `snapshot_id` a snapshot still kept (completed, not being deleted)?"""
+    if snapshot_id is None:
+        return False
+    with deps.db.unit_of_work(write=False) as uow:
+        snapshot = uow.snapshots.get(snapshot_id)
+    return snapshot is not None and not snapshot.deleting and snapshot.status is SnapshotStatus.COMPLETED
 
 
 def source_admin(deps: ReconcilerDeps, instance_id: str) -> Secret:

@@ -72,6 +72,19 @@ def _record(
     return write
 
 
+def _forget_branch_backup(uow: UnitOfWork, backup_id: str) -> None:
+    """A branch made through a backup (`services.branches`) is made: the backup taken for it goes."""
+    backup = uow.backups.get(backup_id)
+    if backup is None or backup.deleting:
+        return
+    if uow.backups.descendants(backup_id):  # the tenant chained an incremental onto it meanwhile: theirs now
+        uow.events.add(backup.instance_id, "backup", f"backup {backup_id} (taken for a branch) kept: it is a "
+                       "parent of another backup")
+        return
+    uow.backups.mark_deleting(backup_id)
+    uow.operations.enqueue(Kind.BACKUP_DELETE, backup_id)
+
+
 def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: PermanentError) -> None:
     with deps.db.unit_of_work() as uow:
         instance = uow.instances.get(ctx.resource_id)
@@ -149,6 +162,13 @@ class CreateInstance:
         placement = deps.placement(instance)
         restoring = instance.spec.restore_backup_id
         branching = instance.spec.branch_source_id or instance.spec.branch_snapshot_id
+        if restoring is not None:
+            # A restore streams its backup, unless the snapshot it was streamed from is kept here
+            # (`services.instances`): decided once, journaled, so that a retry never switches paths.
+            kept = instance.spec.branch_snapshot_id is not None and ctx.step("copy_from", lambda: {
+                "snapshot": branch.snapshot_kept(deps, instance.spec.branch_snapshot_id)})["snapshot"]
+            if not kept:
+                branching = None
         if not warm and branching is not None:  # prepared by the branch itself, on the copy
             ctx.step("branch", lambda: branch.branch_volume(deps, instance, placement))
         elif not warm:
@@ -166,8 +186,10 @@ class CreateInstance:
         # bootstrap fail with a temporary error, and the retry starts it first.
         if restoring is not None or branching is not None:
             # The copied server knows its source's admin password until `adopt` rotates it to this one's.
-            source = (restore.source_admin(deps, restoring) if restoring is not None
-                      else branch.source_admin(deps, instance.id))
+            source = (branch.source_admin(deps, instance.id) if branching is not None
+                      else restore.source_admin(deps, restoring) if restoring is not None else None)
+            if source is None:
+                raise PermanentError(f"Instance {instance.id} is neither a restore nor a branch.")
             start_server(ctx, deps, instance.spec, instance.id, placement, admin, alternate=source,
                          hold=RESTORE_START_HOLD)
             version = deps.version_for(instance.spec)
@@ -190,6 +212,8 @@ class CreateInstance:
         )
         ctx.store_step("active", _record(
             instance, Observation.READY, "endpoint answers; instance is ready", clear_fault=True))
+        if restoring is not None and instance.spec.branch_source_id is not None:
+            ctx.store_step("forget_backup", lambda uow: _forget_branch_backup(uow, restoring))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from reddwarf.domain.backup import SOURCE_ADMIN_SECRET, Backup, BackupStatus, ChainLink
-from reddwarf.domain.errors import PermanentError
+from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, ToolSpec, WorkloadSpec
@@ -36,6 +36,13 @@ def chain_of(deps: ReconcilerDeps, backup_id: str) -> list[Backup]:
         chain = uow.backups.chain(backup_id)
     if not chain or chain[-1].id != backup_id:
         raise PermanentError(f"Backup {backup_id} cannot be restored: it no longer exists.")
+    newest = chain[-1]
+    if newest.status in (BackupStatus.NEW, BackupStatus.BUILDING) and not newest.deleting:
+        # Only a branch made through a backup (`services.branches`) restores one not taken yet.
+        raise NotYet(f"backup {backup_id} (taken for this branch) is not completed yet", delay=1.0)
+    if newest.status is BackupStatus.FAILED:
+        why = "" if newest.fault is None else f": {newest.fault.message}"
+        raise PermanentError(f"Backup {backup_id} cannot be restored: it failed{why}")
     if chain[0].incremental:
         raise PermanentError(f"Backup {backup_id} cannot be restored: the parent of backup {chain[0].id} is gone.")
     for link in chain:
