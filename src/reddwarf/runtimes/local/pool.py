@@ -95,6 +95,25 @@ class Pool:
         """The directory of the files a snapshot carries from outside the volume."""
         return self.snapshots_dir / f"{_checked(snapshot_id)}.files"
 
+    def refusal(self) -> str | None:
+        """Why this pool could not be set up here, found without making it (None: it can, or it is): a
+        named directory must exist and hold reflinks (probed); the default image needs room for 1 GiB."""
+        if self._named:
+            if not self.root.is_dir():
+                return f"{self.root} (REDDWARF_LOCAL_POOL_DIR) is missing"
+            try:
+                self._probe()
+            except (PermanentError, OSError) as exc:
+                return str(exc)
+            return None
+        if self._image.exists():
+            return None
+        stats = os.statvfs(self._image.parent) if self._image.parent.is_dir() else None
+        room = self._size_gb or (0 if stats is None else int(stats.f_bavail * stats.f_frsize * _DEFAULT_SHARE) >> 30)
+        if stats is not None and room < 1:
+            return f"no room for it beside {self._image} (under 2 GiB free)"
+        return None
+
     def ensure(self) -> None:
         """Make, mount and probe the pool if that is not done yet; PermanentError if it cannot hold reflinks."""
         with self._lock:

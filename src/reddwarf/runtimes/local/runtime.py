@@ -115,15 +115,13 @@ class LocalRuntime:
             if available:
                 settings = self._settings
                 pool = Pool(settings.state_dir, settings.pool_dir, settings.pool_gb)
-                if wanted == "true":
+                # auto: a pool that could not be made (no room, no reflinks) means none, said why. It is made
+                # at its first use, not here: a command that builds a runtime and exits makes nothing.
+                refusal = None if wanted == "true" else pool.refusal()
+                if refusal is None:
                     return pool, reason
-                try:  # auto: a pool that cannot be made (no room, no reflinks) means none, said why
-                    pool.ensure()
-                except (PermanentError, TemporaryError, OSError) as exc:
-                    reason = f"the copy-on-write pool could not be set up: {exc}"
-                    log.warning("%s; volumes stay plain loop images", reason)
-                else:
-                    return pool, reason
+                reason = f"the copy-on-write pool cannot be set up: {refusal}"
+                log.warning("%s; volumes stay plain loop images", reason)
         if wanted == "true":
             raise PermanentError(f"REDDWARF_LOCAL_USE_COW_POOL=true but {reason}")
         return None, reason
