@@ -114,13 +114,7 @@ def _converged(plane: ReddwarfProcesses, client: httpx.Client, branch_id: str) -
     with _tenant(view) as conn:
         assert conn.execute("select count(*) from t").fetchone() == (1000,)
     assert list((plane.state_dir / "pool" / "snapshots").iterdir()) == []
-    plane.stop_all()
-    plane.start_server()
-    plane.start_worker()
-    client.delete(f"/instances/{branch_id}")
-    wait_for(lambda: client.get(f"/instances/{branch_id}").status_code == 404, 120, "the branch's clean-up")
-    plane.stop_all()
-    plane.start_server()
+    _tidy_up(plane, client, (f"/instances/{branch_id}",))
 
 
 def test_a_worker_killed_while_the_source_is_frozen_leaves_nothing_frozen(

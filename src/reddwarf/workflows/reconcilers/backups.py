@@ -192,20 +192,13 @@ class CreateBackup:
         self, uow: UnitOfWork, files: BackupFiles, instance: Instance, backup: Backup, result: StepResult,
         admin: Secret,
     ) -> None:
-        manifest: dict[str, Any] = result["manifest"]
-        parsed = Manifest.from_dict(manifest)
-        uow.backups.complete(
-            backup.id, location=files.storage.location(str(result["key"])), size_bytes=parsed.stored_bytes,
-            raw_bytes=parsed.raw_bytes, metadata=dict(result["metadata"]), manifest=manifest,
-        )
+        parsed = record_completed(uow, self.deps, files, backup, result)
         # What a restore needs to log in to the restored server once (then it rotates it): wrapped as every secret.
         uow.secrets.put(backup.id, SOURCE_ADMIN_SECRET, admin)
         status, _ = uow.instances.record(
             instance.id, Observation.BACKUP_ENDED, f"backup {backup.id} completed", generation=instance.generation
         )
         uow.events.add(instance.id, status.value, f"backup {backup.id} completed ({parsed.raw_bytes} bytes)")
-        if self.deps.verify_backups:  # in the same transaction: a completed backup is always verified
-            uow.operations.enqueue(VERIFY, backup.id)
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         deps = self.deps
@@ -222,11 +215,7 @@ class CreateBackup:
                     generation=instance.generation,
                 )
                 uow.events.add(instance.id, "backup", f"backup {backup.id} failed: {error.message}")
-        if deps.backups is not None:
-            try:
-                deps.backups.storage.delete_prefix(prefix_of(backup))
-            except Exception:  # boundary: the fault is recorded; a delete of the backup removes the rest
-                log.exception("backup %s: cannot remove the objects of the failed backup", backup.id)
+        remove_failed_objects(deps, backup)
 
 
 class _Progress:
@@ -244,6 +233,33 @@ class _Progress:
         self._next = moment + PROGRESS_EVERY
         with self._deps.db.unit_of_work() as uow:
             uow.backups.progress(self._backup_id, done, phase)
+
+
+def record_completed(
+    uow: UnitOfWork, deps: ReconcilerDeps, files: BackupFiles, backup: Backup, result: StepResult
+) -> Manifest:
+    """Record the backup COMPLETED with what its `stream` step wrote (`result`), and its verification when
+    backups are verified (in the same transaction: a completed backup is always verified)."""
+    manifest: dict[str, Any] = result["manifest"]
+    parsed = Manifest.from_dict(manifest)
+    uow.backups.complete(
+        backup.id, location=files.storage.location(str(result["key"])), size_bytes=parsed.stored_bytes,
+        raw_bytes=parsed.raw_bytes, metadata=dict(result["metadata"]), manifest=manifest,
+    )
+    if deps.verify_backups:
+        uow.operations.enqueue(VERIFY, backup.id)
+    return parsed
+
+
+def remove_failed_objects(deps: ReconcilerDeps, backup: Backup) -> None:
+    """After a failure is recorded: remove what the backup wrote to storage (a delete of the backup removes
+    whatever this cannot)."""
+    if deps.backups is None:
+        return
+    try:
+        deps.backups.storage.delete_prefix(prefix_of(backup))
+    except Exception:  # boundary: the fault is recorded; a delete of the backup removes the rest
+        log.exception("backup %s: cannot remove the objects of the failed backup", backup.id)
 
 
 def tidy(files: BackupFiles, backup: Backup, keep: str) -> None:

@@ -32,10 +32,15 @@ from reddwarf.domain.instance import InstanceSpec
 from reddwarf.domain.operations import Kind
 from reddwarf.domain.snapshot import Snapshot, SnapshotStatus
 from reddwarf.domain.status import Fault
-from reddwarf.storage.artifact import Manifest
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers.backups import CreateBackup, files_of, prefix_of, tidy
+from reddwarf.workflows.reconcilers.backups import (
+    CreateBackup,
+    files_of,
+    record_completed,
+    remove_failed_objects,
+    tidy,
+)
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 from reddwarf.workflows.reconcilers.verify import START_HOLD, remove_throwaway
@@ -114,16 +119,9 @@ class BackupFromSnapshot:
         uow.events.add(backup.instance_id, "backup", f"backup {backup.id} streaming from snapshot {backup.snapshot_id}")
 
     def _complete(self, uow: UnitOfWork, backup: Backup, snapshot: Snapshot, result: StepResult) -> None:
-        files = files_of(self.deps)
-        parsed = Manifest.from_dict(result["manifest"])
-        uow.backups.complete(
-            backup.id, location=files.storage.location(str(result["key"])), size_bytes=parsed.stored_bytes,
-            raw_bytes=parsed.raw_bytes, metadata=dict(result["metadata"]), manifest=dict(result["manifest"]),
-        )
+        parsed = record_completed(uow, self.deps, files_of(self.deps), backup, result)
         uow.events.add(backup.instance_id, "backup",
                        f"backup {backup.id} completed from snapshot {snapshot.id} ({parsed.raw_bytes} bytes)")
-        if self.deps.verify_backups:
-            uow.operations.enqueue(Kind.BACKUP_VERIFY, backup.id)
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         deps = self.deps
@@ -139,11 +137,7 @@ class BackupFromSnapshot:
         with deps.db.unit_of_work() as uow:
             uow.backups.fail(backup.id, Fault(message=error.message, details=error.details, created=time.time()))
             uow.events.add(backup.instance_id, "backup", f"backup {backup.id} failed: {error.message}")
-        if deps.backups is not None:
-            try:
-                deps.backups.storage.delete_prefix(prefix_of(backup))
-            except Exception:  # boundary: the fault is recorded; a delete of the backup removes the rest
-                log.exception("backup %s: cannot remove the objects of the failed backup", backup.id)
+        remove_failed_objects(deps, backup)
 
 
 def _taken(backup: Backup, snapshot: Snapshot | None) -> Snapshot:
