@@ -17,6 +17,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -335,6 +337,27 @@ def _file_lock(path: Path | None) -> Iterator[None]:
 _QUERY_ONLY = "reddwarf_query_only"
 
 
+def _switch_to_wal(cursor: DBAPICursor) -> None:
+    """Put the file in WAL mode, waiting out another process doing the same.
+
+    The switch takes an exclusive lock, and SQLite answers SQLITE_BUSY at once (its busy handler is
+    not called on that path) when a second process opens a new file at the same moment: two
+    `reddwarf store upgrade`s, or a server and a worker started together. Retry until the deadline.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            message = str(error).lower()
+            if ("locked" not in message and "busy" not in message) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -345,7 +368,7 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cursor)
                 # FULL: a commit is on disk before the API answers, so an accepted request survives a
                 # power loss too, not only a process crash (NORMAL would be enough for the latter).
                 cursor.execute("PRAGMA synchronous = FULL")

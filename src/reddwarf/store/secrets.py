@@ -88,13 +88,14 @@ def _load_or_create_keys(key_file: Path) -> list[bytes]:
 
 
 def _create_key_file(key_file: Path) -> None:
-    """Write a fresh key to a private temporary file, then link it into place.
+    """Write a fresh key to a private temporary file (its name unique to the process and the call), then
+    link it into place.
 
     `os.link` fails if the target exists, so when several processes start at once exactly one key wins
     and every process reads that one.
     """
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.tmp")
+    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,3 +73,38 @@ def test_two_processes_upgrading_at_once_both_succeed(
             uow.events.add("r1", "created", "schema usable")
     finally:
         database.dispose()
+
+
+
+def test_a_new_sqlite_file_opened_by_several_at_once_never_reports_locked(tmp_path: Path, key_file: Path) -> None:
+    """Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is locked" at
+    once (without its busy timeout) to the others opening it then: a server and workers started
+    together on a new store. Without a retry, one try in five to eight failed here."""
+    for attempt in range(60):
+        url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
+        outcomes = _open_at_once(url, key_file, count=3)
+        assert outcomes == [None, None, None], f"attempt {attempt}: {outcomes}"
+
+
+def _open_at_once(url: str, key_file: Path, *, count: int) -> list[BaseException | None]:
+    """Open the store at `url` from `count` threads released together; what each one met."""
+    start = threading.Barrier(count)
+    outcomes: list[BaseException | None] = [None] * count
+
+    def open_store(index: int) -> None:
+        start.wait()
+        try:
+            database = Database.from_url(url, key_file=key_file)
+            try:
+                assert database.current_revision() is None
+            finally:
+                database.dispose()
+        except BaseException as error:  # handed to the test, which names the attempt
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=open_store, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
