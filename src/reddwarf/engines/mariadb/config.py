@@ -75,6 +75,10 @@ def layout(placement: Placement) -> Layout:
     return found
 
 
+# Pages a second InnoDB's background flushing aims at (the default, 200, is for a spinning disk).
+IO_CAPACITY = 1000
+
+
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
@@ -129,6 +133,14 @@ def render_my_cnf(placement: Placement, resources: Resources) -> str:
         ("innodb_buffer_pool_size", f"{memory.buffer_pool_mb}M"),
         ("innodb_log_file_size", f"{memory.log_file_mb}M"),
         ("innodb_file_per_table", "ON"),
+        # Flushing: a server at rest writes its dirty pages out and moves its checkpoint up (with the
+        # default low-water mark of 0 it never does), at a rate for local SSDs rather than the default's
+        # spinning disk. A snapshot's copy recovers from the checkpoint: measured on 1 GB after a load,
+        # 216 MB of redo and 13,000 pages took 2.2 s to its first query; once drained (36 s after a
+        # million-row update), 0.3 s.
+        ("innodb_io_capacity", str(IO_CAPACITY)),
+        ("innodb_io_capacity_max", str(IO_CAPACITY * 4)),
+        ("innodb_max_dirty_pages_pct_lwm", "1"),
         ("aria_pagecache_buffer_size", f"{memory.aria_cache_mb}M"),
         ("key_buffer_size", "8M"),
         ("tmp_table_size", f"{memory.tmp_table_mb}M"),
