@@ -1,7 +1,7 @@
 """A snapshot of a running PostgreSQL 15 under a write load, and a branch of it: the branch starts as its own
 OS user on its own address with every write committed before the snapshot and none that was never made;
-writes on either side never reach the other; the source tenant's symlink to a host file does not hand that
-file to the branch's user; the branch outlives its source."""
+writes on either side never reach the other; a source whose tenant planted a symlink leading off its volume
+is refused a branch (the copy's server would follow it); the branch outlives its source."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from local_runtime_support import Instances
 from test_local_runtime_postgresql import PASSWORD, PG_BIN, RESOURCES, postgres_workload, query, wait_for_query
 from tests.support.server import wait_for
 
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.workload import CommandSpec, Placement, WorkloadSpec
 
 pytestmark = [
@@ -64,10 +65,25 @@ def test_a_branch_of_a_server_under_writes_is_consistent_independent_and_its_own
     runtime.start(source, postgres_workload(source))
     wait_for_query(source, "select 1")
     _run(source, "create table t (id bigserial primary key, v int not null)")
-    # A tenant with code execution as its OS user plants a symlink to a host file in its data directory.
+    # A tenant with code execution as its OS user plants links in its data directory: one to a host file,
+    # one climbing out of the volume, one to a file of its own (harmless: it stays on the volume).
     victim = instances.state_dir.parent / "host-file"
     victim.write_text("root's\n")
     os.symlink(victim, Path(source.data_dir) / "evil-link")
+    os.symlink("../../../../host-file", Path(source.data_dir) / "climbing-link")
+    os.symlink("PG_VERSION", Path(source.data_dir) / "own-link")
+    planted = str(uuid.uuid4())
+    runtime.snapshot(source, planted)
+    refused = instances.place(runtime, port)
+    with pytest.raises(PermanentError, match="symbolic links that lead outside") as caught:
+        runtime.branch(refused, RESOURCES, planted, WorkloadSpec(
+            instance_id=refused.instance_id, init=(), server=postgres_workload(refused).server, resources=RESOURCES))
+    assert "data/climbing-link" in str(caught.value) and "data/evil-link" in str(caught.value)
+    assert "own-link" not in str(caught.value)
+    runtime.destroy(refused)
+    runtime.remove_snapshot(planted)
+    for name in ("evil-link", "climbing-link"):
+        (Path(source.data_dir) / name).unlink()
 
     writer = Writer(source)
     try:
@@ -93,8 +109,8 @@ def test_a_branch_of_a_server_under_writes_is_consistent_independent_and_its_own
     owner = Path(branch.data_dir).stat().st_uid
     assert owner != Path(source.data_dir).stat().st_uid
     assert (Path(branch.data_dir) / "PG_VERSION").stat().st_uid == owner
-    assert os.lstat(Path(branch.data_dir) / "evil-link").st_uid == owner
-    assert victim.stat().st_uid == 0  # the link was re-owned, never its target
+    assert os.lstat(Path(branch.data_dir) / "own-link").st_uid == owner  # re-owned itself, never its target
+    assert (Path(branch.data_dir) / "own-link").read_text() == (Path(branch.data_dir) / "PG_VERSION").read_text()
 
     _run(branch, "insert into t (v) values (-1)")
     _run(source, "insert into t (v) values (-2)")

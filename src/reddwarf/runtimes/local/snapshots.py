@@ -7,15 +7,18 @@ is short and recovery quick). Most dirty pages are flushed before the freeze (sy
 waits only for what was written since.
 
 A branch is a reflink of a snapshot's image as the new instance's volume image. Its files are then given to
-the new instance's OS user: `chown -R` without following a symlink (`-h -P`: the source tenant's symlinks
-to host files are re-owned themselves, never their targets), run by root on the copy mounted at a private
-directory inside the pool (0700 root), before it is ever mounted where other users can traverse: no process
-of the source can open a file of the copy while it still has the source's owner.
+the new instance's OS user: `chown -R` without following a symlink (`-h -P`: a link is re-owned itself,
+never its target), run by root on the copy mounted at a private directory inside the pool (0700 root),
+before it is ever mounted where other users can traverse: no process of the source can open a file of the
+copy while it still has the source's owner. A copy holding a symbolic link that could lead off its volume
+(absolute, or with a `..`: no engine makes one, a tenant with code execution as the source's user can) is
+refused before that, with the links named: the copy's server would otherwise read and write through it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -116,9 +119,34 @@ def reown_privately(pool: Pool, image: Path, user: users.OsUser) -> None:
     volumes.run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noexec", str(image), str(work)], "mount")
     try:
         targets = [str(work / name) for name in _VOLUME_USER_DIRS if (work / name).exists()]
+        leaving = _links_leaving(work, targets)
+        if leaving:
+            raise PermanentError(
+                f"the source's volume holds symbolic links that lead outside it ({', '.join(leaving[:5])}"
+                f"{', ...' if len(leaving) > 5 else ''}): a copy would follow them to files outside its volume. "
+                "Remove them on the source and branch again."
+            )
         if targets:
             volumes.run_tool(["chown", "-R", "-h", "-P", f"{user.uid}:{user.gid}", "--", *targets], "chown")
     finally:
         volumes.run_tool(["umount", str(work)], "umount")
     work.rmdir()
     log.info("volume %s re-owned in %.0f ms", image.name, (time.monotonic() - started) * 1000)
+
+
+def _links_leaving(root: Path, tops: list[str]) -> list[str]:
+    """The symbolic links under `tops` (paths relative to `root`) whose target could lead outside `root`:
+    an absolute one (in the copy it names the host's file, or the source's) or one with a `..` (which,
+    through another link, can climb out). No engine makes either; a tenant with code execution as the
+    source's user can, and the copy's server would then read or write through it as the copy's user."""
+    found: list[str] = []
+    for top in tops:
+        for directory, subdirectories, names in os.walk(top):
+            for name in (*subdirectories, *names):
+                path = os.path.join(directory, name)
+                if not os.path.islink(path):
+                    continue
+                target = os.readlink(path)
+                if os.path.isabs(target) or ".." in Path(target).parts:
+                    found.append(os.path.relpath(path, root))
+    return sorted(found)
