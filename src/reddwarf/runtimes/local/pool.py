@@ -49,6 +49,8 @@ _DEFAULT_SHARE = 0.5
 _COPY_TIMEOUT = 3600.0
 # Room left in the pool beyond such a copy.
 _COPY_MARGIN = 1 << 30
+# The extent size hint of volume images (`_hint_extent_size`).
+EXTENT_SIZE_HINT = 1 << 20
 
 
 def support(pool_dir: Path | None) -> tuple[bool, str]:
@@ -127,6 +129,7 @@ class Pool:
             for directory in (self.volumes_dir, self.snapshots_dir):
                 directory.mkdir(mode=0o700, exist_ok=True)
                 os.chmod(directory, 0o700)
+            _hint_extent_size(self.volumes_dir, EXTENT_SIZE_HINT)
             self._probe()
             self._ready = True
 
@@ -269,6 +272,33 @@ class Pool:
 
 
 _FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
+_FS_IOC_FSGETXATTR = 0x801C581F  # _IOR('X', 31, struct fsxattr)
+_FS_IOC_FSSETXATTR = 0x401C5820  # _IOW('X', 32, struct fsxattr)
+_FSXATTR = "=IIIII8x"  # xflags, extsize, nextents, projid, cowextsize, padding
+_FS_XFLAG_EXTSZINHERIT = 0x1000
+
+
+def _hint_extent_size(directory: Path, size: int) -> None:
+    """Give the files made in `directory` an extent size hint of `size` bytes (XFS). A loop device writes
+    to its image with direct I/O, so without one every first write of a tenant's page is an allocation
+    of its own: measured, 65,536 16 KiB pages written in random order into a fresh volume made its image
+    63,616 extents and its reflink 1.1 s; with a 1 MiB hint, 396 extents and 12 ms. Files made before
+    keep what they have (re-basing mends them). Elsewhere (another filesystem named as the pool) the
+    hint is not offered: nothing is changed."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        attributes = bytearray(struct.calcsize(_FSXATTR))
+        fcntl.ioctl(fd, _FS_IOC_FSGETXATTR, attributes)
+        xflags, extsize, nextents, projid, cowextsize = struct.unpack(_FSXATTR, attributes)
+        if xflags & _FS_XFLAG_EXTSZINHERIT and extsize == size:
+            return
+        struct.pack_into(_FSXATTR, attributes, 0, xflags | _FS_XFLAG_EXTSZINHERIT, size, nextents, projid,
+                         cowextsize)
+        fcntl.ioctl(fd, _FS_IOC_FSSETXATTR, attributes)
+    except OSError as exc:
+        log.info("no extent size hint for the volume pool's images (%s): %s", directory, exc.strerror)
+    finally:
+        os.close(fd)
 
 
 def extent_count(path: Path) -> int:
