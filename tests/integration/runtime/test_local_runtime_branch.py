@@ -6,6 +6,7 @@ is refused a branch (the copy's server would follow it); the branch outlives its
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -72,18 +73,20 @@ def test_a_branch_of_a_server_under_writes_is_consistent_independent_and_its_own
     os.symlink(victim, Path(source.data_dir) / "evil-link")
     os.symlink("../../../../host-file", Path(source.data_dir) / "climbing-link")
     os.symlink("PG_VERSION", Path(source.data_dir) / "own-link")
+    _plant_deep_link(Path(source.data_dir) / "deep", victim)
     planted = str(uuid.uuid4())
     runtime.snapshot(source, planted)
     refused = instances.place(runtime, port)
     with pytest.raises(PermanentError, match="symbolic links that lead outside") as caught:
         runtime.branch(refused, RESOURCES, planted, WorkloadSpec(
             instance_id=refused.instance_id, init=(), server=postgres_workload(refused).server, resources=RESOURCES))
-    assert "data/climbing-link" in str(caught.value) and "data/evil-link" in str(caught.value)
+    assert "data/climbing-link" in str(caught.value) and "data/deep/" in str(caught.value)
     assert "own-link" not in str(caught.value)
     runtime.destroy(refused)
     runtime.remove_snapshot(planted)
     for name in ("evil-link", "climbing-link"):
         (Path(source.data_dir) / name).unlink()
+    shutil.rmtree(Path(source.data_dir) / "deep")
 
     writer = Writer(source)
     try:
@@ -121,3 +124,18 @@ def test_a_branch_of_a_server_under_writes_is_consistent_independent_and_its_own
     assert query(branch, "select count(*) from t") == len(copied) + 1
     runtime.remove_snapshot(snapshot)
     assert not (instances.state_dir / "pool" / "snapshots" / f"{snapshot}.img").exists()
+
+
+def _plant_deep_link(top: Path, target: Path) -> None:
+    """A link to `target` at the bottom of directories whose path is longer than one system call takes."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(24):  # 24 x 201 bytes: past PATH_MAX (4096)
+            os.mkdir("d" * 200, dir_fd=fd)
+            deeper = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        os.symlink(target, "hidden-link", dir_fd=fd)
+    finally:
+        os.close(fd)

@@ -134,19 +134,23 @@ def reown_privately(pool: Pool, image: Path, user: users.OsUser) -> None:
     log.info("volume %s re-owned in %.0f ms", image.name, (time.monotonic() - started) * 1000)
 
 
+
+# Symlink targets that could lead off a volume: absolute, or with a `..` component. In find's -lname
+# patterns `*` matches `/` too.
+_LEAVING = ("/*", "..", "../*", "*/..", "*/../*")
+
+
 def _links_leaving(root: Path, tops: list[str]) -> list[str]:
-    """The symbolic links under `tops` (paths relative to `root`) whose target could lead outside `root`:
+    """The symbolic links under `tops` (in `root`) whose target could lead outside `root`, relative to it:
     an absolute one (in the copy it names the host's file, or the source's) or one with a `..` (which,
     through another link, can climb out). No engine makes either; a tenant with code execution as the
-    source's user can, and the copy's server would then read or write through it as the copy's user."""
-    found: list[str] = []
-    for top in tops:
-        for directory, subdirectories, names in os.walk(top):
-            for name in (*subdirectories, *names):
-                path = os.path.join(directory, name)
-                if not os.path.islink(path):
-                    continue
-                target = os.readlink(path)
-                if os.path.isabs(target) or ".." in Path(target).parts:
-                    found.append(os.path.relpath(path, root))
-    return sorted(found)
+    source's user can, and the copy's server would then read or write through it as the copy's user.
+    `find` walks trees of any depth (a path too long for one system call included)."""
+    if not tops:
+        return []
+    tests: list[str] = []
+    for pattern in _LEAVING:
+        tests += [*(["-o"] if tests else []), "-lname", pattern]
+    out = volumes.run_tool(["find", *tops, "-type", "l", "(", *tests, ")", "-printf", "%p\\0"],
+                           "find (the copy's symbolic links)")
+    return sorted(os.path.relpath(path, root) for path in out.split("\0") if path)
