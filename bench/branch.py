@@ -281,11 +281,12 @@ class WriteLoad:
             raise RuntimeError(f"the write load failed: {errors[0]}")
         self.commits.extend(times)
 
-    def stall(self, begin: float, end: float) -> float:
-        """The largest gap (s) between consecutive probe commits overlapping [begin, end]."""
+    def stall(self, begin: float, end: float) -> tuple[float, float]:
+        """The largest gap (s) between consecutive probe commits overlapping [begin, end], and when it began
+        (s after `begin`: which step of the branch it fell in)."""
         self.report()
-        gaps = [b - a for a, b in itertools.pairwise(self.commits) if b >= begin and a <= end]
-        return max(gaps, default=end - begin)
+        gaps = [(b - a, a - begin) for a, b in itertools.pairwise(self.commits) if b >= begin and a <= end]
+        return max(gaps, default=(end - begin, 0.0))
 
 
 @contextlib.contextmanager
@@ -321,6 +322,7 @@ class Run:
     frozen_ms: float | None = None
     to_freeze_ms: float | None = None
     stall_ms: float | None = None
+    stall_at_s: float | None = None
     redis_load_s: float | None = None
 
 
@@ -355,7 +357,8 @@ def branch_once(client: httpx.Client, plane: Plane, engine: Engine, source: str,
     poll(lambda: instance_in(client, branch, "ACTIVE"), BRANCH_TIMEOUT, 0.02)
     run = Run(first_query_s=first, active_s=time.monotonic() - started)
     if load is not None:
-        run.stall_ms = load.stall(started, started + first) * 1000
+        gap, at = load.stall(started, started + first)
+        run.stall_ms, run.stall_at_s = gap * 1000, round(at, 3)
     with plane.log.open("rb") as log:
         log.seek(log_offset)
         text = log.read().decode("utf-8", "replace")
@@ -388,7 +391,7 @@ def bench_size(client: httpx.Client, plane: Plane, engine: Engine, gb: float, ru
             # Run 0, the warm-up, right after the load: PostgreSQL's first checkpoint after it writes all of
             # it out; a MariaDB copy recovers what InnoDB has not flushed yet. Reported as "after_load".
             results[mode if n > 0 else "after_load"].append(run)
-            extra = "" if run.stall_ms is None else f"; source stall {run.stall_ms:.0f} ms"
+            extra = "" if run.stall_ms is None else f"; source stall {run.stall_ms:.0f} ms at +{run.stall_at_s:.2f} s"
             extra += "" if run.redis_load_s is None else f"; Redis loaded in {run.redis_load_s:.2f} s"
             print(f"{key} {gb:g} GB {mode} run {n or 'warm-up'}: first query {run.first_query_s:.2f} s (ACTIVE "
                   f"{run.active_s:.2f} s); snapshot {_ms(run.snapshot_ms)}, frozen {_ms(run.frozen_ms)} "
