@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from test_api_accounts_support import AccountsApi, build_accounts_api
 
+from reddwarf.domain.capacity import GIB
+
 
 @pytest.fixture
 def acc(tmp_path: Path, store_template: Path) -> Iterator[AccountsApi]:
@@ -139,3 +141,24 @@ def test_each_version_says_how_this_deployment_branches(acc: AccountsApi) -> Non
     shown = acc.api.get(f"/datastores/versions/{versions[0]['id']}").json()["version"]
     assert shown["branches"] == {"available": True, "method": "backup-and-restore", "snapshots": False,
                                  "reason": "no copy-on-write volume pool (disabled)"}
+
+
+def test_a_pool_without_room_refuses_snapshots_and_branches_with_503_and_writes_nothing(acc: AccountsApi) -> None:
+    """Each snapshot and branch reserves its source's volume size against the pool: one the pool cannot hold
+    is refused before anything is copied, so a full pool never becomes a tenant's write error."""
+    source = acc.active_instance(volume={"size": 2})
+    object.__setattr__(acc.api.ctx, "storage_capacity", lambda: 3 * GIB)
+    before = (acc.api.count("instances"), acc.api.count("snapshots"), acc.api.count("storage_reservations"),
+              len(acc.api.operations()))
+
+    snapshot = _snapshot(acc, source)
+    branch = _branch(acc, source)
+
+    for refused in (snapshot, branch):
+        assert refused.status_code == 503, refused.text
+        assert "not enough storage" in refused.json()["serviceUnavailable"]["message"]
+    assert (acc.api.count("instances"), acc.api.count("snapshots"), acc.api.count("storage_reservations"),
+            len(acc.api.operations())) == before
+    assert acc.api.get(f"/instances/{source}").json()["instance"]["status"] == "ACTIVE"
+    object.__setattr__(acc.api.ctx, "storage_capacity", lambda: 4 * GIB)
+    assert _snapshot(acc, source).status_code == 202

@@ -49,6 +49,8 @@ _DEFAULT_SHARE = 0.5
 _COPY_TIMEOUT = 3600.0
 # Room left in the pool beyond such a copy.
 _COPY_MARGIN = 1 << 30
+# The share of the pool's blocks left out of its capacity, for XFS's own metadata (`Pool.capacity`).
+_METADATA_SHARE = 0.04
 # The extent size hint of volume images (`_hint_extent_size`).
 EXTENT_SIZE_HINT = 1 << 20
 
@@ -264,11 +266,13 @@ class Pool:
                 volumes.run_tool(["umount", str(self.root)], "umount (the volume pool)")
 
     def capacity(self) -> int:
-        """The pool's size: every volume's reservation is admitted against it (`services.capacity`), which
-        also bounds what a source and its branches take once their shared blocks are rewritten (counting
-        the images' blocks instead would count a shared block once per file)."""
+        """The pool's size less what XFS keeps for itself: every volume's reservation is admitted against it
+        (`services.capacity`), which also bounds what a source and its branches take once their shared
+        blocks are rewritten (counting the images' blocks instead would count a shared block once per file).
+        Leaving XFS's metadata out keeps a fully reserved pool able to take every reserved block: an empty
+        pool keeps 0.75-1.8 % (measured, 64 to 3 GiB) and its refcount trees grow with sharing."""
         stats = os.statvfs(self.root)
-        return stats.f_blocks * stats.f_frsize
+        return int(stats.f_blocks * stats.f_frsize * (1 - _METADATA_SHARE))
 
 
 _FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
