@@ -15,6 +15,7 @@ import io
 from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.workload import Placement, ProcessObservation, Resources, ToolSpec, WorkloadSpec
 from reddwarf.runtimes.base import Runtime, ToolRun
 
@@ -33,6 +34,7 @@ class FakeRuntime:
         self.tool_inputs: dict[tuple[str, ...], bytes] = {}
         self.archive: dict[str, dict[str, bytes]] = {}
         self.refuse_branches: str | None = None
+        self.refuse_copies: str | None = None  # `branch` raises PermanentError with this (a refused copy)
         self.snapshots: set[str] = set()
 
     @property
@@ -103,6 +105,8 @@ class FakeRuntime:
     def branch(self, placement: Placement, resources: Resources, snapshot_id: str, workload: WorkloadSpec) -> None:
         if snapshot_id not in self.snapshots:
             raise AssertionError(f"branch of snapshot {snapshot_id}, which the fake runtime does not hold")
+        if self.refuse_copies is not None:
+            raise PermanentError(self.refuse_copies)
         self.calls.append(("branch", placement.instance_id))
         self.initialised_ids.add(placement.instance_id)
 

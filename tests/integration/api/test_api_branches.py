@@ -78,6 +78,19 @@ def test_a_source_deleted_before_the_branch_fails_it_with_a_fault(acc: AccountsA
     assert f"Instance {source} cannot be branched: it no longer exists." in shown["fault"]["message"]
 
 
+def test_a_copy_the_runtime_refuses_fails_the_branch_and_keeps_no_snapshot(acc: AccountsApi) -> None:
+    """The snapshot a branch takes is its own and in no record: a refused copy must not leave it behind."""
+    source = acc.active_instance(volume={"size": 2})
+    runtime: Any = acc.deps.runtime
+    runtime.refuse_copies = "the volume copied holds symbolic links that lead outside it (e.g. 'data/x')"
+    copy = _branch(acc, source).json()["instance"]
+    acc.drain()
+    shown = acc.api.get(f"/instances/{copy['id']}").json()["instance"]
+    assert shown["status"] == "ERROR" and "symbolic links that lead outside it" in shown["fault"]["message"]
+    assert runtime.snapshots == set()
+    assert acc.api.get(f"/instances/{source}").json()["instance"]["status"] == "ACTIVE"
+
+
 def _snapshot(acc: AccountsApi, instance_id: str, **fields: Any) -> Any:
     return acc.api.post(f"/instances/{instance_id}/snapshots", {"snapshot": {"name": "before-migration", **fields}})
 

@@ -74,19 +74,23 @@ def test_a_branch_of_a_server_under_writes_is_consistent_independent_and_its_own
     os.symlink("../../../../host-file", Path(source.data_dir) / "climbing-link")
     os.symlink("PG_VERSION", Path(source.data_dir) / "own-link")
     _plant_deep_link(Path(source.data_dir) / "deep", victim)
-    planted = str(uuid.uuid4())
-    runtime.snapshot(source, planted)
-    refused = instances.place(runtime, port)
-    with pytest.raises(PermanentError, match="symbolic links that lead outside") as caught:
-        runtime.branch(refused, RESOURCES, planted, WorkloadSpec(
-            instance_id=refused.instance_id, init=(), server=postgres_workload(refused).server, resources=RESOURCES))
-    assert "data/climbing-link" in str(caught.value) and "data/deep/" in str(caught.value)
-    assert "own-link" not in str(caught.value)
-    runtime.destroy(refused)
-    runtime.remove_snapshot(planted)
-    for name in ("evil-link", "climbing-link"):
-        (Path(source.data_dir) / name).unlink()
-    shutil.rmtree(Path(source.data_dir) / "deep")
+    pool = instances.state_dir / "pool"
+    # Each refusal names one of them (in the order find meets them); each is refused until removed.
+    remaining = {"evil-link": Path.unlink, "climbing-link": Path.unlink, "deep/": shutil.rmtree}
+    while remaining:
+        planted = str(uuid.uuid4())
+        runtime.snapshot(source, planted)
+        refused = instances.place(runtime, port)
+        with pytest.raises(PermanentError, match="symbolic links that lead outside") as caught:
+            runtime.branch(refused, RESOURCES, planted, WorkloadSpec(instance_id=refused.instance_id, init=(),
+                           server=postgres_workload(refused).server, resources=RESOURCES))
+        named = [name for name in remaining if f"'data/{name}" in str(caught.value)]
+        assert len(named) == 1 and len(str(caught.value)) < 500, caught.value
+        assert not (pool / "volumes" / f"{refused.instance_id}.img").exists()  # the refused copy is not kept
+        assert not any((pool / "work").iterdir())
+        runtime.destroy(refused)
+        runtime.remove_snapshot(planted)
+        remaining.pop(named[0])(Path(source.data_dir) / named[0].rstrip("/"))
 
     writer = Writer(source)
     try:

@@ -378,7 +378,11 @@ class LocalRuntime:
         if not volumes.is_mounted(paths.volume_dir):
             # Its files are the branch user's before the copy is mounted where other users can traverse.
             owner = users.ensure(paths.os_user, paths.instance_id, str(paths.data_dir))
-            snapshots.reown_privately(pool, image, owner)
+            try:
+                snapshots.reown_privately(pool, image, owner)
+            except PermanentError:
+                image.unlink(missing_ok=True)  # a copy refused is never kept
+                raise
         self.prepare(placement, resources)
         user = users.require(paths.os_user)
         fencing.current().confirm()

@@ -119,18 +119,18 @@ def reown_privately(pool: Pool, image: Path, user: users.OsUser) -> None:
     volumes.run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noexec", str(image), str(work)], "mount")
     try:
         targets = [str(work / name) for name in _VOLUME_USER_DIRS if (work / name).exists()]
-        leaving = _links_leaving(work, targets)
-        if leaving:
+        leaving = _link_leaving(work, targets)
+        if leaving is not None:
             raise PermanentError(
-                f"the source's volume holds symbolic links that lead outside it ({', '.join(leaving[:5])}"
-                f"{', ...' if len(leaving) > 5 else ''}): a copy would follow them to files outside its volume. "
-                "Remove them on the source and branch again."
+                f"the volume copied holds symbolic links that lead outside it (e.g. {leaving}): its server "
+                "would follow them to files outside its volume, so it is not used. Remove such links on the "
+                "instance (a tablespace outside the volume is one) and take the copy again."
             )
         if targets:
             volumes.run_tool(["chown", "-R", "-h", "-P", f"{user.uid}:{user.gid}", "--", *targets], "chown")
     finally:
         volumes.run_tool(["umount", str(work)], "umount")
-    work.rmdir()
+        work.rmdir()
     log.info("volume %s re-owned in %.0f ms", image.name, (time.monotonic() - started) * 1000)
 
 
@@ -140,17 +140,24 @@ def reown_privately(pool: Pool, image: Path, user: users.OsUser) -> None:
 _LEAVING = ("/*", "..", "../*", "*/..", "*/../*")
 
 
-def _links_leaving(root: Path, tops: list[str]) -> list[str]:
-    """The symbolic links under `tops` (in `root`) whose target could lead outside `root`, relative to it:
-    an absolute one (in the copy it names the host's file, or the source's) or one with a `..` (which,
-    through another link, can climb out). No engine makes either; a tenant with code execution as the
+
+def _link_leaving(root: Path, tops: list[str]) -> str | None:
+    """A symbolic link under `tops` (in `root`) whose target could lead outside `root`, relative to it and
+    shortened for a message, or None: an absolute one (in the copy it names the host's file, or the
+    source's) or one with a `..` (which, through another link, can climb out). No engine makes either
+    (PostgreSQL's tablespaces aside, which tenants cannot make); a tenant with code execution as the
     source's user can, and the copy's server would then read or write through it as the copy's user.
-    `find` walks trees of any depth (a path too long for one system call included)."""
+    `find` walks trees of any depth and stops at the first (its output stays small whatever the tenant
+    planted)."""
     if not tops:
-        return []
+        return None
     tests: list[str] = []
     for pattern in _LEAVING:
         tests += [*(["-o"] if tests else []), "-lname", pattern]
-    out = volumes.run_tool(["find", *tops, "-type", "l", "(", *tests, ")", "-printf", "%p\\0"],
+    out = volumes.run_tool(["find", *tops, "-type", "l", "(", *tests, ")", "-printf", "%p\\0", "-quit"],
                            "find (the copy's symbolic links)")
-    return sorted(os.path.relpath(path, root) for path in out.split("\0") if path)
+    found = out.split("\0")[0]
+    if not found:
+        return None
+    shown = os.path.relpath(found, root)
+    return repr(shown if len(shown) <= 120 else shown[:60] + "..." + shown[-57:])

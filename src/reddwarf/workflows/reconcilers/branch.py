@@ -58,7 +58,13 @@ def branch_volume(deps: ReconcilerDeps, instance: Instance, placement: Placement
         deps.runtime.snapshot(source_placement, snapshot_id, snapshots.carried())
     workload = deps.workload(instance, placement)
     fixed = dataclasses.replace(workload, init=snapshots.fix_ups(placement), init_files=())
-    deps.runtime.branch(placement, deps.resources(instance), snapshot_id, fixed)
+    try:
+        deps.runtime.branch(placement, deps.resources(instance), snapshot_id, fixed)
+    except PermanentError:
+        # The snapshot is this branch's own and in no record: nothing else would ever remove it (and its
+        # blocks, unshared as the source writes on, would fill the pool unreserved).
+        deps.runtime.remove_snapshot(snapshot_id)
+        raise
     deps.runtime.remove_snapshot(snapshot_id)
     with deps.db.unit_of_work() as uow:
         uow.events.add(instance.id, "branched", f"branched from instance {source_id}")

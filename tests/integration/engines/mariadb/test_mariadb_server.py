@@ -177,8 +177,9 @@ def test_a_server_at_rest_writes_its_dirty_pages_out(server: Server) -> None:
         def dirty() -> int:
             return int(rows(server, "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")[0][1])
 
-        assert dirty() > pool_pages // 10
-        wait_for(lambda: dirty() <= pool_pages // 100, 60, "the dirty pages to be written out")
+        started = dirty()
+        assert started > 2 * (pool_pages // 100)  # well above the mark, or the test would prove nothing
+        wait_for(lambda: dirty() <= pool_pages // 100, 60, f"{started} dirty pages to be written out")
     finally:
         rows(server, "DROP TABLE app.flush_probe")
 
