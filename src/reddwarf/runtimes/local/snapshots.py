@@ -140,7 +140,6 @@ def reown_privately(pool: Pool, image: Path, user: users.OsUser) -> None:
 _LEAVING = ("/*", "..", "../*", "*/..", "*/../*")
 
 
-
 def _link_leaving(root: Path, tops: list[str]) -> str | None:
     """A symbolic link under `tops` (in `root`) whose target could lead outside `root`, relative to it and
     shortened for a message, or None: an absolute one (in the copy it names the host's file, or the
