@@ -25,6 +25,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.chaos.pg_source import active, postgres_source, tenant
 from tests.chaos.test_worker_killed import crash_and_recover, finished
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
@@ -51,40 +52,15 @@ def plane() -> Iterator[ReddwarfProcesses]:
 
 @pytest.fixture(scope="module")
 def source(plane: ReddwarfProcesses) -> Iterator[dict[str, object]]:
-    with plane.client() as client:
-        response = client.post("/instances", json={"instance": {
-            "name": "branch-source", "flavorRef": "1", "volume": {"size": 1}, "databases": [{"name": "app"}],
-            "datastore": {"type": "postgresql", "version": "15"},
-            "users": [{"name": USER, "password": PASSWORD, "databases": [{"name": "app"}]}]}})
-        assert response.status_code == 200, response.text
-        instance_id = str(response.json()["instance"]["id"])
-        worker = plane.start_worker()
-        view = wait_for(lambda: _active(client, instance_id), 120, "the source to be ACTIVE")
-        with _tenant(view) as conn:
-            conn.execute("create table t (id int primary key)")
-            conn.execute("insert into t select generate_series(1, 1000)")
-        worker.kill()
-        worker.wait()
+    with postgres_source(plane, "branch-source", USER, PASSWORD) as view:
         yield view
-        plane.stop_all()
-        plane.start_server()
-        plane.start_worker()
-        client.delete(f"/instances/{instance_id}")
-        wait_for(lambda: client.get(f"/instances/{instance_id}").status_code == 404, 120, "clean-up")
-        plane.stop_all()
-        plane.start_server()
 
 
-def _active(client: httpx.Client, instance_id: str) -> dict[str, object] | None:
-    view = client.get(f"/instances/{instance_id}").json()["instance"]
-    return dict(view) if view["status"] == "ACTIVE" else None
+_active = active
 
 
 def _tenant(view: dict[str, object]) -> psycopg.Connection[tuple[object, ...]]:
-    addresses = view["addresses"]
-    assert isinstance(addresses, list)
-    return psycopg.connect(host=addresses[0]["address"], port=view["port"], user=USER, password=PASSWORD,
-                           dbname="app", connect_timeout=5, autocommit=True)
+    return tenant(view, USER, PASSWORD)
 
 
 def _write_seconds(volume: Path) -> float:

@@ -22,6 +22,7 @@ from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import BadRequest, Conflict, NotFound, TemporaryError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.base import Accounts, Backups, Engine, Snapshots
@@ -88,7 +89,7 @@ class FakeEngine:
 
     def workload(
         self, spec: InstanceSpec, version: DatastoreVersion, flavor: Flavor, placement: Placement,
-        admin_password: Secret,
+        admin_password: Secret, topology: Topology | None = None,
     ) -> WorkloadSpec:
         raise NotImplementedError("FakeEngine runs no servers")
 
@@ -111,6 +112,9 @@ class FakeEngine:
 
     def snapshots(self, version: DatastoreVersion) -> Snapshots:
         return FakeSnapshots()
+
+    def replication(self, version: DatastoreVersion) -> None:
+        return None
 
 
 @dataclass
@@ -245,7 +249,7 @@ class AccountsEngine(FakeEngine):
 
     def workload(
         self, spec: InstanceSpec, version: DatastoreVersion, flavor: Flavor, placement: Placement,
-        admin_password: Secret,
+        admin_password: Secret, topology: Topology | None = None,
     ) -> WorkloadSpec:
         """A server that the fake runtime never really runs (its `start` only records the call)."""
         resources = Resources(memory_mb=flavor.ram_mb, vcpus=flavor.vcpus, volume_gb=spec.volume_size_gb)

@@ -79,6 +79,9 @@ class FakeRuntime:
     def destroy(self, placement: Placement) -> None:
         self.calls.append(("destroy", placement.instance_id))
 
+    def refresh(self, placement: Placement, workload: WorkloadSpec) -> None:
+        self.calls.append(("refresh", placement.instance_id))
+
     def storage_capacity(self) -> int | None:
         return self.capacity
 

@@ -6,6 +6,7 @@ sub-pool and a test-only OS user prefix, so that parallel runs and a developer's
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import secrets
@@ -181,6 +182,9 @@ def sweep_test_users(prefix: str) -> None:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         subprocess.run(["userdel", user], check=False, capture_output=True)
+    for group in grp.getgrall():  # replication sets' groups (`runtimes.local.peers`)
+        if group.gr_name.startswith(prefix):
+            subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)
 
 
 def unmount_under(path: Path) -> None:

@@ -73,8 +73,13 @@ def instance_view(
         "region": region,
         "volume": volume,
         "access": {"is_public": False, "allowed_cidrs": []},
-        "replicas": [],
+        "replicas": [{"id": replica_id, "links": links(base, instance.project_id, "instances", replica_id)}
+                     for replica_id in instance.replicas],
     }
+    if instance.replica_of is not None:
+        body["replica_of"] = {
+            "id": instance.replica_of, "links": links(base, instance.project_id, "instances", instance.replica_of)
+        }
     if instance.endpoint is not None:
         body["ip"] = [instance.endpoint.address]
         body["addresses"] = [

@@ -116,6 +116,8 @@ def instance_table(instance: Instance) -> Table:
         ("created", instance.created.isoformat() if instance.created else None),
         ("updated", instance.updated.isoformat() if instance.updated else None),
         ("tenant_id", instance.tenant_id),
+        ("replica_of", instance.source_id),
+        ("replicas", ", ".join(instance.replica_ids) or None),
     ]
     for field, value in rows:
         if field == "status":

@@ -247,8 +247,20 @@ def _accepted(instance_id: str, action: str, **extra: Any) -> dict[str, Any]:
 def create_instance(
     *,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Instance name.")],
-    flavor: Annotated[str, typer.Option("--flavor", help="Flavor id or name (see `flavor list`).")],
-    size: Annotated[int, typer.Option("--size", min=1, help="Volume size in GB.")],
+    flavor: Annotated[
+        str | None, typer.Option("--flavor", help="Flavor id or name (see `flavor list`). Required, but for replicas.")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", min=1, help="Volume size in GB. Required, but for replicas.")
+    ] = None,
+    replica_of: Annotated[
+        str | None,
+        typer.Option("--replica-of", metavar="ID", help="Create replicas of this instance: they take its flavor, "
+                     "size and version, and follow it (read-only)."),
+    ] = None,
+    replica_count: Annotated[
+        int | None, typer.Option("--replica-count", min=1, max=3, help="How many replicas (with --replica-of).")
+    ] = None,
     datastore: Annotated[
         str | None, typer.Option("--datastore", help="Datastore, e.g. postgresql. Default: the server's.")
     ] = None,
@@ -292,21 +304,34 @@ def create_instance(
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a database instance, empty or restored from a backup (--backup); with --wait, wait until it is
-    ACTIVE (exit 1 if it fails)."""
+    """Create a database instance, empty, restored from a backup (--backup), or as replicas of another
+    (--replica-of); with --wait, wait until it is ACTIVE (exit 1 if it fails)."""
     users = [parse_user_option(value) for value in user or ()]
+    if replica_of is None and (flavor is None or size is None):
+        raise typer.BadParameter("--flavor and --size are required (but for replicas, --replica-of)",
+                                 param_hint="--flavor/--size")
+    if replica_of is None and replica_count is not None:
+        raise typer.BadParameter("only with --replica-of", param_hint="--replica-count")
     with connected(endpoint, token_file, project, state_dir) as client:
-        user_requests = _users_with_passwords(users, database or (), password_stdin)
-        instance = client.create_instance(
-            name,
-            _resolve_flavor(client, flavor),
-            size,
-            datastore=datastore,
-            version=version,
-            databases=database or (),
-            users=user_requests,
-            backup_id=backup,
-        )
+        if replica_of is not None:
+            # What a replica may not choose is refused by the server, with Trove's message.
+            if any(v is not None for v in (flavor, size, datastore, version, backup)) or user or database:
+                raise typer.BadParameter("a replica takes its source's flavor, size, version and accounts",
+                                         param_hint="--replica-of")
+            instance = client.create_replicas(name, replica_of, replica_count)
+        else:
+            assert flavor is not None and size is not None
+            user_requests = _users_with_passwords(users, database or (), password_stdin)
+            instance = client.create_instance(
+                name,
+                _resolve_flavor(client, flavor),
+                size,
+                datastore=datastore,
+                version=version,
+                databases=database or (),
+                users=user_requests,
+                backup_id=backup,
+            )
         if wait:
             with output.wait_display("Restoring" if backup else "Creating", instance.name) as display:
                 instance = client.wait_for_instance(instance.id, timeout=timeout, on_poll=display.update)

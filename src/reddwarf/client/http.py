@@ -230,6 +230,18 @@ class ReddwarfClient:
         logger.info("instance %s (%s) requested", created.id, created.name)
         return created
 
+    def create_replicas(self, name: str, source_id: str, count: int | None = None) -> Instance:
+        """Ask for `count` (default 1, at most 3) replicas of the instance `source_id` (Trove's `replica_of`):
+        they take its flavor, volume size and datastore version; several are named `name-1` ... `name-N`.
+        The answer is the first replica's detail view in status BUILD."""
+        instance: dict[str, Any] = {"name": name, "replica_of": source_id}
+        if count is not None:
+            instance["replica_count"] = count
+        body = self._request("POST", "/instances", json={"instance": instance})
+        created = Instance.model_validate(_object_field(body, "instance"))
+        logger.info("replica %s (%s) of instance %s requested", created.id, created.name, source_id)
+        return created
+
     def delete_instance(self, instance_id: str) -> None:
         self._request("DELETE", f"/instances/{_segment(instance_id)}")
 

@@ -91,7 +91,18 @@ class Instance(WireModel):
     fault: Fault | None = None
     access: Access | None = None
     replicas: list[dict[str, Any]] = Field(default_factory=list)
+    replica_of: dict[str, Any] | None = None
     tenant_id: str | None = None
+
+    @property
+    def replica_ids(self) -> list[str]:
+        """The ids of the instance's replicas (a replication source), oldest first."""
+        return [str(replica["id"]) for replica in self.replicas if "id" in replica]
+
+    @property
+    def source_id(self) -> str | None:
+        """The id of the instance this one replicates from (a replica), else None."""
+        return None if self.replica_of is None else str(self.replica_of.get("id"))
 
     @property
     def address(self) -> str | None:

@@ -30,7 +30,9 @@ class InstanceSpec:
     """The desired state of an instance. Written by services; read by reconcilers. `restore_backup_id`: the
     backup (the newest of its chain) whose data the instance is created with, instead of an empty server;
     `branch_source_id`: the instance whose data at the create's snapshot it starts with (a branch);
-    `branch_snapshot_id`: the snapshot whose data it starts with (a branch of a snapshot)."""
+    `branch_snapshot_id`: the snapshot whose data it starts with (a branch of a snapshot);
+    `replica_source_id`: the instance it was created as a replica of (seeded from; its role now is its
+    replication set's, `domain.replication`)."""
 
     name: str
     flavor_id: str
@@ -44,6 +46,7 @@ class InstanceSpec:
     restore_backup_id: str | None = None
     branch_source_id: str | None = None
     branch_snapshot_id: str | None = None
+    replica_source_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,10 @@ class Instance:
     labels: dict[str, str] = field(default_factory=dict)
     # The runtime's id of the server: the warm-pool slot the instance was made from, else None (the id).
     workload_id: str | None = None
+    # Its role in its replication set as the store records it (`domain.replication`): the primary it
+    # replicates from (a replica), or its replicas, oldest first (a primary). Read-only here.
+    replica_of: str | None = None
+    replicas: tuple[str, ...] = ()
 
     @property
     def runtime_id(self) -> str:

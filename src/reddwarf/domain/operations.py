@@ -18,10 +18,16 @@ Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to
 - `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, verifying a backup, streaming a
   backup from a snapshot, on it): only with itself.
 
-The claim never starts an operation while an operation accepted before it on the same resource, and still
-pending or running, conflicts with it: conflicting operations run in the order they were accepted, and one
-waiting for its turn keeps its place. A `supersedes` kind (delete) ends the pending and running operations
-of the kinds it lists when it is accepted, instead of waiting behind them.
+Conflicts also reach across a replication set (`domain.replication`): a kind's `set_lanes` are the lanes it
+may not run beside on the OTHER members of the resource's set (a replica's create, which seeds from its
+primary, with the primary's restart or delete). Two operations on different members of one set conflict when
+either one's `set_lanes` holds the other's lane.
+
+The claim never starts an operation while an operation accepted before it on the same resource (or, as
+above, on another member of its set), and still pending or running, conflicts with it: conflicting
+operations run in the order they were accepted, and one waiting for its turn keeps its place. A
+`supersedes` kind (delete) ends the pending and running operations of the kinds it lists when it is
+accepted, instead of waiting behind them.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Kind(StrEnum):
     INSTANCE_DELETE = "instance.delete"
     INSTANCE_RESTART = "instance.restart"
     INSTANCE_REPAIR = "instance.reconcile"
+    REPLICA_CREATE = "instance.replica.create"
     DATABASES_CREATE = "instance.databases.create"
     DATABASES_DELETE = "instance.databases.delete"
     USERS_CREATE = "instance.users.create"
@@ -163,7 +170,8 @@ def password_secret(index: int | None = None) -> str:
 @dataclass(frozen=True, slots=True)
 class KindSpec:
     """What the kernel knows of a kind: its payload model, its deadline (seconds from acceptance), its lane,
-    the kinds it supersedes when accepted, and a description for faults and events."""
+    the kinds it supersedes when accepted, a description for faults and events, and the lanes it conflicts
+    with on the other members of its resource's replication set."""
 
     kind: Kind
     payload: type[Payload]
@@ -171,6 +179,7 @@ class KindSpec:
     lane: Lane
     description: str
     supersedes: frozenset[Kind] = frozenset()
+    set_lanes: frozenset[Lane] = frozenset()
 
 
 MINUTE = 60.0
@@ -186,7 +195,11 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.INSTANCE_RESTORE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Restoring the instance from a backup"),
         KindSpec(Kind.INSTANCE_DELETE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Deleting the instance",
                  supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE, Kind.INSTANCE_RESTART,
-                                       Kind.INSTANCE_REPAIR})),
+                                       Kind.INSTANCE_REPAIR, Kind.REPLICA_CREATE})),
+        # A replica is seeded from its primary's server (the whole data set, streamed): the primary must not
+        # restart or go away meanwhile; its backups and account writes go on.
+        KindSpec(Kind.REPLICA_CREATE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Creating a replica",
+                 set_lanes=frozenset({Lane.LIFECYCLE})),
         KindSpec(Kind.INSTANCE_RESTART, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Restarting the instance"),
         KindSpec(Kind.INSTANCE_REPAIR, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Repairing the instance"),
         KindSpec(Kind.DATABASES_CREATE, DatabasesCreate, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Creating databases"),
@@ -256,6 +269,20 @@ def conflicting_kinds(kind: str) -> frozenset[Kind]:
 
 
 P = TypeVar("P", bound=Payload)
+
+
+def set_conflicts(a: str, b: str) -> bool:
+    """May operations of kinds `a` and `b`, on two different members of one replication set, NOT run at the
+    same time?"""
+    spec_a, spec_b = spec_of(a), spec_of(b)
+    return spec_b.lane in spec_a.set_lanes or spec_a.lane in spec_b.set_lanes
+
+
+_SET_LANES: frozenset[Lane] = frozenset(lane for spec in REGISTRY.values() for lane in spec.set_lanes)
+# The kinds that may conflict with an operation on another member of their set: the others never look.
+SET_SCOPED: frozenset[Kind] = frozenset(
+    k for k, spec in REGISTRY.items() if spec.set_lanes or spec.lane in _SET_LANES
+)
 
 
 def payload_of(kind: str, raw: Mapping[str, Any] | None, model: type[P]) -> P:

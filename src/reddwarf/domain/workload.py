@@ -102,6 +102,9 @@ class WorkloadSpec:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 30.0
     labels: tuple[tuple[str, str], ...] = field(default=())
+    # The replication set the server is a member of (None: a single instance): the runtime lets the set's
+    # members, and only them, reach each other's servers locally (`init` and `server` alike).
+    peer_group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from reddwarf.domain.backup import (
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec, WorkloadSpec
 
@@ -77,8 +78,12 @@ class Engine(Protocol):
 
     def workload(
         self, spec: InstanceSpec, version: DatastoreVersion, flavor: Flavor, placement: Placement,
-        admin_password: Secret,
-    ) -> WorkloadSpec: ...
+        admin_password: Secret, topology: Topology | None = None,
+    ) -> WorkloadSpec:
+        """`topology`: the instance's place in its replication set (None: a single instance). A replica's
+        workload seeds from and follows `topology.upstream`; a member's lets the set's other members replicate
+        from it; `WorkloadSpec.peer_group` is the set's id either way."""
+        ...
 
     def probe(
         self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
@@ -101,6 +106,10 @@ class Engine(Protocol):
     def backups(self, version: DatastoreVersion) -> Backups: ...
 
     def snapshots(self, version: DatastoreVersion) -> Snapshots: ...
+
+    def replication(self, version: DatastoreVersion) -> Replication | None:
+        """The version's replication, or None when the engine has none (its capabilities say so)."""
+        ...
 
 
 class Accounts(Protocol):
@@ -218,6 +227,32 @@ class Snapshots(Protocol):
     def fix_ups(self, placement: Placement) -> tuple[CommandSpec, ...]: ...
 
     def carried(self) -> tuple[str, ...]: ...
+
+
+class Replication(Protocol):
+    """Replication of one engine version between members of a set (docs/replication.md).
+
+    Obligations of an implementation:
+
+    - No member ever sends a credential to a server whose identity it has not verified (the runtime's peer
+      channel, or TLS with verification): a replica reconnecting to its primary's address while the primary is
+      down hands nothing to whatever listens there.
+    - `blocker()` is a live read (short timeout, over the unix socket): None when the server can be a
+      replication source now, else the reason, for a tenant (a restart its settings need first).
+    - `prepare_source()` makes the primary ready for exactly the replicas named (`slots`): what they log in
+      as, what keeps the log they still need, and the configuration the runtime rewrote for them loaded
+      (never a restart); idempotent, and it forgets former members'.
+    - `seed()` is pure: the init commands, run as the new replica's OS user, that copy the primary's data into
+      the replica's empty data directory from where it follows the primary.
+    """
+
+    def strategy(self) -> str: ...
+
+    def blocker(self, placement: Placement, admin_password: Secret) -> str | None: ...
+
+    def prepare_source(self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]) -> None: ...
+
+    def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]: ...
 
 
 class BackupRun(Protocol):

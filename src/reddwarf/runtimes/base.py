@@ -20,6 +20,8 @@ Obligations of an implementation:
   server that `observe()` saw running exits, so a death is seen without waiting for the next observation.
   A runtime that cannot tell calls nothing: the health loop's interval is then the bound.
 - `stop()` stops the server (its whole process group), waiting up to `workload.stop_timeout`, then kills.
+- `WorkloadSpec.peer_group`: the members of one replication set, and nobody else, may reach each other's
+  servers (their processes, init included, are let through; the engine's servers check who came).
 - `destroy()` removes everything `prepare()` made: process, files, volume, limits, OS user.
 - `open_tool(placement, tool)` runs a backup's or a restore's tool (`ToolSpec`) in a process group of its
   own under the current fence, and yields a `ToolRun`; leaving the context kills whatever of it still
@@ -71,6 +73,10 @@ class Runtime(Protocol):
     def watch_exits(self, listener: Callable[[str], None]) -> None: ...
 
     def stop(self, placement: Placement, workload: WorkloadSpec) -> None: ...
+
+    def refresh(self, placement: Placement, workload: WorkloadSpec) -> None:
+        """Rewrite the running server's `files` and apply its `peer_group` without a restart."""
+        ...
 
     def destroy(self, placement: Placement) -> None: ...
 

@@ -198,6 +198,7 @@ def create_databases(
     """Check the names (the engine's rules, duplicates in the request or on the server), then record an
     `instance.databases.create` operation; returns its id."""
     target = _target(ctx, auth, instance_id, Capability.DATABASES)
+    _writable(target)
     if not databases:
         raise BadRequest("databases must list at least one database.", field="databases")
     seen: set[str] = set()
@@ -225,6 +226,7 @@ def create_databases(
 
 def delete_database(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str) -> str:
     target = _target(ctx, auth, instance_id, Capability.DATABASES)
+    _writable(target)
     if name not in _view(target).databases:
         raise NotFound("Database", name)
     return _enqueue(
@@ -235,6 +237,7 @@ def delete_database(ctx: ServiceContext, auth: AuthContext, instance_id: str, na
 def create_users(ctx: ServiceContext, auth: AuthContext, instance_id: str, users: Sequence[UserSpec]) -> str:
     """Check every user (rules, duplicates, databases that must exist), then record `instance.users.create`."""
     target = _target(ctx, auth, instance_id, Capability.USERS)
+    _writable(target)
     if not users:
         raise BadRequest("users must list at least one user.", field="users")
     if any(u.databases for u in users):
@@ -270,6 +273,7 @@ def update_user(
 ) -> str:
     """Rename, re-host and/or set the password of one user (Trove's `PUT /users/{user}`)."""
     target = _target(ctx, auth, instance_id, Capability.USERS)
+    _writable(target)
     if update.name is None and update.password is None and update.host is None:
         raise BadRequest("user must name at least one of name, password and host to change.", field="user")
     _not_admin(target, name, host)
@@ -296,6 +300,7 @@ def update_user(
 def change_passwords(ctx: ServiceContext, auth: AuthContext, instance_id: str, users: Sequence[UserSpec]) -> str:
     """Trove's bulk password change (`PUT /users`): every user must exist."""
     target = _target(ctx, auth, instance_id, Capability.USERS)
+    _writable(target)
     if not users:
         raise BadRequest("users must list at least one user.", field="users")
     for index, user in enumerate(users):
@@ -313,6 +318,7 @@ def change_passwords(ctx: ServiceContext, auth: AuthContext, instance_id: str, u
 
 def delete_user(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, host: str = ANY_HOST) -> str:
     target = _target(ctx, auth, instance_id, Capability.USERS)
+    _writable(target)
     _not_admin(target, name, host)
     _accepted_user(_view(target), name, host)
     return _enqueue(
@@ -326,6 +332,7 @@ def grant(
 ) -> str:
     """Give a user access to existing databases (Trove's `PUT /users/{user}/databases`)."""
     target = _target(ctx, auth, instance_id, Capability.USERS, also=Capability.DATABASES, what="database access")
+    _writable(target)
     if not databases:
         raise BadRequest("databases must list at least one database.", field="databases")
     for index, database in enumerate(databases):
@@ -346,6 +353,7 @@ def grant(
 def revoke(ctx: ServiceContext, auth: AuthContext, instance_id: str, name: str, host: str, database: str) -> str:
     """Take a user's access to one database away; the database must be among the user's grants (404)."""
     target = _target(ctx, auth, instance_id, Capability.USERS, also=Capability.DATABASES, what="database access")
+    _writable(target)
     _not_admin(target, name, host)
     if database not in _accepted_user(_view(target), name, host):
         raise NotFound("Database", database)
@@ -364,6 +372,7 @@ def enable_root(
 
     The password is the one given, else a generated one; it is returned once and never stored."""
     target = _target(ctx, auth, instance_id, Capability.ROOT)
+    _writable(target)
     if password is not None and not password:
         raise BadRequest("password must not be empty; omit it to get a generated one.", field="password")
     chosen = password if password is not None else new_root_password()
@@ -379,6 +388,7 @@ def enable_root(
 def disable_root(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
     """Disable the engine's superuser; 404 when root is not enabled (as Trove)."""
     target = _target(ctx, auth, instance_id, Capability.ROOT)
+    _writable(target)
     with _live(target) as accounts:
         if not accounts.root_enabled():
             raise NotFound("User", "root")
@@ -450,6 +460,14 @@ def _target(
 
 
 SERVING = frozenset({InstanceStatus.ACTIVE, InstanceStatus.BACKUP})
+
+
+def _writable(target: _Target) -> None:
+    """A replica is read-only: its accounts are its primary's, changed there and replicated (422 here)."""
+    source = target.instance.replica_of
+    if source is not None:
+        raise UnprocessableEntity(f"Instance {target.instance.id} is a replica of instance {source} and is "
+                                  f"read-only: change users, databases and root on {source}; they replicate.")
 
 
 _CAPABILITY_WORDS = {

@@ -48,7 +48,7 @@ class CreateInstanceRequest:
     """
 
     name: str
-    flavor_ref: str
+    flavor_ref: str | None
     volume_size: int | None
     datastore_type: str | None = None
     datastore_version: str | None = None
@@ -62,6 +62,9 @@ class CreateInstanceRequest:
     branch_snapshot: str | None = None
     replica_of: str | None = None
     replica_count: int | None = None
+    datastore_given: bool = False
+    locality: str | None = None
+    nic_address: bool = False
     configuration: str | None = None
     modules: tuple[str, ...] = ()
     allowed_cidrs: tuple[str, ...] = ()
@@ -103,9 +106,17 @@ def create_kind(spec: InstanceSpec) -> Kind:
 def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> tuple[Instance, Secret | None]:
     """Validate everything, then write the instance (status BUILD), its admin password and an
     "instance.create" operation in one unit of work. A refused request writes nothing. With
-    `root_on_create`, also returns the root password the create's `root` step will set (shown once)."""
+    `root_on_create`, also returns the root password the create's `root` step will set (shown once). A
+    create with `replica_of` makes replicas instead (`services.replicas`)."""
     _refuse_unsupported(request)
+    if request.replica_of is not None:  # the API hands a create of replicas to `services.replicas`
+        raise BadRequest("replica_of: replicas are created by services.replicas.create.", field="replica_of")
+    if request.replica_count is not None and request.replica_count > 1:
+        raise BadRequest(f"Replica count only valid when creating replicas. Cannot create {request.replica_count} "
+                         "instances.", field="replica_count")
     name = validate_name(request.name)
+    if request.flavor_ref is None:
+        raise BadRequest("flavorRef is required: the id of the flavor to run the instance with.", field="flavorRef")
     flavor = catalog.get_flavor(ctx, request.flavor_ref)
     volume_size = _validate_volume_size(ctx, request.volume_size)
     restore = None if request.restore_point is None else backups.restore_source(ctx, auth, request.restore_point)
@@ -183,7 +194,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
     )
     with ctx.db.unit_of_work() as uow:
-        _check_quota(ctx, uow, auth.project_id, volume_size)
+        check_quota(ctx, uow, auth.project_id, volume_size)
         # A warm-pool server of this profile, if one is ready, is the instance's from now on (its address,
         # admin password and volume reservation come with it; the create response already shows the address).
         taken = uow.pool.take(profile_of(spec), instance.id) if pooled else None
@@ -208,7 +219,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     return instance, root_password
 
 
-def _check_quota(ctx: ServiceContext, uow: UnitOfWork, project_id: str, volume_gb: int) -> None:
+def check_quota(ctx: ServiceContext, uow: UnitOfWork, project_id: str, volume_gb: int) -> None:
     """Trove's 413 overLimit naming every quota the new instance would exceed (instances, volume GB)."""
     max_instances, max_volume_gb = ctx.max_instances_per_project, ctx.max_volume_gb_per_project
     if max_instances is None and max_volume_gb is None:
@@ -275,6 +286,9 @@ def delete(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
         if instance.deleting and any(op.kind == Kind.INSTANCE_DELETE for op in uow.operations.active_for(instance_id)):
             logger.info("instance %s is already being deleted", instance_id)
             return
+        if instance.replicas:  # Trove's ReplicaSourceDeleteForbidden
+            raise Forbidden(f"Instance {instance_id} is the replication source of {len(instance.replicas)} "
+                            f"replica(s) ({', '.join(instance.replicas)}): detach or delete them first.")
         uow.instances.mark_deleting(instance_id)
         superseded = uow.operations.supersede(instance_id, REGISTRY[Kind.INSTANCE_DELETE].supersedes)
         op_id = ctx.enqueue(uow, Kind.INSTANCE_DELETE, instance_id)
@@ -332,8 +346,6 @@ _load = load_instance
 def _refuse_unsupported(request: CreateInstanceRequest) -> None:
     """Fields Trove accepts whose meaning Reddwarf cannot honour yet: refuse them by name."""
     unsupported: list[tuple[str, bool]] = [
-        ("replica_of", request.replica_of is not None),
-        ("replica_count", request.replica_count is not None),
         ("configuration", request.configuration is not None),
         ("modules", bool(request.modules)),
         ("access.allowed_cidrs", bool(request.allowed_cidrs)),

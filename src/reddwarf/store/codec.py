@@ -33,6 +33,7 @@ def spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
         "restore_backup_id": spec.restore_backup_id,
         "branch_source_id": spec.branch_source_id,
         "branch_snapshot_id": spec.branch_snapshot_id,
+        "replica_source_id": spec.replica_source_id,
     }
 
 
@@ -70,6 +71,7 @@ def spec_from_json(data: Mapping[str, Any], passwords: Mapping[str, Secret]) -> 
         restore_backup_id=data.get("restore_backup_id"),
         branch_source_id=data.get("branch_source_id"),
         branch_snapshot_id=data.get("branch_snapshot_id"),
+        replica_source_id=data.get("replica_source_id"),
     )
 
 

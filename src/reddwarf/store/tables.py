@@ -308,3 +308,29 @@ class ArchivedLogRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     shipped_at: Mapped[float] = mapped_column(Double)
+
+
+class ReplicationSetRow(Base):
+    """A replication set (see `reddwarf.domain.replication`): its primary, and the version every change of
+    its roles expects (compare-and-swap)."""
+
+    __tablename__ = "replication_sets"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(REF)
+    primary_id: Mapped[str] = mapped_column(ID)
+    version: Mapped[int] = mapped_column(Integer)
+    created: Mapped[float] = mapped_column(Double)
+    updated: Mapped[float] = mapped_column(Double)
+
+
+class SetMemberRow(Base):
+    """One instance's membership of a replication set: an instance is a member of at most one set."""
+
+    __tablename__ = "set_members"
+    __table_args__ = (Index(None, "set_id"),)
+
+    instance_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    set_id: Mapped[str] = mapped_column(ID, ForeignKey("replication_sets.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[float] = mapped_column(Double)

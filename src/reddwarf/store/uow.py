@@ -19,6 +19,7 @@ from reddwarf.store.repositories.instances import InstanceRepository
 from reddwarf.store.repositories.leases import LeaseRepository
 from reddwarf.store.repositories.operations import OperationRepository
 from reddwarf.store.repositories.pool import PoolRepository
+from reddwarf.store.repositories.replication import ReplicationRepository
 from reddwarf.store.repositories.reservations import ReservationRepository
 from reddwarf.store.repositories.secrets import SecretRepository
 from reddwarf.store.repositories.snapshots import SnapshotRepository
@@ -44,6 +45,7 @@ class UnitOfWork:
         self.backups = BackupRepository(session)
         self.snapshots = SnapshotRepository(session)
         self.archived_logs = ArchivedLogRepository(session)
+        self.replication = ReplicationRepository(session)
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []
 

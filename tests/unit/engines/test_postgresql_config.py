@@ -96,7 +96,19 @@ def test_hba_requires_scram_everywhere_and_never_trusts() -> None:
     assert ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"] in rows
     assert ["host", "all", "all", "127.0.1.7/32", "scram-sha-256"] in rows
     assert ["host", "replication", "all", "127.0.0.1/32", "scram-sha-256"] in rows
-    assert all(row[-1] in {"scram-sha-256", "reject"} for row in rows)
+    # The one exception: the replication role, by the OS user of a set member's server, over the socket.
+    assert rows[0] == ["local", "replication", "reddwarf_replicator", "peer", "map=reddwarf_members"]
+    assert all(row[-1] in {"scram-sha-256", "reject"} for row in rows[1:])
+
+
+def test_the_ident_map_admits_only_the_set_members_os_users_as_the_replication_role() -> None:
+    assert config.render_pg_ident().splitlines()[1:] == []
+    text = config.render_pg_ident(("rd-aaaaaaaaaaaa", "rd-bbbbbbbbbbbb"))
+    assert text.splitlines()[1:] == [
+        "reddwarf_members rd-aaaaaaaaaaaa reddwarf_replicator", "reddwarf_members rd-bbbbbbbbbbbb reddwarf_replicator",
+    ]
+    with pytest.raises(ValueError, match="cannot appear"):
+        config.render_pg_ident(("rd-a reddwarf_admin",))
 
 
 def test_hba_admits_allowed_networks_but_not_the_admin_from_them() -> None:

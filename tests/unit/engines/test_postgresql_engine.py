@@ -9,6 +9,7 @@ import pytest
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
 from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings, wal
@@ -82,7 +83,7 @@ def test_server_command_files_and_stop_signal(engine: PostgresqlEngine) -> None:
         "config_file=/srv/i/config/postgresql.conf",
         # Pinned on the command line: postgresql.auto.conf (ALTER SYSTEM) cannot move the server.
         *("-c", "listen_addresses=127.0.1.7", "-c", "port=5432", "-c", "unix_socket_directories=/srv/i/sock"),
-        *("-c", "unix_socket_permissions=0700", "-c", "hba_file=/srv/i/config/pg_hba.conf"),
+        *("-c", "unix_socket_permissions=0777", "-c", "hba_file=/srv/i/config/pg_hba.conf"),
         *("-c", "ident_file=/srv/i/config/pg_ident.conf", "-c", "wal_level=replica", "-c", "archive_mode=on"),
         "-c", f"archive_command={wal.archive_command(PLACEMENT)}", "-c", "archive_library=",
     )
@@ -108,11 +109,12 @@ def test_admin_password_with_a_line_break_is_refused(engine: PostgresqlEngine) -
     assert "two" not in str(caught.value)
 
 
-def test_capabilities_are_accounts_and_backups_with_incrementals_from_17(engine: PostgresqlEngine) -> None:
+def test_capabilities_are_accounts_backups_and_streaming_replication(engine: PostgresqlEngine) -> None:
     capabilities = engine.capabilities(VERSION)
-    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
+                                    Capability.REPLICATION}
     assert capabilities.backup_strategies == ("pg_basebackup", "pg_wal_incremental")
-    assert capabilities.replication_strategies == ()
+    assert capabilities.replication_strategies == ("streaming",)
     newer = engine.capabilities(DatastoreVersion("postgresql", "18", "18.6", "/opt/pg/18/bin"))
     assert newer.backup_strategies == ("pg_basebackup", "pg_basebackup_incremental")
 
@@ -155,3 +157,29 @@ def test_install_refuses_anything_but_a_major(version: str) -> None:
 def test_settings_refuse_bad_networks() -> None:
     with pytest.raises(ValueError, match="allowed_networks"):
         PostgresqlSettings(allowed_networks=["10.0.0.1/8"])
+
+
+def test_a_replicas_workload_seeds_from_its_primary_over_its_socket_and_follows_it(engine: PostgresqlEngine) -> None:
+    primary = Placement(
+        instance_id="p", os_user="rd-pppppppppppp", address="127.0.1.8", port=5432, data_dir="/srv/p/data",
+        config_dir="/srv/p/config", log_dir="/srv/p/log", run_dir="/srv/p/run", socket_dir="/srv/p/sock",
+        scratch_dir="/srv/p/tmp",
+    )
+    topology = Topology(set_id="s", upstream=primary, slot="reddwarf_abc", peers=(primary,))
+    workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret("pw"), topology)
+    (seed,) = workload.init
+    assert seed.argv[0].endswith("/pg_basebackup") and seed.argv[7:9] == ("-S", "reddwarf_abc")
+    conninfo = seed.argv[4]
+    # Over the primary's socket, its server required to run as the primary's OS user; no password anywhere.
+    assert "host='/srv/p/sock'" in conninfo and "requirepeer='rd-pppppppppppp'" in conninfo
+    assert "user='reddwarf_replicator'" in conninfo and "password" not in conninfo
+    assert workload.init_files == () and workload.peer_group == "s"
+    files = {f.path: f.content for f in workload.files}
+    assert "/srv/i/data/standby.signal" in files
+    conf = files["/srv/i/config/postgresql.conf"]
+    assert "primary_slot_name = 'reddwarf_abc'" in conf and "requirepeer=''rd-pppppppppppp''" in conf
+    assert "reddwarf_members rd-pppppppppppp reddwarf_replicator" in files["/srv/i/config/pg_ident.conf"]
+    # The primary of the set: no standby signal, its members admitted.
+    as_primary = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret("pw"), Topology(set_id="s", peers=(primary,)))
+    assert as_primary.init[0].argv[0].endswith("/initdb") and as_primary.peer_group == "s"
+    assert "/srv/i/data/standby.signal" not in {f.path for f in as_primary.files}

@@ -47,6 +47,10 @@ def test_the_launcher_joins_the_cgroups_then_drops_to_the_user() -> None:
     ]  # fmt: skip
     with pytest.raises(PermanentError):
         launch.user_argv("/usr/bin/setpriv", 0, 991, ["x"])
+    # A member of a replication set: its set's group is its one supplementary group, never root's.
+    assert launch.user_argv("/usr/bin/setpriv", 990, 991, ["x"], (995,))[3] == "--groups=995"
+    with pytest.raises(PermanentError):
+        launch.user_argv("/usr/bin/setpriv", 990, 991, ["x"], (0,))
 
 
 def launcher_touching(marker: Path, procs: list[Path]) -> list[str]:

@@ -20,7 +20,9 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.mariadb import admin, backup, config, passwords, validation
@@ -88,8 +90,11 @@ class MariadbEngine:
         flavor: Flavor,
         placement: Placement,
         admin_password: Secret,
+        topology: Topology | None = None,
     ) -> WorkloadSpec:
         """Directories and install-db (accounts secured) once, then `mariadbd --defaults-file=my.cnf`."""
+        if topology is not None and topology.is_replica:
+            raise PermanentError(f"{DATASTORE} has no replication strategy here yet.")
         password = admin_password.reveal()
         if not password or "\0" in password:
             raise ValueError("the admin password must be non-empty and hold no NUL")
@@ -173,6 +178,10 @@ class MariadbEngine:
     def backups(self, version: DatastoreVersion) -> MariadbBackups:
         """mariadb-backup full and incremental backups of `version`, restores and adoption (`backup`)."""
         return MariadbBackups(self._settings, version, ADMIN_USER)
+
+    def replication(self, version: DatastoreVersion) -> None:
+        """No replication strategy yet."""
+        return None
 
     def snapshots(self, version: DatastoreVersion) -> MariadbSnapshots:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""

@@ -41,7 +41,7 @@ from reddwarf.domain.errors import BadRequest, Conflict, NotFound, PermanentErro
 from reddwarf.domain.instance import DatabaseSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.engines.postgresql import admin, root, scram, validation
-from reddwarf.engines.postgresql.admin import ORPHANS_ROLE, Target, refusals, session
+from reddwarf.engines.postgresql.admin import ORPHANS_ROLE, REPLICATOR, Target, refusals, session
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class PostgresqlAccounts:
 
     def _hidden_user(self, name: str) -> bool:
         """Names no tenant user can have: the admin, root, PostgreSQL's own roles (or not a name at all)."""
-        hidden = (self._admin, ROOT_USER, ORPHANS_ROLE)
+        hidden = (self._admin, ROOT_USER, ORPHANS_ROLE, REPLICATOR)
         return name in hidden or name.lower().startswith("pg_") or not name or "\0" in name
 
     @staticmethod

@@ -54,6 +54,9 @@ _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40", "55"})
 ADMIN_SEARCH_PATH = "pg_catalog,pg_temp"
 # NOLOGIN, non-superuser owner of what a deleted user owned (`PostgresqlAccounts.delete_user`).
 ORPHANS_ROLE = "reddwarf_orphans"
+# The role members of a replication set stream from each other as: REPLICATION, no password, admitted only
+# over the unix socket to the OS users of the set's members (`peer` with the ident map, `config`).
+REPLICATOR = "reddwarf_replicator"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,12 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.workload import Placement, Resources
 from reddwarf.engines.postgresql import wal
+from reddwarf.engines.postgresql.admin import REPLICATOR
 
 CONF_FILE = "postgresql.conf"
 HBA_FILE = "pg_hba.conf"
 IDENT_FILE = "pg_ident.conf"
+IDENT_MAP = "reddwarf_members"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -84,7 +86,9 @@ def pinned_settings(placement: Placement) -> list[tuple[str, str]]:
         ("listen_addresses", placement.address),
         ("port", str(placement.port)),
         ("unix_socket_directories", placement.socket_dir),
-        ("unix_socket_permissions", "0700"),
+        # The socket directory is the gate (0700; 0710 to the members of the instance's replication set, who
+        # replicate over it), so the socket itself is open to whoever passes it.
+        ("unix_socket_permissions", "0777"),
         ("hba_file", str(config_dir / HBA_FILE)),
         ("ident_file", str(config_dir / IDENT_FILE)),
         # WAL archiving into the instance's own directory, shipped by the control plane (`wal`): pinned,
@@ -106,11 +110,21 @@ def pinned_arguments(placement: Placement) -> tuple[str, ...]:
     return tuple(arguments)
 
 
-def render_postgresql_conf(placement: Placement, resources: Resources, *, summarize_wal: bool = False) -> str:
+def slot_keep_mb(volume_gb: int) -> int:
+    """`max_slot_wal_keep_size`: the WAL a replica that stopped streaming may pin on its primary's volume (a
+    fifth of it, at least 256 MB); beyond it the slot is lost and the replica must be seeded again."""
+    return max(256, volume_gb * 1024 // 5)
+
+
+def render_postgresql_conf(
+    placement: Placement, resources: Resources, *, summarize_wal: bool = False,
+    upstream: tuple[str, str] | None = None,
+) -> str:
     """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`.
 
     `summarize_wal` (PostgreSQL 17 and later only: older servers refuse to start with an unknown setting)
-    keeps summaries of the blocks each stretch of WAL changed, which incremental backups are made of."""
+    keeps summaries of the blocks each stretch of WAL changed, which incremental backups are made of.
+    `upstream`: (conninfo, slot) of the primary a replica follows (`replication.conninfo`)."""
     memory = memory_settings(resources.memory_mb)
     min_wal, max_wal = wal_settings(resources.volume_gb)
     vcpus = max(1, resources.vcpus)
@@ -132,9 +146,10 @@ def render_postgresql_conf(placement: Placement, resources: Resources, *, summar
         ("max_parallel_workers", str(vcpus)),
         ("max_parallel_workers_per_gather", str(vcpus // 2)),
         ("max_parallel_maintenance_workers", str(max(1, vcpus // 2))),
-        # WAL, from the volume: WAL alone never fills it.
+        # WAL, from the volume: WAL alone never fills it, nor what a dead replica's slot keeps.
         ("min_wal_size", f"{min_wal}MB"),
         ("max_wal_size", f"{max_wal}MB"),
+        ("max_slot_wal_keep_size", f"{slot_keep_mb(resources.volume_gb)}MB"),
         # Logging to stderr (the runtime keeps it in the log dir). No statement text ever reaches the log:
         # DDL can carry passwords, and a failing statement would otherwise be logged with its text.
         ("logging_collector", "off"),
@@ -155,6 +170,10 @@ def render_postgresql_conf(placement: Placement, resources: Resources, *, summar
     ]
     if summarize_wal:
         settings.append(("summarize_wal", "on"))
+    if upstream is not None:
+        conninfo, slot = upstream
+        settings.extend((("primary_conninfo", quote(conninfo)), ("primary_slot_name", quote(slot)),
+                         ("hot_standby", "on")))
     lines = [
         "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
         *(f"{name} = {value}" for name, value in settings),
@@ -177,6 +196,8 @@ def render_pg_hba(placement: Placement, admin_user: str, allowed_networks: Seque
     if own != loopback:
         local_nets.append(own)
     rows: list[tuple[str, ...]] = [
+        # Members of the instance's replication set, by the OS user of their server (no password exists).
+        ("local", "replication", REPLICATOR, "", f"peer map={IDENT_MAP}"),
         ("local", "all", "all", "", "scram-sha-256"),
         *(("host", "all", "all", str(net), "scram-sha-256") for net in local_nets),
         ("local", "replication", "all", "", "scram-sha-256"),
@@ -197,6 +218,12 @@ def _hba_name(name: str) -> str:
     return f'"{name}"'
 
 
-def render_pg_ident() -> str:
-    """No ident maps: every login is by password."""
-    return "# Rendered by Reddwarf: no ident maps (every login is by password).\n"
+def render_pg_ident(peers: Sequence[str] = ()) -> str:
+    """The one ident map: the OS users of the other members of the instance's replication set, each admitted
+    as the replication role over the unix socket. Every other login is by password."""
+    lines = ["# Rendered by Reddwarf: MAPNAME SYSTEM-USERNAME PG-USERNAME"]
+    for os_user in peers:
+        if not os_user or any(ch.isspace() or ch in "\"#\0" for ch in os_user):
+            raise ValueError(f"OS user name {os_user!r} cannot appear in pg_ident.conf")
+        lines.append(f"{IDENT_MAP} {os_user} {REPLICATOR}")
+    return "\n".join(lines) + "\n"

@@ -13,12 +13,14 @@ from pathlib import PurePosixPath
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.postgresql import admin, backup, config, validation
+from reddwarf.engines.postgresql import admin, backup, config, replication, validation
 from reddwarf.engines.postgresql.accounts import PostgresqlAccounts
 from reddwarf.engines.postgresql.backup import PostgresqlBackups
 from reddwarf.engines.postgresql.discovery import VersionScanner
+from reddwarf.engines.postgresql.replication import PostgresqlReplication
 from reddwarf.engines.postgresql.settings import PostgresqlSettings
 from reddwarf.engines.postgresql.snapshot import PostgresqlSnapshots
 
@@ -52,11 +54,12 @@ class PostgresqlEngine:
         return self._settings
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        # The replication strategy ("streaming") is declared once implemented.
         strategies = self.backups(version).strategies()
         return Capabilities(
-            offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}),
+            offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
+                               Capability.REPLICATION}),
             backup_strategies=tuple(s for s in (strategies.full, strategies.incremental) if s is not None),
+            replication_strategies=(replication.STRATEGY,),
         )
 
     def versions(self) -> list[DatastoreVersion]:
@@ -76,8 +79,10 @@ class PostgresqlEngine:
         flavor: Flavor,
         placement: Placement,
         admin_password: Secret,
+        topology: Topology | None = None,
     ) -> WorkloadSpec:
-        """initdb (checksums, SCRAM, UTF8, C.UTF-8) once, then `postgres` with the rendered configuration."""
+        """initdb (checksums, SCRAM, UTF8, C.UTF-8) once, then `postgres` with the rendered configuration. A
+        replica is seeded by a base backup of its upstream instead, and starts as a hot standby of it."""
         password = admin_password.reveal()
         if not password or any(ch in password for ch in "\n\r\0"):
             raise ValueError("the admin password must be non-empty and hold no line breaks or NUL")
@@ -119,29 +124,42 @@ class PostgresqlEngine:
             ),
             env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
         )
-        files = (
+        upstream = topology.upstream if topology is not None else None
+        follows = None if upstream is None or topology is None else (
+            replication.conninfo(upstream, topology.slot), topology.slot)
+        files: tuple[FileSpec, ...] = (
             FileSpec(
                 str(config_dir / config.CONF_FILE),
                 # Incrementals need the WAL summarized from before their parent was taken: always on where
                 # the version has it.
-                config.render_postgresql_conf(placement, resources, summarize_wal=backup.has_incrementals(version)),
+                config.render_postgresql_conf(placement, resources, summarize_wal=backup.has_incrementals(version),
+                                              upstream=follows),
             ),
             FileSpec(
                 str(config_dir / config.HBA_FILE),
                 config.render_pg_hba(placement, ADMIN_USER, self._settings.allowed_networks),
             ),
-            FileSpec(str(config_dir / config.IDENT_FILE), config.render_pg_ident()),
+            FileSpec(str(config_dir / config.IDENT_FILE), config.render_pg_ident(
+                tuple(peer.os_user for peer in topology.peers) if topology is not None else ())),
         )
+        init: tuple[CommandSpec, ...] = (initdb,)
+        init_files: tuple[FileSpec, ...] = (FileSpec(password_file, password + "\n", mode=0o600, secret=True),)
+        if upstream is not None and topology is not None:
+            init = self.replication(version).seed(upstream, placement, topology.slot)
+            init_files = ()
+            # Written before every start while the member is a replica; PostgreSQL removes it on promotion.
+            files += (FileSpec(str(PurePosixPath(placement.data_dir) / replication.STANDBY_SIGNAL), ""),)
         return WorkloadSpec(
             instance_id=placement.instance_id,
-            init=(initdb,),
+            init=init,
             server=server,
             resources=resources,
-            init_files=(FileSpec(password_file, password + "\n", mode=0o600, secret=True),),
+            init_files=init_files,
             files=files,
             stop_signal=signal.SIGINT,  # fast shutdown: roll back sessions, checkpoint, exit
             stop_timeout=60.0,
             labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
+            peer_group=None if topology is None else topology.set_id,
         )
 
     def probe(
@@ -179,3 +197,7 @@ class PostgresqlEngine:
     def snapshots(self, version: DatastoreVersion) -> PostgresqlSnapshots:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
         return PostgresqlSnapshots(ADMIN_USER)
+
+    def replication(self, version: DatastoreVersion) -> PostgresqlReplication:
+        """Streaming replication with a physical slot per replica, seeded by pg_basebackup (`replication`)."""
+        return PostgresqlReplication(version, ADMIN_USER)

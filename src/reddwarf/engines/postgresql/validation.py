@@ -17,7 +17,9 @@ from reddwarf.engines.naming import check_databases, check_user_databases
 
 MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers
 
-RESERVED_NAMES = frozenset({"postgres", "reddwarf_admin", "reddwarf_orphans", "template0", "template1"})
+RESERVED_NAMES = frozenset({
+    "postgres", "reddwarf_admin", "reddwarf_orphans", "reddwarf_replicator", "template0", "template1",
+})
 # PostgreSQL itself refuses these as role names.
 RESERVED_ROLE_NAMES = frozenset({"public", "none"})
 ROOT_USER = "root"  # the superuser of the root API: reserved in the accounts API

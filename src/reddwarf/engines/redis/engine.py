@@ -17,7 +17,9 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
+from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
 from reddwarf.engines.redis import admin, backup, config, validation
@@ -79,8 +81,11 @@ class RedisEngine:
         flavor: Flavor,
         placement: Placement,
         admin_password: Secret,
+        topology: Topology | None = None,
     ) -> WorkloadSpec:
         """`redis-server <config_dir>/redis.conf` in the foreground; the ACL file written once, before init."""
+        if topology is not None and topology.is_replica:
+            raise PermanentError(f"{DATASTORE} has no replication strategy here yet.")
         password = admin_password.reveal()
         if not password:
             raise ValueError("the admin password must be non-empty")
@@ -144,6 +149,10 @@ class RedisEngine:
     def backups(self, version: DatastoreVersion) -> RedisBackups:
         """RDB snapshot backups of `version` with the ACL file, restores and adoption (`backup`)."""
         return RedisBackups(self._settings, version, ADMIN_USER)
+
+    def replication(self, version: DatastoreVersion) -> None:
+        """No replication strategy yet."""
+        return None
 
     def snapshots(self, version: DatastoreVersion) -> RedisSnapshots:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""

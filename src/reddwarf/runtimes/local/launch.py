@@ -54,17 +54,21 @@ def find_setpriv(path: str) -> str:
     return found
 
 
-def user_argv(setpriv: str, uid: int, gid: int, argv: Sequence[str]) -> list[str]:
-    """The argv that runs `argv` as uid/gid with no supplementary groups and no way to gain privileges
-    again (no_new_privs: setuid and file-capability binaries run without their privileges)."""
-    if uid == 0 or gid == 0:
+def user_argv(setpriv: str, uid: int, gid: int, argv: Sequence[str], groups: Sequence[int] = ()) -> list[str]:
+    """The argv that runs `argv` as uid/gid with no supplementary groups but `groups` (a replication set's,
+    `peers`) and no way to gain privileges again (no_new_privs: setuid and file-capability binaries run
+    without their privileges)."""
+    if uid == 0 or gid == 0 or 0 in groups:
         raise PermanentError("refusing to start an instance command as root")
-    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--", *argv]
+    supplementary = f"--groups={','.join(str(g) for g in groups)}" if groups else "--clear-groups"
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", supplementary, "--no-new-privs", "--", *argv]
 
 
-def server_argv(setpriv: str, uid: int, gid: int, argv: Sequence[str], cgroup_procs: Sequence[Path]) -> list[str]:
+def server_argv(
+    setpriv: str, uid: int, gid: int, argv: Sequence[str], cgroup_procs: Sequence[Path], groups: Sequence[int] = ()
+) -> list[str]:
     """The launcher argv: join every cgroup of `cgroup_procs`, wait for `GO` on stdin, then run `argv` as uid/gid."""
-    dropped = user_argv(setpriv, uid, gid, argv)
+    dropped = user_argv(setpriv, uid, gid, argv, groups)
     return [SHELL, "-c", _LAUNCHER, "reddwarf-launch", *(str(p) for p in cgroup_procs), "--", *dropped]
 
 

@@ -46,7 +46,7 @@ from reddwarf.domain.workload import (
     WorkloadSpec,
 )
 from reddwarf.runtimes.base import ToolRun
-from reddwarf.runtimes.local import addresses, files, launch, processes, snapshots, tools, users, volumes
+from reddwarf.runtimes.local import addresses, files, launch, peers, processes, snapshots, tools, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
 from reddwarf.runtimes.local.exits import ExitWatcher
 from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
@@ -325,11 +325,12 @@ class LocalRuntime:
             log.warning("instance %s: wiping a half-initialised data dir before re-running init", paths.instance_id)
             self._wipe_contents(paths.data_dir)
         secrets_in_files = [spec.content for spec in workload.init_files if spec.secret]
+        groups = self._peer_groups(paths, user, workload)
         try:
             for spec in workload.init_files:
                 self._write_file(paths, spec, user, mode=0o600)
             for command in workload.init:
-                self._run_init(paths, user, command, secrets_in_files)
+                self._run_init(paths, user, command, secrets_in_files, groups)
         finally:
             # A failed init must not leave a password file behind either.
             for spec in workload.init_files:
@@ -427,13 +428,16 @@ class LocalRuntime:
             else:
                 entry.unlink()
 
-    def _run_init(self, paths: InstanceLayout, user: users.OsUser, command: CommandSpec, hidden: list[str]) -> None:
+    def _run_init(
+        self, paths: InstanceLayout, user: users.OsUser, command: CommandSpec, hidden: list[str],
+        groups: tuple[int, ...] = (),
+    ) -> None:
         program = os.path.basename(command.argv[0])
         log.info("instance %s: running init command %s", paths.instance_id, program)
         env = self._environment(paths, command)
         launch.require_executable(command.argv[0], env["PATH"])
         child = subprocess.Popen(
-            launch.user_argv(self._setpriv, user.uid, user.gid, command.argv),
+            launch.user_argv(self._setpriv, user.uid, user.gid, command.argv, groups),
             cwd=paths.data_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -537,7 +541,8 @@ class LocalRuntime:
         self, paths: InstanceLayout, user: users.OsUser, workload: WorkloadSpec, env: dict[str, str], release: int
     ) -> subprocess.Popen[bytes]:
         argv = launch.server_argv(
-            self._setpriv, user.uid, user.gid, workload.server.argv, self._cgroups.procs_files(paths.os_user)
+            self._setpriv, user.uid, user.gid, workload.server.argv, self._cgroups.procs_files(paths.os_user),
+            self._peer_groups(paths, user, workload),
         )
         log_fd = files.open_append(paths.log_dir, paths.server_log, user.uid, user.gid)
         try:
@@ -560,6 +565,23 @@ class LocalRuntime:
             os.close(log_fd)
         self._reaper.adopt(child)
         return child
+
+    def _peer_groups(self, paths: InstanceLayout, user: users.OsUser, workload: WorkloadSpec) -> tuple[int, ...]:
+        """The supplementary groups of the instance's processes: its replication set's (`peers`), whose
+        members may then pass its socket directory too; none for a single instance (its directory 0700)."""
+        gid = None if workload.peer_group is None else peers.ensure_group(self._settings, workload.peer_group)
+        peers.open_to(paths.socket_dir, gid, user.gid)
+        return () if gid is None else (gid,)
+
+    def refresh(self, placement: Placement, workload: WorkloadSpec) -> None:
+        """Rewrite the server's `files` and open its socket directory to its set, without a restart (the
+        engine then has the running server reload them)."""
+        paths = self._layout(placement)
+        user = users.require(paths.os_user)
+        self._require_volume(paths)
+        self._peer_groups(paths, user, workload)
+        for spec in workload.files:
+            self._write_file(paths, spec, user, mode=spec.mode)
 
     def observe(self, placement: Placement) -> ProcessObservation:
         """Cheap enough to call every second per instance. Its first sight of a running server watches it by
@@ -696,6 +718,8 @@ class LocalRuntime:
         if paths.socket_dir.exists():
             shutil.rmtree(paths.socket_dir)
         users.remove(paths.os_user, paths.instance_id)
+        # The group of the replication set this instance founded (a set's id is its first primary's).
+        peers.remove_group(self._settings, paths.instance_id)
         log.info("destroyed instance %s", paths.instance_id)
 
     # -- tools ------------------------------------------------------------------------------------

@@ -48,13 +48,14 @@ def require(name: str) -> OsUser:
     return user
 
 
-def _run(argv: list[str], what: str) -> None:
+def run_account_tool(argv: list[str], what: str) -> None:
+    """Run useradd, userdel, groupadd or groupdel (fenced); a locked account database is a TemporaryError."""
     try:
         done = fencing.run(argv, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise TemporaryError(f"{what} timed out", delay=5.0) from None
     if done.returncode in _LOCKED:
-        raise TemporaryError(f"{what}: user database locked, retrying", delay=1.0)
+        raise TemporaryError(f"{what}: account database locked, retrying", delay=1.0)
     if done.returncode != 0:
         raise PermanentError(f"{what} failed (exit status {done.returncode})", details=done.stderr[-2000:])
 
@@ -63,7 +64,7 @@ def ensure(name: str, instance_id: str, home: str) -> OsUser:
     """Create the instance's user unless it exists; refuse a same-named user that is not ours."""
     existing = lookup(name)
     if existing is None:
-        _run(
+        run_account_tool(
             [
                 "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group",
                 "--home-dir", home, "--comment", comment_for(instance_id), name,
@@ -86,10 +87,10 @@ def remove(name: str, instance_id: str) -> None:
     if existing is not None:
         if pwd.getpwnam(name).pw_gecos != comment_for(instance_id):
             raise PermanentError(f"OS user {name} does not belong to instance {instance_id}; not deleting it")
-        _run(["userdel", name], f"userdel {name}")
+        run_account_tool(["userdel", name], f"userdel {name}")
         log.info("deleted OS user %s of instance %s", name, instance_id)
     try:
         grp.getgrnam(name)
     except KeyError:
         return
-    _run(["groupdel", name], f"groupdel {name}")
+    run_account_tool(["groupdel", name], f"groupdel {name}")

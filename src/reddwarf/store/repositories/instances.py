@@ -21,13 +21,14 @@ from reddwarf.domain.accounts import RootHistory
 from reddwarf.domain.conditions import Observation, advance, derive
 from reddwarf.domain.errors import BadRequest, NotFound, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
+from reddwarf.domain.replication import Role
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 from reddwarf.store.clock import now
 from reddwarf.store.codec import conditions_from_json, conditions_to_json, spec_from_json, spec_to_json
 from reddwarf.store.repositories.secrets import SecretRepository, user_secret_name
 from reddwarf.store.rows import rowcount, table, xact_lock
-from reddwarf.store.tables import InstanceRow, RootHistoryRow
+from reddwarf.store.tables import InstanceRow, ReplicationSetRow, RootHistoryRow, SetMemberRow
 
 _USER_PREFIX = user_secret_name("")
 _INSTANCES = table(InstanceRow)
@@ -103,7 +104,7 @@ class InstanceRepository:
         row = self._session.execute(_BY_ID, {"instance_id": instance_id}).first()
         if row is None or (row.deleted_at is not None and not include_deleted):
             return None
-        return _instance(row, self._secrets.of_owner(instance_id, prefix=_USER_PREFIX))
+        return self._with_roles([_instance(row, self._secrets.of_owner(instance_id, prefix=_USER_PREFIX))])[0]
 
     def get_with_secrets(self, instance_id: str) -> tuple[Instance, dict[str, Secret]] | None:
         """A live instance and every secret it owns (name -> value: its users', "admin", ...), read together:
@@ -113,7 +114,7 @@ class InstanceRepository:
             return None
         owned = self._secrets.of_owner(instance_id)
         users = {name: value for name, value in owned.items() if name.startswith(_USER_PREFIX)}
-        return _instance(row, users), owned
+        return self._with_roles([_instance(row, users)])[0], owned
 
     def list(
         self,
@@ -344,7 +345,33 @@ class InstanceRepository:
 
     def _to_domain(self, rows: Sequence[InstanceRow]) -> builtins.list[Instance]:
         passwords = self._secrets.get_many([row.id for row in rows], prefix=_USER_PREFIX)
-        return [_instance(row, passwords.get(row.id, {})) for row in rows]
+        return self._with_roles([_instance(row, passwords.get(row.id, {})) for row in rows])
+
+    def _with_roles(self, instances: builtins.list[Instance]) -> builtins.list[Instance]:
+        """`replica_of` and `replicas` of each, from the replication sets they are members of (two queries
+        when any is a member; one when none is)."""
+        by_id = {instance.id: instance for instance in instances}
+        set_ids = set(self._session.scalars(
+            select(SetMemberRow.set_id).where(SetMemberRow.instance_id.in_(list(by_id)))
+        )) if by_id else set()
+        if not set_ids:
+            return instances
+        rows = self._session.execute(
+            select(SetMemberRow.instance_id, SetMemberRow.set_id, SetMemberRow.role, ReplicationSetRow.primary_id)
+            .join(ReplicationSetRow, ReplicationSetRow.id == SetMemberRow.set_id)
+            .where(SetMemberRow.set_id.in_(sorted(set_ids)))
+            .order_by(SetMemberRow.created, SetMemberRow.instance_id)
+        ).all()
+        for member_id, _set_id, role, primary_id in rows:
+            if role != Role.REPLICA.value:
+                continue
+            replica = by_id.get(member_id)
+            if replica is not None:
+                replica.replica_of = primary_id
+            primary = by_id.get(primary_id)
+            if primary is not None:
+                primary.replicas = (*primary.replicas, member_id)
+        return instances
 
 
 def _after(created: float, instance_id: str) -> ColumnElement[bool]:

@@ -21,12 +21,12 @@ from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from reddwarf.domain.operations import conflicting_kinds, registered
+from reddwarf.domain.operations import SET_SCOPED, conflicting_kinds, registered, set_conflicts
 from reddwarf.store.clock import new_id, now
 from reddwarf.store.listen import CHANNEL
 from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
 from reddwarf.store.rows import rowcount, table
-from reddwarf.store.tables import OperationRow, OperationStepRow
+from reddwarf.store.tables import OperationRow, OperationStepRow, SetMemberRow
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,18 @@ class OperationRepository:
         blockers = conflicting_kinds(kind)
         for other_id, other_kind, other_created in self._session.execute(_ACTIVE_ON, {"resource_id": resource_id}):
             if other_id == op_id or other_kind not in blockers:
+                continue
+            if created is None or (other_created, other_id) < (created, op_id or ""):
+                return True
+        return self._waits_for_its_set(kind, resource_id, created, op_id)
+
+    def _waits_for_its_set(self, kind: str, resource_id: str, created: float | None, op_id: str | None) -> bool:
+        """Does an operation accepted before it on another member of the resource's replication set conflict
+        with it (`domain.operations.set_conflicts`)? One indexed look-up, for the kinds that can conflict so."""
+        if kind not in SET_SCOPED:
+            return False
+        for other_id, other_kind, other_created in self._session.execute(_ACTIVE_IN_SET, {"resource_id": resource_id}):
+            if other_id == op_id or registered(other_kind) is None or not set_conflicts(kind, other_kind):
                 continue
             if created is None or (other_created, other_id) < (created, op_id or ""):
                 return True
@@ -388,6 +400,17 @@ _CLAIM = (
 # The operations pending or running on a resource: what a candidate may have to wait for.
 _ACTIVE_ON = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created).where(
     _OPS.c.resource_id == bindparam("resource_id"), _OPS.c.state.in_(sorted(ACTIVE_STATES))
+)
+# The operations pending or running on the OTHER members of a resource's replication set.
+_MEMBERS = table(SetMemberRow)
+_SAME_SET = select(_MEMBERS.c.set_id).where(_MEMBERS.c.instance_id == bindparam("resource_id")).scalar_subquery()
+_ACTIVE_IN_SET = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created).where(
+    _OPS.c.resource_id.in_(
+        select(_MEMBERS.c.instance_id).where(
+            _MEMBERS.c.set_id == _SAME_SET, _MEMBERS.c.instance_id != bindparam("resource_id")
+        )
+    ),
+    _OPS.c.state.in_(sorted(ACTIVE_STATES)),
 )
 _STEPS = select(_STEP_ROWS.c.step, _STEP_ROWS.c.result).where(_STEP_ROWS.c.operation_id == bindparam("op_id"))
 _COMPLETE = (

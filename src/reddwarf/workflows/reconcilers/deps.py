@@ -9,6 +9,7 @@ from reddwarf.domain.capacity import storage_limit
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import Instance, InstanceSpec
+from reddwarf.domain.replication import ReplicationSet, Topology, slot_name
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.workload import Placement, Resources, WorkloadSpec
 from reddwarf.engines.base import Engine
@@ -92,10 +93,34 @@ class ReconcilerDeps:
         return self.workload_for(instance.spec, instance.id, placement)
 
     def workload_for(self, spec: InstanceSpec, owner_id: str, placement: Placement) -> WorkloadSpec:
-        """The server `spec` asks for at `placement`, with the admin password `owner_id` holds."""
-        return self.workload_with(spec, placement, self.admin_password(owner_id))
+        """The server `spec` asks for at `placement`, with the admin password `owner_id` holds, as a member
+        of the replication set `owner_id` belongs to (if any)."""
+        return self.workload_with(spec, placement, self.admin_password(owner_id), self.topology(owner_id))
 
-    def workload_with(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> WorkloadSpec:
+    def workload_with(
+        self, spec: InstanceSpec, placement: Placement, admin_password: Secret, topology: Topology | None = None
+    ) -> WorkloadSpec:
         return self.engine_for(spec).workload(
-            spec, self.version_for(spec), self.flavor_for(spec), placement, admin_password
+            spec, self.version_for(spec), self.flavor_for(spec), placement, admin_password, topology
         )
+
+    def topology(self, owner_id: str) -> Topology | None:
+        """`owner_id`'s place in its replication set (None: a single instance, or a warm-pool slot)."""
+        with self.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(owner_id)
+        return None if found is None else self.topology_of(found, owner_id)
+
+    def topology_of(self, found: ReplicationSet, instance_id: str) -> Topology:
+        """`instance_id`'s place in `found` as its server needs it: the primary it follows (if it is a replica),
+        its slot, and the other members who may replicate from it."""
+        with self.db.unit_of_work(write=False) as uow:
+            members = {m.instance_id: uow.instances.get(m.instance_id) for m in found.members}
+        peers = tuple(self.placement(other) for other_id, other in members.items()
+                      if other_id != instance_id and other is not None and other.endpoint is not None)
+        upstream = None
+        if instance_id != found.primary_id:
+            primary = members.get(found.primary_id)
+            if primary is None or primary.endpoint is None:
+                raise PermanentError(f"The primary {found.primary_id} of instance {instance_id} no longer exists.")
+            upstream = self.placement(primary)
+        return Topology(set_id=found.id, upstream=upstream, slot=slot_name(instance_id), peers=peers)

@@ -22,7 +22,7 @@ from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers import archive, branch, pool, restore
+from reddwarf.workflows.reconcilers import archive, branch, pool, replication, restore
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 
@@ -41,9 +41,10 @@ PING_TIMEOUT = 2.0
 
 
 def _copied(instance: Instance) -> bool:
-    """A restore or a branch: its server is built from a copy, never taken from the warm pool."""
+    """A restore, a branch or a replica: its server is built from a copy, never taken from the warm pool."""
     spec = instance.spec
-    return any(ref is not None for ref in (spec.restore_backup_id, spec.branch_source_id, spec.branch_snapshot_id))
+    return any(ref is not None for ref in (spec.restore_backup_id, spec.branch_source_id, spec.branch_snapshot_id,
+                                           spec.replica_source_id))
 
 
 def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
@@ -169,7 +170,12 @@ class CreateInstance:
                 "snapshot": branch.snapshot_kept(deps, instance.spec.branch_snapshot_id)})["snapshot"]
             if not kept:
                 branching = None
-        if not warm and branching is not None:  # prepared by the branch itself, on the copy
+        replica = instance.spec.replica_source_id is not None
+        if replica:  # seeded from its primary, which is made ready for it first
+            ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
+            ctx.step("source_ready", lambda: replication.prepare_source(deps, instance))
+            ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
+        elif not warm and branching is not None:  # prepared by the branch itself, on the copy
             ctx.step("branch", lambda: branch.branch_volume(deps, instance, placement))
         elif not warm:
             ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
@@ -196,7 +202,8 @@ class CreateInstance:
             ctx.step("adopt", lambda: engine.backups(version).adopt(placement, source, admin))
         elif not warm or ctx.op.attempts > 1 or "start" in ctx.journal:
             start_server(ctx, deps, instance.spec, instance.id, placement, admin)
-        ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
+        if not replica:  # a replica has its primary's accounts, and writes none
+            ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
         # Root on create: only when the create stored a root password (`Settings.root_on_create`); the step
         # forgets it once root is enabled, so a re-run after that finds nothing to do.
         if root_pending or "root" in ctx.journal:
@@ -252,7 +259,16 @@ class DeleteInstance:
             held = uow.addresses.get(instance.id)
         placement = deps.runtime.placement(instance.runtime_id, *(held or ("", 0)))
         ctx.store_step("shutdown", _record(instance, Observation.DELETING, "deleting"))
+        # A replica leaves its set first (services refuse to delete a primary that has replicas); once its
+        # server is gone, its primary drops the slot it kept for it. Its primary is journaled before it
+        # leaves: a retry after the leave finds no set to read it from.
+        left: StepResult = {}
+        if instance.replica_of is not None or "membership" in ctx.journal:
+            left = ctx.step("membership", lambda: {"primary": instance.replica_of})
+            ctx.step("leave_set", lambda: replication.leave(deps, instance))
         ctx.step("destroy", lambda: self._destroy(instance, placement))
+        if left.get("primary"):
+            ctx.step("release_slot", lambda: replication.release(deps, instance.id, str(left["primary"])))
         ctx.step("forget", lambda: self._forget(instance.id))
 
     def _destroy(self, instance: Instance, placement: Placement) -> None:
@@ -323,6 +339,7 @@ def handlers(
     return {
         CREATE: create,
         RESTORE: create,
+        Kind.REPLICA_CREATE: create,
         DELETE: DeleteInstance(deps),
         RESTART: RestartInstance(deps),
         REPAIR: RepairInstance(deps),

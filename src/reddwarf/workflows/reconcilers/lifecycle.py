@@ -58,7 +58,7 @@ def start_server(
     engine = deps.engine_for(spec)
 
     def launch() -> None:
-        deps.runtime.start(placement, deps.workload_with(spec, placement, admin))
+        deps.runtime.start(placement, deps.workload_with(spec, placement, admin, deps.topology(owner_id)))
 
     observed = [time.monotonic() + OBSERVE_EVERY]
 

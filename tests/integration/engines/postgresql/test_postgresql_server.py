@@ -93,9 +93,14 @@ def test_password_is_required_and_nothing_is_trusted(server: Server) -> None:
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(server, server.engine.admin_user, wrong)
     with admin(server) as conn:
-        methods = {row[0] for row in conn.execute("SELECT auth_method FROM pg_hba_file_rules")}
+        rules = conn.execute("SELECT type, database, user_name, auth_method, options FROM pg_hba_file_rules").fetchall()
         assert scalar(conn, "SHOW hba_file") == str(Path(server.placement.config_dir) / "pg_hba.conf")
-    assert methods == {"scram-sha-256"}
+    # Passwords everywhere; the one exception admits, over the unix socket, only the replication role and only
+    # the OS users the ident map names (the members of the instance's replication set: none here).
+    assert {rule[3] for rule in rules if rule[3] != "peer"} == {"scram-sha-256"}
+    assert [rule for rule in rules if rule[3] == "peer"] == [
+        ("local", ["replication"], ["reddwarf_replicator"], "peer", ["map=reddwarf_members"])
+    ]
     for hba in (Path(server.placement.config_dir) / "pg_hba.conf", Path(server.placement.data_dir) / "pg_hba.conf"):
         rules = [line for line in hba.read_text().splitlines() if line.strip() and not line.startswith("#")]
         assert rules and all("trust" not in rule for rule in rules)

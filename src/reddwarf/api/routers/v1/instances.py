@@ -13,7 +13,7 @@ from reddwarf.api.schemas.v1.instances import InstanceCreateBody, InstanceUpdate
 from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.instance import Instance
 from reddwarf.identity.context import AuthContext
-from reddwarf.services import catalog, instances
+from reddwarf.services import catalog, instances, replicas
 from reddwarf.services.context import ServiceContext
 
 router = APIRouter(prefix="/instances", tags=["instances"])
@@ -69,7 +69,11 @@ def list_instances_detail(
 def create_instance(
     body: InstanceCreateBody, ctx: ContextDep, auth: AuthDep, base: BaseUrlDep
 ) -> dict[str, Any]:
-    instance, root_password = instances.create(ctx, auth, body.instance.to_request())
+    request = body.instance.to_request()
+    if request.replica_of is not None:
+        instance, root_password = replicas.create(ctx, auth, request), None
+    else:
+        instance, root_password = instances.create(ctx, auth, request)
     view = _view(ctx, auth, base, instance, detail=True)
     if root_password is not None:
         # Trove shows the root password in the create response only, with root_on_create, once.

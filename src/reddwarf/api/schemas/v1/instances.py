@@ -109,20 +109,20 @@ class AccessIn(_Lenient):
 class InstanceCreate(BaseModel):
     """Trove's whole create schema. Fields that mean nothing here are accepted and ignored
     (availability_zone, region_name, nics, locality, volume.type, access.is_public); fields Reddwarf
-    cannot honour yet are refused by name (restorePoint, replica_of, replica_count, configuration,
-    non-empty modules, access.allowed_cidrs)."""
+    cannot honour yet are refused by name (configuration, non-empty modules, access.allowed_cidrs).
+    `flavorRef` is required unless the create is of replicas (`replica_of`), which take their source's."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
-    flavorRef: FlavorRef
+    flavorRef: FlavorRef | None = None
     volume: VolumeIn | None = None
     datastore: DatastoreIn | None = None
     databases: list[DatabaseIn] = Field(default_factory=list, max_length=MAX_DATABASES)
     users: list[UserIn] = Field(default_factory=list, max_length=MAX_USERS)
     restorePoint: RestorePointIn | None = None
     replica_of: str | None = None
-    replica_count: int | None = None
+    replica_count: WholeNumber | None = None
     nics: list[dict[str, Any]] = Field(default_factory=list, max_length=1)
     availability_zone: str | None = None
     region_name: str | None = None
@@ -160,6 +160,9 @@ class InstanceCreate(BaseModel):
             branch_snapshot=self.restorePoint.snapshotRef if self.restorePoint is not None else None,
             replica_of=self.replica_of,
             replica_count=self.replica_count,
+            datastore_given=self.datastore is not None and bool(self.datastore.model_fields_set),
+            locality=self.locality,
+            nic_address=any(isinstance(nic, dict) and nic.get("ip_address") for nic in self.nics),
             configuration=self.configuration,
             modules=tuple(m.id for m in self.modules),
             allowed_cidrs=tuple(self.access.allowed_cidrs) if self.access is not None else (),

@@ -1,0 +1,88 @@
+"""Replication sets: members with roles (docs/replication.md).
+
+One model serves a single instance, a primary with replicas, and later a multi-node cluster (DESIGN.md rule
+7): a `ReplicationSet` is a group of instances of one project and one datastore version, each a `Member`
+with a `Role`. An instance that belongs to no recorded set is the one-member case (its own primary); a set
+is recorded when its first replica is requested and dissolved when its last replica leaves.
+
+The set's record changes only by compare-and-swap on its `version` (`store.repositories.replication`): two
+operations that both read version 7 cannot both write version 8, so two promotions, or a promotion and a
+replica's create, never interleave their writes to the roles.
+
+`Topology` is what one member's server needs to know of its set, handed to the engine with the workload:
+whom it follows (the primary's placement; None when it is the primary) under which slot name, and which
+members may replicate from it (their OS users, where the runtime authenticates peers by OS user).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reddwarf.domain.workload import Placement
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"
+    REPLICA = "replica"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    instance_id: str
+    role: Role
+    created: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationSet:
+    """A recorded set: exactly one primary (`primary_id`), any number of replicas; `version` is what the
+    next compare-and-swap expects."""
+
+    id: str
+    project_id: str
+    primary_id: str
+    members: tuple[Member, ...]
+    version: int = 0
+    created: float = 0.0
+    updated: float = 0.0
+
+    def member(self, instance_id: str) -> Member | None:
+        return next((m for m in self.members if m.instance_id == instance_id), None)
+
+    @property
+    def replica_ids(self) -> tuple[str, ...]:
+        """The replicas, oldest first."""
+        return tuple(m.instance_id for m in self.members if m.role is Role.REPLICA)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What a member's server needs of its set. `upstream`: the primary this member follows (None: it is the
+    primary); `slot`: the name this member replicates under on its upstream; `peers`: the placements of the
+    other members, who may replicate from this one."""
+
+    set_id: str
+    upstream: Placement | None = None
+    slot: str = ""
+    peers: tuple[Placement, ...] = ()
+
+    @property
+    def is_replica(self) -> bool:
+        return self.upstream is not None
+
+
+SLOT_PREFIX = "reddwarf_"
+
+
+def slot_name(instance_id: str) -> str:
+    """The replication slot (PostgreSQL) or channel name of `instance_id` on its upstream: lowercase letters,
+    digits and underscores only, at most 63 characters, and one per member whatever its upstream."""
+    digits = "".join(ch for ch in instance_id.lower() if ch in "0123456789abcdef")
+    if len(digits) < 12:
+        raise ValueError(f"instance id {instance_id!r} has too few hex digits for a slot name")
+    return SLOT_PREFIX + digits[:32]
+
+
+# Trove's limit on replicas made by one create (`replica_count`).
+MAX_REPLICA_COUNT = 3

@@ -1,0 +1,159 @@
+"""Streaming replication of PostgreSQL (docs/replication.md): a physical slot per replica on its primary,
+seeded by `pg_basebackup` with the slot, followed with `primary_conninfo` and `primary_slot_name`.
+
+No credential exists for replication. A replica's server (and its seed) connects to the primary's own unix
+socket as `reddwarf_replicator`, which the primary's pg_hba admits only by `peer` through an ident map that
+names the OS users of the set's members (`config.render_pg_ident`); the replica's libpq checks with
+`requirepeer` that the socket's server runs as the primary's OS user before it sends a byte. So a replica that
+reconnects while its primary is down can hand nothing to whatever listens in its place (PostgreSQL 15's
+walreceiver cannot refuse cleartext password authentication; here there is no password to hand over), and
+a tenant's server cannot pose as a member: the kernel says who is at either end. The runtime lets members'
+servers reach each other's socket directories (`WorkloadSpec.peer_group`) and nobody else's.
+
+Everything the primary needs that cannot change without a restart is a default of every instance
+(`config.pinned_settings`: the socket's permissions; `wal_level`, `max_wal_senders` and slots are
+PostgreSQL's); `blocker()` names the restart an older server needs. `max_slot_wal_keep_size` bounds the WAL
+a dead replica's slot can pin on its primary's volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import PurePosixPath
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from reddwarf.domain.catalog import DatastoreVersion
+from reddwarf.domain.errors import TemporaryError
+from reddwarf.domain.replication import SLOT_PREFIX
+from reddwarf.domain.secret import Secret
+from reddwarf.domain.workload import CommandSpec, Placement
+from reddwarf.engines.postgresql import admin
+from reddwarf.engines.postgresql.admin import REPLICATOR
+
+logger = logging.getLogger(__name__)
+
+STRATEGY = "streaming"
+SOCKET_PERMISSIONS = "0777"  # the socket directory (0700, or 0710 to the set's members) is the gate
+STANDBY_SIGNAL = "standby.signal"
+_RELOAD_WAIT = 10.0
+
+
+def _conninfo_value(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def conninfo(upstream: Placement, slot: str) -> str:
+    """How a member reaches `upstream`: its unix socket, its OS user required, no password, no TLS."""
+    pairs = (
+        ("host", upstream.socket_dir), ("port", str(upstream.port)), ("user", REPLICATOR),
+        ("requirepeer", upstream.os_user), ("application_name", slot), ("sslmode", "disable"),
+        ("gssencmode", "disable"), ("passfile", "/dev/null"),
+    )
+    return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs)
+
+
+def _drop_slot(conn: psycopg.Connection[TupleRow], slot: str) -> None:
+    """Drop a former member's slot, ending the session that still streams from it (a replica being deleted)."""
+    deadline = time.monotonic() + _RELOAD_WAIT
+    while True:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) %s",
+            (slot,),
+        ).fetchone()
+        if row is None:
+            return
+        if row[0] is None:
+            conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (slot,))
+            logger.info("dropped replication slot %s of a former member", slot)
+            return
+        if time.monotonic() >= deadline:
+            raise TemporaryError(f"replication slot {slot} is still in use")
+        conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (row[0],))
+        time.sleep(0.05)
+
+
+class PostgresqlReplication:
+    """Replication of one PostgreSQL version, as the admin over the unix socket."""
+
+    def __init__(self, version: DatastoreVersion, admin_user: str) -> None:
+        self._version = version
+        self._admin = admin_user
+
+    def strategy(self) -> str:
+        return STRATEGY
+
+    def blocker(self, placement: Placement, admin_password: Secret) -> str | None:
+        """None when the running server can be a replication source now; else why not, for a tenant."""
+        where = admin.target(placement, self._admin, admin_password, timeout=5.0)
+        with admin.session(where) as conn, admin.refusals("read its replication settings"):
+            row = conn.execute(
+                "SELECT pg_catalog.current_setting('unix_socket_permissions'),"
+                " pg_catalog.current_setting('max_wal_senders')::int,"
+                " pg_catalog.current_setting('max_replication_slots')::int, pg_catalog.pg_is_in_recovery()"
+            ).fetchone()
+        assert row is not None
+        permissions, senders, slots, in_recovery = row
+        if in_recovery:
+            return "it is a replica itself"
+        if str(permissions) != SOCKET_PERMISSIONS or int(senders) < 1 or int(slots) < 1:
+            return ("its server was started before replication was supported here and needs one restart first "
+                    "(POST .../action {\"restart\": {}})")
+        return None
+
+    def prepare_source(self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]) -> None:
+        """Make the primary at `placement` ready for exactly the replicas of `slots`: the replication role, a
+        slot for each (reserving WAL from now on), Reddwarf's slots of former members dropped, and the
+        configuration files the runtime rewrote (the ident map of the members) loaded. Idempotent."""
+        where = admin.target(placement, self._admin, admin_password, timeout=10.0)
+        with admin.session(where) as conn, admin.refusals("prepare replication"):
+            exists = conn.execute(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s", (REPLICATOR,)
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                                 "NOINHERIT NOBYPASSRLS PASSWORD NULL").format(sql.Identifier(REPLICATOR)))
+            present = [str(name) for (name,) in conn.execute(
+                "SELECT slot_name FROM pg_catalog.pg_replication_slots"
+                " WHERE pg_catalog.starts_with(slot_name::pg_catalog.text, %s)", (SLOT_PREFIX,)
+            )]
+            for slot in slots:
+                if slot not in present:
+                    conn.execute("SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)", (slot,))
+            for slot in present:
+                if slot not in slots:
+                    _drop_slot(conn, slot)
+            loaded = conn.execute("SELECT pg_catalog.pg_conf_load_time()").fetchone()
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        self._wait_reloaded(where, loaded[0] if loaded else None)
+
+    def _wait_reloaded(self, where: admin.Target, before: object) -> None:
+        """Until a new session sees the configuration loaded after `before` (the postmaster re-reads it
+        when signalled, and new sessions inherit what it read)."""
+        deadline = time.monotonic() + _RELOAD_WAIT
+        while True:
+            with admin.session(where) as conn, admin.refusals("read when its configuration was loaded"):
+                row = conn.execute("SELECT pg_catalog.pg_conf_load_time() > %s", (before,)).fetchone()
+            if row is not None and row[0]:
+                return
+            if time.monotonic() >= deadline:
+                raise TemporaryError("PostgreSQL has not loaded its new configuration yet")
+            time.sleep(0.05)
+
+    def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
+        """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the
+        WAL streamed alongside, into its empty data directory (the runtime syncs it afterwards)."""
+        bin_dir = PurePosixPath(self._version.bin_dir)
+        return (
+            CommandSpec(
+                argv=(
+                    str(bin_dir / "pg_basebackup"), "-D", placement.data_dir, "-d", conninfo(upstream, slot),
+                    "-X", "stream", "-S", slot, "-c", "fast", "--no-sync", "-w",
+                ),
+                env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
+                timeout=6 * 3600.0,
+            ),
+        )

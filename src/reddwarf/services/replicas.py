@@ -1,0 +1,139 @@
+"""Replicas (Trove's `replica_of`): validate, then record the replicas, their place in the source's replication
+set and their creates in one unit of work (docs/replication.md).
+
+As in Trove, a replica takes its source's flavor, volume size and datastore version: a request that names any
+of them, or locality, users, databases or a fixed address, is refused with Trove's message; `replica_count`
+(1 to 3) replicas are made, named `name-1` ... `name-N` when there are several, and the answer is the first.
+A replica of a replica is refused (403) unless the engine declares cascading (none does yet). The source must
+be ACTIVE, and its running server able to be a source now (`Replication.blocker`: a server started before
+replication was supported here needs a restart first, and the 422 says so). Every replica shares its source's
+admin credential (a physical copy has the source's accounts byte for byte).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from reddwarf.domain import conditions
+from reddwarf.domain.capabilities import Capability
+from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, UnprocessableEntity
+from reddwarf.domain.instance import Instance, InstanceSpec
+from reddwarf.domain.operations import Kind
+from reddwarf.domain.replication import MAX_REPLICA_COUNT
+from reddwarf.domain.secret import ADMIN_SECRET
+from reddwarf.domain.status import InstanceStatus
+from reddwarf.identity.context import AuthContext
+from reddwarf.services import capacity, catalog, live
+from reddwarf.services.context import ServiceContext
+from reddwarf.services.instances import CreateInstanceRequest, check_quota, validate_name
+from reddwarf.services.lookup import load_instance
+from reddwarf.store.repositories.replication import StaleSet
+
+logger = logging.getLogger(__name__)
+
+
+def _refuse_fields(request: CreateInstanceRequest) -> int:
+    """Trove's refusals of what a replica cannot choose; the number of replicas asked for."""
+    for field, present, message in (
+        ("flavorRef", request.flavor_ref is not None, "Cannot specify flavor when creating replicas."),
+        ("datastore", request.datastore_given, "Cannot specify datastore when creating replicas."),
+        ("volume", request.volume_size is not None, "Cannot specify volume when creating replicas."),
+        ("locality", request.locality is not None, "Cannot specify locality when creating replicas."),
+        ("nics", request.nic_address, "Cannot specify IP address when creating replicas."),
+        ("users", bool(request.users or request.databases), "Cannot create a replica with users or databases."),
+        ("restorePoint", any(r is not None for r in (request.restore_point, request.branch_of,
+                                                     request.branch_snapshot)),
+         "Cannot create a replica from a backup, an instance or a snapshot: it is seeded from its source."),
+    ):
+        if present:
+            raise BadRequest(message, field=field)
+    count = 1 if request.replica_count is None else request.replica_count
+    if not 1 <= count <= MAX_REPLICA_COUNT:
+        raise BadRequest(f"replica_count must be between 1 and {MAX_REPLICA_COUNT}, not {count}.",
+                         field="replica_count")
+    return count
+
+
+def _check_source(ctx: ServiceContext, source: Instance, source_id: str) -> None:
+    if source.replica_of is not None:
+        raise Forbidden(f"Cannot create a replica of a replica {source_id}.")
+    if source.deleting or source.status is not InstanceStatus.ACTIVE:
+        state = "DELETING" if source.deleting else source.status.value
+        raise UnprocessableEntity(
+            f"Instance {source_id} is not ready to be replicated (status {state}); it must be ACTIVE."
+        )
+    version = catalog.resolve_version(ctx, source.spec.datastore, source.spec.datastore_version, None, admin=True)
+    engine = ctx.engines[version.datastore]
+    replication = engine.replication(version)
+    if replication is None or not engine.capabilities(version).has(Capability.REPLICATION):
+        raise CapabilityMissing(version.datastore, version.name, Capability.REPLICATION.value)
+    with live.reach(ctx, source) as (placement, admin):
+        blocker = replication.blocker(placement, admin)
+    if blocker is not None:
+        raise UnprocessableEntity(f"Instance {source_id} cannot have replicas yet: {blocker}.")
+
+
+def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceRequest) -> Instance:
+    """Record `replica_count` replicas of `request.replica_of` (status BUILD), each with a create operation;
+    the first is returned. A refused request writes nothing."""
+    count = _refuse_fields(request)
+    name = validate_name(request.name)
+    source_id = str(request.replica_of)
+    with ctx.db.unit_of_work(write=False) as uow:
+        source = load_instance(uow, auth, source_id)
+    _check_source(ctx, source, source_id)
+    names = [name] if count == 1 else [validate_name(f"{name}-{n}") for n in range(1, count + 1)]
+    storage_limit = capacity.limit(
+        None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
+    )
+    made: list[Instance] = []
+    try:
+        with ctx.db.unit_of_work() as uow:
+            current = load_instance(uow, auth, source_id)  # again, in the writing transaction
+            if current.replica_of is not None:
+                raise Forbidden(f"Cannot create a replica of a replica {source_id}.")
+            admin = uow.secrets.get(source_id, ADMIN_SECRET)
+            if admin is None:
+                raise UnprocessableEntity(f"Instance {source_id} has lost its admin credential.")
+            found = uow.replication.set_of(source_id)
+            if found is None:  # a set's id is its first primary's runtime id (the local runtime's group)
+                found = uow.replication.form(current.runtime_id, current.project_id, source_id)
+            for replica_name in names:
+                check_quota(ctx, uow, auth.project_id, current.spec.volume_size_gb)
+                replica = _replica(ctx, current, replica_name, auth.project_id)
+                capacity.reserve_volume(uow, replica.id, "instance", current.spec.volume_size_gb, storage_limit)
+                uow.instances.add(replica)
+                uow.secrets.put(replica.id, ADMIN_SECRET, admin)
+                made.append(replica)
+            uow.replication.add_replicas(found, [r.id for r in made])
+            for replica in made:
+                ctx.enqueue(uow, Kind.REPLICA_CREATE, replica.id)
+                uow.events.add(replica.id, "created", f"replica of instance {source_id} requested")
+            uow.events.add(source_id, "replica", f"{len(made)} replica(s) requested: {', '.join(r.id for r in made)}")
+    except StaleSet:
+        raise UnprocessableEntity(
+            f"The replication set of instance {source_id} changed while the replicas were recorded; try again."
+        ) from None
+    logger.info("instance %s: %d replica(s) requested in project %s: %s", source_id, len(made), auth.project_id,
+                ", ".join(r.id for r in made))
+    made[0].replica_of = source_id
+    return made[0]
+
+
+def _replica(ctx: ServiceContext, source: Instance, name: str, project_id: str) -> Instance:
+    spec = InstanceSpec(
+        name=name,
+        flavor_id=source.spec.flavor_id,
+        volume_size_gb=source.spec.volume_size_gb,
+        datastore=source.spec.datastore,
+        datastore_version=source.spec.datastore_version,
+        replica_source_id=source.id,
+    )
+    now = ctx.clock()
+    initial = conditions.created("replica create requested", now)
+    status, operating = conditions.derive(initial)
+    return Instance(
+        id=str(uuid.uuid4()), project_id=project_id, spec=spec, status=status, operating_status=operating,
+        conditions=initial, created=now, updated=now,
+    )

@@ -1,0 +1,128 @@
+"""Replication sets and their members (`reddwarf.domain.replication`), changed only by compare-and-swap.
+
+Every change of a set names the version it read: `UPDATE replication_sets SET version = version + 1 ...
+WHERE id = :id AND version = :read` matches only while nobody changed the set since, so of two writers that
+read the same version exactly one succeeds and the other gets `StaleSet` (its transaction rolls back with
+whatever else it wrote, and it reads again).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from reddwarf.domain.replication import Member, ReplicationSet, Role
+from reddwarf.store.clock import now
+from reddwarf.store.rows import rowcount
+from reddwarf.store.tables import ReplicationSetRow, SetMemberRow
+
+
+class StaleSet(Exception):
+    """The set changed since it was read (or is gone): read it again and decide again."""
+
+
+class ReplicationRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, set_id: str) -> ReplicationSet | None:
+        row = self._session.get(ReplicationSetRow, set_id, populate_existing=True)
+        if row is None:
+            return None
+        members = self._session.scalars(
+            select(SetMemberRow).where(SetMemberRow.set_id == set_id)
+            .order_by(SetMemberRow.created, SetMemberRow.instance_id)
+            .execution_options(populate_existing=True)
+        )
+        return ReplicationSet(
+            id=row.id, project_id=row.project_id, primary_id=row.primary_id,
+            members=tuple(Member(m.instance_id, Role(m.role), m.created) for m in members),
+            version=row.version, created=row.created, updated=row.updated,
+        )
+
+    def set_of(self, instance_id: str) -> ReplicationSet | None:
+        """The set `instance_id` is a member of, or None (the one-member case)."""
+        set_id = self._session.scalar(select(SetMemberRow.set_id).where(SetMemberRow.instance_id == instance_id))
+        return None if set_id is None else self.get(set_id)
+
+    def sets_of(self, instance_ids: list[str]) -> dict[str, ReplicationSet]:
+        """The set of each of `instance_ids` that is a member of one (one query per set, for list views)."""
+        if not instance_ids:
+            return {}
+        pairs = self._session.execute(
+            select(SetMemberRow.instance_id, SetMemberRow.set_id).where(SetMemberRow.instance_id.in_(instance_ids))
+        ).all()
+        sets: dict[str, ReplicationSet] = {}
+        found: dict[str, ReplicationSet] = {}
+        for instance_id, set_id in pairs:
+            if set_id not in sets:
+                loaded = self.get(set_id)
+                if loaded is None:
+                    continue
+                sets[set_id] = loaded
+            found[instance_id] = sets[set_id]
+        return found
+
+    def form(self, set_id: str, project_id: str, primary_id: str) -> ReplicationSet:
+        """Record a new set whose only member is `primary_id` (version 1). `StaleSet` when the primary is a
+        member of a set already (another request formed one first)."""
+        if self._session.get(SetMemberRow, primary_id, populate_existing=True) is not None:
+            raise StaleSet(f"instance {primary_id} is a member of a set already")
+        moment = now()
+        self._session.add(ReplicationSetRow(
+            id=set_id, project_id=project_id, primary_id=primary_id, version=1, created=moment, updated=moment))
+        self._session.flush()
+        self._session.add(SetMemberRow(instance_id=primary_id, set_id=set_id, role=Role.PRIMARY.value,
+                                       created=moment))
+        self._session.flush()
+        found = self.get(set_id)
+        assert found is not None
+        return found
+
+    def add_replicas(self, found: ReplicationSet, instance_ids: list[str]) -> ReplicationSet:
+        """Add `instance_ids` as replicas of `found` (as read: `StaleSet` if it changed since)."""
+        self._bump(found, found.primary_id)
+        moment = now()
+        for index, instance_id in enumerate(instance_ids):
+            # Distinct creation times keep the replicas in the order they were asked for.
+            self._session.add(SetMemberRow(instance_id=instance_id, set_id=found.id, role=Role.REPLICA.value,
+                                           created=moment + index * 1e-6))
+        self._session.flush()
+        return self._reread(found.id)
+
+    def remove(self, found: ReplicationSet, instance_id: str) -> ReplicationSet | None:
+        """Take a replica out of `found` (as read); the set is dissolved (None) when only its primary is left.
+        The primary itself never leaves this way (it is promoted away first)."""
+        if instance_id == found.primary_id:
+            raise ValueError(f"instance {instance_id} is the primary of set {found.id}")
+        self._bump(found, found.primary_id)
+        self._session.execute(
+            delete(SetMemberRow).where(SetMemberRow.instance_id == instance_id, SetMemberRow.set_id == found.id)
+            .execution_options(synchronize_session=False)
+        )
+        if len(found.members) <= 2:
+            self._session.execute(
+                delete(SetMemberRow).where(SetMemberRow.set_id == found.id).execution_options(synchronize_session=False)
+            )
+            self._session.execute(
+                delete(ReplicationSetRow).where(ReplicationSetRow.id == found.id)
+                .execution_options(synchronize_session=False)
+            )
+            return None
+        return self._reread(found.id)
+
+    def _bump(self, found: ReplicationSet, primary_id: str) -> None:
+        result = self._session.execute(
+            update(ReplicationSetRow)
+            .where(ReplicationSetRow.id == found.id, ReplicationSetRow.version == found.version)
+            .values(version=found.version + 1, primary_id=primary_id, updated=now())
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(result) != 1:
+            raise StaleSet(f"replication set {found.id} changed since version {found.version}")
+
+    def _reread(self, set_id: str) -> ReplicationSet:
+        found = self.get(set_id)
+        if found is None:
+            raise StaleSet(f"replication set {set_id} is gone")
+        return found

@@ -1,0 +1,117 @@
+"""A worker killed with SIGKILL at any step of a replica's create, or of its delete, loses nothing: a second
+worker finishes it once the short lease expires. A created replica is ACTIVE with its source's rows and
+streams what the source writes next; a deleted one leaves its set, and its slot on the source is dropped.
+
+Each step is killed once in the default run (`before` and `after` alternating from one step to the next); the
+other half is `matrix` (`tests/chaos/test_worker_killed.every_step`). PostgreSQL is the engine with replication.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from tests.chaos.pg_source import active, postgres_source, tenant
+from tests.chaos.test_worker_killed import crash_and_recover, every_step, finished
+from tests.support.server import ReddwarfProcesses, running_plane, wait_for
+
+REPLICA_STEPS = ["allocate_address", "prepare", "source_ready", "initialise", "start", "answers", "verify", "active"]
+DELETE_STEPS = ["shutdown", "membership", "leave_set", "destroy", "release_slot", "forget"]
+USER, PASSWORD = "dora", "chaos-" + secrets.token_hex(4)
+SLOTS = "select count(*) from pg_replication_slots where slot_name like 'reddwarf\\_%'"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ReddwarfProcesses]:
+    with running_plane("chaos-replica", "127.0.175.0/24", REDDWARF_EMBEDDED_WORKERS="0",
+                       REDDWARF_LEASE_TTL="1") as procs:
+        yield procs
+
+
+@pytest.fixture(scope="module")
+def source(plane: ReddwarfProcesses) -> Iterator[dict[str, object]]:
+    with postgres_source(plane, "replica-source", USER, PASSWORD) as view:
+        yield view
+
+
+_active = active
+
+
+def _tenant(view: dict[str, object]) -> psycopg.Connection[tuple[object, ...]]:
+    return tenant(view, USER, PASSWORD)
+
+
+def _replica(client: httpx.Client, source_id: str, name: str) -> str:
+    response = client.post("/instances", json={"instance": {"name": name, "replica_of": source_id}})
+    assert response.status_code == 200, response.text
+    return str(response.json()["instance"]["id"])
+
+
+def _restart_plane(plane: ReddwarfProcesses) -> None:
+    plane.stop_all()
+    plane.start_server()
+    plane.start_worker()
+
+
+def _slots(source: dict[str, object]) -> int:
+    with _tenant(source) as conn:
+        row = conn.execute(SLOTS).fetchone()
+        assert row is not None
+        return int(str(row[0]))
+
+
+@pytest.mark.parametrize(("step", "when"), every_step(REPLICA_STEPS))
+def test_a_replicas_create_survives_a_worker_killed_at_every_step(
+    plane: ReddwarfProcesses, source: dict[str, object], step: str, when: str
+) -> None:
+    marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
+    source_id = str(source["id"])
+    with plane.client() as client:
+        replica_id = _replica(client, source_id, f"chaos-{step}-{when}")
+        crash_and_recover(plane, "instance.replica.create", step, when, marker)
+        steps = wait_for(lambda: finished(plane, replica_id, "instance.replica.create"), 120,
+                         "the replica's create to finish after the crash")
+        assert steps == REPLICA_STEPS, steps
+        view = _active(client, replica_id)
+        assert view is not None and view["replica_of"]["id"] == source_id  # type: ignore[index]
+        with _tenant(source) as conn:
+            conn.execute("insert into t values (-1)")
+        with _tenant(view) as conn:
+            wait_for(lambda: conn.execute("select count(*) from t").fetchone() == (1001,), 30, "the row to stream")
+        with _tenant(source) as conn:
+            conn.execute("delete from t where id = -1")
+        _restart_plane(plane)
+        client.delete(f"/instances/{replica_id}")
+        wait_for(lambda: client.get(f"/instances/{replica_id}").status_code == 404, 120, "the replica's delete")
+        assert _slots(source) == 0
+        plane.stop_all()
+        plane.start_server()
+
+
+@pytest.mark.parametrize(("step", "when"), every_step(DELETE_STEPS))
+def test_a_replicas_delete_survives_a_worker_killed_at_every_step(
+    plane: ReddwarfProcesses, source: dict[str, object], step: str, when: str
+) -> None:
+    marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
+    source_id = str(source["id"])
+    with plane.client() as client:
+        replica_id = _replica(client, source_id, f"chaos-delete-{step}-{when}")
+        worker = plane.start_worker()
+        wait_for(lambda: _active(client, replica_id), 120, "the replica to be ACTIVE")
+        worker.kill()
+        worker.wait()
+        assert client.delete(f"/instances/{replica_id}").status_code == 202
+        crash_and_recover(plane, "instance.delete", step, when, marker)
+        steps = wait_for(lambda: finished(plane, replica_id, "instance.delete"), 120,
+                         "the replica's delete to finish after the crash")
+        assert steps == DELETE_STEPS, steps
+        assert client.get(f"/instances/{source_id}").json()["instance"]["replicas"] == []
+        assert _slots(source) == 0
+        plane.stop_all()
+        plane.start_server()

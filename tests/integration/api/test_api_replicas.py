@@ -1,0 +1,84 @@
+"""Creating replicas through the API (fake engines, no servers): Trove's refusals of what a replica cannot
+choose, each naming the field and writing nothing; a replica of a replica is 403; a source whose engine has no
+replication is refused naming the capability; a source with replicas cannot be deleted (403); a replica's
+accounts are read-only (422). The success path runs against real servers in tests/e2e/test_replication_e2e.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from api_support import Api, create_body
+
+from reddwarf.domain.conditions import Observation
+
+
+def _active(api: Api, instance_id: str) -> None:
+    with api.db.unit_of_work() as uow:
+        uow.instances.record(instance_id, Observation.READY, "set by the test", generation=0)
+
+
+def _replica_body(source: str, **fields: Any) -> dict[str, Any]:
+    return {"instance": {"name": "r", "replica_of": source, **fields}}
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), [
+    ({"flavorRef": "1"}, "flavorRef", "Cannot specify flavor when creating replicas."),
+    ({"datastore": {"type": "postgresql"}}, "datastore", "Cannot specify datastore when creating replicas."),
+    ({"volume": {"size": 1}}, "volume", "Cannot specify volume when creating replicas."),
+    ({"locality": "affinity"}, "locality", "Cannot specify locality when creating replicas."),
+    ({"nics": [{"net-id": "n", "ip_address": "10.0.0.5"}]}, "nics",
+     "Cannot specify IP address when creating replicas."),
+    ({"users": [{"name": "u", "password": "pw"}]}, "users", "Cannot create a replica with users or databases."),
+    ({"databases": [{"name": "d"}]}, "users", "Cannot create a replica with users or databases."),
+    ({"restorePoint": {"backupRef": "b"}}, "restorePoint", "seeded from its source"),
+    ({"replica_count": 4}, "replica_count", "between 1 and 3"),
+    ({"replica_count": 0}, "replica_count", "between 1 and 3"),
+])
+def test_what_a_replica_cannot_choose_is_refused_by_name_and_writes_nothing(
+    api: Api, new_instance: str, fields: dict[str, Any], field: str, message: str
+) -> None:
+    before = api.count("instances")
+    response = api.post("/instances", _replica_body(new_instance, **fields))
+    assert response.status_code == 400, response.text
+    assert message in response.json()["badRequest"]["message"]
+    assert api.count("instances") == before and api.count("replication_sets") == 0
+
+
+def test_troveclients_body_reaches_the_source_checks(api: Api, new_instance: str) -> None:
+    # name, replica_of and nics only, as troveclient sends: no flavorRef needed. The source is still BUILD.
+    body = {"instance": {"name": "r", "replica_of": new_instance, "nics": [{"net-id": "n"}]}}
+    response = api.post("/instances", body)
+    assert response.status_code == 422 and "must be ACTIVE" in response.json()["unprocessableEntity"]["message"]
+    _active(api, new_instance)
+    # The fake engine declares no replication: refused naming the capability, nothing written.
+    response = api.post("/instances", body)
+    assert response.status_code == 400 and "replication" in response.json()["badRequest"]["message"]
+    assert api.count("instances") == 1 and api.count("replication_sets") == 0
+    assert api.post("/instances", _replica_body("no-such-instance")).status_code == 404
+    other = api.post("/instances", _replica_body(new_instance), who="other", project=api.other_project)
+    assert other.status_code == 404  # another project's instance is not even there
+
+
+def test_a_replica_of_a_replica_a_source_delete_and_a_replicas_accounts_are_refused(api: Api) -> None:
+    source = api.post("/instances", create_body(name="src")).json()["instance"]["id"]
+    replica = api.post("/instances", create_body(name="rep")).json()["instance"]["id"]
+    for made in (source, replica):
+        _active(api, made)
+    with api.db.unit_of_work() as uow:  # what a replica create records
+        formed = uow.replication.form(source, api.project, source)
+        uow.replication.add_replicas(formed, [replica])
+    shown = api.get(f"/instances/{source}").json()["instance"]
+    assert [r["id"] for r in shown["replicas"]] == [replica]
+    assert api.get(f"/instances/{replica}").json()["instance"]["replica_of"]["id"] == source
+    listed = {i["id"]: i for i in api.get("/instances").json()["instances"]}
+    assert listed[replica]["replica_of"]["id"] == source and listed[source]["replicas"][0]["id"] == replica
+
+    response = api.post("/instances", _replica_body(replica))
+    assert response.status_code == 403 and "replica of a replica" in response.json()["forbidden"]["message"]
+    response = api.delete(f"/instances/{source}")
+    assert response.status_code == 403 and replica in response.json()["forbidden"]["message"]
+    assert ("instance.delete", "pending") not in api.operations(source)
+    response = api.post(f"/instances/{replica}/users", {"users": [{"name": "u", "password": "pw-pw-pw"}]})
+    assert response.status_code == 422 and "read-only" in response.json()["unprocessableEntity"]["message"]
+    assert api.delete(f"/instances/{replica}").status_code == 202  # a replica can go

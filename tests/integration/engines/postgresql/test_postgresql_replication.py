@@ -1,0 +1,103 @@
+"""The PostgreSQL replication source against a real PostgreSQL 15 server (the harness in conftest.py):
+`blocker()` names the restart a server started before replication was supported needs, `prepare_source()`
+makes the replication role (no password, REPLICATION, nothing else), one slot per replica and drops a former
+member's, and has the server load the ident map the runtime rewrote (without a restart)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pg_harness import FLAVOR, OsUser, Server, free_address, make_placement, running_server
+
+from reddwarf.domain.catalog import DatastoreVersion
+from reddwarf.domain.instance import InstanceSpec
+from reddwarf.domain.replication import Topology, slot_name
+from reddwarf.domain.secret import Secret
+from reddwarf.engines.postgresql import PostgresqlEngine
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
+
+SPEC = InstanceSpec(name="src", flavor_id="1", volume_size_gb=1, datastore="postgresql", datastore_version="15")
+FIRST, SECOND = slot_name("0" * 31 + "1"), slot_name("0" * 31 + "2")
+
+
+@pytest.fixture(scope="module")
+def server(engine: PostgresqlEngine, pg15: DatastoreVersion, os_user: OsUser, module_scratch: Path) -> Iterator[Server]:
+    with running_server(engine, pg15, os_user, module_scratch / "source", SPEC) as running:
+        yield running
+
+
+def _admin(server: Server) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(host=server.placement.address, port=server.placement.port,
+                           user=server.engine.admin_user, password=server.admin_password.reveal(),
+                           dbname="postgres", autocommit=True, connect_timeout=5)
+
+
+def _slots(server: Server) -> list[str]:
+    with _admin(server) as conn:
+        return [str(r[0]) for r in conn.execute("select slot_name from pg_replication_slots order by 1")]
+
+
+def test_a_current_server_can_be_a_source(engine: PostgresqlEngine, pg15: DatastoreVersion, server: Server) -> None:
+    assert engine.replication(pg15).blocker(server.placement, server.admin_password) is None
+
+
+def test_slots_follow_the_members_and_the_role_can_do_nothing_but_replicate(
+    engine: PostgresqlEngine, pg15: DatastoreVersion, server: Server
+) -> None:
+    replication = engine.replication(pg15)
+    with _admin(server) as conn:
+        loaded = conn.execute("select pg_conf_load_time()").fetchone()
+    # The runtime rewrote the ident map for a member (what `Runtime.refresh` does); prepare_source loads it.
+    peer = dataclasses.replace(server.placement, os_user="rd-member000001")
+    workload = engine.workload(SPEC, pg15, FLAVOR, server.placement, server.admin_password,
+                               Topology(set_id="s", peers=(peer,)))
+    ident = next(f for f in workload.files if f.path.endswith("pg_ident.conf"))
+    server._write(ident)
+    replication.prepare_source(server.placement, server.admin_password, (FIRST, SECOND))
+    assert _slots(server) == [FIRST, SECOND]
+    with _admin(server) as conn:
+        row = conn.execute("select pg_conf_load_time() > %s, (select count(*) from pg_ident_file_mappings"
+                           " where sys_name = 'rd-member000001' and pg_username = 'reddwarf_replicator')",
+                           (loaded[0] if loaded else None,)).fetchone()
+        assert row == (True, 1)
+        role = conn.execute("select rolcanlogin, rolreplication, rolsuper, rolcreatedb, rolcreaterole, rolpassword"
+                            " from pg_authid where rolname = 'reddwarf_replicator'").fetchone()
+        assert role == (True, True, False, False, False, None)
+        # The slot reserves WAL from the moment it is made (a replica seeding from it loses nothing).
+        assert conn.execute(f"select restart_lsn is not null from pg_replication_slots where slot_name = '{FIRST}'"
+                            ).fetchone() == (True,)
+    replication.prepare_source(server.placement, server.admin_password, (SECOND,))  # FIRST's replica left
+    assert _slots(server) == [SECOND]
+    replication.prepare_source(server.placement, server.admin_password, (SECOND,))  # idempotent
+    assert _slots(server) == [SECOND]
+    replication.prepare_source(server.placement, server.admin_password, ())
+    assert _slots(server) == []
+
+
+def test_a_server_started_before_replication_was_supported_needs_a_restart_first(
+    engine: PostgresqlEngine, pg15: DatastoreVersion, os_user: OsUser, module_scratch: Path
+) -> None:
+    root = module_scratch / "older"
+    root.mkdir(mode=0o755)
+    placement = make_placement(root, os_user, free_address())
+    admin = Secret("older-admin-pa55")
+    workload = engine.workload(SPEC, pg15, FLAVOR, placement, admin)
+    # What Reddwarf pinned before: the socket for its owner only.
+    argv = tuple("unix_socket_permissions=0700" if a.startswith("unix_socket_permissions=") else a
+                 for a in workload.server.argv)
+    older = Server(engine, placement, dataclasses.replace(workload, server=dataclasses.replace(
+        workload.server, argv=argv)), admin, os_user)
+    older.prepare()
+    older.initialise()
+    try:
+        older.start()
+        older.wait_ready()
+        reason = engine.replication(pg15).blocker(placement, admin)
+        assert reason is not None and "restart" in reason
+    finally:
+        older.stop()

@@ -1,0 +1,94 @@
+"""Replication sets in the store: members with roles, changed only by compare-and-swap, and the claim's
+set-wide conflicts (a replica's create and its primary's restart never run together)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from reddwarf.domain.operations import Kind
+from reddwarf.domain.replication import Role
+from reddwarf.store import Database
+from reddwarf.store.repositories.replication import StaleSet
+
+
+def _id() -> str:
+    return str(uuid.uuid4())
+
+
+def test_a_set_is_formed_grows_and_is_dissolved_when_its_last_replica_leaves(db: Database) -> None:
+    primary, first, second, set_id = _id(), _id(), _id(), _id()
+    with db.unit_of_work() as uow:
+        formed = uow.replication.form(set_id, "p1", primary)
+        grown = uow.replication.add_replicas(formed, [first, second])
+    assert grown.primary_id == primary and grown.replica_ids == (first, second)
+    assert grown.member(primary) is not None and grown.member(primary).role is Role.PRIMARY  # type: ignore[union-attr]
+    assert grown.version == formed.version + 1
+    with db.unit_of_work(write=False) as uow:
+        assert uow.replication.set_of(first) == grown
+        assert uow.replication.set_of(_id()) is None  # an instance in no set: the one-member case
+        assert set(uow.replication.sets_of([primary, second, _id()])) == {primary, second}
+    with db.unit_of_work() as uow:
+        after = uow.replication.remove(grown, first)
+    assert after is not None and after.replica_ids == (second,)
+    with db.unit_of_work() as uow:
+        assert uow.replication.remove(after, second) is None
+    with db.unit_of_work(write=False) as uow:
+        assert uow.replication.get(set_id) is None and uow.replication.set_of(primary) is None
+
+
+def test_two_writers_of_the_same_version_cannot_both_change_a_set(db: Database) -> None:
+    primary = _id()
+    with db.unit_of_work() as uow:
+        formed = uow.replication.form(_id(), "p1", primary)
+    replica = _id()
+    with db.unit_of_work() as uow:
+        uow.replication.add_replicas(formed, [replica])
+    with pytest.raises(StaleSet), db.unit_of_work() as uow:
+        uow.replication.add_replicas(formed, [_id()])  # read version 1; the set is at 2 now
+    with db.unit_of_work(write=False) as uow:
+        current = uow.replication.set_of(primary)
+    assert current is not None and current.replica_ids == (replica,)  # the stale write left nothing
+    with pytest.raises(StaleSet), db.unit_of_work() as uow:
+        uow.replication.form(_id(), "p1", primary)  # a member of one set cannot form another
+
+
+def _enqueue(db: Database, kind: Kind, resource_id: str) -> str:
+    with db.unit_of_work() as uow:
+        return uow.operations.enqueue(kind, resource_id, {})
+
+
+def _claim(db: Database, worker: str) -> str | None:
+    with db.unit_of_work() as uow:
+        op = uow.operations.claim(worker, lease_ttl=30)
+        return None if op is None else op.id
+
+
+def test_a_replicas_create_and_its_primarys_restart_run_one_after_the_other(db: Database) -> None:
+    primary, replica, other = _id(), _id(), _id()
+    restart = _enqueue(db, Kind.INSTANCE_RESTART, primary)
+    with db.unit_of_work() as uow:
+        formed = uow.replication.form(_id(), "p1", primary)
+        uow.replication.add_replicas(formed, [replica])
+    create = _enqueue(db, Kind.REPLICA_CREATE, replica)
+    backup = _enqueue(db, Kind.BACKUP_CREATE, primary)
+    later_restart = _enqueue(db, Kind.INSTANCE_RESTART, primary)
+    unrelated = _enqueue(db, Kind.INSTANCE_RESTART, other)
+
+    assert _claim(db, "w1") == restart
+    # The create waits for the restart accepted before it on another member of its set (the backup, for the
+    # restart on its own instance); another instance is not held up.
+    assert _claim(db, "w2") == unrelated
+    assert _claim(db, "w3") is None
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(restart, "w1")
+    # A backup of the primary does not conflict with its replica's create: both run.
+    held = {_claim(db, "w3"): "w3", _claim(db, "w4"): "w4"}
+    assert set(held) == {create, backup}
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(backup, held[backup])
+    assert _claim(db, "w5") is None  # the second restart waits for the replica's create
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(create, held[create])
+    assert _claim(db, "w5") == later_restart
