@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     operation_deadline: float = Field(default=6 * 3600.0, gt=0)
     # Seconds between two looks for log files servers archived (PostgreSQL's WAL), shipped to backup storage.
     archive_ship_interval: float = Field(default=5.0, gt=0)
+    # Seconds between two looks at every replica's streaming state and lag (docs/replication.md).
+    replication_check_interval: float = Field(default=5.0, gt=0)
     # Restore every completed backup into a throwaway server, run the engine's checks, record the result on the
     # backup (`verified`), remove the server (docs/backups.md, "Verified backups").
     verify_backups: bool = False

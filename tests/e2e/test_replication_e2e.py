@@ -22,8 +22,9 @@ import pytest
 
 from reddwarf.client import Instance, ReddwarfClient, UserRequest
 from reddwarf.client.errors import ReddwarfAPIError
-from reddwarf.domain.secret import Secret
+from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.runtimes.local.paths import instance_key
+from reddwarf.store.database import Database
 from tests.e2e.test_cli_e2e import cli
 from tests.support.engine_harness import OsUser, throwaway_os_user
 from tests.support.server import (
@@ -43,7 +44,7 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 
 @pytest.fixture(scope="module")
 def reddwarf() -> Iterator[ReddwarfProcesses]:
-    with running_plane("replication", "127.0.174.0/24") as procs:
+    with running_plane("replication", "127.0.174.0/24", REDDWARF_REPLICATION_CHECK_INTERVAL="0.5") as procs:
         yield procs
 
 
@@ -99,6 +100,13 @@ def test_replicas_stream_from_their_source_and_refuse_every_write(
             assert _sql(replica, "select pg_is_in_recovery()") is True
         # The source was never restarted for its replicas.
         assert _sql(source, "select pg_postmaster_start_time()::text") == started
+        # Each replica's state and lag, as the replication watch recorded them (an extension of the view).
+        for replica in replicas:
+            health = wait_for(lambda r=replica: _replication(client, r.id).get("observed") and _replication(
+                client, r.id), 30, "the replication watch to record the replica")
+            assert health["role"] == "replica" and health["state"] == "streaming", health
+            assert isinstance(health["lag_bytes"], int) and health["lag_seconds"] is not None
+        assert client.get_instance(source.id).model_extra["replication"] == {"role": "primary"}  # type: ignore[index]
 
         # Made on the source after the replicas existed: rows, a database, a user.
         _sql(source, "insert into t values (-1, 'late') returning 1")
@@ -140,7 +148,7 @@ def test_replicas_stream_from_their_source_and_refuse_every_write(
         client.delete_instance(replicas[1].id)
         client.wait_for_delete(replicas[1].id, timeout=DELETE_TIMEOUT)
         assert client.get_instance(source.id).replica_ids == []
-        assert _sql(source, slots) == 0
+        wait_for(lambda: _sql(source, slots) == 0, 30, "the last replica's slot to be dropped")
         client.delete_instance(source.id)
         client.wait_for_delete(source.id, timeout=DELETE_TIMEOUT)
 
@@ -183,6 +191,19 @@ def _as(user: str, argv: list[str], groups: tuple[int, ...] = ()) -> subprocess.
     )
 
 
+def _replication(client: ReddwarfClient, instance_id: str) -> dict[str, Any]:
+    found = (client.get_instance(instance_id).model_extra or {}).get("replication")
+    assert isinstance(found, dict), found
+    return found
+
+
+def _events(reddwarf: ReddwarfProcesses, instance_id: str) -> list[dict[str, Any]]:
+    with reddwarf.client() as http:
+        events = http.get(f"/instances/{instance_id}/events").json()["events"]
+    assert isinstance(events, list)
+    return events
+
+
 def _walreceiver_failures(reddwarf: ReddwarfProcesses, replica_id: str) -> int:
     log = reddwarf.state_dir / "instances" / replica_id / "volume" / "log" / "server.log"
     return log.read_text(errors="replace").count("could not connect to the primary server")
@@ -223,12 +244,65 @@ def test_only_the_sets_members_reach_the_source_and_no_credential_goes_to_its_ad
             squatter.wait_listening(30)
             wait_for(lambda: _walreceiver_failures(reddwarf, replica.id) > before + 1, 60,
                      "the replica to retry its source twice while the squatter holds its address")
+            # A replica that does not stream is Degraded, and its view and events say why.
+            wait_for(lambda: client.get_instance(replica.id).operating_status == "ERROR", 30,
+                     "the replica to be Degraded for not streaming")
+            assert client.get_instance(replica.id).status == "ACTIVE"
+            health = _replication(client, replica.id)
+            assert health["state"] == "stopped" and "source" in health["reason"], health
+            assert any(e.get("kind") == "replication" for e in _events(reddwarf, replica.id))
         finally:
             squatter.stop()
         assert squatter.received == b"", "a replica sent something to the squatter"
         client.wait_for_instance(source.id, timeout=180)  # the address is free again: the source comes back
         _sql(source, "insert into t values (-9, 'back') returning 1")
         _eventually_on(replica, "select v from t where id = -9", "back")
+        wait_for(lambda: client.get_instance(replica.id).operating_status == "HEALTHY", 30,
+                 "the replica to be healthy again once it streams")
+        assert _replication(client, replica.id)["state"] == "streaming"
         for instance_id in (replica.id, stranger.id, source.id):
+            client.delete_instance(instance_id)
+            client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+
+
+def _set_admin(reddwarf: ReddwarfProcesses, instance_id: str) -> str:
+    """The admin password the control plane holds for an instance (the set's, for a member)."""
+    db = Database.from_url(f"sqlite:///{reddwarf.state_dir / 'control' / 'reddwarf.db'}",
+                           key_file=reddwarf.state_dir / "control" / "secret.key")
+    try:
+        with db.unit_of_work(write=False) as uow:
+            found = uow.secrets.get(instance_id, ADMIN_SECRET)
+    finally:
+        db.dispose()
+    assert found is not None
+    return found.reveal()
+
+
+def test_a_detached_replica_is_read_write_on_its_own_with_its_own_admin(
+    reddwarf: ReddwarfProcesses, unique_name: str
+) -> None:
+    with reddwarf.tenant() as client:
+        source = _source(client, unique_name)
+        replica = client.wait_for_instance(client.create_replicas(f"{unique_name}-r", source.id).id,
+                                           timeout=ACTIVE_TIMEOUT)
+        set_admin = _set_admin(reddwarf, source.id)
+        admin = {"user": "reddwarf_admin", "password": set_admin, "dbname": "postgres"}
+        assert _sql(replica, "select 1", **admin) == 1  # one admin credential for the set
+        detached = cli(reddwarf, "instance", "detach", replica.id, "--wait")
+        assert detached["status"] == "ACTIVE" and "replica_of" not in detached
+        view = client.get_instance(replica.id)
+        assert view.source_id is None and client.get_instance(source.id).replica_ids == []
+        assert _sql(view, "select pg_is_in_recovery()") is False
+        _sql(view, "insert into t values (-5, 'mine') returning 1")  # read-write, on its own
+        _sql(source, "insert into t values (-6, 'theirs') returning 1")
+        assert _sql(view, "select count(*) from t where id = -6") == 0
+        assert _sql(source, "select count(*) from t where id = -5") == 0
+        # The former set's admin password no longer opens it (it still opens the source).
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            _sql(view, "select 1", **admin)
+        assert _sql(source, "select 1", **admin) == 1
+        wait_for(lambda: _sql(source, "select count(*) from pg_replication_slots") == 0, 30,
+                 "the detached replica's slot to be dropped")
+        for instance_id in (replica.id, source.id):
             client.delete_instance(instance_id)
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)

@@ -80,6 +80,18 @@ def instance_view(
         body["replica_of"] = {
             "id": instance.replica_of, "links": links(base, instance.project_id, "instances", instance.replica_of)
         }
+        # Extension: the replica's streaming state and lag as the replication watch last recorded them.
+        health = instance.replication_health
+        body["replication"] = {"role": "replica"} if health is None else {
+            "role": "replica",
+            "state": "streaming" if health.state.streaming else "stopped",
+            "lag_seconds": health.state.lag_seconds,
+            "lag_bytes": health.state.lag_bytes,
+            "observed": isotime(health.observed),
+            **({"reason": health.state.detail} if health.state.detail else {}),
+        }
+    elif instance.replicas:
+        body["replication"] = {"role": "primary"}
     if instance.endpoint is not None:
         body["ip"] = [instance.endpoint.address]
         body["addresses"] = [

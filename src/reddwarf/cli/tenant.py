@@ -449,6 +449,36 @@ def delete_instance(
             output.print_message(f"Delete of instance {instance_id} accepted.")
 
 
+@instance_app.command("detach")
+def detach_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="The replica's id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ACTIVE and read-write.")] = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token_file: TokenFileOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Detach a replica from its source: it becomes an independent read-write instance with its own admin
+    credential (Trove's detach). With --json, prints {"id", "action", "accepted"} (the instance with --wait)."""
+    with connected(endpoint, token_file, project, state_dir) as client:
+        client.detach_replica(instance_id)
+        if not wait:
+            if json_output:
+                output.print_json(_accepted(instance_id, "detach"))
+            else:
+                output.print_message(f"Detach of instance {instance_id} accepted.")
+            return
+        with output.wait_display("Detaching", instance_id) as display:
+            instance = client.wait_for_detach(instance_id, timeout=timeout, on_poll=display.update)
+        if json_output:
+            output.print_json(instance.wire())
+        else:
+            output.print_table(output.instance_table(instance))
+
+
 @instance_app.command("restart")
 def restart_instance(
     *,

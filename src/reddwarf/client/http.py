@@ -248,6 +248,29 @@ class ReddwarfClient:
     def restart_instance(self, instance_id: str) -> None:
         self._request("POST", f"/instances/{_segment(instance_id)}/action", json={"restart": {}})
 
+    def detach_replica(self, instance_id: str) -> None:
+        """Trove's detach: the replica becomes an independent read-write instance with its own admin credential."""
+        self._request("PUT", f"/instances/{_segment(instance_id)}", json={"instance": {"replica_of": None}})
+
+    def wait_for_detach(
+        self, instance_id: str, timeout: float = DEFAULT_WAIT_TIMEOUT, on_poll: PollCallback | None = None
+    ) -> Instance:
+        """Poll until the instance is ACTIVE and no replica any more; `InstanceFaulted` when it reaches ERROR."""
+
+        def settled(view: Instance) -> bool:
+            if on_poll is not None:
+                on_poll(view)
+            if view.status == ERROR_STATUS:
+                raise InstanceFaulted(view)
+            return view.status == "ACTIVE" and view.source_id is None
+
+        end = poll(lambda: self.get_instance(instance_id), settled, timeout=timeout, interval=self.poll_interval,
+                   label=f"instance {instance_id}")
+        if end.view is None or end.expired:
+            raise WaitTimeout(_timeout_message(instance_id, {"ACTIVE (detached)"}, timeout, end.view, end.error),
+                              end.view)
+        return end.view
+
     def rename_instance(self, instance_id: str, name: str) -> None:
         self._request("PUT", f"/instances/{_segment(instance_id)}", json={"instance": {"name": name}})
 

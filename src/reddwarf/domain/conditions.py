@@ -24,6 +24,7 @@ write; "=" keeps a condition as it is):
 | CREATING         | F Creating           | T Creating        | F Creating             | BUILD / ""          |
 | REBOOTING        | F Rebooting          | T Rebooting       | =                      | REBOOT / ""         |
 | DELETING         | F Deleting           | T Deleting        | =                      | SHUTDOWN / SHUTDOWN |
+| DETACHING        | =                    | T Detaching       | =                      | DETACH / ""         |
 | READY            | T Available          | F Settled         | F EndpointAnswers      | ACTIVE / HEALTHY    |
 | FAILED           | F OperationFailed    | F OperationFailed | T OperationFailed      | ERROR / ERROR       |
 | SERVER_DOWN      | F ServerNotRunning   | =                 | T ServerNotRunning     | SHUTDOWN / SHUTDOWN |
@@ -35,10 +36,14 @@ write; "=" keeps a condition as it is):
 | BACKUP_ENDED     | =                    | F Settled         | =                      | (Ready) / (2)       |
 | ARCHIVE_STALLED  | =                    | =                 | T ArchiveNotShipping   | (Ready) / ERROR     |
 | ARCHIVE_SHIPPING | =                    | =                 | F EndpointAnswers (3)  | (Ready) / HEALTHY   |
+| REPLICA_STOPPED  | =                    | =                 | T ReplicationStopped   | (Ready) / ERROR     |
+| REPLICA_STREAMS  | =                    | =                 | F EndpointAnswers (4)  | (Ready) / HEALTHY   |
 
 (1) only when it was False for ServerNotRunning; else =.
 (3) only when it was True for ArchiveNotShipping; else =. And ENDPOINT_ANSWERS leaves a Degraded that is True
     for ArchiveNotShipping alone: only the shipper, which saw the archive stall, says it ships again.
+(4) only when it was True for ReplicationStopped; else =. ENDPOINT_ANSWERS leaves a Degraded that is True for
+    ReplicationStopped too: only the replication watch, which saw the replica stop, says it streams again.
 (2) a backup does not stop the server: operating_status is what Ready and Degraded say, as when nothing runs.
 
 "(Ready)" is ACTIVE when Ready is True, SHUTDOWN when it is False because the server was found not running
@@ -63,6 +68,7 @@ class Reason(StrEnum):
     CREATING = "Creating"
     REBOOTING = "Rebooting"
     DELETING = "Deleting"
+    DETACHING = "Detaching"
     AVAILABLE = "Available"
     SETTLED = "Settled"
     ENDPOINT_ANSWERS = "EndpointAnswers"
@@ -73,6 +79,7 @@ class Reason(StrEnum):
     ADMIN_ACCESS_LOST = "AdminAccessLost"
     BACKING_UP = "BackingUp"
     ARCHIVE_NOT_SHIPPING = "ArchiveNotShipping"
+    REPLICATION_STOPPED = "ReplicationStopped"
 
 
 class Observation(StrEnum):
@@ -81,6 +88,7 @@ class Observation(StrEnum):
     CREATING = "creating"
     REBOOTING = "rebooting"
     DELETING = "deleting"
+    DETACHING = "detaching"
     READY = "ready"
     FAILED = "failed"
     SERVER_DOWN = "server_down"
@@ -92,6 +100,8 @@ class Observation(StrEnum):
     BACKUP_ENDED = "backup_ended"
     ARCHIVE_STALLED = "archive_stalled"
     ARCHIVE_SHIPPING = "archive_shipping"
+    REPLICA_STOPPED = "replica_stopped"
+    REPLICA_STREAMS = "replica_streams"
 
 
 # (status, reason) a condition takes; None keeps it as it is.
@@ -102,6 +112,7 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.CREATING: ((False, Reason.CREATING), (True, Reason.CREATING), (False, Reason.CREATING)),
     Observation.REBOOTING: ((False, Reason.REBOOTING), (True, Reason.REBOOTING), None),
     Observation.DELETING: ((False, Reason.DELETING), (True, Reason.DELETING), None),
+    Observation.DETACHING: (None, (True, Reason.DETACHING), None),
     Observation.READY: ((True, Reason.AVAILABLE), (False, Reason.SETTLED), (False, Reason.ENDPOINT_ANSWERS)),
     Observation.FAILED: (
         (False, Reason.OPERATION_FAILED), (False, Reason.OPERATION_FAILED), (True, Reason.OPERATION_FAILED)
@@ -115,6 +126,14 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.BACKUP_ENDED: (None, (False, Reason.SETTLED), None),
     Observation.ARCHIVE_STALLED: (None, None, (True, Reason.ARCHIVE_NOT_SHIPPING)),
     Observation.ARCHIVE_SHIPPING: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
+    Observation.REPLICA_STOPPED: (None, None, (True, Reason.REPLICATION_STOPPED)),
+    Observation.REPLICA_STREAMS: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
+}
+
+# Degraded reasons that only the watcher that found them clears (by its own observation), never a ping.
+_WATCHED_REASONS: Mapping[Observation, Reason] = {
+    Observation.ARCHIVE_SHIPPING: Reason.ARCHIVE_NOT_SHIPPING,
+    Observation.REPLICA_STREAMS: Reason.REPLICATION_STOPPED,
 }
 
 # While Progressing is True, its reason alone says the statuses.
@@ -122,6 +141,7 @@ _PROGRESS_STATUS: Mapping[str, tuple[InstanceStatus, OperatingStatus]] = {
     Reason.CREATING: (InstanceStatus.BUILD, OperatingStatus.NONE),
     Reason.REBOOTING: (InstanceStatus.REBOOT, OperatingStatus.NONE),
     Reason.DELETING: (InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN),
+    Reason.DETACHING: (InstanceStatus.DETACH, OperatingStatus.NONE),
 }
 
 # Trove's status of an instance that is not Ready and not progressing, by Ready's reason.
@@ -146,10 +166,10 @@ def advance(
     effects = _EFFECTS[observation]
     ready_effect, degraded_effect = effects[0], effects[2]
     degraded = by_type.get(ConditionType.DEGRADED)
-    archive_stalled = degraded is not None and degraded.status and degraded.reason == Reason.ARCHIVE_NOT_SHIPPING
-    if observation is Observation.ENDPOINT_ANSWERS and archive_stalled:
+    watched = degraded.reason if degraded is not None and degraded.status else None
+    if observation is Observation.ENDPOINT_ANSWERS and watched in _WATCHED_REASONS.values():
         degraded_effect = None
-    if observation is Observation.ARCHIVE_SHIPPING and not archive_stalled:
+    if observation in _WATCHED_REASONS and watched != _WATCHED_REASONS[observation]:
         degraded_effect = None
     if observation is Observation.ENDPOINT_ANSWERS:
         ready = by_type.get(ConditionType.READY)
@@ -170,6 +190,13 @@ def advance(
         else:
             result.append(Condition(kind, status, reason.value, message, since=now))
     return tuple(result)
+
+
+def held_by_a_watcher(conditions: tuple[Condition, ...]) -> bool:
+    """Degraded for a reason only its watcher clears (the archive, replication): a ping that answers leaves
+    operating_status ERROR."""
+    degraded = {c.type: c for c in conditions}.get(ConditionType.DEGRADED)
+    return degraded is not None and degraded.status and degraded.reason in _WATCHED_REASONS.values()
 
 
 def derive(conditions: tuple[Condition, ...]) -> tuple[InstanceStatus, OperatingStatus]:

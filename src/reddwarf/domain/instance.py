@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reddwarf.domain.replication import ReplicaHealth
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 
@@ -86,6 +87,8 @@ class Instance:
     # replicates from (a replica), or its replicas, oldest first (a primary). Read-only here.
     replica_of: str | None = None
     replicas: tuple[str, ...] = ()
+    # A replica's streaming state and lag as the replication watch last recorded it (never computed on read).
+    replication_health: ReplicaHealth | None = None
 
     @property
     def runtime_id(self) -> str:

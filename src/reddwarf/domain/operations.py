@@ -17,6 +17,7 @@ Conflicts are per resource (an instance, a warm-pool slot). Each kind belongs to
   wait).
 - `BACKUP_FILES` (deleting a backup's artifacts or a snapshot's image, verifying a backup, streaming a
   backup from a snapshot, on it): only with itself.
+- `REPLICATION` (bringing a primary's files and slots in line with its set): with the lifecycle and itself.
 
 Conflicts also reach across a replication set (`domain.replication`): a kind's `set_lanes` are the lanes it
 may not run beside on the OTHER members of the resource's set (a replica's create, which seeds from its
@@ -49,6 +50,8 @@ class Kind(StrEnum):
     INSTANCE_RESTART = "instance.restart"
     INSTANCE_REPAIR = "instance.reconcile"
     REPLICA_CREATE = "instance.replica.create"
+    REPLICA_DETACH = "instance.replica.detach"
+    SET_CONVERGE = "instance.replication.converge"
     DATABASES_CREATE = "instance.databases.create"
     DATABASES_DELETE = "instance.databases.delete"
     USERS_CREATE = "instance.users.create"
@@ -73,6 +76,7 @@ class Lane(StrEnum):
     POOL = "pool"
     BACKUP = "backup"
     BACKUP_FILES = "backup_files"
+    REPLICATION = "replication"
 
 
 # -- payloads -------------------------------------------------------------------------------------------
@@ -195,11 +199,21 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.INSTANCE_RESTORE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Restoring the instance from a backup"),
         KindSpec(Kind.INSTANCE_DELETE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Deleting the instance",
                  supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE, Kind.INSTANCE_RESTART,
-                                       Kind.INSTANCE_REPAIR, Kind.REPLICA_CREATE})),
+                                       Kind.INSTANCE_REPAIR, Kind.REPLICA_CREATE, Kind.REPLICA_DETACH,
+                                       Kind.SET_CONVERGE})),
         # A replica is seeded from its primary's server (the whole data set, streamed): the primary must not
         # restart or go away meanwhile; its backups and account writes go on.
         KindSpec(Kind.REPLICA_CREATE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Creating a replica",
                  set_lanes=frozenset({Lane.LIFECYCLE})),
+        # A detach promotes the replica on its own and drops its slot on the primary: a restart of either
+        # waits (and a replica's create, which rewrites the primary's files, does too).
+        KindSpec(Kind.REPLICA_DETACH, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Detaching a replica",
+                 set_lanes=frozenset({Lane.LIFECYCLE})),
+        # A primary's files, socket directory and slots made to match its set as the store has it now (after a
+        # replica left): ordered with its lifecycle and with every replica create of its set, which rewrite
+        # the same; one attempt (a primary that does not answer is left as it is, and is no failure of its).
+        KindSpec(Kind.SET_CONVERGE, NoPayload, 10 * MINUTE, Lane.REPLICATION,
+                 "Updating a primary for its replicas", set_lanes=frozenset({Lane.LIFECYCLE})),
         KindSpec(Kind.INSTANCE_RESTART, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Restarting the instance"),
         KindSpec(Kind.INSTANCE_REPAIR, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Repairing the instance"),
         KindSpec(Kind.DATABASES_CREATE, DatabasesCreate, _ACCOUNT_DEADLINE, Lane.ACCOUNTS, "Creating databases"),
@@ -232,11 +246,12 @@ REGISTRY: Mapping[Kind, KindSpec] = {
 # Which lanes may not run together on one resource (symmetric). A lane absent from another's set runs
 # beside it.
 _CONFLICTS: Mapping[Lane, frozenset[Lane]] = {
-    Lane.LIFECYCLE: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.POOL, Lane.BACKUP}),
+    Lane.LIFECYCLE: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.POOL, Lane.BACKUP, Lane.REPLICATION}),
     Lane.ACCOUNTS: frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS}),
     Lane.POOL: frozenset({Lane.LIFECYCLE, Lane.POOL}),
     Lane.BACKUP: frozenset({Lane.LIFECYCLE, Lane.BACKUP}),
     Lane.BACKUP_FILES: frozenset({Lane.BACKUP_FILES}),
+    Lane.REPLICATION: frozenset({Lane.LIFECYCLE, Lane.REPLICATION}),
 }
 
 KINDS_BY_LANE: Mapping[Lane, frozenset[Kind]] = {

@@ -28,10 +28,30 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """What a replica's primary says of it (`Replication.observe`): streaming or not (`detail` says why not,
+    in a tenant's words), and how far behind it is, in bytes of log and in seconds (None: not known)."""
+
+    streaming: bool
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaHealth:
+    """A replica's state as the replication watch last recorded it, and when (epoch seconds)."""
+
+    state: ReplicaState
+    observed: float
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
     instance_id: str
     role: Role
     created: float = 0.0
+    health: ReplicaHealth | None = None
 
 
 @dataclass(frozen=True, slots=True)

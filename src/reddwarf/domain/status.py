@@ -22,6 +22,7 @@ class InstanceStatus(StrEnum):
     RESTART_REQUIRED = "RESTART_REQUIRED"
     PROMOTE = "PROMOTE"
     EJECT = "EJECT"
+    DETACH = "DETACH"
     SHUTDOWN = "SHUTDOWN"
     FAILED = "FAILED"
 

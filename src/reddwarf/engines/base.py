@@ -49,7 +49,7 @@ from reddwarf.domain.backup import (
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
-from reddwarf.domain.replication import Topology
+from reddwarf.domain.replication import ReplicaState, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec, WorkloadSpec
 
@@ -244,6 +244,8 @@ class Replication(Protocol):
       (never a restart); idempotent, and it forgets former members'.
     - `seed()` is pure: the init commands, run as the new replica's OS user, that copy the primary's data into
       the replica's empty data directory from where it follows the primary.
+    - `observe()` is a live read on the primary (short timeout): the state of each replica named by its slot,
+      streaming or not (and why not, in a tenant's words), with its lag where the engine can tell.
     """
 
     def strategy(self) -> str: ...
@@ -253,6 +255,15 @@ class Replication(Protocol):
     def prepare_source(self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]) -> None: ...
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]: ...
+
+    def observe(
+        self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]
+    ) -> Mapping[str, ReplicaState]: ...
+
+    def promote(self, placement: Placement, admin_password: Secret) -> None:
+        """Make the replica at `placement` a read-write server of its own, without a restart; idempotent (a
+        server that is no replica any more is left alone). Returns once it takes writes."""
+        ...
 
 
 class BackupRun(Protocol):

@@ -93,11 +93,14 @@ def validate_name(name: str, field: str = "name") -> str:
 
 
 # A create from a backup is its own kind: the same steps, with a deadline for a whole chain's restore.
-CREATE_KINDS = frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE})
+CREATE_KINDS = frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE, Kind.REPLICA_CREATE})
 
 
 def create_kind(spec: InstanceSpec) -> Kind:
-    """A restore or a branch has the deadline of a restore (a branch's snapshot may wait on the source)."""
+    """A restore or a branch has the deadline of a restore (a branch's snapshot may wait on the source); a
+    replica is created (seeded) by its own kind, which conflicts with its primary's lifecycle."""
+    if spec.replica_source_id is not None:
+        return Kind.REPLICA_CREATE
     copied = any(ref is not None for ref in (spec.restore_backup_id, spec.branch_source_id,
                                              spec.branch_snapshot_id))
     return Kind.INSTANCE_RESTORE if copied else Kind.INSTANCE_CREATE

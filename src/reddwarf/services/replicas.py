@@ -45,6 +45,9 @@ def _refuse_fields(request: CreateInstanceRequest) -> int:
         ("restorePoint", any(r is not None for r in (request.restore_point, request.branch_of,
                                                      request.branch_snapshot)),
          "Cannot create a replica from a backup, an instance or a snapshot: it is seeded from its source."),
+        ("configuration", request.configuration is not None, "configuration is not supported yet by Reddwarf."),
+        ("modules", bool(request.modules), "modules is not supported yet by Reddwarf."),
+        ("access.allowed_cidrs", bool(request.allowed_cidrs), "access.allowed_cidrs is not supported yet by Reddwarf."),
     ):
         if present:
             raise BadRequest(message, field=field)
@@ -93,6 +96,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
             current = load_instance(uow, auth, source_id)  # again, in the writing transaction
             if current.replica_of is not None:
                 raise Forbidden(f"Cannot create a replica of a replica {source_id}.")
+            if current.deleting or current.status is not InstanceStatus.ACTIVE:  # a delete came in meanwhile
+                raise UnprocessableEntity(f"Instance {source_id} is no longer ACTIVE; no replica was made.")
             admin = uow.secrets.get(source_id, ADMIN_SECRET)
             if admin is None:
                 raise UnprocessableEntity(f"Instance {source_id} has lost its admin credential.")
@@ -100,8 +105,9 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
             if found is None:  # a set's id is its first primary's runtime id (the local runtime's group)
                 found = uow.replication.form(current.runtime_id, current.project_id, source_id)
             for replica_name in names:
-                check_quota(ctx, uow, auth.project_id, current.spec.volume_size_gb)
-                replica = _replica(ctx, current, replica_name, auth.project_id)
+                # A replica lives in its source's project (an admin may ask for one of any project's).
+                check_quota(ctx, uow, current.project_id, current.spec.volume_size_gb)
+                replica = _replica(ctx, current, replica_name, current.project_id)
                 capacity.reserve_volume(uow, replica.id, "instance", current.spec.volume_size_gb, storage_limit)
                 uow.instances.add(replica)
                 uow.secrets.put(replica.id, ADMIN_SECRET, admin)
@@ -115,7 +121,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
         raise UnprocessableEntity(
             f"The replication set of instance {source_id} changed while the replicas were recorded; try again."
         ) from None
-    logger.info("instance %s: %d replica(s) requested in project %s: %s", source_id, len(made), auth.project_id,
+    logger.info("instance %s: %d replica(s) requested in project %s: %s", source_id, len(made), source.project_id,
                 ", ".join(r.id for r in made))
     made[0].replica_of = source_id
     return made[0]
@@ -137,3 +143,24 @@ def _replica(ctx: ServiceContext, source: Instance, name: str, project_id: str) 
         id=str(uuid.uuid4()), project_id=project_id, spec=spec, status=status, operating_status=operating,
         conditions=initial, created=now, updated=now,
     )
+
+
+def detach(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
+    """Trove's detach (`PUT /instances/{id}` with `replica_of` or `slave_of`): the replica becomes an independent
+    read-write instance with its own admin credential (`instance.replica.detach`). 400 for an instance that is
+    not a replica, 422 unless it is ACTIVE; asking again while one is pending changes nothing."""
+    with ctx.db.unit_of_work() as uow:
+        instance = load_instance(uow, auth, instance_id)
+        pending = any(op.kind == Kind.REPLICA_DETACH for op in uow.operations.active_for(instance_id))
+        if pending:
+            return
+        if instance.replica_of is None:
+            raise BadRequest(f"Instance {instance_id} is not a replica: there is nothing to detach.",
+                             field="replica_of")
+        if instance.deleting or instance.status is not InstanceStatus.ACTIVE:
+            state = "DELETING" if instance.deleting else instance.status.value
+            raise UnprocessableEntity(f"Instance {instance_id} cannot be detached now (status {state}); it must be "
+                                      "ACTIVE.")
+        op_id = ctx.enqueue(uow, Kind.REPLICA_DETACH, instance_id)
+        uow.events.add(instance_id, "detach", f"detach from instance {instance.replica_of} requested")
+    logger.info("instance %s: detach requested; operation %s", instance_id, op_id)

@@ -334,3 +334,9 @@ class SetMemberRow(Base):
     set_id: Mapped[str] = mapped_column(ID, ForeignKey("replication_sets.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     created: Mapped[float] = mapped_column(Double)
+    # A replica's streaming state and lag, as the replication watch last observed them (null: not yet).
+    streaming: Mapped[bool | None] = mapped_column(Boolean)
+    lag_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    lag_seconds: Mapped[float | None] = mapped_column(Double)
+    health_detail: Mapped[str | None] = mapped_column(Text)
+    observed: Mapped[float | None] = mapped_column(Double)

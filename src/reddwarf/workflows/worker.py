@@ -16,10 +16,20 @@ from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.observer import Observer, ObserverSettings
 from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker, new_worker_id
-from reddwarf.workflows.reconcilers import accounts, backups, instances, pool, snapbackup, snapshots, verify
+from reddwarf.workflows.reconcilers import (
+    accounts,
+    backups,
+    instances,
+    pool,
+    replication,
+    snapbackup,
+    snapshots,
+    verify,
+)
 from reddwarf.workflows.reconcilers.archive import ArchiveShipper
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.health import HealthSweep
+from reddwarf.workflows.reconcilers.replication_watch import ReplicationWatch
 
 # Seconds between two admin logins of the health observer to an instance where root was ever enabled.
 ADMIN_CHECK_EVERY = 60.0
@@ -35,6 +45,7 @@ def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[
     return {
         **instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps),
         **backups.handlers(deps), **snapshots.handlers(deps), **verify.handlers(deps), **snapbackup.handlers(deps),
+        **replication.handlers(deps),
     }
 
 
@@ -59,12 +70,16 @@ def build_workers(
     shipper = Periodic("archive", settings.archive_ship_interval, ArchiveShipper(deps, new_worker_id()).run)
     # One worker per process also does the runtime's housekeeping (re-basing fragmented volume images).
     upkeep = Periodic("upkeep", UPKEEP_INTERVAL, deps.runtime.upkeep)
+    # And watches the replicas (one process at a time: a store lease).
+    watch = Periodic("replication", settings.replication_check_interval,
+                     ReplicationWatch(deps, new_worker_id(), settings.replication_check_interval).run)
+    first = (shipper, upkeep, watch)
     if settings.warm_pool.size <= 0:
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
-        return [_worker(deps, settings, (keeper, shipper, upkeep) if n == 0 else (keeper,), dispatcher=dispatcher)
+        return [_worker(deps, settings, (keeper, *first) if n == 0 else (keeper,), dispatcher=dispatcher)
                 for n in range(count)]
     tenants = [
-        _worker(deps, settings, (shipper, upkeep) if n == 0 else (), dispatcher=dispatcher, skip_kinds=POOL_KINDS)
+        _worker(deps, settings, first if n == 0 else (), dispatcher=dispatcher, skip_kinds=POOL_KINDS)
         for n in range(count)
     ]
     return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]

@@ -116,7 +116,7 @@ def test_rename_is_202_and_changes_the_name(api: Api, new_instance: str) -> None
 
 
 def test_update_of_other_attributes_is_400_naming_them(api: Api, new_instance: str) -> None:
-    for field, value in [("configuration", "c1"), ("replica_of", "x"), ("datastore_version", "15"),
+    for field, value in [("configuration", "c1"), ("datastore_version", "15"),
                          ("access", {"is_public": True})]:
         response = api.put(f"/instances/{new_instance}", {"instance": {"name": "n", field: value}})
         assert response.status_code == 400

@@ -81,4 +81,13 @@ def test_a_replica_of_a_replica_a_source_delete_and_a_replicas_accounts_are_refu
     assert ("instance.delete", "pending") not in api.operations(source)
     response = api.post(f"/instances/{replica}/users", {"users": [{"name": "u", "password": "pw-pw-pw"}]})
     assert response.status_code == 422 and "read-only" in response.json()["unprocessableEntity"]["message"]
+    # Detach, as troveclient sends it ("replica_of": "" or null; PATCH too): recorded once, not twice.
+    assert api.put(f"/instances/{source}", {"instance": {"replica_of": ""}}).status_code == 400  # not a replica
+    assert api.put(f"/instances/{replica}", {"instance": {"name": "", "slave_of": None}}).status_code == 400
+    assert ("instance.replica.detach", "pending") not in api.operations(replica)  # the bad name changed nothing
+    assert api.put(f"/instances/{replica}", {"instance": {"replica_of": None}}).status_code == 202
+    patched = api.client.patch(api.url(f"/instances/{replica}"), json={"instance": {"slave_of": ""}},
+                               headers=api.headers())
+    assert patched.status_code == 202
+    assert api.operations(replica).count(("instance.replica.detach", "pending")) == 1
     assert api.delete(f"/instances/{replica}").status_code == 202  # a replica can go

@@ -92,3 +92,19 @@ def test_a_replicas_create_and_its_primarys_restart_run_one_after_the_other(db: 
     with db.unit_of_work() as uow:
         assert uow.operations.complete(create, held[create])
     assert _claim(db, "w5") == later_restart
+
+
+def test_a_primarys_converge_and_a_new_replicas_create_run_in_the_order_they_were_accepted(db: Database) -> None:
+    primary, replica = _id(), _id()
+    converge = _enqueue(db, Kind.SET_CONVERGE, primary)  # a replica left; the set was dissolved
+    with db.unit_of_work() as uow:  # a new replica asked for at once: a new set
+        formed = uow.replication.form(_id(), "p1", primary)
+        uow.replication.add_replicas(formed, [replica])
+    create = _enqueue(db, Kind.REPLICA_CREATE, replica)
+    backup = _enqueue(db, Kind.BACKUP_CREATE, primary)
+    assert _claim(db, "w1") == converge
+    assert _claim(db, "w2") == backup  # a backup of the primary is not held up by its converge
+    assert _claim(db, "w3") is None  # the create waits: the converge must not undo what it makes ready
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(converge, "w1")
+    assert _claim(db, "w3") == create

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reddwarf.domain.conditions import Observation, Reason, advance, created, derive
+from reddwarf.domain.conditions import Observation, Reason, advance, created, derive, held_by_a_watcher
 from reddwarf.domain.status import Condition, ConditionType, InstanceStatus, OperatingStatus
 
 READY, PROGRESSING, DEGRADED = ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED
@@ -118,3 +118,18 @@ def test_derive_is_total() -> None:
     assert derive(unknown) == (InstanceStatus.ERROR, OperatingStatus.UNKNOWN)
     progressing_unknown = (Condition(PROGRESSING, True, "Resizing"),)
     assert derive(progressing_unknown) == (InstanceStatus.ERROR, OperatingStatus.UNKNOWN)
+
+
+def test_a_stopped_replica_is_degraded_until_the_watch_sees_it_stream_again() -> None:
+    stopped = _after(Observation.REPLICA_STOPPED, start=ACTIVE)
+    assert derive(stopped) == (InstanceStatus.ACTIVE, OperatingStatus.ERROR)
+    assert _by_type(stopped)[DEGRADED] == (True, Reason.REPLICATION_STOPPED)
+    assert held_by_a_watcher(stopped) and not held_by_a_watcher(ACTIVE)
+    # A ping that answers does not clear it (the server answers; it just does not replicate) ...
+    assert advance(stopped, Observation.ENDPOINT_ANSWERS, "m", 9.0) == stopped
+    # ... nor does the archive shipper's all-clear; the watch's does.
+    assert advance(stopped, Observation.ARCHIVE_SHIPPING, "m", 9.0) == stopped
+    assert derive(_after(Observation.REPLICA_STREAMS, start=stopped)) == ACTIVE_HEALTHY
+    # Streaming again changes nothing of an instance degraded for another reason.
+    silent = _after(Observation.ENDPOINT_SILENT, start=ACTIVE)
+    assert advance(silent, Observation.REPLICA_STREAMS, "m", 9.0) == silent

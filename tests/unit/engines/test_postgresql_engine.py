@@ -167,7 +167,8 @@ def test_a_replicas_workload_seeds_from_its_primary_over_its_socket_and_follows_
     )
     topology = Topology(set_id="s", upstream=primary, slot="reddwarf_abc", peers=(primary,))
     workload = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret("pw"), topology)
-    (seed,) = workload.init
+    seed, disarm = workload.init
+    assert "postgresql.auto.conf" in " ".join(disarm.argv)  # the source's ALTER SYSTEM never steers it
     assert seed.argv[0].endswith("/pg_basebackup") and seed.argv[7:9] == ("-S", "reddwarf_abc")
     conninfo = seed.argv[4]
     # Over the primary's socket, its server required to run as the primary's OS user; no password anywhere.

@@ -19,14 +19,16 @@ def test_with_a_pool_the_workers_skip_pool_kinds_and_one_more_takes_only_them() 
     assert [(w.only_kinds, w.skip_kinds) for w in workers] == [
         (None, POOL_KINDS), (None, POOL_KINDS), (POOL_KINDS, frozenset())]
     # One tenant worker also ships what servers archived.
-    assert [[p.name for p in w.periodic] for w in workers] == [["archive", "upkeep"], [], ["warm-pool"]]
+    assert [[p.name for p in w.periodic] for w in workers] == [["archive", "upkeep", "replication"], [], ["warm-pool"]]
     assert {"pool.build", "pool.destroy"} == POOL_KINDS
 
 
 def test_without_a_pool_every_worker_takes_everything_and_retires_leftover_slots() -> None:
     workers = build_workers(DEPS, Settings(warm_pool_size=0), 2)
     assert [(w.only_kinds, w.skip_kinds) for w in workers] == [(None, frozenset()), (None, frozenset())]
-    assert [[p.name for p in w.periodic] for w in workers] == [["warm-pool", "archive", "upkeep"], ["warm-pool"]]
+    assert [[p.name for p in w.periodic] for w in workers] == [
+        ["warm-pool", "archive", "upkeep", "replication"], ["warm-pool"]
+    ]
 
 
 def test_no_workers_means_no_pool_lane_either() -> None:

@@ -28,7 +28,7 @@ from psycopg.rows import TupleRow
 
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import TemporaryError
-from reddwarf.domain.replication import SLOT_PREFIX
+from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement
 from reddwarf.engines.postgresql import admin
@@ -40,6 +40,7 @@ STRATEGY = "streaming"
 SOCKET_PERMISSIONS = "0777"  # the socket directory (0700, or 0710 to the set's members) is the gate
 STANDBY_SIGNAL = "standby.signal"
 _RELOAD_WAIT = 10.0
+_PROMOTE_WAIT = 60.0
 
 
 def _conninfo_value(value: str) -> str:
@@ -54,6 +55,43 @@ def conninfo(upstream: Placement, slot: str) -> str:
         ("gssencmode", "disable"), ("passfile", "/dev/null"),
     )
     return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs)
+
+
+def forget_slots(data_dir: str) -> CommandSpec:
+    """Remove Reddwarf's replication slots from a stopped server's data directory (a copy of a primary)."""
+    return CommandSpec(argv=(
+        "find", str(PurePosixPath(data_dir) / "pg_replslot"), "-mindepth", "1", "-maxdepth", "1",
+        "-name", SLOT_PREFIX + "*", "-exec", "rm", "-rf", "--", "{}", "+",
+    ))
+
+
+def _disarm(data_dir: str) -> CommandSpec:
+    """What a seed copied of its source that must not steer the replica: `postgresql.auto.conf` (it would
+    override the `primary_conninfo` Reddwarf renders), signal files and the source's lock file. Reddwarf
+    never uses ALTER SYSTEM; its own files are rewritten before every start."""
+    root = PurePosixPath(data_dir)
+    return CommandSpec(argv=("rm", "-f", "--", *(str(root / name) for name in (
+        "postgresql.auto.conf", STANDBY_SIGNAL, "recovery.signal", "postmaster.pid"))))
+
+
+_MEMBERSHIPS = (
+    "SELECT r.rolname, m.rolname, g.rolname FROM pg_catalog.pg_auth_members a"
+    " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.roleid"
+    " JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) a.member"
+    " JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantor"
+    " WHERE %s OPERATOR(pg_catalog.=) ANY(ARRAY[r.rolname, m.rolname])"
+)
+
+
+def _sole_owner_of_the_role(conn: psycopg.Connection[TupleRow]) -> None:
+    """No role is a member of the replication role, nor administers it, and it is a member of nothing: a tenant's
+    root (CREATEROLE from PostgreSQL 16) that created it before Reddwarf did keeps no ADMIN OPTION on it (with
+    which it could set it a password and stream as it, or drop it)."""
+    for role, member, grantor in conn.execute(_MEMBERSHIPS, (REPLICATOR,)).fetchall():
+        conn.execute(sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(
+            sql.Identifier(str(role)), sql.Identifier(str(member)), sql.Identifier(str(grantor))))
+        logger.warning("revoked membership of %s in %s (granted by %s): the replication role is Reddwarf's",
+                       member, role, grantor)
 
 
 def _drop_slot(conn: psycopg.Connection[TupleRow], slot: str) -> None:
@@ -116,6 +154,7 @@ class PostgresqlReplication:
             verb = "ALTER" if exists else "CREATE"
             conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
                                  "NOINHERIT NOBYPASSRLS PASSWORD NULL").format(sql.Identifier(REPLICATOR)))
+            _sole_owner_of_the_role(conn)
             present = [str(name) for (name,) in conn.execute(
                 "SELECT slot_name FROM pg_catalog.pg_replication_slots"
                 " WHERE pg_catalog.starts_with(slot_name::pg_catalog.text, %s)", (SLOT_PREFIX,)
@@ -143,6 +182,54 @@ class PostgresqlReplication:
                 raise TemporaryError("PostgreSQL has not loaded its new configuration yet")
             time.sleep(0.05)
 
+    def observe(
+        self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]
+    ) -> dict[str, ReplicaState]:
+        """Each replica's state as its primary sees it: its slot (kept, or lost when the replica fell further
+        behind than `max_slot_wal_keep_size`) and its walsender (streaming, the bytes of WAL it has yet to
+        replay, and PostgreSQL's own replay lag: null once it has caught up)."""
+        where = admin.target(placement, self._admin, admin_password, timeout=5.0)
+        with admin.session(where) as conn, admin.refusals("read its replicas' state"):
+            rows = conn.execute(
+                "SELECT s.slot_name, s.active, s.wal_status, r.state,"
+                " pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.replay_lsn)::bigint,"
+                " pg_catalog.date_part('epoch', r.replay_lag)"
+                " FROM pg_catalog.pg_replication_slots s"
+                " LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid OPERATOR(pg_catalog.=) s.active_pid"
+                " WHERE s.slot_name::pg_catalog.text OPERATOR(pg_catalog.=) ANY(%s)", (list(slots),)
+            ).fetchall()
+        found = {str(row[0]): row for row in rows}
+        states: dict[str, ReplicaState] = {}
+        for slot in slots:
+            row = found.get(slot)
+            if row is None:
+                states[slot] = ReplicaState(False, detail="its source keeps no slot for it: it must be seeded again")
+                continue
+            _name, active, wal_status, state, lag_bytes, lag_seconds = row
+            if wal_status == "lost":
+                states[slot] = ReplicaState(False, detail="its source no longer holds the WAL it needs (more than "
+                                            "max_slot_wal_keep_size behind): it must be seeded again")
+            elif not active or state is None:
+                states[slot] = ReplicaState(False, detail="it is not connected to its source")
+            else:
+                behind = None if lag_bytes is None else max(0, int(lag_bytes))
+                seconds = float(lag_seconds) if lag_seconds is not None else (0.0 if behind == 0 else None)
+                states[slot] = ReplicaState(state == "streaming", behind, seconds,
+                                            "" if state == "streaming" else f"it is connected but {state}")
+        return states
+
+    def promote(self, placement: Placement, admin_password: Secret) -> None:
+        """`pg_promote()`, waiting until the server has left recovery (it removes standby.signal itself)."""
+        where = admin.target(placement, self._admin, admin_password, timeout=_PROMOTE_WAIT + 5.0)
+        with admin.session(where) as conn, admin.refusals("promote the replica"):
+            row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
+            if row is None or not row[0]:
+                return
+            done = conn.execute("SELECT pg_catalog.pg_promote(true, %s)", (int(_PROMOTE_WAIT),)).fetchone()
+        if done is None or not done[0]:
+            raise TemporaryError(f"PostgreSQL did not finish its promotion within {_PROMOTE_WAIT:.0f} s")
+        logger.info("instance %s: promoted out of recovery", placement.instance_id)
+
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the
         WAL streamed alongside, into its empty data directory (the runtime syncs it afterwards)."""
@@ -156,4 +243,5 @@ class PostgresqlReplication:
                 env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
                 timeout=6 * 3600.0,
             ),
+            _disarm(placement.data_dir),
         )

@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement
 from reddwarf.engines.postgresql import admin
+from reddwarf.engines.postgresql.replication import forget_slots
 
 # Seconds a CHECKPOINT may take: it writes every dirty buffer (bounded by shared_buffers).
 CHECKPOINT_TIMEOUT = 120.0
@@ -37,8 +38,10 @@ class PostgresqlSnapshots:
         yield
 
     def fix_ups(self, placement: Placement) -> tuple[CommandSpec, ...]:
+        """The source's lock file goes, and so do the slots it kept for its replicas: nobody would ever stream
+        from the copy's, and each would pin the copy's WAL."""
         lock = str(PurePosixPath(placement.data_dir) / "postmaster.pid")
-        return (CommandSpec(argv=("rm", "-f", "--", lock)),)
+        return (CommandSpec(argv=("rm", "-f", "--", lock)), forget_slots(placement.data_dir))
 
     def carried(self) -> tuple[str, ...]:
         return ()

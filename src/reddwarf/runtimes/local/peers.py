@@ -52,12 +52,51 @@ def ensure_group(settings: LocalRuntimeSettings, set_id: str) -> int:
     return gid
 
 
-def remove_group(settings: LocalRuntimeSettings, set_id: str) -> None:
-    """Delete the set's group; a no-op when it is gone."""
-    name = group_name(settings, set_id)
-    if gid_of(name) is not None:
-        users.run_account_tool(["groupdel", name], f"groupdel {name}")
-        log.info("removed group %s of replication set %s", name, set_id)
+def remove_group(settings: LocalRuntimeSettings, set_id: str) -> bool:
+    """Delete the set's group unless a process still carries it (a member not stopped yet, a detached
+    server that keeps it until its next start): its gid must never be handed to another group while a process
+    holds it, or that process would pass the new group's socket directories. True when it is gone."""
+    return _remove(group_name(settings, set_id))
+
+
+def _remove(name: str) -> bool:
+    gid = gid_of(name)
+    if gid is None:
+        return True
+    if gid_in_use(gid):
+        log.info("group %s is still carried by a process: kept (the runtime's upkeep removes it later)", name)
+        return False
+    users.run_account_tool(["groupdel", name], f"groupdel {name}")
+    log.info("removed group %s", name)
+    return True
+
+
+def gid_in_use(gid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether any process has `gid` as a supplementary (or real) group (one read of each /proc/<pid>/status)."""
+    wanted = str(gid)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        for line in text.splitlines():
+            if line.startswith(("Groups:", "Gid:")) and wanted in line.split()[1:]:
+                return True
+    return False
+
+
+def sweep_groups(settings: LocalRuntimeSettings, live_keys: set[str]) -> int:
+    """Remove the set groups of this runtime whose founding instance is gone and that no process carries
+    (kept earlier by `remove_group`); the number removed."""
+    prefix = f"{settings.user_prefix}set-"
+    removed = 0
+    for group in grp.getgrall():
+        name = group.gr_name
+        if name.startswith(prefix) and name[len(prefix):] not in live_keys and _remove(name):
+            removed += 1
+    return removed
 
 
 def open_to(socket_dir: Path, gid: int | None, owner_gid: int) -> None:

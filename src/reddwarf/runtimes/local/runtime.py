@@ -49,7 +49,7 @@ from reddwarf.runtimes.base import ToolRun
 from reddwarf.runtimes.local import addresses, files, launch, peers, processes, snapshots, tools, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
 from reddwarf.runtimes.local.exits import ExitWatcher
-from reddwarf.runtimes.local.paths import InstanceLayout, instances_dir, layout
+from reddwarf.runtimes.local.paths import InstanceLayout, instance_key, instances_dir, layout
 from reddwarf.runtimes.local.pool import Pool
 from reddwarf.runtimes.local.pool import support as pool_support
 from reddwarf.runtimes.local.settings import LocalRuntimeSettings
@@ -182,6 +182,13 @@ class LocalRuntime:
             return [entry for entry in instances_dir(self._settings).iterdir() if entry.is_dir()]
         except FileNotFoundError:
             return []
+
+    def _instance_keys(self) -> set[str]:
+        keys = set()
+        for entry in self._instance_dirs():
+            with contextlib.suppress(ValueError):
+                keys.add(instance_key(entry.name))
+        return keys
 
     def _volume_allocation(self, instance_dir: Path) -> int:
         paths = layout(self._settings, instance_dir.name)
@@ -403,7 +410,9 @@ class LocalRuntime:
     def upkeep(self) -> None:
         """Between operations: re-base volume images fragmented past `rebase_extents` (`Pool.rebase`), so
         that a snapshot's reflink stays milliseconds however the tenant writes. In a thread of its own (a
-        re-base copies an image: seconds per GiB), one round at a time; returns at once."""
+        re-base copies an image: seconds per GiB), one round at a time; returns at once. Also removes the
+        groups of replication sets whose founder is gone once no process carries them (`peers`)."""
+        peers.sweep_groups(self._settings, self._instance_keys())
         pool = self._pool
         if pool is None or not volumes.is_mounted(pool.root) or (self._upkeep and self._upkeep.is_alive()):
             return

@@ -26,6 +26,7 @@ from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 from reddwarf.store.clock import now
 from reddwarf.store.codec import conditions_from_json, conditions_to_json, spec_from_json, spec_to_json
+from reddwarf.store.repositories.replication import health_of
 from reddwarf.store.repositories.secrets import SecretRepository, user_secret_name
 from reddwarf.store.rows import rowcount, table, xact_lock
 from reddwarf.store.tables import InstanceRow, ReplicationSetRow, RootHistoryRow, SetMemberRow
@@ -357,17 +358,19 @@ class InstanceRepository:
         if not set_ids:
             return instances
         rows = self._session.execute(
-            select(SetMemberRow.instance_id, SetMemberRow.set_id, SetMemberRow.role, ReplicationSetRow.primary_id)
+            select(SetMemberRow, ReplicationSetRow.primary_id)
             .join(ReplicationSetRow, ReplicationSetRow.id == SetMemberRow.set_id)
             .where(SetMemberRow.set_id.in_(sorted(set_ids)))
             .order_by(SetMemberRow.created, SetMemberRow.instance_id)
         ).all()
-        for member_id, _set_id, role, primary_id in rows:
-            if role != Role.REPLICA.value:
+        for member, primary_id in rows:
+            member_id = member.instance_id
+            if member.role != Role.REPLICA.value:
                 continue
             replica = by_id.get(member_id)
             if replica is not None:
                 replica.replica_of = primary_id
+                replica.replication_health = health_of(member)
             primary = by_id.get(primary_id)
             if primary is not None:
                 primary.replicas = (*primary.replicas, member_id)

@@ -9,12 +9,21 @@ whatever else it wrote, and it reads again).
 from __future__ import annotations
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reddwarf.domain.replication import Member, ReplicationSet, Role
+from reddwarf.domain.replication import Member, ReplicaHealth, ReplicaState, ReplicationSet, Role
 from reddwarf.store.clock import now
 from reddwarf.store.rows import rowcount
 from reddwarf.store.tables import ReplicationSetRow, SetMemberRow
+
+
+def health_of(row: SetMemberRow) -> ReplicaHealth | None:
+    if row.observed is None or row.streaming is None:
+        return None
+    state = ReplicaState(streaming=row.streaming, lag_bytes=row.lag_bytes, lag_seconds=row.lag_seconds,
+                         detail=row.health_detail or "")
+    return ReplicaHealth(state=state, observed=row.observed)
 
 
 class StaleSet(Exception):
@@ -36,8 +45,24 @@ class ReplicationRepository:
         )
         return ReplicationSet(
             id=row.id, project_id=row.project_id, primary_id=row.primary_id,
-            members=tuple(Member(m.instance_id, Role(m.role), m.created) for m in members),
+            members=tuple(Member(m.instance_id, Role(m.role), m.created, health_of(m)) for m in members),
             version=row.version, created=row.created, updated=row.updated,
+        )
+
+    def all_sets(self) -> list[ReplicationSet]:
+        """Every recorded set (the replication watch's round)."""
+        ids = self._session.scalars(select(ReplicationSetRow.id).order_by(ReplicationSetRow.created))
+        return [found for found in (self.get(set_id) for set_id in list(ids)) if found is not None]
+
+    def record_health(self, instance_id: str, health: ReplicaHealth) -> None:
+        """What the replication watch observed of a replica (an observation, not a change of roles: no
+        compare-and-swap on the set)."""
+        state = health.state
+        self._session.execute(
+            update(SetMemberRow).where(SetMemberRow.instance_id == instance_id)
+            .values(streaming=state.streaming, lag_bytes=state.lag_bytes, lag_seconds=state.lag_seconds,
+                    health_detail=state.detail, observed=health.observed)
+            .execution_options(synchronize_session=False)
         )
 
     def set_of(self, instance_id: str) -> ReplicationSet | None:
@@ -69,12 +94,17 @@ class ReplicationRepository:
         if self._session.get(SetMemberRow, primary_id, populate_existing=True) is not None:
             raise StaleSet(f"instance {primary_id} is a member of a set already")
         moment = now()
-        self._session.add(ReplicationSetRow(
-            id=set_id, project_id=project_id, primary_id=primary_id, version=1, created=moment, updated=moment))
-        self._session.flush()
-        self._session.add(SetMemberRow(instance_id=primary_id, set_id=set_id, role=Role.PRIMARY.value,
-                                       created=moment))
-        self._session.flush()
+        try:
+            with self._session.begin_nested():  # another request may form the same set at the same moment
+                self._session.add(ReplicationSetRow(
+                    id=set_id, project_id=project_id, primary_id=primary_id, version=1, created=moment,
+                    updated=moment))
+                self._session.flush()
+                self._session.add(SetMemberRow(instance_id=primary_id, set_id=set_id, role=Role.PRIMARY.value,
+                                               created=moment))
+                self._session.flush()
+        except IntegrityError:
+            raise StaleSet(f"instance {primary_id} became a member of a set meanwhile") from None
         found = self.get(set_id)
         assert found is not None
         return found

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reddwarf.domain.conditions import Observation, advance, derive
+from reddwarf.domain.conditions import Observation, advance, derive, held_by_a_watcher
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.operations import KINDS_BY_LANE, Lane
 from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
@@ -202,7 +202,7 @@ class HealthSweep:
                 return False
             if checked[1]:  # still lost: settled once the store says so
                 return lost_before and instance.operating_status is OperatingStatus.ERROR
-        operating = OperatingStatus.HEALTHY if pinged[1] else OperatingStatus.ERROR
+        operating = _operating(instance, pinged[1])
         return (not lost_before and operating == instance.operating_status
                 and not _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
 
@@ -227,7 +227,7 @@ class HealthSweep:
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return
         admin_back = _admin_lost_recorded(instance)
-        operating = OperatingStatus.HEALTHY if healthy else OperatingStatus.ERROR
+        operating = _operating(instance, healthy)
         changed = (operating != instance.operating_status
                    or _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
         if not (changed or admin_back):
@@ -316,6 +316,11 @@ class HealthSweep:
                 return
             uow.events.add(instance.id, OperatingStatus.ERROR.value, ADMIN_LOST)
         log.warning("instance %s: %s", instance.id, ADMIN_LOST)
+
+
+def _operating(instance: Instance, answers: bool) -> OperatingStatus:
+    """The operating status a ping's answer gives: ERROR while a watcher holds the instance Degraded."""
+    return OperatingStatus.HEALTHY if answers and not held_by_a_watcher(instance.conditions) else OperatingStatus.ERROR
 
 
 def _usage_moved(observed: int | None, stored: int | None) -> bool:

@@ -268,7 +268,7 @@ class DeleteInstance:
             ctx.step("leave_set", lambda: replication.leave(deps, instance))
         ctx.step("destroy", lambda: self._destroy(instance, placement))
         if left.get("primary"):
-            ctx.step("release_slot", lambda: replication.release(deps, instance.id, str(left["primary"])))
+            ctx.store_step("release_slot", lambda uow: replication.ask_converge(uow, str(left["primary"]), instance.id))
         ctx.step("forget", lambda: self._forget(instance.id))
 
     def _destroy(self, instance: Instance, placement: Placement) -> None:

@@ -10,11 +10,21 @@ idempotent; the slot of a replica that never finished is kept until the replica 
 from __future__ import annotations
 
 import logging
+import secrets
+import time
+from collections.abc import Callable
 
+from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import Instance
+from reddwarf.domain.operations import Kind
 from reddwarf.domain.replication import ReplicationSet, slot_name
+from reddwarf.domain.secret import ADMIN_SECRET, Secret
+from reddwarf.domain.status import Fault
+from reddwarf.domain.workload import Placement
 from reddwarf.store.repositories.replication import StaleSet
+from reddwarf.store.uow import UnitOfWork
+from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
 log = logging.getLogger(__name__)
@@ -70,22 +80,44 @@ def leave(deps: ReconcilerDeps, instance: Instance) -> None:
     raise TemporaryError(f"The replication set of instance {instance.id} keeps changing; retrying.")
 
 
-def release(deps: ReconcilerDeps, instance_id: str, primary_id: str) -> None:
-    """The primary a deleted replica left drops its slot (and, its set dissolved, is a single instance again:
-    its files and socket directory). A primary that does not answer keeps the slot until the set's next
-    change: the WAL it pins is bounded (`max_slot_wal_keep_size`), and the delete goes on."""
-    try:
-        with deps.db.unit_of_work(write=False) as uow:
-            found = uow.replication.set_of(primary_id)
-        if found is None:
-            _single_again(deps, primary_id)
-        else:
-            _converge_primary(deps, found)
-    except (TemporaryError, PermanentError) as exc:
-        log.warning("primary %s that replica %s left was not updated: %s", primary_id, instance_id, exc.message)
-        with deps.db.unit_of_work() as uow:
-            uow.events.add(primary_id, "replica", f"the slot of replica {instance_id} is dropped at the set's next "
-                           f"change (the primary did not answer: {exc.message})")
+def ask_converge(uow: UnitOfWork, primary_id: str, replica_id: str) -> None:
+    """Have the primary a replica left brought in line with its set (`ConvergePrimary`): an operation of its
+    own, on the primary, so that it runs in order with the primary's lifecycle and with the set's replica
+    creates (a create accepted after it waits for it; one accepted before it is not undone by it)."""
+    uow.operations.enqueue(Kind.SET_CONVERGE, primary_id)
+    uow.events.add(primary_id, "replica", f"replica {replica_id} left: its slot is dropped")
+
+
+class ConvergePrimary:
+    """The primary's files, socket directory and slots as its set is now: a slot for each replica, none for a
+    former one; a single instance's again when the set was dissolved. One attempt: a primary that does not
+    answer keeps what it has until the set's next change (the WAL a slot pins is bounded by
+    `max_slot_wal_keep_size`), with an event; never a fault on the primary."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        ctx.step("converge", lambda: self._converge(ctx.resource_id))
+
+    def _converge(self, primary_id: str) -> None:
+        deps = self.deps
+        try:
+            with deps.db.unit_of_work(write=False) as uow:
+                found = uow.replication.set_of(primary_id)
+            if found is None:
+                _single_again(deps, primary_id)
+            elif found.primary_id == primary_id:
+                _converge_primary(deps, found)
+        except (TemporaryError, PermanentError) as exc:
+            log.warning("primary %s was not brought in line with its set: %s", primary_id, exc.message)
+            with deps.db.unit_of_work() as uow:
+                uow.events.add(primary_id, "replica", "slots of former replicas are dropped at the set's next "
+                               f"change (the primary did not answer: {exc.message})")
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            uow.events.add(ctx.resource_id, "replica", f"{ctx.op.kind} failed: {error.message}")
 
 
 def _single_again(deps: ReconcilerDeps, primary_id: str) -> None:
@@ -102,3 +134,100 @@ def _single_again(deps: ReconcilerDeps, primary_id: str) -> None:
     admin = deps.admin_password(primary.id)
     deps.runtime.refresh(placement, deps.workload_with(primary.spec, placement, admin, None))
     replication.prepare_source(placement, admin, ())
+
+
+NEXT_ADMIN_SECRET = "admin.next"
+
+
+class DetachReplica:
+    """DETACH: a replica becomes an independent read-write instance with an admin credential of its own.
+
+    `mark` -> `membership` (its primary, journaled before it leaves) -> `leave_set` (compare-and-swap: from
+    here on its workload has no upstream, so a restart meanwhile starts it as a replica of nobody, still
+    read-only, until the promotion) -> `promote` -> `refresh` (its files and socket directory those of a
+    single instance) -> `new_admin` -> `adopt` (the new password set, logged in with the set's) -> `admin`
+    (the new one is the instance's) -> `release_slot` (asks its primary to drop the slot:
+    `ConvergePrimary`) -> `ready`."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            instance = uow.instances.get(ctx.resource_id)
+        if instance is None or instance.deleting:
+            return
+        if instance.replica_of is None and "membership" not in ctx.journal:
+            raise PermanentError(f"Instance {instance.id} is not a replica.")
+        ctx.store_step("mark", _record(instance, Observation.DETACHING, "detaching from its replication source"))
+        left = ctx.step("membership", lambda: {"primary": instance.replica_of})
+        ctx.step("leave_set", lambda: leave(deps, instance))
+        version = deps.version_for(instance.spec)
+        engine = deps.engine(instance)
+        replication = engine.replication(version)
+        if replication is None:
+            raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
+        placement = deps.placement(instance)
+        ctx.step("promote", lambda: replication.promote(placement, self._current_admin(instance.id)))
+        ctx.step("refresh", lambda: deps.runtime.refresh(
+            placement, deps.workload_with(instance.spec, placement, self._current_admin(instance.id), None)))
+        ctx.store_step("new_admin", lambda uow: self._new_admin(uow, instance.id))
+        ctx.step("adopt", lambda: self._adopt(instance, placement))
+        ctx.store_step("admin", lambda uow: self._admin_moved(uow, instance.id))
+        if left.get("primary"):
+            ctx.store_step("release_slot", lambda uow: ask_converge(uow, str(left["primary"]), instance.id))
+        ctx.store_step("ready", _record(instance, Observation.READY,
+                                        "detached: an independent read-write instance", clear_fault=True))
+
+    def _current_admin(self, instance_id: str) -> Secret:
+        """The password the server accepts now: the new one once `adopt` set it, else the set's."""
+        with self.deps.db.unit_of_work(write=False) as uow:
+            fresh = uow.secrets.get(instance_id, NEXT_ADMIN_SECRET)
+        return fresh if fresh is not None else self.deps.admin_password(instance_id)
+
+    @staticmethod
+    def _new_admin(uow: UnitOfWork, instance_id: str) -> None:
+        if uow.secrets.get(instance_id, NEXT_ADMIN_SECRET) is None:
+            uow.secrets.put(instance_id, NEXT_ADMIN_SECRET, Secret(secrets.token_urlsafe(24)))
+
+    def _adopt(self, instance: Instance, placement: Placement) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            fresh = uow.secrets.get(instance.id, NEXT_ADMIN_SECRET)
+        if fresh is None:  # moved already (a retry after `admin`'s work)
+            return
+        deps.engine(instance).backups(deps.version_for(instance.spec)).adopt(
+            placement, deps.admin_password(instance.id), fresh)
+
+    @staticmethod
+    def _admin_moved(uow: UnitOfWork, instance_id: str) -> None:
+        fresh = uow.secrets.get(instance_id, NEXT_ADMIN_SECRET)
+        if fresh is not None:
+            uow.secrets.put(instance_id, ADMIN_SECRET, fresh)
+            uow.secrets.delete(instance_id, NEXT_ADMIN_SECRET)
+            uow.events.add(instance_id, "admin", "the admin credential was rotated: the former set's is refused")
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            instance = uow.instances.get(ctx.resource_id)
+            if instance is None or not ctx.lease.renew_in(uow):
+                return
+            fault = Fault(message=error.message, details=error.details, created=time.time())
+            _record(instance, Observation.FAILED, f"{ctx.op.kind} failed: {error.message}", fault=fault)(uow)
+
+
+def _record(
+    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False,
+    fault: Fault | None = None,
+) -> Callable[[UnitOfWork], None]:
+    def write(uow: UnitOfWork) -> None:
+        status, _ = uow.instances.record(instance.id, observation, message, generation=instance.generation,
+                                         clear_fault=clear_fault, fault=fault)
+        uow.events.add(instance.id, status.value, message)
+
+    return write
+
+
+def handlers(deps: ReconcilerDeps) -> dict[str, DetachReplica | ConvergePrimary]:
+    return {Kind.REPLICA_DETACH: DetachReplica(deps), Kind.SET_CONVERGE: ConvergePrimary(deps)}

@@ -101,3 +101,32 @@ def test_a_server_started_before_replication_was_supported_needs_a_restart_first
         assert reason is not None and "restart" in reason
     finally:
         older.stop()
+
+
+def test_a_replication_role_a_tenant_made_first_is_taken_from_it(
+    engine: PostgresqlEngine, os_user: OsUser, module_scratch: Path
+) -> None:
+    """From PostgreSQL 16 root has CREATEROLE: had it made `reddwarf_replicator` before the first replica, it
+    would administer it (set it a password and stream as it, or drop it). Reddwarf takes it back."""
+    version = next((v for v in engine.versions() if v.name == "18"), None)
+    if version is None:
+        pytest.fail("PostgreSQL 18 is not installed (`reddwarf engines install postgresql@18`)")
+    spec = dataclasses.replace(SPEC, datastore_version="18")
+    with running_server(engine, version, os_user, module_scratch / "v18", spec) as server:
+        with _admin(server) as conn:
+            conn.execute("CREATE ROLE rootish LOGIN CREATEROLE PASSWORD 'rootish-pw-123'")
+        rootish = psycopg.connect(host=server.placement.address, port=server.placement.port, user="rootish",
+                                  password="rootish-pw-123", dbname="postgres", autocommit=True, connect_timeout=5)
+        with rootish:
+            rootish.execute("CREATE ROLE reddwarf_replicator LOGIN")
+            rootish.execute("CREATE ROLE helper")
+            rootish.execute("GRANT reddwarf_replicator TO helper")
+        engine.replication(version).prepare_source(server.placement, server.admin_password, ())
+        with _admin(server) as conn:
+            assert conn.execute(
+                "select count(*) from pg_auth_members a join pg_roles r on r.oid in (a.roleid, a.member)"
+                " where r.rolname = 'reddwarf_replicator'").fetchone() == (0,)
+        with psycopg.connect(host=server.placement.address, port=server.placement.port, user="rootish",
+                             password="rootish-pw-123", dbname="postgres", autocommit=True,
+                             connect_timeout=5) as again, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            again.execute("ALTER ROLE reddwarf_replicator PASSWORD 'mine-now-123'")

@@ -100,9 +100,14 @@ def _update(instance_id: str, body: InstanceUpdateBody, ctx: ServiceContext, aut
     if unsupported:
         field = unsupported[0]
         raise BadRequest(f"Updating instance.{field} is not supported yet by Reddwarf.", field=field)
-    if body.instance.name is not None:
-        instances.rename(ctx, auth, instance_id, body.instance.name)
-    else:
+    name = body.instance.name
+    if name is not None:
+        instances.validate_name(name)  # before the detach is recorded: a refused body changes nothing
+    if body.instance.detach:
+        replicas.detach(ctx, auth, instance_id)
+    if name is not None:
+        instances.rename(ctx, auth, instance_id, name)
+    if name is None and not body.instance.detach:
         instances.get(ctx, auth, instance_id)
     return Response(status_code=202)
 
@@ -112,7 +117,8 @@ def _update(instance_id: str, body: InstanceUpdateBody, ctx: ServiceContext, aut
     status_code=202,
     response_class=Response,
     summary="Update an instance",
-    description="Only `name` is supported yet; any other attribute is refused with 400 naming it.",
+    description="`name`, and the detach of a replica (`replica_of` or `slave_of` present, any value); any other "
+    "attribute is refused with 400 naming it.",
 )
 def update_instance(instance_id: str, body: InstanceUpdateBody, ctx: ContextDep, auth: AuthDep) -> Response:
     return _update(instance_id, body, ctx, auth)

@@ -174,7 +174,8 @@ class InstanceCreateBody(BaseModel):
 
 
 class InstanceUpdate(BaseModel):
-    """Trove's update attributes. Only `name` is supported yet; the others are refused by name."""
+    """Trove's update attributes: `name`, and the detach of a replica (`replica_of` or `slave_of` present, any
+    value); the others are refused by name."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -185,10 +186,15 @@ class InstanceUpdate(BaseModel):
     datastore_version: str | None = None
     access: dict[str, Any] | None = None
 
+    @property
+    def detach(self) -> bool:
+        """Trove's detach of a replica: `replica_of` or `slave_of` present, whatever its value ("" or null)."""
+        return bool({"replica_of", "slave_of"} & self.model_fields_set)
+
     def unsupported_fields(self) -> list[str]:
-        """Attributes present in the body other than `name`, in Trove's order."""
-        present = self.model_fields_set - {"name"}
-        return [f for f in ("configuration", "replica_of", "slave_of", "datastore_version", "access") if f in present]
+        """Attributes present in the body other than `name` and a detach, in Trove's order."""
+        present = self.model_fields_set - {"name", "replica_of", "slave_of"}
+        return [f for f in ("configuration", "datastore_version", "access") if f in present]
 
 
 class InstanceUpdateBody(BaseModel):
