@@ -81,7 +81,10 @@ def gid_in_use(gid: int, proc: Path = Path("/proc")) -> bool:
             text = (entry / "status").read_text()
         except OSError:
             continue  # gone meanwhile
-        for line in text.splitlines():
+        lines = text.splitlines()
+        if any(line.startswith("State:") and "Z" in line.split()[1:2] for line in lines):
+            continue  # a zombie opens nothing (and one whose parent never reaps it would hold the gid forever)
+        for line in lines:
             if line.startswith(("Groups:", "Gid:")) and wanted in line.split()[1:]:
                 return True
     return False
