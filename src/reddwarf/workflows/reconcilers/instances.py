@@ -9,8 +9,6 @@ instance's conditions, from which the store derives Trove's statuses (`domain.co
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import NotYet, PermanentError
@@ -18,13 +16,14 @@ from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolTarget
 from reddwarf.domain.secret import ROOT_SECRET, Secret
-from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers import archive, branch, pool, replication, restore
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
+from reddwarf.workflows.reconcilers.lifecycle import record as _record
+from reddwarf.workflows.reconcilers.lifecycle import record_failure as _record_failure
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +54,6 @@ def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
     return instance
 
 
-def _record(
-    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False,
-    fault: Fault | None = None,
-) -> Callable[[UnitOfWork], None]:
-    """A `store_step` write: record what the operation did on the instance's conditions (a compare-and-swap
-    on top of whatever the store holds, `InstanceRepository.record`), with an event named after the status
-    derived from them; in the transaction that confirms the operation's lease."""
-
-    def write(uow: UnitOfWork) -> None:
-        status, _ = uow.instances.record(
-            instance.id, observation, message, generation=instance.generation, clear_fault=clear_fault,
-            fault=fault,
-        )
-        uow.events.add(instance.id, status.value, message)
-
-    return write
-
-
 def _forget_branch_backup(uow: UnitOfWork, backup_id: str) -> None:
     """A branch made through a backup (`services.branches`) is made: the backup taken for it goes."""
     backup = uow.backups.get(backup_id)
@@ -84,16 +65,6 @@ def _forget_branch_backup(uow: UnitOfWork, backup_id: str) -> None:
         return
     uow.backups.mark_deleting(backup_id)
     uow.operations.enqueue(Kind.BACKUP_DELETE, backup_id)
-
-
-def _record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: PermanentError) -> None:
-    with deps.db.unit_of_work() as uow:
-        instance = uow.instances.get(ctx.resource_id)
-        # Not after the lease was lost: the operation that took over (a delete) owns the status now.
-        if instance is None or not ctx.lease.renew_in(uow):
-            return
-        fault = Fault(message=error.message, details=error.details, created=time.time())
-        _record(instance, Observation.FAILED, f"{ctx.op.kind} failed: {error.message}", fault=fault)(uow)
 
 
 def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:

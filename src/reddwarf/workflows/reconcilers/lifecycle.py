@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from reddwarf.domain.errors import TemporaryError
-from reddwarf.domain.instance import Endpoint, InstanceSpec
+from reddwarf.domain.conditions import Observation
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.secret import Secret
+from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
+from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import WAIT_IN_PLACE, OperationContext, StepResult
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
@@ -84,3 +88,31 @@ def start_server(
         "answers", answers, timeout=deps.ready_timeout, rewind=("start",), hold=hold,
         expired=f"The database server did not answer within {deps.ready_timeout:.0f} seconds.",
     )
+
+
+def record(
+    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False,
+    fault: Fault | None = None,
+) -> Callable[[UnitOfWork], None]:
+    """A `store_step` write: record what the operation did on the instance's conditions (a compare-and-swap
+    on top of whatever the store holds, `InstanceRepository.record`), with an event named after the status
+    derived from them; in the transaction that confirms the operation's lease."""
+
+    def write(uow: UnitOfWork) -> None:
+        status, _ = uow.instances.record(
+            instance.id, observation, message, generation=instance.generation, clear_fault=clear_fault,
+            fault=fault,
+        )
+        uow.events.add(instance.id, status.value, message)
+
+    return write
+
+
+def record_failure(deps: ReconcilerDeps, ctx: OperationContext, error: PermanentError) -> None:
+    with deps.db.unit_of_work() as uow:
+        instance = uow.instances.get(ctx.resource_id)
+        # Not after the lease was lost: the operation that took over (a delete) owns the status now.
+        if instance is None or not ctx.lease.renew_in(uow):
+            return
+        fault = Fault(message=error.message, details=error.details, created=time.time())
+        record(instance, Observation.FAILED, f"{ctx.op.kind} failed: {error.message}", fault=fault)(uow)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections.abc import Callable
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError, TemporaryError
@@ -20,12 +18,13 @@ from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import Kind
 from reddwarf.domain.replication import ReplicationSet, slot_name
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
-from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.lifecycle import record as _record
+from reddwarf.workflows.reconcilers.lifecycle import record_failure
 
 log = logging.getLogger(__name__)
 
@@ -209,24 +208,7 @@ class DetachReplica:
             uow.events.add(instance_id, "admin", "the admin credential was rotated: the former set's is refused")
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
-        with self.deps.db.unit_of_work() as uow:
-            instance = uow.instances.get(ctx.resource_id)
-            if instance is None or not ctx.lease.renew_in(uow):
-                return
-            fault = Fault(message=error.message, details=error.details, created=time.time())
-            _record(instance, Observation.FAILED, f"{ctx.op.kind} failed: {error.message}", fault=fault)(uow)
-
-
-def _record(
-    instance: Instance, observation: Observation, message: str, *, clear_fault: bool = False,
-    fault: Fault | None = None,
-) -> Callable[[UnitOfWork], None]:
-    def write(uow: UnitOfWork) -> None:
-        status, _ = uow.instances.record(instance.id, observation, message, generation=instance.generation,
-                                         clear_fault=clear_fault, fault=fault)
-        uow.events.add(instance.id, status.value, message)
-
-    return write
+        record_failure(self.deps, ctx, error)
 
 
 def handlers(deps: ReconcilerDeps) -> dict[str, DetachReplica | ConvergePrimary]:
