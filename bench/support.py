@@ -6,6 +6,7 @@ instance, the tenant's data loads, and the sweep of whatever a failed run left. 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import secrets
@@ -203,3 +204,6 @@ def sweep(root: Path, user_prefix: str, also: tuple[str, ...] = ()) -> None:
             subprocess.run(["umount", "-l", target], check=False, capture_output=True)
     for user in users:
         subprocess.run(["userdel", user.pw_name], check=False, capture_output=True)
+    for group in grp.getgrall():  # replication sets' groups (`<prefix>set-...`)
+        if group.gr_name.startswith(user_prefix):
+            subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)

@@ -54,8 +54,7 @@ def _replica(client: httpx.Client, source_id: str, name: str) -> str:
 
 
 def _restart_plane(plane: ReddwarfProcesses) -> None:
-    plane.stop_all()
-    plane.start_server()
+    plane.stop_workers()
     plane.start_worker()
 
 
@@ -90,8 +89,7 @@ def test_a_replicas_create_survives_a_worker_killed_at_every_step(
         client.delete(f"/instances/{replica_id}")
         wait_for(lambda: client.get(f"/instances/{replica_id}").status_code == 404, 120, "the replica's delete")
         wait_for(lambda: _slots(source) == 0, 60, "the slot to be dropped")
-        plane.stop_all()
-        plane.start_server()
+        plane.stop_workers()
 
 
 @pytest.mark.parametrize(("step", "when"), every_step(DELETE_STEPS))
@@ -113,8 +111,7 @@ def test_a_replicas_delete_survives_a_worker_killed_at_every_step(
         assert steps == DELETE_STEPS, steps
         assert client.get(f"/instances/{source_id}").json()["instance"]["replicas"] == []
         wait_for(lambda: _slots(source) == 0, 60, "the slot to be dropped")
-        plane.stop_all()
-        plane.start_server()
+        plane.stop_workers()
 
 
 DETACH_STEPS = ["mark", "membership", "leave_set", "promote", "refresh", "new_admin", "adopt", "admin",
@@ -155,5 +152,4 @@ def test_a_detach_survives_a_worker_killed_at_every_step(
         _restart_plane(plane)
         client.delete(f"/instances/{replica_id}")
         wait_for(lambda: client.get(f"/instances/{replica_id}").status_code == 404, 120, "the detached one's delete")
-        plane.stop_all()
-        plane.start_server()
+        plane.stop_workers()

@@ -137,17 +137,27 @@ class ReddwarfProcesses:
         management API, events, a route's exact status code)."""
         return httpx.Client(base_url=self.endpoint, headers={"X-Auth-Token": self.token}, timeout=30)
 
+    def stop_workers(self) -> None:
+        """Stop the `reddwarf worker` processes (the API server goes on): between two chaos cases, so that
+        the next case's crashing worker is the only one to claim its operation."""
+        workers = [proc for proc in self.procs if list(proc.args)[1:2] == ["worker"]]  # type: ignore[arg-type]
+        self._stop(workers)
+        self.procs = [proc for proc in self.procs if proc not in workers]
+
     def stop_all(self) -> None:
-        for proc in self.procs:
+        self._stop(self.procs)
+        self.procs.clear()
+
+    def _stop(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
+        for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.procs.clear()
 
 
 def tenant_client(url: str, project_id: str, token: str) -> ReddwarfClient:

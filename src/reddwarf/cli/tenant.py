@@ -465,18 +465,47 @@ def detach_instance(
     credential (Trove's detach). With --json, prints {"id", "action", "accepted"} (the instance with --wait)."""
     with connected(endpoint, token_file, project, state_dir) as client:
         client.detach_replica(instance_id)
-        if not wait:
-            if json_output:
-                output.print_json(_accepted(instance_id, "detach"))
-            else:
-                output.print_message(f"Detach of instance {instance_id} accepted.")
-            return
-        with output.wait_display("Detaching", instance_id) as display:
-            instance = client.wait_for_detach(instance_id, timeout=timeout, on_poll=display.update)
+        _role_change(client, instance_id, "detach", "Detaching", wait=wait, timeout=timeout, json_output=json_output)
+
+
+@instance_app.command("promote")
+def promote_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="The replica's id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ACTIVE and the primary.")] = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token_file: TokenFileOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Promote a replica to the primary of its set while the primary is alive (a switchover: Trove's
+    promote_to_replica_source); no acknowledged write is lost, and the old primary and the other replicas
+    follow it. With --json, prints {"id", "action", "accepted"} (the instance with --wait)."""
+    with connected(endpoint, token_file, project, state_dir) as client:
+        client.promote_replica(instance_id)
+        _role_change(client, instance_id, "promote", "Promoting", wait=wait, timeout=timeout, json_output=json_output)
+
+
+def _role_change(
+    client: ReddwarfClient, instance_id: str, action: str, doing: str, *, wait: bool, timeout: float,
+    json_output: bool,
+) -> None:
+    """What `detach` and `promote` print: accepted, or (with --wait) the instance once it is ACTIVE and no
+    replica."""
+    if not wait:
         if json_output:
-            output.print_json(instance.wire())
+            output.print_json(_accepted(instance_id, action))
         else:
-            output.print_table(output.instance_table(instance))
+            output.print_message(f"{action.capitalize()} of instance {instance_id} accepted.")
+        return
+    with output.wait_display(doing, instance_id) as display:
+        instance = client.wait_for_detach(instance_id, timeout=timeout, on_poll=display.update)
+    if json_output:
+        output.print_json(instance.wire())
+    else:
+        output.print_table(output.instance_table(instance))
 
 
 @instance_app.command("restart")

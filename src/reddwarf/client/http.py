@@ -252,10 +252,16 @@ class ReddwarfClient:
         """Trove's detach: the replica becomes an independent read-write instance with its own admin credential."""
         self._request("PUT", f"/instances/{_segment(instance_id)}", json={"instance": {"replica_of": None}})
 
+    def promote_replica(self, instance_id: str) -> None:
+        """Trove's `promote_to_replica_source` (switchover): the replica becomes its set's primary, the old
+        primary and the other replicas follow it."""
+        self._request("POST", f"/instances/{_segment(instance_id)}/action", json={"promote_to_replica_source": {}})
+
     def wait_for_detach(
         self, instance_id: str, timeout: float = DEFAULT_WAIT_TIMEOUT, on_poll: PollCallback | None = None
     ) -> Instance:
-        """Poll until the instance is ACTIVE and no replica any more; `InstanceFaulted` when it reaches ERROR."""
+        """Poll until the instance is ACTIVE and no replica any more (detached, or promoted); `InstanceFaulted`
+        when it reaches ERROR."""
 
         def settled(view: Instance) -> bool:
             if on_poll is not None:

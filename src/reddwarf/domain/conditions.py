@@ -25,6 +25,8 @@ write; "=" keeps a condition as it is):
 | REBOOTING        | F Rebooting          | T Rebooting       | =                      | REBOOT / ""         |
 | DELETING         | F Deleting           | T Deleting        | =                      | SHUTDOWN / SHUTDOWN |
 | DETACHING        | =                    | T Detaching       | =                      | DETACH / ""         |
+| PROMOTING        | =                    | T Promoting       | =                      | PROMOTE / ""        |
+| EJECTING         | =                    | T Ejecting        | =                      | EJECT / ""          |
 | READY            | T Available          | F Settled         | F EndpointAnswers      | ACTIVE / HEALTHY    |
 | FAILED           | F OperationFailed    | F OperationFailed | T OperationFailed      | ERROR / ERROR       |
 | SERVER_DOWN      | F ServerNotRunning   | =                 | T ServerNotRunning     | SHUTDOWN / SHUTDOWN |
@@ -69,6 +71,8 @@ class Reason(StrEnum):
     REBOOTING = "Rebooting"
     DELETING = "Deleting"
     DETACHING = "Detaching"
+    PROMOTING = "Promoting"
+    EJECTING = "Ejecting"
     AVAILABLE = "Available"
     SETTLED = "Settled"
     ENDPOINT_ANSWERS = "EndpointAnswers"
@@ -89,6 +93,8 @@ class Observation(StrEnum):
     REBOOTING = "rebooting"
     DELETING = "deleting"
     DETACHING = "detaching"
+    PROMOTING = "promoting"
+    EJECTING = "ejecting"
     READY = "ready"
     FAILED = "failed"
     SERVER_DOWN = "server_down"
@@ -113,6 +119,8 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.REBOOTING: ((False, Reason.REBOOTING), (True, Reason.REBOOTING), None),
     Observation.DELETING: ((False, Reason.DELETING), (True, Reason.DELETING), None),
     Observation.DETACHING: (None, (True, Reason.DETACHING), None),
+    Observation.PROMOTING: (None, (True, Reason.PROMOTING), None),
+    Observation.EJECTING: (None, (True, Reason.EJECTING), None),
     Observation.READY: ((True, Reason.AVAILABLE), (False, Reason.SETTLED), (False, Reason.ENDPOINT_ANSWERS)),
     Observation.FAILED: (
         (False, Reason.OPERATION_FAILED), (False, Reason.OPERATION_FAILED), (True, Reason.OPERATION_FAILED)
@@ -142,6 +150,8 @@ _PROGRESS_STATUS: Mapping[str, tuple[InstanceStatus, OperatingStatus]] = {
     Reason.REBOOTING: (InstanceStatus.REBOOT, OperatingStatus.NONE),
     Reason.DELETING: (InstanceStatus.SHUTDOWN, OperatingStatus.SHUTDOWN),
     Reason.DETACHING: (InstanceStatus.DETACH, OperatingStatus.NONE),
+    Reason.PROMOTING: (InstanceStatus.PROMOTE, OperatingStatus.NONE),
+    Reason.EJECTING: (InstanceStatus.EJECT, OperatingStatus.NONE),
 }
 
 # Trove's status of an instance that is not Ready and not progressing, by Ready's reason.

@@ -51,6 +51,7 @@ class Kind(StrEnum):
     INSTANCE_REPAIR = "instance.reconcile"
     REPLICA_CREATE = "instance.replica.create"
     REPLICA_DETACH = "instance.replica.detach"
+    REPLICA_PROMOTE = "instance.replica.promote"
     SET_CONVERGE = "instance.replication.converge"
     DATABASES_CREATE = "instance.databases.create"
     DATABASES_DELETE = "instance.databases.delete"
@@ -209,6 +210,11 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         # waits (and a replica's create, which rewrites the primary's files, does too).
         KindSpec(Kind.REPLICA_DETACH, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Detaching a replica",
                  set_lanes=frozenset({Lane.LIFECYCLE})),
+        # A switchover stops the primary, promotes the replica and has every other member follow it: nothing
+        # else may run on any member meanwhile (a backup or an account write on the old primary would fail
+        # half-way), and a delete of any member waits for it (never superseded half-way).
+        KindSpec(Kind.REPLICA_PROMOTE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Promoting a replica",
+                 set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
         # A primary's files, socket directory and slots made to match its set as the store has it now (after a
         # replica left): ordered with its lifecycle and with every replica create of its set, which rewrite
         # the same; one attempt (a primary that does not answer is left as it is, and is no failure of its).

@@ -265,6 +265,31 @@ class Replication(Protocol):
         server that is no replica any more is left alone). Returns once it takes writes."""
         ...
 
+    def position_tool(self, placement: Placement) -> ToolSpec:
+        """Pure: a tool, run as the instance's OS user while its server is stopped, whose output
+        `stopped_position` reads."""
+        ...
+
+    def stopped_position(self, output: bytes) -> str | None:
+        """Pure: the end of the log a server wrote before it stopped, from `position_tool`'s output; None when
+        it did not stop cleanly (its log may end anywhere: nobody can say what a replica must have)."""
+        ...
+
+    def replayed(self, placement: Placement, admin_password: Secret, position: str) -> bool:
+        """Live read on a replica: has it applied everything up to `position` (of its primary's log)? True
+        once it is no replica any more."""
+        ...
+
+    def reload(self, placement: Placement, admin_password: Secret) -> None:
+        """Have the running server load the files the runtime rewrote (a replica's new upstream) without a
+        restart, and return once it has."""
+        ...
+
+    def demote_tool(self, placement: Placement) -> ToolSpec:
+        """Pure: a tool, run as the instance's OS user while its server is stopped, that removes what it kept
+        as a primary for its replicas (PostgreSQL: its slots), before it starts again as a replica."""
+        ...
+
 
 class BackupRun(Protocol):
     """One backup being taken: `prepare()`, then `tool` runs with every byte of its stdout passed through

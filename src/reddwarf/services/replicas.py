@@ -164,3 +164,36 @@ def detach(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
         op_id = ctx.enqueue(uow, Kind.REPLICA_DETACH, instance_id)
         uow.events.add(instance_id, "detach", f"detach from instance {instance.replica_of} requested")
     logger.info("instance %s: detach requested; operation %s", instance_id, op_id)
+
+
+def promote(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
+    """Trove's `promote_to_replica_source` (switchover): the replica becomes its set's primary and every other
+    member follows it, no acknowledged write lost (`instance.replica.promote`). 400 for an instance that is
+    not a replica; 422 unless every member of its set is ACTIVE, or when the replica was last seen not
+    streaming (its primary's latest writes would not reach it). Every member shows PROMOTE from now on."""
+    with ctx.db.unit_of_work() as uow:
+        instance = load_instance(uow, auth, instance_id)
+        if any(op.kind == Kind.REPLICA_PROMOTE for op in uow.operations.active_for(instance_id)):
+            return
+        found = uow.replication.set_of(instance_id)
+        if found is None or found.primary_id == instance_id:
+            raise BadRequest(f"Instance {instance_id} is not a replica.", field="promote_to_replica_source")
+        members = [uow.instances.get(member.instance_id) for member in found.members]
+        for member in members:
+            if member is None or member.deleting or member.status is not InstanceStatus.ACTIVE:
+                state = "gone" if member is None else "DELETING" if member.deleting else member.status.value
+                which = instance_id if member is None else member.id
+                raise UnprocessableEntity(f"Instance {instance_id} cannot be promoted now: every member of its "
+                                          f"replication set must be ACTIVE, and instance {which} is {state}.")
+        health = instance.replication_health
+        if health is not None and not health.state.streaming:
+            raise UnprocessableEntity(
+                f"Instance {instance_id} cannot be promoted now: it does not stream from its source "
+                f"({health.state.detail or 'no reason given'}), so writes would be lost.")
+        op_id = ctx.enqueue(uow, Kind.REPLICA_PROMOTE, instance_id)
+        message = f"switchover requested: instance {instance_id} becomes the primary"
+        for member in members:
+            assert member is not None
+            uow.instances.record(member.id, conditions.Observation.PROMOTING, message, generation=member.generation)
+            uow.events.add(member.id, "promote", message)
+    logger.info("instance %s: promotion to primary of set %s requested; operation %s", instance_id, found.id, op_id)

@@ -24,6 +24,7 @@ from reddwarf.workflows.reconcilers import (
     replication,
     snapbackup,
     snapshots,
+    switchover,
     verify,
 )
 from reddwarf.workflows.reconcilers.archive import ArchiveShipper
@@ -45,7 +46,7 @@ def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[
     return {
         **instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps),
         **backups.handlers(deps), **snapshots.handlers(deps), **verify.handlers(deps), **snapbackup.handlers(deps),
-        **replication.handlers(deps),
+        **replication.handlers(deps), **switchover.handlers(deps),
     }
 
 

@@ -11,6 +11,7 @@ import pytest
 from api_support import Api, create_body
 
 from reddwarf.domain.conditions import Observation
+from reddwarf.domain.replication import ReplicaHealth, ReplicaState
 
 
 def _active(api: Api, instance_id: str) -> None:
@@ -91,3 +92,46 @@ def test_a_replica_of_a_replica_a_source_delete_and_a_replicas_accounts_are_refu
     assert patched.status_code == 202
     assert api.operations(replica).count(("instance.replica.detach", "pending")) == 1
     assert api.delete(f"/instances/{replica}").status_code == 202  # a replica can go
+
+
+def _set_of_three(api: Api) -> tuple[str, str, str]:
+    ids = [api.post("/instances", create_body(name=name)).json()["instance"]["id"] for name in ("p", "r1", "r2")]
+    for made in ids:
+        _active(api, made)
+    with api.db.unit_of_work() as uow:
+        uow.replication.add_replicas(uow.replication.form(ids[0], api.project, ids[0]), ids[1:])
+    return ids[0], ids[1], ids[2]
+
+
+def _promote(api: Api, instance_id: str) -> Any:
+    return api.post(f"/instances/{instance_id}/action", {"promote_to_replica_source": {}})
+
+
+def test_a_promote_is_refused_off_a_replica_or_unless_the_whole_set_is_active_and_streaming(api: Api) -> None:
+    primary, replica, other = _set_of_three(api)
+    response = _promote(api, primary)
+    assert response.status_code == 400
+    assert response.json()["badRequest"]["message"] == f"Instance {primary} is not a replica."
+    with api.db.unit_of_work() as uow:  # another member not ACTIVE: nothing recorded
+        uow.instances.record(other, Observation.REBOOTING, "set by the test", generation=0)
+    response = _promote(api, replica)
+    assert response.status_code == 422 and f"instance {other} is REBOOT" in response.text
+    _active(api, other)
+    with api.db.unit_of_work() as uow:  # last seen not streaming
+        uow.replication.record_health(replica, ReplicaHealth(ReplicaState(False, detail="it is not connected"), 1.0))
+    response = _promote(api, replica)
+    assert response.status_code == 422 and "it is not connected" in response.text
+    assert ("instance.replica.promote", "pending") not in api.operations(replica)
+    assert {api.get(f"/instances/{i}").json()["instance"]["status"] for i in (primary, replica, other)} == {"ACTIVE"}
+
+
+def test_a_promote_is_recorded_once_and_every_member_shows_promote(api: Api) -> None:
+    primary, replica, other = _set_of_three(api)
+    assert _promote(api, replica).status_code == 202
+    assert _promote(api, replica).status_code == 202  # asked again while pending: nothing more
+    assert api.operations(replica).count(("instance.replica.promote", "pending")) == 1
+    for member in (primary, replica, other):
+        assert api.get(f"/instances/{member}").json()["instance"]["status"] == "PROMOTE"
+    # Account writes wait for the set to settle: 422, not a write that would fail on a demoted primary.
+    response = api.post(f"/instances/{primary}/users", {"users": [{"name": "u", "password": "pw-pw-pw"}]})
+    assert response.status_code == 422 and "PROMOTE" in response.text

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from reddwarf.domain.operations import Kind
-from reddwarf.domain.replication import Role
+from reddwarf.domain.replication import ReplicaHealth, ReplicaState, Role
 from reddwarf.store import Database
 from reddwarf.store.repositories.replication import StaleSet
 
@@ -52,6 +52,24 @@ def test_two_writers_of_the_same_version_cannot_both_change_a_set(db: Database) 
     assert current is not None and current.replica_ids == (replica,)  # the stale write left nothing
     with pytest.raises(StaleSet), db.unit_of_work() as uow:
         uow.replication.form(_id(), "p1", primary)  # a member of one set cannot form another
+
+
+def test_a_promotion_swaps_two_roles_once_and_a_second_promotion_of_the_same_version_loses(db: Database) -> None:
+    primary, first, second, set_id = _id(), _id(), _id(), _id()
+    with db.unit_of_work() as uow:
+        grown = uow.replication.add_replicas(uow.replication.form(set_id, "p1", primary), [first, second])
+        uow.replication.record_health(first, ReplicaHealth(ReplicaState(True, 0, 0.0), 5.0))
+    with db.unit_of_work() as uow:
+        promoted = uow.replication.promote(grown, first)
+    assert promoted.id == set_id and promoted.primary_id == first and promoted.version == grown.version + 1
+    assert promoted.replica_ids == (primary, second)  # the old primary follows, and so does the other replica
+    assert promoted.member(first).health is None  # type: ignore[union-attr]  # a primary has no lag
+    with pytest.raises(StaleSet), db.unit_of_work() as uow:
+        uow.replication.promote(grown, second)  # read before the first promotion: refused, nothing written
+    with db.unit_of_work(write=False) as uow:
+        assert uow.replication.get(set_id) == promoted
+    with pytest.raises(ValueError), db.unit_of_work() as uow:
+        uow.replication.promote(promoted, first)  # the primary already
 
 
 def _enqueue(db: Database, kind: Kind, resource_id: str) -> str:

@@ -51,6 +51,10 @@ SERVER_DOWN = _after(Observation.SERVER_DOWN, start=ACTIVE)
         (SERVER_DOWN, Observation.ENDPOINT_SILENT, (InstanceStatus.SHUTDOWN, OperatingStatus.ERROR)),
         # ... and is Ready again once it answers, whoever started it.
         (SERVER_DOWN, Observation.ENDPOINT_ANSWERS, ACTIVE_HEALTHY),
+        # A switchover and a failover show on every member of the set until their end makes them READY.
+        (ACTIVE, Observation.PROMOTING, (InstanceStatus.PROMOTE, OperatingStatus.NONE)),
+        (_after(Observation.PROMOTING, start=ACTIVE), Observation.READY, ACTIVE_HEALTHY),
+        (SERVER_DOWN, Observation.EJECTING, (InstanceStatus.EJECT, OperatingStatus.NONE)),
     ],
 )
 def test_each_observation_gives_the_status_written_before_conditions(

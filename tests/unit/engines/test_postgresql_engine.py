@@ -15,6 +15,7 @@ from reddwarf.domain.workload import Placement
 from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings, wal
 from reddwarf.engines.postgresql.discovery import parse_version
 from reddwarf.engines.postgresql.install import InstallError, archive_member, installed
+from reddwarf.engines.postgresql.replication import stopped_checkpoint
 
 PASSWORD = "Adm1n-pa55word-never-in-argv"
 VERSION = DatastoreVersion("postgresql", "15", "15.18", "/usr/lib/postgresql/15/bin")
@@ -184,3 +185,20 @@ def test_a_replicas_workload_seeds_from_its_primary_over_its_socket_and_follows_
     as_primary = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret("pw"), Topology(set_id="s", peers=(primary,)))
     assert as_primary.init[0].argv[0].endswith("/initdb") and as_primary.peer_group == "s"
     assert "/srv/i/data/standby.signal" not in {f.path for f in as_primary.files}
+
+
+CONTROLDATA = """pg_control version number:            1300
+Database cluster state:               {state}
+Latest checkpoint location:           0/3A000028
+Latest checkpoint's REDO location:    0/3A000028
+"""
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ("shut down", "0/3A000028"),  # a primary's clean stop: its shutdown checkpoint is its last record
+    ("in production", None),  # killed or crashed: its log may end anywhere
+    ("shut down in recovery", None),  # a replica's stop
+])
+def test_a_switchover_trusts_only_a_clean_stop_of_a_primary(state: str, expected: str | None) -> None:
+    assert stopped_checkpoint(CONTROLDATA.format(state=state)) == expected
+    assert stopped_checkpoint("Database cluster state: shut down\nLatest checkpoint location: 0/3A; drop\n") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from reddwarf.domain.operations import REGISTRY, Kind, conflicts
+from reddwarf.domain.operations import REGISTRY, Kind, conflicts, set_conflicts
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.worker import Worker
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -35,3 +35,15 @@ def test_each_kind_has_its_own_deadline_under_the_operators_cap() -> None:
     assert worker.deadline_of(Kind.USERS_CREATE) == REGISTRY[Kind.USERS_CREATE].deadline == 300
     assert worker.deadline_of(Kind.INSTANCE_CREATE) == 600  # the registry's 900, capped by the operator
     assert worker.deadline_of("test.kind") == 600
+
+
+def test_a_switchover_runs_alone_on_its_whole_set_and_a_replica_create_beside_backups() -> None:
+    for other in (Kind.INSTANCE_RESTART, Kind.USERS_CREATE, Kind.BACKUP_CREATE, Kind.SNAPSHOT_CREATE,
+                  Kind.SET_CONVERGE, Kind.REPLICA_CREATE, Kind.INSTANCE_DELETE):
+        assert set_conflicts(Kind.REPLICA_PROMOTE, other) and set_conflicts(other, Kind.REPLICA_PROMOTE), other
+    # A backup's files are no member's: deleting one goes on.
+    assert not set_conflicts(Kind.REPLICA_PROMOTE, Kind.BACKUP_DELETE)
+    # A replica seeds from its primary: the primary's restart waits, its backups and account writes do not.
+    assert set_conflicts(Kind.REPLICA_CREATE, Kind.INSTANCE_RESTART)
+    assert not set_conflicts(Kind.REPLICA_CREATE, Kind.BACKUP_CREATE)
+    assert not set_conflicts(Kind.REPLICA_CREATE, Kind.USERS_CREATE)

@@ -19,6 +19,7 @@ a dead replica's slot can pin on its primary's volume.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import PurePosixPath
 
@@ -30,7 +31,7 @@ from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import CommandSpec, Placement
+from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.postgresql import admin
 from reddwarf.engines.postgresql.admin import REPLICATOR
 
@@ -41,6 +42,7 @@ SOCKET_PERMISSIONS = "0777"  # the socket directory (0700, or 0710 to the set's 
 STANDBY_SIGNAL = "standby.signal"
 _RELOAD_WAIT = 10.0
 _PROMOTE_WAIT = 60.0
+_C_LOCALE = (("LC_ALL", "C"), ("TZ", "UTC"))
 
 
 def _conninfo_value(value: str) -> str:
@@ -73,6 +75,22 @@ def _disarm(data_dir: str) -> CommandSpec:
     return CommandSpec(argv=("rm", "-f", "--", *(str(root / name) for name in (
         "postgresql.auto.conf", STANDBY_SIGNAL, "recovery.signal", "postmaster.pid"))))
 
+
+def stopped_checkpoint(controldata: str) -> str | None:
+    """From `pg_controldata`'s output (C locale): the latest checkpoint's location when the cluster state is
+    "shut down" (a primary's clean stop), else None."""
+    fields: dict[str, str] = {}
+    for line in controldata.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    location = fields.get("Latest checkpoint location", "")
+    if fields.get("Database cluster state") != "shut down" or not _LSN.fullmatch(location):
+        return None
+    return location
+
+
+_LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 
 _MEMBERSHIPS = (
     "SELECT r.rolname, m.rolname, g.rolname FROM pg_catalog.pg_auth_members a"
@@ -229,6 +247,42 @@ class PostgresqlReplication:
         if done is None or not done[0]:
             raise TemporaryError(f"PostgreSQL did not finish its promotion within {_PROMOTE_WAIT:.0f} s")
         logger.info("instance %s: promoted out of recovery", placement.instance_id)
+
+    def position_tool(self, placement: Placement) -> ToolSpec:
+        """`pg_controldata` of the stopped server: its state and its last checkpoint."""
+        return ToolSpec(argv=(str(PurePosixPath(self._version.bin_dir) / "pg_controldata"), "-D", placement.data_dir),
+                        env=_C_LOCALE, description="read the stopped server's last checkpoint")
+
+    def stopped_position(self, output: bytes) -> str | None:
+        """The location of the shutdown checkpoint of a server that stopped cleanly as a primary (its last WAL
+        record: a replica that has replayed it has everything the primary ever acknowledged); None otherwise
+        (it crashed, or it was not a primary)."""
+        return stopped_checkpoint(output.decode("utf-8", "replace"))
+
+    def replayed(self, placement: Placement, admin_password: Secret, position: str) -> bool:
+        """Has the replica replayed the WAL record that starts at `position` (its replay location is the end of
+        the last record it replayed)? True once it left recovery."""
+        where = admin.target(placement, self._admin, admin_password, timeout=5.0)
+        with admin.session(where) as conn, admin.refusals("read how far it has replayed"):
+            row = conn.execute(
+                "SELECT pg_catalog.pg_is_in_recovery(),"
+                " pg_catalog.pg_last_wal_replay_lsn() OPERATOR(pg_catalog.>) %s::pg_catalog.pg_lsn", (position,)
+            ).fetchone()
+        return row is not None and (not row[0] or bool(row[1]))
+
+    def reload(self, placement: Placement, admin_password: Secret) -> None:
+        """`pg_reload_conf()`, waiting until a new session sees the files loaded (a replica's walreceiver
+        reconnects to a changed `primary_conninfo` on its own)."""
+        where = admin.target(placement, self._admin, admin_password, timeout=10.0)
+        with admin.session(where) as conn, admin.refusals("reload its configuration"):
+            loaded = conn.execute("SELECT pg_catalog.pg_conf_load_time()").fetchone()
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        self._wait_reloaded(where, loaded[0] if loaded else None)
+
+    def demote_tool(self, placement: Placement) -> ToolSpec:
+        """The former primary's slots removed from its stopped data directory: as a replica nobody streams
+        from it, and each slot would pin its WAL."""
+        return ToolSpec(argv=forget_slots(placement.data_dir).argv, description="remove a former primary's slots")
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the

@@ -141,6 +141,22 @@ class ReplicationRepository:
             return None
         return self._reread(found.id)
 
+    def promote(self, found: ReplicationSet, instance_id: str) -> ReplicationSet:
+        """Make the replica `instance_id` the primary of `found` (as read) and its primary a replica; the other
+        replicas now follow it. Its health record is dropped (a primary has none); the former primary's starts
+        empty."""
+        member = found.member(instance_id)
+        if member is None or member.role is not Role.REPLICA:
+            raise ValueError(f"instance {instance_id} is not a replica of set {found.id}")
+        self._bump(found, instance_id)
+        cleared = dict(streaming=None, lag_bytes=None, lag_seconds=None, health_detail=None, observed=None)
+        for member_id, role in ((instance_id, Role.PRIMARY), (found.primary_id, Role.REPLICA)):
+            self._session.execute(
+                update(SetMemberRow).where(SetMemberRow.instance_id == member_id, SetMemberRow.set_id == found.id)
+                .values(role=role.value, **cleared).execution_options(synchronize_session=False)
+            )
+        return self._reread(found.id)
+
     def _bump(self, found: ReplicationSet, primary_id: str) -> None:
         result = self._session.execute(
             update(ReplicationSetRow)

@@ -39,10 +39,10 @@ def prepare_source(deps: ReconcilerDeps, replica: Instance) -> None:
         found = uow.replication.set_of(replica.id)
     if found is None or found.member(replica.id) is None:
         raise PermanentError(f"Instance {replica.id} is no longer a member of a replication set.")
-    _converge_primary(deps, found)
+    converge_primary(deps, found)
 
 
-def _converge_primary(deps: ReconcilerDeps, found: ReplicationSet) -> None:
+def converge_primary(deps: ReconcilerDeps, found: ReplicationSet) -> None:
     with deps.db.unit_of_work(write=False) as uow:
         primary = uow.instances.get(found.primary_id)
     if primary is None or primary.deleting or primary.endpoint is None:
@@ -107,7 +107,7 @@ class ConvergePrimary:
             if found is None:
                 _single_again(deps, primary_id)
             elif found.primary_id == primary_id:
-                _converge_primary(deps, found)
+                converge_primary(deps, found)
         except (TemporaryError, PermanentError) as exc:
             log.warning("primary %s was not brought in line with its set: %s", primary_id, exc.message)
             with deps.db.unit_of_work() as uow:

@@ -18,7 +18,7 @@ from reddwarf.services.context import ServiceContext
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
-SUPPORTED_ACTIONS = ("restart", "reset_status")
+SUPPORTED_ACTIONS = ("restart", "reset_status", "promote_to_replica_source")
 
 LimitQuery = Annotated[int | None, Query(ge=1, description="Page size (capped by the server's page size).")]
 MarkerQuery = Annotated[str | None, Query(description="Id of the last instance of the previous page.")]
@@ -149,8 +149,9 @@ def delete_instance(instance_id: str, ctx: ContextDep, auth: AuthDep) -> Respons
     response_class=Response,
     summary="Run an action on an instance",
     description=(
-        'Exactly one key: `{"restart": {}}` (the instance must be ACTIVE, else 422) or '
-        '`{"reset_status": {}}` (admin only: clears the fault and requests a reconcile).'
+        'Exactly one key: `{"restart": {}}` (the instance must be ACTIVE, else 422), '
+        '`{"reset_status": {}}` (admin only: clears the fault and requests a reconcile) or '
+        '`{"promote_to_replica_source": {}}` (a replica becomes its set\'s primary: a switchover).'
     ),
 )
 def instance_action(
@@ -163,6 +164,8 @@ def instance_action(
         instances.restart(ctx, auth, instance_id)
     elif action == "reset_status":
         instances.reset_status(ctx, auth, instance_id)
+    elif action == "promote_to_replica_source":
+        replicas.promote(ctx, auth, instance_id)
     else:
         raise BadRequest(
             f"Action {action} is not supported; supported actions: {', '.join(SUPPORTED_ACTIONS)}.", field=action
