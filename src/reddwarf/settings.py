@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     archive_ship_interval: float = Field(default=5.0, gt=0)
     # Seconds between two looks at every replica's streaming state and lag (docs/replication.md).
     replication_check_interval: float = Field(default=5.0, gt=0)
+    # Seconds a replication source must have been unhealthy (its server down, or not answering) before it may
+    # be ejected (a failover; Trove's `agent_heartbeat_expiry`, 90 s).
+    eject_after: float = Field(default=90.0, ge=0)
     # Restore every completed backup into a throwaway server, run the engine's checks, record the result on the
     # backup (`verified`), remove the server (docs/backups.md, "Verified backups").
     verify_backups: bool = False

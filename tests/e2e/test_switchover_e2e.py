@@ -6,6 +6,8 @@ CLI switches back, and the set is as it was."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +18,28 @@ import pytest
 from reddwarf.client import Instance, ReddwarfClient
 from reddwarf.client.errors import ReddwarfAPIError
 from tests.e2e.test_cli_e2e import cli
-from tests.e2e.test_replication_e2e import _eventually_on, _replication, _source, _sql
-from tests.support.server import ACTIVE_TIMEOUT, DELETE_TIMEOUT, ReddwarfProcesses, running_plane, wait_for
+from tests.e2e.test_replication_e2e import _eventually_on, _replication, _source, _sql, squatter_user
+from tests.support.engine_harness import OsUser
+from tests.support.server import (
+    ACTIVE_TIMEOUT,
+    DELETE_TIMEOUT,
+    ReddwarfProcesses,
+    processes_of,
+    running_plane,
+    wait_for,
+)
+from tests.support.squatter import start_squatter
+
+__all__ = ["squatter_user"]  # the fixture, shared with the replication module
 
 SWITCH_TIMEOUT = 120.0
+EJECT_AFTER = 2.0
 
 
 @pytest.fixture(scope="module")
 def reddwarf() -> Iterator[ReddwarfProcesses]:
-    with running_plane("switchover", "127.0.176.0/24", REDDWARF_REPLICATION_CHECK_INTERVAL="0.5") as procs:
+    with running_plane("switchover", "127.0.176.0/24", REDDWARF_REPLICATION_CHECK_INTERVAL="0.5",
+                       REDDWARF_EJECT_AFTER=str(EJECT_AFTER)) as procs:
         yield procs
 
 
@@ -138,5 +153,67 @@ def test_a_switchover_loses_no_acknowledged_write_and_every_member_follows(
             _eventually_on(follower, "select count(*) from w where n = -3", 1)
 
         for instance_id in (candidate.id, other.id, source.id):
+            client.delete_instance(instance_id)
+            client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+
+
+def _eject_accepted(client: ReddwarfClient, source_id: str) -> bool:
+    try:
+        client.eject_replica_source(source_id)
+    except ReddwarfAPIError as exc:
+        assert exc.status == 400 and "current heartbeat" in str(exc), exc
+        return False
+    return True
+
+
+def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
+    reddwarf: ReddwarfProcesses, unique_name: str, squatter_user: OsUser
+) -> None:
+    with reddwarf.tenant() as client:
+        source = _source(client, unique_name)
+        client.create_replicas(unique_name, source.id, 2)
+        replica_ids = client.get_instance(source.id).replica_ids
+        replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT) for i in replica_ids]
+        _sql(source, "insert into t values (-1, 'before the failure') returning 1")
+        for replica in replicas:
+            _eventually_on(replica, "select v from t where id = -1", "before the failure")
+        # A healthy source cannot be ejected (Trove: it "has a current heartbeat"); a replica is no source.
+        with pytest.raises(ReddwarfAPIError) as refused:
+            client.eject_replica_source(source.id)
+        assert refused.value.status == 400 and "current heartbeat" in str(refused.value)
+        with pytest.raises(ReddwarfAPIError) as refused:
+            client.eject_replica_source(replicas[0].id)
+        assert refused.value.status == 400 and "not a replica source" in str(refused.value)
+
+        # The source dies and cannot come back (someone holds its address): the health loop's restarts fail.
+        squatter = start_squatter(squatter_user, "postgresql", tcp=(str(source.address), int(str(source.port))),
+                                  bind_for=120)
+        try:
+            for pid in processes_of(reddwarf.os_user(source.id)):
+                os.kill(pid, signal.SIGKILL)
+            squatter.wait_listening(30)
+            wait_for(lambda: _eject_accepted(client, source.id), 60, f"the source to be down {EJECT_AFTER:g} s")
+            assert {client.get_instance(i).status for i in (source.id, *(r.id for r in replicas))} <= {
+                "EJECT", "ACTIVE", "ERROR"}
+            fenced = wait_for(lambda: (v := client.get_instance(source.id)).status == "ERROR" and v, SWITCH_TIMEOUT,
+                              "the source to be fenced")
+        finally:
+            squatter.stop()
+        views = {r.id: client.wait_for_instance(r.id, timeout=ACTIVE_TIMEOUT) for r in replicas}
+        (primary,) = [v for v in views.values() if v.source_id is None]
+        (other,) = [v for v in views.values() if v.source_id is not None]
+        assert primary.id == replicas[0].id  # both held the same log: the oldest replica wins
+        assert other.source_id == primary.id and fenced.source_id == primary.id
+        assert _sql(primary, "select pg_is_in_recovery()") is False
+        assert _sql(primary, "select v from t where id = -1") == "before the failure"
+        _sql(primary, "insert into t values (-2, 'after the failover') returning 1")
+        _eventually_on(other, "select v from t where id = -2", "after the failover")
+        # The fenced source says why, and nothing started its server again (its address is free by now).
+        shown = client.get_instance(source.id).wire()
+        assert shown["status"] == "ERROR" and shown["replication"]["state"] == "fenced"
+        assert "fenced by a failover" in shown["fault"]["message"]
+        assert processes_of(reddwarf.os_user(source.id)) == []
+
+        for instance_id in (other.id, source.id, primary.id):
             client.delete_instance(instance_id)
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)

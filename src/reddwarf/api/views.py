@@ -82,14 +82,20 @@ def instance_view(
         }
         # Extension: the replica's streaming state and lag as the replication watch last recorded them.
         health = instance.replication_health
-        body["replication"] = {"role": "replica"} if health is None else {
-            "role": "replica",
-            "state": "streaming" if health.state.streaming else "stopped",
-            "lag_seconds": health.state.lag_seconds,
-            "lag_bytes": health.state.lag_bytes,
-            "observed": isotime(health.observed),
-            **({"reason": health.state.detail} if health.state.detail else {}),
-        }
+        if instance.fenced is not None:
+            body["replication"] = {"role": "replica", "state": "fenced", "fenced": isotime(instance.fenced),
+                                   "reason": "fenced by a failover: it rejoins as a replica of its set's primary"}
+        elif health is None:
+            body["replication"] = {"role": "replica"}
+        else:
+            body["replication"] = {
+                "role": "replica",
+                "state": "streaming" if health.state.streaming else "stopped",
+                "lag_seconds": health.state.lag_seconds,
+                "lag_bytes": health.state.lag_bytes,
+                "observed": isotime(health.observed),
+                **({"reason": health.state.detail} if health.state.detail else {}),
+            }
     elif instance.replicas:
         body["replication"] = {"role": "primary"}
     if instance.endpoint is not None:

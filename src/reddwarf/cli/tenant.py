@@ -488,6 +488,24 @@ def promote_instance(
         _role_change(client, instance_id, "promote", "Promoting", wait=wait, timeout=timeout, json_output=json_output)
 
 
+@instance_app.command("eject")
+def eject_instance(
+    *,
+    instance_id: Annotated[str, typer.Argument(metavar="ID", help="The replication source's id.")],
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    token_file: TokenFileOption = None,
+    project: ProjectOption = None,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    json_output: JsonOption = False,
+) -> None:
+    """Eject a replication source that has been unhealthy long enough (a failover: Trove's
+    eject_replica_source): it is fenced and its most advanced replica becomes the primary. With --json, prints
+    {"id", "action", "accepted"}."""
+    with connected(endpoint, token_file, project, state_dir) as client:
+        client.eject_replica_source(instance_id)
+        _role_change(client, instance_id, "eject", "Ejecting", wait=False, timeout=0.0, json_output=json_output)
+
+
 def _role_change(
     client: ReddwarfClient, instance_id: str, action: str, doing: str, *, wait: bool, timeout: float,
     json_output: bool,

@@ -257,6 +257,11 @@ class ReddwarfClient:
         primary and the other replicas follow it."""
         self._request("POST", f"/instances/{_segment(instance_id)}/action", json={"promote_to_replica_source": {}})
 
+    def eject_replica_source(self, instance_id: str) -> None:
+        """Trove's `eject_replica_source` (failover), on a source that has been unhealthy long enough: it is
+        fenced, and its most advanced replica takes its place."""
+        self._request("POST", f"/instances/{_segment(instance_id)}/action", json={"eject_replica_source": {}})
+
     def wait_for_detach(
         self, instance_id: str, timeout: float = DEFAULT_WAIT_TIMEOUT, on_poll: PollCallback | None = None
     ) -> Instance:

@@ -27,6 +27,7 @@ write; "=" keeps a condition as it is):
 | DETACHING        | =                    | T Detaching       | =                      | DETACH / ""         |
 | PROMOTING        | =                    | T Promoting       | =                      | PROMOTE / ""        |
 | EJECTING         | =                    | T Ejecting        | =                      | EJECT / ""          |
+| FENCED           | F Fenced             | F Settled         | T Fenced               | ERROR / ERROR       |
 | READY            | T Available          | F Settled         | F EndpointAnswers      | ACTIVE / HEALTHY    |
 | FAILED           | F OperationFailed    | F OperationFailed | T OperationFailed      | ERROR / ERROR       |
 | SERVER_DOWN      | F ServerNotRunning   | =                 | T ServerNotRunning     | SHUTDOWN / SHUTDOWN |
@@ -73,6 +74,7 @@ class Reason(StrEnum):
     DETACHING = "Detaching"
     PROMOTING = "Promoting"
     EJECTING = "Ejecting"
+    FENCED = "Fenced"
     AVAILABLE = "Available"
     SETTLED = "Settled"
     ENDPOINT_ANSWERS = "EndpointAnswers"
@@ -95,6 +97,7 @@ class Observation(StrEnum):
     DETACHING = "detaching"
     PROMOTING = "promoting"
     EJECTING = "ejecting"
+    FENCED = "fenced"
     READY = "ready"
     FAILED = "failed"
     SERVER_DOWN = "server_down"
@@ -121,6 +124,7 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.DETACHING: (None, (True, Reason.DETACHING), None),
     Observation.PROMOTING: (None, (True, Reason.PROMOTING), None),
     Observation.EJECTING: (None, (True, Reason.EJECTING), None),
+    Observation.FENCED: ((False, Reason.FENCED), (False, Reason.SETTLED), (True, Reason.FENCED)),
     Observation.READY: ((True, Reason.AVAILABLE), (False, Reason.SETTLED), (False, Reason.ENDPOINT_ANSWERS)),
     Observation.FAILED: (
         (False, Reason.OPERATION_FAILED), (False, Reason.OPERATION_FAILED), (True, Reason.OPERATION_FAILED)
@@ -157,6 +161,7 @@ _PROGRESS_STATUS: Mapping[str, tuple[InstanceStatus, OperatingStatus]] = {
 # Trove's status of an instance that is not Ready and not progressing, by Ready's reason.
 _NOT_READY_STATUS: Mapping[str, InstanceStatus] = {
     Reason.OPERATION_FAILED: InstanceStatus.ERROR,
+    Reason.FENCED: InstanceStatus.ERROR,
     Reason.SERVER_NOT_RUNNING: InstanceStatus.SHUTDOWN,
     Reason.CREATING: InstanceStatus.BUILD,
     Reason.REBOOTING: InstanceStatus.REBOOT,
@@ -200,6 +205,19 @@ def advance(
         else:
             result.append(Condition(kind, status, reason.value, message, since=now))
     return tuple(result)
+
+
+def unhealthy_since(conditions: tuple[Condition, ...]) -> float | None:
+    """Since when an instance has been unhealthy without a break: its server found not running, or Degraded
+    (not answering, suspended, ...); None while it is healthy."""
+    by_type = {c.type: c for c in conditions}
+    ready, degraded = by_type.get(ConditionType.READY), by_type.get(ConditionType.DEGRADED)
+    moments = []
+    if ready is not None and not ready.status and ready.reason == Reason.SERVER_NOT_RUNNING:
+        moments.append(ready.since)
+    if degraded is not None and degraded.status:
+        moments.append(degraded.since)
+    return min(moments) if moments else None
 
 
 def held_by_a_watcher(conditions: tuple[Condition, ...]) -> bool:

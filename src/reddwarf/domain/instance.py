@@ -89,6 +89,8 @@ class Instance:
     replicas: tuple[str, ...] = ()
     # A replica's streaming state and lag as the replication watch last recorded it (never computed on read).
     replication_health: ReplicaHealth | None = None
+    # When a failover fenced it (None: never, or it has rejoined since).
+    fenced: float | None = None
 
     @property
     def runtime_id(self) -> str:

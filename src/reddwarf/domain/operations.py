@@ -52,6 +52,7 @@ class Kind(StrEnum):
     REPLICA_CREATE = "instance.replica.create"
     REPLICA_DETACH = "instance.replica.detach"
     REPLICA_PROMOTE = "instance.replica.promote"
+    REPLICA_EJECT = "instance.replica.eject"
     SET_CONVERGE = "instance.replication.converge"
     DATABASES_CREATE = "instance.databases.create"
     DATABASES_DELETE = "instance.databases.delete"
@@ -214,6 +215,11 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         # else may run on any member meanwhile (a backup or an account write on the old primary would fail
         # half-way), and a delete of any member waits for it (never superseded half-way).
         KindSpec(Kind.REPLICA_PROMOTE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Promoting a replica",
+                 set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
+        # A failover, on the dead primary: it fences it, promotes the most advanced replica and re-points the
+        # others. The primary's own repair (the health loop's) would race it: superseded.
+        KindSpec(Kind.REPLICA_EJECT, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Ejecting a replication source",
+                 supersedes=frozenset({Kind.INSTANCE_REPAIR, Kind.INSTANCE_RESTART}),
                  set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
         # A primary's files, socket directory and slots made to match its set as the store has it now (after a
         # replica left): ordered with its lifecycle and with every replica create of its set, which rewrite

@@ -48,10 +48,13 @@ class ReplicaHealth:
 
 @dataclass(frozen=True, slots=True)
 class Member:
+    """`fenced`: when a failover fenced it (None: it never was, or it has rejoined since)."""
+
     instance_id: str
     role: Role
     created: float = 0.0
     health: ReplicaHealth | None = None
+    fenced: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

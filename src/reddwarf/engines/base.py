@@ -280,6 +280,11 @@ class Replication(Protocol):
         once it is no replica any more."""
         ...
 
+    def received(self, placement: Placement, admin_password: Secret) -> int:
+        """Live read on a replica: how far its copy of its primary's log goes (what it received and kept, or
+        replayed), as a number that orders the replicas of one set (the failover promotes the largest)."""
+        ...
+
     def reload(self, placement: Placement, admin_password: Secret) -> None:
         """Have the running server load the files the runtime rewrote (a replica's new upstream) without a
         restart, and return once it has."""

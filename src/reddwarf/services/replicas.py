@@ -19,7 +19,7 @@ from reddwarf.domain import conditions
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, UnprocessableEntity
 from reddwarf.domain.instance import Instance, InstanceSpec
-from reddwarf.domain.operations import Kind
+from reddwarf.domain.operations import REGISTRY, Kind
 from reddwarf.domain.replication import MAX_REPLICA_COUNT
 from reddwarf.domain.secret import ADMIN_SECRET
 from reddwarf.domain.status import InstanceStatus
@@ -197,3 +197,38 @@ def promote(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             uow.instances.record(member.id, conditions.Observation.PROMOTING, message, generation=member.generation)
             uow.events.add(member.id, "promote", message)
     logger.info("instance %s: promotion to primary of set %s requested; operation %s", instance_id, found.id, op_id)
+
+
+def eject(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
+    """Trove's `eject_replica_source` (failover), on the source: it is fenced (its processes killed, and nothing
+    starts it as a primary again), the most advanced replica is promoted and the others follow it
+    (`instance.replica.eject`). 400 for an instance that is no replication source, and for a source that was
+    healthy within `Settings.eject_after` seconds (Trove: it "has a current heartbeat"; promote it away
+    instead); 422 when no replica is ACTIVE. Every member shows EJECT from now on."""
+    with ctx.db.unit_of_work() as uow:
+        source = load_instance(uow, auth, instance_id)
+        if any(op.kind == Kind.REPLICA_EJECT for op in uow.operations.active_for(instance_id)):
+            return
+        found = uow.replication.set_of(instance_id)
+        if found is None or found.primary_id != instance_id:
+            raise BadRequest(f"Instance {instance_id} is not a replica source.", field="eject_replica_source")
+        since = conditions.unhealthy_since(source.conditions)
+        wait = ctx.settings.eject_after
+        if since is None or ctx.clock() - since < wait:
+            seen = "is healthy" if since is None else f"has been unhealthy for {ctx.clock() - since:.0f} s only"
+            raise BadRequest(
+                f"Replica Source {instance_id} cannot be ejected as it has a current heartbeat: it {seen}, and a "
+                f"source is ejected only after {wait:g} s without one (promote a replica to switch over while "
+                "it is alive).", field="eject_replica_source")
+        replicas = [uow.instances.get(r) for r in found.replica_ids]
+        members = [source, *(r for r in replicas if r is not None)]
+        if not any(r is not None and not r.deleting and r.status is InstanceStatus.ACTIVE for r in replicas):
+            raise UnprocessableEntity(f"Instance {instance_id} cannot be ejected now: none of its replicas is "
+                                      "ACTIVE to take its place.")
+        uow.operations.supersede(instance_id, REGISTRY[Kind.REPLICA_EJECT].supersedes)
+        op_id = ctx.enqueue(uow, Kind.REPLICA_EJECT, instance_id)
+        message = f"failover requested: instance {instance_id} is fenced and a replica takes its place"
+        for member in members:
+            uow.instances.record(member.id, conditions.Observation.EJECTING, message, generation=member.generation)
+            uow.events.add(member.id, "eject", message)
+    logger.info("instance %s: ejected from set %s; operation %s", instance_id, found.id, op_id)

@@ -340,3 +340,6 @@ class SetMemberRow(Base):
     lag_seconds: Mapped[float | None] = mapped_column(Double)
     health_detail: Mapped[str | None] = mapped_column(Text)
     observed: Mapped[float | None] = mapped_column(Double)
+    # When a failover fenced this member (its processes killed before a replica was promoted in its place):
+    # nothing starts its server again until it rejoins as a replica.
+    fenced: Mapped[float | None] = mapped_column(Double)

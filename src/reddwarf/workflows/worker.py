@@ -19,6 +19,7 @@ from reddwarf.workflows.kernel.worker import Handler, Periodic, Worker, new_work
 from reddwarf.workflows.reconcilers import (
     accounts,
     backups,
+    failover,
     instances,
     pool,
     replication,
@@ -46,7 +47,7 @@ def handlers(deps: ReconcilerDeps, warm_pool: PoolTarget | None = None) -> dict[
     return {
         **instances.handlers(deps, warm_pool), **accounts.handlers(deps), **pool.handlers(deps),
         **backups.handlers(deps), **snapshots.handlers(deps), **verify.handlers(deps), **snapbackup.handlers(deps),
-        **replication.handlers(deps), **switchover.handlers(deps),
+        **replication.handlers(deps), **switchover.handlers(deps), **failover.handlers(deps),
     }
 
 

@@ -270,6 +270,20 @@ class PostgresqlReplication:
             ).fetchone()
         return row is not None and (not row[0] or bool(row[1]))
 
+    def received(self, placement: Placement, admin_password: Secret) -> int:
+        """The larger of the WAL the replica received and flushed and the WAL it replayed (its walreceiver
+        may not have run since it started), as a byte position."""
+        where = admin.target(placement, self._admin, admin_password, timeout=5.0)
+        with admin.session(where) as conn, admin.refusals("read how much WAL it has"):
+            row = conn.execute(
+                "SELECT pg_catalog.pg_wal_lsn_diff(GREATEST(pg_catalog.pg_last_wal_receive_lsn(),"
+                " pg_catalog.pg_last_wal_replay_lsn(), CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL"
+                " ELSE pg_catalog.pg_current_wal_lsn() END), '0/0')::bigint"
+            ).fetchone()
+        if row is None or row[0] is None:
+            raise TemporaryError("PostgreSQL says nothing of the WAL it has")
+        return int(row[0])
+
     def reload(self, placement: Placement, admin_password: Secret) -> None:
         """`pg_reload_conf()`, waiting until a new session sees the files loaded (a replica's walreceiver
         reconnects to a changed `primary_conninfo` on its own)."""

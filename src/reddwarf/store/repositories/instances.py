@@ -371,6 +371,7 @@ class InstanceRepository:
             if replica is not None:
                 replica.replica_of = primary_id
                 replica.replication_health = health_of(member)
+                replica.fenced = member.fenced
             primary = by_id.get(primary_id)
             if primary is not None:
                 primary.replicas = (*primary.replicas, member_id)

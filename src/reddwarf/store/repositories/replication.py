@@ -45,7 +45,7 @@ class ReplicationRepository:
         )
         return ReplicationSet(
             id=row.id, project_id=row.project_id, primary_id=row.primary_id,
-            members=tuple(Member(m.instance_id, Role(m.role), m.created, health_of(m)) for m in members),
+            members=tuple(Member(m.instance_id, Role(m.role), m.created, health_of(m), m.fenced) for m in members),
             version=row.version, created=row.created, updated=row.updated,
         )
 
@@ -156,6 +156,28 @@ class ReplicationRepository:
                 .values(role=role.value, **cleared).execution_options(synchronize_session=False)
             )
         return self._reread(found.id)
+
+    def fence(self, found: ReplicationSet, instance_id: str, moment: float) -> ReplicationSet:
+        """Record that a failover fenced `instance_id` of `found` (as read) at `moment`: from now on nothing
+        starts its server in its old role."""
+        if found.member(instance_id) is None:
+            raise ValueError(f"instance {instance_id} is not a member of set {found.id}")
+        self._bump(found, found.primary_id)
+        self._set_fenced(found.id, instance_id, moment)
+        return self._reread(found.id)
+
+    def unfence(self, instance_id: str) -> None:
+        """A fenced member rejoined its set as a replica (no change of roles: no compare-and-swap)."""
+        self._session.execute(
+            update(SetMemberRow).where(SetMemberRow.instance_id == instance_id).values(fenced=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    def _set_fenced(self, set_id: str, instance_id: str, moment: float | None) -> None:
+        self._session.execute(
+            update(SetMemberRow).where(SetMemberRow.instance_id == instance_id, SetMemberRow.set_id == set_id)
+            .values(fenced=moment).execution_options(synchronize_session=False)
+        )
 
     def _bump(self, found: ReplicationSet, primary_id: str) -> None:
         result = self._session.execute(

@@ -110,6 +110,13 @@ class ReconcilerDeps:
             found = uow.replication.set_of(owner_id)
         return None if found is None else self.topology_of(found, owner_id)
 
+    def fenced(self, owner_id: str) -> float | None:
+        """When a failover fenced `owner_id` (None: it is not fenced)."""
+        with self.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(owner_id)
+        member = None if found is None else found.member(owner_id)
+        return None if member is None else member.fenced
+
     def topology_of(self, found: ReplicationSet, instance_id: str) -> Topology:
         """`instance_id`'s place in `found` as its server needs it: the primary it follows (if it is a replica),
         its slot, and the other members who may replicate from it."""

@@ -62,6 +62,9 @@ def start_server(
     engine = deps.engine_for(spec)
 
     def launch() -> None:
+        if deps.fenced(owner_id) is not None:
+            raise PermanentError(f"Instance {owner_id} was fenced by a failover: its server does not start until it "
+                                 "rejoins its set as a replica.")
         deps.runtime.start(placement, deps.workload_with(spec, placement, admin, deps.topology(owner_id)))
 
     observed = [time.monotonic() + OBSERVE_EVERY]

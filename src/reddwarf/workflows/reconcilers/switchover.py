@@ -55,10 +55,78 @@ def run_tool(deps: ReconcilerDeps, placement: Placement, tool: ToolSpec) -> byte
     return output
 
 
-class PromoteReplica:
+class RoleChange:
+    """What a switchover and a failover share: the members, their marks, the compare-and-swap of the roles,
+    the new primary made ready and the other replicas re-pointed to it."""
+
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.deps = deps
 
+    def _instances(self, ids: list[str]) -> dict[str, Instance]:
+        with self.deps.db.unit_of_work(write=False) as uow:
+            found = {i: uow.instances.get(i) for i in ids}
+        return {i: instance for i, instance in found.items() if instance is not None}
+
+    @staticmethod
+    def _mark(uow: UnitOfWork, members: dict[str, Instance], observation: Observation, message: str) -> None:
+        for member in members.values():
+            _record(member, observation, message)(uow)
+
+    def _replication(self, instance: Instance) -> Replication:
+        replication = self.deps.engine(instance).replication(self.deps.version_for(instance.spec))
+        if replication is None:
+            raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
+        return replication
+
+    @staticmethod
+    def _swap(uow: UnitOfWork, candidate_id: str, old_id: str) -> None:
+        found = uow.replication.set_of(candidate_id)
+        if found is None:
+            raise PermanentError(f"Instance {candidate_id} is no longer a member of a replication set.")
+        if found.primary_id == candidate_id:
+            return
+        if found.primary_id != old_id:
+            raise PermanentError(f"The primary of instance {candidate_id}'s set changed to {found.primary_id}.")
+        try:
+            uow.replication.promote(found, candidate_id)
+        except StaleSet:
+            raise TemporaryError(f"The replication set of instance {candidate_id} changed meanwhile.") from None
+        uow.events.add(candidate_id, "promote", f"instance {candidate_id} is the primary; {old_id} follows it")
+
+    def _source_ready(self, candidate_id: str) -> None:
+        with self.deps.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(candidate_id)
+        if found is None or found.primary_id != candidate_id:
+            raise PermanentError(f"Instance {candidate_id} is no longer the primary of its set.")
+        converge_primary(self.deps, found)
+
+    def _repoint_step(self, replication: Replication, other: Instance) -> Callable[[], None]:
+        return lambda: self._repoint(replication, other)
+
+    def _repoint(self, replication: Replication, other: Instance) -> None:
+        deps = self.deps
+        placement = deps.placement(other)
+        admin = deps.admin_password(other.id)
+        deps.runtime.refresh(placement, deps.workload_with(other.spec, placement, admin, deps.topology(other.id)))
+        try:
+            replication.reload(placement, admin)
+        except (TemporaryError, PermanentError) as exc:
+            # Its files say whom to follow: a server that is down now follows the new primary when it starts.
+            log.warning("switchover: replica %s did not reload (%s); it follows at its next start", other.id,
+                        exc.message)
+
+    def _each(self, ctx: OperationContext, members: dict[str, Instance],
+              write: Callable[[Instance], Callable[[UnitOfWork], None]]) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            if not ctx.lease.renew_in(uow):
+                return
+            for member in members.values():
+                current = uow.instances.get(member.id)
+                if current is not None and not current.deleting:
+                    write(current)(uow)
+
+
+class PromoteReplica(RoleChange):
     def run(self, ctx: OperationContext) -> None:
         deps = self.deps
         with deps.db.unit_of_work(write=False) as uow:
@@ -100,22 +168,6 @@ class PromoteReplica:
             raise PermanentError(f"Instance {candidate.id} is not a replica.")
         return {"primary": found.primary_id, "replicas": [r for r in found.replica_ids if r != candidate.id]}
 
-    def _instances(self, ids: list[str]) -> dict[str, Instance]:
-        with self.deps.db.unit_of_work(write=False) as uow:
-            found = {i: uow.instances.get(i) for i in ids}
-        return {i: instance for i, instance in found.items() if instance is not None}
-
-    @staticmethod
-    def _mark(uow: UnitOfWork, members: dict[str, Instance], observation: Observation, message: str) -> None:
-        for member in members.values():
-            _record(member, observation, message)(uow)
-
-    def _replication(self, instance: Instance) -> Replication:
-        replication = self.deps.engine(instance).replication(self.deps.version_for(instance.spec))
-        if replication is None:
-            raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
-        return replication
-
     def _streams(self, replication: Replication, old: Instance, there: Placement, candidate_id: str) -> None:
         """Refuse, before anything is touched, a replica that does not stream from its primary now: its
         primary's last writes would never reach it."""
@@ -140,43 +192,6 @@ class PromoteReplica:
 
     def _demote(self, replication: Replication, there: Placement) -> None:
         run_tool(self.deps, there, replication.demote_tool(there))
-
-    @staticmethod
-    def _swap(uow: UnitOfWork, candidate_id: str, old_id: str) -> None:
-        found = uow.replication.set_of(candidate_id)
-        if found is None:
-            raise PermanentError(f"Instance {candidate_id} is no longer a member of a replication set.")
-        if found.primary_id == candidate_id:
-            return
-        if found.primary_id != old_id:
-            raise PermanentError(f"The primary of instance {candidate_id}'s set changed to {found.primary_id}.")
-        try:
-            uow.replication.promote(found, candidate_id)
-        except StaleSet:
-            raise TemporaryError(f"The replication set of instance {candidate_id} changed meanwhile.") from None
-        uow.events.add(candidate_id, "promote", f"instance {candidate_id} is the primary; {old_id} follows it")
-
-    def _source_ready(self, candidate_id: str) -> None:
-        with self.deps.db.unit_of_work(write=False) as uow:
-            found = uow.replication.set_of(candidate_id)
-        if found is None or found.primary_id != candidate_id:
-            raise PermanentError(f"Instance {candidate_id} is no longer the primary of its set.")
-        converge_primary(self.deps, found)
-
-    def _repoint_step(self, replication: Replication, other: Instance) -> Callable[[], None]:
-        return lambda: self._repoint(replication, other)
-
-    def _repoint(self, replication: Replication, other: Instance) -> None:
-        deps = self.deps
-        placement = deps.placement(other)
-        admin = deps.admin_password(other.id)
-        deps.runtime.refresh(placement, deps.workload_with(other.spec, placement, admin, deps.topology(other.id)))
-        try:
-            replication.reload(placement, admin)
-        except (TemporaryError, PermanentError) as exc:
-            # Its files say whom to follow: a server that is down now follows the new primary when it starts.
-            log.warning("switchover: replica %s did not reload (%s); it follows at its next start", other.id,
-                        exc.message)
 
     @staticmethod
     def _settle(uow: UnitOfWork, members: dict[str, Instance], candidate_id: str, old_id: str) -> None:
@@ -218,15 +233,6 @@ class PromoteReplica:
             log.error("switchover abandoned: primary %s did not start again (%s); the health loop will",
                       old.id, exc.message)
 
-    def _each(self, ctx: OperationContext, members: dict[str, Instance],
-              write: Callable[[Instance], Callable[[UnitOfWork], None]]) -> None:
-        with self.deps.db.unit_of_work() as uow:
-            if not ctx.lease.renew_in(uow):
-                return
-            for member in members.values():
-                current = uow.instances.get(member.id)
-                if current is not None and not current.deleting:
-                    write(current)(uow)
 
 
 def handlers(deps: ReconcilerDeps) -> dict[str, PromoteReplica]:

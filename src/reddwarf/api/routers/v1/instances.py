@@ -18,7 +18,7 @@ from reddwarf.services.context import ServiceContext
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
-SUPPORTED_ACTIONS = ("restart", "reset_status", "promote_to_replica_source")
+SUPPORTED_ACTIONS = ("restart", "reset_status", "promote_to_replica_source", "eject_replica_source")
 
 LimitQuery = Annotated[int | None, Query(ge=1, description="Page size (capped by the server's page size).")]
 MarkerQuery = Annotated[str | None, Query(description="Id of the last instance of the previous page.")]
@@ -151,7 +151,8 @@ def delete_instance(instance_id: str, ctx: ContextDep, auth: AuthDep) -> Respons
     description=(
         'Exactly one key: `{"restart": {}}` (the instance must be ACTIVE, else 422), '
         '`{"reset_status": {}}` (admin only: clears the fault and requests a reconcile) or '
-        '`{"promote_to_replica_source": {}}` (a replica becomes its set\'s primary: a switchover).'
+        '`{"promote_to_replica_source": {}}` (a replica becomes its set\'s primary: a switchover) or '
+        '`{"eject_replica_source": {}}` (on a source unhealthy for `eject_after` seconds: a failover).'
     ),
 )
 def instance_action(
@@ -166,6 +167,8 @@ def instance_action(
         instances.reset_status(ctx, auth, instance_id)
     elif action == "promote_to_replica_source":
         replicas.promote(ctx, auth, instance_id)
+    elif action == "eject_replica_source":
+        replicas.eject(ctx, auth, instance_id)
     else:
         raise BadRequest(
             f"Action {action} is not supported; supported actions: {', '.join(SUPPORTED_ACTIONS)}.", field=action

@@ -1,0 +1,158 @@
+"""EJECT (Trove's `eject_replica_source`): a failover, on a source that has been unhealthy for
+`Settings.eject_after` seconds (docs/replication.md "Eject").
+
+The old primary is fenced before anything is promoted: the fence is recorded in the store first (from then on
+nothing starts its server, `lifecycle.start_server` refuses), then carried out (every process of its OS user
+killed, after any repair the eject superseded has let go of it). Only then is the most advanced replica (the
+one holding the most of the old primary's log) promoted, and the others re-pointed to it. The old primary stays
+fenced, status ERROR with the reason, until it rejoins as a replica.
+
+`membership` -> `mark` (EJECT on every member) -> `fence` (the store) -> `fenced` (its processes killed) ->
+`choose` (each replica asked how much log it holds; the largest wins, journaled) -> `swap_roles` -> `promote`
+-> `source_ready` -> `repoint-<id>` -> `ready`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import time
+from typing import Any
+
+from reddwarf.domain.conditions import Observation
+from reddwarf.domain.errors import PermanentError, TemporaryError
+from reddwarf.domain.instance import Instance
+from reddwarf.domain.operations import Kind
+from reddwarf.domain.status import Fault
+from reddwarf.domain.workload import Placement
+from reddwarf.engines.base import Replication
+from reddwarf.store.repositories.replication import StaleSet
+from reddwarf.store.uow import UnitOfWork
+from reddwarf.workflows.kernel.context import OperationContext
+from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.lifecycle import record as _record
+from reddwarf.workflows.reconcilers.lifecycle import record_failure
+from reddwarf.workflows.reconcilers.switchover import RoleChange
+
+log = logging.getLogger(__name__)
+
+# How long the fence waits for an operation it superseded (the health loop's repair) to let go of the server.
+FENCE_TIMEOUT = 120.0
+_KILL_TIMEOUT = 5.0
+
+
+class EjectSource(RoleChange):
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            source = uow.instances.get(ctx.resource_id)
+        if source is None or source.deleting:
+            return
+        roles = ctx.step("membership", lambda: self._membership(source))
+        replica_ids = [str(r) for r in roles["replicas"]]
+        members = self._instances([source.id, *replica_ids])
+        ctx.store_step("mark", lambda uow: self._mark(uow, members, Observation.EJECTING,
+                                                       f"failover: instance {source.id} is fenced and replaced"))
+        ctx.store_step("fence", lambda uow: self._fence(uow, source.id))
+        there = deps.placement(source)
+        ctx.wait_until("fenced", lambda: self._kill(ctx, source, there), timeout=FENCE_TIMEOUT,
+                       expired=f"an operation on instance {source.id} did not let go of its server")
+        replication = self._replication(source)
+        chosen = ctx.step("choose", lambda: self._choose(replication, members, replica_ids))
+        candidate = members[str(chosen["candidate"])]
+        here = deps.placement(candidate)
+        ctx.store_step("swap_roles", lambda uow: self._swap(uow, candidate.id, source.id))
+        ctx.step("promote", lambda: replication.promote(here, deps.admin_password(candidate.id)))
+        ctx.step("source_ready", lambda: self._source_ready(candidate.id))
+        for other_id in replica_ids:
+            if other_id != candidate.id and other_id in members:
+                ctx.step(f"repoint-{other_id}", self._repoint_step(replication, members[other_id]))
+        ctx.store_step("ready", lambda uow: self._settle(uow, members, candidate.id, source.id))
+
+    def _membership(self, source: Instance) -> dict[str, Any]:
+        with self.deps.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(source.id)
+        if found is None or found.primary_id != source.id:
+            raise PermanentError(f"Instance {source.id} is not a replica source.")
+        return {"replicas": list(found.replica_ids)}
+
+    @staticmethod
+    def _fence(uow: UnitOfWork, source_id: str) -> None:
+        found = uow.replication.set_of(source_id)
+        if found is None:
+            raise PermanentError(f"Instance {source_id} is no longer a member of a replication set.")
+        member = found.member(source_id)
+        if member is not None and member.fenced is not None:
+            return
+        try:
+            uow.replication.fence(found, source_id, time.time())
+        except StaleSet:
+            raise TemporaryError(f"The replication set of instance {source_id} changed meanwhile.") from None
+        uow.events.add(source_id, "eject", "fenced: nothing starts its server until it rejoins as a replica")
+
+    def _kill(self, ctx: OperationContext, source: Instance, there: Placement) -> bool:
+        """Kill every process of the fenced server, once no other operation holds it (a repair this eject
+        superseded may still be starting it: it lets go when its next renewal is refused)."""
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            if uow.operations.live_leases(source.id, exclude=ctx.op.id):
+                return False
+        workload = deps.workload_with(source.spec, there, deps.admin_password(source.id), None)
+        deps.runtime.stop(there, dataclasses.replace(workload, stop_signal=signal.SIGKILL,
+                                                     stop_timeout=_KILL_TIMEOUT))
+        log.warning("failover: instance %s fenced, its processes killed", source.id)
+        return True
+
+    def _choose(self, replication: Replication, members: dict[str, Instance], replica_ids: list[str]) -> dict[str, Any]:
+        """The replica holding the most of the old primary's log (the oldest of equals); those that do not
+        answer are passed over."""
+        deps = self.deps
+        held: dict[str, int] = {}
+        for replica_id in replica_ids:
+            replica = members.get(replica_id)
+            if replica is None or replica.deleting:
+                continue
+            try:
+                held[replica_id] = replication.received(deps.placement(replica), deps.admin_password(replica_id))
+            except (TemporaryError, PermanentError) as exc:
+                log.warning("failover: replica %s does not say how much log it holds: %s", replica_id, exc.message)
+        if not held:
+            raise TemporaryError("No replica answers: none can be promoted yet.")
+        best = max(held.values())
+        candidate = next(r for r in replica_ids if held.get(r) == best)
+        log.info("failover: replica %s holds the most log (%s)", candidate, held)
+        return {"candidate": candidate, "held": held}
+
+    @staticmethod
+    def _settle(uow: UnitOfWork, members: dict[str, Instance], candidate_id: str, source_id: str) -> None:
+        for member in members.values():
+            if member.id == source_id:
+                message = (f"fenced by a failover: instance {candidate_id} is the primary now; this one rejoins its "
+                           "set as a replica")
+                fault = Fault(message=message, details="", created=time.time())
+                _record(member, Observation.FENCED, message, fault=fault)(uow)
+            else:
+                role = "the primary" if member.id == candidate_id else f"a replica of {candidate_id}"
+                _record(member, Observation.READY, f"failover done: {role}")(uow)
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        """Before `swap_roles` nothing was promoted: the fence is lifted (the source may start again as the
+        primary: an operator's reset_status), the replicas are ACTIVE again and the source carries the fault.
+        After it, the source stays fenced with the fault and the others go back to the health loop, which
+        starts each in the role the store gives it."""
+        deps = self.deps
+        roles = ctx.journal.get("membership")
+        if roles is not None:
+            members = self._instances([str(r) for r in roles["replicas"]])
+            self._each(ctx, members, lambda member: _record(
+                member, Observation.READY, f"failover of instance {ctx.resource_id} ended: {error.message}"))
+            if "swap_roles" not in ctx.journal:
+                with deps.db.unit_of_work() as uow:
+                    if ctx.lease.renew_in(uow):
+                        uow.replication.unfence(ctx.resource_id)
+        record_failure(deps, ctx, error)
+
+
+def handlers(deps: ReconcilerDeps) -> dict[str, EjectSource]:
+    return {Kind.REPLICA_EJECT: EjectSource(deps)}
