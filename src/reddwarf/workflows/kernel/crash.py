@@ -7,6 +7,7 @@ right after the step started a child process (`reddwarf.fencing`), which goes on
 the point of that name the step reports (`Fence.reached`: `frozen`, while a snapshot's filesystem is frozen).
 `REDDWARF_TEST_CRASH_ACTION=pause` stops the worker (SIGSTOP) instead of killing it: a worker paused past
 its lease, that a test resumes with SIGCONT.
+The step may end in `*` (a prefix: `repoint-*` is any `repoint-<id>`).
 An optional fourth field `once` makes the crash happen only if the marker file named by
 `REDDWARF_TEST_CRASH_MARKER` does not exist yet (the crash creates it), so the restarted worker goes on.
 """
@@ -31,7 +32,7 @@ def crash_point(kind: str, step: str, when: str) -> None:
     if not spec:
         return
     parts = spec.split(":")
-    if parts[:3] != [kind, step, when]:
+    if len(parts) < 3 or parts[0] != kind or parts[2] != when or not _matches(parts[1], step):
         return
     marker = os.environ.get(ENV_CRASH_MARKER)
     if marker:
@@ -45,3 +46,7 @@ def crash_point(kind: str, step: str, when: str) -> None:
         return
     log.warning("test crash point reached: %s %s %s; killing this worker", kind, step, when)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _matches(pattern: str, step: str) -> bool:
+    return step.startswith(pattern[:-1]) if pattern.endswith("*") else step == pattern

@@ -1,0 +1,156 @@
+"""A worker killed with SIGKILL at any step of a failover (`instance.replica.eject`) loses nothing: a second
+worker finishes it once the short lease expires. Afterwards the dead source is fenced (status ERROR, nothing
+started it again), the replica that held the most of its log is the primary and takes writes, and the other
+replica follows it.
+
+Each case kills the set's primary (no worker runs, so nothing restarts it, and the test records what the health
+loop would have found: its server is down), ejects it, and crashes the worker; then it deletes the fenced
+source and seeds a new replica, so that the next case finds a primary with two replicas again. Each step is
+killed once in the default run (`before` and `after` alternating); the other half is `matrix`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from reddwarf.domain.conditions import Observation
+from tests.chaos.pg_source import active, postgres_source, tenant
+from tests.chaos.test_promote_killed import _roles, _view
+from tests.chaos.test_worker_killed import crash_and_recover, every_step, steps_of, store
+from tests.support.server import ReddwarfProcesses, processes_of, running_plane, wait_for
+
+KIND = "instance.replica.eject"
+# `repoint` stands for `repoint-<id of the replica that was not chosen>`.
+STEPS = ["membership", "mark", "fence", "fenced", "choose", "swap_roles", "promote", "source_ready", "repoint",
+         "ready"]
+USER, PASSWORD = "edna", "chaos-" + secrets.token_hex(4)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ReddwarfProcesses]:
+    with running_plane("chaos-eject", "127.0.178.0/24", REDDWARF_EMBEDDED_WORKERS="0", REDDWARF_LEASE_TTL="1",
+                       REDDWARF_EJECT_AFTER="0") as procs:
+        yield procs
+
+
+@pytest.fixture(scope="module")
+def members(plane: ReddwarfProcesses) -> Iterator[list[str]]:
+    """Every instance the cases made (the source first): the fenced ones are deleted as the cases go."""
+    with postgres_source(plane, "eject-source", USER, PASSWORD) as view, plane.client() as client:
+        made = [str(view["id"])]
+        worker = plane.start_worker()
+        made += _replicas(client, made[0], 2)
+        worker.kill()
+        worker.wait()
+        yield made
+        plane.stop_workers()
+        plane.start_worker()
+        alive = [i for i in made if client.get(f"/instances/{i}").status_code == 200]
+        primary, followers = _roles(client, alive)
+        for batch in (followers, [primary]):
+            for member_id in batch:
+                client.delete(f"/instances/{member_id}")
+            for member_id in batch:
+                wait_for(lambda m=member_id: client.get(f"/instances/{m}").status_code == 404, 120, "clean-up")
+
+
+def _replicas(client: httpx.Client, source_id: str, count: int) -> list[str]:
+    before = {str(r["id"]) for r in client.get(f"/instances/{source_id}").json()["instance"]["replicas"]}
+    response = client.post("/instances", json={"instance": {"name": "eject", "replica_of": source_id,
+                                                            "replica_count": count}})
+    assert response.status_code == 200, response.text
+    now = [str(r["id"]) for r in client.get(f"/instances/{source_id}").json()["instance"]["replicas"]]
+    new = [r for r in now if r not in before]
+    for replica_id in new:
+        wait_for(lambda r=replica_id: active(client, r), 120, "the new replicas to be ACTIVE")
+    return new
+
+
+def _count(view: dict[str, object]) -> int:
+    with tenant(view, USER, PASSWORD) as conn:
+        row = conn.execute("select count(*) from t").fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def _server_down(plane: ReddwarfProcesses, instance_id: str) -> None:
+    """Kill the instance's server and record what the health loop would have found (no worker runs here)."""
+    for pid in processes_of(plane.os_user(instance_id)):
+        os.kill(pid, signal.SIGKILL)
+    db = store(plane)
+    try:
+        with db.unit_of_work() as uow:
+            found = uow.instances.get(instance_id)
+            assert found is not None
+            uow.instances.record(instance_id, Observation.SERVER_DOWN, "killed by the test",
+                                 generation=found.generation)
+    finally:
+        db.dispose()
+
+
+def _eject(plane: ReddwarfProcesses, source_id: str) -> tuple[str, str, list[str]] | None:
+    db = store(plane)
+    try:
+        with db.unit_of_work(write=False) as uow:
+            (op,) = [op for op in (*uow.operations.history_for(source_id), *uow.operations.active_for(source_id))
+                     if op.kind == KIND]
+            return op.state, op.last_error, steps_of(uow, op.id)
+    finally:
+        db.dispose()
+
+
+def _done(plane: ReddwarfProcesses, source_id: str) -> list[str] | None:
+    found = _eject(plane, source_id)
+    assert found is not None
+    state, error, steps = found
+    assert state not in {"failed", "superseded"}, f"{state}: {error} after {steps}\n{plane.log_tail()}"
+    return steps if state == "done" else None
+
+
+@pytest.mark.parametrize(("step", "when"), every_step(STEPS))
+def test_a_failover_survives_a_worker_killed_at_every_step(
+    plane: ReddwarfProcesses, members: list[str], step: str, when: str
+) -> None:
+    marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
+    with plane.client() as client:
+        alive = [i for i in members if client.get(f"/instances/{i}").status_code == 200]
+        source, replicas = _roles(client, alive)
+        rows = _count(_view(client, source))
+        _server_down(plane, source)
+        response = client.post(f"/instances/{source}/action", json={"eject_replica_source": {}})
+        assert response.status_code == 202, response.text
+        crash_and_recover(plane, KIND, "repoint-*" if step == "repoint" else step, when, marker)
+        steps = wait_for(lambda: _done(plane, source), 120, "the failover to finish after the crash")
+        assert ["repoint" if s.startswith("repoint-") else s for s in steps] == STEPS, steps
+
+        views = {r: wait_for(lambda r=r: active(client, r), 60, "the replicas to be ACTIVE") for r in replicas}
+        (primary,) = [r for r, v in views.items() if "replica_of" not in v]
+        (other,) = [r for r in replicas if r != primary]
+        assert views[other]["replica_of"]["id"] == primary  # type: ignore[index]
+        assert _count(views[primary]) == rows
+        with tenant(views[primary], USER, PASSWORD) as conn:
+            conn.execute("insert into t values (%s)", (-1 - rows,))
+        wait_for(lambda: _count(views[other]) == rows + 1, 30, "the new row to reach the other replica")
+        fenced = _view(client, source)
+        assert fenced["status"] == "ERROR" and fenced["replication"]["state"] == "fenced"  # type: ignore[index]
+        assert processes_of(plane.os_user(source)) == []
+        with pytest.raises(psycopg.OperationalError):
+            tenant(fenced, USER, PASSWORD).close()
+
+        # The next case's set: the fenced source gone, a new replica of the new primary.
+        plane.stop_workers()
+        worker = plane.start_worker()
+        client.delete(f"/instances/{source}")
+        wait_for(lambda: client.get(f"/instances/{source}").status_code == 404, 120, "the fenced source's delete")
+        members += _replicas(client, primary, 1)
+        worker.kill()
+        worker.wait()
