@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from reddwarf.client import Instance, ReddwarfClient
 from reddwarf.client.errors import ReddwarfAPIError
 from tests.e2e.test_cli_e2e import cli
 from tests.e2e.test_replication_e2e import _eventually_on, _replication, _source, _sql, squatter_user
+from tests.e2e.test_trove_clients import OPENSTACK, openstack, trove
 from tests.support.engine_harness import OsUser
 from tests.support.server import (
     ACTIVE_TIMEOUT,
@@ -217,3 +219,61 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
         for instance_id in (other.id, source.id, primary.id):
             client.delete_instance(instance_id)
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+
+
+def test_troveclient_and_the_openstack_cli_create_promote_detach_and_eject(
+    reddwarf: ReddwarfProcesses, unique_name: str, squatter_user: OsUser
+) -> None:
+    tc = trove(reddwarf)
+    with reddwarf.tenant() as client:
+        source = _source(client, unique_name)
+        # As troveclient and the OpenStack CLI send it: a name and `replica_of` (and a count), nothing else.
+        first = tc.instances.create(f"{unique_name}-tc", replica_of=source.id, replica_count=2)
+        assert first.status == "BUILD"
+        osc = openstack(reddwarf, "instance", "create", f"{unique_name}-osc", "--replica-of", source.id)["id"]
+        ids = client.get_instance(source.id).replica_ids
+        assert len(ids) == 3 and osc in ids and first.id in ids
+        for replica_id in ids:
+            client.wait_for_instance(replica_id, timeout=ACTIVE_TIMEOUT)
+        tc_first, tc_second = [i for i in ids if i != osc]
+        assert tc.instances.get(tc_first).replica_of["id"] == source.id
+
+        openstack(reddwarf, "instance", "promote", osc, output=False)
+        assert client.wait_for_detach(osc, timeout=SWITCH_TIMEOUT).source_id is None
+        tc.instances.promote_to_replica_source(source.id)
+        client.wait_for_detach(source.id, timeout=SWITCH_TIMEOUT)
+        assert sorted(r["id"] for r in tc.instances.get(source.id).replicas) == sorted(ids)
+
+        tc.instances.update(tc_first, detach_replica_source=True)
+        openstack(reddwarf, "instance", "detach", tc_second, output=False)
+        for detached in (tc_first, tc_second):
+            assert client.wait_for_detach(detached, timeout=SWITCH_TIMEOUT).source_id is None
+        _sql(client.get_instance(tc_first), "insert into t values (-5, 'mine') returning 1")
+
+        squatter = start_squatter(squatter_user, "postgresql", tcp=(str(source.address), int(str(source.port))),
+                                  bind_for=120)
+        try:
+            for pid in processes_of(reddwarf.os_user(source.id)):
+                os.kill(pid, signal.SIGKILL)
+            squatter.wait_listening(30)
+            wait_for(lambda: _osc_ejected(reddwarf, source.id), 60, "the OpenStack CLI's eject to be accepted")
+            wait_for(lambda: client.get_instance(source.id).status == "ERROR", SWITCH_TIMEOUT, "the fence")
+        finally:
+            squatter.stop()
+        assert client.wait_for_detach(osc, timeout=SWITCH_TIMEOUT).source_id is None
+        assert tc.instances.get(source.id).replica_of["id"] == osc
+        for batch in ((source.id, tc_first, tc_second), (osc,)):  # the primary once it has no replica left
+            for instance_id in batch:
+                client.delete_instance(instance_id)
+            for instance_id in batch:
+                client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+
+
+def _osc_ejected(reddwarf: ReddwarfProcesses, source_id: str) -> bool:
+    command = [OPENSTACK, "--os-auth-type", "admin_token", "--os-endpoint", reddwarf.endpoint, "database",
+               "instance", "eject", source_id]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "OS_TOKEN": reddwarf.token})
+    if result.returncode != 0:
+        assert "current heartbeat" in result.stderr, result.stderr
+    return result.returncode == 0
