@@ -12,14 +12,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
 from reddwarf.client import Instance, ReddwarfClient
 from reddwarf.client.errors import ReddwarfAPIError
+from reddwarf.store.database import Database
 from tests.e2e.test_cli_e2e import cli
-from tests.e2e.test_replication_e2e import _eventually_on, _replication, _source, _sql, squatter_user
+from tests.e2e.test_replication_e2e import _events, _eventually_on, _replication, _source, _sql, squatter_user
 from tests.e2e.test_trove_clients import OPENSTACK, openstack, trove
 from tests.support.engine_harness import OsUser
 from tests.support.server import (
@@ -159,6 +161,18 @@ def test_a_switchover_loses_no_acknowledged_write_and_every_member_follows(
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
 
 
+def _failover_choice(reddwarf: ReddwarfProcesses, source_id: str) -> dict[str, Any]:
+    """What the eject of `source_id` journaled at its `choose` step (how much log each replica held)."""
+    db = Database.from_url(f"sqlite:///{reddwarf.state_dir / 'control' / 'reddwarf.db'}",
+                           key_file=reddwarf.state_dir / "control" / "secret.key")
+    try:
+        with db.unit_of_work(write=False) as uow:
+            (op,) = [op for op in uow.operations.history_for(source_id) if op.kind == "instance.replica.eject"]
+            return uow.operations.steps(op.id)["choose"]
+    finally:
+        db.dispose()
+
+
 def _eject_accepted(client: ReddwarfClient, source_id: str) -> bool:
     try:
         client.eject_replica_source(source_id)
@@ -191,30 +205,48 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
         squatter = start_squatter(squatter_user, "postgresql", tcp=(str(source.address), int(str(source.port))),
                                   bind_for=120)
         try:
-            for pid in processes_of(reddwarf.os_user(source.id)):
-                os.kill(pid, signal.SIGKILL)
+            # Its last write reaches no replica (they are paused): the old primary's log goes further than any
+            # replica's, which is what an asynchronous replica loses in a failover, and what a rejoin rewinds.
+            paused = [pid for r in replicas for pid in processes_of(reddwarf.os_user(r.id))]
+            for pid in paused:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                # More WAL than the paused replicas' socket buffers take, then the row no replica will have.
+                _sql(source, "insert into t select -1000 - g, repeat('x', 1000) from generate_series(1, 20000) g")
+                _sql(source, "insert into t values (-3, 'only on the old primary') returning 1")
+                for pid in processes_of(reddwarf.os_user(source.id)):
+                    os.kill(pid, signal.SIGKILL)
+            finally:
+                for pid in paused:
+                    os.kill(pid, signal.SIGCONT)
             squatter.wait_listening(30)
             wait_for(lambda: _eject_accepted(client, source.id), 60, f"the source to be down {EJECT_AFTER:g} s")
             assert {client.get_instance(i).status for i in (source.id, *(r.id for r in replicas))} <= {
                 "EJECT", "ACTIVE", "ERROR"}
-            fenced = wait_for(lambda: (v := client.get_instance(source.id)).status == "ERROR" and v, SWITCH_TIMEOUT,
-                              "the source to be fenced")
+            promoted = client.wait_for_detach(replicas[0].id, timeout=SWITCH_TIMEOUT)
+            # Fenced: while its address is held it cannot even try to come back, and it never did as a primary.
+            shown = client.get_instance(source.id).wire()
+            assert shown["replica_of"]["id"] == promoted.id, shown
+            assert any("fenced" in str(e.get("message")) for e in _events(reddwarf, source.id))
         finally:
             squatter.stop()
         views = {r.id: client.wait_for_instance(r.id, timeout=ACTIVE_TIMEOUT) for r in replicas}
         (primary,) = [v for v in views.values() if v.source_id is None]
         (other,) = [v for v in views.values() if v.source_id is not None]
-        assert primary.id == replicas[0].id  # both held the same log: the oldest replica wins
-        assert other.source_id == primary.id and fenced.source_id == primary.id
+        held = _failover_choice(reddwarf, source.id)["held"]
+        assert held[primary.id] == max(held.values()) and set(held) == {r.id for r in replicas}
+        assert other.source_id == primary.id
         assert _sql(primary, "select pg_is_in_recovery()") is False
         assert _sql(primary, "select v from t where id = -1") == "before the failure"
         _sql(primary, "insert into t values (-2, 'after the failover') returning 1")
         _eventually_on(other, "select v from t where id = -2", "after the failover")
-        # The fenced source says why, and nothing started its server again (its address is free by now).
-        shown = client.get_instance(source.id).wire()
-        assert shown["status"] == "ERROR" and shown["replication"]["state"] == "fenced"
-        assert "fenced by a failover" in shown["fault"]["message"]
-        assert processes_of(reddwarf.os_user(source.id)) == []
+        # Its address free again, the old primary rejoins: rewound from the new primary, it follows it, read-only.
+        rejoined = client.wait_for_instance(source.id, timeout=SWITCH_TIMEOUT)
+        assert rejoined.source_id == primary.id and _replication(client, source.id)["role"] == "replica"
+        _eventually_on(rejoined, "select v from t where id = -2", "after the failover")
+        assert _sql(rejoined, "select pg_is_in_recovery()") is True
+        assert _sql(rejoined, "select count(*) from t where id = -3") == 0  # rewound away
+        assert _sql(primary, "select count(*) from t where id = -3") == 0
 
         for instance_id in (other.id, source.id, primary.id):
             client.delete_instance(instance_id)

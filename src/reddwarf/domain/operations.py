@@ -53,6 +53,7 @@ class Kind(StrEnum):
     REPLICA_DETACH = "instance.replica.detach"
     REPLICA_PROMOTE = "instance.replica.promote"
     REPLICA_EJECT = "instance.replica.eject"
+    REPLICA_REJOIN = "instance.replica.rejoin"
     SET_CONVERGE = "instance.replication.converge"
     DATABASES_CREATE = "instance.databases.create"
     DATABASES_DELETE = "instance.databases.delete"
@@ -202,7 +203,7 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.INSTANCE_DELETE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Deleting the instance",
                  supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE, Kind.INSTANCE_RESTART,
                                        Kind.INSTANCE_REPAIR, Kind.REPLICA_CREATE, Kind.REPLICA_DETACH,
-                                       Kind.SET_CONVERGE})),
+                                       Kind.SET_CONVERGE, Kind.REPLICA_REJOIN})),
         # A replica is seeded from its primary's server (the whole data set, streamed): the primary must not
         # restart or go away meanwhile; its backups and account writes go on.
         KindSpec(Kind.REPLICA_CREATE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Creating a replica",
@@ -221,6 +222,10 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.REPLICA_EJECT, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Ejecting a replication source",
                  supersedes=frozenset({Kind.INSTANCE_REPAIR, Kind.INSTANCE_RESTART}),
                  set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
+        # A fenced former primary rewound from its new primary and started as its replica: the new primary's
+        # restart waits (and the other way round).
+        KindSpec(Kind.REPLICA_REJOIN, NoPayload, HOUR, Lane.LIFECYCLE, "Rejoining a replication set",
+                 set_lanes=frozenset({Lane.LIFECYCLE})),
         # A primary's files, socket directory and slots made to match its set as the store has it now (after a
         # replica left): ordered with its lifecycle and with every replica create of its set, which rewrite
         # the same; one attempt (a primary that does not answer is left as it is, and is no failure of its).

@@ -83,6 +83,8 @@ class ToolSpec:
     stdin: bool = False
     collect: tuple[str, ...] = ()
     description: str = ""
+    # The replication set whose members' servers the tool reaches (`WorkloadSpec.peer_group`; as_instance only).
+    peer_group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

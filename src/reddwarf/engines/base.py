@@ -290,6 +290,16 @@ class Replication(Protocol):
         restart, and return once it has."""
         ...
 
+    def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:
+        """Pure: tools, run in order as the OS user of a stopped former primary (fenced by a failover, its log
+        possibly ahead of the new primary's), that make its data a copy it can follow `upstream` from."""
+        ...
+
+    def reseed_tools(self, upstream: Placement, placement: Placement, set_id: str, slot: str) -> tuple[ToolSpec, ...]:
+        """Pure: tools, run in order as the stopped member's OS user, that replace its data with a new seed
+        from `upstream` (what a rejoin falls back to when the rewind cannot be done)."""
+        ...
+
     def demote_tool(self, placement: Placement) -> ToolSpec:
         """Pure: a tool, run as the instance's OS user while its server is stopped, that removes what it kept
         as a primary for its replicas (PostgreSQL: its slots), before it starts again as a replica."""

@@ -323,7 +323,8 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
     """Admin only: ask the reconcilers to bring the instance back to what its spec says.
 
     An instance whose create never finished gets a new "instance.create" (every step is idempotent, so it
-    picks up whatever the failed one left); any other gets "instance.reconcile". The reconciler, not this
+    picks up whatever the failed one left); a former primary fenced by a failover "instance.replica.rejoin";
+    any other gets "instance.reconcile". The reconciler, not this
     service, writes the status and clears the fault once the instance answers again.
     """
     if not auth.is_admin:
@@ -338,6 +339,8 @@ def reset_status(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
             op.kind in CREATE_KINDS and op.state == "done" for op in uow.operations.history_for(instance_id)
         )
         kind = Kind.INSTANCE_REPAIR if created else create_kind(instance.spec)
+        if instance.fenced is not None:
+            kind = Kind.REPLICA_REJOIN  # a former primary fenced by a failover starts only as a replica
         op_id = ctx.enqueue(uow, kind, instance_id)
         uow.events.add(instance_id, "reset_status", f"an admin asked for a reset ({kind})")
     logger.info("instance %s reset_status: %s requested; operation %s", instance_id, kind, op_id)

@@ -96,9 +96,11 @@ def test_hba_requires_scram_everywhere_and_never_trusts() -> None:
     assert ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"] in rows
     assert ["host", "all", "all", "127.0.1.7/32", "scram-sha-256"] in rows
     assert ["host", "replication", "all", "127.0.0.1/32", "scram-sha-256"] in rows
-    # The one exception: the replication role, by the OS user of a set member's server, over the socket.
+    # The one exception: the replication role, by the OS user of a set member's server, over the socket (to
+    # stream, and for a former primary's pg_rewind to read files).
     assert rows[0] == ["local", "replication", "reddwarf_replicator", "peer", "map=reddwarf_members"]
-    assert all(row[-1] in {"scram-sha-256", "reject"} for row in rows[1:])
+    assert rows[1] == ["local", "postgres", "reddwarf_replicator", "peer", "map=reddwarf_members"]
+    assert all(row[-1] in {"scram-sha-256", "reject"} for row in rows[2:])
 
 
 def test_the_ident_map_admits_only_the_set_members_os_users_as_the_replication_role() -> None:

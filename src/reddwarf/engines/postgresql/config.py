@@ -17,6 +17,9 @@ from reddwarf.domain.workload import Placement, Resources
 from reddwarf.engines.postgresql import wal
 from reddwarf.engines.postgresql.admin import REPLICATOR
 
+# The database a former primary's pg_rewind connects to on its new primary.
+REWIND_DATABASE = "postgres"
+
 CONF_FILE = "postgresql.conf"
 HBA_FILE = "pg_hba.conf"
 IDENT_FILE = "pg_ident.conf"
@@ -198,6 +201,8 @@ def render_pg_hba(placement: Placement, admin_user: str, allowed_networks: Seque
     rows: list[tuple[str, ...]] = [
         # Members of the instance's replication set, by the OS user of their server (no password exists).
         ("local", "replication", REPLICATOR, "", f"peer map={IDENT_MAP}"),
+        # ... and a former primary's pg_rewind, which reads files of this one's data directory (only that).
+        ("local", REWIND_DATABASE, REPLICATOR, "", f"peer map={IDENT_MAP}"),
         ("local", "all", "all", "", "scram-sha-256"),
         *(("host", "all", "all", str(net), "scram-sha-256") for net in local_nets),
         ("local", "replication", "all", "", "scram-sha-256"),

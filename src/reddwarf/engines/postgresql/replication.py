@@ -34,6 +34,7 @@ from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.postgresql import admin
 from reddwarf.engines.postgresql.admin import REPLICATOR
+from reddwarf.engines.postgresql.config import REWIND_DATABASE
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,12 @@ def _conninfo_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def conninfo(upstream: Placement, slot: str) -> str:
+def conninfo(upstream: Placement, slot: str, dbname: str | None = None) -> str:
     """How a member reaches `upstream`: its unix socket, its OS user required, no password, no TLS."""
     pairs = (
         ("host", upstream.socket_dir), ("port", str(upstream.port)), ("user", REPLICATOR),
         ("requirepeer", upstream.os_user), ("application_name", slot), ("sslmode", "disable"),
-        ("gssencmode", "disable"), ("passfile", "/dev/null"),
+        ("gssencmode", "disable"), ("passfile", "/dev/null"), *((("dbname", dbname),) if dbname else ()),
     )
     return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs)
 
@@ -91,6 +92,14 @@ def stopped_checkpoint(controldata: str) -> str | None:
 
 
 _LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
+
+# pg_rewind's needs of a non-superuser on its source (PostgreSQL's documentation of pg_rewind).
+_REWIND_FUNCTIONS = (
+    "pg_catalog.pg_ls_dir(pg_catalog.text, pg_catalog.bool, pg_catalog.bool)",
+    "pg_catalog.pg_stat_file(pg_catalog.text, pg_catalog.bool)",
+    "pg_catalog.pg_read_binary_file(pg_catalog.text)",
+    "pg_catalog.pg_read_binary_file(pg_catalog.text, pg_catalog.int8, pg_catalog.int8, pg_catalog.bool)",
+)
 
 _MEMBERSHIPS = (
     "SELECT r.rolname, m.rolname, g.rolname FROM pg_catalog.pg_auth_members a"
@@ -173,6 +182,9 @@ class PostgresqlReplication:
             conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
                                  "NOINHERIT NOBYPASSRLS PASSWORD NULL").format(sql.Identifier(REPLICATOR)))
             _sole_owner_of_the_role(conn)
+            for function in _REWIND_FUNCTIONS:  # what a former primary's pg_rewind reads here with
+                conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(
+                    sql.Identifier(REPLICATOR)))
             present = [str(name) for (name,) in conn.execute(
                 "SELECT slot_name FROM pg_catalog.pg_replication_slots"
                 " WHERE pg_catalog.starts_with(slot_name::pg_catalog.text, %s)", (SLOT_PREFIX,)
@@ -297,6 +309,31 @@ class PostgresqlReplication:
         """The former primary's slots removed from its stopped data directory: as a replica nobody streams
         from it, and each slot would pin its WAL."""
         return ToolSpec(argv=forget_slots(placement.data_dir).argv, description="remove a former primary's slots")
+
+    def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:
+        """`pg_rewind` of the stopped former primary from its new primary (over the new primary's socket as
+        the replication role, admitted by peer: no password; crash recovery of a killed server first, with
+        its own configuration file), then what the rewind copied or left that must not steer it: the new
+        primary's `postgresql.auto.conf`, signal and lock files, and its own former slots."""
+        bin_dir = PurePosixPath(self._version.bin_dir)
+        source = conninfo(upstream, "reddwarf_rewind", dbname=REWIND_DATABASE)
+        config = str(PurePosixPath(placement.config_dir) / "postgresql.conf")
+        return (
+            ToolSpec(argv=(str(bin_dir / "pg_rewind"), "-D", placement.data_dir, "--source-server", source,
+                           "--config-file", config, "--progress"),
+                     env=_C_LOCALE, description="pg_rewind from the new primary", peer_group=set_id),
+            ToolSpec(argv=_disarm(placement.data_dir).argv, description="remove what the rewind copied"),
+            self.demote_tool(placement),
+        )
+
+    def reseed_tools(self, upstream: Placement, placement: Placement, set_id: str, slot: str) -> tuple[ToolSpec, ...]:
+        """When a rewind cannot be done (the target no longer has the WAL back to the last common checkpoint):
+        its data directory emptied and seeded again from the primary, as a new replica is."""
+        wipe = ToolSpec(argv=("find", placement.data_dir, "-mindepth", "1", "-delete"),
+                        description="empty the data directory for a new seed")
+        return (wipe, *(ToolSpec(argv=command.argv, env=command.env, description=PurePosixPath(command.argv[0]).name,
+                                 peer_group=set_id)
+                        for command in self.seed(upstream, placement, slot)))
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the

@@ -735,7 +735,8 @@ class LocalRuntime:
 
     def open_tool(self, placement: Placement, tool: ToolSpec) -> contextlib.AbstractContextManager[ToolRun]:
         """A backup's or a restore's tool for the instance (`tools`)."""
-        return tools.open_tool(self._layout(placement), tool, self._setpriv, self._settings.command_path)
+        groups = () if tool.peer_group is None else (peers.ensure_group(self._settings, tool.peer_group),)
+        return tools.open_tool(self._layout(placement), tool, self._setpriv, self._settings.command_path, groups)
 
     # -- archived logs ----------------------------------------------------------------------------
 

@@ -211,10 +211,11 @@ class LocalToolRun:
 
 @contextlib.contextmanager
 def open_tool(
-    paths: InstanceLayout, spec: ToolSpec, setpriv: str, command_path: str
+    paths: InstanceLayout, spec: ToolSpec, setpriv: str, command_path: str, groups: tuple[int, ...] = ()
 ) -> Iterator[LocalToolRun]:
-    """Run `spec` for the instance of `paths` (module docstring); kill it and remove its work directory at
-    the end of the context."""
+    """Run `spec` for the instance of `paths` (module docstring), as the instance's user with `groups` as its
+    only supplementary groups (its replication set's); kill it and remove its work directory at the end of
+    the context."""
     if spec.as_instance:
         user = users.require(paths.os_user)
         anchor, uid, gid = paths.volume_dir, user.uid, user.gid
@@ -233,7 +234,7 @@ def open_tool(
         env.update({name: value.replace(WORK_DIR, str(work)) for name, value in spec.env})
         launch.require_executable(argv[0], env["PATH"])
         if spec.as_instance:
-            argv = launch.user_argv(setpriv, uid, gid, argv)
+            argv = launch.user_argv(setpriv, uid, gid, argv, groups)
         child = subprocess.Popen(
             argv, cwd=work, env=env, stdin=subprocess.PIPE if spec.stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True, umask=0o077,

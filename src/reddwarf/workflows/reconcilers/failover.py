@@ -24,6 +24,7 @@ from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import Kind
+from reddwarf.domain.replication import slot_name
 from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.engines.base import Replication
@@ -32,8 +33,8 @@ from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
-from reddwarf.workflows.reconcilers.lifecycle import record_failure
-from reddwarf.workflows.reconcilers.switchover import RoleChange
+from reddwarf.workflows.reconcilers.lifecycle import record_failure, start_server
+from reddwarf.workflows.reconcilers.switchover import RoleChange, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class EjectSource(RoleChange):
                            "set as a replica")
                 fault = Fault(message=message, details="", created=time.time())
                 _record(member, Observation.FENCED, message, fault=fault)(uow)
+                uow.operations.enqueue(Kind.REPLICA_REJOIN, source_id)
             else:
                 role = "the primary" if member.id == candidate_id else f"a replica of {candidate_id}"
                 _record(member, Observation.READY, f"failover done: {role}")(uow)
@@ -154,5 +156,67 @@ class EjectSource(RoleChange):
         record_failure(deps, ctx, error)
 
 
-def handlers(deps: ReconcilerDeps) -> dict[str, EjectSource]:
-    return {Kind.REPLICA_EJECT: EjectSource(deps)}
+class RejoinMember:
+    """A former primary fenced by a failover comes back only as a replica: `mark` -> `rewind` (its stopped data
+    directory rewound from the set's primary: what it wrote that the new primary never had is undone) ->
+    `unfence` -> `start` / `answers` (as a replica of the primary) -> `ready`. Until `unfence` nothing starts
+    its server; a rejoin that fails leaves it fenced, with the fault (reset_status asks again)."""
+
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.deps = deps
+
+    def run(self, ctx: OperationContext) -> None:
+        deps = self.deps
+        with deps.db.unit_of_work(write=False) as uow:
+            instance = uow.instances.get(ctx.resource_id)
+            found = uow.replication.set_of(ctx.resource_id)
+        if instance is None or instance.deleting:
+            return
+        member = None if found is None else found.member(instance.id)
+        if found is None or member is None or (member.fenced is None and "unfence" not in ctx.journal):
+            return  # rejoined already, or out of its set
+        if found.primary_id == instance.id:
+            raise PermanentError(f"Instance {instance.id} is still its set's primary: its failover did not finish.")
+        with deps.db.unit_of_work(write=False) as uow:
+            primary = uow.instances.get(found.primary_id)
+        if primary is None or primary.endpoint is None:
+            raise PermanentError(f"The primary {found.primary_id} of instance {instance.id} no longer exists.")
+        ctx.store_step("mark", _record(instance, Observation.REBOOTING,
+                                       f"rejoining its set as a replica of {primary.id}"))
+        replication = deps.engine(instance).replication(deps.version_for(instance.spec))
+        if replication is None:
+            raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
+        placement = deps.placement(instance)
+        ctx.step("rewind", lambda: self._rewind(replication, deps.placement(primary), placement, found.id,
+                                                slot_name(instance.id)))
+        ctx.store_step("unfence", lambda uow: self._unfence(uow, instance.id, primary.id))
+        start_server(ctx, deps, instance.spec, instance.id, placement)
+        ctx.store_step("ready", _record(instance, Observation.READY, f"rejoined as a replica of {primary.id}",
+                                        clear_fault=True))
+
+    def _rewind(
+        self, replication: Replication, upstream: Placement, placement: Placement, set_id: str, slot: str
+    ) -> None:
+        """Rewind; when the engine cannot (the former primary no longer holds the log back to where the two
+        diverged), seed it again from the primary instead."""
+        try:
+            for tool in replication.rewind_tools(upstream, placement, set_id):
+                run_tool(self.deps, placement, tool)
+            return
+        except PermanentError as exc:
+            log.warning("rejoin of %s: the rewind failed (%s: %s); seeding it again", placement.instance_id,
+                        exc.message, exc.details[-300:])
+        for tool in replication.reseed_tools(upstream, placement, set_id, slot):
+            run_tool(self.deps, placement, tool)
+
+    @staticmethod
+    def _unfence(uow: UnitOfWork, instance_id: str, primary_id: str) -> None:
+        uow.replication.unfence(instance_id)
+        uow.events.add(instance_id, "rejoin", f"rewound from {primary_id}: it starts as its replica")
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        record_failure(self.deps, ctx, error)
+
+
+def handlers(deps: ReconcilerDeps) -> dict[str, EjectSource | RejoinMember]:
+    return {Kind.REPLICA_EJECT: EjectSource(deps), Kind.REPLICA_REJOIN: RejoinMember(deps)}
