@@ -24,13 +24,14 @@ import pytest
 from reddwarf.domain.conditions import Observation
 from tests.chaos.pg_source import active, postgres_source, tenant
 from tests.chaos.test_promote_killed import _roles, _view
-from tests.chaos.test_worker_killed import crash_and_recover, every_step, steps_of, store
+from tests.chaos.test_worker_killed import crash_and_recover, every_step, nth_finished, runs_of, store
 from tests.support.server import ReddwarfProcesses, processes_of, running_plane, wait_for
 
 KIND = "instance.replica.eject"
-# `repoint` stands for `repoint-<id of the replica that was not chosen>`.
 STEPS = ["membership", "mark", "fence", "fenced", "choose", "swap_roles", "promote", "source_ready", "repoint",
-         "ready"]
+         "repointed", "ready"]
+# The eject's child on the replica that was not chosen (`instance.replica.repoint`), killed at its one step.
+CHILD = ("instance.replica.repoint", "follow")
 USER, PASSWORD = "edna", "chaos-" + secrets.token_hex(4)
 
 pytestmark = pytest.mark.slow
@@ -98,28 +99,7 @@ def _server_down(plane: ReddwarfProcesses, instance_id: str) -> None:
         db.dispose()
 
 
-def _ejects(plane: ReddwarfProcesses, source_id: str) -> list[tuple[str, str, list[str]]]:
-    """Each eject of `source_id`: its state, last error and journaled steps, oldest first."""
-    db = store(plane)
-    try:
-        with db.unit_of_work(write=False) as uow:
-            ops = [op for op in (*uow.operations.history_for(source_id), *uow.operations.active_for(source_id))
-                   if op.kind == KIND]
-            return [(op.state, op.last_error, steps_of(uow, op.id)) for op in ops]
-    finally:
-        db.dispose()
-
-
-def _done(plane: ReddwarfProcesses, source_id: str, before: int) -> list[str] | None:
-    ejects = _ejects(plane, source_id)
-    if len(ejects) <= before:
-        return None
-    state, error, steps = ejects[before]
-    assert state not in {"failed", "superseded"}, f"{state}: {error} after {steps}\n{plane.log_tail()}"
-    return steps if state == "done" else None
-
-
-@pytest.mark.parametrize(("step", "when"), every_step(STEPS))
+@pytest.mark.parametrize(("step", "when"), [*every_step(STEPS), pytest.param("child", "after", id="child-after")])
 def test_a_failover_survives_a_worker_killed_at_every_step(
     plane: ReddwarfProcesses, members: list[str], step: str, when: str
 ) -> None:
@@ -128,13 +108,15 @@ def test_a_failover_survives_a_worker_killed_at_every_step(
         alive = [i for i in members if client.get(f"/instances/{i}").status_code == 200]
         source, replicas = _roles(client, alive)
         rows = _count(_view(client, source))
-        before = len(_ejects(plane, source))
+        before = len(runs_of(plane, source, KIND))
         _server_down(plane, source)
         response = client.post(f"/instances/{source}/action", json={"eject_replica_source": {}})
         assert response.status_code == 202, response.text
-        crash_and_recover(plane, KIND, "repoint-*" if step == "repoint" else step, when, marker)
-        steps = wait_for(lambda: _done(plane, source, before), 120, "the failover to finish after the crash")
-        assert ["repoint" if s.startswith("repoint-") else s for s in steps] == STEPS, steps
+        kind, step = CHILD if step == "child" else (KIND, step)
+        crash_and_recover(plane, kind, step, when, marker)
+        steps = wait_for(lambda: nth_finished(plane, source, KIND, before), 120,
+                         "the failover to finish after the crash")
+        assert steps == STEPS, steps
 
         views = {r: wait_for(lambda r=r: active(client, r), 60, "the replicas to be ACTIVE") for r in replicas}
         (primary,) = [r for r, v in views.items() if "replica_of" not in v]

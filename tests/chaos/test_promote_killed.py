@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.chaos.pg_source import active, postgres_source, tenant
-from tests.chaos.test_worker_killed import crash_and_recover, every_step, steps_of, store
+from tests.chaos.test_worker_killed import crash_and_recover, every_step, nth_finished, runs_of
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 KIND = "instance.replica.promote"
@@ -80,27 +80,6 @@ def _count(view: dict[str, object]) -> int:
     return int(str(row[0]))
 
 
-def _promotes(plane: ReddwarfProcesses, candidate: str) -> list[tuple[str, str, list[str]]]:
-    """Each switchover that made `candidate` the primary: its state, last error and journaled steps."""
-    db = store(plane)
-    try:
-        with db.unit_of_work(write=False) as uow:
-            ops = [op for op in (*uow.operations.history_for(candidate), *uow.operations.active_for(candidate))
-                   if op.kind == KIND]
-            return [(op.state, op.last_error, steps_of(uow, op.id)) for op in ops]
-    finally:
-        db.dispose()
-
-
-def _done(plane: ReddwarfProcesses, candidate: str, promotes_before: int) -> list[str] | None:
-    promotes = _promotes(plane, candidate)
-    if len(promotes) <= promotes_before:
-        return None
-    state, error, steps = promotes[promotes_before]
-    assert state not in {"failed", "superseded"}, f"{state}: {error} after {steps}\n{plane.log_tail()}"
-    return steps if state == "done" else None
-
-
 @pytest.mark.parametrize(("step", "when"), every_step(STEPS))
 def test_a_switchover_survives_a_worker_killed_at_every_step(
     plane: ReddwarfProcesses, members: list[str], step: str, when: str
@@ -111,11 +90,12 @@ def test_a_switchover_survives_a_worker_killed_at_every_step(
         rows = _count(_view(client, primary))
         wait_for(lambda: (_view(client, candidate).get("replication") or {}).get("state") != "stopped", 30,
                  "the candidate not to be seen stopped")
-        before = len(_promotes(plane, candidate))
+        before = len(runs_of(plane, candidate, KIND))
         assert client.post(f"/instances/{candidate}/action",
                            json={"promote_to_replica_source": {}}).status_code == 202
         crash_and_recover(plane, KIND, "repoint-*" if step == "repoint" else step, when, marker)
-        steps = wait_for(lambda: _done(plane, candidate, before), 120, "the switchover to finish after the crash")
+        steps = wait_for(lambda: nth_finished(plane, candidate, KIND, before), 120,
+                         "the switchover to finish after the crash")
         assert steps == [f"repoint-{other}" if s == "repoint" else s for s in STEPS], steps
 
         promoted = wait_for(lambda: active(client, candidate), 60, "the new primary to be ACTIVE")

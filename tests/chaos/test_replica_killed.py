@@ -3,7 +3,9 @@ worker finishes it once the short lease expires. A created replica is ACTIVE wit
 streams what the source writes next; a deleted one leaves its set, and its slot on the source is dropped.
 
 Each step is killed once in the default run (`before` and `after` alternating from one step to the next); the
-other half is `matrix` (`tests/chaos/test_worker_killed.every_step`). PostgreSQL is the engine with replication.
+other half is `matrix` (`tests/chaos/test_worker_killed.every_step`). A case kills the create at one step and
+then the delete of the same replica at one of its own, so that no case seeds a replica only to delete it.
+PostgreSQL is the engine with replication.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.chaos.pg_source import active, postgres_source, tenant
-from tests.chaos.test_worker_killed import crash_and_recover, every_step, finished
+from tests.chaos.test_worker_killed import crash_and_recover, finished
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 REPLICA_STEPS = ["allocate_address", "prepare", "source_ready", "initialise", "start", "answers", "verify", "active"]
@@ -53,11 +55,6 @@ def _replica(client: httpx.Client, source_id: str, name: str) -> str:
     return str(response.json()["instance"]["id"])
 
 
-def _restart_plane(plane: ReddwarfProcesses) -> None:
-    plane.stop_workers()
-    plane.start_worker()
-
-
 def _slots(source: dict[str, object]) -> int:
     with _tenant(source) as conn:
         row = conn.execute(SLOTS).fetchone()
@@ -65,9 +62,31 @@ def _slots(source: dict[str, object]) -> int:
         return int(str(row[0]))
 
 
-@pytest.mark.parametrize(("step", "when"), every_step(REPLICA_STEPS))
-def test_a_replicas_create_survives_a_worker_killed_at_every_step(
-    plane: ReddwarfProcesses, source: dict[str, object], step: str, when: str
+def _pairs(steps: list[str]) -> list[tuple[str, str, bool]]:
+    """(step, when, in the default run) as `every_step` makes them."""
+    return [(step, when, (i + j) % 2 == 0)
+            for i, step in enumerate(steps) for j, when in enumerate(("before", "after"))]
+
+
+def create_then_delete() -> list[object]:
+    """Each (step, when) of the create, each paired with one of the delete's (round robin, the default run's
+    with the default run's): every pair of both is killed once across the default run and `matrix`."""
+    creates, deletes = _pairs(REPLICA_STEPS), _pairs(DELETE_STEPS)
+    cases = []
+    for default in (True, False):
+        create_half = [(s, w) for s, w, d in creates if d == default]
+        delete_half = [(s, w) for s, w, d in deletes if d == default]
+        for k, (step, when) in enumerate(create_half):
+            delete_step, delete_when = delete_half[k % len(delete_half)]
+            cases.append(pytest.param(step, when, delete_step, delete_when,
+                                      id=f"{step}-{when}+{delete_step}-{delete_when}",
+                                      marks=() if default else (pytest.mark.matrix,)))
+    return cases
+
+
+@pytest.mark.parametrize(("step", "when", "delete_step", "delete_when"), create_then_delete())
+def test_a_replicas_create_and_delete_survive_a_worker_killed_at_every_step(
+    plane: ReddwarfProcesses, source: dict[str, object], step: str, when: str, delete_step: str, delete_when: str
 ) -> None:
     marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
     source_id = str(source["id"])
@@ -85,27 +104,12 @@ def test_a_replicas_create_survives_a_worker_killed_at_every_step(
             wait_for(lambda: conn.execute("select count(*) from t").fetchone() == (1001,), 30, "the row to stream")
         with _tenant(source) as conn:
             conn.execute("delete from t where id = -1")
-        _restart_plane(plane)
-        client.delete(f"/instances/{replica_id}")
-        wait_for(lambda: client.get(f"/instances/{replica_id}").status_code == 404, 120, "the replica's delete")
-        wait_for(lambda: _slots(source) == 0, 60, "the slot to be dropped")
         plane.stop_workers()
 
-
-@pytest.mark.parametrize(("step", "when"), every_step(DELETE_STEPS))
-def test_a_replicas_delete_survives_a_worker_killed_at_every_step(
-    plane: ReddwarfProcesses, source: dict[str, object], step: str, when: str
-) -> None:
-    marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
-    source_id = str(source["id"])
-    with plane.client() as client:
-        replica_id = _replica(client, source_id, f"chaos-delete-{step}-{when}")
-        worker = plane.start_worker()
-        wait_for(lambda: _active(client, replica_id), 120, "the replica to be ACTIVE")
-        worker.kill()
-        worker.wait()
+        # The delete of the same replica, killed at one of its own steps: it leaves its set, and its slot goes.
         assert client.delete(f"/instances/{replica_id}").status_code == 202
-        crash_and_recover(plane, "instance.delete", step, when, marker)
+        crash_and_recover(plane, "instance.delete", delete_step, delete_when,
+                          plane.state_dir / f"crash-{secrets.token_hex(4)}")
         steps = wait_for(lambda: finished(plane, replica_id, "instance.delete"), 120,
                          "the replica's delete to finish after the crash")
         assert steps == DELETE_STEPS, steps
@@ -149,7 +153,8 @@ def test_a_detach_survives_a_worker_killed_at_every_step(
             conn.execute("insert into t values (-7)")
             assert conn.execute("select count(*) from t").fetchone() == (1001,)
         wait_for(lambda: _slots(source) == 0, 60, "the slot to be dropped")
-        _restart_plane(plane)
+        plane.stop_workers()
+        plane.start_worker()
         client.delete(f"/instances/{replica_id}")
         wait_for(lambda: client.get(f"/instances/{replica_id}").status_code == 404, 120, "the detached one's delete")
         plane.stop_workers()

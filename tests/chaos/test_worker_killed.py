@@ -60,6 +60,28 @@ def journal(plane: ReddwarfProcesses, instance_id: str, kind: str) -> tuple[str,
         db.dispose()
 
 
+def runs_of(plane: ReddwarfProcesses, instance_id: str, kind: str) -> list[tuple[str, str, list[str]]]:
+    """Every operation of `kind` on the instance, oldest first: its state, last error and journaled steps."""
+    db = store(plane)
+    try:
+        with db.unit_of_work(write=False) as uow:
+            ops = [op for op in _all_ops(uow, instance_id) if op.kind == kind]
+            ops.sort(key=lambda op: (op.created, op.id))
+            return [(op.state, op.last_error, steps_of(uow, op.id)) for op in ops]
+    finally:
+        db.dispose()
+
+
+def nth_finished(plane: ReddwarfProcesses, instance_id: str, kind: str, index: int) -> list[str] | None:
+    """The steps of the `index`-th operation of `kind` on the instance once it is done (None until then)."""
+    runs = runs_of(plane, instance_id, kind)
+    if len(runs) <= index:
+        return None
+    state, error, steps = runs[index]
+    assert state not in {"failed", "superseded"}, f"{state}: {error} after {steps}\n{plane.log_tail()}"
+    return steps if state == "done" else None
+
+
 def steps_of(uow: Any, op_id: str) -> list[str]:
     """The journaled steps, without a wait's `<name>.since` (journaled only when its first look failed)."""
     return [step for step, _ in uow.operations.list_steps(op_id) if not step.endswith(".since")]

@@ -24,6 +24,15 @@ may not run beside on the OTHER members of the resource's set (a replica's creat
 primary, with the primary's restart or delete). Two operations on different members of one set conflict when
 either one's `set_lanes` holds the other's lane.
 
+An operation may record children (`OperationContext.enqueue_children`: another kind, on another resource,
+in the transaction that journals the step, so exactly once). A child runs under its parent's scope: it is
+ordered as if accepted with its parent (it never waits for its parent, and what was accepted after the parent
+waits for it where they conflict), and the parent waits for its children (`wait_children`): a child that
+failed fails the parent with its error; one superseded (its resource deleted) has ended. Both are durable
+operations of their own, so after a crash at any point each resumes from its own journal. An eject re-points
+its other replicas as children (`instance.replica.repoint`); a replica seeded from a backup or a snapshot will
+take its seed as one.
+
 The claim never starts an operation while an operation accepted before it on the same resource (or, as
 above, on another member of its set), and still pending or running, conflicts with it: conflicting
 operations run in the order they were accepted, and one waiting for its turn keeps its place. A
@@ -54,6 +63,7 @@ class Kind(StrEnum):
     REPLICA_PROMOTE = "instance.replica.promote"
     REPLICA_EJECT = "instance.replica.eject"
     REPLICA_REJOIN = "instance.replica.rejoin"
+    REPLICA_REPOINT = "instance.replica.repoint"
     SET_CONVERGE = "instance.replication.converge"
     DATABASES_CREATE = "instance.databases.create"
     DATABASES_DELETE = "instance.databases.delete"
@@ -203,7 +213,8 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         KindSpec(Kind.INSTANCE_DELETE, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Deleting the instance",
                  supersedes=frozenset({Kind.INSTANCE_CREATE, Kind.INSTANCE_RESTORE, Kind.INSTANCE_RESTART,
                                        Kind.INSTANCE_REPAIR, Kind.REPLICA_CREATE, Kind.REPLICA_DETACH,
-                                       Kind.SET_CONVERGE, Kind.REPLICA_REJOIN})),
+                                       Kind.SET_CONVERGE, Kind.REPLICA_REJOIN,
+                                       Kind.REPLICA_REPOINT})),
         # A replica is seeded from its primary's server (the whole data set, streamed): the primary must not
         # restart or go away meanwhile; its backups and account writes go on.
         KindSpec(Kind.REPLICA_CREATE, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Creating a replica",
@@ -226,6 +237,9 @@ REGISTRY: Mapping[Kind, KindSpec] = {
         # restart waits (and the other way round).
         KindSpec(Kind.REPLICA_REJOIN, NoPayload, HOUR, Lane.LIFECYCLE, "Rejoining a replication set",
                  set_lanes=frozenset({Lane.LIFECYCLE})),
+        # A replica made to follow its set's primary as the store has it now (its files rewritten, reloaded):
+        # a child of an eject; a restart of the replica accepted after the eject waits for it.
+        KindSpec(Kind.REPLICA_REPOINT, NoPayload, 10 * MINUTE, Lane.LIFECYCLE, "Following a new primary"),
         # A primary's files, socket directory and slots made to match its set as the store has it now (after a
         # replica left): ordered with its lifecycle and with every replica create of its set, which rewrite
         # the same; one attempt (a primary that does not answer is left as it is, and is no failure of its).

@@ -39,6 +39,7 @@ class Operation:
     created: float
     updated: float
     last_error: str
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

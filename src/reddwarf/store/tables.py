@@ -118,7 +118,7 @@ class SecretRow(Base):
 
 class OperationRow(Base):
     __tablename__ = "operations"
-    __table_args__ = (Index(None, "state", "not_before"), Index(None, "resource_id", "state"))
+    __table_args__ = (Index(None, "state", "not_before"), Index(None, "resource_id", "state"), Index(None, "parent_id"))
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -132,6 +132,8 @@ class OperationRow(Base):
     last_error: Mapped[str] = mapped_column(Text)
     created: Mapped[float] = mapped_column(Double)
     updated: Mapped[float] = mapped_column(Double)
+    # The operation that enqueued this one as its child (None: a top-level operation).
+    parent_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class OperationStepRow(Base):

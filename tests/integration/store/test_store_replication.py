@@ -126,3 +126,28 @@ def test_a_primarys_converge_and_a_new_replicas_create_run_in_the_order_they_wer
     with db.unit_of_work() as uow:
         assert uow.operations.complete(converge, "w1")
     assert _claim(db, "w3") == create
+
+
+def test_an_ejects_children_run_under_its_scope_and_what_came_after_it_waits_for_them(db: Database) -> None:
+    source, replica, other = _id(), _id(), _id()
+    with db.unit_of_work() as uow:
+        uow.replication.add_replicas(uow.replication.form(_id(), "p1", source), [replica, other])
+    eject = _enqueue(db, Kind.REPLICA_EJECT, source)
+    assert _claim(db, "w1") == eject
+    later_restart = _enqueue(db, Kind.INSTANCE_RESTART, other)  # accepted while the eject runs
+    with db.unit_of_work() as uow:
+        parent = uow.operations.get(eject)
+        assert parent is not None
+        child = uow.operations.enqueue_child(parent, Kind.REPLICA_REPOINT, other)
+        assert [c.id for c in uow.operations.children(eject)] == [child]
+        assert uow.operations.get(child).parent_id == eject  # type: ignore[union-attr]
+    # The child is not held up by its running parent (whose set-wide lifecycle lane would hold any other
+    # operation on a member), and the restart accepted after the parent waits for the child.
+    assert _claim(db, "w2") == child
+    assert _claim(db, "w3") is None
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(child, "w2")
+    assert _claim(db, "w3") is None  # ... and for the parent itself
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(eject, "w1")
+    assert _claim(db, "w3") == later_restart

@@ -57,6 +57,30 @@ class OperationRepository:
         log.debug("enqueued operation %s kind=%s resource=%s", op_id, kind, resource_id)
         return op_id
 
+    def enqueue_child(
+        self, parent: Operation, kind: str, resource_id: str, payload: dict[str, Any] | None = None
+    ) -> str:
+        """Record a child of the running operation `parent` (module docstring of `domain.operations`): it runs
+        under the parent's scope, ordered as if accepted with it (operations accepted after the parent wait for
+        it; its parent never blocks it), and the parent waits for it (`children`)."""
+        timestamp = now()
+        op_id = new_id()
+        row = _new_row(op_id, kind, resource_id, payload, parent.created, not_before=timestamp)
+        row.update(parent_id=parent.id, updated=timestamp)
+        self._session.execute(_INSERT, row)
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.execute(_NOTIFY, {"channel": CHANNEL, "kind": kind})
+        log.debug("enqueued operation %s kind=%s resource=%s, a child of %s", op_id, kind, resource_id, parent.id)
+        return op_id
+
+    def children(self, parent_id: str) -> list[Operation]:
+        """The children of `parent_id`, in the order they were recorded."""
+        rows = self._session.scalars(
+            select(OperationRow).where(OperationRow.parent_id == parent_id)
+            .order_by(OperationRow.updated, OperationRow.id).execution_options(populate_existing=True)
+        )
+        return [_operation(row) for row in rows]
+
     def enqueue_leased(
         self, kind: str, resource_id: str, payload: dict[str, Any] | None, *, owner: str, lease_ttl: float
     ) -> Operation:
@@ -86,7 +110,7 @@ class OperationRepository:
         for offset in range(0, _MAX_CANDIDATES, _CLAIM_CANDIDATES):
             page = self._session.execute(query, {"moment": moment, "offset": offset}).all()
             for row in page:
-                if not self._waits_its_turn(row.kind, row.resource_id, row.created, row.id):
+                if not self._waits_its_turn(row.kind, row.resource_id, row.created, row.id, row.parent_id):
                     yield row.id
             if len(page) < _CLAIM_CANDIDATES:
                 return
@@ -96,24 +120,28 @@ class OperationRepository:
         it (pending or running, of a kind it conflicts with; see `domain.operations`)?"""
         return self._waits_its_turn(kind, resource_id, None, None)
 
-    def _waits_its_turn(self, kind: str, resource_id: str, created: float | None, op_id: str | None) -> bool:
+    def _waits_its_turn(
+        self, kind: str, resource_id: str, created: float | None, op_id: str | None, parent_id: str | None = None
+    ) -> bool:
         if registered(kind) is None:
             return False  # a kind without rules (tests of the kernel) conflicts with nothing
         blockers = conflicting_kinds(kind)
         for other_id, other_kind, other_created in self._session.execute(_ACTIVE_ON, {"resource_id": resource_id}):
-            if other_id == op_id or other_kind not in blockers:
+            if other_id in (op_id, parent_id) or other_kind not in blockers:
                 continue
             if created is None or (other_created, other_id) < (created, op_id or ""):
                 return True
-        return self._waits_for_its_set(kind, resource_id, created, op_id)
+        return self._waits_for_its_set(kind, resource_id, created, op_id, parent_id)
 
-    def _waits_for_its_set(self, kind: str, resource_id: str, created: float | None, op_id: str | None) -> bool:
+    def _waits_for_its_set(
+        self, kind: str, resource_id: str, created: float | None, op_id: str | None, parent_id: str | None = None
+    ) -> bool:
         """Does an operation accepted before it on another member of the resource's replication set conflict
         with it (`domain.operations.set_conflicts`)? One indexed look-up, for the kinds that can conflict so."""
         if kind not in SET_SCOPED:
             return False
         for other_id, other_kind, other_created in self._session.execute(_ACTIVE_IN_SET, {"resource_id": resource_id}):
-            if other_id == op_id or registered(other_kind) is None or not set_conflicts(kind, other_kind):
+            if other_id in (op_id, parent_id) or registered(other_kind) is None or not set_conflicts(kind, other_kind):
                 continue
             if created is None or (other_created, other_id) < (created, op_id or ""):
                 return True
@@ -341,6 +369,7 @@ def _new_row(
         last_error="",
         created=timestamp,
         updated=timestamp,
+        parent_id=None,
     )
 
 
@@ -425,9 +454,11 @@ _COMPLETE = (
 
 
 @functools.cache
-def _candidates(only: tuple[str, ...] | None, skip: tuple[str, ...]) -> Select[tuple[str, str, str, float]]:
+def _candidates(
+    only: tuple[str, ...] | None, skip: tuple[str, ...]
+) -> Select[tuple[str, str, str, float, str | None]]:
     """The due operations a worker of this lane may claim, oldest first (one statement per lane)."""
-    query = select(_OPS.c.id, _OPS.c.kind, _OPS.c.resource_id, _OPS.c.created).where(_CLAIMABLE)
+    query = select(_OPS.c.id, _OPS.c.kind, _OPS.c.resource_id, _OPS.c.created, _OPS.c.parent_id).where(_CLAIMABLE)
     if only is not None:
         query = query.where(_OPS.c.kind.in_(only))
     if skip:
@@ -450,4 +481,5 @@ def _operation(row: OperationRow | Row[Any]) -> Operation:
         created=row.created,
         updated=row.updated,
         last_error=row.last_error,
+        parent_id=row.parent_id,
     )

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reddwarf import fencing
-from reddwarf.domain.errors import LeaseLost, NotYet, TemporaryError
+from reddwarf.domain.errors import LeaseLost, NotYet, PermanentError, TemporaryError
 from reddwarf.store.database import Database
-from reddwarf.store.records import Operation
+from reddwarf.store.records import ACTIVE_STATES, Operation, OperationState
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.crash import crash_point
 
@@ -281,6 +281,28 @@ class OperationContext:
             time.sleep(interval)
             interval = min(2 * interval, WAIT_POLL_MAX)
         self.step(name, lambda: None)
+
+    def enqueue_children(self, name: str, children: Sequence[tuple[str, str]]) -> StepResult:
+        """A store step that records `children` ((kind, resource id) each) as this operation's children, in
+        the transaction that journals it: exactly once, whatever crashes."""
+        return self.store_step(name, lambda uow: {
+            "children": [uow.operations.enqueue_child(self.op, kind, resource_id) for kind, resource_id in children]
+        })
+
+    def wait_children(self, name: str, *, timeout: float) -> None:
+        """A wait (`wait_until`) until every child of this operation has ended. A child that failed fails the
+        parent with its error (`PermanentError`); a superseded one (its resource was deleted) has ended."""
+
+        def ended() -> bool:
+            with self.db.unit_of_work(write=False) as uow:
+                children = uow.operations.children(self.op.id)
+            for child in children:
+                if child.state == OperationState.FAILED:
+                    raise PermanentError(f"{child.kind} on {child.resource_id} failed: {child.last_error}")
+            return all(child.state not in ACTIVE_STATES for child in children)
+
+        self.wait_until(name, ended, timeout=timeout, expired=f"the children of operation {self.op.id} did not end "
+                        f"within {timeout:.0f} s")
 
     def _rewind(self, steps: Sequence[str]) -> None:
         """Take `steps` out of the journal (under the lease, like a journal write)."""

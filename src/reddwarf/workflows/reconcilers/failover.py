@@ -9,7 +9,8 @@ fenced, status ERROR with the reason, until it rejoins as a replica.
 
 `membership` -> `mark` (EJECT on every member) -> `fence` (the store) -> `fenced` (its processes killed) ->
 `choose` (each replica asked how much log it holds; the largest wins, journaled) -> `swap_roles` -> `promote`
--> `source_ready` -> `repoint-<id>` -> `ready`.
+-> `source_ready` -> `repoint` (a child `instance.replica.repoint` on each other replica) -> `repointed` (the
+children ended; one that failed fails the eject) -> `ready`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # How long the fence waits for an operation it superseded (the health loop's repair) to let go of the server.
 FENCE_TIMEOUT = 120.0
+# How long an eject waits for its other replicas to follow the new primary (each a child operation).
+REPOINT_TIMEOUT = 300.0
 _KILL_TIMEOUT = 5.0
 
 
@@ -66,9 +69,9 @@ class EjectSource(RoleChange):
         ctx.store_step("swap_roles", lambda uow: self._swap(uow, candidate.id, source.id))
         ctx.step("promote", lambda: replication.promote(here, deps.admin_password(candidate.id)))
         ctx.step("source_ready", lambda: self._source_ready(candidate.id))
-        for other_id in replica_ids:
-            if other_id != candidate.id and other_id in members:
-                ctx.step(f"repoint-{other_id}", self._repoint_step(replication, members[other_id]))
+        others = [r for r in replica_ids if r != candidate.id and r in members]
+        ctx.enqueue_children("repoint", [(Kind.REPLICA_REPOINT, other_id) for other_id in others])
+        ctx.wait_children("repointed", timeout=REPOINT_TIMEOUT)
         ctx.store_step("ready", lambda uow: self._settle(uow, members, candidate.id, source.id))
 
     def _membership(self, source: Instance) -> dict[str, Any]:
@@ -156,6 +159,23 @@ class EjectSource(RoleChange):
         record_failure(deps, ctx, error)
 
 
+class RepointReplica(RoleChange):
+    """A child of an eject: the replica's files rewritten for the set as the store has it now (whom to follow)
+    and reloaded; a server that is down follows the new primary when it starts."""
+
+    def run(self, ctx: OperationContext) -> None:
+        with self.deps.db.unit_of_work(write=False) as uow:
+            replica = uow.instances.get(ctx.resource_id)
+            found = uow.replication.set_of(ctx.resource_id)
+        if replica is None or replica.deleting or found is None or found.primary_id == replica.id:
+            return
+        ctx.step("follow", self._repoint_step(self._replication(replica), replica))
+
+    def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
+        with self.deps.db.unit_of_work() as uow:
+            uow.events.add(ctx.resource_id, "replica", f"{ctx.op.kind} failed: {error.message}")
+
+
 class RejoinMember:
     """A former primary fenced by a failover comes back only as a replica: `mark` -> `rewind` (its stopped data
     directory rewound from the set's primary: what it wrote that the new primary never had is undone) ->
@@ -218,5 +238,6 @@ class RejoinMember:
         record_failure(self.deps, ctx, error)
 
 
-def handlers(deps: ReconcilerDeps) -> dict[str, EjectSource | RejoinMember]:
-    return {Kind.REPLICA_EJECT: EjectSource(deps), Kind.REPLICA_REJOIN: RejoinMember(deps)}
+def handlers(deps: ReconcilerDeps) -> dict[str, EjectSource | RejoinMember | RepointReplica]:
+    return {Kind.REPLICA_EJECT: EjectSource(deps), Kind.REPLICA_REJOIN: RejoinMember(deps),
+            Kind.REPLICA_REPOINT: RepointReplica(deps)}

@@ -95,11 +95,13 @@ def test_password_is_required_and_nothing_is_trusted(server: Server) -> None:
     with admin(server) as conn:
         rules = conn.execute("SELECT type, database, user_name, auth_method, options FROM pg_hba_file_rules").fetchall()
         assert scalar(conn, "SHOW hba_file") == str(Path(server.placement.config_dir) / "pg_hba.conf")
-    # Passwords everywhere; the one exception admits, over the unix socket, only the replication role and only
-    # the OS users the ident map names (the members of the instance's replication set: none here).
+    # Passwords everywhere; the one exception admits, over the unix socket, only the replication role (to stream,
+    # and a former primary's pg_rewind to the `postgres` database) and only the OS users the ident map names
+    # (the members of the instance's replication set: none here).
     assert {rule[3] for rule in rules if rule[3] != "peer"} == {"scram-sha-256"}
     assert [rule for rule in rules if rule[3] == "peer"] == [
-        ("local", ["replication"], ["reddwarf_replicator"], "peer", ["map=reddwarf_members"])
+        ("local", ["replication"], ["reddwarf_replicator"], "peer", ["map=reddwarf_members"]),
+        ("local", ["postgres"], ["reddwarf_replicator"], "peer", ["map=reddwarf_members"]),
     ]
     for hba in (Path(server.placement.config_dir) / "pg_hba.conf", Path(server.placement.data_dir) / "pg_hba.conf"):
         rules = [line for line in hba.read_text().splitlines() if line.strip() and not line.startswith("#")]
