@@ -207,15 +207,22 @@ def advance(
     return tuple(result)
 
 
+# Degraded for one of these, an instance has no heartbeat (Trove's word): its server does not serve. Degraded
+# for another reason (its archive or replication stalls, its admin login was changed) it still serves.
+_NO_HEARTBEAT = frozenset({Reason.SERVER_NOT_RUNNING, Reason.SERVER_SUSPENDED, Reason.ENDPOINT_NOT_ANSWERING,
+                           Reason.OPERATION_FAILED})
+
+
 def unhealthy_since(conditions: tuple[Condition, ...]) -> float | None:
-    """Since when an instance has been unhealthy without a break: its server found not running, or Degraded
-    (not answering, suspended, ...); None while it is healthy."""
+    """Since when an instance has been without a heartbeat, without a break: its server found not running,
+    or Degraded because it does not serve (not answering, suspended, its repair failed); None while it
+    serves."""
     by_type = {c.type: c for c in conditions}
     ready, degraded = by_type.get(ConditionType.READY), by_type.get(ConditionType.DEGRADED)
     moments = []
     if ready is not None and not ready.status and ready.reason == Reason.SERVER_NOT_RUNNING:
         moments.append(ready.since)
-    if degraded is not None and degraded.status:
+    if degraded is not None and degraded.status and degraded.reason in _NO_HEARTBEAT:
         moments.append(degraded.since)
     return min(moments) if moments else None
 

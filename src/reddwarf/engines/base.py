@@ -300,6 +300,12 @@ class Replication(Protocol):
         from `upstream` (what a rejoin falls back to when the rewind cannot be done)."""
         ...
 
+    def cannot_rewind(self, failure: str) -> bool:
+        """Pure: does a failed rewind tool's error output (`failure`) say the rewind cannot be done at all (the
+        former primary no longer holds its log back to where the two diverged), with its data left as it was?
+        Only then does a rejoin replace the data with a new seed; any other failure keeps the member fenced."""
+        ...
+
     def demote_tool(self, placement: Placement) -> ToolSpec:
         """Pure: a tool, run as the instance's OS user while its server is stopped, that removes what it kept
         as a primary for its replicas (PostgreSQL: its slots), before it starts again as a replica."""

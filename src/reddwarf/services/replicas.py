@@ -17,7 +17,14 @@ import uuid
 
 from reddwarf.domain import conditions
 from reddwarf.domain.capabilities import Capability
-from reddwarf.domain.errors import BadRequest, CapabilityMissing, Forbidden, UnprocessableEntity
+from reddwarf.domain.errors import (
+    BadRequest,
+    CapabilityMissing,
+    Conflict,
+    Forbidden,
+    TemporaryError,
+    UnprocessableEntity,
+)
 from reddwarf.domain.instance import Instance, InstanceSpec
 from reddwarf.domain.operations import REGISTRY, Kind
 from reddwarf.domain.replication import MAX_REPLICA_COUNT
@@ -29,6 +36,7 @@ from reddwarf.services.context import ServiceContext
 from reddwarf.services.instances import CreateInstanceRequest, check_quota, validate_name
 from reddwarf.services.lookup import load_instance
 from reddwarf.store.repositories.replication import StaleSet
+from reddwarf.store.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +153,19 @@ def _replica(ctx: ServiceContext, source: Instance, name: str, project_id: str) 
     )
 
 
+def _mark(
+    uow: UnitOfWork, members: list[Instance], observation: conditions.Observation, event: str, message: str
+) -> None:
+    """The set's members show the operation from its acceptance on (in the request's transaction: a status
+    that keeps changing under it, as the health loop writes, refuses the request and changes nothing)."""
+    for member in members:
+        try:
+            uow.instances.record(member.id, observation, message, generation=member.generation)
+        except TemporaryError:
+            raise Conflict(f"The status of instance {member.id} is changing right now; try again.") from None
+        uow.events.add(member.id, event, message)
+
+
 def detach(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
     """Trove's detach (`PUT /instances/{id}` with `replica_of` or `slave_of`): the replica becomes an independent
     read-write instance with its own admin credential (`instance.replica.detach`). 400 for an instance that is
@@ -192,10 +213,7 @@ def promote(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
                 f"({health.state.detail or 'no reason given'}), so writes would be lost.")
         op_id = ctx.enqueue(uow, Kind.REPLICA_PROMOTE, instance_id)
         message = f"switchover requested: instance {instance_id} becomes the primary"
-        for member in members:
-            assert member is not None
-            uow.instances.record(member.id, conditions.Observation.PROMOTING, message, generation=member.generation)
-            uow.events.add(member.id, "promote", message)
+        _mark(uow, [m for m in members if m is not None], conditions.Observation.PROMOTING, "promote", message)
     logger.info("instance %s: promotion to primary of set %s requested; operation %s", instance_id, found.id, op_id)
 
 
@@ -228,7 +246,5 @@ def eject(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
         uow.operations.supersede(instance_id, REGISTRY[Kind.REPLICA_EJECT].supersedes)
         op_id = ctx.enqueue(uow, Kind.REPLICA_EJECT, instance_id)
         message = f"failover requested: instance {instance_id} is fenced and a replica takes its place"
-        for member in members:
-            uow.instances.record(member.id, conditions.Observation.EJECTING, message, generation=member.generation)
-            uow.events.add(member.id, "eject", message)
+        _mark(uow, members, conditions.Observation.EJECTING, "eject", message)
     logger.info("instance %s: ejected from set %s; operation %s", instance_id, found.id, op_id)

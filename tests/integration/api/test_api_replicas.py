@@ -11,7 +11,9 @@ import pytest
 from api_support import Api, create_body
 
 from reddwarf.domain.conditions import Observation
+from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.replication import ReplicaHealth, ReplicaState
+from reddwarf.store.repositories.instances import InstanceRepository
 
 
 def _active(api: Api, instance_id: str) -> None:
@@ -135,3 +137,20 @@ def test_a_promote_is_recorded_once_and_every_member_shows_promote(api: Api) -> 
     # Account writes wait for the set to settle: 422, not a write that would fail on a demoted primary.
     response = api.post(f"/instances/{primary}/users", {"users": [{"name": "u", "password": "pw-pw-pw"}]})
     assert response.status_code == 422 and "PROMOTE" in response.text
+
+
+def test_a_promote_whose_members_status_keeps_changing_is_a_409_that_changes_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, replica, other = _set_of_three(api)
+
+    def racing(*args: object, **kwargs: object) -> object:  # every compare-and-swap of the status lost
+        raise TemporaryError("The status of instance x kept changing under this write; retrying.")
+
+    monkeypatch.setattr(InstanceRepository, "record", racing)
+    response = _promote(api, replica)
+    assert response.status_code == 409, response.text
+    assert "is changing right now; try again" in response.json()["conflictingRequest"]["message"]
+    monkeypatch.undo()
+    assert ("instance.replica.promote", "pending") not in api.operations(replica)
+    assert {api.get(f"/instances/{i}").json()["instance"]["status"] for i in (primary, replica, other)} == {"ACTIVE"}

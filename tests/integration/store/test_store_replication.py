@@ -151,3 +151,24 @@ def test_an_ejects_children_run_under_its_scope_and_what_came_after_it_waits_for
     with db.unit_of_work() as uow:
         assert uow.operations.complete(eject, "w1")
     assert _claim(db, "w3") == later_restart
+
+
+def test_a_child_never_starts_beside_a_conflicting_operation_that_already_runs(db: Database) -> None:
+    """A child counts as accepted with its parent, so it goes before what was accepted after the parent;
+    but one of those that already holds the resource runs on: the child waits for it rather than start
+    beside it (the kernel's rule: one conflicting operation at a time, whatever the order)."""
+    source, replica, elsewhere = _id(), _id(), _id()
+    with db.unit_of_work() as uow:
+        uow.replication.add_replicas(uow.replication.form(_id(), "p1", source), [replica])
+    eject = _enqueue(db, Kind.REPLICA_EJECT, source)
+    assert _claim(db, "w1") == eject
+    restart = _enqueue(db, Kind.INSTANCE_RESTART, elsewhere)  # outside the set: nothing holds it up
+    assert _claim(db, "w2") == restart
+    with db.unit_of_work() as uow:
+        parent = uow.operations.get(eject)
+        assert parent is not None
+        child = uow.operations.enqueue_child(parent, Kind.REPLICA_REPOINT, elsewhere)
+    assert _claim(db, "w3") is None  # older by its parent, but the restart runs
+    with db.unit_of_work() as uow:
+        assert uow.operations.complete(restart, "w2")
+    assert _claim(db, "w3") == child

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from reddwarf.domain.conditions import Observation, Reason, advance, created, derive, held_by_a_watcher
+from reddwarf.domain.conditions import (
+    Observation,
+    Reason,
+    advance,
+    created,
+    derive,
+    held_by_a_watcher,
+    unhealthy_since,
+)
 from reddwarf.domain.status import Condition, ConditionType, InstanceStatus, OperatingStatus
 
 READY, PROGRESSING, DEGRADED = ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED
@@ -137,3 +145,20 @@ def test_a_stopped_replica_is_degraded_until_the_watch_sees_it_stream_again() ->
     # Streaming again changes nothing of an instance degraded for another reason.
     silent = _after(Observation.ENDPOINT_SILENT, start=ACTIVE)
     assert advance(silent, Observation.REPLICA_STREAMS, "m", 9.0) == silent
+
+
+@pytest.mark.parametrize(("observations", "since"), [
+    ((Observation.SERVER_DOWN,), 1.0),  # not running: no heartbeat since it was found so
+    ((Observation.SERVER_SUSPENDED,), 1.0),
+    ((Observation.ENDPOINT_SILENT,), 1.0),
+    ((Observation.SERVER_DOWN, Observation.REBOOTING, Observation.FAILED), 1.0),  # its repair failed meanwhile
+    ((Observation.ARCHIVE_STALLED,), None),  # it serves: a stalled archive is no failover
+    ((Observation.REPLICA_STOPPED,), None),
+    ((Observation.ADMIN_LOST,), None),  # a tenant changed the admin's login: the server still serves
+    ((Observation.SERVER_DOWN, Observation.READY), None),  # it came back
+])
+def test_an_instance_lacks_a_heartbeat_only_while_its_server_does_not_serve(
+    observations: tuple[Observation, ...], since: float | None
+) -> None:
+    """What an eject waits for (`Settings.eject_after` of it): Trove's "no current heartbeat"."""
+    assert unhealthy_since(_after(*observations, start=ACTIVE)) == since

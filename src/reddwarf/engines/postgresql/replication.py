@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 import psycopg
@@ -93,6 +94,13 @@ def stopped_checkpoint(controldata: str) -> str | None:
 
 _LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 
+# What pg_rewind (15 to 18, C locale) says when it cannot rewind: the WAL it needs is gone from the target.
+_REWIND_IMPOSSIBLE = (
+    "could not find previous WAL record at",
+    "could not read WAL record at",
+    "could not find common ancestor of the source and target cluster's timelines",
+)
+
 # pg_rewind's needs of a non-superuser on its source (PostgreSQL's documentation of pg_rewind).
 _REWIND_FUNCTIONS = (
     "pg_catalog.pg_ls_dir(pg_catalog.text, pg_catalog.bool, pg_catalog.bool)",
@@ -110,15 +118,67 @@ _MEMBERSHIPS = (
 )
 
 
-def _sole_owner_of_the_role(conn: psycopg.Connection[TupleRow]) -> None:
+def _sole_owner_of_the_role(conn: psycopg.Connection[TupleRow]) -> list[str]:
     """No role is a member of the replication role, nor administers it, and it is a member of nothing: a tenant's
     root (CREATEROLE from PostgreSQL 16) that created it before Reddwarf did keeps no ADMIN OPTION on it (with
-    which it could set it a password and stream as it, or drop it)."""
+    which it could set it a password and stream as it, or drop it). Returns the roles that lost a membership."""
+    revoked: list[str] = []
     for role, member, grantor in conn.execute(_MEMBERSHIPS, (REPLICATOR,)).fetchall():
         conn.execute(sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(
             sql.Identifier(str(role)), sql.Identifier(str(member)), sql.Identifier(str(grantor))))
         logger.warning("revoked membership of %s in %s (granted by %s): the replication role is Reddwarf's",
                        member, role, grantor)
+        revoked.extend(str(name) for name in (role, member) if name != REPLICATOR)
+    return revoked
+
+
+_ROLE_OID = "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name)"
+_OWNED_IN = (
+    "SELECT DISTINCT d.datname, d.datallowconn FROM pg_catalog.pg_shdepend s"
+    " LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid"
+    " WHERE s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass"
+    " AND s.deptype OPERATOR(pg_catalog.=) 'o' AND s.refobjid OPERATOR(pg_catalog.=) " + _ROLE_OID
+)
+_SETTINGS_IN = (
+    "SELECT d.datname FROM pg_catalog.pg_db_role_setting s"
+    " LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase"
+    " WHERE s.setrole OPERATOR(pg_catalog.=) " + _ROLE_OID
+)
+
+
+def _clean_role(where: admin.Target, conn: psycopg.Connection[TupleRow]) -> None:
+    """The replication role owns nothing, carries no settings and nobody acts as it but Reddwarf's own
+    connections, before it may read the data directory's files (`_REWIND_FUNCTIONS`): a role a tenant made
+    first could own a SECURITY DEFINER function that would then read them (`pg_authid`'s verifiers) for the
+    tenant, or carry settings for the sessions pg_rewind opens. What it owns goes to `reddwarf_orphans`,
+    where root reaches it anyway; the sessions of the roles that could act as it are ended (one that already
+    did SET ROLE keeps that role until it ends)."""
+    revoked = _sole_owner_of_the_role(conn)
+    for (database,) in conn.execute(_SETTINGS_IN, (REPLICATOR,)).fetchall():
+        statement = "ALTER ROLE {} RESET ALL" if database is None else "ALTER ROLE {} IN DATABASE {} RESET ALL"
+        conn.execute(sql.SQL(statement).format(sql.Identifier(REPLICATOR), sql.Identifier(str(database or ""))))
+        logger.warning("reset settings a tenant gave the replication role (database %s)", database or "all")
+    owned = conn.execute(_OWNED_IN, (REPLICATOR,)).fetchall()
+    if revoked or owned:
+        conn.execute(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+            " WHERE backend_type OPERATOR(pg_catalog.=) 'client backend' AND pid OPERATOR(pg_catalog.<>)"
+            " pg_catalog.pg_backend_pid() AND usename OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.name[])",
+            ([REPLICATOR, *revoked],),
+        )
+    if not owned:
+        return
+    admin.ensure_orphans_role(conn)
+    # Objects live per database (shared ones, such as a database it owns, go with the session's database).
+    databases = {str(name) if name is not None else where.dbname for name, allowed in owned if allowed is not False}
+    for database in sorted(databases | {where.dbname}):
+        with admin.session(replace(where, dbname=database)) as there:
+            there.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                sql.Identifier(REPLICATOR), sql.Identifier(admin.ORPHANS_ROLE)))
+        logger.warning("objects a tenant made the replication role own in database %s now belong to %s",
+                       database, admin.ORPHANS_ROLE)
+    # A database that takes no connections keeps them: the file functions are granted in `REWIND_DATABASE` only
+    # (a function's privileges are the database's own), so nothing there can reach them.
 
 
 def _drop_slot(conn: psycopg.Connection[TupleRow], slot: str) -> None:
@@ -181,7 +241,7 @@ class PostgresqlReplication:
             verb = "ALTER" if exists else "CREATE"
             conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
                                  "NOINHERIT NOBYPASSRLS PASSWORD NULL").format(sql.Identifier(REPLICATOR)))
-            _sole_owner_of_the_role(conn)
+            _clean_role(where, conn)
             for function in _REWIND_FUNCTIONS:  # what a former primary's pg_rewind reads here with
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(
                     sql.Identifier(REPLICATOR)))
@@ -326,14 +386,20 @@ class PostgresqlReplication:
             self.demote_tool(placement),
         )
 
+    def cannot_rewind(self, failure: str) -> bool:
+        """pg_rewind's own words when the target's WAL does not reach back to the last common checkpoint, or
+        the two timelines share no history: it stops while it reads, before it changes a file."""
+        return any(words in failure for words in _REWIND_IMPOSSIBLE)
+
     def reseed_tools(self, upstream: Placement, placement: Placement, set_id: str, slot: str) -> tuple[ToolSpec, ...]:
-        """When a rewind cannot be done (the target no longer has the WAL back to the last common checkpoint):
-        its data directory emptied and seeded again from the primary, as a new replica is."""
+        """When a rewind cannot be done (`cannot_rewind`): its data directory emptied and seeded again from the
+        primary, as a new replica is, then flushed to its volume (the seed does not sync) before it starts."""
         wipe = ToolSpec(argv=("find", placement.data_dir, "-mindepth", "1", "-delete"),
                         description="empty the data directory for a new seed")
+        flush = ToolSpec(argv=("sync", "--file-system", placement.data_dir), description="flush the new seed")
         return (wipe, *(ToolSpec(argv=command.argv, env=command.env, description=PurePosixPath(command.argv[0]).name,
                                  peer_group=set_id)
-                        for command in self.seed(upstream, placement, slot)))
+                        for command in self.seed(upstream, placement, slot)), flush)
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the

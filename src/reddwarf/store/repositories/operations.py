@@ -126,10 +126,13 @@ class OperationRepository:
         if registered(kind) is None:
             return False  # a kind without rules (tests of the kernel) conflicts with nothing
         blockers = conflicting_kinds(kind)
-        for other_id, other_kind, other_created in self._session.execute(_ACTIVE_ON, {"resource_id": resource_id}):
+        moment = _now()
+        for other_id, other_kind, other_created, expires in self._session.execute(
+            _ACTIVE_ON, {"resource_id": resource_id}
+        ):
             if other_id in (op_id, parent_id) or other_kind not in blockers:
                 continue
-            if created is None or (other_created, other_id) < (created, op_id or ""):
+            if _before(created, op_id, other_created, other_id, expires, moment):
                 return True
         return self._waits_for_its_set(kind, resource_id, created, op_id, parent_id)
 
@@ -140,10 +143,13 @@ class OperationRepository:
         with it (`domain.operations.set_conflicts`)? One indexed look-up, for the kinds that can conflict so."""
         if kind not in SET_SCOPED:
             return False
-        for other_id, other_kind, other_created in self._session.execute(_ACTIVE_IN_SET, {"resource_id": resource_id}):
+        moment = _now()
+        for other_id, other_kind, other_created, expires in self._session.execute(
+            _ACTIVE_IN_SET, {"resource_id": resource_id}
+        ):
             if other_id in (op_id, parent_id) or registered(other_kind) is None or not set_conflicts(kind, other_kind):
                 continue
-            if created is None or (other_created, other_id) < (created, op_id or ""):
+            if _before(created, op_id, other_created, other_id, expires, moment):
                 return True
         return False
 
@@ -427,13 +433,24 @@ _CLAIM = (
     .returning(*_OPS.c)
 )
 # The operations pending or running on a resource: what a candidate may have to wait for.
-_ACTIVE_ON = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created).where(
+def _before(
+    created: float | None, op_id: str | None, other_created: float, other_id: str, expires: float | None, moment: float
+) -> bool:
+    """Does a conflicting operation go first: one accepted before it (a child counts as accepted with its
+    parent), or one that runs now whatever its age (a child must not start beside an operation accepted after
+    its parent that already holds the resource)?"""
+    if created is None or (other_created, other_id) < (created, op_id or ""):
+        return True
+    return expires is not None and expires > moment
+
+
+_ACTIVE_ON = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created, _OPS.c.lease_expires).where(
     _OPS.c.resource_id == bindparam("resource_id"), _OPS.c.state.in_(sorted(ACTIVE_STATES))
 )
 # The operations pending or running on the OTHER members of a resource's replication set.
 _MEMBERS = table(SetMemberRow)
 _SAME_SET = select(_MEMBERS.c.set_id).where(_MEMBERS.c.instance_id == bindparam("resource_id")).scalar_subquery()
-_ACTIVE_IN_SET = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created).where(
+_ACTIVE_IN_SET = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created, _OPS.c.lease_expires).where(
     _OPS.c.resource_id.in_(
         select(_MEMBERS.c.instance_id).where(
             _MEMBERS.c.set_id == _SAME_SET, _MEMBERS.c.instance_id != bindparam("resource_id")

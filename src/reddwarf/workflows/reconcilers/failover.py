@@ -35,7 +35,7 @@ from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure, start_server
-from reddwarf.workflows.reconcilers.switchover import RoleChange, run_tool
+from reddwarf.workflows.reconcilers.switchover import COPY_TIMEOUT, RoleChange, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class EjectSource(RoleChange):
         roles = ctx.step("membership", lambda: self._membership(source))
         replica_ids = [str(r) for r in roles["replicas"]]
         members = self._instances([source.id, *replica_ids])
+        if roles.get("answers"):  # it came back since it was found down: nothing is fenced or promoted
+            ctx.store_step("abandon", lambda uow: self._abandon(uow, members, source.id))
+            return
         ctx.store_step("mark", lambda uow: self._mark(uow, members, Observation.EJECTING,
                                                        f"failover: instance {source.id} is fenced and replaced"))
         ctx.store_step("fence", lambda uow: self._fence(uow, source.id))
@@ -75,11 +78,20 @@ class EjectSource(RoleChange):
         ctx.store_step("ready", lambda uow: self._settle(uow, members, candidate.id, source.id))
 
     def _membership(self, source: Instance) -> dict[str, Any]:
+        """The set's replicas, and whether the source's server answers now (the request saw it down in the
+        store, which the health loop updates every few seconds: a server back meanwhile is not failed over)."""
         with self.deps.db.unit_of_work(write=False) as uow:
             found = uow.replication.set_of(source.id)
         if found is None or found.primary_id != source.id:
             raise PermanentError(f"Instance {source.id} is not a replica source.")
-        return {"replicas": list(found.replica_ids)}
+        answers = self.deps.engine(source).ping(self.deps.placement(source))
+        return {"replicas": list(found.replica_ids), "answers": answers}
+
+    def _abandon(self, uow: UnitOfWork, members: dict[str, Instance], source_id: str) -> None:
+        message = f"failover of instance {source_id} abandoned: its server answers again"
+        self._mark(uow, members, Observation.READY, message)
+        uow.events.add(source_id, "eject", message)
+        log.warning("%s", message)
 
     @staticmethod
     def _fence(uow: UnitOfWork, source_id: str) -> None:
@@ -217,17 +229,20 @@ class RejoinMember:
     def _rewind(
         self, replication: Replication, upstream: Placement, placement: Placement, set_id: str, slot: str
     ) -> None:
-        """Rewind; when the engine cannot (the former primary no longer holds the log back to where the two
-        diverged), seed it again from the primary instead."""
+        """Rewind; when the engine says it cannot be done (the former primary no longer holds the log back to
+        where the two diverged), seed it again from the primary instead. Any other failure leaves its data as
+        it is, fenced, with the fault: it may be the only copy of what it wrote last."""
         try:
             for tool in replication.rewind_tools(upstream, placement, set_id):
-                run_tool(self.deps, placement, tool)
+                run_tool(self.deps, placement, tool, COPY_TIMEOUT)
             return
         except PermanentError as exc:
-            log.warning("rejoin of %s: the rewind failed (%s: %s); seeding it again", placement.instance_id,
-                        exc.message, exc.details[-300:])
+            if not replication.cannot_rewind(f"{exc.message}\n{exc.details}"):
+                raise
+            log.warning("rejoin of %s: it cannot be rewound (%s); seeding it again", placement.instance_id,
+                        exc.details[-300:])
         for tool in replication.reseed_tools(upstream, placement, set_id, slot):
-            run_tool(self.deps, placement, tool)
+            run_tool(self.deps, placement, tool, COPY_TIMEOUT)
 
     @staticmethod
     def _unfence(uow: UnitOfWork, instance_id: str, primary_id: str) -> None:

@@ -45,14 +45,21 @@ log = logging.getLogger(__name__)
 # left is what it had received and not yet applied.
 CATCH_UP_TIMEOUT = 60.0
 _TOOL_TIMEOUT = 60.0
+# A tool that copies or rewinds a member's data (a rejoin's pg_rewind, a new seed): as long as a replica's seed.
+COPY_TIMEOUT = 6 * 3600.0
+_OUTPUT_KEPT = 1 << 20
 
 
-def run_tool(deps: ReconcilerDeps, placement: Placement, tool: ToolSpec) -> bytes:
-    """Run a short tool of the engine as the instance's user; its whole output."""
+def run_tool(deps: ReconcilerDeps, placement: Placement, tool: ToolSpec, timeout: float = _TOOL_TIMEOUT) -> bytes:
+    """Run a tool of the engine as the instance's user, silent for at most `timeout`; the last MiB of its
+    output (it runs as a tenant's OS user: what it prints is not trusted to be small)."""
+    kept = bytearray()
     with deps.runtime.open_tool(placement, tool) as run:
-        output = b"".join(run.output(1 << 16, _TOOL_TIMEOUT))
-        run.finish(_TOOL_TIMEOUT)
-    return output
+        for piece in run.output(1 << 16, timeout):
+            kept += piece
+            del kept[:-_OUTPUT_KEPT]
+        run.finish(timeout)
+    return bytes(kept)
 
 
 class RoleChange:

@@ -103,11 +103,18 @@ def test_a_server_started_before_replication_was_supported_needs_a_restart_first
         older.stop()
 
 
+def _rootish(server: Server) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(host=server.placement.address, port=server.placement.port, user="rootish",
+                           password="rootish-pw-123", dbname="postgres", autocommit=True, connect_timeout=5)
+
+
 def test_a_replication_role_a_tenant_made_first_is_taken_from_it(
     engine: PostgresqlEngine, os_user: OsUser, module_scratch: Path
 ) -> None:
     """From PostgreSQL 16 root has CREATEROLE: had it made `reddwarf_replicator` before the first replica, it
-    would administer it (set it a password and stream as it, or drop it). Reddwarf takes it back."""
+    would administer it (set it a password and stream as it, or drop it), and could have it own a SECURITY
+    DEFINER function that reads the data directory (`pg_authid`) with the file functions pg_rewind needs once
+    Reddwarf grants them, keep a session acting as it, or give it settings. Reddwarf takes all of it back."""
     version = next((v for v in engine.versions() if v.name == "18"), None)
     if version is None:
         pytest.fail("PostgreSQL 18 is not installed (`reddwarf engines install postgresql@18`)")
@@ -115,18 +122,36 @@ def test_a_replication_role_a_tenant_made_first_is_taken_from_it(
     with running_server(engine, version, os_user, module_scratch / "v18", spec) as server:
         with _admin(server) as conn:
             conn.execute("CREATE ROLE rootish LOGIN CREATEROLE PASSWORD 'rootish-pw-123'")
-        rootish = psycopg.connect(host=server.placement.address, port=server.placement.port, user="rootish",
-                                  password="rootish-pw-123", dbname="postgres", autocommit=True, connect_timeout=5)
-        with rootish:
+            conn.execute("GRANT CREATE ON DATABASE postgres TO rootish")  # as root has
+        with _rootish(server) as rootish:
             rootish.execute("CREATE ROLE reddwarf_replicator LOGIN")
             rootish.execute("CREATE ROLE helper")
             rootish.execute("GRANT reddwarf_replicator TO helper")
+            rootish.execute("GRANT reddwarf_replicator TO rootish WITH SET TRUE")
+            rootish.execute("ALTER ROLE reddwarf_replicator SET statement_timeout = '1ms'")
+            rootish.execute("CREATE SCHEMA trap AUTHORIZATION reddwarf_replicator")
+            rootish.execute("SET ROLE reddwarf_replicator")
+            rootish.execute("CREATE FUNCTION trap.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS"
+                            " $$ SELECT pg_catalog.length(pg_catalog.pg_read_binary_file('global/pg_control')) $$")
+        held = _rootish(server)
+        held.execute("SET ROLE reddwarf_replicator")  # a session acting as the role before Reddwarf takes it
         engine.replication(version).prepare_source(server.placement, server.admin_password, ())
         with _admin(server) as conn:
             assert conn.execute(
                 "select count(*) from pg_auth_members a join pg_roles r on r.oid in (a.roleid, a.member)"
                 " where r.rolname = 'reddwarf_replicator'").fetchone() == (0,)
-        with psycopg.connect(host=server.placement.address, port=server.placement.port, user="rootish",
-                             password="rootish-pw-123", dbname="postgres", autocommit=True,
-                             connect_timeout=5) as again, pytest.raises(psycopg.errors.InsufficientPrivilege):
-            again.execute("ALTER ROLE reddwarf_replicator PASSWORD 'mine-now-123'")
+            assert conn.execute("select count(*) from pg_db_role_setting s join pg_roles r on r.oid = s.setrole"
+                                " where r.rolname = 'reddwarf_replicator'").fetchone() == (0,)
+            assert conn.execute("select pg_get_userbyid(proowner) from pg_proc where proname = 'peek'"
+                                ).fetchone() == ("reddwarf_orphans",)
+            # The role itself may now read the files (pg_rewind does), so what a tenant left it must be gone.
+            assert conn.execute("select has_function_privilege('reddwarf_replicator',"
+                                " 'pg_read_binary_file(text)', 'execute')").fetchone() == (True,)
+        with pytest.raises(psycopg.OperationalError):
+            held.execute("SELECT pg_catalog.length(pg_catalog.pg_read_binary_file('global/pg_control'))")
+        held.close()
+        with _rootish(server) as again:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                again.execute("SELECT trap.peek()")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                again.execute("ALTER ROLE reddwarf_replicator PASSWORD 'mine-now-123'")
