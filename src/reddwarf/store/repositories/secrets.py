@@ -41,6 +41,16 @@ def _upsert(dialect: str) -> Insert:
     )
 
 
+@functools.cache
+def _insert_new(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (owner_id, name) DO NOTHING RETURNING name, built once per dialect (a row back
+    says it was inserted: psycopg's rowcount of such an insert is not)."""
+    statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_SECRETS)
+    return statement.on_conflict_do_nothing(index_elements=[_SECRETS.c.owner_id, _SECRETS.c.name]).returning(
+        _SECRETS.c.name
+    )
+
+
 class SecretRepository:
     def __init__(self, session: Session, cipher: SecretCipher) -> None:
         self._session = session
@@ -52,6 +62,15 @@ class SecretRepository:
         values = {"owner_id": owner_id, "name": name, "ciphertext": self._cipher.encrypt(value),
                   "created": timestamp, "updated": timestamp}
         self._session.execute(_upsert(self._session.get_bind().dialect.name), values)
+
+    def add(self, owner_id: str, name: str, value: Secret) -> bool:
+        """Insert the secret `name` of `owner_id` unless it exists (then nothing changes: False). On PostgreSQL
+        an insert that meets another transaction's uncommitted row waits for it to end."""
+        timestamp = now()
+        values = {"owner_id": owner_id, "name": name, "ciphertext": self._cipher.encrypt(value),
+                  "created": timestamp, "updated": timestamp}
+        inserted = self._session.execute(_insert_new(self._session.get_bind().dialect.name), values).first()
+        return inserted is not None
 
     def get(self, owner_id: str, name: str) -> Secret | None:
         row = self._session.get(SecretRow, (owner_id, name))
