@@ -21,7 +21,7 @@ from tests.chaos.pg_source import active, postgres_source, tenant
 from tests.chaos.test_worker_killed import crash_and_recover, finished
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
-REPLICA_STEPS = ["allocate_address", "prepare", "source_ready", "initialise", "start", "answers", "verify", "active"]
+REPLICA_STEPS = ["allocate_address", "source_ready", "seed_from", "seed", "start", "answers", "verify", "active"]
 DELETE_STEPS = ["shutdown", "membership", "leave_set", "destroy", "release_slot", "forget"]
 USER, PASSWORD = "dora", "chaos-" + secrets.token_hex(4)
 SLOTS = "select count(*) from pg_replication_slots where slot_name like 'reddwarf\\_%'"

@@ -13,7 +13,9 @@ import os
 import pwd
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,33 @@ def _source(client: ReddwarfClient, name: str) -> Instance:
     return source
 
 
+@contextmanager
+def _writer(source: Instance) -> Iterator[list[int]]:
+    """Rows inserted one by one into `w` on the source until the block ends; the ids acknowledged."""
+    _sql(source, "create table w (id int primary key)")
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        assert source.address is not None and source.port is not None
+        with psycopg.connect(host=source.address, port=source.port, user=USER, password=PASSWORD, dbname="app",
+                             connect_timeout=5, autocommit=True) as conn:
+            while not stop.is_set():
+                next_id = len(acknowledged) + 1
+                conn.execute("insert into w values (%s)", (next_id,))
+                acknowledged.append(next_id)
+                stop.wait(0.01)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        yield acknowledged
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
 def _eventually_on(replica: Instance, sql: str, expected: Any, **login: str) -> None:
     def arrived() -> bool:
         try:
@@ -86,11 +115,20 @@ def test_replicas_stream_from_their_source_and_refuse_every_write(
     with reddwarf.tenant() as client:
         source = _source(client, unique_name)
         started = _sql(source, "select pg_postmaster_start_time()::text")
-        first = client.create_replicas(unique_name, source.id, 2)
-        assert first.name == f"{unique_name}-1" and first.status == "BUILD" and first.source_id == source.id
-        shown = client.get_instance(source.id)
-        assert len(shown.replica_ids) == 2 and first.id in shown.replica_ids
-        replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT) for i in shown.replica_ids]
+        # Writes go on while the replicas are made (from a snapshot of the source, taken between two of them):
+        # every acknowledged one must reach every replica, the last ones through the slot made before the copy.
+        with _writer(source) as acknowledged:
+            first = client.create_replicas(unique_name, source.id, 2)
+            assert first.name == f"{unique_name}-1" and first.status == "BUILD" and first.source_id == source.id
+            shown = client.get_instance(source.id)
+            assert len(shown.replica_ids) == 2 and first.id in shown.replica_ids
+            replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT) for i in shown.replica_ids]
+        assert len(acknowledged) > 10, "the writer wrote too little to tell"
+        for replica in replicas:
+            assert any(f"seeded from a snapshot of instance {source.id}" == e.get("message")
+                       for e in _events(reddwarf, replica.id))
+            _eventually_on(replica, "select count(*) from w", len(acknowledged))
+            assert _sql(replica, "select min(id), max(id) from w") == (min(acknowledged), max(acknowledged))
         assert sorted(r.name for r in replicas) == [f"{unique_name}-1", f"{unique_name}-2"]
         for replica in replicas:
             assert replica.source_id == source.id and replica.flavor is not None and replica.flavor.id == "1"

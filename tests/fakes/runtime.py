@@ -98,6 +98,9 @@ class FakeRuntime:
     def branch_refusal(self) -> str | None:
         return self.refuse_branches
 
+    def snapshot_refusal(self, placement: Placement) -> str | None:
+        return self.refuse_branches
+
     def snapshot(self, placement: Placement, snapshot_id: str, carried: tuple[str, ...] = ()) -> None:
         self.calls.append(("snapshot", placement.instance_id))
         self.snapshots.add(snapshot_id)

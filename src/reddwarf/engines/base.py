@@ -256,6 +256,13 @@ class Replication(Protocol):
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]: ...
 
+    def seed_from_copy(self, placement: Placement) -> tuple[CommandSpec, ...]:
+        """Pure: the init commands, run as the new replica's OS user, that make a crash-consistent copy of its
+        primary's volume (a snapshot taken after `prepare_source` made its slot) a replica's data: what the
+        copy kept as a primary (its lock file, its slots, anything that would steer the replica) removed.
+        Started as a replica, it recovers what the copy holds and follows the primary from there."""
+        ...
+
     def observe(
         self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]
     ) -> Mapping[str, ReplicaState]: ...

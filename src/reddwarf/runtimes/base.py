@@ -88,6 +88,11 @@ class Runtime(Protocol):
         """None when this runtime can snapshot and branch instances; else why not, in an operator's words."""
         ...
 
+    def snapshot_refusal(self, placement: Placement) -> str | None:
+        """None when the instance's volume can be snapshotted now (`snapshot`); else why not, in an operator's
+        words (no copy-on-write pool, or a volume made before the pool that moves there at its restart)."""
+        ...
+
     def snapshot(self, placement: Placement, snapshot_id: str, carried: tuple[str, ...] = ()) -> None:
         """A crash-consistent snapshot of the instance's volume while its server runs (the engine quiesced
         it), with the files `carried` of its configuration; idempotent."""

@@ -401,6 +401,13 @@ class PostgresqlReplication:
                                  peer_group=set_id)
                         for command in self.seed(upstream, placement, slot)), flush)
 
+    def seed_from_copy(self, placement: Placement) -> tuple[CommandSpec, ...]:
+        """A snapshot of the primary, taken after its slot for this replica was made (so the primary keeps all
+        WAL from before the copy): its slots and what would steer the replica removed. Without a backup label
+        PostgreSQL first replays the copy's own WAL as a crash recovery, is consistent at its end, and only
+        then streams from the primary through the slot."""
+        return (forget_slots(placement.data_dir), _disarm(placement.data_dir))
+
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the
         WAL streamed alongside, into its empty data directory (the runtime syncs it afterwards)."""

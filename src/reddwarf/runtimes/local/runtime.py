@@ -357,6 +357,14 @@ class LocalRuntime:
 
     # -- snapshots and branches (the copy-on-write pool: `snapshots`) ------------------------------
 
+    def snapshot_refusal(self, placement: Placement) -> str | None:
+        pool = self._pool
+        if pool is None:
+            return f"no copy-on-write volume pool ({self._pool_reason})"
+        if not self._image(self._layout(placement)).is_relative_to(pool.root):
+            return "its volume is not on the copy-on-write pool yet: it moves there at its next restart"
+        return None
+
     def snapshot(self, placement: Placement, snapshot_id: str, carried: tuple[str, ...] = ()) -> None:
         """A crash-consistent snapshot of the instance's volume (the server may run), with the files
         `carried` of its config directory; nothing if taken."""

@@ -142,10 +142,15 @@ class CreateInstance:
             if not kept:
                 branching = None
         replica = instance.spec.replica_source_id is not None
-        if replica:  # seeded from its primary, which is made ready for it first
+        if replica and "prepare" in ctx.journal:
+            # Accepted by a release that seeded every replica over the network: it finishes that way.
             ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources(instance)))
             ctx.step("source_ready", lambda: replication.prepare_source(deps, instance))
             ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
+        elif replica:  # seeded from its primary, which is made ready for it first (its slot before any copy)
+            ctx.step("source_ready", lambda: replication.prepare_source(deps, instance))
+            chosen = ctx.step("seed_from", lambda: replication.seed_from(deps, instance))
+            ctx.step("seed", lambda: replication.seed(deps, instance, placement, chosen))
         elif not warm and branching is not None:  # prepared by the branch itself, on the copy
             ctx.step("branch", lambda: branch.branch_volume(deps, instance, placement))
         elif not warm:

@@ -1,16 +1,20 @@
 """Replicas: a member's place in its set as its server sees it, the primary made ready for its replicas, and a
 replica's leaving (docs/replication.md).
 
-A replica is created by the create reconciler with two steps of its own in place of `initialise`:
+A replica is created by the create reconciler with steps of its own in place of `prepare` and `initialise`:
 `source_ready` (the primary's files rewritten for the set's members and reloaded, its slot for the new
-replica made: `prepare_source`) and `initialise`, whose init is the engine's seed from the primary. Both are
-idempotent; the slot of a replica that never finished is kept until the replica is deleted.
+replica made: `prepare_source`), `seed_from` (a snapshot of the primary where the runtime can take one, else
+the engine's seed over the network; journaled) and `seed`. All are idempotent; the slot of a replica that
+never finished is kept until the replica is deleted. The slot exists before the snapshot is taken, so the
+primary keeps every WAL record the copy lacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
+from typing import Any
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError, TemporaryError
@@ -22,6 +26,7 @@ from reddwarf.domain.workload import Placement
 from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
+from reddwarf.workflows.reconcilers.branch import snapshot_id_of
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure
@@ -40,6 +45,59 @@ def prepare_source(deps: ReconcilerDeps, replica: Instance) -> None:
     if found is None or found.member(replica.id) is None:
         raise PermanentError(f"Instance {replica.id} is no longer a member of a replication set.")
     converge_primary(deps, found)
+
+
+def seed_from(deps: ReconcilerDeps, replica: Instance) -> dict[str, Any]:
+    """How the replica's data is made, decided once (journaled: a retry never switches paths over a half-made
+    volume): a copy-on-write snapshot of its primary where the runtime can take one (milliseconds, whatever
+    the size; nothing read through the primary's server), else the engine's seed over the network."""
+    primary = _primary_of(deps, replica)
+    refusal = deps.runtime.snapshot_refusal(deps.placement(primary))
+    if refusal is not None:
+        log.info("replica %s is seeded by its engine, not from a snapshot of %s: %s", replica.id, primary.id, refusal)
+    return {"snapshot": refusal is None, "primary": primary.id}
+
+
+def seed(deps: ReconcilerDeps, replica: Instance, placement: Placement, chosen: dict[str, Any]) -> None:
+    """The replica's data, as `seed_from` chose: its primary quiesced (a checkpoint) and snapshotted, the
+    replica's volume a copy of that snapshot with the engine's `seed_from_copy` fix-ups, the snapshot removed;
+    or its volume prepared and the engine's seed run into it. Nothing once initialised."""
+    if deps.runtime.initialised(placement):
+        return
+    version = deps.version_for(replica.spec)
+    if not chosen["snapshot"]:
+        deps.runtime.prepare(placement, deps.resources(replica))
+        deps.runtime.initialise(placement, deps.workload(replica, placement))
+        return
+    replication = deps.engine(replica).replication(version)
+    if replication is None:
+        raise PermanentError(f"{replica.spec.datastore} {replica.spec.datastore_version} has no replication.")
+    primary = _primary_of(deps, replica)
+    there = deps.placement(primary)
+    snapshots = deps.engine(primary).snapshots(deps.version_for(primary.spec))
+    snapshot_id = snapshot_id_of(replica.id)
+    with snapshots.quiesced(there, deps.admin_password(primary.id)):
+        deps.runtime.snapshot(there, snapshot_id, snapshots.carried())
+    fixed = dataclasses.replace(deps.workload(replica, placement), init=replication.seed_from_copy(placement),
+                                init_files=())
+    try:
+        deps.runtime.branch(placement, deps.resources(replica), snapshot_id, fixed)
+    except PermanentError:
+        deps.runtime.remove_snapshot(snapshot_id)  # this replica's own, in no record: nothing else removes it
+        raise
+    deps.runtime.remove_snapshot(snapshot_id)
+    with deps.db.unit_of_work() as uow:
+        uow.events.add(replica.id, "replica", f"seeded from a snapshot of instance {primary.id}")
+    log.info("replica %s: seeded from a snapshot of %s", replica.id, primary.id)
+
+
+def _primary_of(deps: ReconcilerDeps, replica: Instance) -> Instance:
+    with deps.db.unit_of_work(write=False) as uow:
+        found = uow.replication.set_of(replica.id)
+        primary = None if found is None else uow.instances.get(found.primary_id)
+    if found is None or primary is None or primary.deleting or primary.endpoint is None:
+        raise PermanentError(f"The replication source of instance {replica.id} no longer exists.")
+    return primary
 
 
 def converge_primary(deps: ReconcilerDeps, found: ReplicationSet) -> None:
