@@ -235,7 +235,7 @@ REGISTRY: Mapping[Kind, KindSpec] = {
                  set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
         # A fenced former primary rewound from its new primary and started as its replica: the new primary's
         # restart waits (and the other way round).
-        KindSpec(Kind.REPLICA_REJOIN, NoPayload, HOUR, Lane.LIFECYCLE, "Rejoining a replication set",
+        KindSpec(Kind.REPLICA_REJOIN, NoPayload, 6 * HOUR, Lane.LIFECYCLE, "Rejoining a replication set",
                  set_lanes=frozenset({Lane.LIFECYCLE})),
         # A replica made to follow its set's primary as the store has it now (its files rewritten, reloaded):
         # a child of an eject; a restart of the replica accepted after the eject waits for it.

@@ -42,7 +42,8 @@ def _rejoin(monkeypatch: pytest.MonkeyPatch, rewind_error: str) -> list[str]:
     replication = PostgresqlEngine(PostgresqlSettings()).replication(VERSION)
     assert replication is not None
     rejoin = failover.RejoinMember(cast(ReconcilerDeps, object()))
-    rejoin._rewind(replication, _placement("new"), _placement("old"), "set", "reddwarf_old")
+    if rejoin._rewind(replication, _placement("new"), _placement("old"), "set")["reseed"]:
+        rejoin._reseed(replication, _placement("new"), _placement("old"), "set", "reddwarf_old")
     return ran
 
 
@@ -63,6 +64,11 @@ def test_a_former_primary_that_cannot_be_rewound_is_seeded_again(monkeypatch: py
     "pg_rewind: error: source and target clusters are from different systems",
     "pg_rewind: error: could not write file \"/srv/old/data/base/5/1259\": No space left on device",
     "pg_rewind from the new primary of instance old did not finish within 21600s",
+    # The WAL may be there: a disk error is no reason to throw the data away.
+    "pg_rewind: error: could not open file \"/srv/old/data/pg_wal/000000010000000000000004\": Input/output error\n"
+    "pg_rewind: error: could not find previous WAL record at 0/4FFFF98",
+    # The words, but not pg_rewind's last error (another program's output, say the tenant's log_line_prefix).
+    "LOG:  could not find previous WAL record at 0/1\npg_rewind: error: target server must be shut down cleanly",
 ])
 def test_any_other_rewind_failure_keeps_the_data_and_the_fence(monkeypatch: pytest.MonkeyPatch, error: str) -> None:
     with pytest.raises(PermanentError):

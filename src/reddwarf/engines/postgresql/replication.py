@@ -100,6 +100,7 @@ _REWIND_IMPOSSIBLE = (
     "could not read WAL record at",
     "could not find common ancestor of the source and target cluster's timelines",
 )
+_READ_FAILURES = ("Input/output error", "Permission denied", "Stale file handle")
 
 # pg_rewind's needs of a non-superuser on its source (PostgreSQL's documentation of pg_rewind).
 _REWIND_FUNCTIONS = (
@@ -113,25 +114,35 @@ _MEMBERSHIPS = (
     "SELECT r.rolname, m.rolname, g.rolname FROM pg_catalog.pg_auth_members a"
     " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.roleid"
     " JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) a.member"
-    " JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantor"
+    " LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantor"
     " WHERE %s OPERATOR(pg_catalog.=) ANY(ARRAY[r.rolname, m.rolname])"
 )
 
 
-def _sole_owner_of_the_role(conn: psycopg.Connection[TupleRow]) -> list[str]:
+def _sole_owner_of_the_role(conn: psycopg.Connection[TupleRow]) -> bool:
     """No role is a member of the replication role, nor administers it, and it is a member of nothing: a tenant's
     root (CREATEROLE from PostgreSQL 16) that created it before Reddwarf did keeps no ADMIN OPTION on it (with
-    which it could set it a password and stream as it, or drop it). Returns the roles that lost a membership."""
-    revoked: list[str] = []
-    for role, member, grantor in conn.execute(_MEMBERSHIPS, (REPLICATOR,)).fetchall():
-        conn.execute(sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(
-            sql.Identifier(str(role)), sql.Identifier(str(member)), sql.Identifier(str(grantor))))
-        logger.warning("revoked membership of %s in %s (granted by %s): the replication role is Reddwarf's",
-                       member, role, grantor)
-        revoked.extend(str(name) for name in (role, member) if name != REPLICATOR)
-    return revoked
+    which it could set it a password and stream as it, or drop it). Revokes until a look finds nothing: while
+    a holder of ADMIN OPTION is left it may grant the role on, so a single pass could miss a grant made
+    meanwhile; once none is left nobody but a superuser can change the role again. True when anything was
+    revoked (the tenant had the role in hand)."""
+    revoked = False
+    for _ in range(_TAKE_ATTEMPTS):
+        rows = conn.execute(_MEMBERSHIPS, (REPLICATOR,)).fetchall()
+        if not rows:
+            return revoked
+        for role, member, grantor in rows:
+            # A grant whose grantor is gone (a superuser's, before 16) is the bootstrap superuser's to revoke.
+            by = sql.SQL("") if grantor is None else sql.SQL(" GRANTED BY {}").format(sql.Identifier(str(grantor)))
+            conn.execute(sql.SQL("REVOKE {} FROM {}{} CASCADE").format(
+                sql.Identifier(str(role)), sql.Identifier(str(member)), by))
+            logger.warning("revoked membership of %s in %s (granted by %s): the replication role is Reddwarf's",
+                           member, role, grantor)
+        revoked = True
+    raise TemporaryError("the memberships of the replication role keep changing")
 
 
+_TAKE_ATTEMPTS = 20
 _ROLE_OID = "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name)"
 _OWNED_IN = (
     "SELECT DISTINCT d.datname, d.datallowconn FROM pg_catalog.pg_shdepend s"
@@ -144,41 +155,59 @@ _SETTINGS_IN = (
     " LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase"
     " WHERE s.setrole OPERATOR(pg_catalog.=) " + _ROLE_OID
 )
+_ROLE_ATTRIBUTES = ("LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOBYPASSRLS PASSWORD NULL "
+                    "CONNECTION LIMIT -1")
 
 
-def _clean_role(where: admin.Target, conn: psycopg.Connection[TupleRow]) -> None:
-    """The replication role owns nothing, carries no settings and nobody acts as it but Reddwarf's own
-    connections, before it may read the data directory's files (`_REWIND_FUNCTIONS`): a role a tenant made
-    first could own a SECURITY DEFINER function that would then read them (`pg_authid`'s verifiers) for the
-    tenant, or carry settings for the sessions pg_rewind opens. What it owns goes to `reddwarf_orphans`,
-    where root reaches it anyway; the sessions of the roles that could act as it are ended (one that already
-    did SET ROLE keeps that role until it ends)."""
-    revoked = _sole_owner_of_the_role(conn)
+def _take_role(where: admin.Target, conn: psycopg.Connection[TupleRow]) -> None:
+    """The replication role, Reddwarf's alone, before it may read the data directory's files
+    (`_REWIND_FUNCTIONS`). Made by the admin (a superuser: nobody administers it) when missing. A role of that
+    name a tenant made first (PostgreSQL 16+) is taken back, in this order: every membership revoked, so that
+    no tenant role can change it any more; then its attributes set (no password); its settings reset; what it
+    owns handed to `reddwarf_orphans` (where root reaches it anyway: a SECURITY DEFINER function of the role
+    would otherwise read `pg_authid`'s file for the tenant) and its privileges and default privileges dropped;
+    and, since a session that did SET ROLE (through any chain of memberships) or logged in as it keeps it,
+    every session of a role that is not a superuser ended."""
+    role = sql.Identifier(REPLICATOR)
+    for _ in range(_TAKE_ATTEMPTS):
+        if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
+                        (REPLICATOR,)).fetchone() is not None:
+            break
+        try:
+            conn.execute(sql.SQL("CREATE ROLE {} WITH " + _ROLE_ATTRIBUTES).format(role))
+            return
+        except psycopg.errors.DuplicateObject:
+            continue  # made meanwhile: taken back below
+    tainted = _sole_owner_of_the_role(conn)
+    conn.execute(sql.SQL("ALTER ROLE {} WITH " + _ROLE_ATTRIBUTES).format(role))
     for (database,) in conn.execute(_SETTINGS_IN, (REPLICATOR,)).fetchall():
         statement = "ALTER ROLE {} RESET ALL" if database is None else "ALTER ROLE {} IN DATABASE {} RESET ALL"
-        conn.execute(sql.SQL(statement).format(sql.Identifier(REPLICATOR), sql.Identifier(str(database or ""))))
+        conn.execute(sql.SQL(statement).format(role, sql.Identifier(str(database or ""))))
         logger.warning("reset settings a tenant gave the replication role (database %s)", database or "all")
+        tainted = True
     owned = conn.execute(_OWNED_IN, (REPLICATOR,)).fetchall()
-    if revoked or owned:
-        conn.execute(
-            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
-            " WHERE backend_type OPERATOR(pg_catalog.=) 'client backend' AND pid OPERATOR(pg_catalog.<>)"
-            " pg_catalog.pg_backend_pid() AND usename OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.name[])",
-            ([REPLICATOR, *revoked],),
-        )
-    if not owned:
-        return
-    admin.ensure_orphans_role(conn)
-    # Objects live per database (shared ones, such as a database it owns, go with the session's database).
-    databases = {str(name) if name is not None else where.dbname for name, allowed in owned if allowed is not False}
-    for database in sorted(databases | {where.dbname}):
-        with admin.session(replace(where, dbname=database)) as there:
-            there.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
-                sql.Identifier(REPLICATOR), sql.Identifier(admin.ORPHANS_ROLE)))
-        logger.warning("objects a tenant made the replication role own in database %s now belong to %s",
-                       database, admin.ORPHANS_ROLE)
-    # A database that takes no connections keeps them: the file functions are granted in `REWIND_DATABASE` only
-    # (a function's privileges are the database's own), so nothing there can reach them.
+    if owned:
+        admin.ensure_orphans_role(conn)
+        # Objects live per database (shared ones, such as a database it owns, go with the session's database).
+        # A database that takes no connections keeps them: the file functions are granted in `REWIND_DATABASE`
+        # only (a function's privileges are the database's own), so nothing there can reach them.
+        databases = {str(name) if name is not None else where.dbname for name, allowed in owned if allowed is not False}
+        for database in sorted(databases | {where.dbname}):
+            with admin.session(replace(where, dbname=database)) as there:
+                there.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(admin.ORPHANS_ROLE)))
+                there.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            logger.warning("objects a tenant made the replication role own in database %s now belong to %s",
+                           database, admin.ORPHANS_ROLE)
+        tainted = True
+    if tainted:
+        ended = conn.execute(
+            "SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid)) FROM pg_catalog.pg_stat_activity a"
+            " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid"
+            " WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend' AND NOT r.rolsuper"
+            " AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
+        ).fetchone()
+        logger.warning("a tenant had the replication role in hand: %s sessions of non-superusers ended",
+                       ended[0] if ended else 0)
 
 
 def _drop_slot(conn: psycopg.Connection[TupleRow], slot: str) -> None:
@@ -235,13 +264,7 @@ class PostgresqlReplication:
         configuration files the runtime rewrote (the ident map of the members) loaded. Idempotent."""
         where = admin.target(placement, self._admin, admin_password, timeout=10.0)
         with admin.session(where) as conn, admin.refusals("prepare replication"):
-            exists = conn.execute(
-                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s", (REPLICATOR,)
-            ).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                                 "NOINHERIT NOBYPASSRLS PASSWORD NULL").format(sql.Identifier(REPLICATOR)))
-            _clean_role(where, conn)
+            _take_role(where, conn)
             for function in _REWIND_FUNCTIONS:  # what a former primary's pg_rewind reads here with
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(
                     sql.Identifier(REPLICATOR)))
@@ -387,9 +410,14 @@ class PostgresqlReplication:
         )
 
     def cannot_rewind(self, failure: str) -> bool:
-        """pg_rewind's own words when the target's WAL does not reach back to the last common checkpoint, or
-        the two timelines share no history: it stops while it reads, before it changes a file."""
-        return any(words in failure for words in _REWIND_IMPOSSIBLE)
+        """pg_rewind's own words, on its last error line, when the target's WAL does not reach back to the last
+        common checkpoint or the two timelines share no history: it stops while it reads, before it changes a
+        file. Never when a file could not be read for another reason than its absence (a disk error, a
+        permission: the WAL may be there)."""
+        errors = [line for line in failure.splitlines() if line.startswith("pg_rewind: error:")]
+        if not errors or any(words in failure for words in _READ_FAILURES):
+            return False
+        return any(words in errors[-1] for words in _REWIND_IMPOSSIBLE)
 
     def reseed_tools(self, upstream: Placement, placement: Placement, set_id: str, slot: str) -> tuple[ToolSpec, ...]:
         """When a rewind cannot be done (`cannot_rewind`): its data directory emptied and seeded again from the

@@ -219,28 +219,34 @@ class RejoinMember:
         if replication is None:
             raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
         placement = deps.placement(instance)
-        ctx.step("rewind", lambda: self._rewind(replication, deps.placement(primary), placement, found.id,
-                                                slot_name(instance.id)))
+        rewound = ctx.step("rewind", lambda: self._rewind(replication, deps.placement(primary), placement, found.id))
+        if rewound["reseed"]:  # journaled: a retry after the wipe seeds again, never rewinds an emptied directory
+            ctx.step("reseed", lambda: self._reseed(replication, deps.placement(primary), placement, found.id,
+                                                    slot_name(instance.id)))
         ctx.store_step("unfence", lambda uow: self._unfence(uow, instance.id, primary.id))
         start_server(ctx, deps, instance.spec, instance.id, placement)
         ctx.store_step("ready", _record(instance, Observation.READY, f"rejoined as a replica of {primary.id}",
                                         clear_fault=True))
 
     def _rewind(
-        self, replication: Replication, upstream: Placement, placement: Placement, set_id: str, slot: str
-    ) -> None:
-        """Rewind; when the engine says it cannot be done (the former primary no longer holds the log back to
-        where the two diverged), seed it again from the primary instead. Any other failure leaves its data as
-        it is, fenced, with the fault: it may be the only copy of what it wrote last."""
+        self, replication: Replication, upstream: Placement, placement: Placement, set_id: str
+    ) -> dict[str, Any]:
+        """Rewind; {"reseed": True} when the engine says it cannot be done (the former primary no longer holds
+        the log back to where the two diverged). Any other failure leaves its data as it is, fenced, with the
+        fault: it may be the only copy of what it wrote last."""
         try:
             for tool in replication.rewind_tools(upstream, placement, set_id):
                 run_tool(self.deps, placement, tool, COPY_TIMEOUT)
-            return
         except PermanentError as exc:
             if not replication.cannot_rewind(f"{exc.message}\n{exc.details}"):
                 raise
             log.warning("rejoin of %s: it cannot be rewound (%s); seeding it again", placement.instance_id,
                         exc.details[-300:])
+            return {"reseed": True}
+        return {"reseed": False}
+
+    def _reseed(self, replication: Replication, upstream: Placement, placement: Placement, set_id: str,
+                slot: str) -> None:
         for tool in replication.reseed_tools(upstream, placement, set_id, slot):
             run_tool(self.deps, placement, tool, COPY_TIMEOUT)
 

@@ -103,9 +103,13 @@ def test_a_server_started_before_replication_was_supported_needs_a_restart_first
         older.stop()
 
 
+def _login(server: Server, user: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(host=server.placement.address, port=server.placement.port, user=user,
+                           password=password, dbname="postgres", autocommit=True, connect_timeout=5)
+
+
 def _rootish(server: Server) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(host=server.placement.address, port=server.placement.port, user="rootish",
-                           password="rootish-pw-123", dbname="postgres", autocommit=True, connect_timeout=5)
+    return _login(server, "rootish", "rootish-pw-123")
 
 
 def test_a_replication_role_a_tenant_made_first_is_taken_from_it(
@@ -133,8 +137,19 @@ def test_a_replication_role_a_tenant_made_first_is_taken_from_it(
             rootish.execute("SET ROLE reddwarf_replicator")
             rootish.execute("CREATE FUNCTION trap.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS"
                             " $$ SELECT pg_catalog.length(pg_catalog.pg_read_binary_file('global/pg_control')) $$")
-        held = _rootish(server)
-        held.execute("SET ROLE reddwarf_replicator")  # a session acting as the role before Reddwarf takes it
+            # A chain of memberships, and a password to log in as the role itself.
+            rootish.execute("RESET ROLE")
+            rootish.execute("CREATE ROLE chain_a")
+            rootish.execute("CREATE ROLE chain_b LOGIN PASSWORD 'chain-b-pw-123'")
+            rootish.execute("GRANT reddwarf_replicator TO chain_a")
+            rootish.execute("GRANT chain_a TO chain_b")
+            rootish.execute("ALTER ROLE reddwarf_replicator PASSWORD 'replicator-pw-123'")
+            rootish.execute("ALTER DEFAULT PRIVILEGES FOR ROLE reddwarf_replicator GRANT SELECT ON TABLES TO PUBLIC")
+        # Sessions acting as the role before Reddwarf takes it: SET ROLE directly, through a chain, and a login.
+        held = [_rootish(server), _login(server, "chain_b", "chain-b-pw-123"),
+                _login(server, "reddwarf_replicator", "replicator-pw-123")]
+        held[0].execute("SET ROLE reddwarf_replicator")
+        held[1].execute("SET ROLE reddwarf_replicator")
         engine.replication(version).prepare_source(server.placement, server.admin_password, ())
         with _admin(server) as conn:
             assert conn.execute(
@@ -147,9 +162,20 @@ def test_a_replication_role_a_tenant_made_first_is_taken_from_it(
             # The role itself may now read the files (pg_rewind does), so what a tenant left it must be gone.
             assert conn.execute("select has_function_privilege('reddwarf_replicator',"
                                 " 'pg_read_binary_file(text)', 'execute')").fetchone() == (True,)
+            assert conn.execute("select rolpassword from pg_authid where rolname = 'reddwarf_replicator'"
+                                ).fetchone() == (None,)
+            assert conn.execute("select count(*) from pg_default_acl d join pg_roles r on r.oid = d.defaclrole"
+                                " where r.rolname = 'reddwarf_replicator'").fetchone() == (0,)
+        for session in held:
+            with pytest.raises(psycopg.OperationalError):
+                session.execute("SELECT pg_catalog.length(pg_catalog.pg_read_binary_file('global/pg_control'))")
+            session.close()
         with pytest.raises(psycopg.OperationalError):
-            held.execute("SELECT pg_catalog.length(pg_catalog.pg_read_binary_file('global/pg_control'))")
-        held.close()
+            _login(server, "reddwarf_replicator", "replicator-pw-123")
+        # Taken back, nobody administers it: a second prepare finds nothing to do and ends no session.
+        with _rootish(server) as bystander:
+            engine.replication(version).prepare_source(server.placement, server.admin_password, ())
+            assert bystander.execute("select 1").fetchone() == (1,)
         with _rootish(server) as again:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 again.execute("SELECT trap.peek()")
