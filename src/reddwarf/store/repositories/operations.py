@@ -432,7 +432,6 @@ _CLAIM = (
     )
     .returning(*_OPS.c)
 )
-# The operations pending or running on a resource: what a candidate may have to wait for.
 def _before(
     created: float | None, op_id: str | None, other_created: float, other_id: str, expires: float | None, moment: float
 ) -> bool:
@@ -444,6 +443,7 @@ def _before(
     return expires is not None and expires > moment
 
 
+# The operations pending or running on a resource: what a candidate may have to wait for.
 _ACTIVE_ON = select(_OPS.c.id, _OPS.c.kind, _OPS.c.created, _OPS.c.lease_expires).where(
     _OPS.c.resource_id == bindparam("resource_id"), _OPS.c.state.in_(sorted(ACTIVE_STATES))
 )

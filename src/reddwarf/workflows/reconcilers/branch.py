@@ -20,7 +20,7 @@ from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.snapshot import SnapshotStatus
-from reddwarf.domain.workload import Placement
+from reddwarf.domain.workload import CommandSpec, Placement
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 
 log = logging.getLogger(__name__)
@@ -51,24 +51,34 @@ def branch_volume(deps: ReconcilerDeps, instance: Instance, placement: Placement
         raise PermanentError(f"Instance {source_id} cannot be branched: its admin credential is missing.")
     with deps.db.unit_of_work() as uow:
         uow.secrets.put(instance.id, SOURCE_ADMIN_SECRET, source_admin)
-    source_placement = deps.placement(source)
-    snapshots = deps.engine(instance).snapshots(deps.version_for(instance.spec))
+    fix_ups = deps.engine(instance).snapshots(deps.version_for(instance.spec)).fix_ups(placement)
+    copy_volume(deps, instance, placement, source, source_admin, fix_ups)
+    with deps.db.unit_of_work() as uow:
+        uow.events.add(instance.id, "branched", f"branched from instance {source_id}")
+    log.info("instance %s: branched from instance %s", instance.id, source_id)
+
+
+def copy_volume(
+    deps: ReconcilerDeps, instance: Instance, placement: Placement, source: Instance, source_admin: Secret,
+    init: tuple[CommandSpec, ...],
+) -> None:
+    """Snapshot the running `source` (quiesced by its engine), prepare `instance` on a copy-on-write copy of it
+    with `init` run as its OS user, and remove the snapshot. Idempotent (the snapshot's id is derived from the
+    new instance's)."""
+    there = deps.placement(source)
+    snapshots = deps.engine(source).snapshots(deps.version_for(source.spec))
     snapshot_id = snapshot_id_of(instance.id)
-    with snapshots.quiesced(source_placement, source_admin):
-        deps.runtime.snapshot(source_placement, snapshot_id, snapshots.carried())
-    workload = deps.workload(instance, placement)
-    fixed = dataclasses.replace(workload, init=snapshots.fix_ups(placement), init_files=())
+    with snapshots.quiesced(there, source_admin):
+        deps.runtime.snapshot(there, snapshot_id, snapshots.carried())
+    fixed = dataclasses.replace(deps.workload(instance, placement), init=init, init_files=())
     try:
         deps.runtime.branch(placement, deps.resources(instance), snapshot_id, fixed)
     except PermanentError:
-        # The snapshot is this branch's own and in no record: nothing else would ever remove it (and its
+        # The snapshot is this copy's own and in no record: nothing else would ever remove it (and its
         # blocks, unshared as the source writes on, would fill the pool unreserved).
         deps.runtime.remove_snapshot(snapshot_id)
         raise
     deps.runtime.remove_snapshot(snapshot_id)
-    with deps.db.unit_of_work() as uow:
-        uow.events.add(instance.id, "branched", f"branched from instance {source_id}")
-    log.info("instance %s: branched from instance %s", instance.id, source_id)
 
 
 def _from_snapshot(deps: ReconcilerDeps, instance: Instance, placement: Placement, snapshot_id: str) -> None:

@@ -11,7 +11,6 @@ primary keeps every WAL record the copy lacks.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 from typing import Any
@@ -26,7 +25,7 @@ from reddwarf.domain.workload import Placement
 from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
-from reddwarf.workflows.reconcilers.branch import snapshot_id_of
+from reddwarf.workflows.reconcilers.branch import copy_volume
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure
@@ -55,7 +54,7 @@ def seed_from(deps: ReconcilerDeps, replica: Instance) -> dict[str, Any]:
     refusal = deps.runtime.snapshot_refusal(deps.placement(primary))
     if refusal is not None:
         log.info("replica %s is seeded by its engine, not from a snapshot of %s: %s", replica.id, primary.id, refusal)
-    return {"snapshot": refusal is None, "primary": primary.id}
+    return {"snapshot": refusal is None}
 
 
 def seed(deps: ReconcilerDeps, replica: Instance, placement: Placement, chosen: dict[str, Any]) -> None:
@@ -64,28 +63,16 @@ def seed(deps: ReconcilerDeps, replica: Instance, placement: Placement, chosen: 
     or its volume prepared and the engine's seed run into it. Nothing once initialised."""
     if deps.runtime.initialised(placement):
         return
-    version = deps.version_for(replica.spec)
     if not chosen["snapshot"]:
         deps.runtime.prepare(placement, deps.resources(replica))
         deps.runtime.initialise(placement, deps.workload(replica, placement))
         return
-    replication = deps.engine(replica).replication(version)
+    replication = deps.engine(replica).replication(deps.version_for(replica.spec))
     if replication is None:
         raise PermanentError(f"{replica.spec.datastore} {replica.spec.datastore_version} has no replication.")
     primary = _primary_of(deps, replica)
-    there = deps.placement(primary)
-    snapshots = deps.engine(primary).snapshots(deps.version_for(primary.spec))
-    snapshot_id = snapshot_id_of(replica.id)
-    with snapshots.quiesced(there, deps.admin_password(primary.id)):
-        deps.runtime.snapshot(there, snapshot_id, snapshots.carried())
-    fixed = dataclasses.replace(deps.workload(replica, placement), init=replication.seed_from_copy(placement),
-                                init_files=())
-    try:
-        deps.runtime.branch(placement, deps.resources(replica), snapshot_id, fixed)
-    except PermanentError:
-        deps.runtime.remove_snapshot(snapshot_id)  # this replica's own, in no record: nothing else removes it
-        raise
-    deps.runtime.remove_snapshot(snapshot_id)
+    copy_volume(deps, replica, placement, primary, deps.admin_password(primary.id),
+                replication.seed_from_copy(placement))
     with deps.db.unit_of_work() as uow:
         uow.events.add(replica.id, "replica", f"seeded from a snapshot of instance {primary.id}")
     log.info("replica %s: seeded from a snapshot of %s", replica.id, primary.id)
