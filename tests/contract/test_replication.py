@@ -1,19 +1,47 @@
 """Replication conformance, for every engine version and each of its replication strategies: rows written on a
-source before its replica exists and after are on the replica, read as the tenant's own user; the tenant cannot
-write on the replica; deleting the replica leaves the source a single instance that takes writes. A strategy
-test is skipped (untested) for a version that does not declare it; each strategy's classification comes from
-these results.
+source before its replica exists and after are on the replica, read as the tenant's own user; a user created on
+the source once the replica exists logs in on the replica; neither the tenant's user nor its root can write on
+the replica; deleting the replica leaves the source a single instance that takes writes. A strategy test is
+skipped (untested) for a version that does not declare it; each strategy's classification comes from these
+results.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
+import psycopg
+import pymysql
 import pytest
 
+from reddwarf.client import ReddwarfClient
+from reddwarf.domain.secret import Secret
 from tests.contract.targets import Target
-from tests.contract.test_backups import DATA, _source
+from tests.contract.test_backups import DATA, DATABASE, _source
 from tests.support.server import ACTIVE_TIMEOUT, DELETE_TIMEOUT, ReddwarfProcesses, wait_for
 
-STRATEGIES = ("streaming",)
+
+def _pg(address: str, port: int, user: str, password: str, sql: str) -> None:
+    with psycopg.connect(host=address, port=port, user=user, password=password, dbname=DATABASE, connect_timeout=5,
+                         autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _maria(address: str, port: int, user: str, password: str, sql: str) -> None:
+    conn = pymysql.connect(host=address, port=port, user=user, password=password, database=DATABASE,
+                           connect_timeout=5, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+# Per engine: run one statement as a user, in the tenant's database.
+AS_USER: dict[str, Callable[[str, int, str, str, str], None]] = {"postgresql": _pg, "mariadb": _maria}
+
+STRATEGIES = ("streaming", "gtid")
 
 
 @pytest.mark.parametrize("strategy", [pytest.param(name, marks=pytest.mark.capability(f"replication:{name}"))
@@ -40,6 +68,8 @@ def test_a_replica_follows_its_source_and_takes_no_write(
                      "the source's later rows on the replica")
             with pytest.raises(Exception, match=r"(?i)read.only"):
                 data.write(view.address, view.port, 1000, 1)
+            if target.engine in AS_USER:
+                _later_accounts_reach_the_replica(client, target.engine, source, view.address, view.port)
             client.delete_instance(replica.id)
             client.wait_for_delete(replica.id, timeout=DELETE_TIMEOUT)
             made.remove(replica.id)
@@ -50,3 +80,29 @@ def test_a_replica_follows_its_source_and_takes_no_write(
                 client.delete_instance(instance_id)
             for instance_id in made:
                 client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+
+
+def _later_accounts_reach_the_replica(
+    client: ReddwarfClient, engine: str, source: str, address: str, port: int
+) -> None:
+    """A user made on the source now logs in on the replica (and reads); root, enabled on the source, logs in on
+    the replica and is refused a write there."""
+    run = AS_USER[engine]
+    accounts = client.accounts
+    password = "Pw-" + secrets.token_hex(8)
+    accounts.create_user(source, "later", Secret(password), databases=[DATABASE])
+    root = accounts.enable_root(source)
+    wait_for(lambda: _logs_in(run, address, port, "later", password), 30, "the later user logging in on the replica")
+    wait_for(lambda: _logs_in(run, address, port, root.name, root.password.reveal()), 30,
+             "root logging in on the replica")
+    with pytest.raises(Exception, match=r"(?i)read.only"):
+        run(address, port, root.name, root.password.reveal(), "CREATE TABLE by_root (i int)")
+
+
+def _logs_in(run: Callable[[str, int, str, str, str], None], address: str, port: int, user: str,
+             password: str) -> bool:
+    try:
+        run(address, port, user, password, "SELECT count(*) FROM t")
+    except (psycopg.OperationalError, pymysql.err.OperationalError):
+        return False
+    return True

@@ -7,6 +7,9 @@ just enough of a database protocol to ask a client for its password in clear tex
 
 - `postgresql`: answers SSL/GSS requests with "N", then AuthenticationCleartextPassword;
 - `mariadb`: a protocol-10 greeting naming `mysql_clear_password`, then an auth switch to it;
+- `mariadb-tls`: the same greeting offering TLS too, and TLS with a certificate and key of its own (the files
+  named by `start_squatter`'s `tls`, one pair after the other) when a client asks for it: what a client sends
+  inside is recorded in clear;
 - `redis`: "+OK" to everything (a client would go on to send AUTH).
 
 Everything any client sends is recorded; a test asserts that nothing (or no credential) arrived.
@@ -35,6 +38,7 @@ _SCRIPT = r'''
 import os, socket, struct, sys, threading, time
 
 protocol, kind, where = sys.argv[1], sys.argv[2], sys.argv[3]
+tls_files = sys.argv[5:]
 lock = threading.Lock()
 
 def say(line):
@@ -48,6 +52,16 @@ def record(n, data):
 
 def recv(conn, n):
     data = conn.recv(65536)
+    record(n, data)
+    return data
+
+def recv_packet(conn, n):
+    data = b""
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:3], "little"):
+        more = conn.recv(4 if len(data) < 4 else 4 + int.from_bytes(data[:3], "little") - len(data))
+        if not more:
+            break
+        data += more
     record(n, data)
     return data
 
@@ -68,17 +82,34 @@ def serve(conn, n):
                 while recv(conn, n):
                     pass
                 return
-        if protocol == "mariadb":
+        if protocol in ("mariadb", "mariadb-tls"):
             caps = 0x0008 | 0x0200 | 0x8000 | 0x80000  # CONNECT_WITH_DB, PROTOCOL_41, SECURE_CONN, PLUGIN_AUTH
+            if protocol == "mariadb-tls":
+                caps |= 0x0800  # CLIENT_SSL
             salt = b"abcdefghijklmnopqrst"
             greeting = (b"\x0a" + b"10.11.99-squatter\x00" + struct.pack("<I", 7) + salt[:8] + b"\x00"
                         + struct.pack("<H", caps & 0xFFFF) + b"\x21" + struct.pack("<H", 2)
                         + struct.pack("<H", caps >> 16) + bytes([21]) + b"\x00" * 10 + salt[8:] + b"\x00"
                         + b"mysql_clear_password\x00")
             conn.sendall(mysql_packet(0, greeting))
-            if not recv(conn, n):
+            if protocol == "mariadb-tls":  # one packet exactly: a client asking for TLS sends its hello at once
+                first = recv_packet(conn, n)
+            else:
+                first = recv(conn, n)
+            if not first:
                 return
-            conn.sendall(mysql_packet(2, b"\xfe" + b"mysql_clear_password\x00"))
+            seq = 2
+            if protocol == "mariadb-tls" and len(first) == 36:  # an SSLRequest: TLS, then the login inside it
+                import ssl
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                pair = ((n - 1) % (len(tls_files) // 2)) * 2  # each connection the next certificate in turn
+                context.load_cert_chain(tls_files[pair], tls_files[pair + 1])
+                conn = context.wrap_socket(conn, server_side=True)
+                say("tls %d" % n)
+                if not recv(conn, n):
+                    return
+                seq = 3
+            conn.sendall(mysql_packet(seq, b"\xfe" + b"mysql_clear_password\x00"))
             while recv(conn, n):
                 pass
             return
@@ -126,6 +157,7 @@ class Squatter:
 
     process: subprocess.Popen[str]
     connections: int = 0
+    tls_handshakes: int = 0  # TLS sessions a client completed with it (it trusted the squatter's certificate)
     chunks: list[bytes] = field(default_factory=list)
     listening: threading.Event = field(default_factory=threading.Event)
     failed: threading.Event = field(default_factory=threading.Event)
@@ -145,6 +177,8 @@ class Squatter:
                 self.failed.set()
             elif word == "conn":
                 self.connections += 1
+            elif word == "tls":
+                self.tls_handshakes += 1
             elif word == "data":
                 self.chunks.append(bytes.fromhex(rest.split(" ", 1)[1]))
 
@@ -177,15 +211,17 @@ class Squatter:
 
 def start_squatter(
     user: OsUser, protocol: str, *, tcp: tuple[str, int] | None = None, unix: str | None = None,
-    bind_for: float = 30.0,
+    bind_for: float = 30.0, tls: tuple[tuple[str, str], ...] = (),
 ) -> Squatter:
     """Start a squatter as `user` on `tcp` (address, port) or the unix socket path `unix`; it keeps trying to
-    bind for `bind_for` seconds. Call `wait_listening` before relying on it, `stop` at the end."""
+    bind for `bind_for` seconds (`tls`: (certificate, key) files readable by `user`, for `mariadb-tls`: each
+    connection is served the next pair in turn).
+    Call `wait_listening` before relying on it, `stop` at the end."""
     if (tcp is None) == (unix is None):
         raise ValueError("give exactly one of tcp and unix")
     kind, where = ("unix", unix) if unix is not None else ("tcp", f"{tcp[0]}:{tcp[1]}")  # type: ignore[index]
     process = subprocess.Popen(
-        [PYTHON, "-c", _SCRIPT, protocol, kind, str(where), str(bind_for)],
+        [PYTHON, "-c", _SCRIPT, protocol, kind, str(where), str(bind_for), *(path for pair in tls for path in pair)],
         user=user.uid, group=user.gid, extra_groups=[], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True, cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         start_new_session=True,

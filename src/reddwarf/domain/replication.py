@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from reddwarf.domain.certificates import Issued
+from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement
 
 
@@ -83,12 +85,17 @@ class ReplicationSet:
 class Topology:
     """What a member's server needs of its set. `upstream`: the primary this member follows (None: it is the
     primary); `slot`: the name this member replicates under on its upstream; `peers`: the placements of the
-    other members, who may replicate from this one."""
+    other members, who may replicate from this one. For engines whose members reach each other over TCP
+    (`Replication.uses_tls`): `tls`, the member's certificate (server and client, naming its address) and key
+    from its set's own CA, and that CA's certificate; `credential`, the password of the set's replication
+    account."""
 
     set_id: str
     upstream: Placement | None = None
     slot: str = ""
     peers: tuple[Placement, ...] = ()
+    tls: Issued | None = None
+    credential: Secret | None = None
 
     @property
     def is_replica(self) -> bool:

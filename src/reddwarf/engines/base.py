@@ -250,9 +250,19 @@ class Replication(Protocol):
 
     def strategy(self) -> str: ...
 
+    def uses_tls(self) -> bool:
+        """Do members reach each other over TCP with TLS (certificates from the set's own CA and the set's
+        replication password in their `Topology`), rather than over a channel the runtime authenticates?"""
+        ...
+
     def blocker(self, placement: Placement, admin_password: Secret) -> str | None: ...
 
-    def prepare_source(self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]) -> None: ...
+    def prepare_source(
+        self, placement: Placement, admin_password: Secret, slots: tuple[str, ...], topology: Topology | None
+    ) -> None:
+        """`topology`: the primary's place in its set (its certificate and the set's credential where the
+        engine uses them); None when the set was dissolved and it is a single instance again."""
+        ...
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]: ...
 
@@ -264,8 +274,12 @@ class Replication(Protocol):
         ...
 
     def observe(
-        self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]
-    ) -> Mapping[str, ReplicaState]: ...
+        self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
+    ) -> Mapping[str, ReplicaState]:
+        """Live reads (short timeouts): the state of each replica of the primary at `placement`, keyed as
+        `replicas` is (each replica's slot -> its placement), asked of the primary or of the replica itself,
+        as the engine can tell best. The set shares one admin password."""
+        ...
 
     def promote(self, placement: Placement, admin_password: Secret) -> None:
         """Make the replica at `placement` a read-write server of its own, without a restart; idempotent (a
@@ -292,9 +306,9 @@ class Replication(Protocol):
         replayed), as a number that orders the replicas of one set (the failover promotes the largest)."""
         ...
 
-    def reload(self, placement: Placement, admin_password: Secret) -> None:
-        """Have the running server load the files the runtime rewrote (a replica's new upstream) without a
-        restart, and return once it has."""
+    def reload(self, placement: Placement, admin_password: Secret, topology: Topology) -> None:
+        """Have the running server follow its upstream as `topology` says now (the files the runtime rewrote
+        for it loaded), without a restart, and return once it does."""
         ...
 
     def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from reddwarf.domain.certificates import CertificateAuthority, Issued, new_authority
 from reddwarf.store import Database
-from reddwarf.store.authority import CA_OWNER, CertificateAuthority, Issued, authority, new_authority
+from reddwarf.store.authority import CA_OWNER, authority
 
 MEMBER = "127.0.0.1"
 

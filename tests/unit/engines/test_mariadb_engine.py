@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
@@ -10,7 +11,7 @@ from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import InstanceSpec
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement
+from reddwarf.domain.workload import Placement, WorkloadSpec
 from reddwarf.engines.mariadb import MariadbEngine, MariadbSettings, passwords
 from reddwarf.engines.mariadb.discovery import VersionScanner, parse_version
 
@@ -79,16 +80,24 @@ def test_server_command_files_and_stop_signal(engine: MariadbEngine) -> None:
         "--secure-file-priv=/srv/i/volume/data/files",
     )
     assert workload.stop_signal == signal.SIGTERM
-    (cnf,) = workload.files
+    cnf, ca, cert, key = workload.files
     assert cnf.path == "/srv/i/config/my.cnf" and not cnf.secret
     assert "bind_address = 127.0.1.7" in cnf.content
+    # TLS files from the first start (a throwaway certificate of its own until it joins a set): MariaDB cannot
+    # turn TLS on without a restart, and a replica create never restarts its source.
+    assert (ca.path, cert.path, key.path) == tuple(f"/srv/i/config/tls-{n}.pem" for n in ("ca", "cert", "key"))
+    assert f"ssl_cert = {cert.path}" in cnf.content and key.secret and "PRIVATE KEY" in key.content
     assert (workload.resources.memory_mb, workload.resources.vcpus, workload.resources.volume_gb) == (1024, 1, 2)
     assert dict(workload.labels) == {"datastore": "mariadb", "datastore_version": "10.11"}
 
 
-def test_workload_is_pure(engine: MariadbEngine) -> None:
+def test_workload_is_pure_but_for_its_fresh_certificate(engine: MariadbEngine) -> None:
+    def without_tls(workload: WorkloadSpec) -> WorkloadSpec:
+        return dataclasses.replace(workload, files=tuple(f for f in workload.files if "/tls-" not in f.path))
+
     first = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
-    assert first == engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+    again = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD))
+    assert without_tls(first) == without_tls(again) and first != again
 
 
 def test_an_empty_admin_password_is_refused(engine: MariadbEngine) -> None:
@@ -96,11 +105,12 @@ def test_an_empty_admin_password_is_refused(engine: MariadbEngine) -> None:
         engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(""))
 
 
-def test_capabilities_are_accounts_root_and_backups(engine: MariadbEngine) -> None:
+def test_capabilities_are_accounts_root_backups_and_replication(engine: MariadbEngine) -> None:
     capabilities = engine.capabilities(VERSION)
-    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}
+    assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
+                                    Capability.REPLICATION}
     assert capabilities.backup_strategies == ("mariadb_backup", "mariadb_backup_incremental")
-    assert capabilities.replication_strategies == ()
+    assert capabilities.replication_strategies == ("gtid",)
 
 
 @pytest.mark.parametrize(

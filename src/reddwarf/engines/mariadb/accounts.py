@@ -41,7 +41,7 @@ from reddwarf.domain.instance import DatabaseSpec, UserSpec
 from reddwarf.domain.secret import Secret
 from reddwarf.engines.mariadb import admin, passwords, validation
 from reddwarf.engines.mariadb.admin import Cursor, Target, refusals, session
-from reddwarf.engines.mariadb.config import SYSTEM_ACCOUNT, account, quote_identifier
+from reddwarf.engines.mariadb.config import REPLICATION_USER, SYSTEM_ACCOUNT, account, quote_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class MariadbAccounts:
     # -- what is invisible ------------------------------------------------------------------------
 
     def _hidden_user(self, name: str) -> bool:
-        return name in (self._admin, self._os_user, ROOT_USER, SYSTEM_ACCOUNT[0], "") or "\0" in name
+        hidden = (self._admin, self._os_user, ROOT_USER, SYSTEM_ACCOUNT[0], REPLICATION_USER, "")
+        return name in hidden or "\0" in name
 
     def _name_problem(self, name: str) -> str | None:
         if name == self._os_user:
@@ -280,6 +281,8 @@ class MariadbAccounts:
             if self._root_superuser:
                 with refusals("grant root every privilege"):
                     cursor.execute(f"GRANT ALL PRIVILEGES ON *.* TO {who} WITH GRANT OPTION")
+                    # Never past a replica's read_only (with it a user writes through read_only=1, measured).
+                    cursor.execute(f"REVOKE READ_ONLY ADMIN ON *.* FROM {who}")
             else:
                 with refusals("grant root its global privileges"):
                     cursor.execute(f"GRANT {', '.join(ROOT_GLOBAL_PRIVILEGES)} ON *.* TO {who}")

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 # lost connection.
 _TRANSIENT_ERRNOS = frozenset({1040, 1053, 1205, 1317, 1213, 1927, 1969, 2002, 2003, 2006, 2013, 2055})
 ER_CANNOT_USER = 1396  # CREATE USER of an account that exists (made concurrently)
+ER_SPECIFIC_ACCESS_DENIED = 1227  # a privilege the session's user lacks
 _PASSWORD_PLUGINS = frozenset({"mysql_native_password", "ed25519", "parsec"})
 
 Connection = Any  # pymysql ships no type information
@@ -200,9 +201,22 @@ def session(where: Target) -> Iterator[Cursor]:
         ) from None
     try:
         with conn.cursor() as cursor:
+            _quiet_on_replica(cursor)
             yield cursor
     finally:
         _close(conn)
+
+
+def _quiet_on_replica(cursor: Cursor) -> None:
+    """Reddwarf's own writes on a read-only server (a replica) stay out of its binary log: with GTIDs in strict
+    mode, a transaction a replica logged under its own server id is one its primary never had, and the replica
+    could no longer follow a new primary after a switchover. On a primary they are logged (and replicated) as
+    any write. A session whose user may not choose (not the admin) is left as it is."""
+    try:
+        cursor.execute("SET SESSION sql_log_bin = IF(@@global.read_only, 0, 1)")
+    except pymysql.err.MySQLError as exc:
+        if _errno(exc) != ER_SPECIFIC_ACCESS_DENIED:
+            raise TemporaryError(f"MariaDB did not take a session setting: {_safe(exc)}", delay=2.0) from None
 
 
 @contextmanager

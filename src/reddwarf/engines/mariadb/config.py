@@ -18,6 +18,7 @@ sized from the volume so that it never takes more than a sixteenth of it.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -27,6 +28,15 @@ from reddwarf.domain.workload import Placement, Resources
 
 CONF_FILE = "my.cnf"
 INSTALL_SQL_FILE = ".install.sql"  # secret init file: removed by the runtime once init has run
+FOLLOW_SQL_FILE = "follow.sql"  # a replica's init_file: whom it follows, run at every start (a secret)
+TLS_CA, TLS_CERT, TLS_KEY = "tls-ca.pem", "tls-cert.pem", "tls-key.pem"
+# The binary log and relay log, named relative to the datadir (their index files then hold relative names, so
+# a copy of the volume at another path still finds them).
+BINLOG = "binlog"
+RELAY_LOG = "relay-bin"
+# What a primary keeps of its binary log for a replica that is down or behind: a day (MariaDB 10.11 cannot
+# bound it by size); a replica further behind must be seeded again.
+BINLOG_KEEP_SECONDS = 86400
 SOCKET_FILE = "mysqld.sock"
 PID_FILE = "mariadbd.pid"
 ERROR_LOG = "error.log"
@@ -36,6 +46,7 @@ TMP_DIR = "tmp"
 CHARACTER_SET = "utf8mb4"
 COLLATION = "utf8mb4_unicode_ci"
 SYSTEM_ACCOUNT = ("mariadb.sys", "localhost")  # locked definer of the sys schema: kept
+REPLICATION_USER = "reddwarf_replication"  # replicas log in as it: the set's password and a certificate of its CA
 
 # Paths the runtime gives us never need more than this; anything else could break my.cnf's syntax.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._+-]*$")
@@ -54,6 +65,10 @@ class Layout:
     error_log: str
     config_file: str
     install_sql: str
+    follow_sql: str
+    tls_ca: str
+    tls_cert: str
+    tls_key: str
 
 
 def layout(placement: Placement) -> Layout:
@@ -68,8 +83,13 @@ def layout(placement: Placement) -> Layout:
         error_log=str(PurePosixPath(placement.log_dir) / ERROR_LOG),
         config_file=str(config_dir / CONF_FILE),
         install_sql=str(config_dir / INSTALL_SQL_FILE),
+        follow_sql=str(config_dir / FOLLOW_SQL_FILE),
+        tls_ca=str(config_dir / TLS_CA),
+        tls_cert=str(config_dir / TLS_CERT),
+        tls_key=str(config_dir / TLS_KEY),
     )
-    for path in (found.datadir, found.files_dir, found.tmp_dir, found.socket, found.pid_file, found.error_log):
+    for path in (found.datadir, found.files_dir, found.tmp_dir, found.socket, found.pid_file, found.error_log,
+                 found.follow_sql, found.tls_ca, found.tls_cert, found.tls_key):
         if not _SAFE_PATH.fullmatch(path):
             raise ValueError(f"path {path!r} holds characters my.cnf cannot carry safely")
     return found
@@ -108,8 +128,22 @@ def memory_settings(memory_mb: int, volume_gb: int) -> MemorySettings:
     )
 
 
-def render_my_cnf(placement: Placement, resources: Resources) -> str:
-    """The server's only option file, used as `mariadbd --defaults-file=<config_dir>/my.cnf`."""
+def server_id(instance_id: str) -> int:
+    """A member's `server_id`, from the id of its server (a hash): 1 to 2^32-1. Two members of a set with the
+    same one could not replicate, and MariaDB says so loudly (a replica's I/O thread stops on its primary's
+    equal id; a primary drops the older of two replicas of one id), at a chance of one in 2^32 per pair."""
+    digest = hashlib.sha256(instance_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % 0xFFFFFFFF + 1
+
+
+def render_my_cnf(placement: Placement, resources: Resources, replica: bool = False) -> str:
+    """The server's only option file, used as `mariadbd --defaults-file=<config_dir>/my.cnf`.
+
+    Replication's settings that need a restart are every instance's (a replica create never restarts its
+    source): the binary log with GTIDs in strict mode and a server id of its own, the relay log, TLS files
+    (a certificate of the set's CA once it is a member; `FLUSH SSL` loads new ones), and no replication
+    thread starting on its own. A `replica` is read-only (its tenant's root lacks READ_ONLY ADMIN) and runs
+    `follow.sql` at each start."""
     paths = layout(placement)
     ipaddress.ip_address(placement.address)  # raises ValueError for anything but an address
     memory = memory_settings(resources.memory_mb, resources.volume_gb)
@@ -157,7 +191,26 @@ def render_my_cnf(placement: Placement, resources: Resources) -> str:
         ("slow_query_log", "OFF"),
         ("log_output", "FILE"),
         ("log_warnings", "2"),
+        # Replication (docs/replication.md): a binary log of rows, flushed at each commit, with GTIDs in
+        # strict mode; a replica logs what it applies, so that it can be promoted and followed.
+        ("server_id", str(server_id(placement.instance_id))),
+        ("log_bin", BINLOG),
+        ("log_bin_index", BINLOG + ".index"),
+        ("relay_log", RELAY_LOG),
+        ("relay_log_index", RELAY_LOG + ".index"),
+        ("binlog_format", "ROW"),
+        ("sync_binlog", "1"),
+        ("max_binlog_size", "64M"),
+        ("binlog_expire_logs_seconds", str(BINLOG_KEEP_SECONDS)),
+        ("gtid_strict_mode", "ON"),
+        ("log_slave_updates", "ON"),
+        ("skip_slave_start", "ON"),
+        ("ssl_ca", paths.tls_ca),
+        ("ssl_cert", paths.tls_cert),
+        ("ssl_key", paths.tls_key),
     ]
+    if replica:
+        settings += [("read_only", "ON"), ("init_file", paths.follow_sql)]
     lines = [
         "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
         "# Used through --defaults-file: no other option file (e.g. /etc/mysql) is ever read.",

@@ -20,12 +20,13 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.certificates import self_signed
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.mariadb import admin, backup, config, passwords, validation
+from reddwarf.engines.mariadb import admin, backup, config, passwords, replication, validation
 from reddwarf.engines.mariadb.accounts import MariadbAccounts
 from reddwarf.engines.mariadb.backup import MariadbBackups
 from reddwarf.engines.mariadb.discovery import VersionScanner
@@ -63,10 +64,11 @@ class MariadbEngine:
         return self._settings
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        # Replication is declared once implemented.
         return Capabilities(
-            offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP}),
+            offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
+                               Capability.REPLICATION}),
             backup_strategies=(backup.FULL_STRATEGY, backup.INCREMENTAL_STRATEGY),
+            replication_strategies=(replication.STRATEGY,),
         )
 
     def versions(self) -> list[DatastoreVersion]:
@@ -92,9 +94,9 @@ class MariadbEngine:
         admin_password: Secret,
         topology: Topology | None = None,
     ) -> WorkloadSpec:
-        """Directories and install-db (accounts secured) once, then `mariadbd --defaults-file=my.cnf`."""
-        if topology is not None and topology.is_replica:
-            raise PermanentError(f"{DATASTORE} has no replication strategy here yet.")
+        """Directories and install-db (accounts secured) once, then `mariadbd --defaults-file=my.cnf`. Every
+        server has TLS files (a set's certificate once it is a member; until then a throwaway one of its own);
+        a replica is seeded from a snapshot of its upstream and follows it (`follow.sql`)."""
         password = admin_password.reveal()
         if not password or "\0" in password:
             raise ValueError("the admin password must be non-empty and hold no NUL")
@@ -135,13 +137,25 @@ class MariadbEngine:
         install_sql = config.render_install_sql(
             ADMIN_USER, passwords.native_hash(password), config.admin_hosts(placement)
         )
+        init: tuple[CommandSpec, ...] = (make_dirs, install_db)
+        init_files: tuple[FileSpec, ...] = (FileSpec(paths.install_sql, install_sql, mode=0o600, secret=True),)
+        upstream = topology.upstream if topology is not None else None
+        files = (FileSpec(paths.config_file, config.render_my_cnf(placement, resources, replica=upstream is not None),
+                          mode=0o600), *_tls_files(placement, topology))
+        if upstream is not None and topology is not None:
+            if topology.credential is None:
+                raise PermanentError(f"Replica {placement.instance_id} has no replication credential of its set.")
+            init = replication.MariadbReplication(ADMIN_USER).seed(upstream, placement, topology.slot)
+            init_files = ()
+            follow = replication.render_follow_sql(upstream, placement, topology.credential)
+            files += (FileSpec(paths.follow_sql, follow, mode=0o600, secret=True),)
         return WorkloadSpec(
             instance_id=placement.instance_id,
-            init=(make_dirs, install_db),
+            init=init,
             server=server,
             resources=resources,
-            init_files=(FileSpec(paths.install_sql, install_sql, mode=0o600, secret=True),),
-            files=(FileSpec(paths.config_file, config.render_my_cnf(placement, resources), mode=0o600),),
+            init_files=init_files,
+            files=files,
             stop_signal=signal.SIGTERM,  # clean shutdown: InnoDB flushes and closes its files
             stop_timeout=120.0,
             labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
@@ -179,10 +193,24 @@ class MariadbEngine:
         """mariadb-backup full and incremental backups of `version`, restores and adoption (`backup`)."""
         return MariadbBackups(self._settings, version, ADMIN_USER)
 
-    def replication(self, version: DatastoreVersion) -> None:
-        """No replication strategy yet."""
-        return None
+    def replication(self, version: DatastoreVersion) -> replication.MariadbReplication:
+        """GTID replication over TLS with the set's own CA (`replication`)."""
+        return replication.MariadbReplication(ADMIN_USER)
 
     def snapshots(self, version: DatastoreVersion) -> MariadbSnapshots:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
         return MariadbSnapshots(ADMIN_USER)
+
+
+def _tls_files(placement: Placement, topology: Topology | None) -> tuple[FileSpec, ...]:
+    """The server's certificate, key and the CA it trusts: its set's (a member's certificate naming its address,
+    also presented as a client to its primary), or a throwaway self-signed one a single instance starts with
+    (MariaDB cannot turn TLS on without a restart; nobody trusts that certificate)."""
+    paths = config.layout(placement)
+    issued = topology.tls if topology is not None and topology.tls is not None else self_signed(
+        f"reddwarf instance {placement.instance_id}", (placement.address,))
+    return (
+        FileSpec(paths.tls_ca, issued.ca_certificate, mode=0o600),
+        FileSpec(paths.tls_cert, issued.certificate, mode=0o600),
+        FileSpec(paths.tls_key, issued.key.reveal(), mode=0o600, secret=True),
+    )

@@ -31,7 +31,8 @@ MAX_ENCODED_NAME = 255  # a database is a directory: NAME_MAX of the file system
 MAX_PASSWORD = 512
 
 RESERVED_NAMES = frozenset(
-    {"mysql", "information_schema", "performance_schema", "sys", "root", "reddwarf_admin", "mariadb.sys"}
+    {"mysql", "information_schema", "performance_schema", "sys", "root", "reddwarf_admin", "mariadb.sys",
+     "reddwarf_replication"}
 )
 RESERVED_USER_NAMES = RESERVED_NAMES | {"public", "none", "current_user", "current_role"}
 _DATABASE_FORBIDDEN = frozenset("/\\.")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import PurePosixPath
 
@@ -30,7 +31,7 @@ from psycopg.rows import TupleRow
 
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import TemporaryError
-from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState
+from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.postgresql import admin
@@ -240,6 +241,10 @@ class PostgresqlReplication:
     def strategy(self) -> str:
         return STRATEGY
 
+    def uses_tls(self) -> bool:
+        """No: members reach each other's unix sockets, admitted by `peer` (the kernel says who connected)."""
+        return False
+
     def blocker(self, placement: Placement, admin_password: Secret) -> str | None:
         """None when the running server can be a replication source now; else why not, for a tenant."""
         where = admin.target(placement, self._admin, admin_password, timeout=5.0)
@@ -258,7 +263,9 @@ class PostgresqlReplication:
                     "(POST .../action {\"restart\": {}})")
         return None
 
-    def prepare_source(self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]) -> None:
+    def prepare_source(
+        self, placement: Placement, admin_password: Secret, slots: tuple[str, ...], topology: Topology | None = None
+    ) -> None:
         """Make the primary at `placement` ready for exactly the replicas of `slots`: the replication role, a
         slot for each (reserving WAL from now on), Reddwarf's slots of former members dropped, and the
         configuration files the runtime rewrote (the ident map of the members) loaded. Idempotent."""
@@ -296,11 +303,12 @@ class PostgresqlReplication:
             time.sleep(0.05)
 
     def observe(
-        self, placement: Placement, admin_password: Secret, slots: tuple[str, ...]
+        self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
     ) -> dict[str, ReplicaState]:
         """Each replica's state as its primary sees it: its slot (kept, or lost when the replica fell further
         behind than `max_slot_wal_keep_size`) and its walsender (streaming, the bytes of WAL it has yet to
-        replay, and PostgreSQL's own replay lag: null once it has caught up)."""
+        replay, and PostgreSQL's own replay lag: null once it has caught up). Asked of the primary alone."""
+        slots = tuple(replicas)
         where = admin.target(placement, self._admin, admin_password, timeout=5.0)
         with admin.session(where) as conn, admin.refusals("read its replicas' state"):
             rows = conn.execute(
@@ -379,7 +387,7 @@ class PostgresqlReplication:
             raise TemporaryError("PostgreSQL says nothing of the WAL it has")
         return int(row[0])
 
-    def reload(self, placement: Placement, admin_password: Secret) -> None:
+    def reload(self, placement: Placement, admin_password: Secret, topology: Topology) -> None:
         """`pg_reload_conf()`, waiting until a new session sees the files loaded (a replica's walreceiver
         reconnects to a changed `primary_conninfo` on its own)."""
         where = admin.target(placement, self._admin, admin_password, timeout=10.0)

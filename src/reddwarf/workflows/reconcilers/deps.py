@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from reddwarf.engines.base import Engine
 from reddwarf.runtimes.base import Runtime
 from reddwarf.storage.artifact import ArtifactOptions, Keyring
 from reddwarf.storage.base import Storage
+from reddwarf.store.authority import set_authority, set_credential
 from reddwarf.store.database import Database
 
 __all__ = ["ADMIN_SECRET", "BackupFiles", "ReconcilerDeps"]
@@ -130,4 +132,14 @@ class ReconcilerDeps:
             if primary is None or primary.endpoint is None:
                 raise PermanentError(f"The primary {found.primary_id} of instance {instance_id} no longer exists.")
             upstream = self.placement(primary)
-        return Topology(set_id=found.id, upstream=upstream, slot=slot_name(instance_id), peers=peers)
+        topology = Topology(set_id=found.id, upstream=upstream, slot=slot_name(instance_id), peers=peers)
+        member = members.get(instance_id)
+        replication = None if member is None else self.engine(member).replication(self.version_for(member.spec))
+        if member is None or member.endpoint is None or replication is None or not replication.uses_tls():
+            return topology
+        with self.db.unit_of_work() as uow:
+            issued = set_authority(uow, found.id).issue(
+                f"reddwarf member {instance_id}", addresses=(self.placement(member).address,), server=True,
+                client=True)
+            credential = set_credential(uow, found.id)
+        return dataclasses.replace(topology, tls=issued, credential=credential)

@@ -22,6 +22,7 @@ from reddwarf.domain.operations import Kind
 from reddwarf.domain.replication import ReplicationSet, slot_name
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.workload import Placement
+from reddwarf.engines.base import Replication
 from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
@@ -97,9 +98,9 @@ def converge_primary(deps: ReconcilerDeps, found: ReplicationSet) -> None:
         raise PermanentError(f"{primary.spec.datastore} {primary.spec.datastore_version} has no replication.")
     placement = deps.placement(primary)
     admin = deps.admin_password(primary.id)
-    workload = deps.workload_with(primary.spec, placement, admin, deps.topology_of(found, primary.id))
-    deps.runtime.refresh(placement, workload)
-    replication.prepare_source(placement, admin, tuple(slot_name(r) for r in found.replica_ids))
+    topology = deps.topology_of(found, primary.id)
+    deps.runtime.refresh(placement, deps.workload_with(primary.spec, placement, admin, topology))
+    replication.prepare_source(placement, admin, tuple(slot_name(r) for r in found.replica_ids), topology)
 
 
 def leave(deps: ReconcilerDeps, instance: Instance) -> None:
@@ -177,7 +178,7 @@ def _single_again(deps: ReconcilerDeps, primary_id: str) -> None:
     placement = deps.placement(primary)
     admin = deps.admin_password(primary.id)
     deps.runtime.refresh(placement, deps.workload_with(primary.spec, placement, admin, None))
-    replication.prepare_source(placement, admin, ())
+    replication.prepare_source(placement, admin, (), None)
 
 
 NEXT_ADMIN_SECRET = "admin.next"
@@ -189,9 +190,9 @@ class DetachReplica:
     `mark` -> `membership` (its primary, journaled before it leaves) -> `leave_set` (compare-and-swap: from
     here on its workload has no upstream, so a restart meanwhile starts it as a replica of nobody, still
     read-only, until the promotion) -> `promote` -> `refresh` (its files and socket directory those of a
-    single instance) -> `new_admin` -> `adopt` (the new password set, logged in with the set's) -> `admin`
-    (the new one is the instance's) -> `release_slot` (asks its primary to drop the slot:
-    `ConvergePrimary`) -> `ready`."""
+    single instance, loaded: the engine's `prepare_source` for no replica) -> `new_admin` -> `adopt` (the new
+    password set, logged in with the set's) -> `admin` (the new one is the instance's) -> `release_slot` (asks
+    its primary to drop the slot: `ConvergePrimary`) -> `ready`."""
 
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.deps = deps
@@ -214,8 +215,7 @@ class DetachReplica:
             raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
         placement = deps.placement(instance)
         ctx.step("promote", lambda: replication.promote(placement, self._current_admin(instance.id)))
-        ctx.step("refresh", lambda: deps.runtime.refresh(
-            placement, deps.workload_with(instance.spec, placement, self._current_admin(instance.id), None)))
+        ctx.step("refresh", lambda: self._refresh(replication, instance, placement))
         ctx.store_step("new_admin", lambda uow: self._new_admin(uow, instance.id))
         ctx.step("adopt", lambda: self._adopt(instance, placement))
         ctx.store_step("admin", lambda uow: self._admin_moved(uow, instance.id))
@@ -223,6 +223,13 @@ class DetachReplica:
             ctx.store_step("release_slot", lambda uow: ask_converge(uow, str(left["primary"]), instance.id))
         ctx.store_step("ready", _record(instance, Observation.READY,
                                         "detached: an independent read-write instance", clear_fault=True))
+
+    def _refresh(self, replication: Replication, instance: Instance, placement: Placement) -> None:
+        """Its files and socket directory those of a single instance, loaded, and nothing of its former set's
+        replication left on it (MariaDB: the set's certificates and replication account)."""
+        admin = self._current_admin(instance.id)
+        self.deps.runtime.refresh(placement, self.deps.workload_with(instance.spec, placement, admin, None))
+        replication.prepare_source(placement, admin, (), None)
 
     def _current_admin(self, instance_id: str) -> Secret:
         """The password the server accepts now: the new one once `adopt` set it, else the set's."""

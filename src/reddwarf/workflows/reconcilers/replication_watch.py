@@ -62,7 +62,7 @@ class ReplicationWatch:
             members = {m.instance_id: uow.instances.get(m.instance_id) for m in found.members}
         primary = members.get(found.primary_id)
         replicas = [(m, members.get(m.instance_id)) for m in found.members if m.instance_id != found.primary_id]
-        states = self._states(found, primary)
+        states = self._states(found, primary, {m.instance_id: r for m, r in replicas})
         now = time.time()
         for member, replica in replicas:
             if replica is None or replica.deleting or replica.status not in _SERVING or replica.id in busy:
@@ -74,7 +74,9 @@ class ReplicationWatch:
                     uow.replication.record_health(replica.id, ReplicaHealth(state, now))
             self._judge(replica, state)
 
-    def _states(self, found: ReplicationSet, primary: Instance | None) -> dict[str, ReplicaState]:
+    def _states(
+        self, found: ReplicationSet, primary: Instance | None, replicas: Mapping[str, Instance | None]
+    ) -> dict[str, ReplicaState]:
         """What the primary says of each replica; nothing when it cannot say (every replica then 'does not
         answer' from its source's side: its source is down, or refuses Reddwarf's admin)."""
         if primary is None or primary.deleting or primary.endpoint is None or primary.status not in _SERVING:
@@ -83,9 +85,10 @@ class ReplicationWatch:
         replication = deps.engine(primary).replication(deps.version_for(primary.spec))
         if replication is None:
             return {}
-        slots = tuple(slot_name(r) for r in found.replica_ids)
+        placements = {slot_name(r): deps.placement(replica) for r in found.replica_ids
+                      if (replica := replicas.get(r)) is not None and replica.endpoint is not None}
         try:
-            return dict(replication.observe(deps.placement(primary), deps.admin_password(primary.id), slots))
+            return dict(replication.observe(deps.placement(primary), deps.admin_password(primary.id), placements))
         except (TemporaryError, PermanentError) as exc:
             log.info("replication watch: primary %s of set %s does not say: %s", primary.id, found.id, exc.message)
             return {}

@@ -114,9 +114,12 @@ class RoleChange:
         deps = self.deps
         placement = deps.placement(other)
         admin = deps.admin_password(other.id)
-        deps.runtime.refresh(placement, deps.workload_with(other.spec, placement, admin, deps.topology(other.id)))
+        topology = deps.topology(other.id)
+        deps.runtime.refresh(placement, deps.workload_with(other.spec, placement, admin, topology))
+        if topology is None:
+            return
         try:
-            replication.reload(placement, admin)
+            replication.reload(placement, admin, topology)
         except (TemporaryError, PermanentError) as exc:
             # Its files say whom to follow: a server that is down now follows the new primary when it starts.
             log.warning("switchover: replica %s did not reload (%s); it follows at its next start", other.id,
@@ -179,7 +182,12 @@ class PromoteReplica(RoleChange):
         """Refuse, before anything is touched, a replica that does not stream from its primary now: its
         primary's last writes would never reach it."""
         slot = slot_name(candidate_id)
-        state = replication.observe(there, self.deps.admin_password(old.id), (slot,)).get(slot)
+        with self.deps.db.unit_of_work(write=False) as uow:
+            candidate = uow.instances.get(candidate_id)
+        if candidate is None:
+            raise PermanentError(f"Instance {candidate_id} no longer exists.")
+        replicas = {slot: self.deps.placement(candidate)}
+        state = replication.observe(there, self.deps.admin_password(old.id), replicas).get(slot)
         if state is None or not state.streaming:
             why = state.detail if state is not None else "its primary says nothing of it"
             raise PermanentError(f"Instance {candidate_id} does not stream from its primary now ({why}); a "

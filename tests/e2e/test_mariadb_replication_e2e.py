@@ -1,0 +1,295 @@
+"""MariaDB replication end to end (docs/replication.md "MariaDB"): a real `reddwarf server`, a MariaDB source and
+its replicas, seeded from copy-on-write snapshots and following it by GTID over TLS with their set's own CA.
+
+- A switchover under a writer that counts every row the server acknowledged loses none of them; the old primary
+  and the other replica follow the new primary, read-only (root included); a detached replica is read-write
+  on its own with its own admin password.
+- A replica whose primary died hands nothing to a squatter on the primary's address, even one that speaks TLS
+  with a certificate naming that address: it does not trust it, so no login is ever sent. The replica shows
+  Degraded with MariaDB's reason. The dead primary is ejected (the replica promoted, the old primary fenced),
+  and once its address is free it rejoins as a replica of the new primary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from reddwarf.client import Instance, ReddwarfClient, UserRequest
+from reddwarf.client.errors import ReddwarfAPIError
+from reddwarf.domain.certificates import self_signed
+from reddwarf.domain.secret import Secret
+from reddwarf.store.authority import set_authority
+from reddwarf.store.database import Database
+from tests.e2e.test_cli_e2e import cli
+from tests.e2e.test_replication_e2e import _events, _replication, _set_admin, squatter_user
+from tests.support.engine_harness import OsUser
+from tests.support.server import (
+    ACTIVE_TIMEOUT,
+    DELETE_TIMEOUT,
+    ReddwarfProcesses,
+    processes_of,
+    running_plane,
+    wait_for,
+)
+from tests.support.squatter import start_squatter
+
+__all__ = ["squatter_user"]
+
+USER, PASSWORD = "app", "replicate me 'please'"
+SWITCH_TIMEOUT = 120.0
+EJECT_AFTER = 2.0
+
+
+@pytest.fixture(scope="module")
+def reddwarf() -> Iterator[ReddwarfProcesses]:
+    with running_plane("mariadb-replication", "127.0.179.0/24", REDDWARF_REPLICATION_CHECK_INTERVAL="0.5",
+                       REDDWARF_EJECT_AFTER=str(EJECT_AFTER)) as procs:
+        yield procs
+
+
+def _sql(instance: Instance, sql: str, *, user: str = USER, password: str = PASSWORD, database: str | None = "app",
+         params: tuple[Any, ...] = ()) -> Any:
+    conn = pymysql.connect(host=str(instance.address), port=int(str(instance.port)), user=user, password=password,
+                           database=database, connect_timeout=5, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return None if row is None else (row[0] if len(row) == 1 else tuple(row))
+
+
+def _eventually(instance: Instance, sql: str, expected: Any) -> None:
+    def arrived() -> bool:
+        try:
+            return bool(_sql(instance, sql) == expected)
+        except pymysql.err.OperationalError:
+            return False
+
+    wait_for(arrived, 60, f"{sql!r} to give {expected!r} on {instance.id}")
+
+
+@contextmanager
+def _store(reddwarf: ReddwarfProcesses) -> Iterator[Database]:
+    db = Database.from_url(f"sqlite:///{reddwarf.state_dir / 'control' / 'reddwarf.db'}",
+                           key_file=reddwarf.state_dir / "control" / "secret.key")
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def _source(client: ReddwarfClient, name: str) -> Instance:
+    created = client.create_instance(name, "1", 1, datastore="mariadb", databases=["app"],
+                                     users=[UserRequest(name=USER, password=Secret(PASSWORD), databases=["app"])])
+    source = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
+    _sql(source, "create table w (n int primary key) engine=InnoDB")
+    return source
+
+
+def _streaming(client: ReddwarfClient, instance_id: str) -> bool:
+    found = _replication(client, instance_id)
+    return found.get("role") == "replica" and found.get("state") == "streaming"
+
+
+class Writer:
+    """Inserts 1, 2, 3, ... into `w` on whichever member takes writes, one row per transaction (autocommit), and
+    keeps the numbers the server acknowledged. A row committed but never acknowledged (the stopping primary
+    cut the connection after its commit) is found on the next member as a duplicate and skipped."""
+
+    def __init__(self, members: list[Instance]) -> None:
+        self.members = members
+        self.acknowledged: list[int] = []
+        self.refused = 0
+        self.last_error = ""
+        self.errors: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            for member in self.members:
+                if self._stop.is_set():
+                    return
+                try:
+                    conn = pymysql.connect(host=str(member.address), port=int(str(member.port)), user=USER,
+                                           password=PASSWORD, database="app", connect_timeout=2, read_timeout=5,
+                                           write_timeout=5, autocommit=True)
+                    try:
+                        with conn.cursor() as cur:
+                            while not self._stop.is_set():
+                                cur.execute("insert into w values (%s)", (n + 1,))
+                                n += 1
+                                self.acknowledged.append(n)
+                    finally:
+                        conn.close()
+                except pymysql.err.IntegrityError:
+                    # Committed by the old primary as it stopped, but never acknowledged (the connection was
+                    # lost first): there, just not counted.
+                    n += 1
+                except pymysql.err.MySQLError as exc:
+                    self.last_error = f"{member.id}: {exc}"
+                    self.errors.add(self.last_error[:200])
+                    self.refused += 1
+                    time.sleep(0.01)
+
+    def wait_for_more(self, count: int) -> None:
+        goal = len(self.acknowledged) + count
+        wait_for(lambda: len(self.acknowledged) >= goal, 60,
+                 f"{count} more acknowledged writes (refusals: {sorted(self.errors)})")
+
+
+def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica_stands_alone(
+    reddwarf: ReddwarfProcesses, unique_name: str
+) -> None:
+    with reddwarf.tenant() as client:
+        source = _source(client, unique_name)
+        started = _sql(source, "select variable_value from information_schema.global_status"
+                               " where variable_name = 'UPTIME'", user="app")
+        client.create_replicas(unique_name, source.id, 2)
+        replica_ids = client.get_instance(source.id).replica_ids
+        replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT) for i in replica_ids]
+        candidate, other = replicas
+        for replica in replicas:
+            assert any("snapshot" in str(e.get("message")) for e in _events(reddwarf, replica.id))
+            wait_for(lambda r=replica: _streaming(client, r.id), 30, f"replica {replica.id} to stream")
+        # The source was not restarted for its replicas (its uptime only grew).
+        assert int(_sql(source, "select variable_value from information_schema.global_status"
+                                " where variable_name = 'UPTIME'")) >= int(started)
+
+        with Writer([source, candidate]) as writer:
+            writer.wait_for_more(200)
+            client.promote_replica(candidate.id)
+            promoted = client.wait_for_detach(candidate.id, timeout=SWITCH_TIMEOUT)
+            writer.wait_for_more(200)
+        acknowledged = writer.acknowledged
+        assert writer.refused >= 1  # the writer did meet the switch
+        assert promoted.source_id is None and sorted(promoted.replica_ids) == sorted([source.id, other.id])
+        assert _sql(promoted, "select @@read_only") == 0
+        assert _sql(promoted, f"select count(*) from w where n in ({','.join(map(str, acknowledged))})") == len(
+            acknowledged)
+
+        # The old primary and the other replica follow the new primary, read-only for the tenant.
+        _sql(promoted, "insert into w values (-1)")
+        for follower_id in (source.id, other.id):
+            follower = client.wait_for_instance(follower_id, timeout=ACTIVE_TIMEOUT)
+            assert follower.source_id == candidate.id
+            _eventually(follower, "select count(*) from w where n = -1", 1)
+            assert _sql(follower, "select count(*) from w") == _sql(promoted, "select count(*) from w")
+            with pytest.raises(pymysql.err.OperationalError, match="read-only"):
+                _sql(follower, "insert into w values (-2)")
+            wait_for(lambda f=follower_id: _streaming(client, f), 30, f"{follower_id} to stream from the new primary")
+
+        # Detach the other replica: read-write on its own, with an admin password of its own.
+        set_admin = _set_admin(reddwarf, candidate.id)
+        admin = {"user": "reddwarf_admin", "password": set_admin, "database": None}
+        assert _sql(other, "select 1", **admin) == 1
+        detached = cli(reddwarf, "instance", "detach", other.id, "--wait")
+        assert detached["status"] == "ACTIVE" and "replica_of" not in detached
+        alone = client.get_instance(other.id)
+        _sql(alone, "insert into w values (-5)")
+        _sql(promoted, "insert into w values (-6)")
+        _eventually(source, "select count(*) from w where n = -6", 1)
+        assert _sql(alone, "select count(*) from w where n = -6") == 0
+        assert _sql(promoted, "select count(*) from w where n = -5") == 0
+        with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+            _sql(alone, "select 1", **admin)
+        # Nothing of its former set's replication is left on it: no replication account, its own certificate.
+        own = {"user": "reddwarf_admin", "password": _set_admin(reddwarf, other.id), "database": None}
+        assert _sql(alone, "select count(*) from mysql.user where user = 'reddwarf_replication'", **own) == 0
+        assert _sql(promoted, "select count(*) from mysql.user where user = 'reddwarf_replication'", **admin) == 1
+        for instance_id in (other.id, source.id, candidate.id):
+            client.delete_instance(instance_id)
+            client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+
+
+def _eject_accepted(client: ReddwarfClient, source_id: str) -> bool:
+    try:
+        client.eject_replica_source(source_id)
+    except ReddwarfAPIError as exc:
+        assert exc.status == 400 and "current heartbeat" in str(exc), exc
+        return False
+    return True
+
+
+def test_no_login_reaches_a_squatter_on_a_dead_mariadb_primary_which_is_ejected_and_rejoins(
+    reddwarf: ReddwarfProcesses, unique_name: str, squatter_user: OsUser
+) -> None:
+    with reddwarf.tenant() as client:
+        source = _source(client, unique_name)
+        replica = client.wait_for_instance(client.create_replicas(f"{unique_name}-r", source.id).id,
+                                           timeout=ACTIVE_TIMEOUT)
+        _sql(source, "insert into w values (1)")
+        _eventually(replica, "select count(*) from w", 1)
+
+        # Whoever takes the dead primary's address serves TLS, in turn with a certificate naming that very address
+        # from a CA of its own (as any local user could make), and with a certificate of the set's own CA naming
+        # another address (the replica's own, as a member's OS user holds): the replica must trust neither.
+        with _store(reddwarf) as db, db.unit_of_work() as uow:
+            found = uow.replication.set_of(source.id)
+            assert found is not None
+            members = set_authority(uow, found.id).issue("a member", addresses=(str(replica.address),),
+                                                         server=True, client=True)
+        tls = Path(tempfile.mkdtemp(prefix="squatter-tls-"))  # a 0700 directory of the squatter's own
+        os.chown(tls, squatter_user.uid, squatter_user.gid)
+        pairs = []
+        for name, issued in (("own", self_signed("squatter", (str(source.address),))), ("member", members)):
+            for suffix, content in (("cert", issued.certificate), ("key", issued.key.reveal())):
+                (tls / f"{name}-{suffix}.pem").write_text(content)
+                os.chown(tls / f"{name}-{suffix}.pem", squatter_user.uid, squatter_user.gid)
+            pairs.append((str(tls / f"{name}-cert.pem"), str(tls / f"{name}-key.pem")))
+        squatter = start_squatter(squatter_user, "mariadb-tls", tcp=(str(source.address), int(str(source.port))),
+                                  bind_for=120, tls=tuple(pairs))
+        try:
+            for pid in processes_of(reddwarf.os_user(source.id)):
+                os.kill(pid, signal.SIGKILL)
+            squatter.wait_listening(30)
+            squatter.wait_connections(4, timeout=60)  # the replica came back to its primary's address, 4 times
+            wait_for(lambda: client.get_instance(replica.id).operating_status == "ERROR", 30,
+                     "the replica to be Degraded for not streaming")
+            health = _replication(client, replica.id)
+            assert health["state"] == "stopped" and "source" in health["reason"], health
+            wait_for(lambda: _eject_accepted(client, source.id), 60, f"the source to be down {EJECT_AFTER:g} s")
+            promoted = client.wait_for_detach(replica.id, timeout=SWITCH_TIMEOUT)
+            assert any("fenced" in str(e.get("message")) for e in _events(reddwarf, source.id))
+        finally:
+            squatter.stop()
+            shutil.rmtree(tls, ignore_errors=True)
+        # The replica left before its login (user name, password): at the handshake with the squatter's own CA;
+        # after it, on seeing the other address, with the set's (what the squatter records inside TLS is clear).
+        assert squatter.tls_handshakes >= 1
+        assert b"reddwarf_replication" not in squatter.received
+        assert _sql(promoted, "select @@read_only") == 0
+        _sql(promoted, "insert into w values (2)")
+        # Its address free again, the old primary rejoins as a replica of the new primary, read-only.
+        rejoined = client.wait_for_instance(source.id, timeout=SWITCH_TIMEOUT)
+        assert rejoined.source_id == promoted.id and _replication(client, source.id)["role"] == "replica"
+        _eventually(rejoined, "select count(*) from w", 2)
+        wait_for(lambda: _streaming(client, source.id), 30, "the rejoined member to stream")
+        with pytest.raises(pymysql.err.OperationalError, match="read-only"):
+            _sql(rejoined, "insert into w values (3)")
+        for instance_id in (source.id, promoted.id):
+            client.delete_instance(instance_id)
+            client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
