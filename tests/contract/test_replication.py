@@ -14,6 +14,7 @@ from collections.abc import Callable
 import psycopg
 import pymysql
 import pytest
+import redis
 
 from reddwarf.client import ReddwarfClient
 from reddwarf.domain.secret import Secret
@@ -38,10 +39,21 @@ def _maria(address: str, port: int, user: str, password: str, sql: str) -> None:
         conn.close()
 
 
-# Per engine: run one statement as a user, in the tenant's database.
-AS_USER: dict[str, Callable[[str, int, str, str, str], None]] = {"postgresql": _pg, "mariadb": _maria}
+def _redis(address: str, port: int, user: str, password: str, command: str) -> None:
+    client = redis.Redis(host=address, port=port, username=user, password=password, socket_timeout=5)
+    try:
+        client.execute_command(*command.split(" "))
+    finally:
+        client.close()
 
-STRATEGIES = ("streaming", "gtid")
+
+# Per engine: run one statement as a user (in the tenant's database); a read and a write to run.
+AS_USER: dict[str, Callable[[str, int, str, str, str], None]] = {"postgresql": _pg, "mariadb": _maria, "redis": _redis}
+READ = {"postgresql": "SELECT count(*) FROM t", "mariadb": "SELECT count(*) FROM t", "redis": "DBSIZE"}
+WRITE = {"postgresql": "CREATE TABLE by_root (i int)", "mariadb": "CREATE TABLE by_root (i int)",
+         "redis": "SET by_root 1"}
+
+STRATEGIES = ("streaming", "gtid", "replicaof")
 
 
 @pytest.mark.parametrize("strategy", [pytest.param(name, marks=pytest.mark.capability(f"replication:{name}"))
@@ -90,19 +102,19 @@ def _later_accounts_reach_the_replica(
     run = AS_USER[engine]
     accounts = client.accounts
     password = "Pw-" + secrets.token_hex(8)
-    accounts.create_user(source, "later", Secret(password), databases=[DATABASE])
+    accounts.create_user(source, "later", Secret(password), databases=[DATABASE] if engine != "redis" else [])
     root = accounts.enable_root(source)
-    wait_for(lambda: _logs_in(run, address, port, "later", password), 30, "the later user logging in on the replica")
-    wait_for(lambda: _logs_in(run, address, port, root.name, root.password.reveal()), 30,
+    wait_for(lambda: _logs_in(engine, address, port, "later", password), 30,
+             "the later user logging in on the replica")
+    wait_for(lambda: _logs_in(engine, address, port, root.name, root.password.reveal()), 30,
              "root logging in on the replica")
     with pytest.raises(Exception, match=r"(?i)read.only"):
-        run(address, port, root.name, root.password.reveal(), "CREATE TABLE by_root (i int)")
+        run(address, port, root.name, root.password.reveal(), WRITE[engine])
 
 
-def _logs_in(run: Callable[[str, int, str, str, str], None], address: str, port: int, user: str,
-             password: str) -> bool:
+def _logs_in(engine: str, address: str, port: int, user: str, password: str) -> bool:
     try:
-        run(address, port, user, password, "SELECT count(*) FROM t")
-    except (psycopg.OperationalError, pymysql.err.OperationalError):
+        AS_USER[engine](address, port, user, password, READ[engine])
+    except (psycopg.OperationalError, pymysql.err.OperationalError, redis.exceptions.AuthenticationError):
         return False
     return True

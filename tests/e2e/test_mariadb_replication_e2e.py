@@ -16,8 +16,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,13 +25,13 @@ import pymysql
 import pytest
 
 from reddwarf.client import Instance, ReddwarfClient, UserRequest
-from reddwarf.client.errors import ReddwarfAPIError
 from reddwarf.domain.certificates import self_signed
 from reddwarf.domain.secret import Secret
 from reddwarf.store.authority import set_authority
 from reddwarf.store.database import Database
 from tests.e2e.test_cli_e2e import cli
 from tests.e2e.test_replication_e2e import _events, _replication, _set_admin, squatter_user
+from tests.e2e.test_switchover_e2e import _eject_accepted
 from tests.support.engine_harness import OsUser
 from tests.support.server import (
     ACTIVE_TIMEOUT,
@@ -44,6 +42,7 @@ from tests.support.server import (
     wait_for,
 )
 from tests.support.squatter import start_squatter
+from tests.support.writer import Writer
 
 __all__ = ["squatter_user"]
 
@@ -105,60 +104,13 @@ def _streaming(client: ReddwarfClient, instance_id: str) -> bool:
     return found.get("role") == "replica" and found.get("state") == "streaming"
 
 
-class Writer:
-    """Inserts 1, 2, 3, ... into `w` on whichever member takes writes, one row per transaction (autocommit), and
-    keeps the numbers the server acknowledged. A row committed but never acknowledged (the stopping primary
-    cut the connection after its commit) is found on the next member as a duplicate and skipped."""
+def _writer(members: list[Instance]) -> Writer[Any]:
+    def connect(member: Instance) -> Any:
+        return pymysql.connect(host=str(member.address), port=int(str(member.port)), user=USER, password=PASSWORD,
+                               database="app", connect_timeout=2, read_timeout=5, write_timeout=5, autocommit=True)
 
-    def __init__(self, members: list[Instance]) -> None:
-        self.members = members
-        self.acknowledged: list[int] = []
-        self.refused = 0
-        self.last_error = ""
-        self.errors: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            for member in self.members:
-                if self._stop.is_set():
-                    return
-                try:
-                    conn = pymysql.connect(host=str(member.address), port=int(str(member.port)), user=USER,
-                                           password=PASSWORD, database="app", connect_timeout=2, read_timeout=5,
-                                           write_timeout=5, autocommit=True)
-                    try:
-                        with conn.cursor() as cur:
-                            while not self._stop.is_set():
-                                cur.execute("insert into w values (%s)", (n + 1,))
-                                n += 1
-                                self.acknowledged.append(n)
-                    finally:
-                        conn.close()
-                except pymysql.err.IntegrityError:
-                    # Committed by the old primary as it stopped, but never acknowledged (the connection was
-                    # lost first): there, just not counted.
-                    n += 1
-                except pymysql.err.MySQLError as exc:
-                    self.last_error = f"{member.id}: {exc}"
-                    self.errors.add(self.last_error[:200])
-                    self.refused += 1
-                    time.sleep(0.01)
-
-    def wait_for_more(self, count: int) -> None:
-        goal = len(self.acknowledged) + count
-        wait_for(lambda: len(self.acknowledged) >= goal, 60,
-                 f"{count} more acknowledged writes (refusals: {sorted(self.errors)})")
+    return Writer(members, connect, lambda conn, n: conn.cursor().execute("insert into w values (%s)", (n,)),
+                  lambda conn: conn.close(), (pymysql.err.MySQLError,), (pymysql.err.IntegrityError,))
 
 
 def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica_stands_alone(
@@ -179,7 +131,7 @@ def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica
         assert int(_sql(source, "select variable_value from information_schema.global_status"
                                 " where variable_name = 'UPTIME'")) >= int(started)
 
-        with Writer([source, candidate]) as writer:
+        with _writer([source, candidate]) as writer:
             writer.wait_for_more(200)
             client.promote_replica(candidate.id)
             promoted = client.wait_for_detach(candidate.id, timeout=SWITCH_TIMEOUT)
@@ -223,15 +175,6 @@ def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica
         for instance_id in (other.id, source.id, candidate.id):
             client.delete_instance(instance_id)
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
-
-
-def _eject_accepted(client: ReddwarfClient, source_id: str) -> bool:
-    try:
-        client.eject_replica_source(source_id)
-    except ReddwarfAPIError as exc:
-        assert exc.status == 400 and "current heartbeat" in str(exc), exc
-        return False
-    return True
 
 
 def test_no_login_reaches_a_squatter_on_a_dead_mariadb_primary_which_is_ejected_and_rejoins(

@@ -10,7 +10,8 @@ just enough of a database protocol to ask a client for its password in clear tex
 - `mariadb-tls`: the same greeting offering TLS too, and TLS with a certificate and key of its own (the files
   named by `start_squatter`'s `tls`, one pair after the other) when a client asks for it: what a client sends
   inside is recorded in clear;
-- `redis`: "+OK" to everything (a client would go on to send AUTH).
+- `redis`: "+OK" to everything (a client would go on to send AUTH);
+- `redis-tls`: the same inside TLS with its own certificate (`tls`'s first pair), from the first byte.
 
 Everything any client sends is recorded; a test asserts that nothing (or no credential) arrived.
 """
@@ -113,6 +114,12 @@ def serve(conn, n):
             while recv(conn, n):
                 pass
             return
+        if protocol == "redis-tls":  # TLS from the first byte (a replica's link to its primary's TLS port)
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls_files[0], tls_files[1])
+            conn = context.wrap_socket(conn, server_side=True)
+            say("tls %d" % n)
         while recv(conn, n):
             conn.sendall(b"+OK\r\n")
     except OSError:

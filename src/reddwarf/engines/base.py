@@ -255,6 +255,16 @@ class Replication(Protocol):
         replication password in their `Topology`), rather than over a channel the runtime authenticates?"""
         ...
 
+    def carries_accounts(self) -> bool:
+        """Does replication itself bring the primary's accounts to its replicas? When not (Redis's ACL users),
+        Reddwarf copies them with `mirror_accounts` after every account write and every change of roles."""
+        ...
+
+    def mirror_accounts(self, source: Placement, placement: Placement, admin_password: Secret) -> None:
+        """Make the accounts of the member at `placement` exactly those of its primary at `source` (live, both
+        as the set's admin); nothing where replication carries them."""
+        ...
+
     def blocker(self, placement: Placement, admin_password: Secret) -> str | None: ...
 
     def prepare_source(

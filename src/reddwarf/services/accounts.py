@@ -52,6 +52,7 @@ from reddwarf.domain.errors import (
     BadRequest,
     Forbidden,
     NotFound,
+    ServiceUnavailable,
     UnprocessableEntity,
 )
 from reddwarf.domain.instance import DatabaseSpec, Instance, UserSpec
@@ -378,6 +379,7 @@ def enable_root(
     chosen = password if password is not None else new_root_password()
     with _live(target) as accounts:
         name = accounts.enable_root(chosen)
+    _mirror_replicas(target)
     with ctx.db.unit_of_work() as uow:
         uow.instances.record_root_enabled(instance_id, _who(auth), ctx.clock())
         uow.events.add(instance_id, "root", f"root ({name}) enabled")
@@ -393,6 +395,7 @@ def disable_root(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> No
         if not accounts.root_enabled():
             raise NotFound("User", "root")
         accounts.disable_root()
+    _mirror_replicas(target)
     with ctx.db.unit_of_work() as uow:
         uow.events.add(instance_id, "root", "root disabled")
     logger.info("instance %s: root disabled by %s", instance_id, _who(auth))
@@ -561,6 +564,30 @@ def _live(target: _Target) -> Iterator[Accounts]:
     """The engine's accounts of the target, connected as Reddwarf's admin; engine errors become 503/422."""
     with live.reach(target.ctx, target.instance) as (placement, admin_password):
         yield target.engine.accounts(placement, admin_password)
+
+
+def _mirror_replicas(target: _Target) -> None:
+    """Where replication does not bring accounts (Redis's ACL users), the primary's copied to each of its
+    replicas that answers now; one that does not gets them at the set's next change (an event says so)."""
+    ctx, instance = target.ctx, target.instance
+    version = _version(target)
+    replication = None if version is None else target.engine.replication(version)
+    if replication is None or replication.carries_accounts() or ctx.placement_for is None:
+        return
+    with ctx.db.unit_of_work(write=False) as uow:
+        found = uow.replication.set_of(instance.id)
+        replicas = [] if found is None else [uow.instances.get(r) for r in found.replica_ids]
+    for replica in replicas:
+        if replica is None or replica.deleting or replica.endpoint is None:
+            continue
+        try:
+            with live.reach(ctx, instance) as (placement, admin_password):
+                replication.mirror_accounts(placement, ctx.placement_for(replica), admin_password)
+        except (ServiceUnavailable, UnprocessableEntity) as exc:
+            logger.warning("instance %s: accounts not copied to replica %s: %s", instance.id, replica.id, exc)
+            with ctx.db.unit_of_work() as uow:
+                uow.events.add(replica.id, "replica", "its source's accounts were not copied to it now; they are "
+                               "at the set's next change")
 
 
 def _who(auth: AuthContext) -> str:

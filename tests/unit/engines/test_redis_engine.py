@@ -41,8 +41,10 @@ def engine() -> RedisEngine:
 
 def test_identity_and_capabilities(engine: RedisEngine) -> None:
     assert (engine.name, engine.default_port, engine.admin_user) == ("redis", 6379, "reddwarf_admin")
-    assert engine.capabilities(VERSION).offered == frozenset({Capability.USERS, Capability.ROOT, Capability.BACKUP})
+    assert engine.capabilities(VERSION).offered == frozenset({Capability.USERS, Capability.ROOT, Capability.BACKUP,
+                                                              Capability.REPLICATION})
     assert engine.capabilities(VERSION).backup_strategies == ("redis_rdb",)
+    assert engine.capabilities(VERSION).replication_strategies == ("replicaof",)
 
 
 def test_server_runs_in_the_foreground_on_the_rendered_config(engine: RedisEngine) -> None:
@@ -56,9 +58,16 @@ def test_server_runs_in_the_foreground_on_the_rendered_config(engine: RedisEngin
     )
     assert workload.init == ()
     assert workload.stop_signal == signal.SIGTERM
-    (conf,) = workload.files
+    conf, ca, cert, key = workload.files
     assert conf.path == "/srv/i/config/redis.conf" and conf.mode == 0o600
     assert "daemonize no" in conf.content
+    # The replication port's TLS files from the first start (a throwaway certificate until it joins a set), a
+    # certificate asked of every client of that port; the tenant's port stays as it was.
+    assert (ca.path, cert.path, key.path) == tuple(f"/srv/i/config/tls-{n}.pem" for n in ("ca", "cert", "key"))
+    for line in ("tls-port 7379", 'tls-cert-file "/srv/i/config/tls-cert.pem"', "tls-auth-clients yes",
+                 "tls-replication yes", "repl-diskless-sync-delay 0", "port 6379"):
+        assert line in conf.content.splitlines()
+    assert key.secret and "PRIVATE KEY" in key.content and "replicaof" not in conf.content
     assert (workload.resources.memory_mb, workload.resources.volume_gb) == (1024, 2)
     assert dict(workload.labels) == {"datastore": "redis", "datastore_version": "7.0"}
 
@@ -87,7 +96,7 @@ def test_an_empty_admin_password_is_refused(engine: RedisEngine) -> None:
 
 def test_maxmemory_percent_setting_reaches_the_config() -> None:
     engine = RedisEngine(RedisSettings(maxmemory_percent=50))
-    (conf,) = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD)).files
+    conf = engine.workload(SPEC, VERSION, FLAVOR, PLACEMENT, Secret(PASSWORD)).files[0]
     assert f"maxmemory {512 * 1024 * 1024}\n" in conf.content
 
 

@@ -121,6 +121,13 @@ class MariadbReplication:
     def _where(self, placement: Placement, admin_password: Secret, timeout: float = 5.0) -> admin.Target:
         return admin.target(placement, self._admin, admin_password, timeout=timeout)
 
+    def carries_accounts(self) -> bool:
+        """Yes: accounts and their passwords are rows of the data it replicates."""
+        return True
+
+    def mirror_accounts(self, source: Placement, placement: Placement, admin_password: Secret) -> None:
+        """Nothing: replication brings them."""
+
     def blocker(self, placement: Placement, admin_password: Secret) -> str | None:
         """None when the running server can be a replication source now; else why not, for a tenant."""
         paths = config.layout(placement)

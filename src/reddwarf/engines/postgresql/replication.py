@@ -245,6 +245,13 @@ class PostgresqlReplication:
         """No: members reach each other's unix sockets, admitted by `peer` (the kernel says who connected)."""
         return False
 
+    def carries_accounts(self) -> bool:
+        """Yes: roles and their passwords are rows of the data it replicates."""
+        return True
+
+    def mirror_accounts(self, source: Placement, placement: Placement, admin_password: Secret) -> None:
+        """Nothing: replication brings them."""
+
     def blocker(self, placement: Placement, admin_password: Secret) -> str | None:
         """None when the running server can be a replication source now; else why not, for a tenant."""
         where = admin.target(placement, self._admin, admin_password, timeout=5.0)

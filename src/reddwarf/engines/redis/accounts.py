@@ -55,7 +55,8 @@ class RedisAccounts:
         self._root_superuser = root_superuser
 
     def _hidden_user(self, name: str) -> bool:
-        return name in (config.DEFAULT_USER, self._admin, ROOT_USER) or not name or any(ch.isspace() for ch in name)
+        hidden = (config.DEFAULT_USER, self._admin, ROOT_USER, config.REPLICATION_USER)
+        return name in hidden or not name or any(ch.isspace() for ch in name)
 
     def _no_databases(self) -> CapabilityMissing:
         return CapabilityMissing(DATASTORE, self._version, DATABASES)

@@ -32,6 +32,13 @@ OOM_SCORE_ADJ_VALUES = "0 200 800"
 DEFAULT_MAXMEMORY_PERCENT = 50
 
 DEFAULT_USER = "default"
+# Replicas log in to their primary as it, over the primary's TLS port with a certificate of their set's CA.
+REPLICATION_USER = "reddwarf_replication"
+REPLICATION_COMMANDS = ("+psync", "+replconf", "+ping")
+# The TLS port a primary takes replicas on (its tenants' port stays plain): the placement's port plus this. It
+# asks every client for a certificate of the set's CA (`tls-auth-clients yes`): a tenant has none.
+TLS_PORT_OFFSET = 1000
+TLS_CA, TLS_CERT, TLS_KEY = "tls-ca.pem", "tls-cert.pem", "tls-key.pem"
 # What every account may reach: all keys and pub/sub channels.
 ALL_KEYS_AND_CHANNELS = ("~*", "&*")
 # Tenants get every command but the @dangerous category (CONFIG, DEBUG, SHUTDOWN, ACL, MODULE, REPLICAOF, INFO,
@@ -147,10 +154,21 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def replication_rules(password: str) -> tuple[str, ...]:
+    """The replication user: its password's hash and the three commands a replica sends, no key, no channel."""
+    return ("reset", "on", f"#{password_hash(password)}", *REPLICATION_COMMANDS)
+
+
+def tls_port(placement: Placement) -> int:
+    return placement.port + TLS_PORT_OFFSET
+
+
 def render_redis_conf(
-    placement: Placement, resources: Resources, maxmemory_percent: int = DEFAULT_MAXMEMORY_PERCENT
+    placement: Placement, resources: Resources, maxmemory_percent: int = DEFAULT_MAXMEMORY_PERCENT,
+    upstream: tuple[Placement, str] | None = None,
 ) -> str:
-    """The server's only configuration file, passed as `redis-server <config_dir>/redis.conf`."""
+    """The server's only configuration file, passed as `redis-server <config_dir>/redis.conf`. `upstream`: the
+    primary a replica follows and the set's replication password (then the file is a secret)."""
     config_dir = PurePosixPath(placement.config_dir)
     pinned = pinned_settings(placement)
     settings: list[tuple[str, str]] = [
@@ -195,7 +213,26 @@ def render_redis_conf(
         ("loglevel", "notice"),
         ("syslog-enabled", "no"),
         ("always-show-logo", "no"),
+        # Replication (docs/replication.md "Redis"): a TLS port for replicas alone (a certificate of the set's
+        # CA asked of every client), whose certificate is also this server's when it is a replica; a full
+        # sync starts at once (the default waits 5 s per replica, measured).
+        ("tls-port", str(tls_port(placement))),
+        ("tls-cert-file", quote(str(config_dir / TLS_CERT))),
+        ("tls-key-file", quote(str(config_dir / TLS_KEY))),
+        ("tls-ca-cert-file", quote(str(config_dir / TLS_CA))),
+        ("tls-auth-clients", "yes"),
+        ("tls-replication", "yes"),
+        ("repl-diskless-sync", "yes"),
+        ("repl-diskless-sync-delay", "0"),
+        ("replica-read-only", "yes"),
     ]
+    if upstream is not None:
+        primary, password = upstream
+        settings += [
+            ("replicaof", f"{primary.address} {tls_port(primary)}"),
+            ("masteruser", REPLICATION_USER),
+            ("masterauth", quote(password)),
+        ]
     lines = [
         "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
         *(f"{name} {value}" for name, value in settings),

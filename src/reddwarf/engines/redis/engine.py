@@ -17,12 +17,13 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
+from reddwarf.domain.certificates import self_signed
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
-from reddwarf.engines.redis import admin, backup, config, validation
+from reddwarf.engines.redis import admin, backup, config, replication, validation
 from reddwarf.engines.redis.accounts import RedisAccounts
 from reddwarf.engines.redis.backup import RedisBackups
 from reddwarf.engines.redis.discovery import SERVER_BINARY, VersionScanner
@@ -58,10 +59,10 @@ class RedisEngine:
         return self._settings
 
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
-        # Replication ("replicaof") is declared once implemented.
         return Capabilities(
-            offered=frozenset({Capability.USERS, Capability.ROOT, Capability.BACKUP}),
+            offered=frozenset({Capability.USERS, Capability.ROOT, Capability.BACKUP, Capability.REPLICATION}),
             backup_strategies=(backup.FULL_STRATEGY,),
+            replication_strategies=(replication.STRATEGY,),
         )
 
     def versions(self) -> list[DatastoreVersion]:
@@ -83,9 +84,9 @@ class RedisEngine:
         admin_password: Secret,
         topology: Topology | None = None,
     ) -> WorkloadSpec:
-        """`redis-server <config_dir>/redis.conf` in the foreground; the ACL file written once, before init."""
-        if topology is not None and topology.is_replica:
-            raise PermanentError(f"{DATASTORE} has no replication strategy here yet.")
+        """`redis-server <config_dir>/redis.conf` in the foreground; the ACL file written once, before init. Every
+        server has TLS files for its replication port (its set's once it is a member; until then a throwaway
+        one); a replica follows its upstream (`replicaof`, full sync: nothing to seed)."""
         password = admin_password.reveal()
         if not password:
             raise ValueError("the admin password must be non-empty")
@@ -99,7 +100,13 @@ class RedisEngine:
                 *config.pinned_arguments(placement),
             ),
         )
-        conf = config.render_redis_conf(placement, resources, self._settings.maxmemory_percent)
+        upstream = topology.upstream if topology is not None else None
+        follows = None
+        if upstream is not None and topology is not None:
+            if topology.credential is None:
+                raise PermanentError(f"Replica {placement.instance_id} has no replication credential of its set.")
+            follows = (upstream, topology.credential.reveal())
+        conf = config.render_redis_conf(placement, resources, self._settings.maxmemory_percent, upstream=follows)
         # Not `secret`: the runtime removes secret init files after init, and this one must stay. It holds
         # password hashes only, is 0600 and belongs to the instance user, whose server rewrites it (ACL SAVE).
         aclfile = FileSpec(str(config_dir / config.ACL_FILE), config.render_aclfile(ADMIN_USER, password), mode=0o600)
@@ -109,7 +116,8 @@ class RedisEngine:
             server=server,
             resources=resources,
             init_files=(aclfile,),
-            files=(FileSpec(str(config_dir / config.CONF_FILE), conf, mode=0o600),),
+            files=(FileSpec(str(config_dir / config.CONF_FILE), conf, mode=0o600, secret=follows is not None),
+                   *_tls_files(placement, topology)),
             stop_signal=signal.SIGTERM,  # with save rules set, Redis writes a final RDB snapshot and exits
             stop_timeout=120.0,
             labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
@@ -150,10 +158,23 @@ class RedisEngine:
         """RDB snapshot backups of `version` with the ACL file, restores and adoption (`backup`)."""
         return RedisBackups(self._settings, version, ADMIN_USER)
 
-    def replication(self, version: DatastoreVersion) -> None:
-        """No replication strategy yet."""
-        return None
+    def replication(self, version: DatastoreVersion) -> replication.RedisReplication:
+        """REPLICAOF over TLS with the set's own CA and a replication ACL user (`replication`)."""
+        return replication.RedisReplication(ADMIN_USER)
 
     def snapshots(self, version: DatastoreVersion) -> RedisSnapshots:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
         return RedisSnapshots(ADMIN_USER)
+
+
+def _tls_files(placement: Placement, topology: Topology | None) -> tuple[FileSpec, ...]:
+    """The replication port's certificate, key and the CA it trusts: its set's (a member's certificate, also
+    presented to its primary), or a throwaway self-signed one of a single instance (nobody trusts it)."""
+    config_dir = PurePosixPath(placement.config_dir)
+    issued = topology.tls if topology is not None and topology.tls is not None else self_signed(
+        f"reddwarf instance {placement.instance_id}", (placement.address,))
+    return (
+        FileSpec(str(config_dir / config.TLS_CA), issued.ca_certificate, mode=0o600),
+        FileSpec(str(config_dir / config.TLS_CERT), issued.certificate, mode=0o600),
+        FileSpec(str(config_dir / config.TLS_KEY), issued.key.reveal(), mode=0o600, secret=True),
+    )

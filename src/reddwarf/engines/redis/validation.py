@@ -19,7 +19,7 @@ from reddwarf.domain.errors import BadRequest
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 
 MAX_NAME_LENGTH = 64
-RESERVED_NAMES = frozenset({"default", "reddwarf_admin"})
+RESERVED_NAMES = frozenset({"default", "reddwarf_admin", "reddwarf_replication"})
 ANY_HOST = "%"
 ROOT_USER = "root"  # the superuser of the root API: reserved in the accounts API
 

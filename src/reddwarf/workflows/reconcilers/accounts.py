@@ -39,6 +39,7 @@ from reddwarf.engines.base import Accounts
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.replication import mirror_accounts
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,11 @@ class AccountOperation:
         payload = ctx.op.payload
         passwords = self._passwords(ctx)
         apply_change(accounts, ctx.op.kind, payload, passwords)
+        # Redis's replicas do not receive users by replication: they get the primary's copied.
+        with deps.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(instance.id)
+        if found is not None and found.primary_id == instance.id:
+            mirror_accounts(deps, instance, found.replica_ids)
 
     def _mirror(self, ctx: OperationContext, instance_id: str) -> None:
         with self.deps.db.unit_of_work() as uow:

@@ -180,6 +180,8 @@ class CreateInstance:
             start_server(ctx, deps, instance.spec, instance.id, placement, admin)
         if not replica:  # a replica has its primary's accounts, and writes none
             ctx.step("bootstrap", lambda: engine.bootstrap(instance.spec, placement, admin))
+        elif not self._carries_accounts(instance):  # Redis: they are copied from its primary
+            ctx.step("accounts", lambda: replication.mirror_from_primary(deps, instance))
         # Root on create: only when the create stored a root password (`Settings.root_on_create`); the step
         # forgets it once root is enabled, so a re-run after that finds nothing to do.
         if root_pending or "root" in ctx.journal:
@@ -200,6 +202,10 @@ class CreateInstance:
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
+
+    def _carries_accounts(self, instance: Instance) -> bool:
+        found = self.deps.engine(instance).replication(self.deps.version_for(instance.spec))
+        return found is None or found.carries_accounts()
 
     def _root(self, instance: Instance, placement: Placement, admin: Secret) -> None:
         """Root on create: enable root with the password the create answered, record it, forget the password."""

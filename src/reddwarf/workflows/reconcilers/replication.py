@@ -101,6 +101,39 @@ def converge_primary(deps: ReconcilerDeps, found: ReplicationSet) -> None:
     topology = deps.topology_of(found, primary.id)
     deps.runtime.refresh(placement, deps.workload_with(primary.spec, placement, admin, topology))
     replication.prepare_source(placement, admin, tuple(slot_name(r) for r in found.replica_ids), topology)
+    mirror_accounts(deps, primary, found.replica_ids)
+
+
+def mirror_accounts(deps: ReconcilerDeps, primary: Instance, replica_ids: tuple[str, ...] | list[str]) -> None:
+    """Where replication does not bring the primary's accounts (Redis), copy them to each replica that answers
+    now; one that does not gets them at the set's next change (an event says so). Nothing for other engines."""
+    replication = deps.engine(primary).replication(deps.version_for(primary.spec))
+    if replication is None or replication.carries_accounts() or not replica_ids:
+        return
+    source = deps.placement(primary)
+    admin = deps.admin_password(primary.id)
+    for replica_id in replica_ids:
+        with deps.db.unit_of_work(write=False) as uow:
+            replica = uow.instances.get(replica_id)
+        if replica is None or replica.deleting or replica.endpoint is None:
+            continue
+        try:
+            replication.mirror_accounts(source, deps.placement(replica), admin)
+        except (TemporaryError, PermanentError) as exc:
+            log.warning("accounts of %s not copied to replica %s: %s", primary.id, replica_id, exc.message)
+            with deps.db.unit_of_work() as uow:
+                uow.events.add(replica_id, "replica", "its source's accounts were not copied to it now (it does "
+                               f"not answer: {exc.message}); they are at the set's next change")
+
+
+def mirror_from_primary(deps: ReconcilerDeps, replica: Instance) -> None:
+    """A new replica's accounts made its primary's, where replication does not bring them (a step of its
+    create, once its server answers); it must succeed (its tenant logs in next)."""
+    primary = _primary_of(deps, replica)
+    replication = deps.engine(primary).replication(deps.version_for(primary.spec))
+    if replication is None:
+        raise PermanentError(f"{primary.spec.datastore} {primary.spec.datastore_version} has no replication.")
+    replication.mirror_accounts(deps.placement(primary), deps.placement(replica), deps.admin_password(primary.id))
 
 
 def leave(deps: ReconcilerDeps, instance: Instance) -> None:

@@ -116,10 +116,14 @@ def test_no_tenant_can_move_the_server(server: Server, root: redis.Redis) -> Non
     server.engine.accounts(server.placement, server.admin_password).create_users([user])
     with client(server.placement, user.name, user.password.reveal()) as bob:
         for conn in (root, bob):
-            for name, value in (("bind", "0.0.0.0"), ("port", "6390"), ("unixsocket", "/tmp/r.sock")):
+            for name, value in (("bind", "0.0.0.0"), ("port", "6390"), ("unixsocket", "/tmp/r.sock"),
+                                ("tls-port", "6391"), ("replicaof", "127.0.0.1 6379"), ("masterauth", "x"),
+                                ("tls-auth-clients", "no"), ("tls-ca-cert-file", "/etc/ssl/certs/ca-certificates.crt")):
                 assert refused(conn, "CONFIG", "SET", name, value), name
+            assert refused(conn, "REPLICAOF", "127.0.0.1", "6379")
+    # The tenant port and the replication port (TLS, a certificate of the set's CA asked of every client).
     assert listening_sockets(server.process.pid if server.process else 0) == {
-        (server.placement.address, server.placement.port)
+        (server.placement.address, server.placement.port), (server.placement.address, server.placement.port + 1000)
     }
 
 
@@ -138,7 +142,8 @@ def test_the_command_line_pins_address_port_and_socket(server: Server) -> None:
     server.start()
     server.wait_ready()
     assert server.process is not None
-    assert listening_sockets(server.process.pid) == {(server.placement.address, server.placement.port)}
+    assert listening_sockets(server.process.pid) == {(server.placement.address, server.placement.port),
+                                                     (server.placement.address, server.placement.port + 1000)}
     assert server.socket_path.stat().st_mode & 0o777 == 0o700
 
 

@@ -200,7 +200,8 @@ def test_memory_and_persistence_are_configured(server: Server) -> None:
 
 def test_listens_only_on_its_placement_address(server: Server) -> None:
     assert server.process is not None
-    assert listening_sockets(server.process.pid) == {(server.placement.address, 6379)}
+    # The tenant port, and the replication port (TLS only, a certificate of the set's CA asked of every client).
+    assert listening_sockets(server.process.pid) == {(server.placement.address, 6379), (server.placement.address, 7379)}
     mode = server.socket_path.stat().st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o700
     assert Path(server.placement.run_dir, "redis.pid").read_text().strip() == str(server.process.pid)
@@ -255,3 +256,15 @@ def test_validate_spec_rejects_databases(engine: RedisEngine) -> None:
             InstanceSpec("c", "1", 1, "redis", "7.0", databases=(DatabaseSpec("app"),))
         )
     assert caught.value.field == "instance.databases"
+
+
+def test_the_replication_port_admits_only_clients_with_a_certificate(server: Server) -> None:
+    """A tenant (with a password, without a certificate of the set's CA) gets nothing from the TLS port."""
+    assert server.process is not None
+    plain = redis.Redis(host=server.placement.address, port=7379, socket_timeout=3, socket_connect_timeout=3)
+    tls = redis.Redis(host=server.placement.address, port=7379, ssl=True, ssl_cert_reqs="none", socket_timeout=3,
+                      socket_connect_timeout=3)
+    for attempt in (plain, tls):
+        with pytest.raises(redis.RedisError):
+            attempt.ping()
+        attempt.close()
