@@ -16,7 +16,7 @@ Target: a write gap of at most 2 s (median). The last line is one JSON object.
 A row a stopping primary committed but never acknowledged (its connection cut after the commit) is found on the
 next member as a duplicate and skipped: it is there, just not counted.
 
-    python bench/switchover.py [--runs 5] [--engine postgresql:18 --engine mariadb:10.11 ...]
+    python bench/switchover.py [--runs 5] [--engine postgresql:18 --engine mariadb:10.11 --engine redis:7.0 ...]
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ import shutil
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pymysql
+import redis
 
 from support import (
     SCRATCH,
@@ -48,7 +50,7 @@ from support import (
     tenant_body,
 )
 
-ENGINES = ("postgresql:15", "postgresql:18", "mariadb:10.11")
+ENGINES = ("postgresql:15", "postgresql:18", "mariadb:10.11", "redis:7.0")
 USER_PREFIX = "rdsw-"
 ADDRESS_POOL = "127.0.99.0/24"
 TARGET_GAP_S = 2.0
@@ -79,16 +81,16 @@ class Writer:
                 try:
                     conn = _connect(self.engine, endpoint, timeout=2)
                     try:
-                        cursor = conn.cursor()
+                        write = _writes(self.engine, conn)
                         while not self._stop.is_set():
-                            cursor.execute("insert into w values (%s)", (n + 1,))
+                            write(n + 1)
                             n += 1
                             self.acks.append((time.monotonic(), member, n))
                     finally:
                         conn.close()
                 except (psycopg.errors.UniqueViolation, pymysql.err.IntegrityError):
                     n += 1  # committed, never acknowledged
-                except (psycopg.Error, pymysql.err.MySQLError):
+                except (psycopg.Error, pymysql.err.MySQLError, redis.RedisError):
                     time.sleep(0.002)
                 if self._stop.is_set():
                     return
@@ -97,8 +99,30 @@ class Writer:
         return len(self.acks)
 
 
+def _writes(engine: str, conn: Any) -> Callable[[int], Any]:
+    """One acknowledged write of number `n`: a row of `w` (SQL), or the key `w:<n>` (Redis)."""
+    if engine == "redis":
+        return lambda n: conn.set(f"w:{n}", "1")
+    cursor = conn.cursor()
+    return lambda n: cursor.execute("insert into w values (%s)", (n,))
+
+
+def _numbers(engine: str, endpoint: tuple[str, int]) -> set[int]:
+    """Every number written on the member at `endpoint`."""
+    if engine == "redis":
+        conn = _connect(engine, endpoint)
+        try:
+            return {int(key.decode().split(":", 1)[1]) for key in conn.scan_iter("w:*", count=10000)}
+        finally:
+            conn.close()
+    return {int(row[0]) for row in _rows(engine, endpoint, "select n from w")}
+
+
 def _connect(engine: str, endpoint: tuple[str, int], timeout: float = 5) -> Any:
-    """An autocommit DB-API connection of the tenant `app` to its database `app`."""
+    """An autocommit DB-API connection of the tenant `app` to its database `app` (Redis: a client as `app`)."""
+    if engine == "redis":
+        return redis.Redis(host=endpoint[0], port=endpoint[1], username="app", password=PASSWORD,
+                           socket_timeout=10, socket_connect_timeout=timeout)
     if engine == "mariadb":
         return pymysql.connect(host=endpoint[0], port=endpoint[1], user="app", password=PASSWORD, database="app",
                                connect_timeout=timeout, read_timeout=10, write_timeout=10, autocommit=True)
@@ -135,7 +159,8 @@ def bench_engine(client: httpx.Client, spec: str, runs: int) -> dict[str, Any]:
     source = create_instance(client, (datastore[0], datastore[1]), f"sw-{datastore[1]}", "1", 1,
                              tenant_body(datastore[0], PASSWORD))
     views = {source: poll(lambda: instance_in(client, source, "ACTIVE"), STEP_TIMEOUT, 0.1)}
-    _rows(datastore[0], _endpoint(views[source]), "create table w (n bigint primary key)")
+    if datastore[0] != "redis":
+        _rows(datastore[0], _endpoint(views[source]), "create table w (n bigint primary key)")
     response = client.post("/instances", json={"instance": {"name": f"sw-{datastore[1]}-r", "replica_of": source}})
     response.raise_for_status()
     replica = str(response.json()["instance"]["id"])
@@ -163,7 +188,7 @@ def bench_engine(client: httpx.Client, spec: str, runs: int) -> dict[str, Any]:
     finally:
         writer.stop()
     acknowledged = [n for _, _, n in writer.acks]
-    on_primary = {int(row[0]) for row in _rows(datastore[0], endpoints[primary], "select n from w")}
+    on_primary = _numbers(datastore[0], endpoints[primary])
     lost = sum(1 for n in acknowledged if n not in on_primary)
     for member in (standby, primary):
         delete_instance(client, member)

@@ -43,12 +43,15 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class FileSpec:
-    """A file the runtime writes for the engine. `secret` files are 0600 and removed once init has run."""
+    """A file the runtime writes for the engine. `secret` files are 0600 and removed once init has run.
+    `fresh` files are made anew at each render (a certificate issued for this start): what a server was built
+    from does not include them (the warm pool's fingerprint)."""
 
     path: str
     content: str = field(repr=False)  # a secret file's content must not reach a log through a repr
     mode: int = 0o600
     secret: bool = False
+    fresh: bool = False
 
 
 @dataclass(frozen=True, slots=True)

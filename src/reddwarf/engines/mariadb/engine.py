@@ -210,7 +210,7 @@ def _tls_files(placement: Placement, topology: Topology | None) -> tuple[FileSpe
     issued = topology.tls if topology is not None and topology.tls is not None else self_signed(
         f"reddwarf instance {placement.instance_id}", (placement.address,))
     return (
-        FileSpec(paths.tls_ca, issued.ca_certificate, mode=0o600),
-        FileSpec(paths.tls_cert, issued.certificate, mode=0o600),
-        FileSpec(paths.tls_key, issued.key.reveal(), mode=0o600, secret=True),
+        FileSpec(paths.tls_ca, issued.ca_certificate, mode=0o600, fresh=True),
+        FileSpec(paths.tls_cert, issued.certificate, mode=0o600, fresh=True),
+        FileSpec(paths.tls_key, issued.key.reveal(), mode=0o600, secret=True, fresh=True),
     )

@@ -174,7 +174,7 @@ def _tls_files(placement: Placement, topology: Topology | None) -> tuple[FileSpe
     issued = topology.tls if topology is not None and topology.tls is not None else self_signed(
         f"reddwarf instance {placement.instance_id}", (placement.address,))
     return (
-        FileSpec(str(config_dir / config.TLS_CA), issued.ca_certificate, mode=0o600),
-        FileSpec(str(config_dir / config.TLS_CERT), issued.certificate, mode=0o600),
-        FileSpec(str(config_dir / config.TLS_KEY), issued.key.reveal(), mode=0o600, secret=True),
+        FileSpec(str(config_dir / config.TLS_CA), issued.ca_certificate, mode=0o600, fresh=True),
+        FileSpec(str(config_dir / config.TLS_CERT), issued.certificate, mode=0o600, fresh=True),
+        FileSpec(str(config_dir / config.TLS_KEY), issued.key.reveal(), mode=0o600, secret=True, fresh=True),
     )

@@ -76,7 +76,7 @@ def fingerprint(deps: ReconcilerDeps, slot: PoolSlot, placement: Placement) -> s
     material = {
         "version": [version.number, version.bin_dir],
         "server": [list(workload.server.argv), [list(pair) for pair in workload.server.env]],
-        "files": [[f.path, f.content, f.mode] for f in workload.files if not f.secret],
+        "files": [[f.path, f.content, f.mode] for f in workload.files if not (f.secret or f.fresh)],
         "resources": [workload.resources.memory_mb, workload.resources.vcpus, workload.resources.volume_gb],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
