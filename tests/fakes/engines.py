@@ -64,6 +64,10 @@ class FakeEngine:
         return 5432
 
     @property
+    def extra_port_offsets(self) -> tuple[int, ...]:
+        return ()
+
+    @property
     def admin_user(self) -> str:
         return ADMIN
 

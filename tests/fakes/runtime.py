@@ -36,6 +36,7 @@ class FakeRuntime:
         self.refuse_branches: str | None = None
         self.refuse_copies: str | None = None  # `branch` raises PermanentError with this (a refused copy)
         self.snapshots: set[str] = set()
+        self.held: set[tuple[str, int]] = set()  # (address, port) someone else listens on
 
     @property
     def name(self) -> str:
@@ -52,7 +53,7 @@ class FakeRuntime:
             yield address, standard_port
 
     def bindable(self, address: str, port: int) -> bool:
-        return True
+        return (address, port) not in self.held
 
     def prepare(self, placement: Placement, resources: Resources) -> None:
         self.calls.append(("prepare", placement.instance_id))

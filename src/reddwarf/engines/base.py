@@ -66,6 +66,12 @@ class Engine(Protocol):
     def default_port(self) -> int: ...
 
     @property
+    def extra_port_offsets(self) -> tuple[int, ...]:
+        """The server's other listeners, each at its port plus an offset on its address (Redis's replication
+        port): the address allocation checks them free too."""
+        ...
+
+    @property
     def admin_user(self) -> str:
         """The name of the per-instance admin account Reddwarf uses; hidden from tenants."""
         ...

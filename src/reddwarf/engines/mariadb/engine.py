@@ -56,6 +56,10 @@ class MariadbEngine:
         return DEFAULT_PORT
 
     @property
+    def extra_port_offsets(self) -> tuple[int, ...]:
+        return ()
+
+    @property
     def admin_user(self) -> str:
         return ADMIN_USER
 

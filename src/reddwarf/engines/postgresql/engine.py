@@ -46,6 +46,10 @@ class PostgresqlEngine:
         return DEFAULT_PORT
 
     @property
+    def extra_port_offsets(self) -> tuple[int, ...]:
+        return ()
+
+    @property
     def admin_user(self) -> str:
         return ADMIN_USER
 

@@ -51,6 +51,10 @@ class RedisEngine:
         return DEFAULT_PORT
 
     @property
+    def extra_port_offsets(self) -> tuple[int, ...]:
+        return (config.TLS_PORT_OFFSET,)
+
+    @property
     def admin_user(self) -> str:
         return ADMIN_USER
 

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGY = "replicaof"
 _CLEAN_EXIT = "ready to exit, bye bye"
+_MIRROR_PASSES = 5
 _REPL_OFFSET = re.compile(r"AUX FIELD repl-offset = '(\d+)'")
 # Prints the RDB's fields when the server's log ends with its clean exit; nothing otherwise.
 _POSITION_SCRIPT = (
@@ -143,26 +144,52 @@ class RedisReplication:
             admin.save_acl(client)
 
     def mirror_accounts(self, source: Placement, placement: Placement, admin_password: Secret) -> None:
-        """The member's ACL users made exactly its primary's (each user's rules as `ACL LIST` gives them: hashes,
-        never a password), users its primary does not have dropped, and saved to its ACL file."""
+        """The member's tenant users made exactly its primary's (each user's rules as `ACL LIST` gives them:
+        hashes, never a password), users its primary does not have dropped, and saved to its ACL file.
+
+        Reddwarf's own users are never copied: the admin is the set's already (and a detach rotates it on the
+        leaving member), `default` is fixed, and the replication user is set by `prepare_source` on whoever is
+        primary. Only a member that follows `source` now is written (another is left as it is). Copies may run
+        concurrently (an account operation and a root enable): each one, after writing, reads the primary's
+        users again and writes again until they did not change meanwhile, so the last one to finish leaves the
+        primary's current users."""
+        last: dict[str, tuple[str, ...]] | None = None
+        for _ in range(_MIRROR_PASSES):
+            wanted = self._tenant_users(source, admin_password)
+            if wanted == last:
+                return
+            with admin.session(self._where(placement, admin_password)) as client:
+                try:
+                    info = _info(client)
+                    if info.get("role") != "slave" or info.get("master_host") != source.address:
+                        # Not (or not yet) following `source`: a copy now could undo a detach's or another
+                        # primary's; it gets them at the set's next change once it follows.
+                        logger.info("instance %s does not follow %s now: its users were not copied",
+                                    placement.instance_id, source.address)
+                        return
+                    present = {name: rules for name, rules in acl_lines(admin.command(client, "ACL", "LIST")).items()
+                               if name not in self._reserved()}
+                    for name, rules in wanted.items():
+                        if present.get(name) != rules:
+                            admin.command(client, "ACL", "SETUSER", name, "reset", *rules)
+                    for name in present.keys() - wanted.keys():
+                        admin.command(client, "ACL", "DELUSER", name)
+                except redis.RedisError as exc:
+                    raise _failed("copy its primary's users", exc) from None
+                admin.save_acl(client)
+            last = wanted
+        raise TemporaryError("the primary's users kept changing while they were copied")
+
+    def _reserved(self) -> tuple[str, ...]:
+        return (self._admin, config.DEFAULT_USER, config.REPLICATION_USER)
+
+    def _tenant_users(self, source: Placement, admin_password: Secret) -> dict[str, tuple[str, ...]]:
         with admin.session(self._where(source, admin_password)) as client:
             try:
-                wanted = acl_lines(admin.command(client, "ACL", "LIST"))
+                found = acl_lines(admin.command(client, "ACL", "LIST"))
             except redis.RedisError as exc:
                 raise _failed("list its users", exc) from None
-        if self._admin not in wanted:
-            raise PermanentError("the primary's ACL list lacks Reddwarf's admin: nothing was copied")
-        with admin.session(self._where(placement, admin_password)) as client:
-            try:
-                present = acl_lines(admin.command(client, "ACL", "LIST"))
-                for name, rules in wanted.items():
-                    if present.get(name) != rules:
-                        admin.command(client, "ACL", "SETUSER", name, "reset", *rules)
-                for name in present.keys() - wanted.keys():
-                    admin.command(client, "ACL", "DELUSER", name)
-            except redis.RedisError as exc:
-                raise _failed("copy its primary's users", exc) from None
-            admin.save_acl(client)
+        return {name: rules for name, rules in found.items() if name not in self._reserved()}
 
     def observe(
         self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]

@@ -129,7 +129,7 @@ class CreateInstance:
             endpoint = warm
         else:
             endpoint = ctx.step("allocate_address", lambda: allocate_address(
-                deps, instance.id, engine.default_port, instance=True))
+                deps, instance.id, engine.default_port, instance=True, offsets=engine.extra_port_offsets))
         instance.endpoint = Endpoint(str(endpoint["address"]), int(endpoint["port"]))
         placement = deps.placement(instance)
         restoring = instance.spec.restore_backup_id

@@ -19,10 +19,13 @@ OBSERVE_EVERY = 0.25
 
 
 def allocate_address(
-    deps: ReconcilerDeps, holder_id: str, standard_port: int, *, instance: bool = False
+    deps: ReconcilerDeps, holder_id: str, standard_port: int, *, instance: bool = False,
+    offsets: tuple[int, ...] = (),
 ) -> StepResult:
     """Allocate an (address, port) to `holder_id` (an instance, or a warm-pool slot), or find the one it
-    holds; for an instance also record the endpoint and an event."""
+    holds; for an instance also record the endpoint and an event. `offsets`: the engine's other listeners, at
+    `port + offset` on the same address (Redis's replication port), which must be free too: a port anyone
+    holds there, or another holder's port one such offset away, passes the candidate over."""
     with deps.db.unit_of_work() as uow:
         held = uow.addresses.get(holder_id)
         if held is not None:
@@ -30,8 +33,14 @@ def allocate_address(
                 uow.instances.set_endpoint(holder_id, Endpoint(*held))
             return {"address": held[0], "port": held[1]}
         taken = uow.addresses.in_use()
+    below = set(offsets) | {offset for engine in deps.engines.values() for offset in engine.extra_port_offsets}
     for address, port in deps.runtime.endpoint_candidates(standard_port):
         if (address, port) in taken or not deps.runtime.bindable(address, port):
+            continue
+        if any(not 0 < port + offset <= 65535 or (address, port + offset) in taken
+               or not deps.runtime.bindable(address, port + offset) for offset in offsets):
+            continue
+        if any((address, port - offset) in taken for offset in below):  # another holder's extra listener
             continue
         with deps.db.unit_of_work() as uow:
             if uow.addresses.claim(holder_id, address, port):

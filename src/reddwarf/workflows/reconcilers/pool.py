@@ -121,7 +121,8 @@ class BuildSlot:
             return  # retired or failed meanwhile: pool.destroy cleans up
         spec = slot_spec(slot.id, slot.profile)
         engine = deps.engine_for(spec)
-        endpoint = ctx.step("allocate_address", lambda: allocate_address(deps, slot.id, engine.default_port))
+        endpoint = ctx.step("allocate_address", lambda: allocate_address(
+            deps, slot.id, engine.default_port, offsets=engine.extra_port_offsets))
         placement = deps.runtime.placement(slot.id, str(endpoint["address"]), int(endpoint["port"]))
         ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources_for(spec)))
         ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload_for(spec, slot.id, placement)))

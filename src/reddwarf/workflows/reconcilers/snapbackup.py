@@ -88,7 +88,8 @@ class BackupFromSnapshot:
         spec = throwaway_spec(source.spec, snapshot, backup)
         engine = deps.engine_for(spec)
         version = deps.version_for(spec)
-        endpoint = ctx.step("allocate_address", lambda: allocate_address(deps, backup.id, engine.default_port))
+        endpoint = ctx.step("allocate_address", lambda: allocate_address(
+            deps, backup.id, engine.default_port, offsets=engine.extra_port_offsets))
         placement = deps.runtime.placement(backup.id, str(endpoint["address"]), int(endpoint["port"]))
 
         def branch() -> None:

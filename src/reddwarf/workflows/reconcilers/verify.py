@@ -82,7 +82,8 @@ class VerifyBackup:
         spec = throwaway_spec(source.spec, sum(link.raw_bytes or 0 for link in chain), backup)
         engine = deps.engine_for(spec)
         version = deps.version_for(spec)
-        endpoint = ctx.step("allocate_address", lambda: allocate_address(deps, backup.id, engine.default_port))
+        endpoint = ctx.step("allocate_address", lambda: allocate_address(
+            deps, backup.id, engine.default_port, offsets=engine.extra_port_offsets))
         placement = deps.runtime.placement(backup.id, str(endpoint["address"]), int(endpoint["port"]))
         ctx.step("prepare", lambda: deps.runtime.prepare(placement, deps.resources_for(spec)))
         # The restored server knows its source's admin password: the throwaway keeps it (nothing to store).
