@@ -12,7 +12,6 @@ again. Each step is killed once in the default run (`before` and `after` alterna
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from reddwarf.domain.conditions import Observation
 from tests.chaos.pg_source import active, postgres_source, tenant
 from tests.chaos.test_promote_killed import _roles, _view
 from tests.chaos.test_worker_killed import crash_and_recover, every_step, nth_finished, runs_of, store
-from tests.support.server import ReddwarfProcesses, processes_of, running_plane, wait_for
+from tests.support.server import ReddwarfProcesses, processes_of, running_plane, signal_processes, wait_for
 
 KIND = "instance.replica.eject"
 STEPS = ["membership", "mark", "fence", "fenced", "choose", "swap_roles", "promote", "source_ready", "repoint",
@@ -86,8 +85,7 @@ def _count(view: dict[str, object]) -> int:
 
 def _server_down(plane: ReddwarfProcesses, instance_id: str) -> None:
     """Kill the instance's server and record what the health loop would have found (no worker runs here)."""
-    for pid in processes_of(plane.os_user(instance_id)):
-        os.kill(pid, signal.SIGKILL)
+    signal_processes(processes_of(plane.os_user(instance_id)), signal.SIGKILL)
     db = store(plane)
     try:
         with db.unit_of_work() as uow:

@@ -7,7 +7,6 @@ instance's (address, port) and, once it holds it, asks every client for its pass
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 
@@ -16,7 +15,14 @@ import pytest
 from reddwarf.client import Instance, ReddwarfClient, UserRequest
 from reddwarf.domain.secret import Secret
 from tests.support.engine_harness import OsUser, throwaway_os_user
-from tests.support.server import ACTIVE_TIMEOUT, DELETE_TIMEOUT, ReddwarfProcesses, processes_of, wait_for
+from tests.support.server import (
+    ACTIVE_TIMEOUT,
+    DELETE_TIMEOUT,
+    ReddwarfProcesses,
+    processes_of,
+    signal_processes,
+    wait_for,
+)
 from tests.support.squatter import start_squatter
 
 TENANT_PASSWORD = "squat-tenant-pa55"
@@ -64,8 +70,7 @@ def test_a_squatter_on_a_dead_servers_address_gets_nothing_and_the_instance_is_n
         squatter = start_squatter(squatter_user, datastore, tcp=(address, port), bind_for=60)
         seen: list[tuple[str, str]] = []
         try:
-            for pid in processes_of(os_user):  # the server dies; its port is free for anyone
-                os.kill(pid, signal.SIGKILL)
+            signal_processes(processes_of(os_user), signal.SIGKILL)  # the server dies; its port is free for anyone
             squatter.wait_listening(30)
 
             def observe() -> tuple[str, str]:

@@ -39,6 +39,7 @@ from tests.support.server import (
     ReddwarfProcesses,
     processes_of,
     running_plane,
+    signal_processes,
     wait_for,
 )
 from tests.support.squatter import start_squatter
@@ -206,8 +207,7 @@ def test_no_login_reaches_a_squatter_on_a_dead_mariadb_primary_which_is_ejected_
         squatter = start_squatter(squatter_user, "mariadb-tls", tcp=(str(source.address), int(str(source.port))),
                                   bind_for=120, tls=tuple(pairs))
         try:
-            for pid in processes_of(reddwarf.os_user(source.id)):
-                os.kill(pid, signal.SIGKILL)
+            signal_processes(processes_of(reddwarf.os_user(source.id)), signal.SIGKILL)
             squatter.wait_listening(30)
             squatter.wait_connections(4, timeout=60)  # the replica came back to its primary's address, 4 times
             wait_for(lambda: client.get_instance(replica.id).operating_status == "ERROR", 30,

@@ -34,6 +34,7 @@ from tests.support.server import (
     ReddwarfProcesses,
     processes_of,
     running_plane,
+    signal_processes,
     wait_for,
 )
 from tests.support.squatter import start_squatter
@@ -181,8 +182,7 @@ def test_no_credential_reaches_a_squatter_on_a_dead_redis_primary_which_is_eject
         squatter = start_squatter(squatter_user, "redis-tls", tcp=(str(source.address), tls_port), bind_for=120,
                                   tls=((str(tls / "cert.pem"), str(tls / "key.pem")),))
         try:
-            for pid in processes_of(reddwarf.os_user(source.id)):
-                os.kill(pid, signal.SIGKILL)
+            signal_processes(processes_of(reddwarf.os_user(source.id)), signal.SIGKILL)
             squatter.wait_listening(30)
             squatter.wait_connections(2, timeout=60)  # the replica came back to its primary's port, twice
             wait_for(lambda: client.get_instance(replica.id).operating_status == "ERROR", 30,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import grp
-import os
 import pwd
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from tests.support.server import (
     ReddwarfProcesses,
     processes_of,
     running_plane,
+    signal_processes,
     wait_for,
 )
 from tests.support.squatter import start_squatter
@@ -277,8 +277,7 @@ def test_only_the_sets_members_reach_the_source_and_no_credential_goes_to_its_ad
                                   bind_for=60)
         try:
             before = _walreceiver_failures(reddwarf, replica.id)
-            for pid in processes_of(reddwarf.os_user(source.id)):
-                os.kill(pid, signal.SIGKILL)
+            signal_processes(processes_of(reddwarf.os_user(source.id)), signal.SIGKILL)
             squatter.wait_listening(30)
             wait_for(lambda: _walreceiver_failures(reddwarf, replica.id) > before + 1, 60,
                      "the replica to retry its source twice while the squatter holds its address")

@@ -30,6 +30,7 @@ from tests.support.server import (
     ReddwarfProcesses,
     processes_of,
     running_plane,
+    signal_processes,
     wait_for,
 )
 from tests.support.squatter import start_squatter
@@ -211,17 +212,14 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
             # Its last write reaches no replica (they are paused): the old primary's log goes further than any
             # replica's, which is what an asynchronous replica loses in a failover, and what a rejoin rewinds.
             paused = [pid for r in replicas for pid in processes_of(reddwarf.os_user(r.id))]
-            for pid in paused:
-                os.kill(pid, signal.SIGSTOP)
+            signal_processes(paused, signal.SIGSTOP)
             try:
                 # More WAL than the paused replicas' socket buffers take, then the row no replica will have.
                 _sql(source, "insert into t select -1000 - g, repeat('x', 1000) from generate_series(1, 20000) g")
                 _sql(source, "insert into t values (-3, 'only on the old primary') returning 1")
-                for pid in processes_of(reddwarf.os_user(source.id)):
-                    os.kill(pid, signal.SIGKILL)
+                signal_processes(processes_of(reddwarf.os_user(source.id)), signal.SIGKILL)
             finally:
-                for pid in paused:
-                    os.kill(pid, signal.SIGCONT)
+                signal_processes(paused, signal.SIGCONT)
             squatter.wait_listening(30)
             wait_for(lambda: _eject_accepted(client, source.id), 60, f"the source to be down {EJECT_AFTER:g} s")
             assert {client.get_instance(i).status for i in (source.id, *(r.id for r in replicas))} <= {
@@ -288,8 +286,7 @@ def test_troveclient_and_the_openstack_cli_create_promote_detach_and_eject(
         squatter = start_squatter(squatter_user, "postgresql", tcp=(str(source.address), int(str(source.port))),
                                   bind_for=120)
         try:
-            for pid in processes_of(reddwarf.os_user(source.id)):
-                os.kill(pid, signal.SIGKILL)
+            signal_processes(processes_of(reddwarf.os_user(source.id)), signal.SIGKILL)
             squatter.wait_listening(30)
             wait_for(lambda: _osc_ejected(reddwarf, source.id), 60, "the OpenStack CLI's eject to be accepted")
             wait_for(lambda: client.get_instance(source.id).status == "ERROR", SWITCH_TIMEOUT, "the fence")

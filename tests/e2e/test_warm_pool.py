@@ -4,7 +4,6 @@ refills, anything else is built cold, and a smaller pool leaves nothing behind o
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from tests.support.server import (
     instance_users,
     processes_of,
     running_plane,
+    signal_processes,
     wait_for,
 )
 
@@ -125,8 +125,7 @@ def test_a_pool_server_that_stopped_is_replaced_before_a_tenant_gets_it(plane: R
     with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
         owner = plane.os_user(slot["id"])
-        for pid in processes_of(owner):
-            os.kill(pid, signal.SIGKILL)
+        signal_processes(processes_of(owner), signal.SIGKILL)
         # It fails like a build (its error says why) and is destroyed; its tombstone goes after the pause.
         failed = wait_for(
             lambda: next((s for s in slots(client, failed_ok=True) if s["id"] == slot["id"] and s["state"] == "failed"),
@@ -149,8 +148,7 @@ def test_a_create_that_takes_a_server_that_just_died_still_gets_a_working_one(pl
     keeper notice first, the create is built cold: a working server either way, which is what is asserted.)"""
     with plane.client() as client, plane.tenant() as tenant:
         slot = ready_slot(client, "redis")
-        for pid in processes_of(plane.os_user(slot["id"])):
-            os.kill(pid, signal.SIGKILL)
+        signal_processes(processes_of(plane.os_user(slot["id"])), signal.SIGKILL)
         _, view = create_active(tenant, "redis", "7.0", UserRequest(name="dave", password=Secret("pool pass 5")))
         with redis_login(view, "dave", "pool pass 5") as server:
             assert server.set("k", "v") and server.get("k") == b"v"

@@ -6,6 +6,7 @@ sub-pool and a test-only OS user prefix, so that parallel runs and a developer's
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -167,6 +168,13 @@ def tenant_client(url: str, project_id: str, token: str) -> ReddwarfClient:
 
 def instance_users(prefix: str) -> list[str]:
     return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(prefix)]
+
+
+def signal_processes(pids: list[int], sig: int) -> None:
+    """Send `sig` to each of `pids`; one that exited since it was listed (a backend that just ended) is no error."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def processes_of(user: str) -> list[int]:
