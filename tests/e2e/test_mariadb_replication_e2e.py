@@ -31,7 +31,7 @@ from reddwarf.store.authority import set_authority
 from reddwarf.store.database import Database
 from tests.e2e.test_cli_e2e import cli
 from tests.e2e.test_replication_e2e import _events, _replication, _set_admin, squatter_user
-from tests.e2e.test_switchover_e2e import _eject_accepted
+from tests.e2e.test_switchover_e2e import _eject_accepted, _streaming
 from tests.support.engine_harness import OsUser
 from tests.support.server import (
     ACTIVE_TIMEOUT,
@@ -98,11 +98,6 @@ def _source(client: ReddwarfClient, name: str) -> Instance:
     source = client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
     _sql(source, "create table w (n int primary key) engine=InnoDB")
     return source
-
-
-def _streaming(client: ReddwarfClient, instance_id: str) -> bool:
-    found = _replication(client, instance_id)
-    return found.get("role") == "replica" and found.get("state") == "streaming"
 
 
 def _writer(members: list[Instance]) -> Writer[Any]:

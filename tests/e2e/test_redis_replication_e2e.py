@@ -26,7 +26,7 @@ from reddwarf.domain.certificates import self_signed
 from reddwarf.domain.secret import Secret
 from tests.e2e.test_cli_e2e import cli
 from tests.e2e.test_replication_e2e import _events, _replication, _set_admin, squatter_user
-from tests.e2e.test_switchover_e2e import _eject_accepted
+from tests.e2e.test_switchover_e2e import _eject_accepted, _streaming
 from tests.support.engine_harness import OsUser
 from tests.support.server import (
     ACTIVE_TIMEOUT,
@@ -82,11 +82,6 @@ def _source(client: ReddwarfClient, name: str) -> Instance:
     created = client.create_instance(name, "1", 1, datastore="redis",
                                      users=[UserRequest(name=USER, password=Secret(PASSWORD))])
     return client.wait_for_instance(created.id, timeout=ACTIVE_TIMEOUT)
-
-
-def _streaming(client: ReddwarfClient, instance_id: str) -> bool:
-    found = _replication(client, instance_id)
-    return found.get("role") == "replica" and found.get("state") == "streaming"
 
 
 def _writer(members: list[Instance]) -> Writer[redis.Redis]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +32,7 @@ from tests.support.server import (
     wait_for,
 )
 from tests.support.squatter import start_squatter
+from tests.support.writer import Writer
 
 __all__ = ["squatter_user"]  # the fixture, shared with the replication module
 
@@ -50,46 +49,15 @@ def reddwarf() -> Iterator[ReddwarfProcesses]:
         yield procs
 
 
-class Writer:
-    """Inserts 1, 2, 3, ... into `w` on whichever member takes writes, one row per transaction, and keeps the
-    numbers the server acknowledged (a commit that returned)."""
+def _writer(members: list[Instance]) -> Writer[psycopg.Connection[Any]]:
+    """Inserts 1, 2, 3, ... into `w` on whichever member takes writes, one row per transaction (a commit that
+    returned is acknowledged)."""
+    def connect(member: Instance) -> psycopg.Connection[Any]:
+        return psycopg.connect(host=member.address, port=member.port, user="app", password="replicate me 'please'",
+                               dbname="app", connect_timeout=2, autocommit=True)
 
-    def __init__(self, members: list[Instance]) -> None:
-        self.members = members
-        self.acknowledged: list[int] = []
-        self.refused = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            for member in self.members:
-                if self._stop.is_set():
-                    return
-                try:
-                    with psycopg.connect(host=member.address, port=member.port, user="app",
-                                         password="replicate me 'please'", dbname="app", connect_timeout=2,
-                                         autocommit=True) as conn:
-                        while not self._stop.is_set():
-                            conn.execute("insert into w values (%s)", (n + 1,))
-                            n += 1
-                            self.acknowledged.append(n)
-                except psycopg.Error:
-                    self.refused += 1
-                    time.sleep(0.01)
-
-    def wait_for_more(self, count: int) -> None:
-        goal = len(self.acknowledged) + count
-        wait_for(lambda: len(self.acknowledged) >= goal, 60, f"{count} more acknowledged writes")
+    return Writer(members, connect, lambda conn, n: conn.execute("insert into w values (%s)", (n,)),
+                  lambda conn: conn.close(), (psycopg.Error,))
 
 
 def _streaming(client: ReddwarfClient, instance_id: str) -> bool:
@@ -117,7 +85,7 @@ def test_a_switchover_loses_no_acknowledged_write_and_every_member_follows(
             client.promote_replica(source.id)
         assert refused.value.status == 400 and "not a replica" in str(refused.value)
 
-        with Writer([source, candidate]) as writer:
+        with _writer([source, candidate]) as writer:
             writer.wait_for_more(200)
             client.promote_replica(candidate.id)
             # Every member shows PROMOTE from the moment it is accepted.

@@ -20,12 +20,12 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.certificates import self_signed
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
+from reddwarf.engines import tls
 from reddwarf.engines.mariadb import admin, backup, config, passwords, replication, validation
 from reddwarf.engines.mariadb.accounts import MariadbAccounts
 from reddwarf.engines.mariadb.backup import MariadbBackups
@@ -144,8 +144,9 @@ class MariadbEngine:
         init: tuple[CommandSpec, ...] = (make_dirs, install_db)
         init_files: tuple[FileSpec, ...] = (FileSpec(paths.install_sql, install_sql, mode=0o600, secret=True),)
         upstream = topology.upstream if topology is not None else None
-        files = (FileSpec(paths.config_file, config.render_my_cnf(placement, resources, replica=upstream is not None),
-                          mode=0o600), *_tls_files(placement, topology))
+        cnf = config.render_my_cnf(placement, resources, replica=upstream is not None)
+        files = (FileSpec(paths.config_file, cnf, mode=0o600),
+                 *tls.member_files(placement, topology, paths.tls_ca, paths.tls_cert, paths.tls_key))
         if upstream is not None and topology is not None:
             if topology.credential is None:
                 raise PermanentError(f"Replica {placement.instance_id} has no replication credential of its set.")
@@ -205,16 +206,3 @@ class MariadbEngine:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
         return MariadbSnapshots(ADMIN_USER)
 
-
-def _tls_files(placement: Placement, topology: Topology | None) -> tuple[FileSpec, ...]:
-    """The server's certificate, key and the CA it trusts: its set's (a member's certificate naming its address,
-    also presented as a client to its primary), or a throwaway self-signed one a single instance starts with
-    (MariaDB cannot turn TLS on without a restart; nobody trusts that certificate)."""
-    paths = config.layout(placement)
-    issued = topology.tls if topology is not None and topology.tls is not None else self_signed(
-        f"reddwarf instance {placement.instance_id}", (placement.address,))
-    return (
-        FileSpec(paths.tls_ca, issued.ca_certificate, mode=0o600, fresh=True),
-        FileSpec(paths.tls_cert, issued.certificate, mode=0o600, fresh=True),
-        FileSpec(paths.tls_key, issued.key.reveal(), mode=0o600, secret=True, fresh=True),
-    )

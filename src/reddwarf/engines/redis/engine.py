@@ -17,12 +17,12 @@ from pathlib import PurePosixPath
 
 from reddwarf.domain.capabilities import Capabilities, Capability
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
-from reddwarf.domain.certificates import self_signed
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
 from reddwarf.domain.replication import Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, FileSpec, Placement, Resources, WorkloadSpec
+from reddwarf.engines import tls
 from reddwarf.engines.redis import admin, backup, config, replication, validation
 from reddwarf.engines.redis.accounts import RedisAccounts
 from reddwarf.engines.redis.backup import RedisBackups
@@ -121,7 +121,8 @@ class RedisEngine:
             resources=resources,
             init_files=(aclfile,),
             files=(FileSpec(str(config_dir / config.CONF_FILE), conf, mode=0o600, secret=follows is not None),
-                   *_tls_files(placement, topology)),
+                   *tls.member_files(placement, topology, str(config_dir / config.TLS_CA),
+                                     str(config_dir / config.TLS_CERT), str(config_dir / config.TLS_KEY))),
             stop_signal=signal.SIGTERM,  # with save rules set, Redis writes a final RDB snapshot and exits
             stop_timeout=120.0,
             labels=(("datastore", DATASTORE), ("datastore_version", version.name)),
@@ -164,21 +165,9 @@ class RedisEngine:
 
     def replication(self, version: DatastoreVersion) -> replication.RedisReplication:
         """REPLICAOF over TLS with the set's own CA and a replication ACL user (`replication`)."""
-        return replication.RedisReplication(ADMIN_USER)
+        return replication.RedisReplication(ADMIN_USER, version.bin_dir)
 
     def snapshots(self, version: DatastoreVersion) -> RedisSnapshots:
         """How a running server is quiesced for a volume snapshot and fixed up on its copy (`snapshot`)."""
         return RedisSnapshots(ADMIN_USER)
 
-
-def _tls_files(placement: Placement, topology: Topology | None) -> tuple[FileSpec, ...]:
-    """The replication port's certificate, key and the CA it trusts: its set's (a member's certificate, also
-    presented to its primary), or a throwaway self-signed one of a single instance (nobody trusts it)."""
-    config_dir = PurePosixPath(placement.config_dir)
-    issued = topology.tls if topology is not None and topology.tls is not None else self_signed(
-        f"reddwarf instance {placement.instance_id}", (placement.address,))
-    return (
-        FileSpec(str(config_dir / config.TLS_CA), issued.ca_certificate, mode=0o600, fresh=True),
-        FileSpec(str(config_dir / config.TLS_CERT), issued.certificate, mode=0o600, fresh=True),
-        FileSpec(str(config_dir / config.TLS_KEY), issued.key.reveal(), mode=0o600, secret=True, fresh=True),
-    )

@@ -87,8 +87,9 @@ def acl_lines(reply: object) -> dict[str, tuple[str, ...]]:
 class RedisReplication:
     """Replication of Redis, as the admin over each member's unix socket."""
 
-    def __init__(self, admin_user: str) -> None:
+    def __init__(self, admin_user: str, bin_dir: str) -> None:
         self._admin = admin_user
+        self._check_rdb = str(PurePosixPath(bin_dir) / "redis-check-rdb")  # the version's own
 
     def strategy(self) -> str:
         return STRATEGY
@@ -227,7 +228,7 @@ class RedisReplication:
         """The fields of the RDB a stopped server saved, printed only when its log ends with its clean exit."""
         log = str(PurePosixPath(placement.log_dir) / config.LOG_FILE)
         rdb = str(PurePosixPath(placement.data_dir) / config.RDB_FILE)
-        return ToolSpec(argv=("/bin/sh", "-c", _POSITION_SCRIPT, "sh", log, "/usr/bin/redis-check-rdb", rdb),
+        return ToolSpec(argv=("/bin/sh", "-c", _POSITION_SCRIPT, "sh", log, self._check_rdb, rdb),
                         description="read where the stopped server's replication stream ends")
 
     def stopped_position(self, output: bytes) -> str | None:
