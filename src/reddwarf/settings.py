@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # Seconds a replication source must have been unhealthy (its server down, or not answering) before it may
     # be ejected (a failover; Trove's `agent_heartbeat_expiry`, 90 s).
     eject_after: float = Field(default=90.0, ge=0)
+    # How a new replica gets its data (docs/replication.md, "Seeding"): "auto" a copy-on-write snapshot of its
+    # primary where the runtime can take one, else the engine's copy over the network (pg_basebackup; Redis's
+    # full sync), else a full backup of the primary taken for it (MariaDB); "backup" the backup wherever the
+    # engine takes one (Trove's way: the primary's server streams it once, to backup storage).
+    replica_seed: Literal["auto", "backup"] = "auto"
     # Restore every completed backup into a throwaway server, run the engine's checks, record the result on the
     # backup (`verified`), remove the server (docs/backups.md, "Verified backups").
     verify_backups: bool = False

@@ -257,7 +257,7 @@ class Components:
         return ReconcilerDeps(
             db=self.db, engines=self.engines, runtime=self.runtime, flavors=self.flavors,
             storage_overcommit_ratio=self.settings.storage_overcommit_ratio, backups=self.backup_files,
-            verify_backups=self.settings.verify_backups,
+            verify_backups=self.settings.verify_backups, replica_seed=self.settings.replica_seed,
         )
 
     def start_workers(self, count: int) -> None:

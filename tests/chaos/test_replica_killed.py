@@ -5,7 +5,10 @@ streams what the source writes next; a deleted one leaves its set, and its slot 
 Each step is killed once in the default run (`before` and `after` alternating from one step to the next); the
 other half is `matrix` (`tests/chaos/test_worker_killed.every_step`). A case kills the create at one step and
 then the delete of the same replica at one of its own, so that no case seeds a replica only to delete it.
-PostgreSQL is the engine with replication.
+PostgreSQL is the engine here, and this plane seeds replicas from backups (`REDDWARF_REPLICA_SEED=backup`): the
+create records the backup of its source as a child operation, waits for it, restores it and deletes it at the
+end, so a kill lands on either side of the child's record and of its wait. (Snapshot seeds are killed in
+`test_replication_engines_killed.py`; pg_basebackup's are the switchover e2e's.)
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from tests.chaos.pg_source import active, postgres_source, tenant
 from tests.chaos.test_worker_killed import crash_and_recover, finished
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
-REPLICA_STEPS = ["allocate_address", "source_ready", "seed_from", "seed", "start", "answers", "verify", "active"]
+# A snapshot's seed (or the engine's over the network) is one step; a backup's records its child and waits for it,
+# and the backup goes at the end.
+SNAPSHOT_STEPS = ["allocate_address", "source_ready", "seed_from", "seed", "start", "answers", "verify", "active"]
+REPLICA_STEPS = [*SNAPSHOT_STEPS[:3], "seed_backup", "seed_backup.taken", *SNAPSHOT_STEPS[3:], "forget_seed"]
 DELETE_STEPS = ["shutdown", "membership", "leave_set", "destroy", "release_slot", "forget"]
 USER, PASSWORD = "dora", "chaos-" + secrets.token_hex(4)
 SLOTS = "select count(*) from pg_replication_slots where slot_name like 'reddwarf\\_%'"
@@ -32,7 +38,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ReddwarfProcesses]:
     with running_plane("chaos-replica", "127.0.175.0/24", REDDWARF_EMBEDDED_WORKERS="0",
-                       REDDWARF_LEASE_TTL="1") as procs:
+                       REDDWARF_LEASE_TTL="1", REDDWARF_REPLICA_SEED="backup") as procs:
         yield procs
 
 
@@ -53,6 +59,12 @@ def _replica(client: httpx.Client, source_id: str, name: str) -> str:
     response = client.post("/instances", json={"instance": {"name": name, "replica_of": source_id}})
     assert response.status_code == 200, response.text
     return str(response.json()["instance"]["id"])
+
+
+def _backups(client: httpx.Client, source_id: str) -> list[dict[str, object]]:
+    response = client.get(f"/instances/{source_id}/backups")
+    assert response.status_code == 200, response.text
+    return list(response.json()["backups"])
 
 
 def _slots(source: dict[str, object]) -> int:
@@ -98,6 +110,11 @@ def test_a_replicas_create_and_delete_survive_a_worker_killed_at_every_step(
         assert steps == REPLICA_STEPS, steps
         view = _active(client, replica_id)
         assert view is not None and view["replica_of"]["id"] == source_id  # type: ignore[index]
+        # One backup was taken for it (its child recorded once, whatever was killed), and it is gone again.
+        events = client.get(f"/instances/{source_id}/events").json()["events"]
+        taken = [e for e in events if f"to seed replica {replica_id}" in str(e.get("message"))]
+        assert len(taken) == 1, taken
+        wait_for(lambda: not _backups(client, source_id), 60, "the seed backup to be deleted")
         with _tenant(source) as conn:
             conn.execute("insert into t values (-1)")
         with _tenant(view) as conn:
@@ -114,6 +131,28 @@ def test_a_replicas_create_and_delete_survive_a_worker_killed_at_every_step(
                          "the replica's delete to finish after the crash")
         assert steps == DELETE_STEPS, steps
         assert client.get(f"/instances/{source_id}").json()["instance"]["replicas"] == []
+        wait_for(lambda: _slots(source) == 0, 60, "the slot to be dropped")
+        plane.stop_workers()
+
+
+@pytest.mark.parametrize("step", ["seed_backup", "seed_backup.taken"])
+def test_a_replica_deleted_while_it_is_seeded_leaves_no_backup(
+    plane: ReddwarfProcesses, source: dict[str, object], step: str
+) -> None:
+    """Its create dies once the backup was asked for (still to be taken) or taken (not yet restored), and the
+    tenant deletes the replica: the create is superseded, and the backup goes either way (ended by its own
+    operation, which finds what it was taken for gone, or by the replica's delete)."""
+    source_id = str(source["id"])
+    with plane.client() as client:
+        replica_id = _replica(client, source_id, f"chaos-gone-{step}")
+        crashing = plane.start_worker(REDDWARF_TEST_CRASH_AT=f"instance.replica.create:{step}:after",
+                                      REDDWARF_TEST_CRASH_MARKER=str(plane.state_dir / f"crash-{secrets.token_hex(4)}"))
+        assert crashing.wait(timeout=120) == -9
+        assert client.delete(f"/instances/{replica_id}").status_code == 202
+        plane.start_worker()
+        wait_for(lambda: client.get(f"/instances/{replica_id}").status_code == 404, 120, "the replica's delete")
+        wait_for(lambda: not _backups(client, source_id), 60, "the seed backup to be deleted")
+        assert _active(client, source_id) is not None  # no longer BACKUP: the source serves on
         wait_for(lambda: _slots(source) == 0, 60, "the slot to be dropped")
         plane.stop_workers()
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.chaos.pg_source import active
-from tests.chaos.test_replica_killed import REPLICA_STEPS
+from tests.chaos.test_replica_killed import SNAPSHOT_STEPS
 from tests.chaos.test_worker_killed import crash_and_recover, finished, nth_finished, runs_of
 from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
@@ -136,7 +136,7 @@ def test_a_replica_create_and_a_switchover_survive_a_killed_worker(
         steps = wait_for(lambda: finished(plane, replica, "instance.replica.create"), 120,
                          "the replica's create to finish after the crash")
         # Redis's replica gets its primary's users copied once it answers (replication does not carry them).
-        expected = [*REPLICA_STEPS[:6], "accounts", *REPLICA_STEPS[6:]] if rows.engine == "redis" else REPLICA_STEPS
+        expected = [*SNAPSHOT_STEPS[:6], "accounts", *SNAPSHOT_STEPS[6:]] if rows.engine == "redis" else SNAPSHOT_STEPS
         assert steps == expected, steps
         wait_for(lambda: active(client, replica), 60, "the replica to be ACTIVE")
         rows.add(client.get(f"/instances/{source_id}").json()["instance"], -1)

@@ -1,5 +1,7 @@
 """MariaDB replication end to end (docs/replication.md "MariaDB"): a real `reddwarf server`, a MariaDB source and
-its replicas, seeded from copy-on-write snapshots and following it by GTID over TLS with their set's own CA.
+its replicas, following it by GTID over TLS with their set's own CA. This plane has no copy-on-write pool, so each
+replica is seeded from a full backup of its source, taken for it by a child operation of its create and
+deleted once it is made (the contract suite seeds from snapshots).
 
 - A switchover under a writer that counts every row the server acknowledged loses none of them; the old primary
   and the other replica follow the new primary, read-only (root included); a detached replica is read-write
@@ -55,7 +57,7 @@ EJECT_AFTER = 2.0
 @pytest.fixture(scope="module")
 def reddwarf() -> Iterator[ReddwarfProcesses]:
     with running_plane("mariadb-replication", "127.0.179.0/24", REDDWARF_REPLICATION_CHECK_INTERVAL="0.5",
-                       REDDWARF_EJECT_AFTER=str(EJECT_AFTER)) as procs:
+                       REDDWARF_EJECT_AFTER=str(EJECT_AFTER), REDDWARF_LOCAL_USE_COW_POOL="false") as procs:
         yield procs
 
 
@@ -114,6 +116,7 @@ def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica
 ) -> None:
     with reddwarf.tenant() as client:
         source = _source(client, unique_name)
+        _sql(source, "insert into w values (-100), (-101)")  # before any replica: in the seed backup
         started = _sql(source, "select variable_value from information_schema.global_status"
                                " where variable_name = 'UPTIME'", user="app")
         client.create_replicas(unique_name, source.id, 2)
@@ -121,8 +124,13 @@ def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica
         replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT) for i in replica_ids]
         candidate, other = replicas
         for replica in replicas:
-            assert any("snapshot" in str(e.get("message")) for e in _events(reddwarf, replica.id))
+            messages = [str(e.get("message")) for e in _events(reddwarf, replica.id)]
+            seeded = [m for m in messages if "seeded from" in m]
+            assert len(seeded) == 1 and "seeded from backup" in seeded[0] and source.id in seeded[0], seeded
+            assert _sql(replica, "select count(*) from w where n < -99") == 2
             wait_for(lambda r=replica: _streaming(client, r.id), 30, f"replica {replica.id} to stream")
+        # The backups taken to seed them go once they are made (the tenant saw them while they ran).
+        wait_for(lambda: client.backups.list_backups(source.id) == [], 60, "the seed backups to be deleted")
         # The source was not restarted for its replicas (its uptime only grew).
         assert int(_sql(source, "select variable_value from information_schema.global_status"
                                 " where variable_name = 'UPTIME'")) >= int(started)

@@ -116,3 +116,30 @@ def slot_name(instance_id: str) -> str:
 
 # Trove's limit on replicas made by one create (`replica_count`).
 MAX_REPLICA_COUNT = 3
+
+
+class Seed(StrEnum):
+    """Where a new replica's data comes from."""
+
+    SNAPSHOT = "snapshot"  # a copy-on-write snapshot of its primary's volume
+    NETWORK = "network"  # the engine's own copy from the primary's server (pg_basebackup; Redis's full sync)
+    BACKUP = "backup"  # a full backup of the primary, taken for it and restored into it (Trove's way)
+
+
+def choose_seed(wanted: str, snapshot_refusal: str | None, seeds: frozenset[Seed], backups_stored: bool) -> Seed:
+    """How a replica is seeded (pure), of the `seeds` its engine takes: `wanted` is the operator's
+    `replica_seed` ("auto": a snapshot where the runtime can take one, else the engine's copy over the network,
+    else a backup; "backup": a backup wherever the engine takes one). ValueError, in an operator's words, when
+    no way is open."""
+    backup = Seed.BACKUP in seeds and backups_stored
+    if backup and wanted == "backup":
+        return Seed.BACKUP
+    if snapshot_refusal is None and Seed.SNAPSHOT in seeds:
+        return Seed.SNAPSHOT
+    if Seed.NETWORK in seeds:
+        return Seed.NETWORK
+    if backup:
+        return Seed.BACKUP
+    why = "no backup storage is configured" if Seed.BACKUP in seeds else "the engine takes no seed from a backup"
+    raise ValueError(f"the replica cannot be seeded: the source's volume cannot be snapshotted ({snapshot_refusal}), "
+                     f"the engine does not copy it over the network, and {why}")

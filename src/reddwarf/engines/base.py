@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from reddwarf.domain.accounts import UserInfo
 from reddwarf.domain.backup import (
@@ -49,7 +49,7 @@ from reddwarf.domain.backup import (
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
-from reddwarf.domain.replication import ReplicaState, Topology
+from reddwarf.domain.replication import ReplicaState, Seed, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec, WorkloadSpec
 
@@ -287,6 +287,19 @@ class Replication(Protocol):
         primary's volume (a snapshot taken after `prepare_source` made its slot) a replica's data: what the
         copy kept as a primary (its lock file, its slots, anything that would steer the replica) removed.
         Started as a replica, it recovers what the copy holds and follows the primary from there."""
+        ...
+
+    def seeds(self) -> frozenset[Seed]:
+        """Where a new replica's data may come from: a snapshot of its primary (`seed_from_copy`), the engine's
+        copy from the primary's server (`seed`: pg_basebackup; Redis syncs itself), a backup of the primary
+        (`seed_from_backup`; MariaDB has no copy over the network: mariadb-backup reads the primary's files)."""
+        ...
+
+    def seed_from_backup(self, placement: Placement, metadata: Mapping[str, Any]) -> tuple[CommandSpec, ...]:
+        """Pure: the init commands, run as the new replica's OS user once a full backup of its primary (taken
+        after `prepare_source` made its slot; `metadata`: what the engine recorded of it) was restored into its
+        data directory, that make it a replica's data, to follow the primary from where the backup ends (only
+        for an engine whose `seeds()` hold the backup; PermanentError when the backup cannot seed one)."""
         ...
 
     def observe(

@@ -76,6 +76,15 @@ def test_info_without_binlog_or_with_garbage_gives_none() -> None:
     assert spoiled["gtid"] is None and spoiled["binlog_position"] == 7 and spoiled["server_version"] is None
 
 
+def test_info_tells_an_empty_gtid_position_from_a_missing_or_long_one() -> None:
+    empty = parse_info(b"binlog_pos = filename 'binlog.000001', position '329', GTID of the last change ''\n")
+    assert empty["gtid"] == "" and empty["binlog_file"] == "binlog.000001"
+    assert parse_info(b"binlog_pos = filename 'binlog.000001', position '329'\n")["gtid"] is None
+    many = ",".join(f"{d}-4000000000-123456789" for d in range(9))  # longer than a few hundred characters
+    line = f"binlog_pos = filename 'binlog.000001', position '329', GTID of the last change '{many}'\n"
+    assert parse_info(line.encode())["gtid"] == many
+
+
 def test_the_tool_runs_as_the_instance_user_with_no_option_file_and_no_secret() -> None:
     run = backups().backup(PLACEMENT, Secret(PASSWORD), None)
     tool = run.tool

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, Resources
 from reddwarf.engines.mariadb import config, replication
@@ -66,3 +67,29 @@ def test_server_ids_are_stable_nonzero_and_differ() -> None:
     ids = {config.server_id(f"instance-{n}") for n in range(1000)}
     assert len(ids) == 1000 and all(1 <= i <= 0xFFFFFFFF for i in ids)
     assert config.server_id("instance-1") == config.server_id("instance-1")
+
+
+def _replication() -> replication.MariadbReplication:
+    return replication.MariadbReplication("reddwarf_admin")
+
+
+def test_a_replica_restored_from_a_backup_starts_its_binary_log_where_the_backup_ends() -> None:
+    commands = _replication().seed_from_backup(REPLICA, {"binlog_file": "binlog.000003", "gtid": "0-51-10,1-52-3"})
+    forget, write = commands
+    assert "relay-bin.*" in forget.argv and "-delete" in forget.argv  # what steered the copy as a replica goes
+    *_, state, path = write.argv
+    assert state == "0-51-10\n1-52-3\n"
+    assert path == f"{config.layout(REPLICA).datadir}/{config.BINLOG}.state"
+    assert write.argv[2].startswith('rm -f -- "$2" &&')  # never written through what the backup left there
+
+
+def test_a_backup_of_a_primary_that_logged_nothing_yet_follows_from_its_first_transaction() -> None:
+    commands = _replication().seed_from_backup(REPLICA, {"binlog_file": "binlog.000001", "gtid": ""})
+    assert len(commands) == 1 and "-delete" in commands[0].argv  # no binlog.state written
+
+
+@pytest.mark.parametrize("gtid", [None, "0-1-2;rm -rf /", "0-1-2\n0-9-99", 7])
+def test_a_backup_whose_gtid_position_is_unreadable_seeds_no_replica(gtid: object) -> None:
+    """Never "from the first transaction" by mistake: that replays the primary's whole binary log."""
+    with pytest.raises(PermanentError, match="GTID position"):
+        _replication().seed_from_backup(REPLICA, {"binlog_file": "binlog.000001", "gtid": gtid})

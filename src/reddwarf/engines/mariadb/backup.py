@@ -64,7 +64,8 @@ LIVE_TIMEOUT = 5.0
 ER_CANNOT_USER = 1396
 
 _LSN_MAX = 1 << 64
-_FIELD_MAX = 256
+# A value's bound: a binlog position with a GTID for each of many domains fits.
+_FIELD_MAX = 4096
 _GTID = re.compile(r"^\d{1,10}-\d{1,10}-\d{1,20}(,\d{1,10}-\d{1,10}-\d{1,20})*$")
 _BINLOG_POS = re.compile(
     r"^filename '(?P<file>[^'\n]{1,255})', position '(?P<position>\d{1,20})'"
@@ -201,7 +202,8 @@ def parse_info(raw: bytes) -> dict[str, Any]:
         found["binlog_file"] = _printable(match.group("file"))
         found["binlog_position"] = int(match.group("position"))
         gtid = match.group("gtid")
-        if gtid and _GTID.fullmatch(gtid):
+        # "" when the server had logged no transaction yet (a replica seeded from it follows from the first).
+        if gtid is not None and (gtid == "" or _GTID.fullmatch(gtid)):
             found["gtid"] = gtid
     return found
 

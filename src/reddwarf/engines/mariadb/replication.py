@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from reddwarf.domain.errors import PermanentError, TemporaryError
-from reddwarf.domain.replication import ReplicaState, Topology
+from reddwarf.domain.replication import ReplicaState, Seed, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.mariadb import admin, config, passwords
@@ -290,11 +290,32 @@ class MariadbReplication:
             config.RELAY_LOG + ".*", "-o", "-name", config.BINLOG + ".state", ")", "-type", "f", "-delete",
         )),)
 
+    def seeds(self) -> frozenset[Seed]:
+        return frozenset({Seed.SNAPSHOT, Seed.BACKUP})
+
+    def seed_from_backup(self, placement: Placement, metadata: Mapping[str, Any]) -> tuple[CommandSpec, ...]:
+        """A restored full backup of the primary holds no binary log, only where it ended: the GTID position
+        mariadb-backup read under `BACKUP STAGE BLOCK_COMMIT` (`metadata["gtid"]`, parsed defensively by the
+        backup). Written as `binlog.state`, the server takes it as its binary log's state at its first start,
+        when it finds no binary log (measured, 10.11); from there on it is a snapshot's copy: it follows its
+        primary from its binary log's end."""
+        gtid = metadata.get("gtid")
+        parts = gtid.split(",") if isinstance(gtid, str) and gtid else []
+        if not isinstance(gtid, str) or any(_GTID.match(part) is None for part in parts):
+            raise PermanentError("The backup records no readable GTID position; a replica cannot follow from it.")
+        # Empty: the primary had logged no transaction yet, and the replica follows from its first.
+        datadir = PurePosixPath(config.layout(placement).datadir)
+        state = "".join(f"{part}\n" for part in parts)
+        write = CommandSpec(argv=("sh", "-c", 'rm -f -- "$2" && printf "%s" "$1" > "$2"', "sh", state,
+                                  str(datadir / (config.BINLOG + ".state"))))
+        return (*self.seed_from_copy(placement), *((write,) if parts else ()))
+
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
-        """MariaDB is seeded from a copy-on-write snapshot of its primary only: mariadb-backup reads the
-        primary's files, which the replica's OS user never may. A command that says so."""
-        message = ("MariaDB replicas are seeded from a copy-on-write snapshot of their primary, and this one's "
-                   "volume cannot be snapshotted")
+        """MariaDB is seeded from a copy-on-write snapshot or a backup of its primary, never over the network
+        (mariadb-backup reads the primary's files, which the replica's OS user never may). Not chosen
+        (`seeds_over_network`): a command that says so."""
+        message = ("MariaDB replicas are seeded from a copy-on-write snapshot or a backup of their primary, "
+                   "not over the network")
         return (CommandSpec(argv=("/bin/sh", "-c", 'echo "$1" >&2; exit 1', "sh", message)),)
 
 

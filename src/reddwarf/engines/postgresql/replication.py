@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import PurePosixPath
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -31,7 +32,7 @@ from psycopg.rows import TupleRow
 
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import TemporaryError
-from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState, Topology
+from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState, Seed, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.postgresql import admin
@@ -450,6 +451,15 @@ class PostgresqlReplication:
         PostgreSQL first replays the copy's own WAL as a crash recovery, is consistent at its end, and only
         then streams from the primary through the slot."""
         return (forget_slots(placement.data_dir), _disarm(placement.data_dir))
+
+    def seeds(self) -> frozenset[Seed]:
+        return frozenset({Seed.SNAPSHOT, Seed.NETWORK, Seed.BACKUP})
+
+    def seed_from_backup(self, placement: Placement, metadata: Mapping[str, Any]) -> tuple[CommandSpec, ...]:
+        """A restored full backup of the primary (a base backup with its WAL, begun after the slot was made, so
+        the primary kept every later record): the same as a snapshot's. With its backup label it replays the
+        backup's WAL to the backup's end, then streams from the primary through the slot."""
+        return self.seed_from_copy(placement)
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """The replica's init, run as its OS user: a base backup of `upstream` through the member's slot, the

@@ -25,11 +25,12 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
+from typing import Any
 
 import redis
 
 from reddwarf.domain.errors import PermanentError, TemporaryError
-from reddwarf.domain.replication import ReplicaState, Topology
+from reddwarf.domain.replication import ReplicaState, Seed, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.redis import admin, config
@@ -284,6 +285,13 @@ class RedisReplication:
         """The copy's data removed (the replica takes its primary's by a full sync); its ACL file, carried with
         the snapshot, stays."""
         return (CommandSpec(argv=("find", placement.data_dir, "-mindepth", "1", "-delete")),)
+
+    def seeds(self) -> frozenset[Seed]:
+        return frozenset({Seed.SNAPSHOT, Seed.NETWORK})
+
+    def seed_from_backup(self, placement: Placement, metadata: Mapping[str, Any]) -> tuple[CommandSpec, ...]:
+        """Never chosen (`seeds`): a replica takes its primary's whole data set by a full sync when it starts."""
+        raise PermanentError("A Redis replica is not seeded from a backup: it copies its primary when it starts.")
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """Nothing: a replica synchronises itself from its primary when it starts."""

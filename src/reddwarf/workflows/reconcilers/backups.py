@@ -33,6 +33,7 @@ from reddwarf.domain.workload import Placement
 from reddwarf.engines.base import BackupRun
 from reddwarf.storage.artifact import ArtifactWriter, Manifest, get_side_file, put_side_file
 from reddwarf.storage.base import ArtifactError
+from reddwarf.store.records import ACTIVE_STATES
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
 from reddwarf.workflows.reconcilers import archive
@@ -106,6 +107,7 @@ class CreateBackup:
             return
         if found is None or found[0].deleting:
             raise PermanentError(f"Instance {ctx.resource_id} no longer exists or is being deleted.")
+        _still_wanted(deps, ctx)
         instance, owned = found
         admin = owned.get(ADMIN_SECRET)
         if admin is None:
@@ -126,6 +128,7 @@ class CreateBackup:
             return self.stream(files, backup, instance, placement, run)
 
         result = ctx.step("stream", stream)
+        _still_wanted(deps, ctx)
         ctx.store_step("complete", lambda uow: self._complete(uow, files, instance, backup, result, admin))
         ctx.step("tidy", lambda: tidy(files, backup, keep=str(result["attempt"])))
 
@@ -208,6 +211,9 @@ class CreateBackup:
             if backup is None or backup.status is BackupStatus.COMPLETED or not ctx.lease.renew_in(uow):
                 return
             uow.backups.fail(backup.id, Fault(message=error.message, details=error.details, created=time.time()))
+            if isinstance(error, Unwanted):  # taken for a copy that ended without it: nobody's backup
+                uow.backups.mark_deleting(backup.id)
+                uow.operations.enqueue(DELETE, backup.id)
             instance = uow.instances.get(ctx.resource_id)
             if instance is not None:
                 uow.instances.record(
@@ -216,6 +222,22 @@ class CreateBackup:
                 )
                 uow.events.add(instance.id, "backup", f"backup {backup.id} failed: {error.message}")
         remove_failed_objects(deps, backup)
+
+
+class Unwanted(PermanentError):
+    """A backup taken as a child of another operation (a replica's seed) whose parent ended without it."""
+
+
+def _still_wanted(deps: ReconcilerDeps, ctx: OperationContext) -> None:
+    """A child backup (`ctx.op.parent_id`) goes on only while its parent does: one whose parent ended (the
+    replica it seeds was deleted, or its create failed) stops here, at the start or before it completes, and
+    its backup is deleted (`on_failure`)."""
+    if ctx.op.parent_id is None:
+        return
+    with deps.db.unit_of_work(write=False) as uow:
+        parent = uow.operations.get(ctx.op.parent_id)
+    if parent is None or parent.state not in ACTIVE_STATES:
+        raise Unwanted(f"The operation this backup was taken for ({ctx.op.parent_id}) has ended without it.")
 
 
 class _Progress:

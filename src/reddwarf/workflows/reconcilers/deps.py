@@ -44,6 +44,8 @@ class ReconcilerDeps:
     backups: BackupFiles | None = None
     # Every completed backup is restored into a throwaway server and checked (`REDDWARF_VERIFY_BACKUPS`).
     verify_backups: bool = False
+    # How replicas are seeded (`Settings.replica_seed`).
+    replica_seed: str = "auto"
 
     def storage_limit(self) -> int | None:
         """What all volume reservations together may hold (see `services.capacity`, the same rule)."""

@@ -17,9 +17,8 @@ from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolTarget
 from reddwarf.domain.secret import ROOT_SECRET, Secret
 from reddwarf.domain.workload import Placement
-from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers import archive, branch, pool, replication, restore
+from reddwarf.workflows.reconcilers import archive, branch, pool, replication, restore, seeding
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
@@ -52,19 +51,6 @@ def _load(deps: ReconcilerDeps, instance_id: str) -> Instance:
     if instance is None:
         raise PermanentError(f"Instance {instance_id} no longer exists.")
     return instance
-
-
-def _forget_branch_backup(uow: UnitOfWork, backup_id: str) -> None:
-    """A branch made through a backup (`services.branches`) is made: the backup taken for it goes."""
-    backup = uow.backups.get(backup_id)
-    if backup is None or backup.deleting:
-        return
-    if uow.backups.descendants(backup_id):  # the tenant chained an incremental onto it meanwhile: theirs now
-        uow.events.add(backup.instance_id, "backup", f"backup {backup_id} (taken for a branch) kept: it is a "
-                       "parent of another backup")
-        return
-    uow.backups.mark_deleting(backup_id)
-    uow.operations.enqueue(Kind.BACKUP_DELETE, backup_id)
 
 
 def endpoint_answers(deps: ReconcilerDeps, instance: Instance, placement: Placement) -> bool:
@@ -149,8 +135,9 @@ class CreateInstance:
             ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
         elif replica:  # seeded from its primary, which is made ready for it first (its slot before any copy)
             ctx.step("source_ready", lambda: replication.prepare_source(deps, instance))
-            chosen = ctx.step("seed_from", lambda: replication.seed_from(deps, instance))
-            ctx.step("seed", lambda: replication.seed(deps, instance, placement, chosen))
+            chosen = ctx.step("seed_from", lambda: seeding.seed_from(deps, instance))
+            seeding.take_backup(ctx, deps, instance, chosen)
+            ctx.step("seed", lambda: seeding.seed(deps, instance, placement, chosen))
         elif not warm and branching is not None:  # prepared by the branch itself, on the copy
             ctx.step("branch", lambda: branch.branch_volume(deps, instance, placement))
         elif not warm:
@@ -197,11 +184,15 @@ class CreateInstance:
         )
         ctx.store_step("active", _record(
             instance, Observation.READY, "endpoint answers; instance is ready", clear_fault=True))
+        if seeding.by_backup(ctx.journal.get("seed_from")):
+            ctx.store_step("forget_seed", lambda uow: seeding.forget(uow, ctx.journal["seed_from"]))
         if restoring is not None and instance.spec.branch_source_id is not None:
-            ctx.store_step("forget_backup", lambda uow: _forget_branch_backup(uow, restoring))
+            ctx.store_step("forget_backup", lambda uow: restore.forget_backup(uow, restoring, "for a branch"))
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
+        with self.deps.db.unit_of_work() as uow:
+            seeding.forget(uow, ctx.journal.get("seed_from"))
 
     def _carries_accounts(self, instance: Instance) -> bool:
         found = self.deps.engine(instance).replication(self.deps.version_for(instance.spec))
@@ -270,6 +261,7 @@ class DeleteInstance:
             uow.instances.mark_deleted(instance_id)
             uow.reservations.release(instance_id)  # its volume is gone: the host's storage is free again
             uow.archived_logs.forget(instance_id)
+            seeding.forget_for(uow, instance_id)
             uow.events.add(instance_id, "DELETED", "instance deleted")
 
 

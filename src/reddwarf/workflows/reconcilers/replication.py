@@ -3,17 +3,15 @@ replica's leaving (docs/replication.md).
 
 A replica is created by the create reconciler with steps of its own in place of `prepare` and `initialise`:
 `source_ready` (the primary's files rewritten for the set's members and reloaded, its slot for the new
-replica made: `prepare_source`), `seed_from` (a snapshot of the primary where the runtime can take one, else
-the engine's seed over the network; journaled) and `seed`. All are idempotent; the slot of a replica that
-never finished is kept until the replica is deleted. The slot exists before the snapshot is taken, so the
-primary keeps every WAL record the copy lacks.
+replica made: `prepare_source`), then its seed (`reconcilers.seeding`: a snapshot, the engine's copy over the
+network, or a backup taken by a child operation). All are idempotent; the slot of a replica that never
+finished is kept until the replica is deleted. The slot exists before any copy is taken, so the primary keeps
+every WAL record the copy lacks.
 """
-
 from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError, TemporaryError
@@ -26,7 +24,6 @@ from reddwarf.engines.base import Replication
 from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
-from reddwarf.workflows.reconcilers.branch import copy_volume
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure
@@ -47,39 +44,7 @@ def prepare_source(deps: ReconcilerDeps, replica: Instance) -> None:
     converge_primary(deps, found)
 
 
-def seed_from(deps: ReconcilerDeps, replica: Instance) -> dict[str, Any]:
-    """How the replica's data is made, decided once (journaled: a retry never switches paths over a half-made
-    volume): a copy-on-write snapshot of its primary where the runtime can take one (milliseconds, whatever
-    the size; nothing read through the primary's server), else the engine's seed over the network."""
-    primary = _primary_of(deps, replica)
-    refusal = deps.runtime.snapshot_refusal(deps.placement(primary))
-    if refusal is not None:
-        log.info("replica %s is seeded by its engine, not from a snapshot of %s: %s", replica.id, primary.id, refusal)
-    return {"snapshot": refusal is None}
-
-
-def seed(deps: ReconcilerDeps, replica: Instance, placement: Placement, chosen: dict[str, Any]) -> None:
-    """The replica's data, as `seed_from` chose: its primary quiesced (a checkpoint) and snapshotted, the
-    replica's volume a copy of that snapshot with the engine's `seed_from_copy` fix-ups, the snapshot removed;
-    or its volume prepared and the engine's seed run into it. Nothing once initialised."""
-    if deps.runtime.initialised(placement):
-        return
-    if not chosen["snapshot"]:
-        deps.runtime.prepare(placement, deps.resources(replica))
-        deps.runtime.initialise(placement, deps.workload(replica, placement))
-        return
-    replication = deps.engine(replica).replication(deps.version_for(replica.spec))
-    if replication is None:
-        raise PermanentError(f"{replica.spec.datastore} {replica.spec.datastore_version} has no replication.")
-    primary = _primary_of(deps, replica)
-    copy_volume(deps, replica, placement, primary, deps.admin_password(primary.id),
-                replication.seed_from_copy(placement))
-    with deps.db.unit_of_work() as uow:
-        uow.events.add(replica.id, "replica", f"seeded from a snapshot of instance {primary.id}")
-    log.info("replica %s: seeded from a snapshot of %s", replica.id, primary.id)
-
-
-def _primary_of(deps: ReconcilerDeps, replica: Instance) -> Instance:
+def primary_of(deps: ReconcilerDeps, replica: Instance) -> Instance:
     with deps.db.unit_of_work(write=False) as uow:
         found = uow.replication.set_of(replica.id)
         primary = None if found is None else uow.instances.get(found.primary_id)
@@ -129,7 +94,7 @@ def mirror_accounts(deps: ReconcilerDeps, primary: Instance, replica_ids: tuple[
 def mirror_from_primary(deps: ReconcilerDeps, replica: Instance) -> None:
     """A new replica's accounts made its primary's, where replication does not bring them (a step of its
     create, once its server answers); it must succeed (its tenant logs in next)."""
-    primary = _primary_of(deps, replica)
+    primary = primary_of(deps, replica)
     replication = deps.engine(primary).replication(deps.version_for(primary.spec))
     if replication is None:
         raise PermanentError(f"{primary.spec.datastore} {primary.spec.datastore_version} has no replication.")

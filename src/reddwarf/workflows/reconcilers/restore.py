@@ -20,10 +20,12 @@ from typing import BinaryIO
 from reddwarf.domain.backup import SOURCE_ADMIN_SECRET, Backup, BackupStatus, ChainLink
 from reddwarf.domain.errors import NotYet, PermanentError
 from reddwarf.domain.instance import Instance, InstanceSpec
+from reddwarf.domain.operations import Kind
 from reddwarf.domain.secret import Secret
-from reddwarf.domain.workload import Placement, ToolSpec, WorkloadSpec
+from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec, WorkloadSpec
 from reddwarf.storage.artifact import Manifest, read_artifact
 from reddwarf.storage.base import ArtifactError
+from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.backups import TOOL_EXIT_TIMEOUT, files_of, side_files
 from reddwarf.workflows.reconcilers.deps import BackupFiles, ReconcilerDeps
 
@@ -71,10 +73,11 @@ def restore_volume(deps: ReconcilerDeps, instance: Instance, placement: Placemen
 
 def restore_into(
     deps: ReconcilerDeps, spec: InstanceSpec, backup_id: str, placement: Placement,
-    workload: Callable[[], WorkloadSpec],
+    workload: Callable[[], WorkloadSpec], after: tuple[CommandSpec, ...] = (),
 ) -> None:
     """`backup_id`'s chain into the prepared volume at `placement`, for a server of `spec` (`workload` its
-    workload: the restore's init commands replace its own); nothing if the runtime's init marker is there."""
+    workload: the restore's init commands replace its own, with `after` run last); nothing if the runtime's
+    init marker is there."""
     if deps.runtime.initialised(placement):
         return
     files = files_of(deps)
@@ -86,8 +89,23 @@ def restore_into(
         raise PermanentError(f"The engine planned {len(plan.extract)} extracts for a chain of {len(chain)}.")
     for index, (backup, tool) in enumerate(zip(chain, plan.extract, strict=True)):
         _extract(deps, files, backup, placement, index, tool)
-    deps.runtime.initialise(placement, dataclasses.replace(workload(), init=plan.init, init_files=()))
+    deps.runtime.initialise(placement, dataclasses.replace(workload(), init=(*plan.init, *after), init_files=()))
     log.info("%s: restored backup %s (a chain of %d)", placement.instance_id, backup_id, len(chain))
+
+
+def forget_backup(uow: UnitOfWork, backup_id: str, taken: str) -> None:
+    """A backup taken for one copy (`taken`: "for a branch", "to seed a replica") goes once the copy ended; kept
+    when the tenant chained an incremental onto it meanwhile (theirs now). One still being taken is left to its
+    own operation, which ends it once the copy it was taken for has ended (`backups.CreateBackup`)."""
+    backup = uow.backups.get(backup_id)
+    if backup is None or backup.deleting or backup.status in (BackupStatus.NEW, BackupStatus.BUILDING):
+        return
+    if uow.backups.descendants(backup_id):
+        uow.events.add(backup.instance_id, "backup", f"backup {backup_id} (taken {taken}) kept: it is a "
+                       "parent of another backup")
+        return
+    uow.backups.mark_deleting(backup_id)
+    uow.operations.enqueue(Kind.BACKUP_DELETE, backup_id)
 
 
 def _extract(
