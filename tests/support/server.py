@@ -28,8 +28,10 @@ import httpx
 from reddwarf.client import ReddwarfClient
 from reddwarf.runtimes.local.paths import instance_key
 from tests.conftest import SCRATCH_BASE
+from tests.support.zygote import Spawned, zygote
 
 REDDWARF = str(Path(sys.executable).with_name("reddwarf"))
+Process = subprocess.Popen[bytes] | Spawned
 # Deadlines of the tests' waits on real servers, and how often they poll (a create settles in seconds).
 ACTIVE_TIMEOUT = 120.0
 DELETE_TIMEOUT = 60.0
@@ -71,7 +73,7 @@ class ReddwarfProcesses:
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     user_prefix: str = field(default_factory=new_user_prefix)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: list[Process] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -98,16 +100,24 @@ class ReddwarfProcesses:
         }
         return env
 
-    def start_server(self, **env: str) -> subprocess.Popen[bytes]:
-        with (self.state_dir / f"server-{len(self.procs)}.log").open("ab") as log:
-            proc = subprocess.Popen([REDDWARF, "server"], env=self.env(**env), stdout=log, stderr=log)
-        self.procs.append(proc)
+    def start_server(self, **env: str) -> Process:
+        proc = self._start("server", env)
         wait_for(self._healthy, 60, "the API to answer /healthcheck")
         return proc
 
-    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
-        with (self.state_dir / f"worker-{len(self.procs)}.log").open("ab") as log:
-            proc = subprocess.Popen([REDDWARF, "worker"], env=self.env(**env), stdout=log, stderr=log)
+    def start_worker(self, **env: str) -> Process:
+        return self._start("worker", env)
+
+    def _start(self, command: str, env: dict[str, str]) -> Process:
+        """`reddwarf <command>`, forked by the test session's zygote (`tests.support.zygote`: the same entry
+        point without two seconds of imports per process), or spawned when REDDWARF_TEST_NO_ZYGOTE is set."""
+        log = self.state_dir / f"{command}-{len(self.procs)}.log"
+        proc: Process
+        if os.environ.get("REDDWARF_TEST_NO_ZYGOTE"):
+            with log.open("ab") as out:
+                proc = subprocess.Popen([REDDWARF, command], env=self.env(**env), stdout=out, stderr=out)
+        else:
+            proc = zygote().spawn([command], self.env(**env), log)
         self.procs.append(proc)
         return proc
 
@@ -149,7 +159,7 @@ class ReddwarfProcesses:
         self._stop(self.procs)
         self.procs.clear()
 
-    def _stop(self, procs: list[subprocess.Popen[bytes]]) -> None:
+    def _stop(self, procs: list[Process]) -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
