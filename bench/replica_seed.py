@@ -1,13 +1,16 @@
-"""How long a replica create takes, seeded from a copy-on-write snapshot of its primary or by pg_basebackup.
+"""How long a replica create takes, seeded from a copy-on-write snapshot of its primary, by pg_basebackup, or
+from a backup of its primary taken for it.
 
-Two `reddwarf server`s on scratch directories, one with the copy-on-write volume pool (replicas are seeded from
-a snapshot of their primary, docs/replication.md) and one without (`REDDWARF_LOCAL_USE_COW_POOL=false`: seeded
-by pg_basebackup through the replica's slot). In each, a PostgreSQL source holding `--gb` of pgbench data, then
+Three `reddwarf server`s on scratch directories: one with the copy-on-write volume pool (replicas are seeded
+from a snapshot of their primary, docs/replication.md), one without (`REDDWARF_LOCAL_USE_COW_POOL=false`:
+seeded by pg_basebackup through the replica's slot), and one with `REDDWARF_REPLICA_SEED=backup` (a full backup
+of the primary, by a child operation, restored into the replica: Trove's way, MariaDB's without a pool). In
+each, a PostgreSQL source holding `--gb` of pgbench data, then
 `--runs` replica creates, each timed from the POST to the replica ACTIVE (its data checked against the source's)
 and deleted again.
 
-The figure is the ratio of the two medians (pg_basebackup's seed is the raw tool here: it is what a replica
-create costs without the pool). The last line is one JSON object.
+The figures are the ratios of the snapshot's and the backup's medians to pg_basebackup's (the raw tool here:
+what a replica create costs without the pool). The last line is one JSON object.
 
     python bench/replica_seed.py [--gb 1] [--runs 3] [--version 18]
 """
@@ -46,6 +49,7 @@ MODES = {
     # mode: (address pool, user prefix, extra settings)
     "snapshot": ("127.0.97.0/24", "rdrs-", {}),
     "pg_basebackup": ("127.0.96.0/24", "rdrb-", {"REDDWARF_LOCAL_USE_COW_POOL": "false"}),
+    "backup": ("127.0.183.0/24", "rdrk-", {"REDDWARF_REPLICA_SEED": "backup"}),
 }
 
 
@@ -104,9 +108,12 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
         figures["modes"][mode] = result
         print(f"{mode}: replica create median {result['create_median_s']:.3f} s {result['create_s']}", flush=True)
-    snapshot, basebackup = (figures["modes"][m]["create_median_s"] for m in ("snapshot", "pg_basebackup"))
+    snapshot, basebackup, backup = (figures["modes"][m]["create_median_s"]
+                                    for m in ("snapshot", "pg_basebackup", "backup"))
     figures["ratio_snapshot_to_pg_basebackup"] = round(snapshot / basebackup, 3)
-    print(f"a snapshot seed takes {figures['ratio_snapshot_to_pg_basebackup']:.2f}x the time of pg_basebackup's")
+    figures["ratio_backup_to_pg_basebackup"] = round(backup / basebackup, 3)
+    print(f"a snapshot seed takes {figures['ratio_snapshot_to_pg_basebackup']:.2f}x the time of pg_basebackup's, "
+          f"a backup seed {figures['ratio_backup_to_pg_basebackup']:.2f}x")
     print(json.dumps(figures))
 
 
