@@ -13,7 +13,7 @@ DEBIAN_PACKAGES=(
   postgresql-15 postgresql-client-15
   mariadb-server mariadb-client mariadb-backup
   redis-server redis-tools
-  e2fsprogs xfsprogs util-linux passwd procps iproute2
+  e2fsprogs xfsprogs util-linux passwd procps iproute2 nftables
 )
 
 install_system() {

@@ -1,0 +1,106 @@
+"""The local runtime's endpoint table with real nftables (docs/failover.md "The writer endpoint"): a client on
+this host that connects to an endpoint reaches the member it routes to, and after the table is rewritten new
+connections reach the new member while one made before stays where it was (fencing must end it); the control
+plane's marked sockets are never translated; clearing the table leaves the address unserved; two
+installations' tables do not touch each other."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from reddwarf.runtimes.local.endpoints import Endpoints, Route, mark_control, table_name
+
+A, B, C, ENDPOINT = "127.0.186.1", "127.0.186.2", "127.0.186.3", "127.0.186.10"
+
+
+class Member:
+    """A TCP server that answers every connection with its name, then echoes it again per line."""
+
+    def __init__(self, address: str, port: int, name: bytes) -> None:
+        self.server = socket.create_server((address, port))
+        self.name = name
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while conn.recv(16):
+                    conn.sendall(self.name)
+            except OSError:
+                return
+
+
+def _who(port: int, *, marked: bool = False, address: str = ENDPOINT) -> bytes:
+    with socket.socket() as sock:
+        if marked:
+            mark_control(sock)
+        sock.settimeout(2)
+        sock.connect((address, port))
+        sock.sendall(b"?")
+        return sock.recv(16)
+
+
+@pytest.fixture
+def port() -> int:
+    with socket.socket() as probe:
+        probe.bind((A, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def endpoints() -> Iterator[Endpoints]:
+    table = Endpoints(table_name(f"test_{secrets.token_hex(4)}"))
+    try:
+        yield table
+    finally:
+        table.clear()
+
+
+def test_an_endpoint_follows_its_route_and_a_kept_connection_stays(endpoints: Endpoints, port: int) -> None:
+    members = [Member(A, port, b"A"), Member(B, port, b"B")]
+    try:
+        endpoints.apply([Route(ENDPOINT, port, A, port)])
+        assert _who(port) == b"A"
+        with socket.create_connection((ENDPOINT, port), timeout=2) as kept:
+            kept.sendall(b"?")
+            assert kept.recv(16) == b"A"
+            endpoints.apply([Route(ENDPOINT, port, B, port)])
+            assert _who(port) == b"B"  # a new connection: the new member
+            kept.sendall(b"?")
+            assert kept.recv(16) == b"A"  # the old one stays with the old member until it is ended
+        with pytest.raises(ConnectionRefusedError):  # the control plane reaches the address itself
+            _who(port, marked=True)
+        endpoints.clear()
+        with pytest.raises(ConnectionRefusedError):
+            _who(port)
+    finally:
+        for member in members:
+            member.server.close()
+
+
+def test_a_member_at_its_own_address_needs_no_rule_and_tables_stay_apart(endpoints: Endpoints, port: int) -> None:
+    members = [Member(A, port, b"A"), Member(C, port, b"C")]
+    other = Endpoints(table_name(f"test_{secrets.token_hex(4)}"))
+    try:
+        endpoints.apply([Route(A, port, A, port)])
+        assert _who(port, address=A) == b"A"
+        other.apply([Route(ENDPOINT, port, C, port)])
+        endpoints.apply([])  # rewriting one installation's table leaves the other's routes
+        assert _who(port) == b"C"
+    finally:
+        other.clear()
+        for member in members:
+            member.server.close()

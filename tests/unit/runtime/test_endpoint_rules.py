@@ -1,0 +1,32 @@
+"""The endpoint table's nft script (`runtimes.local.endpoints.render`): replaced whole in one transaction, the
+control plane's mark let through first, one rule per route that moves a connection, and nothing but plain
+IPv4 addresses, ports and table names ever written into it."""
+
+from __future__ import annotations
+
+import pytest
+
+from reddwarf.runtimes.local.endpoints import CONTROL_MARK, Route, render, table_name
+
+
+def test_the_table_is_replaced_whole_with_one_rule_per_moved_endpoint() -> None:
+    script = render("reddwarf_x", [Route("127.0.9.1", 5432, "127.0.9.2", 5432),
+                                   Route("127.0.9.3", 6379, "127.0.9.3", 6379)])
+    lines = script.splitlines()
+    assert lines[:3] == ["add table ip reddwarf_x", "delete table ip reddwarf_x", "table ip reddwarf_x {"]
+    assert f"    meta mark {CONTROL_MARK:#x} return" in lines
+    dnat = [line.strip() for line in lines if "dnat" in line]
+    assert dnat == ["ip daddr 127.0.9.1 tcp dport 5432 dnat to 127.0.9.2:5432"]  # the unmoved one needs none
+
+
+@pytest.mark.parametrize(("address", "port"), [("127.0.9.1; flush ruleset", 5432), ("::1", 5432),
+                                               ("127.000.9.1", 5432), ("127.0.9.1", 0), ("127.0.9.1", 70000)])
+def test_only_plain_ipv4_addresses_and_ports_make_a_route(address: str, port: int) -> None:
+    with pytest.raises(ValueError):
+        Route(address, port, "127.0.9.2", 5432)
+
+
+def test_table_names_are_made_safe() -> None:
+    assert table_name("rt1a2b-") == "reddwarf_rt1a2b"
+    with pytest.raises(ValueError):
+        render("x; flush ruleset", [])
