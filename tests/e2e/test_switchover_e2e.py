@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from reddwarf.client import Instance, ReddwarfClient
-from reddwarf.client.errors import ReddwarfAPIError
+from reddwarf.client.errors import ReddwarfAPIError, WaitTimeout
 from reddwarf.store.database import Database
 from tests.e2e.test_cli_e2e import cli
 from tests.e2e.test_replication_e2e import _events, _eventually_on, _replication, _source, _sql, squatter_user
@@ -37,6 +37,7 @@ from tests.support.writer import Writer
 __all__ = ["squatter_user"]  # the fixture, shared with the replication module
 
 SWITCH_TIMEOUT = 120.0
+REJOIN_TIMEOUT = 300.0
 EJECT_AFTER = 2.0
 
 
@@ -210,7 +211,13 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
         _sql(primary, "insert into t values (-2, 'after the failover') returning 1")
         _eventually_on(other, "select v from t where id = -2", "after the failover")
         # Its address free again, the old primary rejoins: rewound from the new primary, it follows it, read-only.
-        rejoined = client.wait_for_instance(source.id, timeout=SWITCH_TIMEOUT)
+        # Its rejoin may have started the server while the squatter still held the address: a start that does not
+        # answer is waited for up to the start's deadline (60 s), then retried after a backoff (up to 30 s).
+        try:
+            rejoined = client.wait_for_instance(source.id, timeout=REJOIN_TIMEOUT)
+        except WaitTimeout as exc:  # what the rejoin was doing, for whoever reads the failure
+            events = _events(reddwarf, source.id)[-12:]
+            raise AssertionError(f"{exc}\nevents: {events}\n{reddwarf.log_tail(80)}") from None
         assert rejoined.source_id == primary.id and _replication(client, source.id)["role"] == "replica"
         _eventually_on(rejoined, "select v from t where id = -2", "after the failover")
         assert _sql(rejoined, "select pg_is_in_recovery()") is True

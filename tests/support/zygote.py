@@ -8,16 +8,21 @@ its log file and runs the real entry point (`reddwarf.cli.main.main`), exactly a
 would, from the command's own settings on. Each child is a real process: the tests signal it (a SIGKILL at
 a crash point is a real one) and wait for its exit status, which the zygote, its parent, collects.
 
-Protocol (one JSON object per line): the test process writes `{"run": argv, "env": {...}, "log": path}`
-(answered `{"pid": n}`) or `{"signal": pid, "number": n}` (answered `{"signalled": bool}`: false once the
-child exited, so a reused pid is never signalled); the zygote writes `{"exited": pid, "code": n}` (the
-`subprocess` convention: -N for signal N) whenever a child ends. When the test process goes, so do the
-zygote and its children (SIGTERM, then SIGKILL).
+Protocol (one JSON object per line; every request carries an `id`, echoed by its answer): the test process
+writes `{"run": argv, "env": {...}, "log": path}` (answered `{"pid": n, "child": k}`: `k` a serial number that
+is never reused, unlike a pid) or `{"signal": k, "number": n}` (answered `{"signalled": bool}`: false once
+the child exited); the zygote writes `{"exited": k, "code": n}` (the `subprocess` convention: -N for signal
+N) whenever a child ends, and `{"error": ...}` for a request it could not carry out. When the test process
+goes, so do the zygote and its children (SIGTERM, then SIGKILL); a child dies with the zygote
+(`PR_SET_PDEATHSIG`). A child ends as the script would: its non-daemon threads joined, `atexit` run.
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import gc
+import itertools
 import json
 import os
 import random
@@ -40,26 +45,27 @@ _STOP_GRACE = 10.0
 class Spawned:
     """A child of the zygote, as much of `subprocess.Popen` as the tests use."""
 
-    def __init__(self, zygote: Zygote, pid: int, args: list[str]) -> None:
+    def __init__(self, zygote: Zygote, pid: int, child: int, args: list[str]) -> None:
         self._zygote = zygote
         self.pid = pid
+        self.child = child
         self.args = args
 
     @property
     def returncode(self) -> int | None:
-        return self._zygote.exit_code(self.pid)
+        return self._zygote.exit_code(self.child)
 
     def poll(self) -> int | None:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        code = self._zygote.wait(self.pid, timeout)
+        code = self._zygote.wait(self.child, timeout)
         if code is None:
             raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
         return code
 
     def send_signal(self, number: int) -> None:
-        self._zygote.signal(self.pid, number)
+        self._zygote.signal(self.child, number)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -77,10 +83,11 @@ class Zygote:
             [sys.executable, "-m", "tests.support.zygote"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, cwd=str(Path(__file__).resolve().parents[2]),
         )
-        self._lock = threading.Lock()  # one request at a time, answered in order
+        self._lock = threading.Lock()  # one request at a time
         self._changed = threading.Condition()
-        self._answers: list[dict[str, Any]] = []
-        self._exits: dict[int, int] = {}
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._exits: dict[int, int] = {}  # child serial number -> exit code
+        self._next_request = 0
         self._reader = threading.Thread(target=self._read, name="zygote-reader", daemon=True)
         self._reader.start()
 
@@ -89,39 +96,46 @@ class Zygote:
 
     def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> Spawned:
         answer = self._ask({"run": argv, "env": env, "log": str(log)})
-        return Spawned(self, int(answer["pid"]), ["reddwarf", *argv])
+        return Spawned(self, int(answer["pid"]), int(answer["child"]), ["reddwarf", *argv])
 
-    def signal(self, pid: int, number: int) -> None:
-        self._ask({"signal": pid, "number": int(number)})
+    def signal(self, child: int, number: int) -> None:
+        self._ask({"signal": child, "number": int(number)})
 
-    def exit_code(self, pid: int) -> int | None:
+    def exit_code(self, child: int) -> int | None:
         with self._changed:
-            return self._exits.get(pid)
+            return self._exits.get(child)
 
-    def wait(self, pid: int, timeout: float | None) -> int | None:
+    def wait(self, child: int, timeout: float | None) -> int | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while pid not in self._exits:
+            while child not in self._exits:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                if self._process.poll() is not None and pid not in self._exits:
+                if not self.alive():  # its children died with it (PR_SET_PDEATHSIG)
                     raise RuntimeError("the zygote ended before its child did")
                 self._changed.wait(timeout=1.0 if left is None else min(left, 1.0))
-            return self._exits[pid]
+            return self._exits[child]
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         stdin = self._process.stdin
-        if stdin is None or self._process.poll() is not None:
-            raise RuntimeError("the zygote is not running")
         with self._lock:
-            stdin.write((json.dumps(request) + "\n").encode())
+            if stdin is None or not self.alive():
+                raise RuntimeError("the zygote is not running")
+            self._next_request += 1
+            number = self._next_request
+            stdin.write((json.dumps({**request, "id": number}) + "\n").encode())
             stdin.flush()
+            deadline = time.monotonic() + 60.0
             with self._changed:
-                while not self._answers:
-                    if not self._changed.wait(timeout=60.0):
+                while number not in self._answers:
+                    if time.monotonic() > deadline or not self.alive():
                         raise RuntimeError(f"the zygote did not answer {sorted(request)}")
-                return self._answers.pop(0)
+                    self._changed.wait(timeout=1.0)
+                answer = self._answers.pop(number)
+        if "error" in answer:
+            raise RuntimeError(f"the zygote could not {sorted(request)}: {answer['error']}")
+        return answer
 
     def _read(self) -> None:
         stdout = self._process.stdout
@@ -132,7 +146,7 @@ class Zygote:
                 if "exited" in message:
                     self._exits[int(message["exited"])] = int(message["code"])
                 else:
-                    self._answers.append(message)
+                    self._answers[int(message["id"])] = message
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
@@ -167,7 +181,7 @@ def _serve() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     requests, answers = sys.stdin.buffer, sys.stdout
-    children: set[int] = set()
+    children: dict[int, int] = {}  # pid -> serial number
     pending = b""
     try:
         while True:
@@ -182,32 +196,45 @@ def _serve() -> None:
                 pending += chunk
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
-                    _handle(json.loads(line), children, answers, (wake_r, wake_w))
+                    request = json.loads(line)
+                    try:
+                        _handle(request, children, answers, (wake_r, wake_w))
+                    except Exception as exc:  # one request failed (a fork refused): the others go on
+                        _send(answers, {"id": request.get("id"), "error": repr(exc)})
     finally:
         _stop_children(children)
 
 
-def _handle(request: dict[str, Any], children: set[int], answers: IO[str], wake: tuple[int, int]) -> None:
+def _handle(request: dict[str, Any], children: dict[int, int], answers: IO[str], wake: tuple[int, int]) -> None:
     if "signal" in request:
-        pid = int(request["signal"])
+        child = int(request["signal"])
         _reap(children, answers)  # a child that ended is reaped first: its pid is never signalled again
-        alive = pid in children
-        if alive:
+        pid = next((pid for pid, serial in children.items() if serial == child), None)
+        if pid is not None:
             os.kill(pid, int(request["number"]))
-        _send(answers, {"signalled": alive})
+        _send(answers, {"id": request["id"], "signalled": pid is not None})
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    serial = _serial()
     pid = os.fork()
     if pid == 0:
         _child(list(request["run"]), dict(request["env"]), str(request["log"]), wake)
-    children.add(pid)
-    _send(answers, {"pid": pid})
+    children[pid] = serial
+    _send(answers, {"id": request["id"], "pid": pid, "child": serial})
+
+
+_serials = itertools.count(1)
+
+
+def _serial() -> int:
+    return next(_serials)
 
 
 def _child(argv: list[str], env: dict[str, str], log: str, wake: tuple[int, int]) -> None:
     code = 1
     try:
+        _die_with_parent()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in wake:
@@ -230,17 +257,41 @@ def _child(argv: list[str], env: dict[str, str], log: str, wake: tuple[int, int]
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = -signal.SIGINT
     except BaseException:  # whatever ended the command, its log says so
         traceback.print_exc()
     finally:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _finish_as_the_script_would()
+            if code < 0:  # as the interpreter does after an uncaught KeyboardInterrupt: die of the signal
+                signal.signal(-code, signal.SIG_DFL)
+                os.kill(os.getpid(), -code)
         finally:
-            os._exit(code)
+            os._exit(1 if code < 0 else code)
 
 
-def _reap(children: set[int], answers: IO[str]) -> None:
+def _finish_as_the_script_would() -> None:
+    """What the interpreter does when the `reddwarf` script's main returns: wait for non-daemon threads, run
+    the atexit functions (logging's flush among them), flush the standard streams."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: SIGKILL when the zygote ends, so that no worker outlives the test session."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() == 1:  # the zygote ended before the call
+        os._exit(1)
+
+
+def _reap(children: dict[int, int], answers: IO[str]) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -248,8 +299,9 @@ def _reap(children: set[int], answers: IO[str]) -> None:
             return
         if pid == 0:
             return
-        children.discard(pid)
-        _send(answers, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+        serial = children.pop(pid, None)
+        if serial is not None:
+            _send(answers, {"exited": serial, "code": os.waitstatus_to_exitcode(status)})
 
 
 def _send(answers: IO[str], message: dict[str, Any]) -> None:
@@ -257,13 +309,13 @@ def _send(answers: IO[str], message: dict[str, Any]) -> None:
     answers.flush()
 
 
-def _stop_children(children: set[int]) -> None:
+def _stop_children(children: dict[int, int]) -> None:
     for number in (signal.SIGTERM, signal.SIGKILL):
         for pid in list(children):
             try:
                 os.kill(pid, number)
             except ProcessLookupError:
-                children.discard(pid)
+                children.pop(pid, None)
         deadline = time.monotonic() + _STOP_GRACE
         while children and time.monotonic() < deadline:
             try:
@@ -273,7 +325,7 @@ def _stop_children(children: set[int]) -> None:
             if pid == 0:
                 time.sleep(0.05)
             else:
-                children.discard(pid)
+                children.pop(pid, None)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ installations' tables do not touch each other."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
@@ -19,12 +20,20 @@ A, B, C, ENDPOINT = "127.0.186.1", "127.0.186.2", "127.0.186.3", "127.0.186.10"
 
 
 class Member:
-    """A TCP server that answers every connection with its name, then echoes it again per line."""
+    """A TCP server that answers each message of every connection with its name."""
 
     def __init__(self, address: str, port: int, name: bytes) -> None:
         self.server = socket.create_server((address, port))
         self.name = name
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop listening (a shutdown wakes the thread blocked in accept) and let the thread end."""
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        self._thread.join(5)
 
     def _serve(self) -> None:
         while True:
@@ -69,30 +78,42 @@ def endpoints() -> Iterator[Endpoints]:
         table.clear()
 
 
-def test_an_endpoint_follows_its_route_and_a_kept_connection_stays(endpoints: Endpoints, port: int) -> None:
-    members = [Member(A, port, b"A"), Member(B, port, b"B")]
+@pytest.fixture
+def members() -> Iterator[list[Member]]:
+    made: list[Member] = []
     try:
-        endpoints.apply([Route(ENDPOINT, port, A, port)])
-        assert _who(port) == b"A"
-        with socket.create_connection((ENDPOINT, port), timeout=2) as kept:
-            kept.sendall(b"?")
-            assert kept.recv(16) == b"A"
-            endpoints.apply([Route(ENDPOINT, port, B, port)])
-            assert _who(port) == b"B"  # a new connection: the new member
-            kept.sendall(b"?")
-            assert kept.recv(16) == b"A"  # the old one stays with the old member until it is ended
-        with pytest.raises(ConnectionRefusedError):  # the control plane reaches the address itself
-            _who(port, marked=True)
-        endpoints.clear()
-        with pytest.raises(ConnectionRefusedError):
-            _who(port)
+        yield made
     finally:
-        for member in members:
-            member.server.close()
+        for member in made:
+            member.close()
 
 
-def test_a_member_at_its_own_address_needs_no_rule_and_tables_stay_apart(endpoints: Endpoints, port: int) -> None:
-    members = [Member(A, port, b"A"), Member(C, port, b"C")]
+def test_an_endpoint_follows_its_route_and_a_kept_connection_stays(
+    endpoints: Endpoints, members: list[Member], port: int
+) -> None:
+    members.append(Member(A, port, b"A"))
+    members.append(Member(B, port, b"B"))
+    endpoints.apply([Route(ENDPOINT, port, A, port)])
+    assert _who(port) == b"A"
+    with socket.create_connection((ENDPOINT, port), timeout=2) as kept:
+        kept.sendall(b"?")
+        assert kept.recv(16) == b"A"
+        endpoints.apply([Route(ENDPOINT, port, B, port)])
+        assert _who(port) == b"B"  # a new connection: the new member
+        kept.sendall(b"?")
+        assert kept.recv(16) == b"A"  # the old one stays with the old member until it is ended
+    with pytest.raises(ConnectionRefusedError):  # the control plane reaches the address itself
+        _who(port, marked=True)
+    endpoints.clear()
+    with pytest.raises(ConnectionRefusedError):
+        _who(port)
+
+
+def test_a_member_at_its_own_address_needs_no_rule_and_tables_stay_apart(
+    endpoints: Endpoints, members: list[Member], port: int
+) -> None:
+    members.append(Member(A, port, b"A"))
+    members.append(Member(C, port, b"C"))
     other = Endpoints(table_name(f"test_{secrets.token_hex(4)}"))
     try:
         endpoints.apply([Route(A, port, A, port)])
@@ -102,5 +123,3 @@ def test_a_member_at_its_own_address_needs_no_rule_and_tables_stay_apart(endpoin
         assert _who(port) == b"C"
     finally:
         other.clear()
-        for member in members:
-            member.server.close()

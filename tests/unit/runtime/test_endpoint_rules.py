@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from reddwarf.runtimes.local.endpoints import CONTROL_MARK, Route, render, table_name
+from reddwarf.runtimes.local.endpoints import CONTROL_MARK, Endpoints, Route, render, table_name
 
 
 def test_the_table_is_replaced_whole_with_one_rule_per_moved_endpoint() -> None:
@@ -20,13 +20,18 @@ def test_the_table_is_replaced_whole_with_one_rule_per_moved_endpoint() -> None:
 
 
 @pytest.mark.parametrize(("address", "port"), [("127.0.9.1; flush ruleset", 5432), ("::1", 5432),
-                                               ("127.000.9.1", 5432), ("127.0.9.1", 0), ("127.0.9.1", 70000)])
+                                               ("127.000.9.1", 5432), ("127.0.9.1", 0), ("127.0.9.1", 70000),
+                                               ("127.0.9.1", 5432.0), ("127.0.9.1", True)])
 def test_only_plain_ipv4_addresses_and_ports_make_a_route(address: str, port: int) -> None:
     with pytest.raises(ValueError):
         Route(address, port, "127.0.9.2", 5432)
 
 
-def test_table_names_are_made_safe() -> None:
-    assert table_name("rt1a2b-") == "reddwarf_rt1a2b"
-    with pytest.raises(ValueError):
-        render("x; flush ruleset", [])
+def test_table_names_are_made_safe_and_apart() -> None:
+    assert table_name("rt1a2b-").startswith("reddwarf_rt1a2b_")
+    assert table_name("rt-a") != table_name("rt_A")
+    for bad in ("x; flush ruleset", "x\nflush ruleset"):
+        with pytest.raises(ValueError):
+            render(bad, [])
+        with pytest.raises(ValueError):
+            Endpoints(bad)

@@ -17,6 +17,7 @@ before it is written into the nft script all the same.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import socket
@@ -48,7 +49,7 @@ class Route:
             if parsed.version != 4 or str(parsed) != value:
                 raise ValueError(f"an endpoint route takes IPv4 addresses written plainly, not {value!r}")
         for port in (self.port, self.target_port):
-            if isinstance(port, bool) or not 0 < port < 65536:
+            if type(port) is not int or not 0 < port < 65536:
                 raise ValueError(f"an endpoint route takes ports 1-65535, not {port!r}")
 
     @property
@@ -57,17 +58,23 @@ class Route:
 
 
 def table_name(installation: str) -> str:
-    """The nft table of one installation (its OS-user prefix, say): letters, digits and underscores."""
-    cleaned = re.sub(r"[^a-z0-9_]", "_", installation.lower()).strip("_")
+    """The nft table of one installation (its OS-user prefix, say): letters, digits and underscores, and a
+    digest of the name as given, so that two names that read alike ("rt-a", "rt_A") get tables of their own."""
+    cleaned = re.sub(r"[^a-z0-9_]", "_", installation.lower()).strip("_")[:32]
     if not cleaned:
         raise ValueError(f"no table name can be made of {installation!r}")
-    return f"reddwarf_{cleaned}"[:64]
+    return f"reddwarf_{cleaned}_{hashlib.sha256(installation.encode()).hexdigest()[:8]}"
+
+
+def _checked(table: str) -> str:
+    if re.fullmatch(r"[a-z][a-z0-9_]{0,63}", table) is None:
+        raise ValueError(f"not a table name: {table!r}")
+    return table
 
 
 def render(table: str, routes: Iterable[Route]) -> str:
     """Pure: the `nft -f` script that replaces `table` with one holding `routes`, atomically."""
-    if re.fullmatch(r"[a-z][a-z0-9_]{0,63}", table) is None:
-        raise ValueError(f"not a table name: {table!r}")
+    _checked(table)
     rules = [f"    ip daddr {r.address} tcp dport {r.port} dnat to {r.target}:{r.target_port}"
              for r in sorted(set(routes)) if r.needed]
     return "\n".join([
@@ -88,7 +95,7 @@ class Endpoints:
     """The installation's endpoint table on this host."""
 
     def __init__(self, table: str, nft: str = NFT) -> None:
-        self.table = table
+        self.table = _checked(table)
         self._nft = nft
 
     def apply(self, routes: Iterable[Route]) -> None:
@@ -106,8 +113,9 @@ class Endpoints:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TemporaryError(f"nft could not be run: {exc}") from None
         if done.returncode != 0:
-            why = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
-            raise TemporaryError(f"nft refused the endpoint table {self.table}: {why[0][:300]}")
+            lines = done.stderr.decode("utf-8", "replace").splitlines()
+            why = next((line for line in lines if "Error:" in line), lines[0] if lines else "no reason given")
+            raise TemporaryError(f"nft refused the endpoint table {self.table}: {why.strip()[:300]}")
 
 
 def mark_control(sock: socket.socket) -> None:
