@@ -312,8 +312,8 @@ class MariadbReplication:
 
     def seed(self, upstream: Placement, placement: Placement, slot: str) -> tuple[CommandSpec, ...]:
         """MariaDB is seeded from a copy-on-write snapshot or a backup of its primary, never over the network
-        (mariadb-backup reads the primary's files, which the replica's OS user never may). Not chosen
-        (`seeds_over_network`): a command that says so."""
+        (mariadb-backup reads the primary's files, which the replica's OS user never may). Never chosen
+        (`seeds`): a command that says so."""
         message = ("MariaDB replicas are seeded from a copy-on-write snapshot or a backup of their primary, "
                    "not over the network")
         return (CommandSpec(argv=("/bin/sh", "-c", 'echo "$1" >&2; exit 1', "sh", message)),)

@@ -191,8 +191,9 @@ class CreateInstance:
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
-        with self.deps.db.unit_of_work() as uow:
-            seeding.forget(uow, ctx.journal.get("seed_from"))
+        if seeding.by_backup(ctx.journal.get("seed_from")):
+            with self.deps.db.unit_of_work() as uow:
+                seeding.forget(uow, ctx.journal["seed_from"])
 
     def _carries_accounts(self, instance: Instance) -> bool:
         found = self.deps.engine(instance).replication(self.deps.version_for(instance.spec))

@@ -54,7 +54,8 @@ def seed_from(deps: ReconcilerDeps, replica: Instance) -> dict[str, Any]:
         raise PermanentError(f"Replica {replica.id}: {exc}.") from None
     log.info("replica %s of %s is seeded from %s", replica.id, primary.id,
              "a snapshot" if chosen is Seed.SNAPSHOT else "a backup" if chosen is Seed.BACKUP else "its server")
-    # "snapshot" as a release before backups wrote it: a create it journaled finishes the way it chose.
+    # "snapshot" too, the only key a release before backup seeds reads (a worker of it, during a rolling upgrade,
+    # may resume this create); `chosen_seed` reads a journal of such a release the same way.
     found: dict[str, Any] = {"seed": chosen.value, "snapshot": chosen is Seed.SNAPSHOT}
     if chosen is Seed.BACKUP:
         found["backup"] = str(uuid.uuid4())
@@ -141,7 +142,7 @@ def by_backup(chosen: StepResult | None) -> bool:
 def forget(uow: UnitOfWork, chosen: StepResult | None) -> None:
     """The backup taken to seed a replica goes (its create ended, made or failed); kept when the tenant
     chained an incremental onto it meanwhile (theirs now). Nothing for another seed."""
-    if chosen is None or not by_backup(chosen):
+    if chosen is None or not by_backup(chosen):  # (None: for the type checker; by_backup says so too)
         return
     restore.forget_backup(uow, str(chosen["backup"]), "to seed a replica")
 
