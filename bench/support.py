@@ -24,6 +24,8 @@ import httpx
 import pymysql
 import redis
 
+from reddwarf.runtimes.local.endpoints import clear_tables_of
+
 SCRATCH = Path("/var/tmp/reddwarf-bench")
 PG_BIN = {"15": Path("/usr/lib/postgresql/15/bin"), "18": Path("/opt/reddwarf/engines/postgresql/18/bin")}
 GIB = 1024**3
@@ -207,3 +209,4 @@ def sweep(root: Path, user_prefix: str, also: tuple[str, ...] = ()) -> None:
     for group in grp.getgrall():  # replication sets' groups (`<prefix>set-...`)
         if group.gr_name.startswith(user_prefix):
             subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)
+    clear_tables_of(user_prefix)  # the installation's endpoint table: kernel state that outlives the server

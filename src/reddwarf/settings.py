@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     # Seconds a replication source must have been unhealthy (its server down, or not answering) before it may
     # be ejected (a failover; Trove's `agent_heartbeat_expiry`, 90 s).
     eject_after: float = Field(default=90.0, ge=0)
+    # Automatic failover (docs/failover.md): the RTO budget is `failover_check_interval` + the ping's timeout
+    # (detection), `failover_grace` (a primary must fail every look for that long), then the failover itself.
+    # Seconds between two looks at the primary of every set that fails over by itself.
+    failover_check_interval: float = Field(default=0.25, gt=0)
+    # Seconds a primary's login-free ping may take before the look counts it as not answering.
+    failover_ping_timeout: float = Field(default=0.5, gt=0)
+    # Seconds a primary must have been dead or hung, on every look, before its set fails over.
+    failover_grace: float = Field(default=2.0, ge=0)
+    # Seconds after an automatic failover during which its set does not fail over by itself again (no flapping).
+    failover_quiet: float = Field(default=300.0, ge=0)
     # How a new replica gets its data (docs/replication.md, "Seeding"): "auto" a copy-on-write snapshot of its
     # primary where the runtime can take one, else the engine's copy over the network (pg_basebackup; Redis's
     # full sync), else a full backup of the primary taken for it (MariaDB); "backup" the backup wherever the

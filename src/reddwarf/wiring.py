@@ -46,7 +46,7 @@ from reddwarf.store.secrets import KeyFileError
 from reddwarf.workflows.kernel.dispatch import Dispatcher
 from reddwarf.workflows.kernel.worker import new_worker_id
 from reddwarf.workflows.reconcilers.deps import BackupFiles, ReconcilerDeps
-from reddwarf.workflows.worker import POOL_KINDS, build_health, build_workers
+from reddwarf.workflows.worker import FAILOVER_KINDS, POOL_KINDS, build_failover, build_health, build_workers
 
 log = logging.getLogger(__name__)
 
@@ -261,21 +261,25 @@ class Components:
         )
 
     def start_workers(self, count: int) -> None:
-        """`count` worker threads (and the warm pool's own lane when the pool is on)."""
+        """`count` worker threads (and the warm pool's own lane when the pool is on, and the failovers' lane)."""
         workers = build_workers(
             self.reconciler_deps(), self.settings, count, dispatcher=self._dispatcher, pool_wake=self._pool_wake
         )
         for n, worker in enumerate(workers):
-            name = "pool-worker" if worker.only_kinds else f"worker-{n}"
+            name = ("failover-worker" if worker.only_kinds == FAILOVER_KINDS
+                    else "pool-worker" if worker.only_kinds else f"worker-{n}")
             thread = threading.Thread(target=worker.run, args=(self._stop,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         if workers:  # health is observed apart from the workers, by one process of those sharing the store
-            health = build_health(self.reconciler_deps(), self.settings, new_worker_id())
-            self._interrupts.append(health.interrupt)  # it waits on its own alarm, not on the stop event
-            thread = threading.Thread(target=health.run, args=(self._stop,), name="health", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            owner = new_worker_id()
+            observers = (("health", build_health(self.reconciler_deps(), self.settings, owner)),
+                         ("failover", build_failover(self.reconciler_deps(), self.settings, owner)))
+            for name, observer in observers:
+                self._interrupts.append(observer.interrupt)  # it waits on its own alarm, not on the stop event
+                thread = threading.Thread(target=observer.run, args=(self._stop,), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
         if workers:  # on a PostgreSQL store, wake them when another process records work
             self._listener = self.db.work_listener(self._work_recorded)
             if self._listener is not None:

@@ -18,10 +18,14 @@ def active(client: httpx.Client, instance_id: str) -> dict[str, object] | None:
     return dict(view) if view["status"] == "ACTIVE" else None
 
 
-def tenant(view: dict[str, object], user: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
+def tenant(view: dict[str, object], user: str, password: str,
+           direct: ReddwarfProcesses | None = None) -> psycopg.Connection[tuple[object, ...]]:
+    """A tenant's connection to the instance of `view` at its address, or (`direct`: its plane) at its own unix
+    socket: once its set has switched over, the founder's address is the writer endpoint and reaches the primary."""
     addresses = view["addresses"]
     assert isinstance(addresses, list)
-    return psycopg.connect(host=addresses[0]["address"], port=int(str(view["port"])), user=user, password=password,
+    host = addresses[0]["address"] if direct is None else str(direct.socket_dir(str(view["id"])))
+    return psycopg.connect(host=host, port=int(str(view["port"])), user=user, password=password,
                            dbname="app", connect_timeout=5, autocommit=True)
 
 

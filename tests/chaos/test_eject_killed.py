@@ -27,8 +27,8 @@ from tests.chaos.test_worker_killed import crash_and_recover, every_step, nth_fi
 from tests.support.server import ReddwarfProcesses, processes_of, running_plane, signal_processes, wait_for
 
 KIND = "instance.replica.eject"
-STEPS = ["membership", "mark", "fence", "fenced", "choose", "swap_roles", "promote", "source_ready", "repoint",
-         "repointed", "ready"]
+STEPS = ["membership", "mark", "fence", "fenced", "choose", "swap_roles", "promote", "switch", "source_ready",
+         "repoint", "repointed", "ready"]
 # The eject's child on the replica that was not chosen (`instance.replica.repoint`), killed at its one step.
 CHILD = ("instance.replica.repoint", "follow")
 USER, PASSWORD = "edna", "chaos-" + secrets.token_hex(4)
@@ -66,8 +66,10 @@ def members(plane: ReddwarfProcesses) -> Iterator[list[str]]:
 
 def _replicas(client: httpx.Client, source_id: str, count: int) -> list[str]:
     before = {str(r["id"]) for r in client.get(f"/instances/{source_id}").json()["instance"]["replicas"]}
+    # Ejected by the cases themselves: the set does not fail over by itself.
     response = client.post("/instances", json={"instance": {"name": "eject", "replica_of": source_id,
-                                                            "replica_count": count}})
+                                                            "replica_count": count,
+                                                            "replication": {"auto_failover": False}}})
     assert response.status_code == 200, response.text
     now = [str(r["id"]) for r in client.get(f"/instances/{source_id}").json()["instance"]["replicas"]]
     new = [r for r in now if r not in before]
@@ -76,8 +78,9 @@ def _replicas(client: httpx.Client, source_id: str, count: int) -> list[str]:
     return new
 
 
-def _count(view: dict[str, object]) -> int:
-    with tenant(view, USER, PASSWORD) as conn:
+def _count(view: dict[str, object], plane: ReddwarfProcesses) -> int:
+    """The rows of the member of `view` itself (over its unix socket)."""
+    with tenant(view, USER, PASSWORD, plane) as conn:
         row = conn.execute("select count(*) from t").fetchone()
     assert row is not None
     return int(str(row[0]))
@@ -105,7 +108,7 @@ def test_a_failover_survives_a_worker_killed_at_every_step(
     with plane.client() as client:
         alive = [i for i in members if client.get(f"/instances/{i}").status_code == 200]
         source, replicas = _roles(client, alive)
-        rows = _count(_view(client, source))
+        rows = _count(_view(client, source), plane)
         before = len(runs_of(plane, source, KIND))
         _server_down(plane, source)
         response = client.post(f"/instances/{source}/action", json={"eject_replica_source": {}})
@@ -120,14 +123,14 @@ def test_a_failover_survives_a_worker_killed_at_every_step(
         (primary,) = [r for r, v in views.items() if "replica_of" not in v]
         (other,) = [r for r in replicas if r != primary]
         assert views[other]["replica_of"]["id"] == primary  # type: ignore[index]
-        assert _count(views[primary]) == rows
+        assert _count(views[primary], plane) == rows
         with tenant(views[primary], USER, PASSWORD) as conn:
             conn.execute("insert into t values (%s)", (-1 - rows,))
-        wait_for(lambda: _count(views[other]) == rows + 1, 30, "the new row to reach the other replica")
+        wait_for(lambda: _count(views[other], plane) == rows + 1, 30, "the new row to reach the other replica")
         # The old primary never came back as a primary: it rejoins as a replica of the new one, rewound.
         rejoined = wait_for(lambda: active(client, source), 120, "the old primary to rejoin")
         assert rejoined["replica_of"]["id"] == primary  # type: ignore[index]
-        wait_for(lambda: _count(rejoined) == rows + 1, 30, "the new row to reach the old primary")
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), tenant(rejoined, USER, PASSWORD) as conn:
+        wait_for(lambda: _count(rejoined, plane) == rows + 1, 30, "the new row to reach the old primary")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), tenant(rejoined, USER, PASSWORD, plane) as conn:
             conn.execute("insert into t values (0)")
         plane.stop_workers()

@@ -23,8 +23,8 @@ from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 KIND = "instance.replica.promote"
 # `repoint` stands for `repoint-<id of the other replica>`.
-STEPS = ["membership", "mark", "streams", "stop_source", "caught_up", "swap_roles", "promote", "source_ready",
-         "demote", "start", "answers", "repoint", "ready"]
+STEPS = ["membership", "mark", "streams", "stop_source", "caught_up", "swap_roles", "promote", "switch",
+         "source_ready", "demote", "start", "answers", "repoint", "ready"]
 USER, PASSWORD = "pia", "chaos-" + secrets.token_hex(4)
 
 pytestmark = pytest.mark.slow
@@ -73,8 +73,9 @@ def _roles(client: httpx.Client, ids: list[str]) -> tuple[str, list[str]]:
     return primary, [str(r["id"]) for r in views[primary]["replicas"]]  # type: ignore[attr-defined]
 
 
-def _count(view: dict[str, object]) -> int:
-    with tenant(view, USER, PASSWORD) as conn:
+def _count(view: dict[str, object], plane: ReddwarfProcesses) -> int:
+    """The rows of the member of `view` itself (over its unix socket)."""
+    with tenant(view, USER, PASSWORD, plane) as conn:
         row = conn.execute("select count(*) from t").fetchone()
     assert row is not None
     return int(str(row[0]))
@@ -87,7 +88,7 @@ def test_a_switchover_survives_a_worker_killed_at_every_step(
     marker = plane.state_dir / f"crash-{secrets.token_hex(4)}"
     with plane.client() as client:
         primary, (candidate, other) = _roles(client, members)
-        rows = _count(_view(client, primary))
+        rows = _count(_view(client, primary), plane)
         wait_for(lambda: (_view(client, candidate).get("replication") or {}).get("state") != "stopped", 30,
                  "the candidate not to be seen stopped")
         before = len(runs_of(plane, candidate, KIND))
@@ -105,8 +106,8 @@ def test_a_switchover_survives_a_worker_killed_at_every_step(
         for follower in (primary, other):
             view = wait_for(lambda f=follower: active(client, f), 60, "the followers to be ACTIVE")
             assert view["replica_of"]["id"] == candidate  # type: ignore[index]
-            wait_for(lambda v=view: _count(v) == rows + 1, 30, f"the new row to reach {follower}")
+            wait_for(lambda v=view: _count(v, plane) == rows + 1, 30, f"the new row to reach {follower}")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), tenant(_view(client, primary), USER,
-                                                                          PASSWORD) as conn:
+                                                                          PASSWORD, plane) as conn:
             conn.execute("insert into t values (0)")
         plane.stop_workers()

@@ -26,8 +26,9 @@ from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 # A snapshot's seed (or the engine's over the network) is one step; a backup's records its child and waits for it,
 # and the backup goes at the end.
-SNAPSHOT_STEPS = ["allocate_address", "source_ready", "seed_from", "seed", "start", "answers", "verify", "active"]
-REPLICA_STEPS = [*SNAPSHOT_STEPS[:3], "seed_backup", "seed_backup.taken", *SNAPSHOT_STEPS[3:], "forget_seed"]
+SNAPSHOT_STEPS = ["allocate_address", "source_ready", "reader_endpoint", "seed_from", "seed", "start", "answers",
+                  "verify", "active"]
+REPLICA_STEPS = [*SNAPSHOT_STEPS[:4], "seed_backup", "seed_backup.taken", *SNAPSHOT_STEPS[4:], "forget_seed"]
 DELETE_STEPS = ["shutdown", "membership", "leave_set", "destroy", "release_slot", "forget"]
 USER, PASSWORD = "dora", "chaos-" + secrets.token_hex(4)
 SLOTS = "select count(*) from pg_replication_slots where slot_name like 'reddwarf\\_%'"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pymysql
@@ -39,10 +40,13 @@ def _address(view: dict[str, object]) -> tuple[str, int]:
     return str(addresses[0]["address"]), int(str(view["port"]))
 
 
-def _maria(view: dict[str, object], sql: str) -> object:
+def _maria(view: dict[str, object], sql: str, direct: ReddwarfProcesses | None = None) -> object:
+    """`sql` at the instance's address, or (`direct`: its plane) its own unix socket (once its set has switched
+    over, the founder's address is the writer endpoint and reaches the primary)."""
     host, port = _address(view)
-    conn = pymysql.connect(host=host, port=port, user=USER, password=PASSWORD, database="app", connect_timeout=5,
-                           autocommit=True)
+    where: dict[str, Any] = ({"host": host, "port": port} if direct is None
+                             else {"unix_socket": str(direct.socket_dir(str(view["id"])) / "mysqld.sock")})
+    conn = pymysql.connect(**where, user=USER, password=PASSWORD, database="app", connect_timeout=5, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(sql)
@@ -52,9 +56,11 @@ def _maria(view: dict[str, object], sql: str) -> object:
     return None if row is None else row[0]
 
 
-def _redis(view: dict[str, object], *command: str) -> object:
+def _redis(view: dict[str, object], *command: str, direct: ReddwarfProcesses | None = None) -> object:
     host, port = _address(view)
-    client = redis.Redis(host=host, port=port, username=USER, password=PASSWORD, socket_timeout=5)
+    client = (redis.Redis(host=host, port=port, username=USER, password=PASSWORD, socket_timeout=5) if direct is None
+              else redis.Redis(unix_socket_path=str(direct.socket_dir(str(view["id"])) / "redis.sock"),
+                               username=USER, password=PASSWORD, socket_timeout=5))
     try:
         return client.execute_command(*command)
     finally:
@@ -64,8 +70,9 @@ def _redis(view: dict[str, object], *command: str) -> object:
 class Rows:
     """A tenant's numbered rows (keys) on one engine: `fill` 1000 of them, `add` one, `count` them."""
 
-    def __init__(self, engine: str) -> None:
+    def __init__(self, engine: str, plane: ReddwarfProcesses) -> None:
         self.engine = engine
+        self.plane = plane
 
     def fill(self, view: dict[str, object]) -> None:
         if self.engine == "redis":
@@ -74,18 +81,20 @@ class Rows:
         _maria(view, "create table t (id int primary key) engine=InnoDB")
         _maria(view, "insert into t select seq from seq_1_to_1000")
 
-    def add(self, view: dict[str, object], n: int) -> None:
+    def add(self, view: dict[str, object], n: int, *, direct: bool = False) -> None:
+        """Add row `n` through the instance's address (or, `direct`, its own unix socket)."""
+        plane = self.plane if direct else None
         if self.engine == "redis":
-            _redis(view, "SET", f"t:{n}", "1")
+            _redis(view, "SET", f"t:{n}", "1", direct=plane)
         else:
-            _maria(view, f"insert into t values ({n})")
+            _maria(view, f"insert into t values ({n})", plane)
 
     def count(self, client: httpx.Client, instance_id: str) -> int:
         view = client.get(f"/instances/{instance_id}").json()["instance"]
         try:
-            if self.engine == "redis":
-                return int(str(_redis(view, "DBSIZE")))
-            return int(str(_maria(view, "select count(*) from t")))
+            if self.engine == "redis":  # the instance itself
+                return int(str(_redis(view, "DBSIZE", direct=self.plane)))
+            return int(str(_maria(view, "select count(*) from t", self.plane)))
         except (pymysql.err.OperationalError, redis.RedisError):
             return -1
 
@@ -93,7 +102,7 @@ class Rows:
 @pytest.fixture(params=["mariadb", "redis"])
 def source(plane: ReddwarfProcesses, request: pytest.FixtureRequest) -> Iterator[tuple[str, Rows]]:
     engine = str(request.param)
-    rows = Rows(engine)
+    rows = Rows(engine, plane)
     databases = [] if engine == "redis" else [{"name": "app"}]
     with plane.client() as client:
         response = client.post("/instances", json={"instance": {
@@ -136,7 +145,7 @@ def test_a_replica_create_and_a_switchover_survive_a_killed_worker(
         steps = wait_for(lambda: finished(plane, replica, "instance.replica.create"), 120,
                          "the replica's create to finish after the crash")
         # Redis's replica gets its primary's users copied once it answers (replication does not carry them).
-        expected = [*SNAPSHOT_STEPS[:6], "accounts", *SNAPSHOT_STEPS[6:]] if rows.engine == "redis" else SNAPSHOT_STEPS
+        expected = [*SNAPSHOT_STEPS[:7], "accounts", *SNAPSHOT_STEPS[7:]] if rows.engine == "redis" else SNAPSHOT_STEPS
         assert steps == expected, steps
         wait_for(lambda: active(client, replica), 60, "the replica to be ACTIVE")
         rows.add(client.get(f"/instances/{source_id}").json()["instance"], -1)
@@ -156,5 +165,5 @@ def test_a_replica_create_and_a_switchover_survive_a_killed_worker(
         wait_for(lambda: rows.count(client, source_id) == 1002, 30, "the new primary's row to reach the old one")
         with pytest.raises((pymysql.err.OperationalError, redis.exceptions.ReadOnlyError),
                            match=r"(?i)read.only"):
-            rows.add(follower, -3)
+            rows.add(follower, -3, direct=True)
         plane.stop_workers()

@@ -62,9 +62,13 @@ def reddwarf() -> Iterator[ReddwarfProcesses]:
 
 
 def _sql(instance: Instance, sql: str, *, user: str = USER, password: str = PASSWORD, database: str | None = "app",
-         params: tuple[Any, ...] = ()) -> Any:
-    conn = pymysql.connect(host=str(instance.address), port=int(str(instance.port)), user=user, password=password,
-                           database=database, connect_timeout=5, autocommit=True)
+         params: tuple[Any, ...] = (), direct: ReddwarfProcesses | None = None) -> Any:
+    """`sql` on `instance` through its address, or (`direct`: its plane) its own unix socket: once its set has
+    switched over, the founder's address is the set's writer endpoint and reaches the primary."""
+    where: dict[str, Any] = ({"host": str(instance.address), "port": int(str(instance.port))} if direct is None
+                             else {"unix_socket": str(direct.socket_dir(instance.id) / "mysqld.sock")})
+    conn = pymysql.connect(**where, user=user, password=password, database=database, connect_timeout=5,
+                           autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
@@ -74,10 +78,10 @@ def _sql(instance: Instance, sql: str, *, user: str = USER, password: str = PASS
     return None if row is None else (row[0] if len(row) == 1 else tuple(row))
 
 
-def _eventually(instance: Instance, sql: str, expected: Any) -> None:
+def _eventually(instance: Instance, sql: str, expected: Any, direct: ReddwarfProcesses | None = None) -> None:
     def arrived() -> bool:
         try:
-            return bool(_sql(instance, sql) == expected)
+            return bool(_sql(instance, sql, direct=direct) == expected)
         except pymysql.err.OperationalError:
             return False
 
@@ -149,13 +153,14 @@ def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica
 
         # The old primary and the other replica follow the new primary, read-only for the tenant.
         _sql(promoted, "insert into w values (-1)")
-        for follower_id in (source.id, other.id):
+        assert _sql(source, "select @@read_only") == 0  # its address is the set's writer endpoint now
+        for follower_id in (source.id, other.id):  # each asked over its own unix socket
             follower = client.wait_for_instance(follower_id, timeout=ACTIVE_TIMEOUT)
             assert follower.source_id == candidate.id
-            _eventually(follower, "select count(*) from w where n = -1", 1)
-            assert _sql(follower, "select count(*) from w") == _sql(promoted, "select count(*) from w")
+            _eventually(follower, "select count(*) from w where n = -1", 1, direct=reddwarf)
+            assert _sql(follower, "select count(*) from w", direct=reddwarf) == _sql(promoted, "select count(*) from w")
             with pytest.raises(pymysql.err.OperationalError, match="read-only"):
-                _sql(follower, "insert into w values (-2)")
+                _sql(follower, "insert into w values (-2)", direct=reddwarf)
             wait_for(lambda f=follower_id: _streaming(client, f), 30, f"{follower_id} to stream from the new primary")
 
         # Detach the other replica: read-write on its own, with an admin password of its own.
@@ -167,7 +172,7 @@ def test_a_mariadb_switchover_loses_no_acknowledged_write_and_a_detached_replica
         alone = client.get_instance(other.id)
         _sql(alone, "insert into w values (-5)")
         _sql(promoted, "insert into w values (-6)")
-        _eventually(source, "select count(*) from w where n = -6", 1)
+        _eventually(source, "select count(*) from w where n = -6", 1, direct=reddwarf)
         assert _sql(alone, "select count(*) from w where n = -6") == 0
         assert _sql(promoted, "select count(*) from w where n = -5") == 0
         with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
@@ -186,8 +191,9 @@ def test_no_login_reaches_a_squatter_on_a_dead_mariadb_primary_which_is_ejected_
 ) -> None:
     with reddwarf.tenant() as client:
         source = _source(client, unique_name)
-        replica = client.wait_for_instance(client.create_replicas(f"{unique_name}-r", source.id).id,
-                                           timeout=ACTIVE_TIMEOUT)
+        # A tenant's eject: this set does not fail over by itself (tests/e2e/test_failover_e2e.py does).
+        replica = client.wait_for_instance(
+            client.create_replicas(f"{unique_name}-r", source.id, auto_failover=False).id, timeout=ACTIVE_TIMEOUT)
         _sql(source, "insert into w values (1)")
         _eventually(replica, "select count(*) from w", 1)
 
@@ -232,10 +238,10 @@ def test_no_login_reaches_a_squatter_on_a_dead_mariadb_primary_which_is_ejected_
         # Its address free again, the old primary rejoins as a replica of the new primary, read-only.
         rejoined = client.wait_for_instance(source.id, timeout=SWITCH_TIMEOUT)
         assert rejoined.source_id == promoted.id and _replication(client, source.id)["role"] == "replica"
-        _eventually(rejoined, "select count(*) from w", 2)
+        _eventually(rejoined, "select count(*) from w", 2, direct=reddwarf)
         wait_for(lambda: _streaming(client, source.id), 30, "the rejoined member to stream")
         with pytest.raises(pymysql.err.OperationalError, match="read-only"):
-            _sql(rejoined, "insert into w values (3)")
+            _sql(rejoined, "insert into w values (3)", direct=reddwarf)
         for instance_id in (source.id, promoted.id):
             client.delete_instance(instance_id)
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)

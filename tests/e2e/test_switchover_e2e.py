@@ -103,20 +103,25 @@ def test_a_switchover_loses_no_acknowledged_write_and_every_member_follows(
         assert _sql(promoted, "select count(*), max(n) from w") == expected
         assert _sql(promoted, f"select count(*) from w where n <= {max(acknowledged)}") == len(acknowledged)
 
+        # The set's writer endpoint is still the old primary's address, and it reaches the new primary now.
+        assert promoted.writer is not None and (promoted.writer.address, promoted.writer.port) == (
+            source.address, source.port)
+        assert _sql(source, "select pg_is_in_recovery()") is False
         # The old primary and the other replica follow the new primary: its rows, a row written now; read-only.
+        # (Each is asked over its own unix socket: the old primary's address is the writer endpoint now.)
         _sql(promoted, "insert into w values (-1)")
         for follower_id in (source.id, other.id):
             follower = client.wait_for_instance(follower_id, timeout=ACTIVE_TIMEOUT)
             assert follower.source_id == candidate.id
-            _eventually_on(follower, "select count(*) from w where n = -1", 1)
-            assert _sql(follower, "select count(*) from w where n > 0") == len(acknowledged)
+            _eventually_on(follower, "select count(*) from w where n = -1", 1, direct=reddwarf)
+            assert _sql(follower, "select count(*) from w where n > 0", direct=reddwarf) == len(acknowledged)
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                _sql(follower, "insert into w values (-2)")
+                _sql(follower, "insert into w values (-2)", direct=reddwarf)
             wait_for(lambda f=follower_id: _streaming(client, f), 30, f"{follower_id} to stream from the new primary")
-        assert _replication(client, candidate.id) == {"role": "primary"}
+        assert _replication(client, candidate.id) == {"role": "primary", "mode": "async", "auto_failover": True}
         slots = "select count(*) from pg_replication_slots where slot_name like 'reddwarf\\_%'"
         assert _sql(promoted, slots) == 2
-        assert _sql(client.get_instance(source.id), slots) == 0  # the old primary kept none of its own
+        assert _sql(client.get_instance(source.id), slots, direct=reddwarf) == 0  # the old primary kept none
 
         # The CLI switches back: the original source is the primary again, with every row.
         back = cli(reddwarf, "instance", "promote", source.id, "--wait")
@@ -160,7 +165,8 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
 ) -> None:
     with reddwarf.tenant() as client:
         source = _source(client, unique_name)
-        client.create_replicas(unique_name, source.id, 2)
+        # A tenant's eject: this set does not fail over by itself (tests/e2e/test_failover_e2e.py does).
+        client.create_replicas(unique_name, source.id, 2, auto_failover=False)
         replica_ids = client.get_instance(source.id).replica_ids
         replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT) for i in replica_ids]
         _sql(source, "insert into t values (-1, 'before the failure') returning 1")
@@ -219,9 +225,10 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
             events = _events(reddwarf, source.id)[-12:]
             raise AssertionError(f"{exc}\nevents: {events}\n{reddwarf.log_tail(80)}") from None
         assert rejoined.source_id == primary.id and _replication(client, source.id)["role"] == "replica"
-        _eventually_on(rejoined, "select v from t where id = -2", "after the failover")
-        assert _sql(rejoined, "select pg_is_in_recovery()") is True
-        assert _sql(rejoined, "select count(*) from t where id = -3") == 0  # rewound away
+        _eventually_on(rejoined, "select v from t where id = -2", "after the failover", direct=reddwarf)
+        assert _sql(rejoined, "select pg_is_in_recovery()", direct=reddwarf) is True
+        assert _sql(rejoined, "select count(*) from t where id = -3", direct=reddwarf) == 0  # rewound away
+        assert _sql(rejoined, "select pg_is_in_recovery()") is False  # its address: the writer endpoint
         assert _sql(primary, "select count(*) from t where id = -3") == 0
 
         for instance_id in (other.id, source.id, primary.id):
@@ -257,6 +264,9 @@ def test_troveclient_and_the_openstack_cli_create_promote_detach_and_eject(
         for detached in (tc_first, tc_second):
             assert client.wait_for_detach(detached, timeout=SWITCH_TIMEOUT).source_id is None
         _sql(client.get_instance(tc_first), "insert into t values (-5, 'mine') returning 1")
+        client.set_replication(source.id, auto_failover=False)  # ejected by the OpenStack CLI, not by itself
+        shown = client.get_instance(source.id).replication or {}
+        assert (shown["role"], shown["mode"], shown["auto_failover"]) == ("primary", "async", False)
 
         squatter = start_squatter(squatter_user, "postgresql", tcp=(str(source.address), int(str(source.port))),
                                   bind_for=120)

@@ -15,6 +15,7 @@ import io
 from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 
+from reddwarf.domain.endpoints import Route
 from reddwarf.domain.errors import PermanentError
 from reddwarf.domain.workload import Placement, ProcessObservation, Resources, ToolSpec, WorkloadSpec
 from reddwarf.runtimes.base import Runtime, ToolRun
@@ -37,6 +38,8 @@ class FakeRuntime:
         self.refuse_copies: str | None = None  # `branch` raises PermanentError with this (a refused copy)
         self.snapshots: set[str] = set()
         self.held: set[tuple[str, int]] = set()  # (address, port) someone else listens on
+        self.fenced: set[str] = set()
+        self.routes: list[Route] = []
 
     @property
     def name(self) -> str:
@@ -128,6 +131,17 @@ class FakeRuntime:
 
     def remove_archived(self, placement: Placement, directory: str, name: str) -> None:
         self.archive.get(placement.instance_id, {}).pop(name, None)
+
+    def fence(self, placement: Placement) -> None:
+        self.calls.append(("fence", placement.instance_id))
+        self.fenced.add(placement.instance_id)
+
+    def unfence(self, placement: Placement) -> None:
+        self.calls.append(("unfence", placement.instance_id))
+        self.fenced.discard(placement.instance_id)
+
+    def publish_routes(self, read: Callable[[], list[Route]]) -> None:
+        self.routes = read()
 
     def isolation_report(self) -> dict[str, str]:
         return {"isolation": "none (fake runtime)"}

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from reddwarf.client import ReddwarfClient
+from reddwarf.runtimes.local.endpoints import clear_tables_of
 from reddwarf.runtimes.local.paths import instance_key
 from tests.conftest import SCRATCH_BASE
 from tests.support.zygote import Spawned, zygote
@@ -131,6 +132,11 @@ class ReddwarfProcesses:
         """The OS user the local runtime gives the instance (or warm-pool slot) `instance_id`."""
         return self.user_prefix + instance_key(instance_id)
 
+    def socket_dir(self, instance_id: str) -> Path:
+        """The directory of the instance's unix socket (`runtimes.local.paths`): a member reached there is that
+        member, whatever the set's endpoints route its address to."""
+        return self.state_dir / "s" / instance_key(instance_id)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of every server and worker log, for a failing assertion's message."""
         parts = []
@@ -219,6 +225,13 @@ def sweep_test_users(prefix: str) -> None:
     for group in grp.getgrall():  # replication sets' groups (`runtimes.local.peers`)
         if group.gr_name.startswith(prefix):
             subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)
+    clear_endpoint_tables(prefix)
+
+
+def clear_endpoint_tables(prefix: str) -> None:
+    """Remove the endpoint tables (`runtimes.local.endpoints`) of installations whose user prefix is `prefix`:
+    kernel state that outlives the processes, and would route a later test's connections."""
+    clear_tables_of(prefix)
 
 
 def unmount_under(path: Path) -> None:

@@ -7,6 +7,7 @@ duplicate (`duplicates`) and skipped: there, just not counted."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ class Writer(Generic[Connection]):
         self._connect, self._write, self._close = connect, write, close
         self._errors, self._duplicates = errors, duplicates
         self.acknowledged: list[int] = []
+        # When each acknowledgment arrived (time.monotonic), in order.
+        self.acked_at: list[float] = []
         self.refused = 0
         self.errors: set[str] = set()
         self._stop = threading.Event()
@@ -54,6 +57,7 @@ class Writer(Generic[Connection]):
                             self._write(conn, n + 1)
                             n += 1
                             self.acknowledged.append(n)
+                            self.acked_at.append(time.monotonic())
                     finally:
                         self._close(conn)
                 except self._duplicates:
@@ -63,7 +67,15 @@ class Writer(Generic[Connection]):
                     self.errors.add(f"{member.id}: {exc}"[:200])
                     time.sleep(0.01)
 
-    def wait_for_more(self, count: int) -> None:
+    def wait_for_more(self, count: int, timeout: float = 60.0) -> None:
         goal = len(self.acknowledged) + count
-        wait_for(lambda: len(self.acknowledged) >= goal, 60,
+        wait_for(lambda: len(self.acknowledged) >= goal, timeout,
                  f"{count} more acknowledged writes (refusals: {sorted(self.errors)})")
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time between two acknowledgments after `since` (time.monotonic): the outage a client saw."""
+        times = [t for t in self.acked_at if t >= since]
+        before = [t for t in self.acked_at if t < since]
+        if before:
+            times.insert(0, before[-1])
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)

@@ -98,6 +98,18 @@ def instance_view(
             }
     elif instance.replicas:
         body["replication"] = {"role": "primary"}
+    policy = instance.set_policy
+    if policy is not None and instance.replica_of is None:
+        body.setdefault("replication", {"role": "primary"})
+        body["replication"].update(mode=policy.mode.value, auto_failover=policy.auto_failover)
+        if instance.replicas and not instance.streaming_replicas:
+            # Degraded until a replica is back: nothing could take over from this primary now.
+            body["replication"].update(state="degraded", reason="no replica streams from this primary now")
+    writer, reader = instance.set_endpoints
+    if writer is not None:
+        # Extension: where the set's tenants write (it never changes) and read (spread over its replicas).
+        body["endpoints"] = {"writer": {"address": writer[0], "port": writer[1]},
+                             **({"reader": {"address": reader[0], "port": reader[1]}} if reader else {})}
     if instance.endpoint is not None:
         body["ip"] = [instance.endpoint.address]
         body["addresses"] = [

@@ -230,13 +230,20 @@ class ReddwarfClient:
         logger.info("instance %s (%s) requested", created.id, created.name)
         return created
 
-    def create_replicas(self, name: str, source_id: str, count: int | None = None) -> Instance:
+    def create_replicas(
+        self, name: str, source_id: str, count: int | None = None, *, mode: str | None = None,
+        auto_failover: bool | None = None,
+    ) -> Instance:
         """Ask for `count` (default 1, at most 3) replicas of the instance `source_id` (Trove's `replica_of`):
         they take its flavor, volume size and datastore version; several are named `name-1` ... `name-N`.
+        `mode` and `auto_failover` set the set's replication policy (extension; None: leave it as it is).
         The answer is the first replica's detail view in status BUILD."""
         instance: dict[str, Any] = {"name": name, "replica_of": source_id}
         if count is not None:
             instance["replica_count"] = count
+        policy = _policy(mode, auto_failover)
+        if policy:
+            instance["replication"] = policy
         body = self._request("POST", "/instances", json={"instance": instance})
         created = Instance.model_validate(_object_field(body, "instance"))
         logger.info("replica %s (%s) of instance %s requested", created.id, created.name, source_id)
@@ -247,6 +254,11 @@ class ReddwarfClient:
 
     def restart_instance(self, instance_id: str) -> None:
         self._request("POST", f"/instances/{_segment(instance_id)}/action", json={"restart": {}})
+
+    def set_replication(self, instance_id: str, *, mode: str | None = None, auto_failover: bool | None = None) -> None:
+        """Change the replication policy of the set whose primary is `instance_id` (extension)."""
+        self._request("PATCH", f"/instances/{_segment(instance_id)}",
+                      json={"instance": {"replication": _policy(mode, auto_failover)}})
 
     def detach_replica(self, instance_id: str) -> None:
         """Trove's detach: the replica becomes an independent read-write instance with its own admin credential."""
@@ -508,3 +520,12 @@ def _timeout_message(
     if error is not None:
         message += f"; last error: {error}"
     return message
+
+
+def _policy(mode: str | None, auto_failover: bool | None) -> dict[str, Any]:
+    policy: dict[str, Any] = {}
+    if mode is not None:
+        policy["mode"] = mode
+    if auto_failover is not None:
+        policy["auto_failover"] = auto_failover
+    return policy

@@ -71,6 +71,13 @@ class Access(WireModel):
     allowed_cidrs: list[str] = Field(default_factory=list)
 
 
+class SetEndpoint(WireModel):
+    """One of a replication set's stable endpoints."""
+
+    address: str
+    port: int
+
+
 class Instance(WireModel):
     """An instance (Trove's summary or detail view; summary lacks created/updated/fault/volume.used)."""
 
@@ -93,6 +100,19 @@ class Instance(WireModel):
     replicas: list[dict[str, Any]] = Field(default_factory=list)
     replica_of: dict[str, Any] | None = None
     tenant_id: str | None = None
+    # Extensions: the member's replication state and policy, and its set's stable endpoints.
+    replication: dict[str, Any] | None = None
+    endpoints: dict[str, SetEndpoint] | None = None
+
+    @property
+    def writer(self) -> SetEndpoint | None:
+        """The set's writer endpoint (its address never changes), if the instance is a member of a set."""
+        return None if self.endpoints is None else self.endpoints.get("writer")
+
+    @property
+    def reader(self) -> SetEndpoint | None:
+        """The set's reader endpoint (spread over its healthy replicas), once it has one."""
+        return None if self.endpoints is None else self.endpoints.get("reader")
 
     @property
     def replica_ids(self) -> list[str]:

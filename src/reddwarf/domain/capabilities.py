@@ -12,6 +12,8 @@ class Capability(StrEnum):
     ROOT = "root"
     BACKUP = "backup"
     REPLICATION = "replication"
+    # Synchronous replication (a commit waits for a replica): `replication.mode = "sync"` on its sets.
+    SYNC_REPLICATION = "sync_replication"
     CLUSTERING = "clustering"
     CONFIGURATION = "configuration"
     RESIZE_FLAVOR = "resize_flavor"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reddwarf.domain.replication import ReplicaHealth
+from reddwarf.domain.replication import Address, ReplicaHealth, SetPolicy
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 
@@ -91,6 +91,11 @@ class Instance:
     replication_health: ReplicaHealth | None = None
     # When a failover fenced it (None: never, or it has rejoined since).
     fenced: float | None = None
+    # Its set's policy and stable endpoints (writer, reader), on every member of a set (None: no set).
+    set_policy: SetPolicy | None = None
+    set_endpoints: tuple[Address | None, Address | None] = (None, None)
+    # A primary's replicas that stream now, as the replication watch last saw them (None: no set).
+    streaming_replicas: int | None = None
 
     @property
     def runtime_id(self) -> str:

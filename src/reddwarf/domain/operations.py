@@ -106,6 +106,14 @@ class NoPayload(Payload):
     pass
 
 
+class EjectPayload(Payload):
+    """An eject asked by a tenant (Trove's `eject_replica_source`), or decided by the failover watch
+    (`automatic`, with what it saw: `reason`)."""
+
+    automatic: bool = False
+    reason: str = ""
+
+
 class DatabaseEntry(Payload):
     name: str
     character_set: str | None = None
@@ -230,7 +238,7 @@ REGISTRY: Mapping[Kind, KindSpec] = {
                  set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
         # A failover, on the dead primary: it fences it, promotes the most advanced replica and re-points the
         # others. The primary's own repair (the health loop's) would race it: superseded.
-        KindSpec(Kind.REPLICA_EJECT, NoPayload, 15 * MINUTE, Lane.LIFECYCLE, "Ejecting a replication source",
+        KindSpec(Kind.REPLICA_EJECT, EjectPayload, 15 * MINUTE, Lane.LIFECYCLE, "Ejecting a replication source",
                  supersedes=frozenset({Kind.INSTANCE_REPAIR, Kind.INSTANCE_RESTART}),
                  set_lanes=frozenset({Lane.LIFECYCLE, Lane.ACCOUNTS, Lane.BACKUP, Lane.REPLICATION})),
         # A fenced former primary rewound from its new primary and started as its replica: the new primary's

@@ -59,10 +59,44 @@ class Member:
     fenced: float | None = None
 
 
+class Mode(StrEnum):
+    """How a set's primary acknowledges a commit: once it is durable on the primary (ASYNC), or once a replica
+    has it too (SYNC)."""
+
+    ASYNC = "async"
+    SYNC = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class SetPolicy:
+    """What the tenant chose for its set (`replication` in the primary's view): its mode, and whether Reddwarf
+    fails it over by itself when its primary dies or hangs (on by default for a set with a replica)."""
+
+    mode: Mode = Mode.ASYNC
+    auto_failover: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """What a request asks to change of a set's policy (None: leave it)."""
+
+    mode: Mode | None = None
+    auto_failover: bool | None = None
+
+    def applied_to(self, policy: SetPolicy) -> SetPolicy:
+        return SetPolicy(mode=policy.mode if self.mode is None else self.mode,
+                         auto_failover=policy.auto_failover if self.auto_failover is None else self.auto_failover)
+
+
+Address = tuple[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicationSet:
     """A recorded set: exactly one primary (`primary_id`), any number of replicas; `version` is what the
-    next compare-and-swap expects."""
+    next compare-and-swap expects. `writer`: the address and port tenants write to, the primary's own when
+    the set was formed, whichever member is the primary now; `reader`: the address spread over its healthy
+    replicas (None until it is allocated); `failed_over`: when it last failed over by itself (epoch seconds)."""
 
     id: str
     project_id: str
@@ -71,6 +105,10 @@ class ReplicationSet:
     version: int = 0
     created: float = 0.0
     updated: float = 0.0
+    policy: SetPolicy = SetPolicy()
+    writer: Address | None = None
+    reader: Address | None = None
+    failed_over: float | None = None
 
     def member(self, instance_id: str) -> Member | None:
         return next((m for m in self.members if m.instance_id == instance_id), None)

@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from reddwarf.domain.endpoints import CONTROL_MARK
+
 log = logging.getLogger(__name__)
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -243,7 +245,7 @@ def connect_tcp_owned(address: str, port: int, expected_uid: int, timeout: float
     Nothing is sent before the check. `OSError` when nothing answers; `WrongPeer` when the listener belongs
     to another uid (logged, with that uid) or cannot be identified.
     """
-    sock = socket.create_connection((address, port), timeout=timeout)
+    sock = control_connection(address, port, timeout)
     try:
         owner = tcp_listener_uid(sock)
         if owner != expected_uid:
@@ -252,6 +254,21 @@ def connect_tcp_owned(address: str, port: int, expected_uid: int, timeout: float
                 address, port, "unknown" if owner is None else owner, expected_uid,
             )
             raise WrongPeer(f"the listener on {address}:{port} does not belong to the instance's user", owner)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def control_connection(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection of the control plane to (address, port) itself: marked `CONTROL_MARK` before it connects,
+    so that no endpoint route (docs/failover.md) sends it to whoever serves that address as an endpoint."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CONTROL_MARK)
+        sock.settimeout(timeout)
+        sock.connect((address, port))
     except BaseException:
         sock.close()
         raise

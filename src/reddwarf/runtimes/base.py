@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
+from reddwarf.domain.endpoints import Route
 from reddwarf.domain.workload import Placement, ProcessObservation, Resources, ToolSpec, WorkloadSpec
 
 
@@ -115,6 +116,18 @@ class Runtime(Protocol):
     def read_archived(self, placement: Placement, directory: str, name: str, limit: int) -> bytes: ...
 
     def remove_archived(self, placement: Placement, directory: str, name: str) -> None: ...
+
+    def fence(self, placement: Placement) -> None:
+        """Fence a failed-over primary on its host: nothing starts its server until `unfence`, and every process
+        of it is killed (a frozen or stopped one too); returns once that is confirmed (TemporaryError if not)."""
+        ...
+
+    def unfence(self, placement: Placement) -> None: ...
+
+    def publish_routes(self, read: Callable[[], list[Route]]) -> None:
+        """Route the sets' stable endpoints as `read()` says now (docs/failover.md); writers are ordered and each
+        reads inside that order, so an older read never replaces a newer one."""
+        ...
 
     def isolation_report(self) -> dict[str, str]:
         """What isolation this host gives (cgroups version, loop volumes) or why it falls back."""

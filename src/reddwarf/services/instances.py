@@ -27,6 +27,7 @@ from reddwarf.domain.events import Event
 from reddwarf.domain.instance import DatabaseSpec, Endpoint, Instance, InstanceSpec, UserSpec
 from reddwarf.domain.operations import REGISTRY, Kind
 from reddwarf.domain.pool import profile_of
+from reddwarf.domain.replication import PolicyChange
 from reddwarf.domain.secret import ADMIN_SECRET, Secret
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
@@ -68,6 +69,7 @@ class CreateInstanceRequest:
     configuration: str | None = None
     modules: tuple[str, ...] = ()
     allowed_cidrs: tuple[str, ...] = ()
+    replication: PolicyChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,9 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     _refuse_unsupported(request)
     if request.replica_of is not None:  # the API hands a create of replicas to `services.replicas`
         raise BadRequest("replica_of: replicas are created by services.replicas.create.", field="replica_of")
+    if request.replication is not None:
+        raise BadRequest("replication is the policy of a replication set: give it when creating replicas (with "
+                         "replica_of), or update the primary of a set.", field="replication")
     if request.replica_count is not None and request.replica_count > 1:
         raise BadRequest(f"Replica count only valid when creating replicas. Cannot create {request.replica_count} "
                          "instances.", field="replica_count")

@@ -27,7 +27,7 @@ from reddwarf.domain.errors import (
 )
 from reddwarf.domain.instance import Instance, InstanceSpec
 from reddwarf.domain.operations import REGISTRY, Kind
-from reddwarf.domain.replication import MAX_REPLICA_COUNT
+from reddwarf.domain.replication import MAX_REPLICA_COUNT, Mode, PolicyChange, SetPolicy
 from reddwarf.domain.secret import ADMIN_SECRET
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
@@ -94,6 +94,8 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
     with ctx.db.unit_of_work(write=False) as uow:
         source = load_instance(uow, auth, source_id)
     _check_source(ctx, source, source_id)
+    if request.replication is not None:
+        check_policy(ctx, source, request.replication)
     names = [name] if count == 1 else [validate_name(f"{name}-{n}") for n in range(1, count + 1)]
     storage_limit = capacity.limit(
         None if ctx.storage_capacity is None else ctx.storage_capacity(), ctx.settings.storage_overcommit_ratio
@@ -111,7 +113,11 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
                 raise UnprocessableEntity(f"Instance {source_id} has lost its admin credential.")
             found = uow.replication.set_of(source_id)
             if found is None:  # a set's id is its first primary's runtime id (the local runtime's group)
-                found = uow.replication.form(current.runtime_id, current.project_id, source_id)
+                writer = None if current.endpoint is None else (current.endpoint.address, current.endpoint.port)
+                policy = SetPolicy() if request.replication is None else request.replication.applied_to(SetPolicy())
+                found = uow.replication.form(current.runtime_id, current.project_id, source_id, writer, policy)
+            elif request.replication is not None:
+                uow.replication.set_policy(found.id, request.replication.applied_to(found.policy))
             for replica_name in names:
                 # A replica lives in its source's project (an admin may ask for one of any project's).
                 check_quota(ctx, uow, current.project_id, current.spec.volume_size_gb)
@@ -133,6 +139,40 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
                 ", ".join(r.id for r in made))
     made[0].replica_of = source_id
     return made[0]
+
+
+def check_policy(ctx: ServiceContext, primary: Instance, change: PolicyChange) -> None:
+    """Refuse a policy the set's engine cannot keep (BadRequest naming the field)."""
+    if change.mode is Mode.SYNC:
+        version = catalog.resolve_version(ctx, primary.spec.datastore, primary.spec.datastore_version, None,
+                                          admin=True)
+        engine = ctx.engines[version.datastore]
+        if not engine.capabilities(version).has(Capability.SYNC_REPLICATION):
+            raise BadRequest(f"replication.mode sync is not offered for {version.datastore} {version.name}: its "
+                             "replication is asynchronous only.", field="replication.mode")
+
+
+def set_policy(ctx: ServiceContext, auth: AuthContext, instance_id: str, change: PolicyChange) -> None:
+    """Change the policy of the set whose primary is `instance_id` (PATCH/PUT `replication`)."""
+    with ctx.db.unit_of_work(write=False) as uow:
+        primary = load_instance(uow, auth, instance_id)
+        found = uow.replication.set_of(instance_id)
+    if found is None or found.primary_id != instance_id:
+        raise BadRequest(f"Instance {instance_id} is not the primary of a replication set: replication is set on "
+                         "a set's primary (or with replica_of when its first replica is made).",
+                         field="replication")
+    check_policy(ctx, primary, change)
+    with ctx.db.unit_of_work() as uow:
+        current = uow.replication.set_of(instance_id)
+        if current is None or current.primary_id != instance_id:
+            raise UnprocessableEntity(f"The replication set of instance {instance_id} changed meanwhile; try again.")
+        policy = change.applied_to(current.policy)
+        if policy != current.policy:
+            uow.replication.set_policy(current.id, policy)
+            uow.events.add(instance_id, "replication",
+                           f"replication set to mode {policy.mode.value}, automatic failover "
+                           f"{'on' if policy.auto_failover else 'off'}")
+    logger.info("instance %s: replication policy now %s", instance_id, change)
 
 
 def _replica(ctx: ServiceContext, source: Instance, name: str, project_id: str) -> Instance:

@@ -324,6 +324,16 @@ class ReplicationSetRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     created: Mapped[float] = mapped_column(Double)
     updated: Mapped[float] = mapped_column(Double)
+    # The tenant's choices (`domain.replication.SetPolicy`).
+    mode: Mapped[str] = mapped_column(String(16), default="async")
+    auto_failover: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The writer endpoint (the founder's address and port) and the reader endpoint (null until allocated).
+    writer_address: Mapped[str | None] = mapped_column(String(64))
+    writer_port: Mapped[int | None] = mapped_column(Integer)
+    reader_address: Mapped[str | None] = mapped_column(String(64))
+    reader_port: Mapped[int | None] = mapped_column(Integer)
+    # When the set last failed over by itself (no second one within `Settings.failover_quiet`).
+    failed_over: Mapped[float | None] = mapped_column(Double)
 
 
 class SetMemberRow(Base):

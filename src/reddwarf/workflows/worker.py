@@ -3,7 +3,9 @@ reconciler and the warm-pool keeper; and the health observer that runs beside th
 
 With a warm pool the workers are split in two lanes: `count` workers take everything but warm-pool builds
 and destroys, and one more takes only those and keeps the pool. A slot's build (seconds of initdb or
-mariadb-install-db) then never delays a tenant's create, which is the point of having a pool.
+mariadb-install-db) then never delays a tenant's create, which is the point of having a pool. And one more
+worker takes only failovers (`instance.replica.eject`), so that a set's failover starts at once, whatever the
+other workers are doing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import threading
 
 from reddwarf.domain.instance import Instance
+from reddwarf.domain.operations import Kind
 from reddwarf.domain.pool import PoolTarget
 from reddwarf.settings import Settings
 from reddwarf.workflows.kernel.dispatch import Dispatcher
@@ -30,12 +33,14 @@ from reddwarf.workflows.reconcilers import (
 )
 from reddwarf.workflows.reconcilers.archive import ArchiveShipper
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.failover_watch import FailoverPolicy, FailoverWatch, Watched
 from reddwarf.workflows.reconcilers.health import HealthSweep
 from reddwarf.workflows.reconcilers.replication_watch import ReplicationWatch
 
 # Seconds between two admin logins of the health observer to an instance where root was ever enabled.
 ADMIN_CHECK_EVERY = 60.0
 POOL_KINDS = frozenset({pool.BUILD, pool.DESTROY})
+FAILOVER_KINDS = frozenset({Kind.REPLICA_EJECT})
 
 
 # Seconds between two rounds of the runtime's housekeeping (`Runtime.upkeep`).
@@ -76,15 +81,18 @@ def build_workers(
     watch = Periodic("replication", settings.replication_check_interval,
                      ReplicationWatch(deps, new_worker_id(), settings.replication_check_interval).run)
     first = (shipper, upkeep, watch)
+    # A failover never queues behind other work (a repair still trying to restart the dead primary, a backup):
+    # one more worker takes only failovers. The others take them too, whoever is free first.
+    failovers = _worker(deps, settings, (), only_kinds=FAILOVER_KINDS)
     if settings.warm_pool.size <= 0:
         # No lane of its own: these workers also retire whatever slots an earlier, larger pool left.
-        return [_worker(deps, settings, (keeper, *first) if n == 0 else (keeper,), dispatcher=dispatcher)
-                for n in range(count)]
+        return [*(_worker(deps, settings, (keeper, *first) if n == 0 else (keeper,), dispatcher=dispatcher)
+                  for n in range(count)), failovers]
     tenants = [
         _worker(deps, settings, first if n == 0 else (), dispatcher=dispatcher, skip_kinds=POOL_KINDS)
         for n in range(count)
     ]
-    return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS)]
+    return [*tenants, _worker(deps, settings, (keeper,), wake=pool_wake, only_kinds=POOL_KINDS), failovers]
 
 
 def build_health(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observer[str, Instance]:
@@ -99,6 +107,22 @@ def build_health(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observ
     observer = Observer(deps.db, observer_settings, owner, sweep.watched, sweep.first_look)
     sweep.wake = observer.wake
     deps.runtime.watch_exits(sweep.server_exited)
+    return observer
+
+
+def build_failover(deps: ReconcilerDeps, settings: Settings, owner: str) -> Observer[str, Watched]:
+    """The failover watch of a process (`reconcilers.failover_watch`): the primaries of the sets that fail over
+    by themselves, looked at while this process holds the store's `failover` lease."""
+    watch = FailoverWatch(deps, FailoverPolicy(grace=settings.failover_grace,
+                                               ping_timeout=settings.failover_ping_timeout,
+                                               quiet=settings.failover_quiet))
+    observer_settings = ObserverSettings(
+        lease="failover", interval=settings.failover_check_interval, concurrency=settings.health_concurrency,
+        lease_ttl=max(5.0, 3 * settings.failover_check_interval),
+    )
+    observer = Observer(deps.db, observer_settings, owner, watch.watched, watch.first_look)
+    watch.wake = observer.wake
+    deps.runtime.watch_exits(watch.server_exited)
     return observer
 
 

@@ -60,6 +60,9 @@ class Api:
     def put(self, path: str, body: Any, who: str = "member", project: str | None = None) -> Any:
         return self.client.put(self.url(path, project), json=body, headers=self.headers(who))
 
+    def patch(self, path: str, body: Any, who: str = "member", project: str | None = None) -> Any:
+        return self.client.patch(self.url(path, project), json=body, headers=self.headers(who))
+
     def delete(self, path: str, who: str = "member", project: str | None = None) -> Any:
         return self.client.delete(self.url(path, project), headers=self.headers(who))
 

@@ -154,3 +154,52 @@ def test_a_promote_whose_members_status_keeps_changing_is_a_409_that_changes_not
     monkeypatch.undo()
     assert ("instance.replica.promote", "pending") not in api.operations(replica)
     assert {api.get(f"/instances/{i}").json()["instance"]["status"] for i in (primary, replica, other)} == {"ACTIVE"}
+
+
+def test_a_sets_policy_is_set_on_its_primary_and_shown_with_its_endpoints(api: Api) -> None:
+    source = api.post("/instances", create_body(name="src")).json()["instance"]["id"]
+    replica = api.post("/instances", create_body(name="rep")).json()["instance"]["id"]
+    alone = api.post("/instances", create_body(name="alone")).json()["instance"]["id"]
+    for made in (source, replica, alone):
+        _active(api, made)
+    # Outside a set there is no policy to set, and a create of a single instance takes none.
+    response = api.patch(f"/instances/{alone}", {"instance": {"replication": {"auto_failover": False}}})
+    assert response.status_code == 400 and "not the primary of a replication set" in response.text
+    response = api.post("/instances", create_body(name="x", replication={"auto_failover": False}))
+    assert response.status_code == 400 and "replication" in response.json()["badRequest"]["message"]
+    with api.db.unit_of_work() as uow:  # what a replica create records: the source's address is the writer
+        formed = uow.replication.form(source, api.project, source, ("127.0.1.9", 5432))
+        uow.replication.add_replicas(formed, [replica])
+        uow.replication.set_reader(formed.id, ("127.0.1.10", 5432))
+    shown = api.get(f"/instances/{source}").json()["instance"]
+    # Degraded until a replica streams (the replication watch has seen none yet): nothing could take over.
+    assert shown["replication"] == {"role": "primary", "mode": "async", "auto_failover": True, "state": "degraded",
+                                    "reason": "no replica streams from this primary now"}
+    with api.db.unit_of_work() as uow:
+        uow.replication.record_health(replica, ReplicaHealth(ReplicaState(streaming=True), observed=1.0))
+    shown = api.get(f"/instances/{source}").json()["instance"]
+    assert shown["replication"] == {"role": "primary", "mode": "async", "auto_failover": True}
+    assert shown["endpoints"] == {"writer": {"address": "127.0.1.9", "port": 5432},
+                                  "reader": {"address": "127.0.1.10", "port": 5432}}
+    assert api.get(f"/instances/{replica}").json()["instance"]["endpoints"] == shown["endpoints"]
+
+    for body, field in (({"mode": "fast"}, "mode"), ({"auto_failover": "yes"}, "auto_failover"),
+                        ({"mode": "async", "extra": 1}, "extra")):
+        response = api.patch(f"/instances/{source}", {"instance": {"replication": body}})
+        assert response.status_code == 400 and field in response.text, response.text
+    # Synchronous mode is not offered by this engine: refused by name, nothing changed.
+    response = api.put(f"/instances/{source}", {"instance": {"replication": {"mode": "sync"}}})
+    assert response.status_code == 400 and "replication.mode sync is not offered" in response.text
+    # Only the primary takes it; a detach and a policy at once are refused before anything is recorded.
+    response = api.patch(f"/instances/{replica}", {"instance": {"replication": {"auto_failover": False}}})
+    assert response.status_code == 400
+    response = api.patch(f"/instances/{replica}", {"instance": {"replica_of": None,
+                                                                "replication": {"auto_failover": False}}})
+    assert response.status_code == 400 and api.get(f"/instances/{replica}").json()["instance"]["status"] == "ACTIVE"
+    assert api.get(f"/instances/{source}").json()["instance"]["replication"]["auto_failover"] is True
+
+    assert api.patch(f"/instances/{source}", {"instance": {"replication": {"auto_failover": False}}}).status_code == 202
+    shown = api.get(f"/instances/{source}").json()["instance"]
+    assert shown["replication"] == {"role": "primary", "mode": "async", "auto_failover": False}  # still streaming
+    events = [e["message"] for e in api.get(f"/instances/{source}/events").json()["events"]]
+    assert any("automatic failover off" in m for m in events)

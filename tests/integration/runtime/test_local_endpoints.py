@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from reddwarf.runtimes.local.endpoints import Endpoints, Route, mark_control, table_name
+from reddwarf.runtimes.local.endpoints import Endpoints, Route, clear_tables_of, mark_control, table_name
 
 A, B, C, ENDPOINT = "127.0.186.1", "127.0.186.2", "127.0.186.3", "127.0.186.10"
 
@@ -93,12 +94,12 @@ def test_an_endpoint_follows_its_route_and_a_kept_connection_stays(
 ) -> None:
     members.append(Member(A, port, b"A"))
     members.append(Member(B, port, b"B"))
-    endpoints.apply([Route(ENDPOINT, port, A, port)])
+    endpoints.apply([Route(ENDPOINT, port, ((A, port),))])
     assert _who(port) == b"A"
     with socket.create_connection((ENDPOINT, port), timeout=2) as kept:
         kept.sendall(b"?")
         assert kept.recv(16) == b"A"
-        endpoints.apply([Route(ENDPOINT, port, B, port)])
+        endpoints.apply([Route(ENDPOINT, port, ((B, port),))])
         assert _who(port) == b"B"  # a new connection: the new member
         kept.sendall(b"?")
         assert kept.recv(16) == b"A"  # the old one stays with the old member until it is ended
@@ -116,10 +117,32 @@ def test_a_member_at_its_own_address_needs_no_rule_and_tables_stay_apart(
     members.append(Member(C, port, b"C"))
     other = Endpoints(table_name(f"test_{secrets.token_hex(4)}"))
     try:
-        endpoints.apply([Route(A, port, A, port)])
+        endpoints.apply([Route(A, port, ((A, port),))])
         assert _who(port, address=A) == b"A"
-        other.apply([Route(ENDPOINT, port, C, port)])
+        other.apply([Route(ENDPOINT, port, ((C, port),))])
         endpoints.apply([])  # rewriting one installation's table leaves the other's routes
         assert _who(port) == b"C"
     finally:
         other.clear()
+
+
+def test_a_reader_endpoint_spreads_new_connections_over_its_members(
+    endpoints: Endpoints, members: list[Member], port: int
+) -> None:
+    members.append(Member(A, port, b"A"))
+    members.append(Member(B, port, b"B"))
+    endpoints.apply([Route(ENDPOINT, port, ((A, port), (B, port)))])
+    answers = [_who(port) for _ in range(6)]
+    assert sorted(set(answers)) == [b"A", b"B"]
+    assert answers.count(b"A") == answers.count(b"B")  # in turn, not by chance
+
+
+def test_a_throwaway_installations_tables_are_cleared_by_its_prefix_alone(endpoints: Endpoints, port: int) -> None:
+    prefix = f"rq{secrets.token_hex(3)}-"
+    mine = [Endpoints(table_name(f"{prefix}/var/tmp/{n}")) for n in ("a", "b")]
+    for table in mine:
+        table.apply([Route(ENDPOINT, port, ((A, port),))])
+    endpoints.apply([Route(ENDPOINT, port + 1, ((A, port),))])
+    assert sorted(clear_tables_of(prefix)) == sorted(t.table for t in mine)
+    listed = subprocess.run(["nft", "list", "tables", "ip"], capture_output=True, text=True, check=True).stdout
+    assert endpoints.table in listed and not any(t.table in listed for t in mine)

@@ -153,6 +153,10 @@ def render_postgresql_conf(
         ("min_wal_size", f"{min_wal}MB"),
         ("max_wal_size", f"{max_wal}MB"),
         ("max_slot_wal_keep_size", f"{slot_keep_mb(resources.volume_gb)}MB"),
+        # Every member keeps its last max_wal_size of WAL whatever its slots say: a former primary rewound after a
+        # failover replays from its last checkpoint before the two diverged, which the new primary (a replica
+        # until then, with no slot for it) must still hold when the rejoin starts it.
+        ("wal_keep_size", f"{max_wal}MB"),
         # Logging to stderr (the runtime keeps it in the log dir). No statement text ever reaches the log:
         # DDL can carry passwords, and a failing statement would otherwise be logged with its text.
         ("logging_collector", "off"),

@@ -32,6 +32,7 @@ class Detection:
     reason: str
     v2_root: Path | None = None
     pids: bool = False  # a pids controller is available (v2: in the root's controllers; v1: its hierarchy)
+    freezer: bool = False  # v1: a freezer hierarchy (v2 has `cgroup.freeze` in every cgroup)
 
 
 def _writable_dir(path: Path) -> bool:
@@ -51,7 +52,8 @@ def detect(root: Path) -> Detection:
     if _writable_dir(root / "memory") and _writable_dir(root / "cpu"):
         pids = _writable_dir(root / "pids")
         found = "memory, cpu and pids" if pids else "memory and cpu (no pids)"
-        return Detection("v1", f"cgroup v1 {found} hierarchies under {root}", pids=pids)
+        return Detection("v1", f"cgroup v1 {found} hierarchies under {root}", pids=pids,
+                         freezer=_writable_dir(root / "freezer"))
     return Detection("none", f"no writable cgroup v2 memory controller or v1 memory+cpu hierarchy under {root}")
 
 
@@ -94,7 +96,8 @@ class Cgroups:
             assert self.detection.v2_root is not None
             return {"unified": self.detection.v2_root / self._parent / name}
         if self.mode == "v1":
-            controllers = ("memory", "cpu", "pids") if self.detection.pids else ("memory", "cpu")
+            controllers = ("memory", "cpu", *(("pids",) if self.detection.pids else ()),
+                           *(("freezer",) if self.detection.freezer else ()))
             return {c: self._root / c / self._parent / name for c in controllers}
         return {}
 
@@ -174,6 +177,30 @@ class Cgroups:
         except FileNotFoundError:
             return None
         return None if text == "max" else int(text)
+
+    def _freezer_file(self, name: str) -> tuple[Path, str, str] | None:
+        """The file that freezes the instance's cgroup, and what to write to freeze and to thaw it."""
+        if self.mode == "v2":
+            return self._dirs(name)["unified"] / "cgroup.freeze", "1", "0"
+        path = self._dirs(name).get("freezer")
+        return None if path is None else (path / "freezer.state", "FROZEN", "THAWED")
+
+    def freeze(self, name: str) -> bool:
+        """Freeze every process of the instance's cgroup (what a hung host looks like; tests and benchmarks).
+        False where the host has no freezer for it."""
+        found = self._freezer_file(name)
+        if found is None or not found[0].exists():
+            return False
+        _write(found[0], found[1])
+        return True
+
+    def thaw(self, name: str) -> None:
+        """Thaw the instance's cgroup (nothing without a freezer): a fence's SIGKILL takes effect on a frozen
+        process only once it is thawed."""
+        found = self._freezer_file(name)
+        if found is not None:
+            with contextlib.suppress(FileNotFoundError):
+                _write(found[0], found[2])
 
     def members(self, name: str) -> set[int]:
         """Pids in the instance's cgroup (the union over hierarchies)."""

@@ -17,44 +17,23 @@ before it is written into the nft script all the same.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import ipaddress
+import os
 import re
 import socket
 import subprocess
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
+from reddwarf.domain.endpoints import CONTROL_MARK, Route
 from reddwarf.domain.errors import TemporaryError
 
+__all__ = ["CONTROL_MARK", "Endpoints", "Route", "clear_tables_of", "mark_control", "render", "table_name"]
+
 NFT = "/usr/sbin/nft"
-# SO_MARK of the control plane's sockets ("RD" and 1): the chain lets them through untranslated.
-CONTROL_MARK = 0x52440001
 NFT_TIMEOUT = 10.0
 _PRIORITY = -100  # dstnat
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Route:
-    """New connections to `address`:`port` go to `target`:`target_port`."""
-
-    address: str
-    port: int
-    target: str
-    target_port: int
-
-    def __post_init__(self) -> None:
-        for value in (self.address, self.target):
-            parsed = ipaddress.ip_address(value)  # ValueError for anything else
-            if parsed.version != 4 or str(parsed) != value:
-                raise ValueError(f"an endpoint route takes IPv4 addresses written plainly, not {value!r}")
-        for port in (self.port, self.target_port):
-            if type(port) is not int or not 0 < port < 65536:
-                raise ValueError(f"an endpoint route takes ports 1-65535, not {port!r}")
-
-    @property
-    def needed(self) -> bool:
-        return (self.address, self.port) != (self.target, self.target_port)
 
 
 def table_name(installation: str) -> str:
@@ -66,6 +45,22 @@ def table_name(installation: str) -> str:
     return f"reddwarf_{cleaned}_{hashlib.sha256(installation.encode()).hexdigest()[:8]}"
 
 
+def clear_tables_of(user_prefix: str, nft: str = NFT) -> list[str]:
+    """Remove every endpoint table of installations whose OS-user prefix is `user_prefix` (`table_name` starts
+    with it): kernel state that outlives a throwaway installation (a test's, a benchmark's). The names removed."""
+    listed = subprocess.run([nft, "list", "tables", "ip"], check=False, capture_output=True, text=True,
+                            timeout=NFT_TIMEOUT)
+    start = "reddwarf_" + re.sub(r"[^a-z0-9_]", "_", user_prefix.lower()).strip("_")
+    removed = []
+    for line in listed.stdout.splitlines():
+        name = line.split()[-1] if line.startswith("table ip ") else ""
+        if name.startswith(start) and re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+            subprocess.run([nft, "delete", "table", "ip", name], check=False, capture_output=True,
+                           timeout=NFT_TIMEOUT)
+            removed.append(name)
+    return removed
+
+
 def _checked(table: str) -> str:
     if re.fullmatch(r"[a-z][a-z0-9_]{0,63}", table) is None:
         raise ValueError(f"not a table name: {table!r}")
@@ -75,8 +70,7 @@ def _checked(table: str) -> str:
 def render(table: str, routes: Iterable[Route]) -> str:
     """Pure: the `nft -f` script that replaces `table` with one holding `routes`, atomically."""
     _checked(table)
-    rules = [f"    ip daddr {r.address} tcp dport {r.port} dnat to {r.target}:{r.target_port}"
-             for r in sorted(set(routes)) if r.needed]
+    rules = [f"    ip daddr {r.address} tcp dport {r.port} {_dnat(r)}" for r in sorted(set(routes)) if r.needed]
     return "\n".join([
         f"add table ip {table}",
         f"delete table ip {table}",
@@ -91,6 +85,15 @@ def render(table: str, routes: Iterable[Route]) -> str:
     ])
 
 
+def _dnat(route: Route) -> str:
+    if len(route.targets) == 1:
+        (address, port), = route.targets
+        return f"dnat to {address}:{port}"
+    # New connections take the targets in turn (conntrack keeps each one's choice for its whole life).
+    entries = ", ".join(f"{i} : {address} . {port}" for i, (address, port) in enumerate(route.targets))
+    return f"dnat ip to numgen inc mod {len(route.targets)} map {{ {entries} }}"
+
+
 class Endpoints:
     """The installation's endpoint table on this host."""
 
@@ -101,6 +104,16 @@ class Endpoints:
     def apply(self, routes: Iterable[Route]) -> None:
         """Make the table hold exactly `routes` (one transaction); TemporaryError if nft refused."""
         self._run(["-f", "-"], render(self.table, routes))
+
+    def publish(self, read: Callable[[], Iterable[Route]], lock: Path) -> None:
+        """`apply(read())` under the host lock `lock`: writers are ordered, and each reads the store inside the
+        lock, so a table written from an older read never replaces one written from a newer read."""
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.apply(read())
+        finally:
+            os.close(fd)
 
     def clear(self) -> None:
         """Remove the table (every route); nothing when it does not exist."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reddwarf import fencing
+from reddwarf.domain.endpoints import Route
 from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.workload import (
     CommandSpec,
@@ -48,6 +50,7 @@ from reddwarf.domain.workload import (
 from reddwarf.runtimes.base import ToolRun
 from reddwarf.runtimes.local import addresses, files, launch, peers, processes, snapshots, tools, users, volumes
 from reddwarf.runtimes.local.cgroups import Cgroups, Detection, detect
+from reddwarf.runtimes.local.endpoints import Endpoints, table_name
 from reddwarf.runtimes.local.exits import ExitWatcher
 from reddwarf.runtimes.local.paths import InstanceLayout, instance_key, instances_dir, layout
 from reddwarf.runtimes.local.pool import Pool
@@ -83,6 +86,7 @@ class LocalRuntime:
         self._last_seen: dict[str, tuple[processes.ServerRecord, ProcessObservation]] = {}
         self._exits = ExitWatcher()
         self._exits.listen(self._server_exited)
+        self._endpoints = Endpoints(table_name(f"{settings.user_prefix}{settings.state_dir}"))
 
     # -- construction: which isolation this host gives --------------------------------------------
 
@@ -498,6 +502,13 @@ class LocalRuntime:
 
     def start(self, placement: Placement, workload: WorkloadSpec) -> None:
         paths = self._layout(placement)
+        with self._host_fence(paths):
+            if self._fence_marker(paths).exists():
+                raise PermanentError(f"instance {paths.instance_id} is fenced on this host: its server does not "
+                                     "start until it is let go (`unfence`)")
+            self._start(paths, workload)
+
+    def _start(self, paths: InstanceLayout, workload: WorkloadSpec) -> None:
         self._forget_observed(paths.instance_id)  # a new server: sweep it into its cgroups at once
         self._reaper.reap()
         if self._live_record(paths) is not None:
@@ -702,6 +713,69 @@ class LocalRuntime:
             self._kill_user_processes(paths, user)
         self._reaper.reap()
         paths.pidfile.unlink(missing_ok=True)
+
+    # -- fencing and endpoints (docs/failover.md) ---------------------------------------------------
+
+    @staticmethod
+    def _fence_marker(paths: InstanceLayout) -> Path:
+        return paths.private_dir / "fenced"
+
+    @contextlib.contextmanager
+    def _host_fence(self, paths: InstanceLayout) -> Iterator[None]:
+        """The instance's start lock (flock, across every process of this host): a start and a fence never
+        interleave, so a start that began before a fence has spawned its server when the fence kills it, and
+        one after it finds the marker."""
+        if not paths.private_dir.is_dir():  # not prepared yet: nothing to start or fence
+            yield
+            return
+        fd = os.open(paths.private_dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def fence(self, placement: Placement) -> None:
+        """Fence the instance on this host: from now on `start` refuses it (until `unfence`), and every process
+        of its OS user is killed, its cgroup thawed so that a frozen one dies too; returns once none is left
+        (TemporaryError if any survives)."""
+        paths = self._layout(placement)
+        with self._host_fence(paths):
+            if paths.private_dir.is_dir():
+                marker = self._fence_marker(paths)
+                files.write_private(marker, "fenced by a failover\n")
+            self._reaper.reap()
+            record = processes.read_record(paths.pidfile)
+            if record is not None and processes.judge(record)[0]:
+                processes.signal_group(record.pid, signal.SIGKILL)
+            user = users.lookup(paths.os_user)
+            if user is not None:
+                processes.kill_of_user(user.uid, processes.live_pids_of_user(user.uid))
+                self._cgroups.thaw(paths.os_user)
+                self._kill_user_processes(paths, user)
+            self._reaper.reap()
+            paths.pidfile.unlink(missing_ok=True)
+        log.warning("instance %s fenced: every process of %s killed", paths.instance_id, paths.os_user)
+
+    def unfence(self, placement: Placement) -> None:
+        """Let the instance start again (idempotent)."""
+        paths = self._layout(placement)
+        with self._host_fence(paths):
+            self._fence_marker(paths).unlink(missing_ok=True)
+
+    def freeze(self, placement: Placement) -> bool:
+        """Freeze every process of the instance's cgroup, as a hung host would (tests and benchmarks only);
+        False where this host has no freezer for it."""
+        return self._cgroups.freeze(self._layout(placement).os_user)
+
+    def publish_routes(self, read: Callable[[], list[Route]]) -> None:
+        """Make the installation's endpoint table hold `read()`'s routes (`Endpoints.publish`)."""
+        self._ensure_root_dir(self._settings.state_dir, 0o755)
+        self._endpoints.publish(read, self._settings.state_dir / "endpoints.lock")
+
+    def clear_routes(self) -> None:
+        """Remove the installation's endpoint table (a throwaway installation's, at its end)."""
+        self._endpoints.clear()
 
     def _kill_user_processes(self, paths: InstanceLayout, user: users.OsUser) -> None:
         """SIGKILL every process of the instance's user and wait until none is left."""

@@ -21,7 +21,7 @@ from reddwarf.domain.accounts import RootHistory
 from reddwarf.domain.conditions import Observation, advance, derive
 from reddwarf.domain.errors import BadRequest, NotFound, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
-from reddwarf.domain.replication import Role
+from reddwarf.domain.replication import Mode, Role, SetPolicy
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 from reddwarf.store.clock import now
@@ -358,13 +358,19 @@ class InstanceRepository:
         if not set_ids:
             return instances
         rows = self._session.execute(
-            select(SetMemberRow, ReplicationSetRow.primary_id)
+            select(SetMemberRow, ReplicationSetRow)
             .join(ReplicationSetRow, ReplicationSetRow.id == SetMemberRow.set_id)
             .where(SetMemberRow.set_id.in_(sorted(set_ids)))
             .order_by(SetMemberRow.created, SetMemberRow.instance_id)
         ).all()
-        for member, primary_id in rows:
+        for member, set_row in rows:
             member_id = member.instance_id
+            primary_id = set_row.primary_id
+            listed = by_id.get(member_id)
+            if listed is not None:
+                listed.set_policy = SetPolicy(Mode(set_row.mode), set_row.auto_failover)
+                listed.set_endpoints = (_pair(set_row.writer_address, set_row.writer_port),
+                                        _pair(set_row.reader_address, set_row.reader_port))
             if member.role != Role.REPLICA.value:
                 continue
             replica = by_id.get(member_id)
@@ -375,7 +381,14 @@ class InstanceRepository:
             primary = by_id.get(primary_id)
             if primary is not None:
                 primary.replicas = (*primary.replicas, member_id)
+                health = health_of(member)
+                streams = member.fenced is None and health is not None and health.state.streaming
+                primary.streaming_replicas = (primary.streaming_replicas or 0) + int(streams)
         return instances
+
+
+def _pair(address: str | None, port: int | None) -> tuple[str, int] | None:
+    return None if address is None or port is None else (address, port)
 
 
 def _after(created: float, instance_id: str) -> ColumnElement[bool]:

@@ -12,7 +12,16 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reddwarf.domain.replication import Member, ReplicaHealth, ReplicaState, ReplicationSet, Role
+from reddwarf.domain.replication import (
+    Address,
+    Member,
+    Mode,
+    ReplicaHealth,
+    ReplicaState,
+    ReplicationSet,
+    Role,
+    SetPolicy,
+)
 from reddwarf.store.clock import now
 from reddwarf.store.rows import rowcount
 from reddwarf.store.tables import ReplicationSetRow, SetMemberRow
@@ -24,6 +33,10 @@ def health_of(row: SetMemberRow) -> ReplicaHealth | None:
     state = ReplicaState(streaming=row.streaming, lag_bytes=row.lag_bytes, lag_seconds=row.lag_seconds,
                          detail=row.health_detail or "")
     return ReplicaHealth(state=state, observed=row.observed)
+
+
+def _address(address: str | None, port: int | None) -> Address | None:
+    return None if address is None or port is None else (address, port)
 
 
 class StaleSet(Exception):
@@ -47,6 +60,9 @@ class ReplicationRepository:
             id=row.id, project_id=row.project_id, primary_id=row.primary_id,
             members=tuple(Member(m.instance_id, Role(m.role), m.created, health_of(m), m.fenced) for m in members),
             version=row.version, created=row.created, updated=row.updated,
+            policy=SetPolicy(mode=Mode(row.mode), auto_failover=row.auto_failover),
+            writer=_address(row.writer_address, row.writer_port),
+            reader=_address(row.reader_address, row.reader_port), failed_over=row.failed_over,
         )
 
     def all_sets(self) -> list[ReplicationSet]:
@@ -88,9 +104,14 @@ class ReplicationRepository:
             found[instance_id] = sets[set_id]
         return found
 
-    def form(self, set_id: str, project_id: str, primary_id: str) -> ReplicationSet:
-        """Record a new set whose only member is `primary_id` (version 1). `StaleSet` when the primary is a
-        member of a set already (another request formed one first)."""
+    def form(
+        self, set_id: str, project_id: str, primary_id: str, writer: Address | None = None,
+        policy: SetPolicy | None = None,
+    ) -> ReplicationSet:
+        """Record a new set whose only member is `primary_id` (version 1), its writer endpoint `writer` (the
+        primary's own address). `StaleSet` when the primary is a member of a set already (another request
+        formed one first)."""
+        policy = policy or SetPolicy()
         if self._session.get(SetMemberRow, primary_id, populate_existing=True) is not None:
             raise StaleSet(f"instance {primary_id} is a member of a set already")
         moment = now()
@@ -98,7 +119,9 @@ class ReplicationRepository:
             with self._session.begin_nested():  # another request may form the same set at the same moment
                 self._session.add(ReplicationSetRow(
                     id=set_id, project_id=project_id, primary_id=primary_id, version=1, created=moment,
-                    updated=moment))
+                    updated=moment, mode=policy.mode.value, auto_failover=policy.auto_failover,
+                    writer_address=None if writer is None else writer[0],
+                    writer_port=None if writer is None else writer[1]))
                 self._session.flush()
                 self._session.add(SetMemberRow(instance_id=primary_id, set_id=set_id, role=Role.PRIMARY.value,
                                                created=moment))
@@ -170,6 +193,28 @@ class ReplicationRepository:
         """A fenced member rejoined its set as a replica (no change of roles: no compare-and-swap)."""
         self._session.execute(
             update(SetMemberRow).where(SetMemberRow.instance_id == instance_id).values(fenced=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    def set_policy(self, set_id: str, policy: SetPolicy) -> None:
+        """The tenant's choices for its set (no change of roles: no compare-and-swap)."""
+        self._session.execute(
+            update(ReplicationSetRow).where(ReplicationSetRow.id == set_id)
+            .values(mode=policy.mode.value, auto_failover=policy.auto_failover, updated=now())
+            .execution_options(synchronize_session=False)
+        )
+
+    def set_reader(self, set_id: str, reader: Address) -> None:
+        """Record the set's reader endpoint (allocated once, with its first replica)."""
+        self._session.execute(
+            update(ReplicationSetRow).where(ReplicationSetRow.id == set_id)
+            .values(reader_address=reader[0], reader_port=reader[1]).execution_options(synchronize_session=False)
+        )
+
+    def failed_over(self, set_id: str, moment: float) -> None:
+        """The set failed over by itself at `moment` (the next automatic one waits `failover_quiet`)."""
+        self._session.execute(
+            update(ReplicationSetRow).where(ReplicationSetRow.id == set_id).values(failed_over=moment)
             .execution_options(synchronize_session=False)
         )
 

@@ -1,30 +1,33 @@
-"""EJECT (Trove's `eject_replica_source`): a failover, on a source that has been unhealthy for
-`Settings.eject_after` seconds (docs/replication.md "Eject").
+"""EJECT (Trove's `eject_replica_source`, and the failover watch's automatic failover): a failover, on a source
+that has been unhealthy for `Settings.eject_after` seconds (a tenant's request, docs/replication.md "Eject"), or
+for `Settings.failover_grace` seconds on every look of the failover watch (`EjectPayload.automatic`,
+docs/failover.md).
 
 The old primary is fenced before anything is promoted: the fence is recorded in the store first (from then on
-nothing starts its server, `lifecycle.start_server` refuses), then carried out (every process of its OS user
-killed, after any repair the eject superseded has let go of it). Only then is the most advanced replica (the
-one holding the most of the old primary's log) promoted, and the others re-pointed to it. The old primary stays
+nothing starts its server, `lifecycle.start_server` refuses), then carried out on its host (`Runtime.fence`:
+a start lock and a marker the runtime's own start obeys, so a repair this eject superseded cannot start it
+again whatever step it is at; every process of its OS user killed, a frozen cgroup thawed so that they die,
+and that confirmed). Only then is the most advanced replica (the one holding the most of the old primary's
+log) promoted, the set's endpoints switched to it, and the others re-pointed to it. The old primary stays
 fenced, status ERROR with the reason, until it rejoins as a replica.
 
-`membership` -> `mark` (EJECT on every member) -> `fence` (the store) -> `fenced` (its processes killed) ->
-`choose` (each replica asked how much log it holds; the largest wins, journaled) -> `swap_roles` -> `promote`
--> `source_ready` -> `repoint` (a child `instance.replica.repoint` on each other replica) -> `repointed` (the
-children ended; one that failed fails the eject) -> `ready`.
+`membership` -> `mark` (EJECT on every member) -> `fence` (the store) -> `fenced` (its host) -> `choose` (each
+replica asked how much log it holds; the largest wins, journaled) -> `swap_roles` -> `promote` -> `switch`
+(the endpoints routed to the new primary: writes resume here) -> `source_ready` -> `repoint` (a child
+`instance.replica.repoint` on each other replica) -> `repointed` (the children ended; one that failed fails
+the eject) -> `ready` (an event with the time from the decision to the switch).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import signal
 import time
 from typing import Any
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import Instance
-from reddwarf.domain.operations import Kind
+from reddwarf.domain.operations import EjectPayload, Kind, payload_of
 from reddwarf.domain.replication import slot_name
 from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
@@ -33,17 +36,15 @@ from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.endpoints import publish
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure, start_server
 from reddwarf.workflows.reconcilers.switchover import COPY_TIMEOUT, RoleChange, run_tool
 
 log = logging.getLogger(__name__)
 
-# How long the fence waits for an operation it superseded (the health loop's repair) to let go of the server.
-FENCE_TIMEOUT = 120.0
 # How long an eject waits for its other replicas to follow the new primary (each a child operation).
 REPOINT_TIMEOUT = 300.0
-_KILL_TIMEOUT = 5.0
 
 
 class EjectSource(RoleChange):
@@ -53,7 +54,8 @@ class EjectSource(RoleChange):
             source = uow.instances.get(ctx.resource_id)
         if source is None or source.deleting:
             return
-        roles = ctx.step("membership", lambda: self._membership(source))
+        asked = payload_of(ctx.op.kind, ctx.op.payload, EjectPayload)
+        roles = ctx.step("membership", lambda: self._membership(source, asked.automatic))
         replica_ids = [str(r) for r in roles["replicas"]]
         members = self._instances([source.id, *replica_ids])
         if roles.get("answers"):  # it came back since it was found down: nothing is fenced or promoted
@@ -63,28 +65,31 @@ class EjectSource(RoleChange):
                                                        f"failover: instance {source.id} is fenced and replaced"))
         ctx.store_step("fence", lambda uow: self._fence(uow, source.id))
         there = deps.placement(source)
-        ctx.wait_until("fenced", lambda: self._kill(ctx, source, there), timeout=FENCE_TIMEOUT,
-                       expired=f"an operation on instance {source.id} did not let go of its server")
+        ctx.step("fenced", lambda: self._kill(source, there))
         replication = self._replication(source)
         chosen = ctx.step("choose", lambda: self._choose(replication, members, replica_ids))
         candidate = members[str(chosen["candidate"])]
         here = deps.placement(candidate)
         ctx.store_step("swap_roles", lambda uow: self._swap(uow, candidate.id, source.id))
         ctx.step("promote", lambda: replication.promote(here, deps.admin_password(candidate.id)))
+        switched = ctx.step("switch", self._switch)
         ctx.step("source_ready", lambda: self._source_ready(candidate.id))
         others = [r for r in replica_ids if r != candidate.id and r in members]
         ctx.enqueue_children("repoint", [(Kind.REPLICA_REPOINT, other_id) for other_id in others])
         ctx.wait_children("repointed", timeout=REPOINT_TIMEOUT)
-        ctx.store_step("ready", lambda uow: self._settle(uow, members, candidate.id, source.id))
+        took = float(switched["at"]) - ctx.op.created
+        ctx.store_step("ready", lambda uow: self._settle(uow, members, candidate.id, source.id, asked, took))
 
-    def _membership(self, source: Instance) -> dict[str, Any]:
-        """The set's replicas, and whether the source's server answers now (the request saw it down in the
-        store, which the health loop updates every few seconds: a server back meanwhile is not failed over)."""
+    def _membership(self, source: Instance, automatic: bool) -> dict[str, Any]:
+        """The set's replicas, and whether the source's server answers now (a tenant's request saw it down in
+        the store, which the health loop updates every few seconds: a server back meanwhile is not failed over).
+        An automatic failover was decided a moment ago by the failover watch, after its grace: not asked again
+        (a hung server would cost the ping's whole timeout)."""
         with self.deps.db.unit_of_work(write=False) as uow:
             found = uow.replication.set_of(source.id)
         if found is None or found.primary_id != source.id:
             raise PermanentError(f"Instance {source.id} is not a replica source.")
-        answers = self.deps.engine(source).ping(self.deps.placement(source))
+        answers = not automatic and self.deps.engine(source).ping(self.deps.placement(source))
         return {"replicas": list(found.replica_ids), "answers": answers}
 
     def _abandon(self, uow: UnitOfWork, members: dict[str, Instance], source_id: str) -> None:
@@ -107,18 +112,17 @@ class EjectSource(RoleChange):
             raise TemporaryError(f"The replication set of instance {source_id} changed meanwhile.") from None
         uow.events.add(source_id, "eject", "fenced: nothing starts its server until it rejoins as a replica")
 
-    def _kill(self, ctx: OperationContext, source: Instance, there: Placement) -> bool:
-        """Kill every process of the fenced server, once no other operation holds it (a repair this eject
-        superseded may still be starting it: it lets go when its next renewal is refused)."""
-        deps = self.deps
-        with deps.db.unit_of_work(write=False) as uow:
-            if uow.operations.live_leases(source.id, exclude=ctx.op.id):
-                return False
-        workload = deps.workload_with(source.spec, there, deps.admin_password(source.id), None)
-        deps.runtime.stop(there, dataclasses.replace(workload, stop_signal=signal.SIGKILL,
-                                                     stop_timeout=_KILL_TIMEOUT))
+    def _kill(self, source: Instance, there: Placement) -> None:
+        """Fence the server on its host (`Runtime.fence`): from now on nothing starts it there, whoever asks (a
+        repair this eject superseded may still be running: its start waits for the fence, then refuses), and
+        every process of it is killed, a stopped or frozen one too; returns once none is left."""
+        self.deps.runtime.fence(there)
         log.warning("failover: instance %s fenced, its processes killed", source.id)
-        return True
+
+    def _switch(self) -> dict[str, Any]:
+        """The set's endpoints routed to the new primary (writes resume through the writer endpoint now)."""
+        publish(self.deps)
+        return {"at": time.time()}
 
     def _choose(self, replication: Replication, members: dict[str, Instance], replica_ids: list[str]) -> dict[str, Any]:
         """The replica holding the most of the old primary's log (the oldest of equals); those that do not
@@ -141,7 +145,11 @@ class EjectSource(RoleChange):
         return {"candidate": candidate, "held": held}
 
     @staticmethod
-    def _settle(uow: UnitOfWork, members: dict[str, Instance], candidate_id: str, source_id: str) -> None:
+    def _settle(uow: UnitOfWork, members: dict[str, Instance], candidate_id: str, source_id: str,
+                asked: EjectPayload, took: float) -> None:
+        how = f"automatic failover ({asked.reason})" if asked.automatic else "failover"
+        uow.events.add(source_id, "failover", f"{how}: instance {candidate_id} is the primary; writes went "
+                                              f"through the writer endpoint again {took:.2f} s after it was decided")
         for member in members.values():
             if member.id == source_id:
                 message = (f"fenced by a failover: instance {candidate_id} is the primary now; this one rejoins its "
@@ -166,8 +174,12 @@ class EjectSource(RoleChange):
                 member, Observation.READY, f"failover of instance {ctx.resource_id} ended: {error.message}"))
             if "swap_roles" not in ctx.journal:
                 with deps.db.unit_of_work() as uow:
-                    if ctx.lease.renew_in(uow):
+                    held = ctx.lease.renew_in(uow)
+                    if held:
                         uow.replication.unfence(ctx.resource_id)
+                        source = uow.instances.get(ctx.resource_id)
+                if held and source is not None:
+                    deps.runtime.unfence(deps.placement(source))
         record_failure(deps, ctx, error)
 
 
@@ -224,6 +236,7 @@ class RejoinMember:
             ctx.step("reseed", lambda: self._reseed(replication, deps.placement(primary), placement, found.id,
                                                     slot_name(instance.id)))
         ctx.store_step("unfence", lambda uow: self._unfence(uow, instance.id, primary.id))
+        ctx.step("release", lambda: deps.runtime.unfence(placement))
         start_server(ctx, deps, instance.spec, instance.id, placement)
         ctx.store_step("ready", _record(instance, Observation.READY, f"rejoined as a replica of {primary.id}",
                                         clear_fault=True))

@@ -18,7 +18,7 @@ from reddwarf.domain.pool import PoolTarget
 from reddwarf.domain.secret import ROOT_SECRET, Secret
 from reddwarf.domain.workload import Placement
 from reddwarf.workflows.kernel.context import OperationContext, StepResult
-from reddwarf.workflows.reconcilers import archive, branch, pool, replication, restore, seeding
+from reddwarf.workflows.reconcilers import archive, branch, endpoints, pool, replication, restore, seeding
 from reddwarf.workflows.reconcilers.deps import ADMIN_SECRET, ReconcilerDeps
 from reddwarf.workflows.reconcilers.lifecycle import allocate_address, start_server
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
@@ -135,6 +135,7 @@ class CreateInstance:
             ctx.step("initialise", lambda: deps.runtime.initialise(placement, deps.workload(instance, placement)))
         elif replica:  # seeded from its primary, which is made ready for it first (its slot before any copy)
             ctx.step("source_ready", lambda: replication.prepare_source(deps, instance))
+            ctx.step("reader_endpoint", lambda: self._reader_endpoint(instance))
             chosen = ctx.step("seed_from", lambda: seeding.seed_from(deps, instance))
             seeding.take_backup(ctx, deps, instance, chosen)
             ctx.step("seed", lambda: seeding.seed(deps, instance, placement, chosen))
@@ -188,6 +189,14 @@ class CreateInstance:
             ctx.store_step("forget_seed", lambda uow: seeding.forget(uow, ctx.journal["seed_from"]))
         if restoring is not None and instance.spec.branch_source_id is not None:
             ctx.store_step("forget_backup", lambda uow: restore.forget_backup(uow, restoring, "for a branch"))
+
+    def _reader_endpoint(self, replica: Instance) -> None:
+        """The set's reader endpoint, allocated with its first replica (docs/failover.md)."""
+        with self.deps.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(replica.id)
+        if found is None:
+            raise PermanentError(f"Instance {replica.id} is no longer a member of a replication set.")
+        endpoints.ensure_reader(self.deps, found.id, self.deps.engine(replica).default_port)
 
     def on_failure(self, ctx: OperationContext, error: PermanentError) -> None:
         _record_failure(self.deps, ctx, error)
@@ -257,6 +266,7 @@ class DeleteInstance:
 
     def _forget(self, instance_id: str) -> None:
         with self.deps.db.unit_of_work() as uow:
+            endpoints.keep_writer_address(uow, instance_id)
             uow.addresses.release(instance_id)
             uow.secrets.delete_owner(instance_id)
             uow.instances.mark_deleted(instance_id)

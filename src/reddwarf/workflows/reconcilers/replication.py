@@ -25,6 +25,7 @@ from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.endpoints import release_reader
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure
 
@@ -115,6 +116,8 @@ def leave(deps: ReconcilerDeps, instance: Instance) -> None:
             with deps.db.unit_of_work() as uow:
                 remaining = uow.replication.remove(found, instance.id)
                 uow.events.add(found.primary_id, "replica", f"replica {instance.id} left the replication set")
+                if remaining is None:
+                    release_reader(uow, found.id)
         except StaleSet:
             continue
         if remaining is None:

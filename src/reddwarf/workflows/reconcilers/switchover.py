@@ -10,10 +10,11 @@ role: the old primary can never take writes again.
 
 `membership` -> `mark` (PROMOTE on every member: the health loop and the replication watch leave them alone)
 -> `streams` (the replica streams from its primary now, live) -> `stop_source` (a clean stop, its last
-position read) -> `caught_up` -> `swap_roles` (compare-and-swap) -> `promote` -> `source_ready` (its files and
-socket directory those of the set's primary, a slot for each other member, loaded) -> `demote` (the old
-primary's slots removed) -> `start`/`answers` (it starts as a replica of the new one) -> `repoint-<id>` (each
-other replica's files rewritten and reloaded: it follows the new primary without a restart) -> `ready`.
+position read) -> `caught_up` -> `swap_roles` (compare-and-swap) -> `promote` -> `switch` (the set's
+endpoints routed to it) -> `source_ready` (its files and socket directory those of the set's primary, a slot
+for each other member, loaded) -> `demote` (the old primary's slots removed) -> `start`/`answers` (it starts as
+a replica of the new one) -> `repoint-<id>` (each other replica's files rewritten and reloaded: it follows the
+new primary without a restart) -> `ready`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.endpoints import publish
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure, start_server
 from reddwarf.workflows.reconcilers.replication import converge_primary
@@ -163,6 +165,7 @@ class PromoteReplica(RoleChange):
             raise PermanentError(f"Instance {candidate.id} was not promoted: {exc.message}.") from None
         ctx.store_step("swap_roles", lambda uow: self._swap(uow, candidate.id, old_id))
         ctx.step("promote", lambda: replication.promote(here, admin))
+        ctx.step("switch", lambda: publish(deps))
         ctx.step("source_ready", lambda: self._source_ready(candidate.id))
         ctx.step("demote", lambda: self._demote(replication, there))
         start_server(ctx, deps, old.spec, old.id, there, password=admin)

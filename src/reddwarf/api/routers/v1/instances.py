@@ -103,11 +103,16 @@ def _update(instance_id: str, body: InstanceUpdateBody, ctx: ServiceContext, aut
     name = body.instance.name
     if name is not None:
         instances.validate_name(name)  # before the detach is recorded: a refused body changes nothing
+    if body.instance.detach and body.instance.replication is not None:
+        raise BadRequest("A detach and a replication policy cannot be asked for at once: a detached instance "
+                         "belongs to no set.", field="replication")
     if body.instance.detach:
         replicas.detach(ctx, auth, instance_id)
+    if body.instance.replication is not None:
+        replicas.set_policy(ctx, auth, instance_id, body.instance.replication.to_change())
     if name is not None:
         instances.rename(ctx, auth, instance_id, name)
-    if name is None and not body.instance.detach:
+    if name is None and not body.instance.detach and body.instance.replication is None:
         instances.get(ctx, auth, instance_id)
     return Response(status_code=202)
 
@@ -117,8 +122,9 @@ def _update(instance_id: str, body: InstanceUpdateBody, ctx: ServiceContext, aut
     status_code=202,
     response_class=Response,
     summary="Update an instance",
-    description="`name`, and the detach of a replica (`replica_of` or `slave_of` present, any value); any other "
-    "attribute is refused with 400 naming it.",
+    description="`name`, the detach of a replica (`replica_of` or `slave_of` present, any value), and (extension) "
+    "a replication set's policy on its primary (`replication`: `mode`, `auto_failover`); any other attribute is "
+    "refused with 400 naming it.",
 )
 def update_instance(instance_id: str, body: InstanceUpdateBody, ctx: ContextDep, auth: AuthDep) -> Response:
     return _update(instance_id, body, ctx, auth)

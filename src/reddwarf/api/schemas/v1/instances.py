@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from reddwarf.domain.instance import DatabaseSpec, UserSpec
+from reddwarf.domain.replication import Mode, PolicyChange
 from reddwarf.domain.secret import Secret
 from reddwarf.services.instances import CreateInstanceRequest
 
@@ -106,6 +107,18 @@ class AccessIn(_Lenient):
                                      description="Not supported yet: must be empty.")
 
 
+class ReplicationIn(BaseModel):
+    """Extension: a replication set's policy (docs/failover.md): its mode and whether it fails over by itself."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    mode: Literal["async", "sync"] | None = None
+    auto_failover: bool | None = None
+
+    def to_change(self) -> PolicyChange:
+        return PolicyChange(mode=None if self.mode is None else Mode(self.mode), auto_failover=self.auto_failover)
+
+
 class InstanceCreate(BaseModel):
     """Trove's whole create schema. Fields that mean nothing here are accepted and ignored
     (availability_zone, region_name, nics, locality, volume.type, access.is_public); fields Reddwarf
@@ -130,6 +143,7 @@ class InstanceCreate(BaseModel):
     modules: list[ModuleRef] = Field(default_factory=list, max_length=MAX_LIST)
     locality: Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"] | None = None
     access: AccessIn | None = None
+    replication: ReplicationIn | None = None
 
     def to_request(self) -> CreateInstanceRequest:
         datastore = self.datastore or DatastoreIn()
@@ -166,6 +180,7 @@ class InstanceCreate(BaseModel):
             configuration=self.configuration,
             modules=tuple(m.id for m in self.modules),
             allowed_cidrs=tuple(self.access.allowed_cidrs) if self.access is not None else (),
+            replication=None if self.replication is None else self.replication.to_change(),
         )
 
 
@@ -185,6 +200,7 @@ class InstanceUpdate(BaseModel):
     slave_of: str | None = None
     datastore_version: str | None = None
     access: dict[str, Any] | None = None
+    replication: ReplicationIn | None = None
 
     @property
     def detach(self) -> bool:
@@ -193,7 +209,7 @@ class InstanceUpdate(BaseModel):
 
     def unsupported_fields(self) -> list[str]:
         """Attributes present in the body other than `name` and a detach, in Trove's order."""
-        present = self.model_fields_set - {"name", "replica_of", "slave_of"}
+        present = self.model_fields_set - {"name", "replica_of", "slave_of", "replication"}
         return [f for f in ("configuration", "datastore_version", "access") if f in present]
 
 

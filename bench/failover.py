@@ -1,0 +1,302 @@
+"""Automatic failover under a steady write load, through the set's writer endpoint (docs/failover.md).
+
+A `reddwarf server` on a scratch directory (failover settings at their defaults, but `failover_quiet` 0 so that
+one set fails over run after run); per engine a primary with one replica, and a writer that writes one row (key)
+at a time, as fast as the server acknowledges, always to the writer endpoint (the address the primary had when
+it was created), reconnecting at once when its connection breaks. Each run breaks whichever member is the
+primary now, one of these ways:
+
+- `kill`: every process of its server SIGKILLed while something else holds its address, so that its restarts
+  fail (a dead primary; the holder accepts and closes every connection);
+- `sigstop`: its main process stopped (PostgreSQL's postmaster: a kept connection to a backend keeps
+  answering, no new session starts; MariaDB's and Redis's only process: nothing answers);
+- `freeze`: its whole cgroup frozen (a hung host), with `--fault freeze`.
+
+and measures:
+
+- the RTO: the last write acknowledged before the fault -> the first acknowledged after it, through the same
+  endpoint (the client's outage: detection, grace, fencing, promotion and the endpoint's switch);
+- the acknowledged writes lost: those the new primary does not have (replication is asynchronous: what the old
+  primary acknowledged and no replica had received is lost, as with any asynchronous replica);
+- then (`--switchovers`, default 3) the write gap of a switchover through the writer endpoint.
+
+Then the fault is undone and the run waits for the old primary to rejoin as a replica before the next one.
+There is no raw tool to compare with; Patroni with etcd on this machine took 9.7 s (its 10 s lock TTL;
+../shared/reference/measured-facts.md). Targets: RTO median and worst <= 5 s. The last line is one JSON object.
+
+    python bench/failover.py [--runs 5] [--engine postgresql:15 ...] [--fault kill --fault sigstop ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pymysql
+import redis
+
+from reddwarf.runtimes.local.cgroups import Cgroups, detect
+from reddwarf.runtimes.local.paths import instance_key
+from support import (
+    SCRATCH,
+    STEP_TIMEOUT,
+    Plane,
+    create_instance,
+    delete_instance,
+    instance_view,
+    poll,
+    sweep,
+    tenant_body,
+)
+from switchover import PASSWORD, _connect, _numbers, _rows, _writes
+
+ENGINES = ("postgresql:15", "mariadb:10.11", "redis:7.0")
+FAULTS = ("kill", "sigstop")
+USER_PREFIX = "rdfo-"
+ADDRESS_POOL = "127.0.98.0/24"
+TARGET_RTO_S = 5.0
+CGROUPS = Cgroups(detect(Path("/sys/fs/cgroup")), Path("/sys/fs/cgroup"), "reddwarf")
+REJOIN_TIMEOUT = 300.0
+
+
+class Writer:
+    """Writes 1, 2, ... through one endpoint; keeps (time acknowledged, n)."""
+
+    def __init__(self, engine: str, endpoint: tuple[str, int]) -> None:
+        self.engine, self.endpoint = engine, endpoint
+        self.acks: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            try:
+                conn = _connect(self.engine, self.endpoint, timeout=2)
+                try:
+                    write = _writes(self.engine, conn)
+                    while not self._stop.is_set():
+                        write(n + 1)
+                        n += 1
+                        self.acks.append((time.monotonic(), n))
+                finally:
+                    conn.close()
+            except (psycopg.errors.UniqueViolation, pymysql.err.IntegrityError):
+                n += 1  # committed, never acknowledged
+            except (psycopg.Error, pymysql.err.MySQLError, redis.RedisError, OSError):
+                time.sleep(0.005)
+
+
+class Holder:
+    """Holds an address (bound and listening as root, no SO_REUSEPORT): the server's restart cannot bind it. It
+    accepts and closes every connection, so a client that reaches it fails at once."""
+
+    def __init__(self, endpoint: tuple[str, int]) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(endpoint)
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
+def _bind_when_free(endpoint: tuple[str, int], timeout: float = 10.0) -> Holder:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Holder(endpoint)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+
+def _server_pid(state: Path, instance_id: str) -> int:
+    record = state / "instances" / instance_id.lower() / "private" / "server.json"
+    return int(json.loads(record.read_text())["pid"])
+
+
+def _pids_of_user(name: str) -> list[int]:
+    done = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True, check=False)
+    return [int(p) for p in done.stdout.split()]
+
+
+class Fault:
+    def __init__(self, kind: str, state: Path, user_prefix: str, primary: dict[str, Any]) -> None:
+        self.kind, self.state = kind, state
+        self.id = str(primary["id"])
+        self.user = user_prefix + instance_key(self.id)
+        self.endpoint = (str(primary["addresses"][0]["address"]), int(primary["port"]))
+        self.holder: Holder | None = None
+
+    def inflict(self) -> None:
+        if self.kind == "kill":
+            for pid in _pids_of_user(self.user):
+                os.kill(pid, signal.SIGKILL)
+            self.holder = _bind_when_free(self.endpoint)
+        elif self.kind == "sigstop":
+            os.kill(_server_pid(self.state, self.id), signal.SIGSTOP)
+        elif not CGROUPS.freeze(self.user):
+            raise SystemExit("this host has no freezer for an instance's cgroup")
+
+    def undo(self) -> None:
+        if self.holder is not None:
+            self.holder.close()
+        if self.kind == "freeze":
+            CGROUPS.thaw(self.user)
+
+
+def _is_primary(client: httpx.Client, instance_id: str) -> bool:
+    view = instance_view(client, instance_id)
+    return view["status"] == "ACTIVE" and not view.get("replica_of")
+
+
+def _follows(client: httpx.Client, instance_id: str, primary: str) -> bool:
+    view = instance_view(client, instance_id)
+    found = view.get("replication") or {}
+    return (view["status"] == "ACTIVE" and (view.get("replica_of") or {}).get("id") == primary
+            and found.get("state") == "streaming")
+
+
+def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str], runs: int,
+                 switchovers: int) -> dict[str, Any]:
+    engine, version = spec.split(":", 1)
+    source = create_instance(client, (engine, version), f"fo-{version}", "1", 1, tenant_body(engine, PASSWORD))
+    view = poll(lambda: instance_view(client, source) if _is_primary(client, source) else None, STEP_TIMEOUT, 0.1)
+    response = client.post("/instances", json={"instance": {"name": f"fo-{version}-r", "replica_of": source}})
+    response.raise_for_status()
+    replica = str(response.json()["instance"]["id"])
+    poll(lambda: _follows(client, replica, source), STEP_TIMEOUT, 0.1)
+    view = instance_view(client, source)
+    writer_endpoint = (str(view["endpoints"]["writer"]["address"]), int(view["endpoints"]["writer"]["port"]))
+    if engine != "redis":
+        _rows(engine, writer_endpoint, "create table w (n bigint primary key)")
+    writer = Writer(engine, writer_endpoint)
+    writer.start()
+    state = plane.root / "state"
+    results: dict[str, Any] = {}
+    primary, standby = source, replica
+    try:
+        for kind in faults:
+            rtos: list[float] = []
+            lost: list[int] = []
+            for _ in range(runs):
+                poll(lambda s=standby, p=primary: _follows(client, s, p), REJOIN_TIMEOUT, 0.1)
+                count = len(writer.acks)
+                poll(lambda c=count: len(writer.acks) >= c + 300, 60, 0.01)
+                fault = Fault(kind, state, USER_PREFIX, instance_view(client, primary))
+                struck = time.monotonic()
+                fault.inflict()
+                try:
+                    poll(lambda s=standby: _is_primary(client, s), STEP_TIMEOUT, 0.05)
+                    poll(lambda t=struck: writer.acks[-1][0] > t + 0.05 if writer.acks else False, 60, 0.01)
+                finally:
+                    fault.undo()
+                acks = list(writer.acks)
+                before = [a for a in acks if a[0] <= struck]
+                after = [a for a in acks if a[0] > struck]
+                # The outage: from the last acknowledgment before the fault to the first after it (a SIGSTOPped
+                # postmaster's backends keep acknowledging on their connection until the fence: the largest gap).
+                window = [before[-1], *after]
+                rtos.append(max(b[0] - a[0] for a, b in itertools.pairwise(window)))
+                present = _numbers(engine, writer_endpoint)
+                lost.append(sum(1 for _, n in before if n not in present))
+                primary, standby = standby, primary
+            results[kind] = {"rto_s": [round(r, 3) for r in rtos], "rto_median_s": round(statistics.median(rtos), 3),
+                             "rto_worst_s": round(max(rtos), 3), "lost": lost}
+            print(f"{spec} {kind}: RTO median {results[kind]['rto_median_s']:.3f} s, worst "
+                  f"{results[kind]['rto_worst_s']:.3f} s {results[kind]['rto_s']}; acknowledged writes lost {lost}",
+                  flush=True)
+        gaps: list[float] = []
+        for _ in range(switchovers):
+            poll(lambda s=standby, p=primary: _follows(client, s, p), REJOIN_TIMEOUT, 0.1)
+            count = len(writer.acks)
+            poll(lambda c=count: len(writer.acks) >= c + 300, 60, 0.01)
+            asked = time.monotonic()
+            client.post(f"/instances/{standby}/action", json={"promote_to_replica_source": {}}).raise_for_status()
+            poll(lambda s=standby: _is_primary(client, s), STEP_TIMEOUT, 0.05)
+            poll(lambda a=asked: writer.acks[-1][0] > a + 0.05, 60, 0.01)
+            window = [a for a in writer.acks if a[0] > asked - 5]
+            gaps.append(max(b[0] - a[0] for a, b in itertools.pairwise(window)))
+            primary, standby = standby, primary
+        if gaps:
+            results["switchover_gap_s"] = [round(g, 3) for g in gaps]
+            results["switchover_gap_median_s"] = round(statistics.median(gaps), 3)
+            print(f"{spec} switchover through the writer endpoint: write gap median "
+                  f"{results['switchover_gap_median_s']:.3f} s {results['switchover_gap_s']}", flush=True)
+    finally:
+        writer.stop()
+    results["acknowledged"] = len(writer.acks)
+    for member in (standby, primary):
+        delete_instance(client, member)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="failovers per engine and fault (default 5)")
+    parser.add_argument("--switchovers", type=int, default=3, help="switchovers per engine (default 3)")
+    parser.add_argument("--engine", action="append", help=f"ENGINE:VERSION (repeatable); default {' '.join(ENGINES)}")
+    parser.add_argument("--fault", action="append", choices=("kill", "sigstop", "freeze"),
+                        help=f"repeatable; default {' '.join(FAULTS)}")
+    parser.add_argument("--log", type=Path, help="keep the server's log in this file")
+    args = parser.parse_args()
+    SCRATCH.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = SCRATCH / f"failover-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    plane = Plane(root, ADDRESS_POOL, USER_PREFIX, env={"REDDWARF_REPLICATION_CHECK_INTERVAL": "0.5",
+                                                        "REDDWARF_FAILOVER_QUIET": "0"})
+    figures: dict[str, Any] = {"benchmark": "failover", "runs": args.runs, "target_rto_s": TARGET_RTO_S,
+                               "engines": {}}
+    try:
+        client = plane.start()
+        for spec in args.engine or ENGINES:
+            figures["engines"][spec] = bench_engine(client, plane, spec, args.fault or list(FAULTS), args.runs,
+                                                    args.switchovers)
+    finally:
+        plane.stop()
+        if args.log is not None and plane.log.exists():
+            shutil.copyfile(plane.log, args.log)
+        sweep(root, USER_PREFIX)
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"target: RTO median and worst <= {TARGET_RTO_S:g} s")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
