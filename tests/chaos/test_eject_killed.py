@@ -27,8 +27,8 @@ from tests.chaos.test_worker_killed import crash_and_recover, every_step, nth_fi
 from tests.support.server import ReddwarfProcesses, processes_of, running_plane, signal_processes, wait_for
 
 KIND = "instance.replica.eject"
-STEPS = ["membership", "mark", "fence", "fenced", "choose", "swap_roles", "promote", "switch", "source_ready",
-         "repoint", "repointed", "ready"]
+STEPS = ["membership", "mark", "fence", "shut", "fenced", "choose", "swap_roles", "promote", "switch",
+         "source_ready", "repoint", "repointed", "ready"]
 # The eject's child on the replica that was not chosen (`instance.replica.repoint`), killed at its one step.
 CHILD = ("instance.replica.repoint", "follow")
 USER, PASSWORD = "edna", "chaos-" + secrets.token_hex(4)

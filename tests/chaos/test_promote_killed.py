@@ -23,7 +23,7 @@ from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 
 KIND = "instance.replica.promote"
 # `repoint` stands for `repoint-<id of the other replica>`.
-STEPS = ["membership", "mark", "streams", "stop_source", "caught_up", "swap_roles", "promote", "switch",
+STEPS = ["membership", "mark", "streams", "shut", "stop_source", "caught_up", "swap_roles", "promote", "switch",
          "source_ready", "demote", "start", "answers", "repoint", "ready"]
 USER, PASSWORD = "pia", "chaos-" + secrets.token_hex(4)
 

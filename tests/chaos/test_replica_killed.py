@@ -29,7 +29,7 @@ from tests.support.server import ReddwarfProcesses, running_plane, wait_for
 SNAPSHOT_STEPS = ["allocate_address", "source_ready", "reader_endpoint", "seed_from", "seed", "start", "answers",
                   "verify", "active"]
 REPLICA_STEPS = [*SNAPSHOT_STEPS[:4], "seed_backup", "seed_backup.taken", *SNAPSHOT_STEPS[4:], "forget_seed"]
-DELETE_STEPS = ["shutdown", "membership", "leave_set", "destroy", "release_slot", "forget"]
+DELETE_STEPS = ["shutdown", "membership", "leave_set", "routes", "destroy", "release_slot", "forget"]
 USER, PASSWORD = "dora", "chaos-" + secrets.token_hex(4)
 SLOTS = "select count(*) from pg_replication_slots where slot_name like 'reddwarf\\_%'"
 
@@ -158,7 +158,7 @@ def test_a_replica_deleted_while_it_is_seeded_leaves_no_backup(
         plane.stop_workers()
 
 
-DETACH_STEPS = ["mark", "membership", "leave_set", "promote", "refresh", "new_admin", "adopt", "admin",
+DETACH_STEPS = ["mark", "membership", "leave_set", "routes", "promote", "refresh", "new_admin", "adopt", "admin",
                 "release_slot", "ready"]
 # Left the set but not promoted; the new admin password set but not yet the instance's.
 DETACH_DEFAULT = (("leave_set", "after"), ("adopt", "after"))

@@ -102,7 +102,7 @@ class FakeEngine:
     ) -> bool:
         return False
 
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+    def ping(self, placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
         return False
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
@@ -273,7 +273,7 @@ class AccountsEngine(FakeEngine):
         found = self.server(placement.instance_id).users.get((user, "%"))
         return found is not None and found[0] == password
 
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+    def ping(self, placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
         return True
 
 

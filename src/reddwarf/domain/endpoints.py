@@ -31,7 +31,9 @@ def _check_port(port: int) -> None:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Route:
-    """New connections to `address`:`port` go to one of `targets` (address, port), in turn."""
+    """New connections to `address`:`port` go to one of `targets` (address, port), in turn; with no target they
+    are refused (reset at once), so that whoever binds the address meanwhile (a fenced primary's, while its set
+    fails over) receives nothing."""
 
     address: str
     port: int
@@ -40,11 +42,13 @@ class Route:
     def __post_init__(self) -> None:
         _check_address(self.address)
         _check_port(self.port)
-        if not self.targets:
-            raise ValueError(f"the route of {self.address}:{self.port} has no target")
         for target, target_port in self.targets:
             _check_address(target)
             _check_port(target_port)
+
+    @property
+    def refused(self) -> bool:
+        return not self.targets
 
     @property
     def needed(self) -> bool:

@@ -96,7 +96,8 @@ class ReplicationSet:
     """A recorded set: exactly one primary (`primary_id`), any number of replicas; `version` is what the
     next compare-and-swap expects. `writer`: the address and port tenants write to, the primary's own when
     the set was formed, whichever member is the primary now; `reader`: the address spread over its healthy
-    replicas (None until it is allocated); `failed_over`: when it last failed over by itself (epoch seconds)."""
+    replicas (None until it is allocated); `failed_over`: when it last failed over by itself (epoch seconds);
+`writer_held`: its writer endpoint refuses new connections while its primary is being replaced."""
 
     id: str
     project_id: str
@@ -109,6 +110,7 @@ class ReplicationSet:
     writer: Address | None = None
     reader: Address | None = None
     failed_over: float | None = None
+    writer_held: bool = False
 
     def member(self, instance_id: str) -> Member | None:
         return next((m for m in self.members if m.instance_id == instance_id), None)

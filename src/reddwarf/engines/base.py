@@ -95,7 +95,10 @@ class Engine(Protocol):
         self, placement: Placement, user: str, password: Secret, timeout: float = 2.0, dbname: str | None = None
     ) -> bool: ...
 
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool: ...
+    def ping(self, placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
+        """The tenant endpoint answers: a listener of the instance's OS user that accepts connections (with
+        `busy_is_alive`, also one that answers that every connection slot is taken). No credential is sent."""
+        ...
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's databases and users on the running server; idempotent. Always connects, even

@@ -222,6 +222,14 @@ def detach(ctx: ServiceContext, auth: AuthContext, instance_id: str) -> None:
             state = "DELETING" if instance.deleting else instance.status.value
             raise UnprocessableEntity(f"Instance {instance_id} cannot be detached now (status {state}); it must be "
                                       "ACTIVE.")
+        writer, _reader = instance.set_endpoints
+        own = None if instance.endpoint is None else (instance.endpoint.address, instance.endpoint.port)
+        if writer is not None and own == writer:
+            # Its address leads to its set's primary: on its own it would be reached by nobody, and the set's
+            # tenants would lose their writer endpoint.
+            raise UnprocessableEntity(
+                f"Instance {instance_id} cannot be detached: its address is its set's writer endpoint, which leads "
+                f"to the primary {instance.replica_of}. Promote it back to primary first, or delete it.")
         op_id = ctx.enqueue(uow, Kind.REPLICA_DETACH, instance_id)
         uow.events.add(instance_id, "detach", f"detach from instance {instance.replica_of} requested")
     logger.info("instance %s: detach requested; operation %s", instance_id, op_id)

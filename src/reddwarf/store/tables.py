@@ -334,6 +334,9 @@ class ReplicationSetRow(Base):
     reader_port: Mapped[int | None] = mapped_column(Integer)
     # When the set last failed over by itself (no second one within `Settings.failover_quiet`).
     failed_over: Mapped[float | None] = mapped_column(Double)
+    # The writer endpoint refuses new connections: its primary is being replaced (from the fence or the
+    # switchover's stop until the new primary takes writes).
+    writer_held: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SetMemberRow(Base):

@@ -12,6 +12,7 @@ from api_support import Api, create_body
 
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import TemporaryError
+from reddwarf.domain.instance import Endpoint
 from reddwarf.domain.replication import ReplicaHealth, ReplicaState
 from reddwarf.store.repositories.instances import InstanceRepository
 
@@ -203,3 +204,17 @@ def test_a_sets_policy_is_set_on_its_primary_and_shown_with_its_endpoints(api: A
     assert shown["replication"] == {"role": "primary", "mode": "async", "auto_failover": False}  # still streaming
     events = [e["message"] for e in api.get(f"/instances/{source}/events").json()["events"]]
     assert any("automatic failover off" in m for m in events)
+
+
+def test_a_founder_whose_address_is_its_sets_writer_endpoint_is_not_detached(api: Api) -> None:
+    founder = api.post("/instances", create_body(name="src")).json()["instance"]["id"]
+    other = api.post("/instances", create_body(name="rep")).json()["instance"]["id"]
+    for made in (founder, other):
+        _active(api, made)
+    with api.db.unit_of_work() as uow:  # a switchover later: the other is the primary, the founder follows it
+        uow.instances.set_endpoint(founder, Endpoint("127.0.1.9", 5432))
+        formed = uow.replication.form(founder, api.project, founder, ("127.0.1.9", 5432))
+        uow.replication.promote(uow.replication.add_replicas(formed, [other]), other)
+    response = api.put(f"/instances/{founder}", {"instance": {"replica_of": None}})
+    assert response.status_code == 422 and "writer endpoint" in response.text, response.text
+    assert api.count("operations", "kind = 'instance.replica.detach'") == 0

@@ -146,3 +146,20 @@ def test_a_throwaway_installations_tables_are_cleared_by_its_prefix_alone(endpoi
     assert sorted(clear_tables_of(prefix)) == sorted(t.table for t in mine)
     listed = subprocess.run(["nft", "list", "tables", "ip"], capture_output=True, text=True, check=True).stdout
     assert endpoints.table in listed and not any(t.table in listed for t in mine)
+
+
+def test_a_refused_endpoint_resets_every_connection_but_the_control_planes(
+    endpoints: Endpoints, members: list[Member], port: int
+) -> None:
+    # Someone took a fenced primary's address while its set fails over: a client reaching for it gets a reset
+    # and sends nothing there; the control plane still reaches whoever listens, to judge it.
+    members.append(Member(A, port, b"squatter"))
+    with socket.create_connection((A, port), timeout=2) as kept:  # made before: it goes on
+        endpoints.apply([Route(A, port, ())])
+        with pytest.raises(ConnectionRefusedError):
+            _who(port, address=A)
+        kept.sendall(b"?")
+        assert kept.recv(16) == b"squatter"
+    assert _who(port, marked=True, address=A) == b"squatter"
+    endpoints.apply([])
+    assert _who(port, address=A) == b"squatter"

@@ -18,7 +18,7 @@ from tests.fakes.runtime import FakeRuntime
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.operations import EjectPayload, Kind, payload_of
-from reddwarf.domain.replication import SetPolicy
+from reddwarf.domain.replication import ReplicaHealth, ReplicaState, SetPolicy
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.store.database import Database
@@ -34,7 +34,7 @@ class Engine(FakeEngine):
         super().__init__()
         self.answers = True
 
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+    def ping(self, placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
         return self.answers
 
 
@@ -93,6 +93,7 @@ def plane(db: Database) -> Iterator[Plane]:
             uow.instances.record(instance.id, Observation.READY, "ready", generation=instance.generation)
         formed = uow.replication.form(primary.id, "p1", primary.id, ("127.0.1.10", 5432))
         uow.replication.add_replicas(formed, [replica.id])
+        uow.replication.record_health(replica.id, ReplicaHealth(ReplicaState(streaming=True), time.time()))
     watch = FailoverWatch(deps, FailoverPolicy(grace=GRACE, ping_timeout=0.5, quiet=300.0), clock=clock)
     yield Plane(db, engine, runtime, clock, watch, primary.id, replica.id, primary.id)
 
@@ -162,6 +163,25 @@ def test_no_second_failover_within_the_quiet_interval_and_none_without_a_replica
     plane.look()
     assert plane.ejects() == []
     assert any("none of its replicas is ACTIVE" in m for m in plane.events())
+
+
+@pytest.mark.parametrize(("seen_before_failure", "failed_over"), [(True, False), (False, True)])
+def test_a_replica_seen_not_streaming_before_the_primary_failed_never_takes_its_place(
+    plane: Plane, seen_before_failure: bool, failed_over: bool
+) -> None:
+    # Seen stopped a minute before the primary failed: promoting it would lose a minute of acknowledged writes.
+    # Seen stopped only once the primary was failing (the replication watch asks the primary): that is the
+    # failure itself.
+    seen = time.time() - (60 if seen_before_failure else 0)
+    with plane.db.unit_of_work() as uow:
+        uow.replication.record_health(plane.replica, ReplicaHealth(ReplicaState(streaming=False), seen))
+    plane.engine.answers = False
+    plane.look()
+    plane.clock.now += GRACE
+    plane.look()
+    assert bool(plane.ejects()) is failed_over
+    if not failed_over:
+        assert any("was streaming when it began to fail" in m for m in plane.events())
 
 
 def test_a_set_that_does_not_fail_over_by_itself_is_not_watched(plane: Plane) -> None:

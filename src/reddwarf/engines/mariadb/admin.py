@@ -155,26 +155,32 @@ def probe(where: Target) -> bool:
 
 _GREETING_HEADER = 4  # payload length (3 bytes), sequence number
 _PROTOCOL_10 = 0x0A
+_ERROR_PACKET = 0xFF  # then a 2-byte little-endian error code
+_TOO_MANY_CONNECTIONS = 1040
 
 
-def ping(placement: Placement, timeout: float = 2.0) -> bool:
+def ping(placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
     """True when the tenant endpoint (TCP to the placement's address and port) is a MariaDB server of the
     instance's OS user that accepts connections; never raises, never sends anything.
 
     The listener's owner is checked first (`peer.connect_tcp_owned`); then the server's greeting is read:
     a protocol-10 handshake means it accepts connections (an error packet, e.g. too many connections, means
-    it does not)."""
+    it does not). `busy_is_alive`: "too many connections" (1040) counts as an answer too (anyone can fill its
+    slots; the failover watch must not take that for a dead primary)."""
     try:
         uid = peer.uid_of(placement.os_user)
         with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
-            first = peer.read_exactly(sock, _GREETING_HEADER + 1)[_GREETING_HEADER]
+            head = peer.read_exactly(sock, _GREETING_HEADER + 3)
     except OSError as exc:
         logger.debug("mariadb ping of %s:%s: %s", placement.address, placement.port, exc)
         return False
-    if first != _PROTOCOL_10:
-        logger.debug("mariadb ping of %s:%s: no handshake (packet starts %#x)", placement.address, placement.port,
-                     first)
-    return first == _PROTOCOL_10
+    first = head[_GREETING_HEADER]
+    if first == _PROTOCOL_10:
+        return True
+    if busy_is_alive and first == _ERROR_PACKET and int.from_bytes(head[-2:], "little") == _TOO_MANY_CONNECTIONS:
+        return True
+    logger.debug("mariadb ping of %s:%s: no handshake (packet starts %#x)", placement.address, placement.port, first)
+    return False
 
 
 def _safe(exc: BaseException) -> str:

@@ -127,6 +127,8 @@ def probe(where: Target) -> bool:
 _PROTOCOL_3 = 196608
 _STARTUP_ANSWER = struct.Struct("!cI")  # message type, length (itself included)
 _MAX_ANSWER = 8192
+# The SQLSTATE field of an ErrorResponse saying that every connection slot is taken.
+_TOO_MANY_CLIENTS = b"C53300"
 
 
 def _startup_message(user: str) -> bytes:
@@ -137,13 +139,15 @@ def _startup_message(user: str) -> bytes:
     return struct.pack("!II", 8 + len(params), _PROTOCOL_3) + params
 
 
-def ping(placement: Placement, user: str, timeout: float = 2.0) -> bool:
+def ping(placement: Placement, user: str, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
     """True when the tenant endpoint (TCP to the placement's address and port) is a PostgreSQL server of the
     instance's OS user that accepts connections; never raises, never sends a credential.
 
     The listener's owner is checked first (`peer.connect_tcp_owned`); then a startup packet for `user`
     ends at the server's first answer: an authentication request means it accepts connections (an error,
-    e.g. "the database system is starting up", means it does not yet)."""
+    e.g. "the database system is starting up", means it does not). `busy_is_alive`: "too many clients"
+    (SQLSTATE 53300) counts as an answer too: the server runs and serves others (anyone can fill its slots;
+    the failover watch must not take that for a dead primary)."""
     try:
         uid = peer.uid_of(placement.os_user)
         with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
@@ -152,14 +156,17 @@ def ping(placement: Placement, user: str, timeout: float = 2.0) -> bool:
             # Read the whole answer before closing: unread data turns the close into a reset, which the
             # server logs ("could not receive data from client"); a clean EOF during authentication it
             # does not log.
-            peer.read_exactly(sock, max(0, min(length - 4, _MAX_ANSWER)))
+            body = peer.read_exactly(sock, max(0, min(length - 4, _MAX_ANSWER)))
     except (OSError, ValueError) as exc:
         logger.debug("postgresql ping of %s:%s: %s", placement.address, placement.port, exc)
         return False
-    if kind != b"R":
-        logger.debug("postgresql ping of %s:%s answered %r, not an authentication request",
-                     placement.address, placement.port, kind)
-    return bool(kind == b"R")
+    if kind == b"R":
+        return True
+    if busy_is_alive and kind == b"E" and _TOO_MANY_CLIENTS in body.split(b"\0"):
+        return True
+    logger.debug("postgresql ping of %s:%s answered %r, not an authentication request",
+                 placement.address, placement.port, kind)
+    return False
 
 
 def _error_class(exc: psycopg.Error) -> str:

@@ -173,9 +173,9 @@ class PostgresqlEngine:
         server checked to run as the instance's OS user; never raises."""
         return admin.probe(admin.target(placement, user, password, dbname, timeout))
 
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+    def ping(self, placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
         """The tenant endpoint accepts connections and belongs to the instance's OS user; no credential."""
-        return admin.ping(placement, ADMIN_USER, timeout)
+        return admin.ping(placement, ADMIN_USER, timeout, busy_is_alive=busy_is_alive)
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's databases, users and grants as the admin; idempotent."""

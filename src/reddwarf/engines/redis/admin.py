@@ -122,13 +122,16 @@ _PING = b"*1\r\n$4\r\nPING\r\n"
 # A server that answers PING, or asks for AUTH first (its `default` user is off), accepts connections;
 # "-LOADING" (still reading its dataset) and anything else does not yet.
 _ALIVE = (b"+PONG", b"-NOAUTH")
+_FULL = b"-ERR max number of clients reached"
 
 
-def ping(placement: Placement, timeout: float = 2.0) -> bool:
+def ping(placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
     """True when the tenant endpoint (TCP to the placement's address and port) is a Redis server of the
     instance's OS user that accepts connections; never raises, never sends a credential.
 
-    The listener's owner is checked first (`peer.connect_tcp_owned`); then an unauthenticated PING."""
+    The listener's owner is checked first (`peer.connect_tcp_owned`); then an unauthenticated PING.
+    `busy_is_alive`: "max number of clients reached" counts as an answer too (anyone can fill its slots; the
+    failover watch must not take that for a dead primary)."""
     try:
         uid = peer.uid_of(placement.os_user)
         with peer.connect_tcp_owned(placement.address, placement.port, uid, timeout) as sock:
@@ -138,7 +141,7 @@ def ping(placement: Placement, timeout: float = 2.0) -> bool:
     except OSError as exc:
         logger.debug("redis ping of %s:%s: %s", placement.address, placement.port, exc)
         return False
-    alive = answer.startswith(_ALIVE)
+    alive = answer.startswith(_ALIVE) or (busy_is_alive and answer.startswith(_FULL))
     if not alive:
         logger.debug("redis ping of %s:%s answered %r", placement.address, placement.port, answer[:40])
     return alive

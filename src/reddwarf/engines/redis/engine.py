@@ -135,9 +135,9 @@ class RedisEngine:
         OS user; never raises. Redis has no named databases: `dbname` is ignored."""
         return admin.probe(admin.target(placement, user, password, timeout))
 
-    def ping(self, placement: Placement, timeout: float = 2.0) -> bool:
+    def ping(self, placement: Placement, timeout: float = 2.0, busy_is_alive: bool = False) -> bool:
         """The tenant endpoint accepts connections and belongs to the instance's OS user; no credential."""
-        return admin.ping(placement, timeout)
+        return admin.ping(placement, timeout, busy_is_alive=busy_is_alive)
 
     def bootstrap(self, spec: InstanceSpec, placement: Placement, admin_password: Secret) -> None:
         """Create the spec's users as ACL users (hashed passwords) and ACL SAVE them, as the admin; idempotent."""

@@ -68,21 +68,25 @@ def _checked(table: str) -> str:
 
 
 def render(table: str, routes: Iterable[Route]) -> str:
-    """Pure: the `nft -f` script that replaces `table` with one holding `routes`, atomically."""
+    """Pure: the `nft -f` script that replaces `table` with one holding `routes`, atomically. Each moved endpoint is
+    translated for connections made on this host (output) and arriving from elsewhere (prerouting); a new
+    connection to a refused one is reset before any listener sees it (filter output and input, after the
+    translation: a translated connection no longer names it), while one already made goes on (a replica still
+    reading its stopping primary's last records during a switchover)."""
     _checked(table)
-    rules = [f"    ip daddr {r.address} tcp dport {r.port} {_dnat(r)}" for r in sorted(set(routes)) if r.needed]
-    return "\n".join([
-        f"add table ip {table}",
-        f"delete table ip {table}",
-        f"table ip {table} {{",
-        "  chain endpoints {",
-        f"    type nat hook output priority {_PRIORITY}; policy accept;",
-        f"    meta mark {CONTROL_MARK:#x} return",
-        *rules,
-        "  }",
-        "}",
-        "",
-    ])
+    chosen = sorted(set(routes))
+    dnat = [f"    ip daddr {r.address} tcp dport {r.port} {_dnat(r)}" for r in chosen if r.needed and not r.refused]
+    reset = [f"    ip daddr {r.address} tcp dport {r.port} ct state new reject with tcp reset" for r in chosen
+             if r.refused]
+    exempt = f"    meta mark {CONTROL_MARK:#x} return"
+    lines = [f"add table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
+    for chain, hook, priority, rules in (("endpoints", "output", _PRIORITY, dnat),
+                                         ("endpoints_in", "prerouting", _PRIORITY, dnat),
+                                         ("refused", "output", 0, reset), ("refused_in", "input", 0, reset)):
+        kind = "nat" if chain.startswith("endpoints") else "filter"
+        lines += [f"  chain {chain} {{", f"    type {kind} hook {hook} priority {priority}; policy accept;",
+                  exempt, *rules, "  }"]
+    return "\n".join([*lines, "}", ""])
 
 
 def _dnat(route: Route) -> str:

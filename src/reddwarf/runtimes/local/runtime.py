@@ -745,13 +745,23 @@ class LocalRuntime:
                 marker = self._fence_marker(paths)
                 files.write_private(marker, "fenced by a failover\n")
             self._reaper.reap()
-            record = processes.read_record(paths.pidfile)
-            if record is not None and processes.judge(record)[0]:
-                processes.signal_group(record.pid, signal.SIGKILL)
-            user = users.lookup(paths.os_user)
-            if user is not None:
-                processes.kill_of_user(user.uid, processes.live_pids_of_user(user.uid))
+            # Frozen first, where the host can: a process that forks to outrun the kill cannot (its children are
+            # frozen with it), then every member of the cgroup and every process of the user is killed, and
+            # thawed so that the kill takes effect.
+            self._cgroups.freeze(paths.os_user)
+            try:
+                record = processes.read_record(paths.pidfile)
+                if record is not None and processes.judge(record)[0]:
+                    processes.signal_group(record.pid, signal.SIGKILL)
+                for pid in self._cgroups.members(paths.os_user):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                user = users.lookup(paths.os_user)
+                if user is not None:
+                    processes.kill_of_user(user.uid, processes.live_pids_of_user(user.uid))
+            finally:
                 self._cgroups.thaw(paths.os_user)
+            if user is not None:
                 self._kill_user_processes(paths, user)
             self._reaper.reap()
             paths.pidfile.unlink(missing_ok=True)

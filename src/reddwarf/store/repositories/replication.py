@@ -63,6 +63,7 @@ class ReplicationRepository:
             policy=SetPolicy(mode=Mode(row.mode), auto_failover=row.auto_failover),
             writer=_address(row.writer_address, row.writer_port),
             reader=_address(row.reader_address, row.reader_port), failed_over=row.failed_over,
+            writer_held=row.writer_held,
         )
 
     def all_sets(self) -> list[ReplicationSet]:
@@ -209,6 +210,14 @@ class ReplicationRepository:
         self._session.execute(
             update(ReplicationSetRow).where(ReplicationSetRow.id == set_id)
             .values(reader_address=reader[0], reader_port=reader[1]).execution_options(synchronize_session=False)
+        )
+
+    def hold_writer(self, set_id: str, held: bool) -> None:
+        """Have the set's writer endpoint refuse new connections (its primary is being replaced), or lead to
+        its primary again (no change of roles: no compare-and-swap)."""
+        self._session.execute(
+            update(ReplicationSetRow).where(ReplicationSetRow.id == set_id).values(writer_held=held)
+            .execution_options(synchronize_session=False)
         )
 
     def failed_over(self, set_id: str, moment: float) -> None:

@@ -3,9 +3,11 @@ to the set's primary, the reader endpoint over its healthy replicas (its primary
 carries the routes out (`Runtime.publish_routes`); every writer reads the store inside the runtime's order, so
 the table always follows the newest read.
 
-Who publishes: a failover or a switchover as soon as it has promoted (`publish`: writes resume there), and the
-failover watch whenever what the store says differs from what it last published (a replica's health, a new
-reader endpoint, a member gone), and every `REPUBLISH_EVERY` seconds whatever (a table lost with a reboot).
+Who publishes: a failover or a switchover when it holds its set's writer endpoint (before the old primary is
+killed or stopped) and when it releases it, as soon as the new primary takes writes (`hold`); a replica's
+delete once it has left its set (before its address is given back); and the failover watch whenever what the
+store says differs from what it last published (a replica's health, a new reader endpoint, a member gone), and
+every `REPUBLISH_EVERY` seconds whatever (a table lost with a reboot).
 """
 
 from __future__ import annotations
@@ -51,29 +53,39 @@ def _serves_reads(instance: Instance | None, found: ReplicationSet) -> bool:
     return member.health is None or member.health.state.streaming
 
 
-def routes_of(uow: UnitOfWork) -> list[Route]:
-    """Every route the store asks for now."""
-    routes: list[Route] = []
+def routes_by_set(uow: UnitOfWork) -> dict[str, list[Route]]:
+    """Every route the store asks for now, by set. A set's writer endpoint leads to its primary, or is refused
+    while it is held (its primary being replaced: from a failover's fence or a switchover's stop until the new
+    primary takes writes; whoever binds its address meanwhile gets nothing); a fenced member's own address is
+    refused too until it rejoins (unless it is the writer endpoint)."""
+    by_set: dict[str, list[Route]] = {}
     for found in uow.replication.all_sets():
         primary = _target(uow.instances.get(found.primary_id))
         if primary is None:
             continue
+        routes = by_set.setdefault(found.id, [])
         try:
             if found.writer is not None:
-                routes.append(Route(found.writer[0], found.writer[1], (primary,)))
+                routes.append(Route(found.writer[0], found.writer[1], () if found.writer_held else (primary,)))
+            readers: list[Target] = []
+            for member in found.members:
+                instance = uow.instances.get(member.instance_id)
+                own = _target(instance)
+                if member.fenced is not None and own is not None and own != found.writer:
+                    routes.append(Route(own[0], own[1], ()))
+                if member.role is Role.REPLICA and own is not None and _serves_reads(instance, found):
+                    readers.append(own)
             if found.reader is not None:
-                readers = []
-                for member in found.members:
-                    if member.role is not Role.REPLICA:
-                        continue
-                    replica = uow.instances.get(member.instance_id)
-                    target = _target(replica)
-                    if target is not None and _serves_reads(replica, found):
-                        readers.append(target)
                 routes.append(Route(found.reader[0], found.reader[1], tuple(readers) or (primary,)))
         except ValueError as exc:  # an address this runtime cannot route: said, and the other sets still are
             log.error("replication set %s: its endpoints cannot be routed: %s", found.id, exc)
-    return routes
+            by_set[found.id] = []
+    return by_set
+
+
+def routes_of(uow: UnitOfWork) -> list[Route]:
+    """Every route the store asks for now."""
+    return [route for routes in routes_by_set(uow).values() for route in routes]
 
 
 def read_routes(deps: ReconcilerDeps) -> list[Route]:
@@ -84,6 +96,16 @@ def read_routes(deps: ReconcilerDeps) -> list[Route]:
 def publish(deps: ReconcilerDeps) -> None:
     """Route every set's endpoints as the store says now (idempotent)."""
     deps.runtime.publish_routes(lambda: read_routes(deps))
+
+
+def hold(deps: ReconcilerDeps, instance_id: str, held: bool) -> None:
+    """Hold (or release) the writer endpoint of `instance_id`'s set, then route every set as the store says
+    (idempotent: a step's retry does it again)."""
+    with deps.db.unit_of_work() as uow:
+        found = uow.replication.set_of(instance_id)
+        if found is not None and found.writer_held != held:
+            uow.replication.hold_writer(found.id, held)
+    publish(deps)
 
 
 def ensure_reader(deps: ReconcilerDeps, set_id: str, standard_port: int, offsets: tuple[int, ...] = ()) -> None:

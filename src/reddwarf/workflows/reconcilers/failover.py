@@ -11,9 +11,10 @@ and that confirmed). Only then is the most advanced replica (the one holding the
 log) promoted, the set's endpoints switched to it, and the others re-pointed to it. The old primary stays
 fenced, status ERROR with the reason, until it rejoins as a replica.
 
-`membership` -> `mark` (EJECT on every member) -> `fence` (the store) -> `fenced` (its host) -> `choose` (each
+`membership` -> `mark` (EJECT on every member) -> `fence` (the store) -> `shut` (its endpoints refuse new
+connections) -> `fenced` (its host) -> `choose` (each
 replica asked how much log it holds; the largest wins, journaled) -> `swap_roles` -> `promote` -> `switch`
-(the endpoints routed to the new primary: writes resume here) -> `source_ready` -> `repoint` (a child
+(the writer endpoint released, to the new primary: writes resume here) -> `source_ready` -> `repoint` (a child
 `instance.replica.repoint` on each other replica) -> `repointed` (the children ended; one that failed fails
 the eject) -> `ready` (an event with the time from the decision to the switch).
 """
@@ -36,7 +37,7 @@ from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.endpoints import publish
+from reddwarf.workflows.reconcilers.endpoints import hold, publish_quietly
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure, start_server
 from reddwarf.workflows.reconcilers.switchover import COPY_TIMEOUT, RoleChange, run_tool
@@ -64,6 +65,8 @@ class EjectSource(RoleChange):
         ctx.store_step("mark", lambda uow: self._mark(uow, members, Observation.EJECTING,
                                                        f"failover: instance {source.id} is fenced and replaced"))
         ctx.store_step("fence", lambda uow: self._fence(uow, source.id))
+        # Its endpoints refuse new connections before it dies: whoever binds its address meanwhile gets nothing.
+        ctx.step("shut", lambda: hold(deps, source.id, True))
         there = deps.placement(source)
         ctx.step("fenced", lambda: self._kill(source, there))
         replication = self._replication(source)
@@ -72,7 +75,7 @@ class EjectSource(RoleChange):
         here = deps.placement(candidate)
         ctx.store_step("swap_roles", lambda uow: self._swap(uow, candidate.id, source.id))
         ctx.step("promote", lambda: replication.promote(here, deps.admin_password(candidate.id)))
-        switched = ctx.step("switch", self._switch)
+        switched = ctx.step("switch", lambda: self._switch(candidate.id))
         ctx.step("source_ready", lambda: self._source_ready(candidate.id))
         others = [r for r in replica_ids if r != candidate.id and r in members]
         ctx.enqueue_children("repoint", [(Kind.REPLICA_REPOINT, other_id) for other_id in others])
@@ -119,9 +122,9 @@ class EjectSource(RoleChange):
         self.deps.runtime.fence(there)
         log.warning("failover: instance %s fenced, its processes killed", source.id)
 
-    def _switch(self) -> dict[str, Any]:
-        """The set's endpoints routed to the new primary (writes resume through the writer endpoint now)."""
-        publish(self.deps)
+    def _switch(self, candidate_id: str) -> dict[str, Any]:
+        """The set's writer endpoint released, to the new primary (writes resume through it now)."""
+        hold(self.deps, candidate_id, False)
         return {"at": time.time()}
 
     def _choose(self, replication: Replication, members: dict[str, Instance], replica_ids: list[str]) -> dict[str, Any]:
@@ -172,14 +175,18 @@ class EjectSource(RoleChange):
             members = self._instances([str(r) for r in roles["replicas"]])
             self._each(ctx, members, lambda member: _record(
                 member, Observation.READY, f"failover of instance {ctx.resource_id} ended: {error.message}"))
-            if "swap_roles" not in ctx.journal:
-                with deps.db.unit_of_work() as uow:
-                    held = ctx.lease.renew_in(uow)
-                    if held:
-                        uow.replication.unfence(ctx.resource_id)
-                        source = uow.instances.get(ctx.resource_id)
-                if held and source is not None:
-                    deps.runtime.unfence(deps.placement(source))
+            with deps.db.unit_of_work() as uow:
+                held = ctx.lease.renew_in(uow)
+                found = uow.replication.set_of(ctx.resource_id) if held else None
+                if found is not None:
+                    uow.replication.hold_writer(found.id, False)  # to whichever member is the primary now
+                if held and "swap_roles" not in ctx.journal:
+                    uow.replication.unfence(ctx.resource_id)
+                source = uow.instances.get(ctx.resource_id)
+            if held and source is not None and "swap_roles" not in ctx.journal:
+                deps.runtime.unfence(deps.placement(source))
+            if held:
+                publish_quietly(deps, f"the failover of {ctx.resource_id} ended")
         record_failure(deps, ctx, error)
 
 

@@ -5,8 +5,9 @@
 A look finds the primary failing when its server is not running (its repair has not brought it back), is
 stopped by a signal (only its postmaster, say), or does not answer a login-free ping within
 `failover_ping_timeout` (a frozen cgroup: the kernel still completes the TCP handshake, so only an answer of
-the server counts). A primary failing on every look for `failover_grace` seconds is failed over: in one
-transaction the set is read again (still this primary, still automatic, no automatic failover within
+the server counts; "too many connections" is an answer: anyone on the host can fill a server's slots, and
+that must not fail a healthy primary over). A primary failing on every look for `failover_grace` seconds is
+failed over: in one transaction the set is read again (still this primary, still automatic, no automatic failover within
 `failover_quiet` seconds, a replica ACTIVE to take its place, no switchover or eject under way), its repair and
 restart are superseded, an `instance.replica.eject` is recorded with what was seen (`EjectPayload.automatic`),
 every member shows EJECT, and the set remembers when. The eject (`reconcilers.failover`) does the rest,
@@ -20,8 +21,8 @@ looked at at once; a primary found failing is looked at again exactly when its g
 the fault to the decision is the grace plus, for a server that is alive but hung, at most one interval and one
 ping's timeout.
 
-Each round also keeps the endpoint table in line with the store (`reconcilers.endpoints`), but not while a set's
-roles change: the switchover or failover switches its endpoints itself once the new primary takes writes.
+Each round also keeps the endpoint table in line with the store (`reconcilers.endpoints`): a set whose primary
+is being replaced has its writer endpoint held (refusing) in the store until the new primary takes writes.
 """
 
 from __future__ import annotations
@@ -88,19 +89,14 @@ class FailoverWatch:
         with self.deps.db.unit_of_work(write=False) as uow:
             routes = endpoints.routes_of(uow)
             items: list[tuple[str, Watched]] = []
-            changing = False
             for found in uow.replication.all_sets():
-                # A set whose roles are changing has its endpoints switched by that operation, once its new
-                # primary takes writes: not by this round, which may read the store between the two.
-                changing = changing or self._changing(uow, found)
                 if not found.policy.auto_failover or not found.replica_ids:
                     continue
                 primary = uow.instances.get(found.primary_id)
                 if primary is None or primary.deleting or primary.endpoint is None:
                     continue
                 items.append((primary.id, Watched(found, primary)))
-        if not changing:
-            self._publish(routes)
+        self._publish(routes)
         keys = {key for key, _ in items}
         for gone in set(self._failing) - keys:
             self._failing.pop(gone, None)
@@ -175,14 +171,9 @@ class FailoverWatch:
             return f"its server is not running ({seen.exit_reason})"
         if seen.stopped:
             return "its server is stopped by a signal"
-        if not deps.engine(primary).ping(placement, timeout=self.policy.ping_timeout):
+        if not deps.engine(primary).ping(placement, timeout=self.policy.ping_timeout, busy_is_alive=True):
             return f"its server does not answer within {self.policy.ping_timeout:g} s"
         return None
-
-    @staticmethod
-    def _changing(uow: UnitOfWork, found: ReplicationSet) -> bool:
-        return any(op.kind in ROLE_CHANGES for member in found.members
-                   for op in uow.operations.active_for(member.instance_id))
 
     @staticmethod
     def _busy(uow: UnitOfWork, found: ReplicationSet) -> str | None:
@@ -198,7 +189,7 @@ class FailoverWatch:
         reason = f"{failing}, for {lasted:.1f} s"
         try:
             with self.deps.db.unit_of_work() as uow:
-                refusal = self._decide(uow, found.id, primary.id, reason)
+                refusal = self._decide(uow, found.id, primary.id, reason, lasted)
         except TemporaryError as exc:  # a status changing under it: the next round decides again
             log.info("failover of set %s put off: %s", found.id, exc.message)
             return
@@ -212,7 +203,7 @@ class FailoverWatch:
             with self.deps.db.unit_of_work() as uow:
                 uow.events.add(primary.id, "failover", f"not failed over although {reason}: {refusal}")
 
-    def _decide(self, uow: UnitOfWork, set_id: str, primary_id: str, reason: str) -> str | None:
+    def _decide(self, uow: UnitOfWork, set_id: str, primary_id: str, reason: str, lasted: float) -> str | None:
         """Record the failover, or say why not (nothing written then)."""
         found = uow.replication.get(set_id)
         if found is None or found.primary_id != primary_id or not found.policy.auto_failover:
@@ -224,9 +215,11 @@ class FailoverWatch:
             return (f"it failed over by itself {time.time() - found.failed_over:.0f} s ago, within the "
                     f"{self.policy.quiet:g} s it waits between two")
         members = {m.instance_id: uow.instances.get(m.instance_id) for m in found.members}
-        ready = [r for r in found.replica_ids if _can_take_over(members.get(r), found)]
+        failing_since = time.time() - lasted
+        ready = [r for r in found.replica_ids if _can_take_over(members.get(r), found, failing_since)]
         if not ready:
-            return "none of its replicas is ACTIVE to take its place"
+            return ("none of its replicas is ACTIVE and was streaming when it began to fail (a replica that had "
+                    "stopped would lose what the primary wrote since)")
         uow.operations.supersede(primary_id, REGISTRY[Kind.REPLICA_EJECT].supersedes)
         payload = EjectPayload(automatic=True, reason=reason)
         uow.operations.enqueue(Kind.REPLICA_EJECT, primary_id, payload.model_dump())
@@ -239,8 +232,17 @@ class FailoverWatch:
         return None
 
 
-def _can_take_over(replica: Instance | None, found: ReplicationSet) -> bool:
+# How long before the primary began to fail a replica's last "not streaming" may have been seen and still be
+# blamed on the failure (the replication watch asks the primary, which may already have been failing).
+_HEALTH_SLACK = 1.0
+
+
+def _can_take_over(replica: Instance | None, found: ReplicationSet, failing_since: float) -> bool:
+    """ACTIVE, not fenced, and streaming when last seen before the primary began to fail (a replica that had
+    stopped following long before would lose everything the primary wrote since)."""
     if replica is None or replica.deleting or replica.status is not InstanceStatus.ACTIVE:
         return False
     member = found.member(replica.id)
-    return member is not None and member.fenced is None
+    if member is None or member.fenced is not None or member.health is None:
+        return False
+    return member.health.state.streaming or member.health.observed >= failing_since - _HEALTH_SLACK

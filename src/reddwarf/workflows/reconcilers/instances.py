@@ -249,6 +249,8 @@ class DeleteInstance:
         if instance.replica_of is not None or "membership" in ctx.journal:
             left = ctx.step("membership", lambda: {"primary": instance.replica_of})
             ctx.step("leave_set", lambda: replication.leave(deps, instance))
+            # No endpoint leads to it any more before its address can be given to another instance.
+            ctx.step("routes", lambda: endpoints.publish(deps))
         ctx.step("destroy", lambda: self._destroy(instance, placement))
         if left.get("primary"):
             ctx.store_step("release_slot", lambda uow: replication.ask_converge(uow, str(left["primary"]), instance.id))

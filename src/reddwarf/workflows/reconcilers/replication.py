@@ -25,7 +25,7 @@ from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.endpoints import release_reader
+from reddwarf.workflows.reconcilers.endpoints import publish, release_reader
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure
 
@@ -209,6 +209,7 @@ class DetachReplica:
         ctx.store_step("mark", _record(instance, Observation.DETACHING, "detaching from its replication source"))
         left = ctx.step("membership", lambda: {"primary": instance.replica_of})
         ctx.step("leave_set", lambda: leave(deps, instance))
+        ctx.step("routes", lambda: publish(deps))  # the set's reader endpoint no longer leads to it
         version = deps.version_for(instance.spec)
         engine = deps.engine(instance)
         replication = engine.replication(version)

@@ -9,9 +9,10 @@ afterwards (this operation's retry, the health loop once the members are ACTIVE 
 role: the old primary can never take writes again.
 
 `membership` -> `mark` (PROMOTE on every member: the health loop and the replication watch leave them alone)
--> `streams` (the replica streams from its primary now, live) -> `stop_source` (a clean stop, its last
-position read) -> `caught_up` -> `swap_roles` (compare-and-swap) -> `promote` -> `switch` (the set's
-endpoints routed to it) -> `source_ready` (its files and socket directory those of the set's primary, a slot
+-> `streams` (the replica streams from its primary now, live) -> `shut` (the writer endpoint refuses new
+connections) -> `stop_source` (a clean stop, its last
+position read) -> `caught_up` -> `swap_roles` (compare-and-swap) -> `promote` -> `switch` (the writer
+endpoint released, to it) -> `source_ready` (its files and socket directory those of the set's primary, a slot
 for each other member, loaded) -> `demote` (the old primary's slots removed) -> `start`/`answers` (it starts as
 a replica of the new one) -> `repoint-<id>` (each other replica's files rewritten and reloaded: it follows the
 new primary without a restart) -> `ready`.
@@ -36,7 +37,7 @@ from reddwarf.store.repositories.replication import StaleSet
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.kernel.context import OperationContext
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
-from reddwarf.workflows.reconcilers.endpoints import publish
+from reddwarf.workflows.reconcilers.endpoints import hold
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure, start_server
 from reddwarf.workflows.reconcilers.replication import converge_primary
@@ -155,6 +156,9 @@ class PromoteReplica(RoleChange):
         here, there = deps.placement(candidate), deps.placement(old)
         admin = deps.admin_password(candidate.id)
         ctx.step("streams", lambda: self._streams(replication, old, there, candidate.id))
+        # The writer endpoint refuses new connections before the primary stops (nobody else may take its address
+        # and its clients meanwhile), until the new primary takes writes.
+        ctx.step("shut", lambda: hold(deps, old_id, True))
         stopped = ctx.step("stop_source", lambda: self._stop_source(replication, old, there))
         position = str(stopped["position"])
         try:
@@ -165,7 +169,7 @@ class PromoteReplica(RoleChange):
             raise PermanentError(f"Instance {candidate.id} was not promoted: {exc.message}.") from None
         ctx.store_step("swap_roles", lambda uow: self._swap(uow, candidate.id, old_id))
         ctx.step("promote", lambda: replication.promote(here, admin))
-        ctx.step("switch", lambda: publish(deps))
+        ctx.step("switch", lambda: hold(deps, candidate.id, False))
         ctx.step("source_ready", lambda: self._source_ready(candidate.id))
         ctx.step("demote", lambda: self._demote(replication, there))
         start_server(ctx, deps, old.spec, old.id, there, password=admin)
@@ -227,6 +231,12 @@ class PromoteReplica(RoleChange):
             record_failure(deps, ctx, error)
             return
         members = self._instances([str(roles["primary"]), ctx.resource_id, *(str(r) for r in roles["replicas"])])
+        if "shut" in ctx.journal:  # the writer endpoint leads to whichever member is the primary now
+            try:
+                hold(deps, ctx.resource_id, False)
+            except TemporaryError as exc:
+                log.warning("switchover of %s ended; its endpoints are routed at the watch's next round: %s",
+                            ctx.resource_id, exc.message)
         if "swap_roles" not in ctx.journal:
             if "streams" in ctx.journal:  # it may have been stopped
                 self._restore_source(members.get(str(roles["primary"])))

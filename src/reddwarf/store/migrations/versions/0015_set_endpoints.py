@@ -1,5 +1,6 @@
-"""A replication set's policy (mode, automatic failover), its stable endpoints and its last automatic failover
-(docs/failover.md). A set formed before this release gets its primary's address as its writer endpoint.
+"""A replication set's policy (mode, automatic failover), its stable endpoints, whether its writer endpoint is
+held (refusing connections while its roles change) and its last automatic failover (docs/failover.md). A set
+formed before this release gets its primary's address as its writer endpoint.
 
 Revision ID: 0015
 Revises: 0014
@@ -28,6 +29,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("reader_address", sa.String(64), nullable=True))
         batch.add_column(sa.Column("reader_port", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("failed_over", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("writer_held", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.execute(
         "UPDATE replication_sets SET writer_address = (SELECT endpoint_address FROM instances "
         "WHERE instances.id = replication_sets.primary_id), writer_port = (SELECT endpoint_port FROM instances "
@@ -37,6 +39,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("replication_sets") as batch:
-        for column in ("failed_over", "reader_port", "reader_address", "writer_port", "writer_address",
+        for column in ("writer_held", "failed_over", "reader_port", "reader_address", "writer_port", "writer_address",
                        "auto_failover", "mode"):
             batch.drop_column(column)
