@@ -109,41 +109,46 @@ class Writer:
 
 
 class Holder:
-    """Holds an address (bound and listening as root, no SO_REUSEPORT): the server's restart cannot bind it. It
-    accepts and closes every connection, so a client that reaches it fails at once."""
+    """Takes an address as root the moment it is free (SO_REUSEADDR, as servers bind; started before the kill so
+    that the dead server's restart loses the race) and keeps it: every connection is accepted and closed."""
 
     def __init__(self, endpoint: tuple[str, int]) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(endpoint)
-        self._sock.listen(64)
-        self._sock.settimeout(0.2)
+        self._endpoint = endpoint
+        self._sock: socket.socket | None = None
         self._stop = threading.Event()
+        self._bound = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._sock is None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(self._endpoint)
+                sock.listen(64)
+                sock.settimeout(0.1)
+                self._sock = sock
+            except OSError:
+                sock.close()
+                time.sleep(0.001)
+        self._bound.set()
+        while not self._stop.is_set() and self._sock is not None:
             try:
                 conn, _ = self._sock.accept()
             except OSError:
                 continue
             conn.close()
 
+    def wait_bound(self, timeout: float) -> None:
+        if not self._bound.wait(timeout) or self._sock is None:
+            raise SystemExit(f"{self._endpoint} was never free to hold")
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        self._sock.close()
-
-
-def _bind_when_free(endpoint: tuple[str, int], timeout: float = 10.0) -> Holder:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return Holder(endpoint)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.001)
+        if self._sock is not None:
+            self._sock.close()
 
 
 def _server_pid(state: Path, instance_id: str) -> int:
@@ -166,9 +171,10 @@ class Fault:
 
     def inflict(self) -> None:
         if self.kind == "kill":
+            self.holder = Holder(self.endpoint)
             for pid in _pids_of_user(self.user):
                 os.kill(pid, signal.SIGKILL)
-            self.holder = _bind_when_free(self.endpoint)
+            self.holder.wait_bound(10)
         elif self.kind == "sigstop":
             os.kill(_server_pid(self.state, self.id), signal.SIGSTOP)
         elif not CGROUPS.freeze(self.user):
@@ -187,10 +193,24 @@ def _is_primary(client: httpx.Client, instance_id: str) -> bool:
 
 
 def _follows(client: httpx.Client, instance_id: str, primary: str) -> bool:
-    view = instance_view(client, instance_id)
+    response = client.get(f"/instances/{instance_id}")  # ERROR (fenced) until it has rejoined: not a failure here
+    response.raise_for_status()
+    view = response.json()["instance"]
     found = view.get("replication") or {}
     return (view["status"] == "ACTIVE" and (view.get("replica_of") or {}).get("id") == primary
             and found.get("state") == "streaming")
+
+
+def _wait_rejoined(client: httpx.Client, state: Path, member: str, primary: str) -> None:
+    """Until `member` follows `primary` and streams; on a timeout, what its server said last."""
+    try:
+        poll(lambda: _follows(client, member, primary), REJOIN_TIMEOUT, 0.1)
+    except TimeoutError:
+        log = state / "instances" / member.lower() / "volume" / "log" / "server.log"
+        tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+        shown = client.get(f"/instances/{member}").json()["instance"].get("replication")
+        raise SystemExit(f"{member} did not rejoin {primary}: {shown}\n"
+                         + "\n".join(tail)) from None
 
 
 def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str], runs: int,
@@ -216,7 +236,7 @@ def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str
             rtos: list[float] = []
             lost: list[int] = []
             for _ in range(runs):
-                poll(lambda s=standby, p=primary: _follows(client, s, p), REJOIN_TIMEOUT, 0.1)
+                _wait_rejoined(client, state, standby, primary)
                 count = len(writer.acks)
                 poll(lambda c=count: len(writer.acks) >= c + 300, 60, 0.01)
                 fault = Fault(kind, state, USER_PREFIX, instance_view(client, primary))
@@ -244,7 +264,7 @@ def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str
                   flush=True)
         gaps: list[float] = []
         for _ in range(switchovers):
-            poll(lambda s=standby, p=primary: _follows(client, s, p), REJOIN_TIMEOUT, 0.1)
+            _wait_rejoined(client, state, standby, primary)
             count = len(writer.acks)
             poll(lambda c=count: len(writer.acks) >= c + 300, 60, 0.01)
             asked = time.monotonic()

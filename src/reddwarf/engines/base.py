@@ -343,6 +343,11 @@ class Replication(Protocol):
         for it loaded), without a restart, and return once it does."""
         ...
 
+    def before_rewind(self, upstream: Placement, admin_password: Secret) -> None:
+        """Make the new primary `upstream` ready to be rewound from (PostgreSQL: a checkpoint, so that its control
+        file names its new timeline); nothing where there is no rewind."""
+        ...
+
     def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:
         """Pure: tools, run in order as the OS user of a stopped former primary (fenced by a failover, its log
         possibly ahead of the new primary's), that make its data a copy it can follow `upstream` from."""

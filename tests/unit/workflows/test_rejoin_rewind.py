@@ -11,6 +11,7 @@ import pytest
 
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import PermanentError
+from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import Placement, ToolSpec
 from reddwarf.engines.postgresql import PostgresqlEngine, PostgresqlSettings
 from reddwarf.workflows.reconcilers import failover
@@ -41,8 +42,12 @@ def _rejoin(monkeypatch: pytest.MonkeyPatch, rewind_error: str) -> list[str]:
     monkeypatch.setattr(failover, "run_tool", run_tool)
     replication = PostgresqlEngine(PostgresqlSettings()).replication(VERSION)
     assert replication is not None
+    checkpoints: list[str] = []
+    monkeypatch.setattr(replication, "before_rewind", lambda upstream, admin: checkpoints.append(upstream.instance_id))
     rejoin = failover.RejoinMember(cast(ReconcilerDeps, object()))
-    if rejoin._rewind(replication, _placement("new"), _placement("old"), "set")["reseed"]:
+    reseed = rejoin._rewind(replication, _placement("new"), _placement("old"), "set", Secret("admin"))["reseed"]
+    assert checkpoints == ["new"]  # the new primary checkpointed first: its control file names its timeline
+    if reseed:
         rejoin._reseed(replication, _placement("new"), _placement("old"), "set", "reddwarf_old")
     return ran
 

@@ -270,6 +270,9 @@ class MariadbReplication:
         """Nothing to remove: a primary keeps no state for its replicas, and its `follow.sql` makes it a replica."""
         return ToolSpec(argv=("/bin/true",), description="nothing a former primary kept for replicas")
 
+    def before_rewind(self, upstream: Placement, admin_password: Secret) -> None:
+        """Nothing: there is no rewind."""
+
     def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:
         """None: MariaDB cannot undo what a former primary wrote; strict mode refuses to follow on a divergence."""
         return ()

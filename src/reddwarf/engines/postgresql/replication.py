@@ -409,6 +409,16 @@ class PostgresqlReplication:
         from it, and each slot would pin its WAL."""
         return ToolSpec(argv=forget_slots(placement.data_dir).argv, description="remove a former primary's slots")
 
+    def before_rewind(self, upstream: Placement, admin_password: Secret) -> None:
+        """A CHECKPOINT on the new primary: pg_rewind reads the source's timeline from its control file, which a
+        promotion updates only at its first checkpoint (requested, not waited for). Rewound from a primary
+        promoted a moment ago, a former primary would be told "no rewind required" and keep what it wrote after
+        the two diverged (it then cannot follow: "requested starting point ... is not in this server's
+        history")."""
+        where = admin.target(upstream, self._admin, admin_password, timeout=_PROMOTE_WAIT + 5.0)
+        with admin.session(where) as conn, admin.refusals("checkpoint the new primary before a rewind"):
+            conn.execute("CHECKPOINT")
+
     def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:
         """`pg_rewind` of the stopped former primary from its new primary (over the new primary's socket as
         the replication role, admitted by peer: no password; crash recovery of a killed server first, with

@@ -271,6 +271,9 @@ class RedisReplication:
     def demote_tool(self, placement: Placement) -> ToolSpec:
         return ToolSpec(argv=("/bin/true",), description="nothing a former primary kept for replicas")
 
+    def before_rewind(self, upstream: Placement, admin_password: Secret) -> None:
+        """Nothing: there is no rewind."""
+
     def rewind_tools(self, upstream: Placement, placement: Placement, set_id: str) -> tuple[ToolSpec, ...]:
         """None: a former primary started as a replica is resynchronised by its new primary."""
         return ()

@@ -30,6 +30,7 @@ from reddwarf.domain.errors import PermanentError, TemporaryError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import EjectPayload, Kind, payload_of
 from reddwarf.domain.replication import slot_name
+from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Fault
 from reddwarf.domain.workload import Placement
 from reddwarf.engines.base import Replication
@@ -238,7 +239,8 @@ class RejoinMember:
         if replication is None:
             raise PermanentError(f"{instance.spec.datastore} {instance.spec.datastore_version} has no replication.")
         placement = deps.placement(instance)
-        rewound = ctx.step("rewind", lambda: self._rewind(replication, deps.placement(primary), placement, found.id))
+        rewound = ctx.step("rewind", lambda: self._rewind(replication, deps.placement(primary), placement, found.id,
+                                                          deps.admin_password(primary.id)))
         if rewound["reseed"]:  # journaled: a retry after the wipe seeds again, never rewinds an emptied directory
             ctx.step("reseed", lambda: self._reseed(replication, deps.placement(primary), placement, found.id,
                                                     slot_name(instance.id)))
@@ -249,14 +251,18 @@ class RejoinMember:
                                         clear_fault=True))
 
     def _rewind(
-        self, replication: Replication, upstream: Placement, placement: Placement, set_id: str
+        self, replication: Replication, upstream: Placement, placement: Placement, set_id: str, admin: Secret
     ) -> dict[str, Any]:
         """Rewind; {"reseed": True} when the engine says it cannot be done (the former primary no longer holds
         the log back to where the two diverged). Any other failure leaves its data as it is, fenced, with the
         fault: it may be the only copy of what it wrote last."""
+        replication.before_rewind(upstream, admin)
         try:
             for tool in replication.rewind_tools(upstream, placement, set_id):
-                run_tool(self.deps, placement, tool, COPY_TIMEOUT)
+                said = run_tool(self.deps, placement, tool, COPY_TIMEOUT)
+                if said.strip():
+                    log.info("rejoin of %s: %s said: %s", placement.instance_id, tool.description,
+                             " | ".join(said.decode("utf-8", "replace").strip().splitlines()[-30:])[-2000:])
         except PermanentError as exc:
             if not replication.cannot_rewind(f"{exc.message}\n{exc.details}"):
                 raise
