@@ -231,6 +231,7 @@ def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str
     state = plane.root / "state"
     results: dict[str, Any] = {}
     primary, standby = source, replica
+    last_struck = 0.0
     try:
         for kind in faults:
             rtos: list[float] = []
@@ -250,12 +251,14 @@ def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str
                 acks = list(writer.acks)
                 before = [a for a in acks if a[0] <= struck]
                 after = [a for a in acks if a[0] > struck]
+                since_last, last_struck = last_struck, struck
                 # The outage: from the last acknowledgment before the fault to the first after it (a SIGSTOPped
                 # postmaster's backends keep acknowledging on their connection until the fence: the largest gap).
                 window = [before[-1], *after]
                 rtos.append(max(b[0] - a[0] for a, b in itertools.pairwise(window)))
                 present = _numbers(engine, writer_endpoint)
-                lost.append(sum(1 for _, n in before if n not in present))
+                # Acknowledged since the previous fault and before this one, and not on the new primary.
+                lost.append(sum(1 for t, n in before if t > since_last and n not in present))
                 primary, standby = standby, primary
             results[kind] = {"rto_s": [round(r, 3) for r in rtos], "rto_median_s": round(statistics.median(rtos), 3),
                              "rto_worst_s": round(max(rtos), 3), "lost": lost}
