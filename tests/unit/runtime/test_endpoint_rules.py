@@ -26,7 +26,8 @@ def test_the_table_is_replaced_whole_with_one_rule_per_moved_endpoint() -> None:
 def test_a_refused_endpoint_is_reset_after_the_translations() -> None:
     script = render("reddwarf_x", [Route("127.0.9.1", 5432, ()), Route("127.0.9.5", 5432, (("127.0.9.6", 5432),))])
     lines = [line.strip() for line in script.splitlines()]
-    assert lines.count("ip daddr 127.0.9.1 tcp dport 5432 ct state new reject with tcp reset") == 2
+    assert lines.count("ip daddr 127.0.9.1 tcp dport 5432 tcp flags & (fin | syn | rst | ack) == syn "
+                       "reject with tcp reset") == 2
     assert "type filter hook output priority 0; policy accept;" in lines
     assert "type filter hook input priority 0; policy accept;" in lines
     assert not [line for line in lines if "127.0.9.1" in line and "dnat" in line]

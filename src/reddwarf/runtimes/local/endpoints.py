@@ -70,14 +70,17 @@ def _checked(table: str) -> str:
 def render(table: str, routes: Iterable[Route]) -> str:
     """Pure: the `nft -f` script that replaces `table` with one holding `routes`, atomically. Each moved endpoint is
     translated for connections made on this host (output) and arriving from elsewhere (prerouting); a new
-    connection to a refused one is reset before any listener sees it (filter output and input, after the
-    translation: a translated connection no longer names it), while one already made goes on (a replica still
-    reading its stopping primary's last records during a switchover)."""
+    connection to a refused one is reset at its opening SYN, before any listener sees it (filter output and
+    input, after the translation: a translated connection no longer names it), while one already made goes on (a
+    replica still reading its stopping primary's last records during a switchover)."""
     _checked(table)
     chosen = sorted(set(routes))
     dnat = [f"    ip daddr {r.address} tcp dport {r.port} {_dnat(r)}" for r in chosen if r.needed and not r.refused]
-    reset = [f"    ip daddr {r.address} tcp dport {r.port} ct state new reject with tcp reset" for r in chosen
-             if r.refused]
+    # A connection's opening SYN, never its later packets (told by the flags, not by conntrack, which does not
+    # know a connection made before it began tracking: its next packet would look new).
+    opening = "tcp flags & (fin | syn | rst | ack) == syn"
+    reset = [f"    ip daddr {r.address} tcp dport {r.port} {opening} reject with tcp reset"
+             for r in chosen if r.refused]
     exempt = f"    meta mark {CONTROL_MARK:#x} return"
     lines = [f"add table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
     for chain, hook, priority, rules in (("endpoints", "output", _PRIORITY, dnat),
