@@ -53,13 +53,13 @@ def _serves_reads(instance: Instance | None, found: ReplicationSet) -> bool:
     return member.health is None or member.health.state.streaming
 
 
-def routes_by_set(uow: UnitOfWork) -> dict[str, list[Route]]:
+def routes_by_set(uow: UnitOfWork, sets: list[ReplicationSet] | None = None) -> dict[str, list[Route]]:
     """Every route the store asks for now, by set. A set's writer endpoint leads to its primary, or is refused
     while it is held (its primary being replaced: from a failover's fence or a switchover's stop until the new
     primary takes writes; whoever binds its address meanwhile gets nothing); a fenced member's own address is
     refused too until it rejoins (unless it is the writer endpoint)."""
     by_set: dict[str, list[Route]] = {}
-    for found in uow.replication.all_sets():
+    for found in uow.replication.all_sets() if sets is None else sets:
         primary = _target(uow.instances.get(found.primary_id))
         if primary is None:
             continue
@@ -83,9 +83,9 @@ def routes_by_set(uow: UnitOfWork) -> dict[str, list[Route]]:
     return by_set
 
 
-def routes_of(uow: UnitOfWork) -> list[Route]:
-    """Every route the store asks for now."""
-    return [route for routes in routes_by_set(uow).values() for route in routes]
+def routes_of(uow: UnitOfWork, sets: list[ReplicationSet] | None = None) -> list[Route]:
+    """Every route the store asks for now (of `sets`, when the caller has read them already)."""
+    return [route for routes in routes_by_set(uow, sets).values() for route in routes]
 
 
 def read_routes(deps: ReconcilerDeps) -> list[Route]:

@@ -87,9 +87,10 @@ class FailoverWatch:
     def watched(self) -> list[tuple[str, Watched]]:
         """The round's sets (keyed by primary), read in one transaction; the endpoint table brought in line."""
         with self.deps.db.unit_of_work(write=False) as uow:
-            routes = endpoints.routes_of(uow)
+            sets = uow.replication.all_sets()  # read once a round: for the routes and for the looks
+            routes = endpoints.routes_of(uow, sets)
             items: list[tuple[str, Watched]] = []
-            for found in uow.replication.all_sets():
+            for found in sets:
                 if not found.policy.auto_failover or not found.replica_ids:
                     continue
                 primary = uow.instances.get(found.primary_id)
