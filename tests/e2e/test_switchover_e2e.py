@@ -231,9 +231,21 @@ def test_an_eject_fences_the_dead_source_and_promotes_the_most_advanced_replica(
         assert _sql(rejoined, "select pg_is_in_recovery()") is False  # its address: the writer endpoint
         assert _sql(primary, "select count(*) from t where id = -3") == 0
 
-        for instance_id in (other.id, source.id, primary.id):
+        # Its replicas deleted, the founder with them, the primary keeps the set's writer endpoint (the
+        # founder's address): the tenant's connection string still leads to it.
+        for instance_id in (other.id, source.id):
             client.delete_instance(instance_id)
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+        alone = client.get_instance(primary.id)
+        assert alone.replica_ids == [] and alone.writer is not None
+        assert (alone.writer.address, alone.writer.port) == (source.address, source.port)
+        _sql(source, "insert into t values (-4, 'through the writer endpoint, alone') returning 1")
+        assert _sql(primary, "select v from t where id = -4") == "through the writer endpoint, alone"
+        # Deleted, it takes the endpoint with it: nothing answers on the founder's address any more.
+        client.delete_instance(primary.id)
+        client.wait_for_delete(primary.id, timeout=DELETE_TIMEOUT)
+        with pytest.raises(psycopg.OperationalError):
+            _sql(source, "select 1")
 
 
 def test_troveclient_and_the_openstack_cli_create_promote_detach_and_eject(

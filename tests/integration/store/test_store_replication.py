@@ -38,6 +38,22 @@ def test_a_set_is_formed_grows_and_is_dissolved_when_its_last_replica_leaves(db:
         assert uow.replication.get(set_id) is None and uow.replication.set_of(primary) is None
 
 
+def test_a_set_of_one_outlives_its_last_replica_until_its_primary_dissolves_it(db: Database) -> None:
+    """A set whose writer endpoint is not its primary's own address keeps it (and itself) without replicas."""
+    primary, replica, set_id = _id(), _id(), _id()
+    with db.unit_of_work() as uow:
+        grown = uow.replication.add_replicas(uow.replication.form(set_id, "p1", primary), [replica])
+    with db.unit_of_work() as uow:
+        alone = uow.replication.remove(grown, replica, keep_alone=True)
+    assert alone is not None and alone.replica_ids == () and alone.primary_id == primary
+    with pytest.raises(ValueError), db.unit_of_work() as uow:
+        uow.replication.dissolve(grown)  # as read before the replica left: not a set of one
+    with db.unit_of_work() as uow:
+        uow.replication.dissolve(alone)
+    with db.unit_of_work(write=False) as uow:
+        assert uow.replication.get(set_id) is None and uow.replication.set_of(primary) is None
+
+
 def test_two_writers_of_the_same_version_cannot_both_change_a_set(db: Database) -> None:
     primary = _id()
     with db.unit_of_work() as uow:

@@ -144,9 +144,10 @@ class ReplicationRepository:
         self._session.flush()
         return self._reread(found.id)
 
-    def remove(self, found: ReplicationSet, instance_id: str) -> ReplicationSet | None:
-        """Take a replica out of `found` (as read); the set is dissolved (None) when only its primary is left.
-        The primary itself never leaves this way (it is promoted away first)."""
+    def remove(self, found: ReplicationSet, instance_id: str, keep_alone: bool = False) -> ReplicationSet | None:
+        """Take a replica out of `found` (as read); the set is dissolved (None) when only its primary is left,
+        unless `keep_alone` (a set of one: its writer endpoint is not its primary's own address). The primary
+        itself never leaves this way (it is promoted away first)."""
         if instance_id == found.primary_id:
             raise ValueError(f"instance {instance_id} is the primary of set {found.id}")
         self._bump(found, found.primary_id)
@@ -154,16 +155,25 @@ class ReplicationRepository:
             delete(SetMemberRow).where(SetMemberRow.instance_id == instance_id, SetMemberRow.set_id == found.id)
             .execution_options(synchronize_session=False)
         )
-        if len(found.members) <= 2:
-            self._session.execute(
-                delete(SetMemberRow).where(SetMemberRow.set_id == found.id).execution_options(synchronize_session=False)
-            )
-            self._session.execute(
-                delete(ReplicationSetRow).where(ReplicationSetRow.id == found.id)
-                .execution_options(synchronize_session=False)
-            )
+        if len(found.members) <= 2 and not keep_alone:
+            self._drop(found.id)
             return None
         return self._reread(found.id)
+
+    def dissolve(self, found: ReplicationSet) -> None:
+        """Dissolve a set of one (as read: `StaleSet` if it changed since) as its primary is deleted."""
+        if len(found.members) != 1:
+            raise ValueError(f"replication set {found.id} still has replicas")
+        self._bump(found, found.primary_id)
+        self._drop(found.id)
+
+    def _drop(self, set_id: str) -> None:
+        self._session.execute(
+            delete(SetMemberRow).where(SetMemberRow.set_id == set_id).execution_options(synchronize_session=False)
+        )
+        self._session.execute(
+            delete(ReplicationSetRow).where(ReplicationSetRow.id == set_id).execution_options(synchronize_session=False)
+        )
 
     def promote(self, found: ReplicationSet, instance_id: str) -> ReplicationSet:
         """Make the replica `instance_id` the primary of `found` (as read) and its primary a replica; the other

@@ -251,6 +251,10 @@ class DeleteInstance:
             ctx.step("leave_set", lambda: replication.leave(deps, instance))
             # No endpoint leads to it any more before its address can be given to another instance.
             ctx.step("routes", lambda: endpoints.publish(deps))
+        elif "dissolve" in ctx.journal or _primary_of_a_set(deps, instance.id):
+            # The primary of a set of one (its writer endpoint another address, see `replication.leave`).
+            ctx.step("dissolve", lambda: replication.dissolve_alone(deps, instance.id))
+            ctx.step("routes", lambda: endpoints.publish(deps))
         ctx.step("destroy", lambda: self._destroy(instance, placement))
         if left.get("primary"):
             ctx.store_step("release_slot", lambda uow: replication.ask_converge(uow, str(left["primary"]), instance.id))
@@ -276,6 +280,11 @@ class DeleteInstance:
             uow.archived_logs.forget(instance_id)
             seeding.forget_for(uow, instance_id)
             uow.events.add(instance_id, "DELETED", "instance deleted")
+
+
+def _primary_of_a_set(deps: ReconcilerDeps, instance_id: str) -> bool:
+    with deps.db.unit_of_work(write=False) as uow:
+        return uow.replication.set_of(instance_id) is not None
 
 
 class RestartInstance:

@@ -104,17 +104,22 @@ def mirror_from_primary(deps: ReconcilerDeps, replica: Instance) -> None:
 
 def leave(deps: ReconcilerDeps, instance: Instance) -> None:
     """Take a replica being deleted out of its set (compare-and-swap, read again when another change won); a
-    no-op once it is out."""
+    no-op once it is out. The set is dissolved with its last replica, unless its writer endpoint is not its
+    primary's own address (the founder was replaced): the set, with that endpoint, stays while its primary
+    lives, so the tenant's connection string keeps leading to it."""
     for _ in range(_CAS_ATTEMPTS):
         with deps.db.unit_of_work(write=False) as uow:
             found = uow.replication.set_of(instance.id)
+            primary = uow.instances.get(found.primary_id) if found is not None else None
         if found is None:
             return
         if found.primary_id == instance.id:
             raise PermanentError(f"Instance {instance.id} is the primary of its replication set.")
+        own = primary.endpoint if primary is not None else None
+        alone = found.writer is not None and (own is None or (own.address, own.port) != found.writer)
         try:
             with deps.db.unit_of_work() as uow:
-                remaining = uow.replication.remove(found, instance.id)
+                remaining = uow.replication.remove(found, instance.id, keep_alone=alone)
                 uow.events.add(found.primary_id, "replica", f"replica {instance.id} left the replication set")
                 if remaining is None:
                     release_reader(uow, found.id)
@@ -124,6 +129,28 @@ def leave(deps: ReconcilerDeps, instance: Instance) -> None:
             log.info("replication set %s dissolved: its last replica %s left", found.id, instance.id)
         return
     raise TemporaryError(f"The replication set of instance {instance.id} keeps changing; retrying.")
+
+
+def dissolve_alone(deps: ReconcilerDeps, instance_id: str) -> None:
+    """The primary of a set of one is being deleted: the set goes, and its endpoints' addresses with it (the
+    caller publishes the routes before the addresses can be given out again). A no-op once it is gone."""
+    for _ in range(_CAS_ATTEMPTS):
+        with deps.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(instance_id)
+        if found is None:
+            return
+        if found.primary_id != instance_id or len(found.members) != 1:
+            raise PermanentError(f"Instance {instance_id} is the primary of a replication set with replicas.")
+        try:
+            with deps.db.unit_of_work() as uow:
+                uow.replication.dissolve(found)
+                release_reader(uow, found.id)
+                uow.events.add(instance_id, "replica", "its replication set and its endpoints are released")
+        except StaleSet:
+            continue
+        log.info("replication set %s dissolved: its primary %s is deleted", found.id, instance_id)
+        return
+    raise TemporaryError(f"The replication set of instance {instance_id} keeps changing; retrying.")
 
 
 def ask_converge(uow: UnitOfWork, primary_id: str, replica_id: str) -> None:
