@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     failover_grace: float = Field(default=2.0, ge=0)
     # Seconds after an automatic failover during which its set does not fail over by itself again (no flapping).
     failover_quiet: float = Field(default=300.0, ge=0)
+    # Synchronous mode (docs/failover.md): seconds between two checks of a synchronous set's primary, and how
+    # long a set of durability "available" lets its commits wait for a replica before it drops to asynchronous.
+    sync_check_interval: float = Field(default=1.0, gt=0)
+    sync_fallback_after: float = Field(default=2.0, ge=0)
     # How a new replica gets its data (docs/replication.md, "Seeding"): "auto" a copy-on-write snapshot of its
     # primary where the runtime can take one, else the engine's copy over the network (pg_basebackup; Redis's
     # full sync), else a full backup of the primary taken for it (MariaDB); "backup" the backup wherever the

@@ -36,6 +36,7 @@ import pytest
 import redis
 
 from reddwarf.client import Instance, ReddwarfClient
+from reddwarf.client.errors import WaitTimeout
 from reddwarf.runtimes.local.cgroups import Cgroups, detect
 from tests.e2e import test_mariadb_replication_e2e as maria
 from tests.e2e import test_redis_replication_e2e as red
@@ -335,9 +336,16 @@ def test_a_planned_restart_and_a_dead_replica_fail_nothing_over(reddwarf: Reddwa
         assert client.get_instance(source.id).replica_ids == [replica.id]
         assert client.get_instance(replica.id).source_id == source.id
         assert not [e for e in _events(reddwarf, source.id) if "failover" in str(e.get("kind"))]
-        for instance_id in (replica.id, source.id):
-            client.delete_instance(instance_id)
+        _delete(client, reddwarf, replica.id, source.id)
+
+
+def _delete(client: ReddwarfClient, plane: ReddwarfProcesses, *instance_ids: str) -> None:
+    for instance_id in instance_ids:
+        client.delete_instance(instance_id)
+        try:
             client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}\nevents: {_events(plane, instance_id)[-8:]}\n{plane.log_tail(60)}") from None
 
 
 def _restarted(source: Instance, started: str) -> bool:
@@ -349,3 +357,102 @@ def _restarted(source: Instance, started: str) -> bool:
 
 def engine_writer(view: Instance) -> Writer[Any]:
     return ENGINES["postgresql"].writer([_endpoint(view)])
+
+
+def _sync_state(client: ReddwarfClient, primary_id: str) -> str | None:
+    found = client.get_instance(primary_id).replication or {}
+    return str(found.get("synchronous", {}).get("state")) if "synchronous" in found else None
+
+
+def _degraded(client: ReddwarfClient, instance_id: str) -> str | None:
+    """Why the primary's set is degraded, as its view says (None: it is not)."""
+    view = client.get_instance(instance_id)
+    found = view.replication or {}
+    return str(found.get("reason")) if found.get("state") == "degraded" else None
+
+
+def _commits_waiting(member: Instance, plane: ReddwarfProcesses) -> int:
+    return int(pg._sql(member, "select count(*) from pg_stat_activity where wait_event = 'SyncRep'", direct=plane))
+
+
+def test_strict_synchronous_mode_waits_without_a_replica_and_a_failover_loses_no_acknowledged_write(
+    reddwarf: ReddwarfProcesses, unique_name: str
+) -> None:
+    with reddwarf.tenant() as client:
+        source = _pg_source(client, unique_name)
+        client.create_replicas(f"{unique_name}-r", source.id, 2, mode="sync")
+        replicas = [client.wait_for_instance(i, timeout=ACTIVE_TIMEOUT)
+                    for i in client.get_instance(source.id).replica_ids]
+        wait_for(lambda: _sync_state(client, source.id) == "sync", 60, "the set to be synchronous")
+        view = client.get_instance(source.id)
+        assert view.replication is not None and view.replication["durability"] == "strict"
+
+        with pg_writer([_endpoint(view)]) as writer:
+            writer.wait_for_more(100)
+            # Both replicas hung: the primary acknowledges nothing more; its commits wait, and a condition says why.
+            paused = [pid for r in replicas for pid in processes_of(reddwarf.os_user(r.id))]
+            signal_processes(paused, signal.SIGSTOP)
+            fault = Fault("kill", reddwarf, source)
+            try:
+                wait_for(lambda: _commits_waiting(source, reddwarf) >= 1, 30, "a commit to wait for a replica")
+                stalled = len(writer.acknowledged)  # the writer is blocked in that commit
+                wait_for(lambda: "commits wait" in str(_degraded(client, source.id)), 30,
+                         "the primary to say its commits wait")
+                assert client.get_instance(source.id).operating_status == "ERROR"
+                assert len(writer.acknowledged) == stalled
+                # Then the primary dies: the most advanced replica has every acknowledged write.
+                fault.inflict()
+            finally:
+                signal_processes(paused, signal.SIGCONT)
+            try:
+                promoted = wait_for(lambda: next(filter(None, (_promoted(client, r.id) for r in replicas)), None),
+                                    FAILOVER_TIMEOUT, "a replica to be promoted by itself")
+                # The other replica follows the new primary and acknowledges: writes resume.
+                writer.wait_for_more(100, timeout=FAILOVER_TIMEOUT)
+            finally:
+                fault.undo()
+        acknowledged = writer.acknowledged
+        lost = _pg_missing(promoted, acknowledged, reddwarf)
+        print(f"strict sync, kill: {lost} of {len(acknowledged)} acknowledged writes lost; writes resumed after "
+              f"{writer.longest_gap(0):.2f} s (the hang included)")
+        assert lost == 0
+        assert client.get_instance(promoted.id).writer == view.writer
+        wait_for(lambda: _sync_state(client, promoted.id) == "sync", 60, "the new primary's set to be synchronous")
+        _delete(client, reddwarf, *(r.id for r in replicas if r.id != promoted.id), source.id, promoted.id)
+
+
+def test_available_synchronous_mode_drops_to_asynchronous_recorded_and_comes_back(
+    reddwarf: ReddwarfProcesses, unique_name: str
+) -> None:
+    with reddwarf.tenant() as client:
+        source = _pg_source(client, unique_name)
+        replica = client.wait_for_instance(client.create_replicas(
+            f"{unique_name}-r", source.id, mode="sync", durability="available").id, timeout=ACTIVE_TIMEOUT)
+        wait_for(lambda: _sync_state(client, source.id) == "sync", 60, "the set to be synchronous")
+        view = client.get_instance(source.id)
+        with pg_writer([_endpoint(view)]) as writer:
+            writer.wait_for_more(50)
+            paused = processes_of(reddwarf.os_user(replica.id))
+            signal_processes(paused, signal.SIGSTOP)
+            try:
+                # Its replica hung, the set drops to asynchronous (recorded) and writes go on without it.
+                wait_for(lambda: _sync_state(client, source.id) == "async", 30, "the set to drop to asynchronous")
+                writer.wait_for_more(100)
+                assert any("no longer wait" in str(e.get("message")) for e in _events(reddwarf, source.id))
+                assert "commits wait" not in str(_degraded(client, source.id))
+            finally:
+                signal_processes(paused, signal.SIGCONT)
+            # Back, and caught up: synchronous again (and it fails over by itself again).
+            wait_for(lambda: _sync_state(client, source.id) == "sync", 60, "the set to be synchronous again")
+            writer.wait_for_more(50)
+        assert pg._sql(source, "show synchronous_standby_names") != ""
+        _delete(client, reddwarf, replica.id, source.id)
+
+
+def _delete(client: ReddwarfClient, plane: ReddwarfProcesses, *instance_ids: str) -> None:
+    for instance_id in instance_ids:
+        client.delete_instance(instance_id)
+        try:
+            client.wait_for_delete(instance_id, timeout=DELETE_TIMEOUT)
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}\nevents: {_events(plane, instance_id)[-8:]}\n{plane.log_tail(60)}") from None

@@ -57,8 +57,9 @@ def _writer(members: list[Instance]) -> Writer[psycopg.Connection[Any]]:
         return psycopg.connect(host=member.address, port=member.port, user="app", password="replicate me 'please'",
                                dbname="app", connect_timeout=2, autocommit=True)
 
+    # A number committed but never acknowledged (its primary died while the commit waited) is skipped.
     return Writer(members, connect, lambda conn, n: conn.execute("insert into w values (%s)", (n,)),
-                  lambda conn: conn.close(), (psycopg.Error,))
+                  lambda conn: conn.close(), (psycopg.Error,), (psycopg.errors.UniqueViolation,))
 
 
 def _streaming(client: ReddwarfClient, instance_id: str) -> bool:

@@ -13,9 +13,12 @@ from typing import Any
 from reddwarf.domain.backup import Backup
 from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.catalog import REDDWARF_NAMESPACE, DatastoreVersion, Flavor
+from reddwarf.domain.conditions import Reason
 from reddwarf.domain.events import Event
 from reddwarf.domain.instance import Instance
+from reddwarf.domain.replication import Mode, SyncState
 from reddwarf.domain.snapshot import Snapshot
+from reddwarf.domain.status import ConditionType
 from reddwarf.services.backups import Strategy
 from reddwarf.services.catalog import Datastore
 from reddwarf.services.classification import Level, VersionStatus
@@ -102,9 +105,19 @@ def instance_view(
     if policy is not None and instance.replica_of is None:
         body.setdefault("replication", {"role": "primary"})
         body["replication"].update(mode=policy.mode.value, auto_failover=policy.auto_failover)
+        sync, since = instance.set_sync or (SyncState.ASYNC, None)
+        if policy.mode is Mode.SYNC:
+            body["replication"].update(durability=policy.durability.value, synchronous={
+                "state": sync.value, **({"since": isotime(since)} if since is not None else {})})
         if instance.replicas and not instance.streaming_replicas:
             # Degraded until a replica is back: nothing could take over from this primary now.
-            body["replication"].update(state="degraded", reason="no replica streams from this primary now")
+            reason = "no replica streams from this primary now"
+            if policy.mode is Mode.SYNC and sync.waits:
+                reason += ": its commits wait until one does"
+            body["replication"].update(state="degraded", reason=reason)
+        degraded = {c.type: c for c in instance.conditions}.get(ConditionType.DEGRADED)
+        if degraded is not None and degraded.status and degraded.reason == Reason.COMMITS_WAIT_FOR_REPLICA:
+            body["replication"].update(state="degraded", reason=degraded.message)  # strict: why writes wait
     writer, reader = instance.set_endpoints
     if writer is not None:
         # Extension: where the set's tenants write (it never changes) and read (spread over its replicas).

@@ -232,16 +232,17 @@ class ReddwarfClient:
 
     def create_replicas(
         self, name: str, source_id: str, count: int | None = None, *, mode: str | None = None,
-        auto_failover: bool | None = None,
+        auto_failover: bool | None = None, durability: str | None = None,
     ) -> Instance:
         """Ask for `count` (default 1, at most 3) replicas of the instance `source_id` (Trove's `replica_of`):
         they take its flavor, volume size and datastore version; several are named `name-1` ... `name-N`.
-        `mode` and `auto_failover` set the set's replication policy (extension; None: leave it as it is).
+        `mode`, `durability` and `auto_failover` set the set's replication policy (extension; None: leave it
+        as it is).
         The answer is the first replica's detail view in status BUILD."""
         instance: dict[str, Any] = {"name": name, "replica_of": source_id}
         if count is not None:
             instance["replica_count"] = count
-        policy = _policy(mode, auto_failover)
+        policy = _policy(mode, auto_failover, durability)
         if policy:
             instance["replication"] = policy
         body = self._request("POST", "/instances", json={"instance": instance})
@@ -255,10 +256,13 @@ class ReddwarfClient:
     def restart_instance(self, instance_id: str) -> None:
         self._request("POST", f"/instances/{_segment(instance_id)}/action", json={"restart": {}})
 
-    def set_replication(self, instance_id: str, *, mode: str | None = None, auto_failover: bool | None = None) -> None:
+    def set_replication(
+        self, instance_id: str, *, mode: str | None = None, auto_failover: bool | None = None,
+        durability: str | None = None,
+    ) -> None:
         """Change the replication policy of the set whose primary is `instance_id` (extension)."""
         self._request("PATCH", f"/instances/{_segment(instance_id)}",
-                      json={"instance": {"replication": _policy(mode, auto_failover)}})
+                      json={"instance": {"replication": _policy(mode, auto_failover, durability)}})
 
     def detach_replica(self, instance_id: str) -> None:
         """Trove's detach: the replica becomes an independent read-write instance with its own admin credential."""
@@ -522,10 +526,12 @@ def _timeout_message(
     return message
 
 
-def _policy(mode: str | None, auto_failover: bool | None) -> dict[str, Any]:
+def _policy(mode: str | None, auto_failover: bool | None, durability: str | None = None) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if mode is not None:
         policy["mode"] = mode
+    if durability is not None:
+        policy["durability"] = durability
     if auto_failover is not None:
         policy["auto_failover"] = auto_failover
     return policy

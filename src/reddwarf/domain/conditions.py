@@ -41,12 +41,16 @@ write; "=" keeps a condition as it is):
 | ARCHIVE_SHIPPING | =                    | =                 | F EndpointAnswers (3)  | (Ready) / HEALTHY   |
 | REPLICA_STOPPED  | =                    | =                 | T ReplicationStopped   | (Ready) / ERROR     |
 | REPLICA_STREAMS  | =                    | =                 | F EndpointAnswers (4)  | (Ready) / HEALTHY   |
+| COMMITS_WAIT     | =                    | =                 | T CommitsWaitForReplica| (Ready) / ERROR     |
+| COMMITS_FLOW     | =                    | =                 | F EndpointAnswers (5)  | (Ready) / HEALTHY   |
 
 (1) only when it was False for ServerNotRunning; else =.
 (3) only when it was True for ArchiveNotShipping; else =. And ENDPOINT_ANSWERS leaves a Degraded that is True
     for ArchiveNotShipping alone: only the shipper, which saw the archive stall, says it ships again.
 (4) only when it was True for ReplicationStopped; else =. ENDPOINT_ANSWERS leaves a Degraded that is True for
     ReplicationStopped too: only the replication watch, which saw the replica stop, says it streams again.
+(5) only when it was True for CommitsWaitForReplica (a primary of durability strict whose commits wait: no replica
+    acknowledges them); else =. Only the failover watch, which saw them wait, says they flow again.
 (2) a backup does not stop the server: operating_status is what Ready and Degraded say, as when nothing runs.
 
 "(Ready)" is ACTIVE when Ready is True, SHUTDOWN when it is False because the server was found not running
@@ -86,6 +90,7 @@ class Reason(StrEnum):
     BACKING_UP = "BackingUp"
     ARCHIVE_NOT_SHIPPING = "ArchiveNotShipping"
     REPLICATION_STOPPED = "ReplicationStopped"
+    COMMITS_WAIT_FOR_REPLICA = "CommitsWaitForReplica"
 
 
 class Observation(StrEnum):
@@ -111,6 +116,8 @@ class Observation(StrEnum):
     ARCHIVE_SHIPPING = "archive_shipping"
     REPLICA_STOPPED = "replica_stopped"
     REPLICA_STREAMS = "replica_streams"
+    COMMITS_WAIT = "commits_wait"
+    COMMITS_FLOW = "commits_flow"
 
 
 # (status, reason) a condition takes; None keeps it as it is.
@@ -140,12 +147,15 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.ARCHIVE_SHIPPING: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
     Observation.REPLICA_STOPPED: (None, None, (True, Reason.REPLICATION_STOPPED)),
     Observation.REPLICA_STREAMS: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
+    Observation.COMMITS_WAIT: (None, None, (True, Reason.COMMITS_WAIT_FOR_REPLICA)),
+    Observation.COMMITS_FLOW: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
 }
 
 # Degraded reasons that only the watcher that found them clears (by its own observation), never a ping.
 _WATCHED_REASONS: Mapping[Observation, Reason] = {
     Observation.ARCHIVE_SHIPPING: Reason.ARCHIVE_NOT_SHIPPING,
     Observation.REPLICA_STREAMS: Reason.REPLICATION_STOPPED,
+    Observation.COMMITS_FLOW: Reason.COMMITS_WAIT_FOR_REPLICA,
 }
 
 # While Progressing is True, its reason alone says the statuses.

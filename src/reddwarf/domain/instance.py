@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reddwarf.domain.replication import Address, ReplicaHealth, SetPolicy
+from reddwarf.domain.replication import Address, ReplicaHealth, SetPolicy, SyncState
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 
@@ -94,6 +94,8 @@ class Instance:
     # Its set's policy and stable endpoints (writer, reader), on every member of a set (None: no set).
     set_policy: SetPolicy | None = None
     set_endpoints: tuple[Address | None, Address | None] = (None, None)
+    # Where its set stands in synchronous mode, and since when (None: no set).
+    set_sync: tuple[SyncState, float | None] | None = None
     # A primary's replicas that stream now, as the replication watch last saw them (None: no set).
     streaming_replicas: int | None = None
 

@@ -41,6 +41,21 @@ class ReplicaState:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncReading:
+    """What a primary says of its synchronous replication now (`Replication.sync_reading`): whether its commits
+    wait for a replica (`waits`, its configuration as loaded), how far its log goes (`position`), how many of
+    its replicas stream from it now (`streaming`), the furthest position a replica that acknowledges commits
+    has flushed (`synced`; None: none does now), and whether one streaming replica is close enough behind that
+    commits waiting for it would not stall (`caught_up`). Positions order as `Replication.received`'s do."""
+
+    waits: bool
+    position: int
+    streaming: int
+    synced: int | None = None
+    caught_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaHealth:
     """A replica's state as the replication watch last recorded it, and when (epoch seconds)."""
 
@@ -67,13 +82,42 @@ class Mode(StrEnum):
     SYNC = "sync"
 
 
+class Durability(StrEnum):
+    """What a synchronous set does when no replica can acknowledge a commit (docs/failover.md): STRICT, its
+    commits wait (a condition on the primary says why); AVAILABLE, it drops to asynchronous, recorded in the
+    store before any commit is acknowledged without a replica, and fails over by itself again only once a
+    replica is known to be synchronous again."""
+
+    STRICT = "strict"
+    AVAILABLE = "available"
+
+
+class SyncState(StrEnum):
+    """Where a set in synchronous mode stands now. SYNC: every commit its primary acknowledged is on a replica
+    (the failover's most advanced replica has them all). RESYNCING: commits wait for a replica again, but none
+    is known yet to hold what was acknowledged before (a new primary's replicas, or a set coming back from
+    ASYNC). ASYNC: commits do not wait (no replica has streamed yet, or an AVAILABLE set had none that could);
+    a set in ASYNC or RESYNCING is never failed over by itself."""
+
+    SYNC = "sync"
+    RESYNCING = "resyncing"
+    ASYNC = "async"
+
+    @property
+    def waits(self) -> bool:
+        """Do its primary's commits wait for a replica?"""
+        return self is not SyncState.ASYNC
+
+
 @dataclass(frozen=True, slots=True)
 class SetPolicy:
-    """What the tenant chose for its set (`replication` in the primary's view): its mode, and whether Reddwarf
-    fails it over by itself when its primary dies or hangs (on by default for a set with a replica)."""
+    """What the tenant chose for its set (`replication` in the primary's view): its mode, what a synchronous
+    set does without a replica (`durability`), and whether Reddwarf fails it over by itself when its primary
+    dies or hangs (on by default for a set with a replica)."""
 
     mode: Mode = Mode.ASYNC
     auto_failover: bool = True
+    durability: Durability = Durability.STRICT
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +126,12 @@ class PolicyChange:
 
     mode: Mode | None = None
     auto_failover: bool | None = None
+    durability: Durability | None = None
 
     def applied_to(self, policy: SetPolicy) -> SetPolicy:
         return SetPolicy(mode=policy.mode if self.mode is None else self.mode,
-                         auto_failover=policy.auto_failover if self.auto_failover is None else self.auto_failover)
+                         auto_failover=policy.auto_failover if self.auto_failover is None else self.auto_failover,
+                         durability=policy.durability if self.durability is None else self.durability)
 
 
 Address = tuple[str, int]
@@ -97,7 +143,8 @@ class ReplicationSet:
     next compare-and-swap expects. `writer`: the address and port tenants write to, the primary's own when
     the set was formed, whichever member is the primary now; `reader`: the address spread over its healthy
     replicas (None until it is allocated); `failed_over`: when it last failed over by itself (epoch seconds);
-`writer_held`: its writer endpoint refuses new connections while its primary is being replaced."""
+`writer_held`: its writer endpoint refuses new connections while its primary is being replaced; `sync`: where a
+set in synchronous mode stands (`SyncState`), and since when (`sync_changed`, epoch seconds)."""
 
     id: str
     project_id: str
@@ -111,6 +158,15 @@ class ReplicationSet:
     reader: Address | None = None
     failed_over: float | None = None
     writer_held: bool = False
+    sync: SyncState = SyncState.ASYNC
+    sync_changed: float | None = None
+
+    @property
+    def synchronous_names(self) -> tuple[str, ...]:
+        """The slots of the replicas one of which its primary's commits wait for now (none: they do not)."""
+        if self.policy.mode is not Mode.SYNC or not self.sync.waits:
+            return ()
+        return tuple(slot_name(r) for r in self.replica_ids)
 
     def member(self, instance_id: str) -> Member | None:
         return next((m for m in self.members if m.instance_id == instance_id), None)
@@ -136,6 +192,9 @@ class Topology:
     peers: tuple[Placement, ...] = ()
     tls: Issued | None = None
     credential: Secret | None = None
+    # The set's replicas (by slot) one of which each commit of its primary waits for; none: asynchronous. A
+    # replica is told too (MariaDB's replica side acknowledges only when asked to).
+    synchronous: tuple[str, ...] = ()
 
     @property
     def is_replica(self) -> bool:

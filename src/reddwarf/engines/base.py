@@ -49,7 +49,7 @@ from reddwarf.domain.backup import (
 from reddwarf.domain.capabilities import Capabilities
 from reddwarf.domain.catalog import DatastoreVersion, Flavor
 from reddwarf.domain.instance import DatabaseSpec, InstanceSpec, UserSpec
-from reddwarf.domain.replication import ReplicaState, Seed, Topology
+from reddwarf.domain.replication import ReplicaState, Seed, SyncReading, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec, WorkloadSpec
 
@@ -311,6 +311,13 @@ class Replication(Protocol):
         """Live reads (short timeouts): the state of each replica of the primary at `placement`, keyed as
         `replicas` is (each replica's slot -> its placement), asked of the primary or of the replica itself,
         as the engine can tell best. The set shares one admin password."""
+        ...
+
+    def sync_reading(
+        self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
+    ) -> SyncReading:
+        """Live read (short timeouts) on the primary at `placement` of a set in synchronous mode, and of its
+        replicas where the engine must ask them (`replicas`: each one's slot -> its placement)."""
         ...
 
     def promote(self, placement: Placement, admin_password: Secret) -> None:

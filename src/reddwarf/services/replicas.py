@@ -27,7 +27,7 @@ from reddwarf.domain.errors import (
 )
 from reddwarf.domain.instance import Instance, InstanceSpec
 from reddwarf.domain.operations import REGISTRY, Kind
-from reddwarf.domain.replication import MAX_REPLICA_COUNT, Mode, PolicyChange, SetPolicy
+from reddwarf.domain.replication import MAX_REPLICA_COUNT, Mode, PolicyChange, ReplicationSet, SetPolicy
 from reddwarf.domain.secret import ADMIN_SECRET
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.identity.context import AuthContext
@@ -117,7 +117,7 @@ def create(ctx: ServiceContext, auth: AuthContext, request: CreateInstanceReques
                 policy = SetPolicy() if request.replication is None else request.replication.applied_to(SetPolicy())
                 found = uow.replication.form(current.runtime_id, current.project_id, source_id, writer, policy)
             elif request.replication is not None:
-                uow.replication.set_policy(found.id, request.replication.applied_to(found.policy))
+                _change_policy(ctx, uow, found, request.replication.applied_to(found.policy))
             for replica_name in names:
                 # A replica lives in its source's project (an admin may ask for one of any project's).
                 check_quota(ctx, uow, current.project_id, current.spec.volume_size_gb)
@@ -166,13 +166,22 @@ def set_policy(ctx: ServiceContext, auth: AuthContext, instance_id: str, change:
         current = uow.replication.set_of(instance_id)
         if current is None or current.primary_id != instance_id:
             raise UnprocessableEntity(f"The replication set of instance {instance_id} changed meanwhile; try again.")
-        policy = change.applied_to(current.policy)
-        if policy != current.policy:
-            uow.replication.set_policy(current.id, policy)
-            uow.events.add(instance_id, "replication",
-                           f"replication set to mode {policy.mode.value}, automatic failover "
-                           f"{'on' if policy.auto_failover else 'off'}")
+        _change_policy(ctx, uow, current, change.applied_to(current.policy))
     logger.info("instance %s: replication policy now %s", instance_id, change)
+
+
+def _change_policy(ctx: ServiceContext, uow: UnitOfWork, found: ReplicationSet, policy: SetPolicy) -> None:
+    """Record the set's new policy. A change of mode starts it asynchronous (the failover watch makes it
+    synchronous once a replica can be: docs/failover.md) and has its primary's configuration loaded again."""
+    if policy == found.policy:
+        return
+    mode_changed = policy.mode is not found.policy.mode
+    uow.replication.set_policy(found.id, policy, mode_changed=mode_changed)
+    if mode_changed:
+        ctx.enqueue(uow, Kind.SET_CONVERGE, found.primary_id)
+    sync = f" (durability {policy.durability.value})" if policy.mode is Mode.SYNC else ""
+    uow.events.add(found.primary_id, "replication", f"replication set to mode {policy.mode.value}{sync}, automatic "
+                   f"failover {'on' if policy.auto_failover else 'off'}")
 
 
 def _replica(ctx: ServiceContext, source: Instance, name: str, project_id: str) -> Instance:

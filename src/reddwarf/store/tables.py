@@ -337,6 +337,10 @@ class ReplicationSetRow(Base):
     # The writer endpoint refuses new connections: its primary is being replaced (from the fence or the
     # switchover's stop until the new primary takes writes).
     writer_held: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Synchronous mode: what it does without a replica, where it stands now and since when.
+    durability: Mapped[str] = mapped_column(String(16), default="strict")
+    sync_state: Mapped[str] = mapped_column(String(16), default="async")
+    sync_changed: Mapped[float | None] = mapped_column(Double)
 
 
 class SetMemberRow(Base):

@@ -36,6 +36,7 @@ from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.failover_watch import FailoverPolicy, FailoverWatch, Watched
 from reddwarf.workflows.reconcilers.health import HealthSweep
 from reddwarf.workflows.reconcilers.replication_watch import ReplicationWatch
+from reddwarf.workflows.reconcilers.sync_keeper import SyncKeeper, SyncPolicy
 
 # Seconds between two admin logins of the health observer to an instance where root was ever enabled.
 ADMIN_CHECK_EVERY = 60.0
@@ -115,7 +116,9 @@ def build_failover(deps: ReconcilerDeps, settings: Settings, owner: str) -> Obse
     by themselves, looked at while this process holds the store's `failover` lease."""
     watch = FailoverWatch(deps, FailoverPolicy(grace=settings.failover_grace,
                                                ping_timeout=settings.failover_ping_timeout,
-                                               quiet=settings.failover_quiet))
+                                               quiet=settings.failover_quiet),
+                          sync=SyncKeeper(deps, SyncPolicy(check_every=settings.sync_check_interval,
+                                                           fallback_after=settings.sync_fallback_after)))
     observer_settings = ObserverSettings(
         lease="failover", interval=settings.failover_check_interval, concurrency=settings.health_concurrency,
         lease_ttl=max(5.0, 3 * settings.failover_check_interval),

@@ -5,15 +5,19 @@ accounts are read-only (422). The success path runs against real servers in test
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Api, create_body
+from api_support import Api, build_api, create_body
+from tests.fakes.engines import DEFAULT_OFFERED, FakeEngine
 
+from reddwarf.domain.capabilities import Capability
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.instance import Endpoint
-from reddwarf.domain.replication import ReplicaHealth, ReplicaState
+from reddwarf.domain.operations import Kind
+from reddwarf.domain.replication import ReplicaHealth, ReplicaState, SyncState
 from reddwarf.store.repositories.instances import InstanceRepository
 
 
@@ -218,3 +222,38 @@ def test_a_founder_whose_address_is_its_sets_writer_endpoint_is_not_detached(api
     response = api.put(f"/instances/{founder}", {"instance": {"replica_of": None}})
     assert response.status_code == 422 and "writer endpoint" in response.text, response.text
     assert api.count("operations", "kind = 'instance.replica.detach'") == 0
+
+
+def test_synchronous_mode_is_set_where_the_engine_offers_it_and_starts_asynchronous(tmp_path: Path) -> None:
+    offered = DEFAULT_OFFERED | {Capability.REPLICATION, Capability.SYNC_REPLICATION}
+    for api in build_api(tmp_path, engines={"postgresql": FakeEngine(offered=offered)}):
+        source = api.post("/instances", create_body(name="src")).json()["instance"]["id"]
+        replica = api.post("/instances", create_body(name="rep")).json()["instance"]["id"]
+        for made in (source, replica):
+            _active(api, made)
+        with api.db.unit_of_work() as uow:
+            formed = uow.replication.form(source, api.project, source, ("127.0.1.9", 5432))
+            uow.replication.add_replicas(formed, [replica])
+            uow.replication.record_health(replica, ReplicaHealth(ReplicaState(streaming=True), observed=1.0))
+        response = api.patch(f"/instances/{source}", {"instance": {"replication": {"durability": "eventually"}}})
+        assert response.status_code == 400 and "durability" in response.text
+        body = {"instance": {"replication": {"mode": "sync", "durability": "available"}}}
+        assert api.patch(f"/instances/{source}", body).status_code == 202
+        shown = api.get(f"/instances/{source}").json()["instance"]["replication"]
+        # Synchronous once the failover watch knows a replica holds every commit: asynchronous until then.
+        assert shown["mode"] == "sync" and shown["durability"] == "available"
+        assert shown["synchronous"]["state"] == "async" and "since" in shown["synchronous"]
+        with api.db.unit_of_work(write=False) as uow:  # the primary's configuration is loaded again
+            assert Kind.SET_CONVERGE in [op.kind for op in uow.operations.active_for(source)]
+            found = uow.replication.set_of(source)
+        assert found is not None and found.synchronous_names == ()  # nothing waits before the watch says so
+        with api.db.unit_of_work() as uow:
+            assert uow.replication.set_sync(found.id, SyncState.ASYNC, SyncState.SYNC, 2.0)
+        shown = api.get(f"/instances/{source}").json()["instance"]["replication"]
+        assert shown["synchronous"]["state"] == "sync"
+        # Back to asynchronous: nothing waits any more.
+        assert api.patch(f"/instances/{source}", {"instance": {"replication": {"mode": "async"}}}).status_code == 202
+        with api.db.unit_of_work(write=False) as uow:
+            found = uow.replication.set_of(source)
+        assert found is not None and found.sync is SyncState.ASYNC and found.synchronous_names == ()
+        assert "synchronous" not in api.get(f"/instances/{source}").json()["instance"]["replication"]

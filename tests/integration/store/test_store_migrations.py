@@ -41,7 +41,7 @@ def test_upgrade_creates_the_schema_at_head(empty_store_url: str, key_file: Path
     try:
         assert database.current_revision() is None
         database.upgrade()
-        assert database.current_revision() == Database.head_revision() == "0015"
+        assert database.current_revision() == Database.head_revision() == "0016"
         engine = create_engine(empty_store_url)
         try:
             assert set(inspect(engine).get_table_names()) == EXPECTED_TABLES
@@ -67,10 +67,10 @@ def test_two_processes_upgrading_at_once_both_succeed(
     empty_store_url: str, key_file: Path, race: Callable[[str, str, Path], list[str]]
 ) -> None:
     outputs = race("upgrade", empty_store_url, key_file)
-    assert [output.strip() for output in outputs] == ["0015", "0015"]
+    assert [output.strip() for output in outputs] == ["0016", "0016"]
     database = Database.from_url(empty_store_url, key_file=key_file)
     try:
-        assert database.current_revision() == "0015"
+        assert database.current_revision() == "0016"
         with database.unit_of_work() as uow:
             uow.events.add("r1", "created", "schema usable")
     finally:

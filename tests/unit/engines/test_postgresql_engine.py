@@ -113,7 +113,7 @@ def test_admin_password_with_a_line_break_is_refused(engine: PostgresqlEngine) -
 def test_capabilities_are_accounts_backups_and_streaming_replication(engine: PostgresqlEngine) -> None:
     capabilities = engine.capabilities(VERSION)
     assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
-                                    Capability.REPLICATION}
+                                    Capability.REPLICATION, Capability.SYNC_REPLICATION}
     assert capabilities.backup_strategies == ("pg_basebackup", "pg_wal_incremental")
     assert capabilities.replication_strategies == ("streaming",)
     newer = engine.capabilities(DatastoreVersion("postgresql", "18", "18.6", "/opt/pg/18/bin"))

@@ -18,7 +18,15 @@ from tests.fakes.runtime import FakeRuntime
 from reddwarf.domain.conditions import Observation
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
 from reddwarf.domain.operations import EjectPayload, Kind, payload_of
-from reddwarf.domain.replication import ReplicaHealth, ReplicaState, SetPolicy
+from reddwarf.domain.replication import (
+    Durability,
+    Mode,
+    ReplicaHealth,
+    ReplicaState,
+    SetPolicy,
+    SyncState,
+    slot_name,
+)
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.store.database import Database
@@ -193,6 +201,39 @@ def test_a_set_that_does_not_fail_over_by_itself_is_not_watched(plane: Plane) ->
         plane.clock.now += GRACE
     assert plane.ejects() == []
     assert plane.watch.watched() == []
+
+
+@pytest.mark.parametrize("durability", [Durability.STRICT, Durability.AVAILABLE])
+def test_a_synchronous_set_fails_over_by_itself_only_while_a_replica_is_known_synchronous(
+    plane: Plane, durability: Durability
+) -> None:
+    with plane.db.unit_of_work() as uow:
+        uow.replication.set_policy(plane.set_id, SetPolicy(mode=Mode.SYNC, durability=durability), mode_changed=True)
+    plane.engine.answers = False
+    for _ in range(3):  # asynchronous since it became synchronous: no replica is known to hold every commit
+        plane.look()
+        plane.clock.now += GRACE
+    assert plane.ejects() == []
+    assert any("synchronous mode" in message and "acknowledged" in message for message in plane.events())
+    with plane.db.unit_of_work() as uow:
+        assert uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.RESYNCING, time.time())
+    plane.look()
+    plane.clock.now += GRACE
+    assert plane.ejects() == []  # resyncing: not yet
+    with plane.db.unit_of_work() as uow:
+        assert not uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.SYNC, time.time())  # stale
+        assert uow.replication.set_sync(plane.set_id, SyncState.RESYNCING, SyncState.SYNC, time.time())
+    plane.look()
+    plane.clock.now += GRACE
+    plane.look()
+    (eject,) = plane.ejects()
+    assert eject.automatic
+    with plane.db.unit_of_work() as uow:  # the promotion the eject records: strict waits for the new replicas
+        found = uow.replication.get(plane.set_id)
+        assert found is not None
+        promoted = uow.replication.promote(found, plane.replica)
+    assert promoted.sync is (SyncState.RESYNCING if durability is Durability.STRICT else SyncState.ASYNC)
+    assert promoted.synchronous_names == (() if durability is Durability.AVAILABLE else (slot_name(plane.primary),))
 
 
 def test_the_writer_endpoints_address_outlives_its_founder_until_the_set_is_gone(plane: Plane) -> None:

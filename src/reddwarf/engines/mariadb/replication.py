@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from reddwarf.domain.errors import PermanentError, TemporaryError
-from reddwarf.domain.replication import ReplicaState, Seed, Topology
+from reddwarf.domain.replication import ReplicaState, Seed, SyncReading, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.mariadb import admin, config, passwords
@@ -166,6 +166,11 @@ class MariadbReplication:
             cursor.execute(f"ALTER USER {who} IDENTIFIED BY PASSWORD '{hashed}' REQUIRE X509")
             cursor.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {who}")
             cursor.execute(f"GRANT REPLICATION SLAVE ON *.* TO {who}")
+
+    def sync_reading(
+        self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
+    ) -> SyncReading:
+        raise PermanentError("MariaDB semi-synchronous replication is not offered yet.")
 
     def observe(
         self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]

@@ -121,13 +121,14 @@ def slot_keep_mb(volume_gb: int) -> int:
 
 def render_postgresql_conf(
     placement: Placement, resources: Resources, *, summarize_wal: bool = False,
-    upstream: tuple[str, str] | None = None,
+    upstream: tuple[str, str] | None = None, synchronous: tuple[str, ...] = (),
 ) -> str:
     """The server's only configuration file, passed as `-c config_file=<config_dir>/postgresql.conf`.
 
     `summarize_wal` (PostgreSQL 17 and later only: older servers refuse to start with an unknown setting)
     keeps summaries of the blocks each stretch of WAL changed, which incremental backups are made of.
-    `upstream`: (conninfo, slot) of the primary a replica follows (`replication.conninfo`)."""
+    `upstream`: (conninfo, slot) of the primary a replica follows (`replication.conninfo`). `synchronous`: the
+    slots (each replica's application_name) one of which a commit waits for (docs/failover.md)."""
     memory = memory_settings(resources.memory_mb)
     min_wal, max_wal = wal_settings(resources.volume_gb)
     vcpus = max(1, resources.vcpus)
@@ -177,6 +178,9 @@ def render_postgresql_conf(
     ]
     if summarize_wal:
         settings.append(("summarize_wal", "on"))
+    # A commit waits for any one of the set's replicas to have flushed it (quorum: whichever is first), or
+    # for none. A reload changes it, and commits waiting on a list emptied this way are released.
+    settings.append(("synchronous_standby_names", quote(sync_names(synchronous))))
     if upstream is not None:
         conninfo, slot = upstream
         settings.extend((("primary_conninfo", quote(conninfo)), ("primary_slot_name", quote(slot)),
@@ -186,6 +190,14 @@ def render_postgresql_conf(
         *(f"{name} = {value}" for name, value in settings),
     ]
     return "\n".join(lines) + "\n"
+
+
+def sync_names(slots: tuple[str, ...]) -> str:
+    """`synchronous_standby_names` for `slots` (slot names: lowercase letters, digits and underscores)."""
+    for slot in slots:
+        if not slot or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in slot):
+            raise ValueError(f"{slot!r} is not a slot name")
+    return "" if not slots else "ANY 1 (" + ", ".join(f'"{slot}"' for slot in slots) + ")"
 
 
 def _host_network(address: str) -> Network:

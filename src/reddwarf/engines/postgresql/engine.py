@@ -61,7 +61,7 @@ class PostgresqlEngine:
         strategies = self.backups(version).strategies()
         return Capabilities(
             offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
-                               Capability.REPLICATION}),
+                               Capability.REPLICATION, Capability.SYNC_REPLICATION}),
             backup_strategies=tuple(s for s in (strategies.full, strategies.incremental) if s is not None),
             replication_strategies=(replication.STRATEGY,),
         )
@@ -137,7 +137,8 @@ class PostgresqlEngine:
                 # Incrementals need the WAL summarized from before their parent was taken: always on where
                 # the version has it.
                 config.render_postgresql_conf(placement, resources, summarize_wal=backup.has_incrementals(version),
-                                              upstream=follows),
+                                              upstream=follows,
+                                              synchronous=() if topology is None or follows else topology.synchronous),
             ),
             FileSpec(
                 str(config_dir / config.HBA_FILE),

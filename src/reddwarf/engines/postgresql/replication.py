@@ -32,7 +32,7 @@ from psycopg.rows import TupleRow
 
 from reddwarf.domain.catalog import DatastoreVersion
 from reddwarf.domain.errors import TemporaryError
-from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState, Seed, Topology
+from reddwarf.domain.replication import SLOT_PREFIX, ReplicaState, Seed, SyncReading, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.postgresql import admin
@@ -46,6 +46,9 @@ SOCKET_PERMISSIONS = "0777"  # the socket directory (0700, or 0710 to the set's 
 STANDBY_SIGNAL = "standby.signal"
 _RELOAD_WAIT = 10.0
 _PROMOTE_WAIT = 60.0
+# A synchronous replica this close behind its primary (bytes of WAL it has yet to flush) can be waited for
+# without stalling commits: the set waits for replicas again only once one is.
+SYNC_CATCH_UP = 1024 * 1024
 _C_LOCALE = (("LC_ALL", "C"), ("TZ", "UTC"))
 
 
@@ -279,6 +282,8 @@ class PostgresqlReplication:
         configuration files the runtime rewrote (the ident map of the members) loaded. Idempotent."""
         where = admin.target(placement, self._admin, admin_password, timeout=10.0)
         with admin.session(where) as conn, admin.refusals("prepare replication"):
+            # Its own writes never wait for a synchronous replica: this is what changes the list it waits on.
+            conn.execute("SET synchronous_commit TO local")
             _take_role(where, conn)
             for function in _REWIND_FUNCTIONS:  # what a former primary's pg_rewind reads here with
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(
@@ -346,6 +351,33 @@ class PostgresqlReplication:
                 states[slot] = ReplicaState(state == "streaming", behind, seconds,
                                             "" if state == "streaming" else f"it is connected but {state}")
         return states
+
+    def sync_reading(
+        self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
+    ) -> SyncReading:
+        """Asked of the primary alone: `synchronous_standby_names` as a new session sees it (the postmaster's,
+        whose reload the checkpointer passes on to every waiting commit), its WAL write position, and its
+        walsenders of the set's slots: those streaming, and the furthest flush of those in the quorum."""
+        where = admin.target(placement, self._admin, admin_password, timeout=2.0)
+        with admin.session(where) as conn, admin.refusals("read its synchronous replication"):
+            row = conn.execute(
+                "SELECT pg_catalog.current_setting('synchronous_standby_names') OPERATOR(pg_catalog.<>) '',"
+                " pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::bigint,"
+                " count(r.pid) FILTER (WHERE r.state OPERATOR(pg_catalog.=) 'streaming'),"
+                " max(pg_catalog.pg_wal_lsn_diff(r.flush_lsn, '0/0')) FILTER (WHERE r.state"
+                " OPERATOR(pg_catalog.=) 'streaming' AND r.sync_state OPERATOR(pg_catalog.=) ANY('{sync,quorum}'))"
+                "::bigint,"
+                " min(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.flush_lsn)) FILTER (WHERE"
+                " r.state OPERATOR(pg_catalog.=) 'streaming')::bigint"
+                " FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_stat_replication r"
+                " ON r.application_name OPERATOR(pg_catalog.=) ANY(%s)", (list(replicas),)
+            ).fetchone()
+        if row is None:
+            raise TemporaryError("PostgreSQL says nothing of its synchronous replication")
+        waits, position, streaming, synced, behind = row
+        return SyncReading(waits=bool(waits), position=int(position), streaming=int(streaming or 0),
+                           synced=None if synced is None else int(synced),
+                           caught_up=behind is not None and int(behind) <= SYNC_CATCH_UP)
 
     def promote(self, placement: Placement, admin_password: Secret) -> None:
         """`pg_promote()`, waiting until the server has left recovery (it removes standby.signal itself)."""

@@ -30,7 +30,7 @@ from typing import Any
 import redis
 
 from reddwarf.domain.errors import PermanentError, TemporaryError
-from reddwarf.domain.replication import ReplicaState, Seed, Topology
+from reddwarf.domain.replication import ReplicaState, Seed, SyncReading, Topology
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.workload import CommandSpec, Placement, ToolSpec
 from reddwarf.engines.redis import admin, config
@@ -192,6 +192,11 @@ class RedisReplication:
             except redis.RedisError as exc:
                 raise _failed("list its users", exc) from None
         return {name: rules for name, rules in found.items() if name not in self._reserved()}
+
+    def sync_reading(
+        self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
+    ) -> SyncReading:
+        raise PermanentError("Redis 7.0 replicates asynchronously only.")
 
     def observe(
         self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]

@@ -21,7 +21,7 @@ from reddwarf.domain.accounts import RootHistory
 from reddwarf.domain.conditions import Observation, advance, derive
 from reddwarf.domain.errors import BadRequest, NotFound, TemporaryError
 from reddwarf.domain.instance import Endpoint, Instance, InstanceSpec
-from reddwarf.domain.replication import Mode, Role, SetPolicy
+from reddwarf.domain.replication import Durability, Mode, Role, SetPolicy, SyncState
 from reddwarf.domain.secret import Secret
 from reddwarf.domain.status import Condition, Fault, InstanceStatus, OperatingStatus
 from reddwarf.store.clock import now
@@ -368,7 +368,9 @@ class InstanceRepository:
             primary_id = set_row.primary_id
             listed = by_id.get(member_id)
             if listed is not None:
-                listed.set_policy = SetPolicy(Mode(set_row.mode), set_row.auto_failover)
+                listed.set_policy = SetPolicy(Mode(set_row.mode), set_row.auto_failover,
+                                              Durability(set_row.durability))
+                listed.set_sync = (SyncState(set_row.sync_state), set_row.sync_changed)
                 listed.set_endpoints = (_pair(set_row.writer_address, set_row.writer_port),
                                         _pair(set_row.reader_address, set_row.reader_port))
             if member.role != Role.REPLICA.value:

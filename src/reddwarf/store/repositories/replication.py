@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from reddwarf.domain.replication import (
     Address,
+    Durability,
     Member,
     Mode,
     ReplicaHealth,
@@ -21,6 +22,7 @@ from reddwarf.domain.replication import (
     ReplicationSet,
     Role,
     SetPolicy,
+    SyncState,
 )
 from reddwarf.store.clock import now
 from reddwarf.store.rows import rowcount
@@ -60,10 +62,11 @@ class ReplicationRepository:
             id=row.id, project_id=row.project_id, primary_id=row.primary_id,
             members=tuple(Member(m.instance_id, Role(m.role), m.created, health_of(m), m.fenced) for m in members),
             version=row.version, created=row.created, updated=row.updated,
-            policy=SetPolicy(mode=Mode(row.mode), auto_failover=row.auto_failover),
+            policy=SetPolicy(mode=Mode(row.mode), auto_failover=row.auto_failover,
+                             durability=Durability(row.durability)),
             writer=_address(row.writer_address, row.writer_port),
             reader=_address(row.reader_address, row.reader_port), failed_over=row.failed_over,
-            writer_held=row.writer_held,
+            writer_held=row.writer_held, sync=SyncState(row.sync_state), sync_changed=row.sync_changed,
         )
 
     def all_sets(self) -> list[ReplicationSet]:
@@ -121,6 +124,7 @@ class ReplicationRepository:
                 self._session.add(ReplicationSetRow(
                     id=set_id, project_id=project_id, primary_id=primary_id, version=1, created=moment,
                     updated=moment, mode=policy.mode.value, auto_failover=policy.auto_failover,
+                    durability=policy.durability.value,
                     writer_address=None if writer is None else writer[0],
                     writer_port=None if writer is None else writer[1]))
                 self._session.flush()
@@ -183,6 +187,12 @@ class ReplicationRepository:
         if member is None or member.role is not Role.REPLICA:
             raise ValueError(f"instance {instance_id} is not a replica of set {found.id}")
         self._bump(found, instance_id)
+        if found.sync.waits:  # its replicas are yet to be known to hold what the new primary acknowledges
+            after = SyncState.RESYNCING if found.policy.durability is Durability.STRICT else SyncState.ASYNC
+            self._session.execute(
+                update(ReplicationSetRow).where(ReplicationSetRow.id == found.id)
+                .values(sync_state=after.value, sync_changed=now()).execution_options(synchronize_session=False)
+            )
         cleared = dict(streaming=None, lag_bytes=None, lag_seconds=None, health_detail=None, observed=None)
         for member_id, role in ((instance_id, Role.PRIMARY), (found.primary_id, Role.REPLICA)):
             self._session.execute(
@@ -207,13 +217,27 @@ class ReplicationRepository:
             .execution_options(synchronize_session=False)
         )
 
-    def set_policy(self, set_id: str, policy: SetPolicy) -> None:
-        """The tenant's choices for its set (no change of roles: no compare-and-swap)."""
+    def set_policy(self, set_id: str, policy: SetPolicy, mode_changed: bool = False) -> None:
+        """The tenant's choices for its set (no change of roles: no compare-and-swap). A change of mode starts
+        it asynchronous (`SyncState.ASYNC`): a set made synchronous is so once a replica is known to be."""
+        values: dict[str, object] = dict(mode=policy.mode.value, auto_failover=policy.auto_failover,
+                                         durability=policy.durability.value, updated=now())
+        if mode_changed:
+            values.update(sync_state=SyncState.ASYNC.value, sync_changed=now())
         self._session.execute(
-            update(ReplicationSetRow).where(ReplicationSetRow.id == set_id)
-            .values(mode=policy.mode.value, auto_failover=policy.auto_failover, updated=now())
+            update(ReplicationSetRow).where(ReplicationSetRow.id == set_id).values(**values)
             .execution_options(synchronize_session=False)
         )
+
+    def set_sync(self, set_id: str, expected: SyncState, state: SyncState, moment: float) -> bool:
+        """Move the set's `SyncState` from `expected` to `state` (False, nothing written: it is not at
+        `expected` any more). Not a change of roles: no compare-and-swap on the set's version."""
+        result = self._session.execute(
+            update(ReplicationSetRow)
+            .where(ReplicationSetRow.id == set_id, ReplicationSetRow.sync_state == expected.value)
+            .values(sync_state=state.value, sync_changed=moment).execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
 
     def set_reader(self, set_id: str, reader: Address) -> None:
         """Record the set's reader endpoint (allocated once, with its first replica)."""

@@ -134,7 +134,8 @@ class ReconcilerDeps:
             if primary is None or primary.endpoint is None:
                 raise PermanentError(f"The primary {found.primary_id} of instance {instance_id} no longer exists.")
             upstream = self.placement(primary)
-        topology = Topology(set_id=found.id, upstream=upstream, slot=slot_name(instance_id), peers=peers)
+        topology = Topology(set_id=found.id, upstream=upstream, slot=slot_name(instance_id), peers=peers,
+                            synchronous=found.synchronous_names)
         member = members.get(instance_id)
         replication = None if member is None else self.engine(member).replication(self.version_for(member.spec))
         if member is None or member.endpoint is None or replication is None or not replication.uses_tls():

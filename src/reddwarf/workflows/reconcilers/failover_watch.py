@@ -38,11 +38,12 @@ from reddwarf.domain.endpoints import Route
 from reddwarf.domain.errors import TemporaryError
 from reddwarf.domain.instance import Instance
 from reddwarf.domain.operations import KINDS_BY_LANE, REGISTRY, EjectPayload, Kind, Lane
-from reddwarf.domain.replication import ReplicationSet
+from reddwarf.domain.replication import Mode, ReplicationSet, SyncState
 from reddwarf.domain.status import InstanceStatus
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers import endpoints
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
+from reddwarf.workflows.reconcilers.sync_keeper import SyncKeeper
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,11 @@ class FailoverPolicy:
 
 class FailoverWatch:
     def __init__(self, deps: ReconcilerDeps, policy: FailoverPolicy,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, sync: SyncKeeper | None = None) -> None:
         self.deps = deps
         self.policy = policy
+        # Keeps each set in synchronous mode where the store says it stands, while its primary answers.
+        self.sync = sync
         self._clock = clock
         # Per primary: since when every look found it failing, and what the last look saw.
         self._failing: dict[str, tuple[float, str]] = {}
@@ -91,7 +94,7 @@ class FailoverWatch:
             routes = endpoints.routes_of(uow, sets)
             items: list[tuple[str, Watched]] = []
             for found in sets:
-                if not found.policy.auto_failover or not found.replica_ids:
+                if not (found.policy.auto_failover or found.policy.mode is Mode.SYNC) or not found.replica_ids:
                     continue
                 primary = uow.instances.get(found.primary_id)
                 if primary is None or primary.deleting or primary.endpoint is None:
@@ -151,6 +154,10 @@ class FailoverWatch:
         if failing is None:
             if self._failing.pop(primary.id, None) is not None:
                 log.info("failover watch: primary %s answers again", primary.id)
+            if self.sync is not None:
+                self.sync.keep(watched.found, primary)
+            return
+        if not watched.found.policy.auto_failover:
             return
         now = self._clock()
         since, _ = self._failing.get(primary.id, (now, failing))
@@ -212,6 +219,9 @@ class FailoverWatch:
         busy = self._busy(uow, found)
         if busy is not None:
             return f"an operation ({busy}) is under way on its set"
+        if found.policy.mode is Mode.SYNC and found.sync is not SyncState.SYNC:
+            return (f"it is in synchronous mode but {_NOT_SYNC[found.sync]}: a replica promoted now could lack "
+                    "commits it acknowledged")
         if found.failed_over is not None and time.time() - found.failed_over < self.policy.quiet:
             return (f"it failed over by itself {time.time() - found.failed_over:.0f} s ago, within the "
                     f"{self.policy.quiet:g} s it waits between two")
@@ -232,6 +242,12 @@ class FailoverWatch:
                 uow.events.add(member.id, "failover", message)
         return None
 
+
+_NOT_SYNC = {
+    SyncState.ASYNC: "its commits do not wait for a replica now (none has been synchronous since it began, or its "
+                     "durability is available and none could acknowledge)",
+    SyncState.RESYNCING: "no replica is known yet to hold every commit it acknowledged",
+}
 
 # How long before the primary began to fail a replica's last "not streaming" may have been seen and still be
 # blamed on the failure (the replication watch asks the primary, which may already have been failing).

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from reddwarf.domain.instance import DatabaseSpec, UserSpec
-from reddwarf.domain.replication import Mode, PolicyChange
+from reddwarf.domain.replication import Durability, Mode, PolicyChange
 from reddwarf.domain.secret import Secret
 from reddwarf.services.instances import CreateInstanceRequest
 
@@ -108,15 +108,18 @@ class AccessIn(_Lenient):
 
 
 class ReplicationIn(BaseModel):
-    """Extension: a replication set's policy (docs/failover.md): its mode and whether it fails over by itself."""
+    """Extension: a replication set's policy (docs/failover.md): its mode, what a synchronous set does when no
+    replica can acknowledge (`durability`), and whether it fails over by itself."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     mode: Literal["async", "sync"] | None = None
+    durability: Literal["strict", "available"] | None = None
     auto_failover: bool | None = None
 
     def to_change(self) -> PolicyChange:
-        return PolicyChange(mode=None if self.mode is None else Mode(self.mode), auto_failover=self.auto_failover)
+        return PolicyChange(mode=None if self.mode is None else Mode(self.mode), auto_failover=self.auto_failover,
+                            durability=None if self.durability is None else Durability(self.durability))
 
 
 class InstanceCreate(BaseModel):
