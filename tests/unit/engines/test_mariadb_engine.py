@@ -108,7 +108,7 @@ def test_an_empty_admin_password_is_refused(engine: MariadbEngine) -> None:
 def test_capabilities_are_accounts_root_backups_and_replication(engine: MariadbEngine) -> None:
     capabilities = engine.capabilities(VERSION)
     assert capabilities.offered == {Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
-                                    Capability.REPLICATION}
+                                    Capability.REPLICATION, Capability.SYNC_REPLICATION}
     assert capabilities.backup_strategies == ("mariadb_backup", "mariadb_backup_incremental")
     assert capabilities.replication_strategies == ("gtid",)
 

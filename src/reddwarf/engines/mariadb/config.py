@@ -128,6 +128,12 @@ def memory_settings(memory_mb: int, volume_gb: int) -> MemorySettings:
     )
 
 
+# How long a semi-synchronous commit waits for an acknowledgment before MariaDB drops to asynchronous by itself
+# (milliseconds): a week. The control plane decides when a set stops waiting ("available"), after recording it;
+# MariaDB's own drop would acknowledge commits no replica has while the store still says "synchronous".
+SEMI_SYNC_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+
 def server_id(instance_id: str) -> int:
     """A member's `server_id`, from the id of its server (a hash): 1 to 2^32-1. Two members of a set with the
     same one could not replicate, and MariaDB says so loudly (a replica's I/O thread stops on its primary's
@@ -136,14 +142,16 @@ def server_id(instance_id: str) -> int:
     return int.from_bytes(digest[:4], "big") % 0xFFFFFFFF + 1
 
 
-def render_my_cnf(placement: Placement, resources: Resources, replica: bool = False) -> str:
+def render_my_cnf(placement: Placement, resources: Resources, replica: bool = False, semi_sync: bool = False) -> str:
     """The server's only option file, used as `mariadbd --defaults-file=<config_dir>/my.cnf`.
 
     Replication's settings that need a restart are every instance's (a replica create never restarts its
     source): the binary log with GTIDs in strict mode and a server id of its own, the relay log, TLS files
     (a certificate of the set's CA once it is a member; `FLUSH SSL` loads new ones), and no replication
     thread starting on its own. A `replica` is read-only (its tenant's root lacks READ_ONLY ADMIN) and runs
-    `follow.sql` at each start."""
+    `follow.sql` at each start. Every member acknowledges what it receives when its primary asks
+    (semi-synchronous replication); a `semi_sync` primary asks, and its commits wait for one replica's
+    acknowledgment for as long as it takes (docs/failover.md: only the control plane drops the wait)."""
     paths = layout(placement)
     ipaddress.ip_address(placement.address)  # raises ValueError for anything but an address
     memory = memory_settings(resources.memory_mb, resources.volume_gb)
@@ -205,6 +213,11 @@ def render_my_cnf(placement: Placement, resources: Resources, replica: bool = Fa
         ("gtid_strict_mode", "ON"),
         ("log_slave_updates", "ON"),
         ("skip_slave_start", "ON"),
+        ("rpl_semi_sync_slave_enabled", "ON"),
+        ("rpl_semi_sync_master_enabled", "ON" if semi_sync else "OFF"),
+        ("rpl_semi_sync_master_wait_point", "AFTER_SYNC"),
+        ("rpl_semi_sync_master_wait_no_slave", "ON"),
+        ("rpl_semi_sync_master_timeout", str(SEMI_SYNC_TIMEOUT_MS)),
         ("ssl_ca", paths.tls_ca),
         ("ssl_cert", paths.tls_cert),
         ("ssl_key", paths.tls_key),

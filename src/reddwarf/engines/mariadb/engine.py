@@ -70,7 +70,7 @@ class MariadbEngine:
     def capabilities(self, version: DatastoreVersion) -> Capabilities:
         return Capabilities(
             offered=frozenset({Capability.USERS, Capability.DATABASES, Capability.ROOT, Capability.BACKUP,
-                               Capability.REPLICATION}),
+                               Capability.REPLICATION, Capability.SYNC_REPLICATION}),
             backup_strategies=(backup.FULL_STRATEGY, backup.INCREMENTAL_STRATEGY),
             replication_strategies=(replication.STRATEGY,),
         )
@@ -144,7 +144,8 @@ class MariadbEngine:
         init: tuple[CommandSpec, ...] = (make_dirs, install_db)
         init_files: tuple[FileSpec, ...] = (FileSpec(paths.install_sql, install_sql, mode=0o600, secret=True),)
         upstream = topology.upstream if topology is not None else None
-        cnf = config.render_my_cnf(placement, resources, replica=upstream is not None)
+        cnf = config.render_my_cnf(placement, resources, replica=upstream is not None,
+                                   semi_sync=upstream is None and topology is not None and bool(topology.synchronous))
         files = (FileSpec(paths.config_file, cnf, mode=0o600),
                  *tls.member_files(placement, topology, paths.tls_ca, paths.tls_cert, paths.tls_key))
         if upstream is not None and topology is not None:

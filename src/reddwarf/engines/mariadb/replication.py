@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 STRATEGY = "gtid"
 _PROMOTE_WAIT = 60
+# A replica this many transactions behind its primary can be waited for without stalling commits.
+SYNC_CATCH_UP = 100
 _GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 # What a primary's copy holds that would steer a replica: its own replication state, if it ever was one.
 _REPLICATION_STATE = ("master.info", "relay-log.info", "multi-master.info")
@@ -149,14 +151,21 @@ class MariadbReplication:
     def prepare_source(
         self, placement: Placement, admin_password: Secret, slots: tuple[str, ...], topology: Topology | None
     ) -> None:
-        """The certificate files the runtime rewrote for the set loaded (`FLUSH SSL`: not logged), and the
-        replication account with the set's password, a certificate of the set's CA required (logged, so that
-        every replica has it when promoted). MariaDB keeps no per-replica state on a primary: `slots` says
+        """The certificate files the runtime rewrote for the set loaded (`FLUSH SSL`: not logged), the
+        replication account with the set's password, a certificate of the set's CA required, and whether its
+        commits wait for a replica (semi-synchronous: `topology.synchronous`). The account is not logged: a
+        commit that waits for a replica must never be what lets the replicas in (every primary makes its own
+        as it becomes one: this runs then). MariaDB keeps no per-replica state on a primary: `slots` says
         nothing here. Idempotent."""
         with admin.session(self._where(placement, admin_password, timeout=10.0)) as cursor, admin.refusals(
             "prepare replication"
         ):
             cursor.execute("FLUSH LOCAL SSL")
+            # Commits wait for a replica's acknowledgment, or not, as the set stands (my.cnf says the same at
+            # the next start); switched off, the commits waiting are released.
+            semi_sync = topology is not None and bool(topology.synchronous)
+            cursor.execute(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}")
+            cursor.execute("SET SESSION sql_log_bin = 0")
             who = config.account(config.REPLICATION_USER, "%")
             if topology is None or topology.credential is None:
                 cursor.execute(f"DROP USER IF EXISTS {who}")
@@ -170,7 +179,41 @@ class MariadbReplication:
     def sync_reading(
         self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
     ) -> SyncReading:
-        raise PermanentError("MariaDB semi-synchronous replication is not offered yet.")
+        """Semi-synchronous replication as the primary says (`rpl_semi_sync_master_enabled`: commits wait;
+        `Rpl_semi_sync_master_status` ON with a semi-synchronous client: they are acknowledged by one) and
+        as each replica says (how far its copy of the log goes, `received`). Positions are GTID sequences."""
+        with admin.session(self._where(placement, admin_password, timeout=2.0)) as cursor, admin.refusals(
+            "read its semi-synchronous replication"
+        ):
+            cursor.execute("SELECT @@GLOBAL.rpl_semi_sync_master_enabled, @@GLOBAL.gtid_binlog_pos")
+            row = cursor.fetchone()
+            cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status',"
+                           " 'Rpl_semi_sync_master_clients')")
+            status = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
+        if row is None:
+            raise TemporaryError("MariaDB says nothing of its semi-synchronous replication")
+        position = sum(gtid_seqs(str(row[1] or "")).values())
+        held: list[int] = []
+        for there in replicas.values():
+            try:
+                held.append(self._streaming_position(there, admin_password))
+            except (TemporaryError, PermanentError):
+                continue
+        acknowledging = (status.get("rpl_semi_sync_master_status") == "ON"
+                         and int(status.get("rpl_semi_sync_master_clients", "0") or 0) >= 1)
+        return SyncReading(waits=bool(int(row[0])), position=position, streaming=len(held),
+                           synced=max(held) if held and acknowledging else None,
+                           caught_up=any(position - h <= SYNC_CATCH_UP for h in held))
+
+    def _streaming_position(self, placement: Placement, admin_password: Secret) -> int:
+        """How far a replica whose I/O thread is connected has the log (TemporaryError: it is not connected)."""
+        with admin.session(self._where(placement, admin_password, timeout=2.0)) as cursor, admin.refusals(
+            "read its replication state"
+        ):
+            status = _slave_status(cursor)
+        if status is None or str(status.get("Slave_IO_Running")) != "Yes":
+            raise TemporaryError(f"instance {placement.instance_id} does not stream from its primary")
+        return sum(gtid_seqs(str(status.get("Gtid_IO_Pos") or "")).values())
 
     def observe(
         self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
