@@ -43,6 +43,8 @@ write; "=" keeps a condition as it is):
 | REPLICA_STREAMS  | =                    | =                 | F EndpointAnswers (4)  | (Ready) / HEALTHY   |
 | COMMITS_WAIT     | =                    | =                 | T CommitsWaitForReplica| (Ready) / ERROR     |
 | COMMITS_FLOW     | =                    | =                 | F EndpointAnswers (5)  | (Ready) / HEALTHY   |
+| VOLUME_FULL      | =                    | =                 | T VolumeFull           | (Ready) / ERROR     |
+| VOLUME_ROOM      | =                    | =                 | F EndpointAnswers (6)  | (Ready) / HEALTHY   |
 
 (1) only when it was False for ServerNotRunning; else =.
 (3) only when it was True for ArchiveNotShipping; else =. And ENDPOINT_ANSWERS leaves a Degraded that is True
@@ -51,6 +53,9 @@ write; "=" keeps a condition as it is):
     ReplicationStopped too: only the replication watch, which saw the replica stop, says it streams again.
 (5) only when it was True for CommitsWaitForReplica (a primary of durability strict whose commits wait: no replica
     acknowledges them); else =. Only the failover watch, which saw them wait, says they flow again.
+(6) only when it was True for VolumeFull; else =. Only the health sweep, which saw the volume full, says it has
+    room again. A server that is not running with its volume full is SERVER_DOWN, and not repaired until the
+    volume has room (a restart would fail the same way, again and again).
 (2) a backup does not stop the server: operating_status is what Ready and Degraded say, as when nothing runs.
 
 "(Ready)" is ACTIVE when Ready is True, SHUTDOWN when it is False because the server was found not running
@@ -91,6 +96,7 @@ class Reason(StrEnum):
     ARCHIVE_NOT_SHIPPING = "ArchiveNotShipping"
     REPLICATION_STOPPED = "ReplicationStopped"
     COMMITS_WAIT_FOR_REPLICA = "CommitsWaitForReplica"
+    VOLUME_FULL = "VolumeFull"
 
 
 class Observation(StrEnum):
@@ -118,6 +124,8 @@ class Observation(StrEnum):
     REPLICA_STREAMS = "replica_streams"
     COMMITS_WAIT = "commits_wait"
     COMMITS_FLOW = "commits_flow"
+    VOLUME_FULL = "volume_full"
+    VOLUME_ROOM = "volume_room"
 
 
 # (status, reason) a condition takes; None keeps it as it is.
@@ -149,6 +157,8 @@ _EFFECTS: Mapping[Observation, tuple[_Set, _Set, _Set]] = {
     Observation.REPLICA_STREAMS: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
     Observation.COMMITS_WAIT: (None, None, (True, Reason.COMMITS_WAIT_FOR_REPLICA)),
     Observation.COMMITS_FLOW: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
+    Observation.VOLUME_FULL: (None, None, (True, Reason.VOLUME_FULL)),
+    Observation.VOLUME_ROOM: (None, None, (False, Reason.ENDPOINT_ANSWERS)),
 }
 
 # Degraded reasons that only the watcher that found them clears (by its own observation), never a ping.
@@ -156,6 +166,7 @@ _WATCHED_REASONS: Mapping[Observation, Reason] = {
     Observation.ARCHIVE_SHIPPING: Reason.ARCHIVE_NOT_SHIPPING,
     Observation.REPLICA_STREAMS: Reason.REPLICATION_STOPPED,
     Observation.COMMITS_FLOW: Reason.COMMITS_WAIT_FOR_REPLICA,
+    Observation.VOLUME_ROOM: Reason.VOLUME_FULL,
 }
 
 # While Progressing is True, its reason alone says the statuses.

@@ -112,6 +112,11 @@ class WorkloadSpec:
     peer_group: str | None = None
 
 
+# A volume with less room left than this share of it, or than `VOLUME_FULL_MIN_FREE` bytes, is full.
+VOLUME_FULL_MARGIN = 0.02
+VOLUME_FULL_MIN_FREE = 32 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessObservation:
     """What the runtime sees of an instance's server right now. `stopped`: running, but suspended (SIGSTOP)
@@ -124,3 +129,13 @@ class ProcessObservation:
     exit_reason: str = ""
     volume_used_bytes: int | None = None
     volume_size_bytes: int | None = None
+
+    @property
+    def volume_full(self) -> bool:
+        """Is its volume (as good as) full: less room left than `VOLUME_FULL_MARGIN` of it, or than
+        `VOLUME_FULL_MIN_FREE`? Its server then cannot write its log: PostgreSQL stops (and cannot start again),
+        MariaDB and Redis refuse writes. False when not known."""
+        used, size = self.volume_used_bytes, self.volume_size_bytes
+        if used is None or size is None or size <= 0:
+            return False
+        return size - used < max(VOLUME_FULL_MIN_FREE, int(size * VOLUME_FULL_MARGIN))

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 from test_api_accounts_support import AccountsApi, build_accounts_api
+from tests.fakes.runtime import FakeRuntime
 
 from reddwarf.domain.secret import Secret
+from reddwarf.domain.status import ConditionType
 from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.services import accounts
 from reddwarf.workflows.reconcilers.health import ADMIN_LOST, HealthSweep
-from reddwarf.workflows.reconcilers.instances import CreateInstance
+from reddwarf.workflows.reconcilers.instances import REPAIR, CreateInstance
 
 
 @pytest.fixture
@@ -163,3 +165,63 @@ def test_the_sweep_writes_a_volume_usage_that_moved_a_megabyte_not_a_few_kilobyt
     using(used + 2 * 1024 * 1024)
     sweep()
     assert stored()[0] == used + 2 * 1024 * 1024
+
+
+GB = 1024**3
+
+
+def test_a_full_volume_is_degraded_and_a_dead_server_on_it_is_not_restarted_until_it_has_room(
+    acc: AccountsApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iid = acc.active_instance()
+    sweep = HealthSweep(acc.deps)
+    runtime = acc.deps.runtime
+
+    def seeing(running: bool, used: int) -> None:
+        seen = ProcessObservation(running=running, pid=1 if running else None, exit_reason="" if running else
+                                  "process 1 exit status 1", volume_used_bytes=used, volume_size_bytes=GB)
+        monkeypatch.setattr(runtime, "observe", lambda placement: seen)
+
+    def now() -> tuple[str, str, list[str], list[str]]:
+        with acc.api.db.unit_of_work(write=False) as uow:
+            instance = uow.instances.get(iid)
+            assert instance is not None
+            degraded = {c.type: c for c in instance.conditions}[ConditionType.DEGRADED]
+            repairs = [op.kind for op in uow.operations.active_for(iid) if op.kind == REPAIR]
+            events = [e.message for e in uow.events.list(iid)]
+        return instance.operating_status.value, degraded.reason if degraded.status else "", repairs, events
+
+    seeing(True, GB - 8 * 1024 * 1024)  # running, 8 MiB left: writes fail
+    sweep()
+    operating, reason, _, events = now()
+    assert (operating, reason) == ("ERROR", "VolumeFull") and any("volume is full" in e for e in events)
+    seeing(True, GB // 2)
+    sweep()
+    assert now()[:2] == ("HEALTHY", "")
+
+    seeing(False, GB - 1024 * 1024)  # then it dies on a full volume: no repair, which would fail the same way
+    for _ in range(3):
+        sweep()
+    operating, reason, repairs, events = now()
+    assert reason == "ServerNotRunning" and repairs == []
+    assert any("not restarted until the volume has room" in e for e in events)
+    seeing(False, GB // 2)  # room again (freed, or a larger volume): repaired
+    sweep()
+    assert now()[2] == [REPAIR]
+
+
+def test_a_repair_never_starts_a_server_on_a_full_volume(acc: AccountsApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    iid = acc.active_instance()
+    runtime = acc.deps.runtime
+    assert isinstance(runtime, FakeRuntime)
+    seen = ProcessObservation(running=False, exit_reason="process 1 exit status 1", volume_used_bytes=GB - 1024,
+                              volume_size_bytes=GB)
+    monkeypatch.setattr(runtime, "observe", lambda placement: seen)
+    starts = sum(1 for call in runtime.calls if call[0] == "start")
+    with acc.api.db.unit_of_work() as uow:  # asked for before the volume filled, or by an operator's reset
+        uow.operations.enqueue(REPAIR, iid)
+    acc.drain()
+    with acc.api.db.unit_of_work(write=False) as uow:
+        instance = uow.instances.get(iid)
+    assert instance is not None and instance.fault is not None and "volume is full" in instance.fault.message
+    assert sum(1 for call in runtime.calls if call[0] == "start") == starts  # one refusal, no start, no retry

@@ -5,6 +5,7 @@ to take its place, and never for a set that does not fail over by itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from reddwarf.workflows.reconcilers.endpoints import keep_writer_address, releas
 from reddwarf.workflows.reconcilers.failover_watch import FailoverPolicy, FailoverWatch
 
 GRACE = 2.0
+GIB = 1024**3
 
 
 class Engine(FakeEngine):
@@ -50,9 +52,14 @@ class Runtime(FakeRuntime):
     def __init__(self) -> None:
         super().__init__()
         self.observation = ProcessObservation(running=True, pid=1)
+        # Bytes used of a 1 GiB volume, by the instance's address (none: not known).
+        self.used: dict[str, int] = {}
 
     def observe(self, placement: Placement) -> ProcessObservation:
-        return self.observation
+        used = self.used.get(placement.address)
+        if used is None:
+            return self.observation
+        return dataclasses.replace(self.observation, volume_used_bytes=used, volume_size_bytes=GIB)
 
 
 @dataclass
@@ -201,6 +208,21 @@ def test_a_set_that_does_not_fail_over_by_itself_is_not_watched(plane: Plane) ->
         plane.clock.now += GRACE
     assert plane.ejects() == []
     assert plane.watch.watched() == []
+
+
+def test_a_primary_whose_volume_is_full_is_never_failed_over_onto_a_replica_as_full(plane: Plane) -> None:
+    plane.engine.answers = False
+    plane.runtime.used = {"127.0.1.10": GIB - 1024 * 1024, "127.0.1.11": GIB - 4 * 1024 * 1024}
+    for _ in range(3):
+        plane.look()
+        plane.clock.now += GRACE
+    assert plane.ejects() == []
+    assert any("volume is full" in message and "move the outage" in message for message in plane.events())
+    plane.runtime.used["127.0.1.11"] = GIB // 2  # the replica has room: it takes over
+    plane.look()
+    plane.clock.now += GRACE
+    plane.look()
+    assert len(plane.ejects()) == 1
 
 
 @pytest.mark.parametrize("durability", [Durability.STRICT, Durability.AVAILABLE])

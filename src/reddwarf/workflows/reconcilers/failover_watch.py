@@ -231,6 +231,10 @@ class FailoverWatch:
         if not ready:
             return ("none of its replicas is ACTIVE and was streaming when it began to fail (a replica that had "
                     "stopped would lose what the primary wrote since)")
+        full = self._full_volumes([members[primary_id], *(members[r] for r in ready)])
+        if primary_id in full and full & set(ready):
+            return ("its volume is full, and a replica that could take its place has a volume as full: a failover "
+                    "would move the outage, not end it (give the volumes room)")
         uow.operations.supersede(primary_id, REGISTRY[Kind.REPLICA_EJECT].supersedes)
         payload = EjectPayload(automatic=True, reason=reason)
         uow.operations.enqueue(Kind.REPLICA_EJECT, primary_id, payload.model_dump())
@@ -241,6 +245,13 @@ class FailoverWatch:
                 uow.instances.record(member.id, Observation.EJECTING, message, generation=member.generation)
                 uow.events.add(member.id, "failover", message)
         return None
+
+
+    def _full_volumes(self, instances: list[Instance | None]) -> set[str]:
+        """Those of `instances` whose volume the runtime sees full now."""
+        deps = self.deps
+        return {i.id for i in instances
+                if i is not None and i.endpoint is not None and deps.runtime.observe(deps.placement(i)).volume_full}
 
 
 _NOT_SYNC = {

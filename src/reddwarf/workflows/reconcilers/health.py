@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reddwarf.domain.conditions import Observation, advance, derive, held_by_a_watcher
+from reddwarf.domain.conditions import Observation, Reason, advance, derive, held_by_a_watcher
 from reddwarf.domain.instance import Endpoint, Instance
 from reddwarf.domain.operations import KINDS_BY_LANE, Lane
-from reddwarf.domain.status import Fault, InstanceStatus, OperatingStatus
+from reddwarf.domain.status import ConditionType, Fault, InstanceStatus, OperatingStatus
 from reddwarf.domain.workload import Placement, ProcessObservation
 from reddwarf.store.uow import UnitOfWork
 from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
@@ -47,6 +47,7 @@ USAGE_STEP = 1024 * 1024
 # Operations that stop and start the server themselves (the lifecycle lane): a server down during one of
 # them is expected.
 STARTS_AND_STOPS = KINDS_BY_LANE[Lane.LIFECYCLE]
+VOLUME_FULL = "its volume is full"
 ADMIN_LOST = (
     "Reddwarf's admin access to this instance was lost; root is enabled, so a root user may have changed "
     "or dropped it"
@@ -202,13 +203,20 @@ class HealthSweep:
                 return False
             if checked[1]:  # still lost: settled once the store says so
                 return lost_before and instance.operating_status is OperatingStatus.ERROR
+        if observation.volume_full != _full_recorded(instance):
+            return False
         operating = _operating(instance, pinged[1])
         return (not lost_before and operating == instance.operating_status
                 and not _usage_moved(observation.volume_used_bytes, instance.volume_used_bytes))
 
     def _record_dead(self, instance: Instance, observation: ProcessObservation) -> None:
+        """A dead server gets a repair; one whose volume is full does not (it would fail to start again and
+        again: it is Degraded, saying so, until its volume has room, and then repaired)."""
         deps = self.deps
         message = f"server not running: {observation.exit_reason}"
+        full = observation.volume_full
+        if full:
+            message += f"; {VOLUME_FULL}: it is not restarted until the volume has room"
         with deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
@@ -216,8 +224,9 @@ class HealthSweep:
             if recorded is None:
                 return
             uow.events.add(instance.id, recorded[0].value, message)
-            uow.operations.enqueue(REPAIR, instance.id)
-        log.warning("instance %s: server not running (%s); repair enqueued", instance.id, observation.exit_reason)
+            if not full:
+                uow.operations.enqueue(REPAIR, instance.id)
+        log.warning("instance %s: %s%s", instance.id, message, "" if full else "; repair enqueued")
 
     def _judge(self, instance: Instance, placement: Placement, observation: ProcessObservation, root: bool) -> None:
         """The endpoint's ping and, where root was ever enabled, the admin's login; record what changed."""
@@ -225,6 +234,9 @@ class HealthSweep:
         healthy = self._answers(instance, placement)
         if root and self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
+            return
+        if observation.volume_full != _full_recorded(instance):
+            self._record_volume(instance, observation)
             return
         admin_back = _admin_lost_recorded(instance)
         operating = _operating(instance, healthy)
@@ -248,6 +260,21 @@ class HealthSweep:
                 uow.events.add(instance.id, operating.value or "UNKNOWN", message)
         if admin_back:
             log.info("instance %s: admin access works again; fault cleared", instance.id)
+
+    def _record_volume(self, instance: Instance, observation: ProcessObservation) -> None:
+        """A running server's volume found full (Degraded, with an event), or with room again."""
+        full = observation.volume_full
+        observed, message = (Observation.VOLUME_ROOM, "its volume has room again")
+        if full:
+            observed, message = (Observation.VOLUME_FULL,
+                                 f"{VOLUME_FULL}: writes fail until it has room (free space or a larger volume)")
+        with self.deps.db.unit_of_work() as uow:
+            if not _unchanged(uow, instance):
+                return
+            if self._swap(uow, instance, observed, message, observation.volume_used_bytes) is None:
+                return
+            uow.events.add(instance.id, "volume", message)
+        log.warning("instance %s: %s", instance.id, message)
 
     def _store_view(self, instance_id: str) -> tuple[str | None, bool]:
         """The kind of the operation working on the instance (None: none), and whether root was ever enabled:
@@ -338,6 +365,12 @@ def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
     compare-and-swap's part (`_swap`)."""
     current = uow.instances.get(seen.id)
     return current is not None and not current.deleting and not uow.operations.active_for(seen.id)
+
+
+def _full_recorded(instance: Instance) -> bool:
+    """The instance is Degraded because its volume is full."""
+    degraded = {c.type: c for c in instance.conditions}.get(ConditionType.DEGRADED)
+    return degraded is not None and degraded.status and degraded.reason == Reason.VOLUME_FULL
 
 
 def _admin_lost_recorded(instance: Instance) -> bool:

@@ -320,6 +320,9 @@ class RepairInstance:
         if instance.deleting or instance.endpoint is None:
             return
         placement = deps.placement(instance)
+        if deps.runtime.observe(placement).volume_full:  # it would fail to start, again and again
+            raise PermanentError(f"Instance {instance.id} is not restarted: its volume is full. Free space on it or "
+                                 "give it a larger volume, then reset its status (reset_status) to have it started.")
         start_server(ctx, deps, instance.spec, instance.id, placement)
         ctx.store_step("ready", _record(
             instance, Observation.READY, "server restarted after it stopped", clear_fault=True))
