@@ -203,7 +203,8 @@ def _follows(client: httpx.Client, instance_id: str, primary: str) -> bool:
             and found.get("state") == "streaming")
 
 
-def _wait_rejoined(client: httpx.Client, state: Path, member: str, primary: str) -> str:
+def _wait_rejoined(client: httpx.Client, state: Path, member: str, primary: str,
+                   policy: dict[str, Any] | None = None) -> str:
     """Until `member` follows `primary` and streams; the member that does. A MariaDB former primary that wrote
     what no replica received cannot follow (error 1236: there is no rewind) and stays out, Degraded: it is
     deleted and a new replica made in its place, as an operator would (docs/known-gaps.md)."""
@@ -215,7 +216,10 @@ def _wait_rejoined(client: httpx.Client, state: Path, member: str, primary: str)
         if "1236" in str(shown.get("reason", "")):
             print(f"  {member} diverged (MariaDB error 1236): replaced by a new replica", flush=True)
             delete_instance(client, member)
-            response = client.post("/instances", json={"instance": {"name": "fo-again", "replica_of": primary}})
+            again: dict[str, Any] = {"name": "fo-again", "replica_of": primary}
+            if policy is not None:  # the set may have been dissolved with it (its primary is the founder)
+                again["replication"] = policy
+            response = client.post("/instances", json={"instance": again})
             response.raise_for_status()
             member = str(response.json()["instance"]["id"])
         time.sleep(0.1)
@@ -228,6 +232,15 @@ def _wait_rejoined(client: httpx.Client, state: Path, member: str, primary: str)
 def _synchronous(client: httpx.Client, primary: str) -> bool:
     shown = client.get(f"/instances/{primary}").json()["instance"].get("replication") or {}
     return bool(shown.get("synchronous", {}).get("state") == "sync")
+
+
+def _synchronous_within(client: httpx.Client, primary: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _synchronous(client, primary):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str], runs: int,
@@ -256,9 +269,11 @@ def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str
             rtos: list[float] = []
             lost: list[int] = []
             for _ in range(runs):
-                standby = _wait_rejoined(client, state, standby, primary)
-                if mode == "sync":  # a set fails over by itself only while it is known synchronous
-                    poll(lambda p=primary: _synchronous(client, p), STEP_TIMEOUT, 0.1)
+                standby = _wait_rejoined(client, state, standby, primary, policy)
+                while mode == "sync" and not _synchronous_within(client, primary, 60.0):
+                    # A set fails over by itself only while it is known synchronous: its replica must stream
+                    # (a MariaDB former primary that diverged only says so after it seemed to rejoin).
+                    standby = _wait_rejoined(client, state, standby, primary, policy)
                 count = len(writer.acks)
                 poll(lambda c=count: len(writer.acks) >= c + 300, 60, 0.01)
                 fault = Fault(kind, state, USER_PREFIX, instance_view(client, primary))
@@ -288,7 +303,7 @@ def bench_engine(client: httpx.Client, plane: Plane, spec: str, faults: list[str
                   flush=True)
         gaps: list[float] = []
         for _ in range(switchovers):
-            standby = _wait_rejoined(client, state, standby, primary)
+            standby = _wait_rejoined(client, state, standby, primary, policy)
             count = len(writer.acks)
             poll(lambda c=count: len(writer.acks) >= c + 300, 60, 0.01)
             asked = time.monotonic()

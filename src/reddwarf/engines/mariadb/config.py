@@ -223,7 +223,11 @@ def render_my_cnf(placement: Placement, resources: Resources, replica: bool = Fa
         ("ssl_key", paths.tls_key),
     ]
     if replica:
-        settings += [("read_only", "ON"), ("init_file", paths.follow_sql)]
+        # A replica starts as one: after a crash, what it wrote to its binary log as a primary but never had
+        # acknowledged (a semi-synchronous commit still waiting: prepared, not committed) is rolled back and cut
+        # from its log (MDEV-21117, MDEV-33465), so that a fenced former primary follows its successor instead of
+        # having diverged from it.
+        settings += [("read_only", "ON"), ("init_file", paths.follow_sql), ("init_rpl_role", "SLAVE")]
     lines = [
         "# Rendered by Reddwarf for instance " + placement.instance_id + "; rewritten on every start.",
         "# Used through --defaults-file: no other option file (e.g. /etc/mysql) is ever read.",

@@ -207,7 +207,7 @@ class MariadbReplication:
 
     def _streaming_position(self, placement: Placement, admin_password: Secret) -> int:
         """How far a replica whose I/O thread is connected has the log (TemporaryError: it is not connected)."""
-        with admin.session(self._where(placement, admin_password, timeout=2.0)) as cursor, admin.refusals(
+        with admin.session(self._where(placement, admin_password, timeout=1.0)) as cursor, admin.refusals(
             "read its replication state"
         ):
             status = _slave_status(cursor)
