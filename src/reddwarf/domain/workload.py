@@ -139,3 +139,11 @@ class ProcessObservation:
         if used is None or size is None or size <= 0:
             return False
         return size - used < max(VOLUME_FULL_MIN_FREE, int(size * VOLUME_FULL_MARGIN))
+
+    @property
+    def volume_roomy(self) -> bool:
+        """Has a volume once full room again: twice what `volume_full` asks (no flapping at the threshold)."""
+        used, size = self.volume_used_bytes, self.volume_size_bytes
+        if used is None or size is None or size <= 0:
+            return True
+        return size - used >= 2 * max(VOLUME_FULL_MIN_FREE, int(size * VOLUME_FULL_MARGIN))

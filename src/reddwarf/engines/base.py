@@ -320,6 +320,12 @@ class Replication(Protocol):
         replicas where the engine must ask them (`replicas`: each one's slot -> its placement)."""
         ...
 
+    def apply_sync(self, placement: Placement, admin_password: Secret, topology: Topology) -> None:
+        """Have the primary at `placement` wait for one of `topology.synchronous`'s replicas at each commit, or
+        for none, as the files the runtime rewrote say; nothing else changes (no slot, no account). Returns
+        once new commits wait as it says."""
+        ...
+
     def promote(self, placement: Placement, admin_password: Secret) -> None:
         """Make the replica at `placement` a read-write server of its own, without a restart; idempotent (a
         server that is no replica any more is left alone). Returns once it takes writes."""

@@ -248,7 +248,7 @@ def test_synchronous_mode_is_set_where_the_engine_offers_it_and_starts_asynchron
             found = uow.replication.set_of(source)
         assert found is not None and found.synchronous_names == ()  # nothing waits before the watch says so
         with api.db.unit_of_work() as uow:
-            assert uow.replication.set_sync(found.id, SyncState.ASYNC, SyncState.SYNC, 2.0)
+            assert uow.replication.set_sync(found, SyncState.SYNC, 2.0)
         shown = api.get(f"/instances/{source}").json()["instance"]["replication"]
         assert shown["synchronous"]["state"] == "sync"
         # Back to asynchronous: nothing waits any more.

@@ -238,13 +238,15 @@ def test_a_synchronous_set_fails_over_by_itself_only_while_a_replica_is_known_sy
     assert plane.ejects() == []
     assert any("synchronous mode" in message and "acknowledged" in message for message in plane.events())
     with plane.db.unit_of_work() as uow:
-        assert uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.RESYNCING, time.time())
+        before = uow.replication.get(plane.set_id)
+        assert before is not None and uow.replication.set_sync(before, SyncState.RESYNCING, time.time())
     plane.look()
     plane.clock.now += GRACE
     assert plane.ejects() == []  # resyncing: not yet
     with plane.db.unit_of_work() as uow:
-        assert not uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.SYNC, time.time())  # stale
-        assert uow.replication.set_sync(plane.set_id, SyncState.RESYNCING, SyncState.SYNC, time.time())
+        assert not uow.replication.set_sync(before, SyncState.SYNC, time.time())  # as read before: stale
+        now = uow.replication.get(plane.set_id)
+        assert now is not None and uow.replication.set_sync(now, SyncState.SYNC, time.time())
     plane.look()
     plane.clock.now += GRACE
     plane.look()

@@ -86,8 +86,8 @@ def _plane(db: Database, durability: Durability) -> Plane:
         uow.replication.add_replicas(formed, [replica.id])
     holder: list[Plane] = []
 
-    def apply(found: ReplicationSet) -> None:
-        holder[0].applied.append(found.sync)
+    def apply(set_id: str) -> None:
+        holder[0].applied.append(holder[0].found().sync)
         holder[0].server_follows_store()
 
     keeper = SyncKeeper(deps, SyncPolicy(check_every=0.5, fallback_after=FALLBACK), clock,
@@ -100,6 +100,12 @@ def _plane(db: Database, durability: Durability) -> Plane:
 @pytest.fixture(params=[Durability.STRICT, Durability.AVAILABLE])
 def plane(request: pytest.FixtureRequest, db: Database) -> Iterator[Plane]:
     yield _plane(db, request.param)
+
+
+def _move(db: Database, set_id: str, state: SyncState) -> None:
+    with db.unit_of_work() as uow:
+        found = uow.replication.get(set_id)
+        assert found is not None and uow.replication.set_sync(found, state, time.time())
 
 
 def _acknowledging(plane: Plane, synced: int) -> None:
@@ -124,8 +130,7 @@ def test_a_set_is_synchronous_only_once_a_replica_flushed_past_where_commits_beg
 
 def test_an_available_set_drops_to_asynchronous_recorded_before_its_server_stops_waiting(db: Database) -> None:
     plane = _plane(db, Durability.AVAILABLE)
-    with db.unit_of_work() as uow:
-        assert uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.SYNC, time.time())
+    _move(db, plane.set_id, SyncState.SYNC)
     plane.reading = SyncReading(waits=True, position=900, streaming=1, synced=800, caught_up=True)
     assert plane.check() is SyncState.SYNC  # the replica's flush is behind and has not moved: the clock starts
     assert plane.check(after=FALLBACK - 0.5) is SyncState.SYNC
@@ -138,8 +143,7 @@ def test_an_available_set_drops_to_asynchronous_recorded_before_its_server_stops
 
 def test_a_strict_set_never_drops_and_its_primary_says_why_its_commits_wait(db: Database) -> None:
     plane = _plane(db, Durability.STRICT)
-    with db.unit_of_work() as uow:
-        assert uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.SYNC, time.time())
+    _move(db, plane.set_id, SyncState.SYNC)
     plane.reading = SyncReading(waits=True, position=900, streaming=0)
     for _ in range(5):
         assert plane.check() is SyncState.SYNC
@@ -152,8 +156,7 @@ def test_a_strict_set_never_drops_and_its_primary_says_why_its_commits_wait(db: 
 
 
 def test_a_replica_that_keeps_acknowledging_under_load_is_never_taken_for_a_stalled_one(plane: Plane) -> None:
-    with plane.db.unit_of_work() as uow:
-        assert uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.SYNC, time.time())
+    _move(plane.db, plane.set_id, SyncState.SYNC)
     for step in range(10):  # always behind the log (a steady load), but moving
         plane.reading = SyncReading(waits=True, position=1000 + 100 * step, streaming=1, synced=950 + 100 * step)
         assert plane.check() is SyncState.SYNC
@@ -161,8 +164,21 @@ def test_a_replica_that_keeps_acknowledging_under_load_is_never_taken_for_a_stal
 
 
 def test_a_server_out_of_line_with_the_store_is_loaded_again(plane: Plane) -> None:
-    with plane.db.unit_of_work() as uow:
-        assert uow.replication.set_sync(plane.set_id, SyncState.ASYNC, SyncState.SYNC, time.time())
+    _move(plane.db, plane.set_id, SyncState.SYNC)
     plane.reading = SyncReading(waits=False, position=100, streaming=1, synced=None)  # a reload that was lost
     plane.check()
     assert plane.applied == [SyncState.SYNC] and plane.reading.waits
+
+
+def test_a_mark_read_before_the_set_moved_means_nothing_after(plane: Plane) -> None:
+    _move(plane.db, plane.set_id, SyncState.RESYNCING)
+    plane.server_follows_store()
+    plane.reading = SyncReading(waits=True, position=500, streaming=1, synced=100, caught_up=True)
+    plane.check()
+    plane.check()  # the mark: 500
+    _move(plane.db, plane.set_id, SyncState.RESYNCING)  # a promotion (or anyone) moved it meanwhile
+    plane.reading = SyncReading(waits=True, position=900, streaming=1, synced=600, caught_up=True)
+    assert plane.check() is SyncState.RESYNCING  # 600 is past the old mark, not past where the new wait began
+    assert plane.check() is SyncState.RESYNCING  # the new mark: 900
+    _acknowledging(plane, 900)
+    assert plane.check() is SyncState.SYNC

@@ -205,6 +205,14 @@ class MariadbReplication:
                            synced=max(held) if held and acknowledging else None,
                            caught_up=any(position - h <= SYNC_CATCH_UP for h in held))
 
+    def apply_sync(self, placement: Placement, admin_password: Secret, topology: Topology) -> None:
+        """`rpl_semi_sync_master_enabled` as the set stands (my.cnf says the same at the next start); switched
+        off, the commits waiting are released."""
+        with admin.session(self._where(placement, admin_password)) as cursor, admin.refusals(
+            "set its semi-synchronous replication"
+        ):
+            cursor.execute(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if topology.synchronous else 'OFF'}")
+
     def _streaming_position(self, placement: Placement, admin_password: Secret) -> int:
         """How far a replica whose I/O thread is connected has the log (TemporaryError: it is not connected)."""
         with admin.session(self._where(placement, admin_password, timeout=1.0)) as cursor, admin.refusals(

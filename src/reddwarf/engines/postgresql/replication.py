@@ -379,6 +379,10 @@ class PostgresqlReplication:
                            synced=None if synced is None else int(synced),
                            caught_up=behind is not None and int(behind) <= SYNC_CATCH_UP)
 
+    def apply_sync(self, placement: Placement, admin_password: Secret, topology: Topology) -> None:
+        """`synchronous_standby_names` as postgresql.conf now says: loaded (`reload`)."""
+        self.reload(placement, admin_password, topology)
+
     def promote(self, placement: Placement, admin_password: Secret) -> None:
         """`pg_promote()`, waiting until the server has left recovery (it removes standby.signal itself)."""
         where = admin.target(placement, self._admin, admin_password, timeout=_PROMOTE_WAIT + 5.0)

@@ -193,6 +193,9 @@ class RedisReplication:
                 raise _failed("list its users", exc) from None
         return {name: rules for name, rules in found.items() if name not in self._reserved()}
 
+    def apply_sync(self, placement: Placement, admin_password: Secret, topology: Topology) -> None:
+        raise PermanentError("Redis 7.0 replicates asynchronously only.")
+
     def sync_reading(
         self, placement: Placement, admin_password: Secret, replicas: Mapping[str, Placement]
     ) -> SyncReading:

@@ -159,9 +159,16 @@ class ReplicationRepository:
             delete(SetMemberRow).where(SetMemberRow.instance_id == instance_id, SetMemberRow.set_id == found.id)
             .execution_options(synchronize_session=False)
         )
-        if len(found.members) <= 2 and not keep_alone:
-            self._drop(found.id)
-            return None
+        if len(found.members) <= 2:
+            if not keep_alone:
+                self._drop(found.id)
+                return None
+            # A set of one: nothing to wait for, and a replica added later proves itself first.
+            self._session.execute(
+                update(ReplicationSetRow).where(ReplicationSetRow.id == found.id)
+                .values(sync_state=SyncState.ASYNC.value, sync_changed=now())
+                .execution_options(synchronize_session=False)
+            )
         return self._reread(found.id)
 
     def dissolve(self, found: ReplicationSet) -> None:
@@ -229,12 +236,13 @@ class ReplicationRepository:
             .execution_options(synchronize_session=False)
         )
 
-    def set_sync(self, set_id: str, expected: SyncState, state: SyncState, moment: float) -> bool:
-        """Move the set's `SyncState` from `expected` to `state` (False, nothing written: it is not at
-        `expected` any more). Not a change of roles: no compare-and-swap on the set's version."""
+    def set_sync(self, found: ReplicationSet, state: SyncState, moment: float) -> bool:
+        """Move the set's `SyncState` from where `found` (as read) says to `state` (False, nothing written: its
+        primary, its members or its state changed since). Not a change of roles: its version stays."""
         result = self._session.execute(
             update(ReplicationSetRow)
-            .where(ReplicationSetRow.id == set_id, ReplicationSetRow.sync_state == expected.value)
+            .where(ReplicationSetRow.id == found.id, ReplicationSetRow.sync_state == found.sync.value,
+                   ReplicationSetRow.primary_id == found.primary_id, ReplicationSetRow.version == found.version)
             .values(sync_state=state.value, sync_changed=moment).execution_options(synchronize_session=False)
         )
         return rowcount(result) == 1

@@ -94,7 +94,8 @@ class FailoverWatch:
             routes = endpoints.routes_of(uow, sets)
             items: list[tuple[str, Watched]] = []
             for found in sets:
-                if not (found.policy.auto_failover or found.policy.mode is Mode.SYNC) or not found.replica_ids:
+                # Synchronous sets are kept (`SyncKeeper`) whatever their replicas; others watched with a replica.
+                if found.policy.mode is not Mode.SYNC and not (found.policy.auto_failover and found.replica_ids):
                     continue
                 primary = uow.instances.get(found.primary_id)
                 if primary is None or primary.deleting or primary.endpoint is None:
@@ -157,7 +158,7 @@ class FailoverWatch:
             if self.sync is not None:
                 self.sync.keep(watched.found, primary)
             return
-        if not watched.found.policy.auto_failover:
+        if not watched.found.policy.auto_failover or not watched.found.replica_ids:
             return
         now = self._clock()
         since, _ = self._failing.get(primary.id, (now, failing))

@@ -203,7 +203,7 @@ class HealthSweep:
                 return False
             if checked[1]:  # still lost: settled once the store says so
                 return lost_before and instance.operating_status is OperatingStatus.ERROR
-        if observation.volume_full != _full_recorded(instance):
+        if _volume_changed(instance, observation):
             return False
         operating = _operating(instance, pinged[1])
         return (not lost_before and operating == instance.operating_status
@@ -217,6 +217,8 @@ class HealthSweep:
         full = observation.volume_full
         if full:
             message += f"; {VOLUME_FULL}: it is not restarted until the volume has room"
+            if advance(instance.conditions, Observation.SERVER_DOWN, message, time.time()) == instance.conditions:
+                return  # said already: no write, no event, round after round
         with deps.db.unit_of_work() as uow:
             if not _unchanged(uow, instance):
                 return
@@ -235,7 +237,7 @@ class HealthSweep:
         if root and self._admin_lost(instance, placement):
             self._record_admin_lost(instance, observation.volume_used_bytes)
             return
-        if observation.volume_full != _full_recorded(instance):
+        if _volume_changed(instance, observation):
             self._record_volume(instance, observation)
             return
         admin_back = _admin_lost_recorded(instance)
@@ -365,6 +367,13 @@ def _unchanged(uow: UnitOfWork, seen: Instance) -> bool:
     compare-and-swap's part (`_swap`)."""
     current = uow.instances.get(seen.id)
     return current is not None and not current.deleting and not uow.operations.active_for(seen.id)
+
+
+def _volume_changed(instance: Instance, observation: ProcessObservation) -> bool:
+    """The volume found full where the store does not say so, or with room (twice the margin: no flapping at
+    the threshold) where it does."""
+    recorded = _full_recorded(instance)
+    return (observation.volume_full and not recorded) or (recorded and observation.volume_roomy)
 
 
 def _full_recorded(instance: Instance) -> bool:

@@ -28,6 +28,7 @@ from reddwarf.workflows.reconcilers.deps import ReconcilerDeps
 from reddwarf.workflows.reconcilers.endpoints import publish, release_reader
 from reddwarf.workflows.reconcilers.lifecycle import record as _record
 from reddwarf.workflows.reconcilers.lifecycle import record_failure
+from reddwarf.workflows.reconcilers.sync_keeper import say_commits
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def _single_again(deps: ReconcilerDeps, primary_id: str) -> None:
     admin = deps.admin_password(primary.id)
     deps.runtime.refresh(placement, deps.workload_with(primary.spec, placement, admin, None))
     replication.prepare_source(placement, admin, (), None)
+    say_commits(deps, primary, waiting=False)  # a strict set's last replica gone: nothing waits any more
 
 
 NEXT_ADMIN_SECRET = "admin.next"
