@@ -107,6 +107,11 @@ def stopped_position(state: str) -> str | None:
     return ",".join(f"{domain}-{server}-{seq}" for domain, (server, seq) in sorted(last.items()))
 
 
+def _set_semi_sync(cursor: admin.Cursor, waits: bool) -> None:
+    """Whether the primary's commits wait for a replica's acknowledgment; switched off, those waiting go on."""
+    cursor.execute(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if waits else 'OFF'}")
+
+
 class MariadbReplication:
     """GTID replication of one MariaDB version, as the admin over each member's unix socket."""
 
@@ -163,8 +168,7 @@ class MariadbReplication:
             cursor.execute("FLUSH LOCAL SSL")
             # Commits wait for a replica's acknowledgment, or not, as the set stands (my.cnf says the same at
             # the next start); switched off, the commits waiting are released.
-            semi_sync = topology is not None and bool(topology.synchronous)
-            cursor.execute(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'}")
+            _set_semi_sync(cursor, topology is not None and bool(topology.synchronous))
             cursor.execute("SET SESSION sql_log_bin = 0")
             who = config.account(config.REPLICATION_USER, "%")
             if topology is None or topology.credential is None:
@@ -211,7 +215,7 @@ class MariadbReplication:
         with admin.session(self._where(placement, admin_password)) as cursor, admin.refusals(
             "set its semi-synchronous replication"
         ):
-            cursor.execute(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if topology.synchronous else 'OFF'}")
+            _set_semi_sync(cursor, bool(topology.synchronous))
 
     def _streaming_position(self, placement: Placement, admin_password: Secret) -> int:
         """How far a replica whose I/O thread is connected has the log (TemporaryError: it is not connected)."""
